@@ -1,0 +1,12 @@
+"""The flowplan compiler: a workflow repository in, validated and versioned plans out.
+
+The public contract, the only modules `daemon/` may import:
+- `compiler.plan`: the plan format (models, digest, `load_plan`);
+- `compiler.store`: the plan store on disk (publish, list, load versions);
+- `compiler.templating`: the `${ ... }` template language, to render node fields;
+- `compiler.compile` and `compiler.repo`: `compile_repo(read_repo(root))`, for commands
+  that compile a working tree (`flowplan debug`, `flowplan up`, git hooks).
+Everything else is internal.
+"""
+
+__version__ = "0.1.0"

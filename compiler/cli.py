@@ -1,0 +1,154 @@
+"""The compiler's commands: check, compile, publish, schema, graph.
+
+Each command returns its exit code: 0 success, 1 invalid input, 2 usage error. Results go
+to stdout (JSON when asked), human notes and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from compiler import graph, schema
+from compiler.compile import CompileResult, compile_repo
+from compiler.repo import RepoError, find_root, read_repo
+from compiler.report import github_report, json_report, text_report
+from compiler.store import Change, PlanStore
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour for a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the compiler's commands to the `flowplan` parser."""
+    check = subparsers.add_parser("check", help="validate a workflow repository")
+    _repo_argument(check)
+    check.add_argument("--format", choices=("text", "json", "github"), default="text",
+                       help="text for people, json for programs, github for Actions annotations")
+    check.set_defaults(handler=cmd_check)
+
+    compile_ = subparsers.add_parser("compile", help="write plans for inspection, no publish")
+    _repo_argument(compile_)
+    compile_.add_argument("--out", type=Path, required=True, help="folder for <workflow>.json")
+    compile_.set_defaults(handler=cmd_compile)
+
+    publish = subparsers.add_parser("publish", help="compile and publish new plan versions")
+    _repo_argument(publish)
+    publish.add_argument("--store", type=Path, required=True, help="plan store folder")
+    publish.add_argument("--remarks", default="", help="why this version (a commit subject)")
+    publish.add_argument("--commit", default=None, help="git sha the plans come from")
+    publish.set_defaults(handler=cmd_publish)
+
+    schema_ = subparsers.add_parser("schema", help="JSON Schema of the workflow file")
+    schema_.add_argument("kind", nargs="?", choices=sorted(schema.SCHEMAS), default="workflow")
+    schema_.set_defaults(handler=cmd_schema)
+
+    graph_ = subparsers.add_parser("graph", help="a workflow's DAG as Mermaid or dot")
+    graph_.add_argument("args", nargs="+", metavar="[REPO] WORKFLOW")
+    graph_.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph_.set_defaults(handler=cmd_graph)
+
+
+def _repo_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repo", nargs="?", type=Path, default=Path("."),
+                        help="repository root or its workflows/ folder (default: .)")
+
+
+def _compile(repo: Path, *, plans: bool = True) -> CompileResult | int:
+    try:
+        root = find_root(repo)
+    except RepoError as exc:
+        print(f"flowplan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return compile_repo(read_repo(root), plans=plans)
+
+
+def _print_diagnostics(result: CompileResult) -> None:
+    if result.diagnostics:
+        sys.stderr.write(text_report(result.diagnostics, result.workflow_files,
+                                     color=use_color(sys.stderr)))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    result = _compile(args.repo, plans=False)
+    if isinstance(result, int):
+        return result
+    if args.format == "json":
+        sys.stdout.write(json_report(result.diagnostics, result.workflow_files, ok=result.ok))
+    elif args.format == "github":
+        sys.stdout.write(github_report(result.diagnostics))
+    else:
+        sys.stdout.write(text_report(result.diagnostics, result.workflow_files,
+                                     color=use_color(sys.stdout)))
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    result = _compile(args.repo)
+    if isinstance(result, int):
+        return result
+    _print_diagnostics(result)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for plan in result.plans:
+        (out / f"{plan.workflow}.json").write_text(plan.to_json(), encoding="utf-8")
+        print(f"{out / (plan.workflow + '.json')}  {plan.digest[:12]}")
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    result = _compile(args.repo)
+    if isinstance(result, int):
+        return result
+    _print_diagnostics(result)
+    report = PlanStore(args.store).publish(
+        result.plans, keep=result.failed, remove_missing=not result.uncertain_files,
+        remarks=args.remarks, commit=args.commit)
+    for item in report.published:
+        if item.change is Change.UNCHANGED:
+            print(f"{item.workflow}: unchanged (version {item.version})")
+        else:
+            print(f"{item.workflow}: version {item.version} ({item.change.value})")
+    for name, version in report.kept:
+        active = f"version {version} stays active" if version else "nothing published yet"
+        print(f"{name}: not published, invalid; {active}")
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(schema.schema_text(args.kind))
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    if len(args.args) > 2:
+        print("flowplan graph: expected [REPO] WORKFLOW", file=sys.stderr)
+        return EXIT_USAGE
+    repo, workflow = (Path(args.args[0]), args.args[1]) if len(args.args) == 2 else (
+        Path("."), args.args[0])
+    result = _compile(repo)
+    if isinstance(result, int):
+        return result
+    try:
+        plan = result.plan(workflow)
+    except KeyError:
+        _print_diagnostics(result)
+        known = ", ".join(p.workflow for p in result.plans) or "none"
+        state = "is invalid" if workflow in result.failed else "does not exist"
+        print(f"flowplan graph: workflow '{workflow}' {state} (valid: {known})",
+              file=sys.stderr)
+        return EXIT_INVALID
+    assert plan.content is not None
+    render = graph.dot if args.format == "dot" else graph.mermaid
+    sys.stdout.write(render(plan.content))
+    return EXIT_OK

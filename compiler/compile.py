@@ -1,0 +1,241 @@
+"""`compile_repo`: a repository snapshot in, plans and diagnostics out.
+
+Stages: parse YAML (parsing.py) -> check each file (validate.py) -> checks across files and
+of job sources (here) -> resolve into plans (resolve.py, plan.py). Per-file work is cached by
+content hash in an optional `CompileCache`, so a re-check after one change redoes one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from compiler import __version__, templating
+from compiler.diagnostics import Code, Diagnostic, has_errors
+from compiler.models import SettingsSpec
+from compiler.parsing import parse_yaml
+from compiler.plan import Plan, SourcePlan, WorkflowPlan, make_plan
+from compiler.repo import SETTINGS_FILE, RepoSnapshot, SourceProblem
+from compiler.resolve import resolve_workflow, source_plan
+from compiler.validate import FileCheck, check_settings, check_workflow
+
+
+@dataclass(frozen=True, slots=True)
+class CompileResult:
+    """Plans of the valid workflows, every diagnostic, and the names that failed."""
+
+    plans: tuple[Plan, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    failed: tuple[str, ...]
+    workflow_files: int
+    uncertain_files: tuple[str, ...] = ()  # files whose workflow name could not be read
+
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+    def plan(self, name: str) -> Plan:
+        for plan in self.plans:
+            if plan.workflow == name:
+                return plan
+        raise KeyError(name)
+
+
+@dataclass(slots=True)
+class CompileCache:
+    """Per-file results keyed by content hash; keep one per long-lived process."""
+
+    checks: dict[tuple[str, str, str], FileCheck] = field(default_factory=dict)
+    plans: dict[tuple[object, ...], WorkflowPlan] = field(default_factory=dict)
+
+    def prune(self, live_checks: set[tuple[str, str, str]]) -> None:
+        for key in self.checks.keys() - live_checks:
+            del self.checks[key]
+        for plan_key in [k for k in self.plans if k[0] not in live_checks]:
+            del self.plans[plan_key]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
+                 plans: bool = True) -> CompileResult:
+    """Check every workflow of `repo`; with `plans`, resolve the valid ones into plans."""
+    cache = cache if cache is not None else CompileCache()
+    diagnostics: list[Diagnostic] = []
+    settings, settings_key = _settings(repo.settings, diagnostics)
+
+    checks: dict[str, FileCheck] = {}
+    keys: dict[str, tuple[str, str, str]] = {}
+    for path, data in repo.workflows.items():
+        key = (path, _sha(data), settings_key)
+        keys[path] = key
+        check = cache.checks.get(key)
+        if check is None:
+            check = _check_file(path, data, settings)
+            cache.checks[key] = check
+        checks[path] = check
+        diagnostics.extend(check.diagnostics)
+
+    invalid_files = _check_duplicate_names(checks, diagnostics)
+    sources = _SourceCache(repo)
+    for path, check in checks.items():
+        if _check_sources(check, sources, diagnostics):
+            invalid_files.add(path)
+
+    built: list[Plan] = []
+    failed: set[str] = set()
+    for path, check in checks.items():
+        valid = (check.complete and path not in invalid_files and settings is not None
+                 and check.name is not None)
+        if not valid:
+            if check.name is not None:
+                failed.add(check.name)
+            continue
+        if plans:
+            built.append(_plan(check, keys[path], settings, sources, cache))  # type: ignore[arg-type]
+    cache.prune(set(keys.values()))
+    failed -= {plan.workflow for plan in built}
+    return CompileResult(
+        plans=tuple(sorted(built, key=lambda p: p.workflow)),
+        diagnostics=tuple(sorted(diagnostics)),
+        failed=tuple(sorted(failed)),
+        workflow_files=len(repo.workflows),
+        uncertain_files=tuple(path for path, check in checks.items() if not _name_known(check)),
+    )
+
+
+def _name_known(check: FileCheck) -> bool:
+    """Whether the file's workflow name is what the file says (not a guess from its stem).
+
+    A publish writes no tombstones while a name is a guess: a syntax error in a renamed
+    workflow must not remove the workflow it really names.
+    """
+    doc = check.document
+    if doc is None or not isinstance(doc.value, dict):
+        return False
+    return "name" not in doc.value or isinstance(doc.value["name"], str)
+
+
+def _settings(data: bytes | None, out: list[Diagnostic]) -> tuple[SettingsSpec | None, str]:
+    if data is None:
+        return SettingsSpec(), ""
+    parsed = parse_yaml(data, SETTINGS_FILE)
+    if isinstance(parsed, list):
+        out.extend(parsed)
+        return None, _sha(data)
+    settings, problems = check_settings(parsed)
+    out.extend(problems)
+    return settings, _sha(data)
+
+
+def _check_file(path: str, data: bytes, settings: SettingsSpec | None) -> FileCheck:
+    parsed = parse_yaml(data, path)
+    if isinstance(parsed, list):
+        stem = posixpath.splitext(posixpath.basename(path))[0]
+        return FileCheck(file=path, document=None, name=stem, diagnostics=parsed)
+    return check_workflow(path, parsed, settings)
+
+
+def _name_position(check: FileCheck) -> tuple[int, int]:
+    doc = check.document
+    if doc is None or not isinstance(doc.value, dict) or "name" not in doc.value:
+        return 1, 1
+    return doc.position(("name",))
+
+
+def _check_duplicate_names(checks: Mapping[str, FileCheck], out: list[Diagnostic]) -> set[str]:
+    """Two files with one workflow name: an error at both places. Returns the files."""
+    by_name: dict[str, list[FileCheck]] = defaultdict(list)
+    for check in checks.values():
+        if check.name is not None:
+            by_name[check.name].append(check)
+    invalid: set[str] = set()
+    for name, group in by_name.items():
+        if len(group) < 2:
+            continue
+        places = [(c, *_name_position(c)) for c in group]
+        for check, line, column in places:
+            others = ", ".join(f"{o.file}:{o_line}" for o, o_line, _ in places if o is not check)
+            out.append(Diagnostic(check.file, line, column, Code.DUPLICATE_WORKFLOW,
+                                  f"workflow name '{name}' is also used by {others}"))
+            invalid.add(check.file)
+    return invalid
+
+
+@dataclass(slots=True)
+class _SourceCache:
+    """Each source read once per compile; its embedded form built once."""
+
+    repo: RepoSnapshot
+    read: dict[str, bytes | SourceProblem] = field(default_factory=dict)
+    embedded: dict[str, SourcePlan] = field(default_factory=dict)
+
+    def get(self, path: str) -> bytes | SourceProblem:
+        if path not in self.read:
+            data = self.repo.sources.read(path)
+            if isinstance(data, bytes):
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    data = SourceProblem(Code.SOURCE_NOT_TEXT,
+                                         f"source '{path}' is not UTF-8 text")
+            self.read[path] = data
+        return self.read[path]
+
+    def plan(self, path: str) -> SourcePlan:
+        if path not in self.embedded:
+            data = self.read[path]
+            assert isinstance(data, bytes)
+            self.embedded[path] = source_plan(path, data)
+        return self.embedded[path]
+
+
+def _check_sources(check: FileCheck, sources: _SourceCache, out: list[Diagnostic]) -> bool:
+    """Diagnostics for each node's source, and templates in `.sql` sources. True if any."""
+    found = False
+    params = check.header.params if check.header is not None else None
+    for node in check.nodes:
+        path = node.spec.source
+        if path is None or check.document is None:
+            continue
+        data = sources.get(path)
+        if isinstance(data, SourceProblem):
+            line, column = check.document.position(("nodes", node.index, "source"))
+            out.append(Diagnostic(check.file, line, column, data.code, data.message))
+            found = True
+            continue
+        if node.type == "sql":
+            for problem in templating.check(data.decode("utf-8"), params):
+                line, column = _offset_position(data, problem.offset)
+                out.append(Diagnostic(path, line, column, problem.code,
+                                      f"{problem.message} (in node '{node.name}' of"
+                                      f" {check.file})"))
+                found = True
+    return found
+
+
+def _offset_position(data: bytes, offset: int) -> tuple[int, int]:
+    text = data.decode("utf-8")
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _plan(check: FileCheck, key: tuple[str, str, str], settings: SettingsSpec,
+          sources: _SourceCache, cache: CompileCache) -> Plan:
+    assert check.header is not None and check.name is not None
+    embedded = {n.spec.source: sources.plan(n.spec.source)
+                for n in check.nodes if n.spec.source is not None}
+    plan_key = (key, tuple(sorted((p, s.sha256) for p, s in embedded.items())))
+    content = cache.plans.get(plan_key)
+    if content is None:
+        content = resolve_workflow(file=check.file, name=check.name, header=check.header,
+                                   nodes=check.nodes, settings=settings, sources=embedded)
+        cache.plans[plan_key] = content
+    return make_plan(content, compiler_version=__version__)
+

@@ -1,0 +1,158 @@
+"""The edge where a workflow repository is read: from disk, or from memory (tests, git trees).
+
+    flowplan.yaml        optional settings
+    workflows/**.y(a)ml  one workflow each
+    any other file       a job source, by path from the root
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+from compiler.diagnostics import Code
+from compiler.parsing import MAX_FILE_BYTES
+
+SETTINGS_FILE: Final = "flowplan.yaml"
+WORKFLOWS_DIR: Final = "workflows"
+MAX_SOURCE_BYTES: Final = 8 * 1024 * 1024
+
+
+class RepoError(Exception):
+    """The path given is not a workflow repository."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProblem:
+    code: Code
+    message: str
+
+
+class SourceReader(Protocol):
+    """Reads job sources by repository path; says why when a path is not a usable source."""
+
+    def read(self, path: str) -> bytes | SourceProblem: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSnapshot:
+    """Everything the compiler reads, as contents: pass it to `compile_repo`."""
+
+    settings: bytes | None
+    workflows: Mapping[str, bytes]
+    sources: SourceReader
+
+
+def normalize_source_path(path: str) -> str | SourceProblem:
+    """The repository-relative form of a source path, or why it leaves the repository."""
+    if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        return SourceProblem(Code.SOURCE_OUTSIDE,
+                             f"source '{path}' is absolute; give a path from the repository root")
+    normalized = posixpath.normpath(path.replace("\\", "/"))
+    if normalized == ".." or normalized.startswith("../"):
+        return SourceProblem(Code.SOURCE_OUTSIDE, f"source '{path}' is outside the repository")
+    return normalized
+
+
+def _check_size(path: str, size: int) -> SourceProblem | None:
+    if size > MAX_SOURCE_BYTES:
+        return SourceProblem(Code.SOURCE_NOT_TEXT,
+                             f"source '{path}' is {size} bytes; at most {MAX_SOURCE_BYTES} bytes"
+                             " are embedded in a plan")
+    return None
+
+
+@dataclass(slots=True)
+class DiskSources:
+    """Sources from a directory; symlinks may point anywhere inside the repository only."""
+
+    root: Path
+    _real_root: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._real_root = os.path.realpath(self.root)
+
+    def read(self, path: str) -> bytes | SourceProblem:
+        normalized = normalize_source_path(path)
+        if isinstance(normalized, SourceProblem):
+            return normalized
+        real = os.path.realpath(os.path.join(self._real_root, normalized))
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            return SourceProblem(Code.SOURCE_OUTSIDE,
+                                 f"source '{path}' resolves outside the repository (symlink)")
+        try:
+            info = os.stat(real)
+        except FileNotFoundError:
+            return SourceProblem(Code.SOURCE_MISSING, f"source '{path}' does not exist")
+        except OSError as exc:
+            return SourceProblem(Code.SOURCE_MISSING, f"source '{path}' cannot be read:"
+                                 f" {exc.strerror}")
+        if not stat.S_ISREG(info.st_mode):
+            return SourceProblem(Code.SOURCE_NOT_FILE, f"source '{path}' is not a regular file")
+        if problem := _check_size(path, info.st_size):
+            return problem
+        try:
+            with open(real, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            return SourceProblem(Code.SOURCE_MISSING, f"source '{path}' cannot be read:"
+                                 f" {exc.strerror}")
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySources:
+    """Sources from a mapping of path -> bytes (a git tree, a test)."""
+
+    files: Mapping[str, bytes]
+
+    def read(self, path: str) -> bytes | SourceProblem:
+        normalized = normalize_source_path(path)
+        if isinstance(normalized, SourceProblem):
+            return normalized
+        if normalized in self.files:
+            data = self.files[normalized]
+            return _check_size(path, len(data)) or data
+        prefix = normalized.rstrip("/") + "/"
+        if any(name.startswith(prefix) for name in self.files):
+            return SourceProblem(Code.SOURCE_NOT_FILE, f"source '{path}' is not a regular file")
+        return SourceProblem(Code.SOURCE_MISSING, f"source '{path}' does not exist")
+
+
+def find_root(path: Path) -> Path:
+    """The repository root for a REPO argument: the root itself, or its `workflows/` folder."""
+    if not path.is_dir():
+        raise RepoError(f"{path}: not a directory")
+    if (path / WORKFLOWS_DIR).is_dir() or (path / SETTINGS_FILE).is_file():
+        return path
+    if path.name == WORKFLOWS_DIR:
+        return path.parent
+    raise RepoError(f"{path}: not a workflow repository (no {WORKFLOWS_DIR}/ folder and no"
+                    f" {SETTINGS_FILE})")
+
+
+def is_workflow_file(relative: str) -> bool:
+    return relative.startswith(WORKFLOWS_DIR + "/") and relative.endswith((".yaml", ".yml"))
+
+
+def read_repo(root: Path) -> RepoSnapshot:
+    """Read a repository from disk: settings and workflow files now, sources on demand."""
+    settings_path = root / SETTINGS_FILE
+    settings = settings_path.read_bytes() if settings_path.is_file() else None
+    workflows: dict[str, bytes] = {}
+    base = root / WORKFLOWS_DIR
+    for directory, subdirs, files in os.walk(base):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for file_name in files:
+            if file_name.startswith(".") or not file_name.endswith((".yaml", ".yml")):
+                continue
+            full = os.path.join(directory, file_name)
+            relative = os.path.relpath(full, root).replace(os.sep, "/")
+            with open(full, "rb") as handle:  # past the cap, the parser only needs to know
+                workflows[relative] = handle.read(MAX_FILE_BYTES + 1)
+    return RepoSnapshot(settings=settings, workflows=dict(sorted(workflows.items())),
+                        sources=DiskSources(root))

@@ -1,0 +1,199 @@
+"""The `${ ... }` template language of `args`, `command`, `env` values and `.sql` sources.
+
+Each `${ expr }` is one Jinja2 expression, evaluated in an immutable sandbox with strict
+undefined names. `$${` writes a literal `${`. This module is part of the plan contract: the
+compiler checks templates with `check`, the engine renders them with `render`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from compiler.diagnostics import Code, did_you_mean
+
+VARIABLES: Final = frozenset({
+    "ds", "ds_nodash", "ts", "data_interval_start", "data_interval_end", "logical_time",
+    "run_id", "workflow", "node", "attempt", "params",
+})
+
+_ENV: Final = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """One `${ ... }`: its source text and the offset of its `$` in the template."""
+
+    source: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateProblem:
+    """A template error at `offset` characters into the template text."""
+
+    offset: int
+    code: Code
+    message: str
+
+
+class TemplateError(ValueError):
+    """A template could not be rendered (an error in the expression or its data)."""
+
+
+def split(template: str) -> Iterator[str | Expression]:
+    """The literal pieces and expressions of a template, in order.
+
+    Raises `TemplateError` with the offset in its args for an unclosed `${`.
+    """
+    position, literal = 0, []
+    while (dollar := template.find("$", position)) != -1:
+        if template.startswith("$${", dollar):
+            literal.append(template[position:dollar] + "${")
+            position = dollar + 3
+            continue
+        if not template.startswith("${", dollar):
+            literal.append(template[position:dollar + 1])
+            position = dollar + 1
+            continue
+        end = _closing_brace(template, dollar + 2)
+        if end == -1:
+            raise TemplateError("'${' is not closed by '}'; write $${ for a literal ${", dollar)
+        literal.append(template[position:dollar])
+        if any(literal):
+            yield "".join(literal)
+        literal = []
+        yield Expression(template[dollar + 2:end], dollar)
+        position = end + 1
+    literal.append(template[position:])
+    if any(literal):
+        yield "".join(literal)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth, quote, index = 0, "", start
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            if depth == 0:
+                return index
+            depth -= 1
+        index += 1
+    return -1
+
+
+def has_templates(template: str) -> bool:
+    return "$" in template
+
+
+def check(template: str, params: Mapping[str, Any] | None) -> list[TemplateProblem]:
+    """Every problem of a template: syntax, unknown variables, unknown `params.*`, filters.
+
+    `params` None means the workflow's params are unknown (invalid): names are not checked.
+    """
+    if "${" not in template:
+        return []
+    problems: list[TemplateProblem] = []
+    try:
+        pieces = list(split(template))
+    except TemplateError as exc:
+        return [TemplateProblem(exc.args[1], Code.TEMPLATE_SYNTAX, exc.args[0])]
+    for piece in pieces:
+        if isinstance(piece, Expression):
+            problems.extend(_check_expression(piece, params))
+    return problems
+
+
+def _check_expression(expr: Expression, params: Mapping[str, Any] | None) -> list[TemplateProblem]:
+    analysis = _analyse(expr.source)
+    if isinstance(analysis, str):
+        return [TemplateProblem(expr.offset, Code.TEMPLATE_SYNTAX, analysis)]
+    names, param_refs, filters = analysis
+    problems = [
+        TemplateProblem(expr.offset, Code.UNKNOWN_VARIABLE,
+                        f"'{name}' is not a template variable{did_you_mean(name, VARIABLES)}")
+        for name in sorted(names - VARIABLES)
+    ]
+    problems += [
+        TemplateProblem(expr.offset, Code.UNKNOWN_FILTER, f"'{name}' is not a Jinja2 filter"
+                        f" or test{did_you_mean(name, [*_ENV.filters, *_ENV.tests])}")
+        for name in sorted(filters)
+    ]
+    if params is not None:
+        problems += [
+            TemplateProblem(expr.offset, Code.UNKNOWN_PARAM,
+                            f"'params.{name}' is not declared in the workflow's params"
+                            f"{did_you_mean(name, params)}")
+            for name in sorted(param_refs - params.keys())
+        ]
+    return problems
+
+
+@lru_cache(maxsize=16384)
+def _analyse(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]] | str:
+    """(names read, params.* read, unknown filters/tests) of an expression, or its error."""
+    if not source.strip():
+        return "empty expression '${}'"
+    try:
+        tree = _parse_expression(source)
+    except TemplateSyntaxError as exc:
+        return f"template syntax error in '${{{source}}}': {exc.message}"
+    names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    param_refs: set[str] = set()
+    for getter in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getter.node  # type: ignore[attr-defined]  # both node types have it
+        if not (isinstance(target, nodes.Name) and target.name == "params"):
+            continue
+        if isinstance(getter, nodes.Getattr):
+            param_refs.add(getter.attr)
+        elif isinstance(getter, nodes.Getitem) and isinstance(getter.arg, nodes.Const):
+            param_refs.add(str(getter.arg.value))
+    unknown = {f.name for f in tree.find_all(nodes.Filter) if f.name not in _ENV.filters}
+    unknown |= {t.name for t in tree.find_all(nodes.Test) if t.name not in _ENV.tests}
+    return frozenset(names), frozenset(param_refs), frozenset(unknown)
+
+
+def _parse_expression(source: str) -> nodes.Expr:
+    parser = Parser(_ENV, source, state="variable")
+    tree = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError(
+            f"unexpected '{parser.stream.current.value}' after the expression", 1)
+    return tree
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str) -> Any:
+    return _ENV.compile_expression(source, undefined_to_none=False)
+
+
+def render(template: str, context: Mapping[str, Any]) -> str:
+    """Render a template with the run's variables; raises `TemplateError` with the reason."""
+    if "$" not in template:
+        return template
+    out: list[str] = []
+    for piece in split(template):
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        try:
+            value = _compiled(piece.source)(**context)
+        except Exception as exc:  # jinja2 raises many types; each means "cannot render"
+            raise TemplateError(f"cannot render '${{{piece.source}}}': {exc}") from exc
+        out.append(str(value))
+    return "".join(out)

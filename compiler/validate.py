@@ -1,0 +1,468 @@
+"""Checks of one workflow file: structure, names, graph, queues, templates.
+
+Structure errors of one node do not hide the errors of the others: the header and each node
+are checked on their own, and the graph checks run over the nodes that passed (the names of
+the ones that did not still count as known, so that no false "unknown upstream" appears).
+Checks across files (duplicate workflow names, sources on disk) are in `compile.py`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from compiler import templating
+from compiler.diagnostics import Code, Diagnostic, did_you_mean
+from compiler.models import NodeSpec, NodeType, QueueSpec, SettingsSpec, WorkflowHeaderSpec
+from compiler.parsing import Document, Path
+
+_EXTENSION_TYPES: dict[str, NodeType] = {".sh": "shell", ".py": "python", ".sql": "sql"}
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedNode:
+    index: int
+    name: str
+    type: NodeType
+    spec: NodeSpec
+
+
+@dataclass(slots=True)
+class FileCheck:
+    """What one workflow file yields: its name and, when structurally valid, its parts."""
+
+    file: str
+    document: Document | None
+    name: str | None = None
+    header: WorkflowHeaderSpec | None = None
+    nodes: list[CheckedNode] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    complete: bool = False  # every node passed: the workflow can become a plan
+
+    def error(self, path: Path, code: Code, message: str, *, key: bool = False) -> None:
+        assert self.document is not None
+        line, column = self.document.position(path, key=key)
+        self.diagnostics.append(Diagnostic(self.file, line, column, code, message))
+
+
+def validate_model(model: type[_M], value: Any, doc: Document, prefix: Path,
+                   out: list[Diagnostic]) -> _M | None:
+    """Validate `value` with `model`; each pydantic error becomes a positioned diagnostic."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            out.append(_to_diagnostic(error, doc, prefix))
+        return None
+
+
+_TYPE_NAMES = {
+    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "bool_type": "true or false", "list_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "tuple_type": "a list",
+}
+
+
+def _to_diagnostic(error: Any, doc: Document, prefix: Path) -> Diagnostic:
+    loc: list[str | int] = [p for p in error["loc"] if p != "[key]"]
+    kind: str = error["type"]
+    path = (*prefix, *loc)
+    label = ".".join(str(p) for p in path) or "document"
+    if kind == "extra_forbidden":
+        parent_model = _model_at(prefix, loc)
+        message = f"unknown key '{loc[-1]}'" + did_you_mean(str(loc[-1]), parent_model)
+        code, on_key = Code.UNKNOWN_KEY, True
+    elif kind == "missing":
+        message, code, on_key = f"missing required key '{label}'", Code.MISSING_KEY, False
+    elif kind.startswith("FP"):
+        message, code, on_key = f"{label}: {error['msg']}", Code(kind), False
+    elif kind in _TYPE_NAMES:
+        got = _describe(error.get("input"))
+        message = f"{label}: expected {_TYPE_NAMES[kind]}, got {got}"
+        code, on_key = Code.WRONG_TYPE, False
+    elif kind == "literal_error":
+        message = f"{label}: {error['msg'].replace('Input should be', 'expected')}"
+        code, on_key = Code.INVALID_VALUE, False
+    elif kind in ("too_short", "too_long") and isinstance(error.get("input"), list | dict):
+        message, code, on_key = f"{label}: {error['msg'].lower()}", Code.INVALID_VALUE, False
+    else:
+        message = f"{label}: {error['msg'].replace('Input should be', 'expected')}"
+        code, on_key = Code.INVALID_VALUE, False
+    if error["loc"] and error["loc"][-1] == "[key]":
+        on_key = True
+    line, column = doc.position(path, key=on_key)
+    return Diagnostic(doc.file, line, column, code, message)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string '{shown}'"
+    return f"{type(value).__name__} {value!r}"
+
+
+_KEYS_BY_PATH: dict[str, Iterable[str]] = {}
+
+
+def _model_at(prefix: Path, loc: list[str | int]) -> Iterable[str]:
+    """The keys allowed at the place of an unknown key, for "did you mean"."""
+    from compiler import models
+
+    names = [p for p in (*prefix, *loc[:-1]) if isinstance(p, str)]
+    tables: dict[tuple[str, ...], type[BaseModel]] = {
+        (): models.WorkflowHeaderSpec, ("nodes",): models.NodeSpec,
+        ("schedule",): models.ScheduleSpec, ("on_failure",): models.FailureNotifySpec,
+        ("nodes", "notify"): models.NotifySpec, ("settings",): models.SettingsSpec,
+        ("settings", "defaults"): models.DefaultsSpec, ("settings", "queues"): models.QueueSpec,
+    }
+    key = tuple(names)
+    if prefix == ("settings",) and len(names) >= 3 and names[1] == "queues":
+        key = ("settings", "queues")
+    return tables.get(key, models.WorkflowHeaderSpec).model_fields.keys()
+
+
+def check_settings(doc: Document | None) -> tuple[SettingsSpec | None, list[Diagnostic]]:
+    """Check `flowplan.yaml` (None: the file does not exist, defaults apply)."""
+    if doc is None:
+        return SettingsSpec(), []
+    diagnostics: list[Diagnostic] = []
+    if not isinstance(doc.value, dict):
+        line, column = doc.position(())
+        return None, [Diagnostic(doc.file, line, column, Code.NOT_A_MAPPING,
+                                 "flowplan.yaml must be a mapping with defaults and queues")]
+    settings = validate_model(SettingsSpec, doc.value, _SettingsDoc(doc), ("settings",),
+                              diagnostics)
+    if settings is None:
+        return None, diagnostics
+    if settings.defaults.queue not in settings.queues:
+        line, column = doc.position(("defaults", "queue"))
+        diagnostics.append(Diagnostic(
+            doc.file, line, column, Code.SETTINGS_UNKNOWN_QUEUE,
+            f"defaults.queue '{settings.defaults.queue}' is not a queue of 'queues'"
+            + did_you_mean(settings.defaults.queue, settings.queues)))
+    for name, queue in settings.queues.items():
+        if queue.executor == "local" and queue.master is not None:
+            line, column = doc.position(("queues", name, "master"), key=True)
+            diagnostics.append(Diagnostic(doc.file, line, column, Code.INVALID_VALUE,
+                                          f"queue '{name}': master applies to spark queues only"))
+    return (None if diagnostics else settings), diagnostics
+
+
+class _SettingsDoc(Document):
+    """A view of flowplan.yaml whose paths carry a leading "settings" (for key suggestions)."""
+
+    def __init__(self, doc: Document) -> None:
+        object.__setattr__(self, "file", doc.file)
+        object.__setattr__(self, "value", doc.value)
+        object.__setattr__(self, "root", doc.root)
+
+    def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        return super().position(path[1:] if path[:1] == ("settings",) else path, key=key)
+
+
+def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> FileCheck:
+    """Every check of one workflow file that does not need other files."""
+    result = FileCheck(file=file, document=doc)
+    if not isinstance(doc.value, dict):
+        result.error((), Code.NOT_A_MAPPING,
+                     "a workflow file must be a mapping with at least 'nodes'")
+        return result
+    header = validate_model(WorkflowHeaderSpec, doc.value, doc, (), result.diagnostics)
+    result.header = header
+    raw_name = doc.value.get("name")
+    stem = posixpath.splitext(posixpath.basename(file))[0]
+    result.name = raw_name if isinstance(raw_name, str) else stem
+    if "name" not in doc.value and not _is_name(stem):
+        result.error((), Code.INVALID_NAME,
+                     f"file name '{stem}' is not a valid workflow name; set 'name:'")
+    raw_nodes = doc.value.get("nodes")
+    if not isinstance(raw_nodes, list):
+        return result
+    known_names: set[str] = set()
+    all_valid = True
+    for index, raw in enumerate(raw_nodes):
+        node = validate_model(NodeSpec, raw, doc, ("nodes", index), result.diagnostics)
+        name = _node_name(raw, node)
+        if name is not None:
+            known_names.add(name)
+        if node is None:
+            all_valid = False
+            continue
+        checked = _check_node(result, index, node)
+        if checked is None:
+            all_valid = False
+        else:
+            result.nodes.append(checked)
+    _check_unique_nodes(result)
+    _check_graph(result, known_names)
+    if settings is not None:
+        _check_queues(result, header, settings)
+    if header is not None:
+        _check_schedule(result, header)
+    _check_templates(result, header)
+    result.complete = all_valid and header is not None and not result.diagnostics
+    return result
+
+
+def _is_name(value: str) -> bool:
+    from compiler.values import NAME_RE
+
+    return bool(NAME_RE.fullmatch(value))
+
+
+def _node_name(raw: Any, node: NodeSpec | None) -> str | None:
+    if node is not None:
+        if node.name is not None:
+            return node.name
+        if node.source is not None:
+            return posixpath.splitext(posixpath.basename(node.source))[0]
+        return None
+    if isinstance(raw, dict):
+        raw_name, raw_source = raw.get("name"), raw.get("source")
+        if isinstance(raw_name, str):
+            return raw_name
+        if isinstance(raw_source, str):
+            return posixpath.splitext(posixpath.basename(raw_source))[0]
+    return None
+
+
+def _check_node(result: FileCheck, index: int, node: NodeSpec) -> CheckedNode | None:
+    here: Path = ("nodes", index)
+    errors_before = len(result.diagnostics)
+    if (node.source is None) == (node.command is None):
+        which = "both" if node.source is not None else "neither"
+        result.error(here, Code.SOURCE_AND_COMMAND,
+                     f"node has {which} of 'source' and 'command'; give exactly one")
+        return None
+    if node.command is not None:
+        if node.type not in (None, "shell"):
+            result.error((*here, "type"), Code.INVALID_VALUE,
+                         f"a 'command' node runs in the shell; type '{node.type}' needs 'source'")
+        if node.args:
+            result.error((*here, "args"), Code.ARGS_WITH_COMMAND,
+                         "'args' apply to 'source' nodes; write them into 'command'")
+        node_type: NodeType | None = "shell"
+    else:
+        assert node.source is not None
+        extension = posixpath.splitext(node.source)[1].lower()
+        inferred = _EXTENSION_TYPES.get(extension)
+        node_type = node.type or inferred
+        if node_type is None:
+            result.error((*here, "source"), Code.UNKNOWN_TYPE,
+                         f"cannot infer the node type from '{extension or node.source}';"
+                         " set type: shell, python or sql")
+    name = _node_name(None, node)
+    if name is None or not _is_name(name):
+        result.error((*here, "source"), Code.INVALID_NAME,
+                     f"node name '{name}' from the source's file name is not a valid name;"
+                     " set 'name:'")
+    if len(result.diagnostics) > errors_before or name is None or node_type is None:
+        return None
+    return CheckedNode(index=index, name=name, type=node_type, spec=node)
+
+
+def _check_unique_nodes(result: FileCheck) -> None:
+    first: dict[str, CheckedNode] = {}
+    for node in result.nodes:
+        if node.name in first:
+            other = first[node.name]
+            line_a, _ = _node_position(result, other)
+            line_b, _ = _node_position(result, node)
+            result.error(_name_path(other), Code.DUPLICATE_NODE,
+                         f"duplicate node name '{node.name}' (also at line {line_b})")
+            result.error(_name_path(node), Code.DUPLICATE_NODE,
+                         f"duplicate node name '{node.name}' (first at line {line_a})")
+        else:
+            first[node.name] = node
+
+
+def _name_path(node: CheckedNode) -> Path:
+    key = "name" if node.spec.name is not None else "source"
+    return ("nodes", node.index, key)
+
+
+def _node_position(result: FileCheck, node: CheckedNode) -> tuple[int, int]:
+    assert result.document is not None
+    return result.document.position(_name_path(node))
+
+
+def _check_graph(result: FileCheck, known_names: set[str]) -> None:
+    by_name = {n.name: n for n in result.nodes}
+    for node in result.nodes:
+        for position, upstream in enumerate(node.spec.upstream):
+            path: Path = ("nodes", node.index, "upstream", position)
+            if upstream == node.name:
+                result.error(path, Code.SELF_DEPENDENCY,
+                             f"node '{node.name}' lists itself as upstream")
+            elif upstream not in known_names:
+                result.error(path, Code.UNKNOWN_UPSTREAM,
+                             f"upstream '{upstream}' is not a node of this workflow"
+                             + did_you_mean(upstream, known_names))
+    for cycle in find_cycles({n.name: [u for u in n.spec.upstream if u in by_name and u != n.name]
+                              for n in result.nodes}):
+        start = by_name[cycle[0]]
+        index = start.spec.upstream.index(cycle[1])
+        result.error(("nodes", start.index, "upstream", index), Code.CYCLE,
+                     "cycle: " + " -> ".join(reversed(cycle)))
+
+
+def find_cycles(upstreams: Mapping[str, list[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component, as [n0, n1, ..., n0] along upstream edges.
+
+    Iterative Tarjan, in declaration order, so that the reported path is deterministic.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+    counter = 0
+    for root in upstreams:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            edges = upstreams.get(node, [])
+            if child < len(edges):
+                work.append((node, child + 1))
+                nxt = edges[child]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(_cycle_path(set(component), upstreams, node))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return cycles
+
+
+def _cycle_path(component: set[str], upstreams: Mapping[str, list[str]], start: str) -> list[str]:
+    """A simple cycle through `start` inside one strongly connected component (BFS)."""
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt_frontier = []
+        for node in frontier:
+            for up in upstreams.get(node, []):
+                if up not in component:
+                    continue
+                if up == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    path.reverse()
+                    return [*path, start]
+                if up not in previous:
+                    previous[up] = node
+                    nxt_frontier.append(up)
+        frontier = nxt_frontier
+    return [start, start]  # pragma: no cover - a component always has a cycle
+
+
+def _check_queues(result: FileCheck, header: WorkflowHeaderSpec | None,
+                  settings: SettingsSpec) -> None:
+    queues = settings.queues
+    if header is not None and header.queue is not None and header.queue not in queues:
+        result.error(("queue",), Code.UNKNOWN_QUEUE,
+                     f"queue '{header.queue}' is not defined in flowplan.yaml"
+                     + did_you_mean(header.queue, queues))
+    workflow_queue = (header.queue if header and header.queue in queues
+                      else settings.defaults.queue)
+    for node in result.nodes:
+        queue_name = node.spec.queue
+        if queue_name is not None and queue_name not in queues:
+            result.error(("nodes", node.index, "queue"), Code.UNKNOWN_QUEUE,
+                         f"queue '{queue_name}' is not defined in flowplan.yaml"
+                         + did_you_mean(queue_name, queues))
+            continue
+        queue: QueueSpec | None = queues.get(queue_name or workflow_queue)
+        if queue is not None and queue.executor == "spark" and node.type == "shell":
+            path: Path = ("nodes", node.index, "queue" if queue_name else "source")
+            result.error(path, Code.INVALID_VALUE,
+                         f"queue '{queue_name or workflow_queue}' runs on Spark, which runs"
+                         " python and sql nodes; put this shell node on a local queue")
+
+
+def _check_schedule(result: FileCheck, header: WorkflowHeaderSpec) -> None:
+    schedule = header.schedule
+    if schedule is None:
+        return
+    here: Path = ("schedule",)
+    if (schedule.every is None) == (schedule.cron is None):
+        result.error(here, Code.SCHEDULE_SHAPE,
+                     "schedule needs exactly one of 'every' and 'cron'")
+        return
+    if schedule.cron is not None:
+        for key in ("at", "window"):
+            if getattr(schedule, key) is not None:
+                result.error((*here, key), Code.SCHEDULE_SHAPE,
+                             f"'{key}' does not apply to a cron schedule")
+    elif schedule.every == "day":
+        if schedule.window is not None:
+            result.error((*here, "window"), Code.SCHEDULE_SHAPE,
+                         "'window' applies to every: <N>h or <N>m; use 'at' for every: day")
+    elif schedule.at is not None:
+        result.error((*here, "at"), Code.SCHEDULE_SHAPE,
+                     "'at' applies to every: day; use 'window' for every: <N>h or <N>m")
+
+
+def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> None:
+    params = header.params if header is not None else None
+    for node in result.nodes:
+        spec = node.spec
+        fields: list[tuple[Path, str]] = [
+            (("nodes", node.index, "args", i), arg) for i, arg in enumerate(spec.args)]
+        if spec.command is not None:
+            fields.append((("nodes", node.index, "command"), spec.command))
+        fields += [(("nodes", node.index, "env", key), value) for key, value in spec.env.items()]
+        for path, template in fields:
+            for problem in templating.check(template, params):
+                assert result.document is not None
+                line, column = result.document.position(path)
+                column += problem.offset + _quote_width(result.document, path)
+                result.diagnostics.append(
+                    Diagnostic(result.file, line, column, problem.code, problem.message))
+
+
+def _quote_width(doc: Document, path: Path) -> int:
+    """1 when the scalar at `path` is quoted (its text starts one column later), else 0."""
+    from compiler.parsing import _child
+
+    node = doc.root
+    for part in path:
+        child = _child(node, part)
+        if child is None:
+            return 0
+        node = child[1]
+    return 1 if getattr(node, "style", None) in ("'", '"') else 0

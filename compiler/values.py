@@ -1,0 +1,200 @@
+"""Parsers for the small value languages of a workflow file: durations, times of day,
+windows, intervals, time zones, start times, cron expressions and e-mail addresses.
+
+Each raises `PydanticCustomError` whose type is the diagnostic code, so that a pydantic
+error can be turned into a diagnostic without guessing.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import datetime, time
+from functools import lru_cache
+from typing import Any, Final
+
+from croniter import croniter
+from pydantic_core import PydanticCustomError
+
+from compiler.diagnostics import Code
+
+NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
+PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_DURATION_RE: Final = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+")
+_DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TIME_RE: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_EVERY_RE: Final = re.compile(r"([1-9][0-9]*)(h|m)")
+_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_CRON_MACROS: Final = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily",
+                                 "@midnight", "@hourly"})
+MAX_EVERY_MINUTES: Final = 1439
+MAX_EVERY_HOURS: Final = 23
+
+
+def _fail(code: Code, message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError(code.value, message, context or None)
+
+
+def name(value: Any) -> str:
+    """A workflow or node name: a letter, then letters, digits, `_` or `-` (at most 100)."""
+    if not isinstance(value, str):
+        raise _fail(Code.WRONG_TYPE, "expected a name (a string)")
+    if not NAME_RE.fullmatch(value):
+        raise _fail(Code.INVALID_NAME,
+                    "'{value}' is not a valid name: use a letter, then letters, digits, '_' or"
+                    " '-' (at most 100)", value=value)
+    return value
+
+
+def param_name(value: Any) -> str:
+    if not isinstance(value, str) or not PARAM_RE.fullmatch(value):
+        raise _fail(Code.INVALID_NAME,
+                    "'{value}' is not a valid parameter name: use letters, digits and '_',"
+                    " not starting with a digit", value=str(value))
+    return value
+
+
+def text(value: Any) -> str:
+    """A string; an integer is accepted and written in decimal (YAML `--limit: 10`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise _fail(Code.WRONG_TYPE, "expected a string, got {kind}; quote it",
+                kind=type(value).__name__ if value is not None else "nothing")
+
+
+def duration(value: Any) -> float:
+    """Seconds from a number (seconds) or a string like `30s`, `10m`, `1h30m`, `500ms`."""
+    if isinstance(value, bool):
+        raise _fail(Code.INVALID_DURATION, "expected a duration such as 30s, 10m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_RE.fullmatch(value.strip()):
+        seconds = sum(float(n) * _UNIT_SECONDS[u]
+                      for n, u in _DURATION_PART_RE.findall(value.strip()))
+    else:
+        raise _fail(Code.INVALID_DURATION,
+                    "'{value}' is not a duration: use seconds (600) or a string such as 30s,"
+                    " 10m, 1h or 1h30m", value=str(value))
+    if not 0 <= seconds <= 366 * 86400:  # also false for NaN
+        raise _fail(Code.INVALID_DURATION, "duration must be between 0 and 366 days")
+    return seconds
+
+
+def timeout(value: Any) -> float | None:
+    """A duration, or `none` / null for no limit."""
+    if value is None or value == "none":
+        return None
+    seconds = duration(value)
+    if seconds == 0:
+        raise _fail(Code.INVALID_DURATION, "timeout must be more than 0; use none for no limit")
+    return seconds
+
+
+def time_of_day(value: Any) -> str:
+    """`HH:MM`, 24-hour clock."""
+    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
+        raise _fail(Code.INVALID_TIME,
+                    "'{value}' is not a time of day: use \"HH:MM\" between 00:00 and 23:59"
+                    " (quoted)", value=str(value))
+    return value
+
+
+def window(value: Any) -> tuple[str, str]:
+    """A daily window `["HH:MM", "HH:MM"]` whose start is before its end."""
+    if not isinstance(value, list) or len(value) != 2:
+        raise _fail(Code.INVALID_WINDOW, "window must be two times: [\"08:00\", \"20:00\"]")
+    start, end = (_window_time(v) for v in value)
+    if start >= end:
+        raise _fail(Code.INVALID_WINDOW,
+                    "window start {start} is not before its end {end}", start=start, end=end)
+    return start, end
+
+
+def _window_time(value: Any) -> str:
+    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
+        raise _fail(Code.INVALID_WINDOW,
+                    "window time '{value}' is not \"HH:MM\" between 00:00 and 23:59",
+                    value=str(value))
+    return value
+
+
+def every(value: Any) -> str:
+    """`day`, `<N>h` (1..23) or `<N>m` (1..1439)."""
+    if value == "day":
+        return "day"
+    match = _EVERY_RE.fullmatch(value) if isinstance(value, str) else None
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        limit = MAX_EVERY_HOURS if unit == "h" else MAX_EVERY_MINUTES
+        if amount <= limit:
+            return match.group(0)
+    raise _fail(Code.INVALID_EVERY,
+                "every: '{value}' is not day, <N>h (1-23) or <N>m (1-1439); use cron for other"
+                " periods", value=str(value))
+
+
+def timezone(value: Any) -> str:
+    """An IANA time zone name such as `Europe/Amsterdam` or `UTC`."""
+    if isinstance(value, str) and _zone_exists(value):
+        return value
+    raise _fail(Code.INVALID_TIMEZONE,
+                "'{value}' is not an IANA time zone name such as UTC or Europe/Amsterdam",
+                value=str(value))
+
+
+@lru_cache(maxsize=1024)
+def _zone_exists(zone: str) -> bool:
+    if not zone or zone.startswith("/") or ".." in zone:
+        return False
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def start_time(value: Any) -> str:
+    """ISO 8601 date or date-time; without an offset it is read in the schedule's zone."""
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)  # date-only strings parse too: midnight
+        except ValueError:
+            pass
+        else:
+            return value
+    raise _fail(Code.INVALID_START,
+                "start '{value}' is not an ISO 8601 date-time such as 2026-01-01T00:00:00",
+                value=str(value))
+
+
+def cron(value: Any) -> str:
+    """A five-field cron expression or a macro such as `@daily`."""
+    if isinstance(value, str):
+        expression = " ".join(value.split())
+        if expression in _CRON_MACROS:
+            return expression
+        if len(expression.split(" ")) == 5 and _cron_valid(expression):
+            return expression
+    raise _fail(Code.INVALID_CRON,
+                "'{value}' is not a valid cron expression: five fields (minute hour"
+                " day-of-month month day-of-week) such as \"0 2 * * *\"", value=str(value))
+
+
+@lru_cache(maxsize=4096)
+def _cron_valid(expression: str) -> bool:
+    return bool(croniter.is_valid(expression))
+
+
+def email(value: Any) -> str:
+    if isinstance(value, str) and len(value) <= 254 and _EMAIL_RE.fullmatch(value):
+        return value
+    raise _fail(Code.INVALID_EMAIL,
+                "'{value}' is not an e-mail address such as team@example.com", value=str(value))
+
+
+def parse_time_of_day(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
