@@ -8,6 +8,7 @@ which yaml-language-server and most editors understand.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -51,3 +52,21 @@ def _draft07(node: Any) -> Any:
     if isinstance(node, list):
         return [_draft07(item) for item in node]
     return node
+
+
+def write_all(folder: Path) -> list[Path]:
+    """Regenerate the committed schema files (run `python -m compiler.schema`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in SCHEMAS:
+        path = folder / f"{kind}.schema.json"
+        path.write_text(schema_text(kind), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+if __name__ == "__main__":
+    for written_path in write_all(SCHEMA_DIR):
+        print(written_path)

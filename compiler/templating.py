@@ -153,18 +153,22 @@ def _analyse(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str
         tree = _parse_expression(source)
     except TemplateSyntaxError as exc:
         return f"template syntax error in '${{{source}}}': {exc.message}"
-    names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    every = [tree, *tree.find_all(nodes.Node)]  # find_all alone skips the root itself
+    names = {n.name for n in every if isinstance(n, nodes.Name) and n.ctx == "load"}
     param_refs: set[str] = set()
-    for getter in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = getter.node  # type: ignore[attr-defined]  # both node types have it
+    for getter in every:
+        if not isinstance(getter, nodes.Getattr | nodes.Getitem):
+            continue
+        target = getter.node
         if not (isinstance(target, nodes.Name) and target.name == "params"):
             continue
         if isinstance(getter, nodes.Getattr):
             param_refs.add(getter.attr)
         elif isinstance(getter, nodes.Getitem) and isinstance(getter.arg, nodes.Const):
             param_refs.add(str(getter.arg.value))
-    unknown = {f.name for f in tree.find_all(nodes.Filter) if f.name not in _ENV.filters}
-    unknown |= {t.name for t in tree.find_all(nodes.Test) if t.name not in _ENV.tests}
+    unknown = {n.name for n in every
+               if isinstance(n, nodes.Filter) and n.name not in _ENV.filters}
+    unknown |= {n.name for n in every if isinstance(n, nodes.Test) and n.name not in _ENV.tests}
     return frozenset(names), frozenset(param_refs), frozenset(unknown)
 
 
@@ -191,9 +195,8 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         if isinstance(piece, str):
             out.append(piece)
             continue
-        try:
-            value = _compiled(piece.source)(**context)
+        try:  # str() inside: a strict undefined value raises only when it is printed
+            out.append(str(_compiled(piece.source)(**context)))
         except Exception as exc:  # jinja2 raises many types; each means "cannot render"
             raise TemplateError(f"cannot render '${{{piece.source}}}': {exc}") from exc
-        out.append(str(value))
     return "".join(out)

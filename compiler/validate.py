@@ -266,7 +266,9 @@ def _check_node(result: FileCheck, index: int, node: NodeSpec) -> CheckedNode | 
                          f"cannot infer the node type from '{extension or node.source}';"
                          " set type: shell, python or sql")
     name = _node_name(None, node)
-    if name is None or not _is_name(name):
+    if name is None:
+        result.error(here, Code.MISSING_KEY, "a 'command' node needs a 'name'")
+    elif not _is_name(name):
         result.error((*here, "source"), Code.INVALID_NAME,
                      f"node name '{name}' from the source's file name is not a valid name;"
                      " set 'name:'")

@@ -1,0 +1,32 @@
+"""Shared test helpers: small repositories on disk and in memory."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MakeRepo = Callable[..., Path]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> MakeRepo:
+    """Write a repository: `make_repo({"workflows/a.yaml": "...", "jobs/x.sh": "..."})`."""
+
+    def make(files: dict[str, str | bytes], root: Path | None = None) -> Path:
+        base = root or tmp_path / "repo"
+        for relative, content in files.items():
+            path = base / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+        (base / "workflows").mkdir(parents=True, exist_ok=True)
+        return base
+
+    return make

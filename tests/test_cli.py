@@ -1,0 +1,126 @@
+"""`flowplan check/compile/publish/graph/schema` as a user runs them: a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+BAD = """
+name: bad
+nodes:
+  - name: a
+    command: echo done
+    retires: 2
+  - name: b
+    command: echo ${dss}
+    upstream: [a, c]
+"""
+
+
+def flowplan(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=60)
+
+
+def test_check_examples_valid_exit_0():
+    done = flowplan("check", ROOT / "workflows")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 workflows valid" in done.stdout
+
+
+def test_check_text_lists_every_error_and_exits_1(make_repo):
+    repo = make_repo({"workflows/bad.yaml": BAD})
+    done = flowplan("check", repo)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "workflows/bad.yaml:5:5: error FP101 unknown key 'retires' (did you mean 'retries'?)",
+        "workflows/bad.yaml:7:19: error FP502 'dss' is not a template variable"
+        " (did you mean 'ds'?)",
+        "workflows/bad.yaml:8:19: error FP201 upstream 'c' is not a node of this workflow",
+        "3 errors in 1 file",
+    ]
+
+
+def test_check_json_format(make_repo):
+    repo = make_repo({"workflows/bad.yaml": BAD})
+    done = flowplan("check", repo, "--format", "json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["ok"] is False and report["workflows"] == 1
+    assert report["diagnostics"][0] == {
+        "file": "workflows/bad.yaml", "line": 5, "column": 5, "code": "FP101",
+        "severity": "error", "message": "unknown key 'retires' (did you mean 'retries'?)"}
+    assert {d["code"] for d in report["diagnostics"]} == {"FP101", "FP502", "FP201"}
+
+
+def test_check_github_annotations_are_escaped(make_repo):
+    repo = make_repo({"workflows/bad.yaml": BAD,
+                      "workflows/pct.yaml": "name: pct\nnodes:\n  - name: a\n    command: x\n"
+                                            "    queue: '50%,a:b'\n"})
+    done = flowplan("check", repo, "--format", "github")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("::error file=workflows/bad.yaml,line=5,col=5,title=FP101::"
+                        "unknown key 'retires' (did you mean 'retries'?)")
+    assert ("::error file=workflows/pct.yaml,line=5,col=12,title=FP204::queue '50%25,a:b'"
+            " is not defined in flowplan.yaml") in lines
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert flowplan("check", tmp_path / "missing").returncode == 2
+    assert flowplan("check", tmp_path).returncode == 2  # not a repository
+    assert flowplan("check", "--format", "xml").returncode == 2
+    assert flowplan("nonsense").returncode == 2
+
+
+def test_compile_writes_plans_and_publish_reports_changes(tmp_path):
+    out = tmp_path / "plans"
+    done = flowplan("compile", "workflows", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "daily_sales.json", "hourly_health.json", "reindex.json"]
+    plan = json.loads((out / "daily_sales.json").read_text())
+    assert plan["version"] is None and plan["published_at"] is None
+    store = tmp_path / "store"
+    first = flowplan("publish", "workflows", "--store", store, "--remarks", "init",
+                     "--commit", "c0ffee")
+    assert first.returncode == 0, first.stderr
+    assert "daily_sales: version 1 (new)" in first.stdout
+    stored = json.loads((store / "daily_sales" / "1.json").read_text())
+    assert (stored["remarks"], stored["commit"]) == ("init", "c0ffee")
+    assert stored["digest"] == plan["digest"]
+    second = flowplan("publish", "workflows", "--store", store)
+    assert "daily_sales: unchanged (version 1)" in second.stdout
+
+
+def test_publish_exits_1_and_names_what_was_not_published(make_repo, tmp_path):
+    repo = make_repo({"workflows/bad.yaml": BAD,
+                      "workflows/good.yaml": "nodes:\n  - name: a\n    command: echo ok\n"})
+    done = flowplan("publish", repo, "--store", tmp_path / "store")
+    assert done.returncode == 1
+    assert "good: version 1 (new)" in done.stdout
+    assert "bad: not published, invalid; nothing published yet" in done.stdout
+    assert "FP101" in done.stderr
+
+
+def test_graph_mermaid_and_dot():
+    mermaid = flowplan("graph", "workflows", "daily_sales")
+    assert mermaid.returncode == 0
+    assert mermaid.stdout.startswith("flowchart LR\n")
+    assert "  n0 --> n1" in mermaid.stdout
+    dot = flowplan("graph", "daily_sales", "--format", "dot")
+    assert '"ingest" -> "transform";' in dot.stdout
+    assert '"report" -> "alert_on_failure" [label="any_failed"];' in dot.stdout
+    missing = flowplan("graph", "nope")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_schema_prints_draft07_workflow_schema():
+    done = flowplan("schema")
+    schema = json.loads(done.stdout)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert "nodes" in schema["properties"]

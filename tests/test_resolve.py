@@ -1,0 +1,136 @@
+"""Resolution: defaults, queue precedence, tags, topological order, schedules, sources."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import datetime, timedelta, timezone
+
+from compiler.compile import compile_repo
+from compiler.plan import WorkflowPlan
+from compiler.repo import read_repo
+
+SETTINGS = """
+defaults:
+  timezone: Europe/Amsterdam
+  queue: main
+  retries: 1
+  retry_delay: 5s
+  timeout: 2h
+queues:
+  main: {concurrency: 4}
+  heavy: {executor: local, concurrency: 1}
+  other: {concurrency: 2}
+"""
+WORKFLOW = """
+name: wf
+queue: other
+retries: 2
+retry_backoff: 2.0
+tags: {team: sales, tier: gold}
+on_failure: {email: [a@example.com]}
+schedule: {every: 2h, window: ["08:00", "20:00"], start: "2026-01-01T06:00:00"}
+nodes:
+  - name: last
+    command: echo last
+    upstream: [mid_b, mid_a]
+  - name: mid_b
+    command: echo b
+    upstream: [first]
+    queue: heavy
+    timeout: none
+  - name: mid_a
+    source: jobs/a.py
+    upstream: [first]
+    retries: 0
+    tags: {tier: silver, owner: ana}
+    notify: {email: [ana@example.com]}
+  - name: first
+    source: jobs/first.sh
+    timeout: 10m
+"""
+
+
+def _plan(make_repo, workflow: str = WORKFLOW, settings: str | None = SETTINGS) -> WorkflowPlan:
+    files = {"workflows/wf.yaml": workflow, "jobs/a.py": "print('a')\n",
+             "jobs/first.sh": "echo first\n"}
+    if settings is not None:
+        files["flowplan.yaml"] = settings
+    result = compile_repo(read_repo(make_repo(files)))
+    assert result.ok, result.diagnostics
+    content = result.plan("wf").content
+    assert content is not None
+    return content
+
+
+def test_topological_order_keeps_declaration_order_among_ready_nodes(make_repo):
+    plan = _plan(make_repo)
+    assert [n.name for n in plan.nodes] == ["first", "mid_b", "mid_a", "last"]
+
+
+def test_node_then_workflow_then_repository_defaults(make_repo):
+    plan = _plan(make_repo)
+    first, mid_b, mid_a, last = (plan.node(n) for n in ("first", "mid_b", "mid_a", "last"))
+    assert (first.retries, mid_a.retries) == (2, 0)
+    assert first.retry_delay_seconds == 5.0 and first.retry_backoff == 2.0
+    assert first.timeout_seconds == 600 and last.timeout_seconds == 7200
+    assert mid_b.timeout_seconds is None  # explicit none beats the default
+    assert (first.queue, first.queue_pinned) == ("other", False)
+    assert (mid_b.queue, mid_b.queue_pinned) == ("heavy", True)
+    assert plan.queue == "other" and plan.timezone == "Europe/Amsterdam"
+    assert plan.on_failure_email == ("a@example.com",)
+    assert mid_a.notify is not None and mid_a.notify.on == ("failed",)
+
+
+def test_tags_merge_and_name_tags(make_repo):
+    mid_a = _plan(make_repo).node("mid_a")
+    assert mid_a.tags == {"team": "sales", "tier": "silver", "owner": "ana",
+                          "workflow_name": "wf", "task_name": "mid_a"}
+
+
+def test_schedule_normalized_with_start_in_schedule_zone(make_repo):
+    schedule = _plan(make_repo).schedule
+    assert schedule is not None
+    assert (schedule.kind, schedule.every_seconds, schedule.window) == (
+        "interval", 7200, ("08:00", "20:00"))
+    assert schedule.timezone == "Europe/Amsterdam"
+    assert schedule.start == datetime(2026, 1, 1, 6, tzinfo=timezone(timedelta(hours=1)))
+    assert (schedule.enabled, schedule.catchup) == (True, "latest")
+
+
+def test_sources_embedded_with_sha256(make_repo):
+    source = _plan(make_repo).node("mid_a").source
+    assert source is not None
+    assert (source.path, source.text) == ("jobs/a.py", "print('a')\n")
+    assert source.sha256 == hashlib.sha256(b"print('a')\n").hexdigest()
+
+
+def test_no_settings_file_gives_default_queue_sized_by_the_daemon(make_repo):
+    plan = _plan(make_repo, workflow="name: wf\nnodes: [{name: a, command: x}]\n",
+                 settings=None)
+    assert list(plan.queues) == ["default"]
+    assert plan.queues["default"].concurrency is None  # the daemon's CPU count, not ours
+    assert plan.node("a").retry_delay_seconds == 30.0 and plan.timezone == "UTC"
+
+
+def test_same_repository_compiles_to_identical_bytes_from_any_path(make_repo, tmp_path):
+    first = make_repo({"workflows/wf.yaml": WORKFLOW, "flowplan.yaml": SETTINGS,
+                       "jobs/a.py": "print('a')\n", "jobs/first.sh": "echo first\n"})
+    second = tmp_path / "elsewhere" / "deeper" / "copy"
+    shutil.copytree(first, second)
+    runs = [compile_repo(read_repo(first)), compile_repo(read_repo(first)),
+            compile_repo(read_repo(second))]
+    texts = [[p.to_json() for p in r.plans] for r in runs]
+    assert texts[0] == texts[1] == texts[2]
+    assert str(tmp_path) not in texts[0][0]
+
+
+def test_digest_ignores_publish_metadata_but_not_content(make_repo):
+    a = compile_repo(read_repo(make_repo({"workflows/wf.yaml": "nodes: [{name: a, command: x}]"})))
+    plan = a.plans[0]
+    stamped = plan.model_copy(update={"version": 4, "remarks": "r", "commit": "c"})
+    from compiler.plan import compute_digest
+
+    assert compute_digest(stamped.workflow, stamped.content, tombstone=False) == plan.digest
+    b = compile_repo(read_repo(make_repo({"workflows/wf.yaml": "nodes: [{name: a, command: y}]"})))
+    assert b.plans[0].digest != plan.digest

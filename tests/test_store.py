@@ -1,0 +1,158 @@
+"""The plan store: versions written once, idempotent publish, tombstones, tamper checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from compiler.compile import compile_repo
+from compiler.plan import PlanError, load_plan
+from compiler.repo import read_repo
+from compiler.store import Change, PlanStore
+
+WF = """
+name: {name}
+nodes:
+  - name: a
+    command: echo {word}
+"""
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _publish(repo: Path, store: PlanStore, **kwargs: object):  # type: ignore[no-untyped-def]
+    result = compile_repo(read_repo(repo))
+    return result, store.publish(result.plans, keep=result.failed, now=NOW, **kwargs)
+
+
+def test_publish_writes_version_one_then_nothing_when_unchanged(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _, report = _publish(repo, store, remarks="first", commit="abc123")
+    assert [(p.workflow, p.change, p.version) for p in report.published] == [
+        ("alpha", Change.NEW, 1)]
+    plan = store.load("alpha", 1)
+    assert (plan.version, plan.remarks, plan.commit, plan.published_at) == (
+        1, "first", "abc123", NOW)
+    _, again = _publish(repo, store)
+    assert [(p.change, p.version) for p in again.published] == [(Change.UNCHANGED, 1)]
+    assert store.versions("alpha") == [1]
+
+
+def test_changed_content_gets_next_version_and_old_one_stays(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    first = (store.root / "alpha" / "1.json").read_bytes()
+    make_repo({"workflows/a.yaml": WF.format(name="alpha", word="bye")})
+    _, report = _publish(repo, store)
+    assert [(p.change, p.version) for p in report.published] == [(Change.UPDATED, 2)]
+    assert (store.root / "alpha" / "1.json").read_bytes() == first
+    assert store.latest("alpha").content.nodes[0].command == "echo bye"  # type: ignore[union-attr]
+
+
+def test_removed_workflow_gets_tombstone_and_readding_is_new(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi"),
+                      "workflows/b.yaml": WF.format(name="beta", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    (repo / "workflows/b.yaml").unlink()
+    _, report = _publish(repo, store)
+    assert [(p.workflow, p.change, p.version) for p in report.written] == [
+        ("beta", Change.REMOVED, 2)]
+    tomb = store.load("beta", 2)
+    assert tomb.tombstone and tomb.content is None
+    _, again = _publish(repo, store)
+    assert again.written == ()  # a tombstone is not written twice
+    make_repo({"workflows/b.yaml": WF.format(name="beta", word="hi")})
+    _, back = _publish(repo, store)
+    assert [(p.workflow, p.change, p.version) for p in back.written] == [
+        ("beta", Change.NEW, 3)]
+
+
+def test_invalid_workflow_keeps_last_good_version_and_others_publish(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi"),
+                      "workflows/b.yaml": WF.format(name="beta", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    make_repo({"workflows/a.yaml": WF.format(name="alpha", word="changed"),
+               "workflows/b.yaml": "name: beta\nnodes:\n  - name: a\n    comand: x\n"})
+    result, report = _publish(repo, store)
+    assert result.failed == ("beta",)
+    assert [(p.workflow, p.version) for p in report.written] == [("alpha", 2)]
+    assert report.kept == (("beta", 1),)
+    assert store.versions("beta") == [1]
+
+
+def test_no_tombstone_while_a_file_name_is_unreadable(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi"),
+                      "workflows/file.yaml": WF.format(name="beta", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    make_repo({"workflows/file.yaml": "name: beta\nnodes: [\n"})  # syntax error
+    result = compile_repo(read_repo(repo))
+    assert result.uncertain_files == ("workflows/file.yaml",)
+    report = store.publish(result.plans, keep=result.failed,
+                           remove_missing=not result.uncertain_files)
+    assert report.written == ()
+    assert store.versions("beta") == [1]
+
+
+def test_tampered_plan_is_refused(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    path = store.path("alpha", 1)
+    raw = json.loads(path.read_text())
+    raw["content"]["nodes"][0]["command"] = "rm -rf /"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(PlanError, match="digest mismatch"):
+        load_plan(path)
+
+
+def test_unknown_schema_version_is_refused_with_upgrade_hint(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    path = store.path("alpha", 1)
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 99
+    path.write_text(json.dumps(raw))
+    with pytest.raises(PlanError, match="schema_version 99 is not supported.*upgrade"):
+        load_plan(path)
+
+
+def test_moved_plan_file_is_refused(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    store.path("alpha", 1).rename(store.root / "alpha" / "7.json")
+    with pytest.raises(PlanError, match="must not be moved"):
+        store.load("alpha", 7)
+
+
+def test_version_file_is_never_overwritten(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    with pytest.raises(FileExistsError):
+        store._write_once(store.path("alpha", 1), b"{}")
+    assert not list((store.root / "alpha").glob(".*.tmp"))
+
+
+def test_concurrent_publishes_never_share_a_version(make_repo, tmp_path):
+    store = PlanStore(tmp_path / "store")
+    repos = [make_repo({"workflows/a.yaml": WF.format(name="alpha", word=f"w{i}")},
+                       root=tmp_path / f"repo{i}") for i in range(8)]
+    results = [compile_repo(read_repo(r)) for r in repos]
+    threads = [threading.Thread(target=store.publish, args=(r.plans,)) for r in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.versions("alpha") == list(range(1, 9))
+    digests = {store.load("alpha", v).digest for v in range(1, 9)}
+    assert len(digests) == 8
