@@ -1,0 +1,1 @@
+"""The engine: everything that happens to a run after it is created."""

@@ -1,0 +1,129 @@
+"""What an attempt runs: the template context, its `FLOWPLAN_*` environment and its argv.
+
+Job sources come from the bytes embedded in the plan (written once per sha256 under the
+state directory), never from the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from compiler import templating
+from compiler.plan import NodePlan, QueuePlan, SourcePlan
+
+SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
+MASK = "********"
+
+
+class CommandError(Exception):
+    """The node cannot be started (a template that does not render, an executor missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """The run-level values every node of a run sees."""
+
+    run_id: str
+    workflow: str
+    timezone: str
+    logical_time: datetime
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
+    params: Mapping[str, Any]
+    workspace: Path
+
+    def variables(self, node: str, attempt: int) -> dict[str, Any]:
+        local = self.logical_time.astimezone(ZoneInfo(self.timezone))
+        start = self.data_interval_start or self.logical_time
+        end = self.data_interval_end or self.logical_time
+        return {
+            "ds": local.date().isoformat(), "ds_nodash": local.strftime("%Y%m%d"),
+            "ts": local.isoformat(), "logical_time": local.isoformat(),
+            "data_interval_start": start.astimezone(local.tzinfo).isoformat(),
+            "data_interval_end": end.astimezone(local.tzinfo).isoformat(),
+            "run_id": self.run_id, "workflow": self.workflow, "node": node,
+            "attempt": attempt, "params": dict(self.params),
+        }
+
+
+def is_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+def secret_values(node: NodePlan, params: Mapping[str, Any]) -> list[str]:
+    """Values to mask in logs, statuses and e-mails: env and params with secret-like names."""
+    values = [v for k, v in node.env.items() if is_secret(k)]
+    values += [str(v) for k, v in params.items() if is_secret(k)]
+    return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, MASK)
+    return text
+
+
+def source_file(sources_dir: Path, source: SourcePlan) -> Path:
+    """The embedded source on disk, content-addressed; written once, atomically."""
+    suffix = Path(source.path).suffix
+    path = sources_dir / f"{source.sha256}{suffix}"
+    if not path.exists():
+        sources_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(source.text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
+def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any], *,
+                  sources_dir: Path, attempt_dir: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(argv, node env) for one attempt; raises `CommandError` with a reason for people."""
+    try:
+        args = [templating.render(arg, variables) for arg in node.args]
+        env = {key: templating.render(value, variables) for key, value in node.env.items()}
+        command = (templating.render(node.command, variables)
+                   if node.command is not None else None)
+    except templating.TemplateError as exc:
+        raise CommandError(str(exc)) from exc
+    if queue.executor != "local":
+        raise CommandError(f"queue '{node.queue}' uses the {queue.executor} executor, which"
+                           " this daemon cannot run yet; use a local queue")
+    if command is not None:
+        return ("/bin/sh", "-c", command), env
+    assert node.source is not None
+    if node.type == "sql":
+        try:
+            sql = templating.render(node.source.text, variables)
+        except templating.TemplateError as exc:
+            raise CommandError(f"{node.source.path}: {exc}") from exc
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        query = attempt_dir / "query.sql"
+        query.write_text(sql, encoding="utf-8")
+        return (sys.executable, "-m", "daemon.engine.sql", str(query)), env
+    path = str(source_file(sources_dir, node.source))
+    if node.type == "python":
+        return (queue.python or sys.executable, path, *args), env
+    return ("/bin/sh", path, *args), env
+
+
+def attempt_env(base: Mapping[str, str], variables: Mapping[str, Any], node_env: Mapping[str, str],
+                *, workspace: Path, sqlite_db: Path) -> dict[str, str]:
+    """The process environment: the daemon's, the run context as FLOWPLAN_*, the node's env."""
+    env = dict(base)
+    for key in ("ds", "ds_nodash", "ts", "logical_time", "data_interval_start",
+                "data_interval_end", "run_id", "workflow", "node", "attempt"):
+        env[f"FLOWPLAN_{key.upper()}"] = str(variables[key])
+    env["FLOWPLAN_PARAMS"] = json.dumps(variables["params"], sort_keys=True)
+    env["FLOWPLAN_WORKSPACE"] = str(workspace)
+    env["FLOWPLAN_SQLITE_DB"] = str(sqlite_db)
+    env.update(node_env)
+    return env

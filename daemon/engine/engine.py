@@ -1,0 +1,648 @@
+"""The engine: creates runs, starts each node when its trigger holds, runs attempts with
+retries, timeouts and resource queues, cancels, resumes, and recovers after a crash.
+
+Every state change is committed to the `StateStore` before it is acted on: the attempt row
+before the launch, the result before the downstream nodes start. Time comes from a `Clock`
+and processes from a `Launcher`, so tests can replace both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from compiler.plan import NodePlan, Plan, WorkflowPlan
+from daemon import ids
+from daemon.engine.clock import Clock
+from daemon.engine.commands import (
+    CommandError,
+    RunContext,
+    attempt_env,
+    build_command,
+    mask,
+    secret_values,
+)
+from daemon.engine.launcher import Launcher, LaunchSpec, ProcessHandle, Recovered, process_start
+from daemon.engine.model import (
+    Attempt,
+    AttemptStatus,
+    NodeRun,
+    NodeStatus,
+    Run,
+    RunStatus,
+    RunTrigger,
+)
+from daemon.engine.queues import ResourceQueue, capacity_of
+from daemon.engine.resume import ResumeError, ResumePlan, plan_resume
+from daemon.engine.triggers import Readiness, readiness
+from daemon.state.store import StateStore
+
+log = logging.getLogger("flowplan.engine")
+
+LOST = ("lost: the process ended while the daemon was down and left no exit status")
+
+
+class PlanProvider(Protocol):
+    """Where the engine finds plan versions (the plan store, or memory for debug runs)."""
+
+    def get(self, workflow: str, version: int) -> Plan: ...
+
+    def latest(self, workflow: str) -> Plan | None: ...
+
+
+class RunError(ValueError):
+    """A request the engine refuses; `field` names the request field at fault."""
+
+    def __init__(self, message: str, *, field: str, precondition: bool = False,
+                 not_found: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.precondition = precondition
+        self.not_found = not_found
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A status change, for watchers: `node` is None for the run itself."""
+
+    run_id: str
+    node: str | None
+    status: str
+    at: datetime
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeAnswer:
+    run_id: str | None  # None for a dry run
+    node_names: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    plan: NodePlan
+    plan_version: int
+    status: NodeStatus
+    queue: str
+    upstream: list[str] = field(default_factory=list)
+    downstream: list[str] = field(default_factory=list)
+    attempts: int = 0
+    dispatched: bool = False
+    handle: ProcessHandle | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    header: Run
+    graph: WorkflowPlan
+    context: RunContext
+    nodes: dict[str, _Node]
+    status: RunStatus
+    secrets: list[str]
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    max_active_runs: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    state_dir: Path
+    kill_grace_seconds: float = 10.0
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+class Engine:
+    def __init__(self, *, store: StateStore, plans: PlanProvider, launcher: Launcher,
+                 clock: Clock, settings: EngineSettings) -> None:
+        self._store = store
+        self._plans = plans
+        self._launcher = launcher
+        self._clock = clock
+        self._settings = settings
+        self._runs: dict[str, _Run] = {}
+        self._queues: dict[str, ResourceQueue] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[StatusEvent], None]] = []
+        self._stopping = False
+        # (run, node) -> attempts copied from an earlier run: retries count from after them
+        self._copied_attempts: dict[tuple[str, str], int] = {}
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover every run that was active when the last process stopped."""
+        for run in self._store.runs_with_status([RunStatus.PENDING, RunStatus.RUNNING]):
+            try:
+                state = self._load_run(run)
+            except Exception as exc:  # a plan that vanished or was tampered with
+                log.error("run %s cannot be recovered: %s", run.run_id, exc)
+                self._fail_unrecoverable(run, str(exc))
+                continue
+            self._runs[run.run_id] = state
+            if state.status is RunStatus.RUNNING:
+                self._recover_nodes(state, run)
+        for workflow in {r.header.workflow for r in self._runs.values()}:
+            self._admit(workflow)
+
+    async def stop(self) -> None:
+        """Stop driving runs. Node processes keep running; the next start adopts them."""
+        self._stopping = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def subscribe(self, listener: Callable[[StatusEvent], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, run_id: str, node: str | None, status: str, attempt: int | None = None
+              ) -> None:
+        event = StatusEvent(run_id, node, status, self._clock.now(), attempt)
+        for listener in list(self._listeners):
+            listener(event)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine task failed", exc_info=task.exception())
+
+    # ---- creating runs ------------------------------------------------------------------
+
+    def create_run(self, plan: Plan, *, trigger: RunTrigger, logical_time: datetime,
+                   params: Mapping[str, Any] | None = None, queue: str | None = None,
+                   remarks: str = "", backfill_id: str | None = None,
+                   data_interval: tuple[datetime, datetime] | None = None,
+                   run_id: str | None = None) -> Run:
+        """Create a run of `plan` (durably) and start it when `max_active_runs` allows."""
+        content = self._content(plan)
+        if queue is not None and queue not in content.queues:
+            raise RunError(f"queue '{queue}' is not defined; defined: "
+                           f"{', '.join(sorted(content.queues))}", field="queue")
+        now = self._clock.now()
+        assert plan.version is not None
+        nodes = tuple(NodeRun(run_id="", name=n.name, status=NodeStatus.PENDING,
+                              queue=_queue_for(n, queue), plan_version=plan.version)
+                      for n in content.nodes)
+        run = Run(run_id=run_id or ids.run_id(now), workflow=plan.workflow,
+                  plan_version=plan.version, plan_digest=plan.digest, trigger=trigger,
+                  logical_time=logical_time, status=RunStatus.PENDING, created_at=now,
+                  params={**content.params, **(params or {})}, remarks=remarks,
+                  queue_override=queue, backfill_id=backfill_id,
+                  data_interval_start=data_interval[0] if data_interval else None,
+                  data_interval_end=data_interval[1] if data_interval else None)
+        run = replace(run, nodes=tuple(replace(n, run_id=run.run_id) for n in nodes))
+        self._store.insert_run(run, graph_version=plan.version)
+        self._runs[run.run_id] = self._state(run, content, {n.name: n for n in content.nodes})
+        self._emit(run.run_id, None, RunStatus.PENDING.value)
+        self._admit(run.workflow)
+        return run
+
+    def _content(self, plan: Plan) -> WorkflowPlan:
+        if plan.content is None:
+            raise RunError(f"workflow '{plan.workflow}' was removed (version {plan.version} is"
+                           " a tombstone)", field="workflow", precondition=True)
+        return plan.content
+
+    def _state(self, run: Run, graph: WorkflowPlan, node_plans: Mapping[str, NodePlan]) -> _Run:
+        workspace = self._settings.state_dir / "runs" / run.run_id / "workspace"
+        context = RunContext(run_id=run.run_id, workflow=run.workflow, timezone=graph.timezone,
+                             logical_time=run.logical_time,
+                             data_interval_start=run.data_interval_start,
+                             data_interval_end=run.data_interval_end, params=run.params,
+                             workspace=workspace)
+        nodes = {n.name: _Node(name=n.name, plan=node_plans[n.name], plan_version=n.plan_version,
+                               status=n.status, queue=n.queue, attempts=len(n.attempts))
+                 for n in run.nodes}
+        for upstream, downstream in graph.edges():
+            nodes[upstream].downstream.append(downstream)
+            nodes[downstream].upstream.append(upstream)
+        secrets = sorted({s for n in nodes.values() for s in secret_values(n.plan, run.params)},
+                         key=len, reverse=True)
+        for queue_name, queue in graph.queues.items():
+            if queue_name not in self._queues:
+                self._queues[queue_name] = ResourceQueue(queue_name, capacity_of(queue))
+            else:
+                self._queues[queue_name].resize(capacity_of(queue))
+        return _Run(header=run, graph=graph, context=context, nodes=nodes, status=run.status,
+                    secrets=secrets, max_active_runs=graph.max_active_runs)
+
+    def _admit(self, workflow: str) -> None:
+        """Start pending runs of `workflow`, oldest first, up to its `max_active_runs`."""
+        runs = [r for r in self._runs.values() if r.header.workflow == workflow]
+        active = sum(r.status is RunStatus.RUNNING for r in runs)
+        for run in sorted((r for r in runs if r.status is RunStatus.PENDING),
+                          key=lambda r: r.header.run_id):
+            if active >= run.max_active_runs:
+                return
+            active += 1
+            self._set_run_status(run, RunStatus.RUNNING)
+            self._evaluate(run, [n for n, s in run.nodes.items()
+                                 if s.status is NodeStatus.PENDING])
+            self._maybe_finish(run)
+
+    # ---- the node state machine ---------------------------------------------------------
+
+    def _evaluate(self, run: _Run, names: Sequence[str]) -> None:
+        """Start or skip pending nodes among `names` whose trigger is decided."""
+        work = list(reversed(names))
+        while work:
+            node = run.nodes[work.pop()]
+            if node.status is not NodeStatus.PENDING or node.dispatched:
+                continue
+            decision = readiness(node.plan.trigger,
+                                 [run.nodes[u].status for u in node.upstream])
+            if decision is Readiness.READY:
+                node.dispatched = True
+                self._spawn(self._execute(run, node, None))
+            elif decision is Readiness.SKIP:
+                reason = f"trigger {node.plan.trigger} cannot hold over its upstreams"
+                self._set_node_status(run, [node], NodeStatus.SKIPPED, skip_reason=reason)
+                work.extend(reversed(node.downstream))
+
+    async def _execute(self, run: _Run, node: _Node, recovered: Recovered | None,
+                       retry_at: datetime | None = None) -> None:
+        """Attempts of one node until it succeeds, fails for good or is cancelled."""
+        queue = self._queues.get(node.queue) or self._queues.setdefault(
+            node.queue, ResourceQueue(node.queue, 1))  # unknown queue: fails in _attempt
+        try:
+            if retry_at is not None:
+                await self._retry_delay(run, retry_at)
+            while not run.cancel.is_set():
+                if recovered is not None and recovered.handle is not None:
+                    queue.take()
+                else:
+                    await queue.acquire()
+                try:
+                    outcome = await self._attempt(run, node, recovered)
+                finally:
+                    queue.release()
+                recovered = None
+                if outcome is None:
+                    break  # final status already written
+                await self._retry_delay(run, outcome)
+            if run.cancel.is_set() and not node.status.finished:
+                self._set_node_status(run, [node], NodeStatus.CANCELLED)
+        finally:
+            if not self._stopping:
+                self._after_final(run, node)
+
+    async def _retry_delay(self, run: _Run, until: datetime) -> None:
+        delay = (until - self._clock.now()).total_seconds()
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        cancelled = asyncio.ensure_future(run.cancel.wait())
+        try:
+            await asyncio.wait({sleeper, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            cancelled.cancel()
+
+    async def _attempt(self, run: _Run, node: _Node, recovered: Recovered | None
+                       ) -> datetime | None:
+        """One attempt. Returns when the next attempt is due, or None when the node is final."""
+        if run.cancel.is_set():
+            return None
+        plan = node.plan
+        if recovered is None or recovered.never_started:
+            number = node.attempts + 1 if recovered is None else node.attempts
+            started = self._clock.now()
+            attempt_dir = self._attempt_dir(run, node.name, number)
+            variables = run.context.variables(node.name, number)
+            attempt = Attempt(run_id=run.header.run_id, node=node.name, number=number,
+                              plan_version=node.plan_version, status=AttemptStatus.RUNNING,
+                              started_at=started, log_path=str(attempt_dir / "log"))
+            try:
+                queue_plan = run.graph.queues.get(node.queue)
+                if queue_plan is None:
+                    raise CommandError(f"queue '{node.queue}' is not defined in plan version"
+                                       f" {run.header.plan_version}")
+                argv, node_env = build_command(
+                    plan, queue_plan, variables,
+                    sources_dir=self._settings.state_dir / "sources", attempt_dir=attempt_dir)
+            except CommandError as exc:
+                self._store.start_attempt(attempt)
+                node.attempts = number
+                return self._finish(run, node, number, None, mask(str(exc), run.secrets),
+                                    retryable=False)
+            env = attempt_env(self._settings.base_env, variables, node_env,
+                              workspace=run.context.workspace,
+                              sqlite_db=self._settings.state_dir / "sqlite"
+                              / f"{run.header.workflow}.sqlite3")
+            self._store.start_attempt(attempt)  # intent first, then the launch
+            node.attempts = number
+            node.status = NodeStatus.RUNNING
+            self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
+            run.context.workspace.mkdir(parents=True, exist_ok=True)
+            handle = await self._launcher.launch(LaunchSpec(
+                argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
+            self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
+                                            process_start(handle.pid))
+            timeout = plan.timeout_seconds
+        elif recovered.handle is not None:
+            handle = recovered.handle
+            number = node.attempts
+            elapsed = (self._clock.now() - self._attempt_started(run, node)).total_seconds()
+            timeout = (None if plan.timeout_seconds is None
+                       else max(0.0, plan.timeout_seconds - elapsed))
+        else:
+            number = node.attempts
+            if recovered.lost:
+                return self._finish(run, node, number, None, LOST)
+            return self._finish(run, node, number, recovered.exit_code, None)
+        node.handle = handle
+        try:
+            code, reason = await self._wait(run, handle, timeout)
+        finally:
+            node.handle = None
+        if reason == "cancelled":
+            self._finish(run, node, number, code, "cancelled", cancelled=True)
+            return None
+        if reason == "timeout":
+            return self._finish(run, node, number, code,
+                                f"timed out after {plan.timeout_seconds:g}s")
+        return self._finish(run, node, number, code, None)
+
+    async def _wait(self, run: _Run, handle: ProcessHandle, timeout: float | None
+                    ) -> tuple[int, str | None]:
+        """Wait for the process; on timeout or cancel, TERM its group, then KILL after grace."""
+        waiter = asyncio.ensure_future(handle.wait())
+        others: list[asyncio.Future[Any]] = [asyncio.ensure_future(run.cancel.wait())]
+        if timeout is not None:
+            others.append(asyncio.ensure_future(self._clock.sleep(timeout)))
+        try:
+            await asyncio.wait({waiter, *others}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                return waiter.result(), None
+            reason = "cancelled" if others[0].done() else "timeout"
+            handle.signal_group(signal.SIGTERM)
+            grace = asyncio.ensure_future(self._clock.sleep(self._settings.kill_grace_seconds))
+            await asyncio.wait({waiter, grace}, return_when=asyncio.FIRST_COMPLETED)
+            grace.cancel()
+            if not waiter.done():
+                handle.signal_group(signal.SIGKILL)
+            return await waiter, reason
+        finally:
+            for other in others:
+                other.cancel()
+            if not waiter.done():  # the engine is stopping: the process lives on
+                waiter.cancel()
+
+    def _finish(self, run: _Run, node: _Node, number: int, code: int | None,
+                error: str | None, *, retryable: bool = True, cancelled: bool = False
+                ) -> datetime | None:
+        """Record an attempt's end and the node's next status in one commit."""
+        now = self._clock.now()
+        plan = node.plan
+        succeeded = code == 0 and error is None
+        next_at: datetime | None = None
+        if cancelled:
+            attempt_status, node_status = AttemptStatus.CANCELLED, NodeStatus.CANCELLED
+        elif succeeded:
+            attempt_status, node_status = AttemptStatus.SUCCEEDED, NodeStatus.SUCCEEDED
+        else:
+            attempt_status = AttemptStatus.FAILED
+            own_attempts = self._own_attempts(run, node, number)
+            if retryable and own_attempts <= plan.retries and not run.cancel.is_set():
+                delay = plan.retry_delay_seconds * plan.retry_backoff ** (own_attempts - 1)
+                next_at = now + timedelta(seconds=delay)
+                node_status = NodeStatus.RETRYING
+            else:
+                node_status = NodeStatus.FAILED
+        if error is None and code not in (0, None):
+            error = f"exited with code {code}"
+        self._store.finish_attempt(run.header.run_id, node.name, number, status=attempt_status,
+                                   at=now, exit_code=code, error=error, node_status=node_status,
+                                   next_attempt_at=next_at)
+        node.status = node_status
+        self._emit(run.header.run_id, node.name, node_status.value, number)
+        return next_at
+
+    def _own_attempts(self, run: _Run, node: _Node, number: int) -> int:
+        """Attempts made in this run (a resumed node's copied attempts do not count)."""
+        return number - self._copied_attempts.get((run.header.run_id, node.name), 0)
+
+    def _after_final(self, run: _Run, node: _Node) -> None:
+        if node.status.finished:
+            self._evaluate(run, node.downstream)
+        self._maybe_finish(run)
+
+    def _maybe_finish(self, run: _Run) -> None:
+        if run.status.finished or run.status is RunStatus.PENDING:
+            return
+        if any(not n.status.finished for n in run.nodes.values()):
+            return
+        if run.cancel.is_set():
+            status = RunStatus.CANCELLED
+        elif any(n.status is NodeStatus.FAILED for n in run.nodes.values()):
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.SUCCEEDED
+        self._set_run_status(run, status)
+        run.done.set()
+        del self._runs[run.header.run_id]
+        self._admit(run.header.workflow)
+
+    def _set_run_status(self, run: _Run, status: RunStatus) -> None:
+        self._store.set_run_status(run.header.run_id, status, at=self._clock.now())
+        run.status = status
+        self._emit(run.header.run_id, None, status.value)
+
+    def _set_node_status(self, run: _Run, nodes: Sequence[_Node], status: NodeStatus, *,
+                         skip_reason: str | None = None) -> None:
+        self._store.set_node_status(run.header.run_id, [n.name for n in nodes], status,
+                                    skip_reason=skip_reason)
+        for node in nodes:
+            node.status = status
+            self._emit(run.header.run_id, node.name, status.value)
+
+    def _attempt_dir(self, run: _Run, node: str, number: int) -> Path:
+        return self._settings.state_dir / "runs" / run.header.run_id / node / str(number)
+
+    def _attempt_started(self, run: _Run, node: _Node) -> datetime:
+        stored = self._store.get_run(run.header.run_id)
+        assert stored is not None
+        return stored.node(node.name).attempts[-1].started_at
+
+    # ---- cancel -------------------------------------------------------------------------
+
+    def cancel_run(self, run_id: str) -> None:
+        """Cancel a run: pending nodes CANCELLED, running ones killed (group TERM, then KILL)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            stored = self._store.get_run(run_id, with_nodes=False)
+            if stored is None:
+                raise RunError(f"run {run_id} does not exist", field="run_id", not_found=True)
+            raise RunError(f"run {run_id} already finished ({stored.status.value})",
+                           field="run_id", precondition=True)
+        run.cancel.set()
+        idle = [n for n in run.nodes.values()
+                if n.status in (NodeStatus.PENDING, NodeStatus.RETRYING)]
+        if idle:
+            self._set_node_status(run, idle, NodeStatus.CANCELLED)
+        if run.status is RunStatus.PENDING:
+            self._set_run_status(run, RunStatus.RUNNING)
+        self._maybe_finish(run)
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        run = self._store.get_run(run_id)
+        if run is None:
+            raise RunError(f"run {run_id} does not exist", field="run_id", not_found=True)
+        return run
+
+    def masked(self, run_id: str, text: str) -> str:
+        run = self._runs.get(run_id)
+        if run is not None:
+            return mask(text, run.secrets)
+        stored = self.get_run(run_id)
+        secrets = self._secrets_of(stored)
+        return mask(text, secrets)
+
+    def _secrets_of(self, run: Run) -> list[str]:
+        plan = self._plans.get(run.workflow, run.plan_version).content
+        if plan is None:
+            return []
+        return sorted({s for n in plan.nodes for s in secret_values(n, run.params)},
+                      key=len, reverse=True)
+
+    async def wait_run(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is not None:
+            await run.done.wait()
+        return self.get_run(run_id)
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._runs
+
+    # ---- resume -------------------------------------------------------------------------
+
+    def resume_run(self, run_id: str, node_names: Sequence[str], *,
+                   plan_version: int | None = None, dry_run: bool = False) -> ResumeAnswer:
+        """A new run re-running `node_names` and everything downstream; the rest copied."""
+        original = self.get_run(run_id)
+        graph_version = self._store.graph_version(run_id)
+        graph = self._content(self._plans.get(original.workflow, graph_version))
+        if plan_version is None:
+            latest = self._plans.latest(original.workflow)
+            if latest is None or latest.version is None:
+                raise RunError(f"workflow '{original.workflow}' has no published version",
+                               field="plan_version", precondition=True)
+            chosen = latest
+        else:
+            try:
+                chosen = self._plans.get(original.workflow, plan_version)
+            except Exception as exc:
+                raise RunError(f"plan version {plan_version} of {original.workflow} cannot be"
+                               f" used: {exc}", field="plan_version", not_found=True) from exc
+        rerun_content = self._content(chosen)
+        assert chosen.version is not None
+        try:
+            shape: ResumePlan = plan_resume(original, graph, list(dict.fromkeys(node_names)),
+                                            rerun_content, chosen.version)
+        except ResumeError as exc:
+            raise RunError(str(exc), field=exc.field, precondition=exc.precondition) from exc
+        if dry_run:
+            return ResumeAnswer(run_id=None, node_names=shape.starting)
+        now = self._clock.now()
+        new_id = ids.run_id(now)
+        rerun = set(shape.rerun)
+        nodes = []
+        node_plans: dict[str, NodePlan] = {}
+        for old in original.nodes:
+            if old.name in rerun:
+                node_plan = rerun_content.node(old.name)
+                queue = _queue_for(node_plan, original.queue_override)
+                nodes.append(NodeRun(run_id=new_id, name=old.name, status=NodeStatus.PENDING,
+                                     queue=queue, plan_version=chosen.version))
+            else:
+                node_plan = self._plans.get(original.workflow, old.plan_version).content.node(  # type: ignore[union-attr]
+                    old.name)
+                source = old.copied_from_run_id or original.run_id
+                nodes.append(replace(
+                    old, run_id=new_id, copied_from_run_id=source,
+                    attempts=tuple(replace(a, run_id=new_id,
+                                           copied_from_run_id=a.copied_from_run_id or source)
+                                   for a in old.attempts)))
+            node_plans[old.name] = node_plan
+        run = Run(run_id=new_id, workflow=original.workflow, plan_version=chosen.version,
+                  plan_digest=chosen.digest, trigger=RunTrigger.RESUME,
+                  logical_time=original.logical_time, status=RunStatus.PENDING, created_at=now,
+                  params=original.params, remarks=original.remarks,
+                  queue_override=original.queue_override, backfill_id=original.backfill_id,
+                  previous_run_id=original.run_id,
+                  data_interval_start=original.data_interval_start,
+                  data_interval_end=original.data_interval_end, nodes=tuple(nodes))
+        self._store.insert_run(run, graph_version=graph_version)
+        state = self._state(run, graph, node_plans)
+        for node in nodes:  # a re-run node's retries count from its first new attempt
+            if node.name in rerun:
+                old_attempts = len(original.node(node.name).attempts)
+                state.nodes[node.name].attempts = old_attempts
+                self._copied_attempts[(new_id, node.name)] = old_attempts
+        self._runs[new_id] = state
+        self._emit(new_id, None, RunStatus.PENDING.value)
+        self._admit(run.workflow)
+        return ResumeAnswer(run_id=new_id, node_names=shape.starting)
+
+    # ---- recovery -----------------------------------------------------------------------
+
+    def _load_run(self, run: Run) -> _Run:
+        graph_version = self._store.graph_version(run.run_id)
+        graph = self._content(self._plans.get(run.workflow, graph_version))
+        node_plans: dict[str, NodePlan] = {}
+        for node in run.nodes:
+            content = self._content(self._plans.get(run.workflow, node.plan_version))
+            node_plans[node.name] = content.node(node.name)
+            copied = sum(a.copied_from_run_id is not None for a in node.attempts)
+            if node.copied_from_run_id is None and copied:
+                self._copied_attempts[(run.run_id, node.name)] = copied
+        return self._state(run, graph, node_plans)
+
+    def _recover_nodes(self, state: _Run, run: Run) -> None:
+        for stored in run.nodes:
+            node = state.nodes[stored.name]
+            if stored.status is NodeStatus.RUNNING and stored.attempts:
+                last = stored.attempts[-1]
+                recovered = self._launcher.recover(Path(last.log_path or "").parent, last.pid,
+                                                   last.pid_start)
+                log.info("run %s node %s attempt %d: %s", run.run_id, node.name, last.number,
+                         "adopted" if recovered.handle else "never started"
+                         if recovered.never_started else "lost" if recovered.lost
+                         else f"finished with {recovered.exit_code}")
+                node.dispatched = True
+                self._spawn(self._execute(state, node, recovered))
+            elif stored.status is NodeStatus.RETRYING:
+                node.dispatched = True
+                self._spawn(self._execute(state, node, None,
+                                          retry_at=stored.next_attempt_at or self._clock.now()))
+        self._evaluate(state, [n.name for n in run.nodes if n.status is NodeStatus.PENDING])
+        self._maybe_finish(state)
+
+    def _fail_unrecoverable(self, run: Run, reason: str) -> None:
+        pending = [n.name for n in run.nodes if not n.status.finished]
+        self._store.set_node_status(run.run_id, pending, NodeStatus.FAILED,
+                                    skip_reason=f"cannot recover: {reason}")
+        self._store.set_run_status(run.run_id, RunStatus.FAILED, at=self._clock.now())
+
+
+def _queue_for(node: NodePlan, override: str | None) -> str:
+    """The queue precedence of SPEC.md: node's own > run override > workflow > default."""
+    if node.queue_pinned or override is None:
+        return node.queue
+    return override
+
+

@@ -1,0 +1,45 @@
+"""When a node may start: its `trigger` over its upstreams' states (AWS Glue's conditional
+triggers). Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+from daemon.engine.model import NodeStatus
+
+
+class Readiness(Enum):
+    WAIT = "wait"  # some upstream has not finished and the answer may still change
+    READY = "ready"
+    SKIP = "skip"  # the trigger can no longer hold
+
+
+def readiness(trigger: str, upstream: Sequence[NodeStatus]) -> Readiness:
+    """Decide from the upstream states. A node without upstreams is ready."""
+    if not upstream:
+        return Readiness.READY
+    done = [s for s in upstream if s.finished]
+    succeeded = sum(s is NodeStatus.SUCCEEDED for s in done)
+    # a cancelled or skipped upstream counts as "did not succeed", not as "failed"
+    failed = sum(s is NodeStatus.FAILED for s in done)
+    pending = len(upstream) - len(done)
+    if trigger == "all_succeeded":
+        if succeeded == len(upstream):
+            return Readiness.READY
+        return Readiness.SKIP if len(done) > succeeded else Readiness.WAIT
+    if trigger == "any_succeeded":
+        if succeeded:
+            return Readiness.READY
+        return Readiness.SKIP if pending == 0 else Readiness.WAIT
+    if trigger == "all_done":
+        return Readiness.READY if pending == 0 else Readiness.WAIT
+    if trigger == "any_failed":
+        if failed:
+            return Readiness.READY
+        return Readiness.SKIP if pending == 0 else Readiness.WAIT
+    if trigger == "all_failed":
+        if failed == len(upstream):
+            return Readiness.READY
+        return Readiness.SKIP if len(done) > failed else Readiness.WAIT
+    raise ValueError(f"unknown trigger {trigger!r}")

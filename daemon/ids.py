@@ -1,0 +1,27 @@
+"""Time-sortable unique ids: a prefix, 48 bits of milliseconds, 80 random bits (ULID layout,
+Crockford base32), so that ids sort by creation time as text."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str, now: datetime) -> str:
+    millis = int(now.timestamp() * 1000)
+    value = (millis << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_ALPHABET[digit])
+    return prefix + "".join(reversed(chars))
+
+
+def run_id(now: datetime) -> str:
+    return new_id("wr_", now)
+
+
+def backfill_id(now: datetime) -> str:
+    return new_id("bf_", now)

@@ -1,0 +1,102 @@
+"""Numbered schema migrations of the state database. Append only: never edit a released one.
+
+`PRAGMA user_version` holds the number of the last migration applied.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: runs, node runs, attempts, backfills, scheduling switches, ticks
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        plan_version INTEGER NOT NULL,
+        plan_digest TEXT NOT NULL,
+        graph_version INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        logical_time TEXT NOT NULL,
+        data_interval_start TEXT,
+        data_interval_end TEXT,
+        status TEXT NOT NULL,
+        params TEXT NOT NULL,
+        remarks TEXT NOT NULL DEFAULT '',
+        queue_override TEXT,
+        backfill_id TEXT,
+        previous_run_id TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT
+    );
+    CREATE UNIQUE INDEX runs_one_per_tick ON runs (workflow, logical_time, trigger)
+        WHERE trigger = 'schedule';
+    CREATE INDEX runs_by_workflow ON runs (workflow, run_id);
+    CREATE INDEX runs_by_backfill ON runs (backfill_id, logical_time)
+        WHERE backfill_id IS NOT NULL;
+    CREATE INDEX runs_active ON runs (status) WHERE status IN ('PENDING', 'RUNNING');
+
+    CREATE TABLE node_runs (
+        run_id TEXT NOT NULL REFERENCES runs (run_id),
+        name TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        plan_version INTEGER NOT NULL,
+        copied_from_run_id TEXT,
+        next_attempt_at TEXT,
+        skip_reason TEXT,
+        PRIMARY KEY (run_id, name)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attempts (
+        run_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        plan_version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        exit_code INTEGER,
+        error TEXT,
+        log_path TEXT,
+        pid INTEGER,
+        pid_start INTEGER,
+        copied_from_run_id TEXT,
+        PRIMARY KEY (run_id, node, number),
+        FOREIGN KEY (run_id, node) REFERENCES node_runs (run_id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX attempts_running ON attempts (status) WHERE status = 'RUNNING';
+
+    CREATE TABLE backfills (
+        backfill_id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        start_time TEXT NOT NULL,
+        end_time TEXT NOT NULL,
+        status TEXT NOT NULL,
+        max_parallel_runs INTEGER NOT NULL,
+        queue_override TEXT,
+        remarks TEXT NOT NULL DEFAULT '',
+        failure_emails TEXT NOT NULL DEFAULT '[]',
+        reprocess TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+
+    CREATE TABLE scheduling_switches (
+        workflow TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL,
+        git_enabled INTEGER NOT NULL,
+        changed_at TEXT NOT NULL
+    );
+
+    CREATE TABLE ticks (
+        workflow TEXT NOT NULL,
+        logical_time TEXT NOT NULL,
+        run_id TEXT,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (workflow, logical_time)
+    ) WITHOUT ROWID;
+    """,
+)

@@ -1,0 +1,276 @@
+"""The durable state store: SQLite in WAL mode, one writer, every change committed before the
+engine acts on it.
+
+`synchronous=NORMAL` (the default): in WAL mode a committed transaction survives any crash
+of the process, `kill -9` included; only an operating-system crash or power loss can lose
+the last commits. It costs 11 us a commit here, against 151 us for `FULL` (one fsync each),
+which a daemon that wants power-loss durability can choose. Writes open with
+`BEGIN IMMEDIATE`, so a second process on the same file waits instead of failing midway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.engine.model import (
+    Attempt,
+    AttemptStatus,
+    NodeRun,
+    NodeStatus,
+    Run,
+    RunStatus,
+    RunTrigger,
+)
+from daemon.state.migrations import MIGRATIONS
+
+DB_FILE = "state.sqlite3"
+
+
+class StateError(Exception):
+    """The state database cannot be used (newer schema, corrupt file)."""
+
+
+def ts(value: datetime | None) -> str | None:
+    """A fixed-width UTC text form that sorts like the instants it names."""
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class StateStore:
+    """Rows for runs, node runs and attempts (and, for the scheduler, ticks and switches)."""
+
+    def __init__(self, state_dir: Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / DB_FILE
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._in_tx = False
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        current = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if current > len(MIGRATIONS):
+            raise StateError(f"{self.path}: schema version {current} is newer than this flowplan"
+                             f" knows ({len(MIGRATIONS)}); upgrade flowplan")
+        for number in range(current + 1, len(MIGRATIONS) + 1):
+            with self.transaction():
+                for statement in _statements(MIGRATIONS[number - 1]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One durable transaction; nested use joins the outer one."""
+        if self._in_tx:
+            yield self._db
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def insert_run(self, run: Run, *, graph_version: int) -> None:
+        """A run with its nodes (and, for a resumed run, its copied attempts).
+
+        `graph_version` is the plan version whose graph the run follows: the run's own
+        version, except for a resumed run, which keeps its original run's graph.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, workflow, plan_version, plan_digest, graph_version,"
+                " trigger, logical_time, data_interval_start, data_interval_end, status, params,"
+                " remarks, queue_override, backfill_id, previous_run_id, created_at, started_at,"
+                " finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run.run_id, run.workflow, run.plan_version, run.plan_digest, graph_version,
+                 run.trigger.value,
+                 ts(run.logical_time), ts(run.data_interval_start), ts(run.data_interval_end),
+                 run.status.value, json.dumps(run.params, sort_keys=True), run.remarks,
+                 run.queue_override, run.backfill_id, run.previous_run_id, ts(run.created_at),
+                 ts(run.started_at), ts(run.finished_at)))
+            db.executemany(
+                "INSERT INTO node_runs (run_id, name, position, status, queue, plan_version,"
+                " copied_from_run_id, next_attempt_at, skip_reason) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(run.run_id, n.name, i, n.status.value, n.queue, n.plan_version,
+                  n.copied_from_run_id, ts(n.next_attempt_at), n.skip_reason)
+                 for i, n in enumerate(run.nodes)])
+            self._insert_attempts(a for n in run.nodes for a in n.attempts)
+
+    def _insert_attempts(self, attempts: Iterable[Attempt]) -> None:
+        self._db.executemany(
+            "INSERT INTO attempts (run_id, node, number, plan_version, status, started_at,"
+            " finished_at, exit_code, error, log_path, pid, pid_start, copied_from_run_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(a.run_id, a.node, a.number, a.plan_version, a.status.value, ts(a.started_at),
+              ts(a.finished_at), a.exit_code, a.error, a.log_path, a.pid, a.pid_start,
+              a.copied_from_run_id) for a in attempts])
+
+    def set_run_status(self, run_id: str, status: RunStatus, *, at: datetime) -> None:
+        column = "finished_at" if status.finished else "started_at"
+        with self.transaction() as db:
+            db.execute(f"UPDATE runs SET status = ?, {column} = COALESCE({column}, ?)"
+                       " WHERE run_id = ?", (status.value, ts(at), run_id))
+
+    def set_node_status(self, run_id: str, names: Sequence[str], status: NodeStatus, *,
+                        next_attempt_at: datetime | None = None,
+                        skip_reason: str | None = None) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE node_runs SET status = ?, next_attempt_at = ?, skip_reason = ?"
+                " WHERE run_id = ? AND name = ?",
+                [(status.value, ts(next_attempt_at), skip_reason, run_id, name)
+                 for name in names])
+
+    def start_attempt(self, attempt: Attempt) -> None:
+        """Record the intent to launch: the attempt row and the node RUNNING, in one commit."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM attempts WHERE run_id = ? AND node = ? AND number = ?",
+                       (attempt.run_id, attempt.node, attempt.number))
+            self._insert_attempts([attempt])
+            db.execute("UPDATE node_runs SET status = 'RUNNING', next_attempt_at = NULL"
+                       " WHERE run_id = ? AND name = ?", (attempt.run_id, attempt.node))
+
+    def set_attempt_process(self, run_id: str, node: str, number: int, pid: int,
+                            pid_start: int | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE attempts SET pid = ?, pid_start = ? WHERE run_id = ? AND"
+                       " node = ? AND number = ?", (pid, pid_start, run_id, node, number))
+
+    def finish_attempt(self, run_id: str, node: str, number: int, *, status: AttemptStatus,
+                       at: datetime, exit_code: int | None, error: str | None,
+                       node_status: NodeStatus, next_attempt_at: datetime | None = None) -> None:
+        """The attempt's result and the node's next status, in one commit."""
+        with self.transaction() as db:
+            db.execute("UPDATE attempts SET status = ?, finished_at = ?, exit_code = ?,"
+                       " error = ? WHERE run_id = ? AND node = ? AND number = ?",
+                       (status.value, ts(at), exit_code, error, run_id, node, number))
+            db.execute("UPDATE node_runs SET status = ?, next_attempt_at = ? WHERE run_id = ?"
+                       " AND name = ?",
+                       (node_status.value, ts(next_attempt_at), run_id, node))
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def graph_version(self, run_id: str) -> int:
+        row = self._db.execute("SELECT graph_version FROM runs WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        return int(row[0])
+
+    def get_run(self, run_id: str, *, with_nodes: bool = True) -> Run | None:
+        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return self._runs([row], with_nodes=with_nodes)[0]
+
+    def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+        marks = ",".join("?" * len(statuses))
+        rows = self._db.execute(f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY run_id",
+                                [s.value for s in statuses]).fetchall()
+        return self._runs(rows, with_nodes=True)
+
+    def list_runs(self, *, workflow: str | None = None, statuses: Sequence[RunStatus] = (),
+                  trigger: RunTrigger | None = None, backfill_id: str | None = None,
+                  before_run_id: str | None = None, limit: int = 100,
+                  with_nodes: bool = False) -> list[Run]:
+        """Newest first; `before_run_id` pages on."""
+        where, args = [], []
+        for column, value in (("workflow", workflow), ("backfill_id", backfill_id),
+                              ("trigger", trigger.value if trigger else None)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args += [s.value for s in statuses]
+        if before_run_id is not None:
+            where.append("run_id < ?")
+            args.append(before_run_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(f"SELECT * FROM runs {clause} ORDER BY run_id DESC LIMIT ?",
+                                [*args, limit]).fetchall()
+        return self._runs(rows, with_nodes=with_nodes)
+
+    def _runs(self, rows: Sequence[sqlite3.Row], *, with_nodes: bool) -> list[Run]:
+        nodes: dict[str, list[NodeRun]] = {row["run_id"]: [] for row in rows}
+        if with_nodes and rows:
+            ids = [row["run_id"] for row in rows]
+            attempts: dict[tuple[str, str], list[Attempt]] = {}
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for a in self._db.execute(
+                        f"SELECT * FROM attempts WHERE run_id IN ({marks})"
+                        " ORDER BY run_id, node, number", chunk):
+                    attempts.setdefault((a["run_id"], a["node"]), []).append(_attempt(a))
+                for n in self._db.execute(
+                        f"SELECT * FROM node_runs WHERE run_id IN ({marks})"
+                        " ORDER BY run_id, position", chunk):
+                    nodes[n["run_id"]].append(NodeRun(
+                        run_id=n["run_id"], name=n["name"], status=NodeStatus(n["status"]),
+                        queue=n["queue"], plan_version=n["plan_version"],
+                        attempts=tuple(attempts.get((n["run_id"], n["name"]), ())),
+                        copied_from_run_id=n["copied_from_run_id"],
+                        next_attempt_at=parse_ts(n["next_attempt_at"]),
+                        skip_reason=n["skip_reason"]))
+        return [_run(row, tuple(nodes[row["run_id"]])) for row in rows]
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        run_id=row["run_id"], node=row["node"], number=row["number"],
+        plan_version=row["plan_version"], status=AttemptStatus(row["status"]),
+        started_at=parse_ts(row["started_at"]),  # type: ignore[arg-type]
+        finished_at=parse_ts(row["finished_at"]), exit_code=row["exit_code"],
+        error=row["error"], log_path=row["log_path"], pid=row["pid"],
+        pid_start=row["pid_start"], copied_from_run_id=row["copied_from_run_id"])
+
+
+def _run(row: sqlite3.Row, nodes: tuple[NodeRun, ...]) -> Run:
+    params: dict[str, Any] = json.loads(row["params"])
+    return Run(
+        run_id=row["run_id"], workflow=row["workflow"], plan_version=row["plan_version"],
+        plan_digest=row["plan_digest"], trigger=RunTrigger(row["trigger"]),
+        logical_time=parse_ts(row["logical_time"]),  # type: ignore[arg-type]
+        status=RunStatus(row["status"]),
+        created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
+        params=params, remarks=row["remarks"], queue_override=row["queue_override"],
+        backfill_id=row["backfill_id"], previous_run_id=row["previous_run_id"],
+        data_interval_start=parse_ts(row["data_interval_start"]),
+        data_interval_end=parse_ts(row["data_interval_end"]),
+        started_at=parse_ts(row["started_at"]), finished_at=parse_ts(row["finished_at"]),
+        nodes=nodes)
