@@ -121,7 +121,7 @@ def test_unknown_schema_version_is_refused_with_upgrade_hint(make_repo, tmp_path
     raw = json.loads(path.read_text())
     raw["schema_version"] = 99
     path.write_text(json.dumps(raw))
-    with pytest.raises(PlanError, match="schema_version 99 is not supported.*upgrade"):
+    with pytest.raises(PlanError, match=r"schema_version 99 is not supported.*upgrade"):
         load_plan(path)
 
 

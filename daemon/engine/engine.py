@@ -132,8 +132,6 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[StatusEvent], None]] = []
         self._stopping = False
-        # (run, node) -> attempts copied from an earlier run: retries count from after them
-        self._copied_attempts: dict[tuple[str, str], int] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -414,9 +412,8 @@ class Engine:
             attempt_status, node_status = AttemptStatus.SUCCEEDED, NodeStatus.SUCCEEDED
         else:
             attempt_status = AttemptStatus.FAILED
-            own_attempts = self._own_attempts(run, node, number)
-            if retryable and own_attempts <= plan.retries and not run.cancel.is_set():
-                delay = plan.retry_delay_seconds * plan.retry_backoff ** (own_attempts - 1)
+            if retryable and number <= plan.retries and not run.cancel.is_set():
+                delay = plan.retry_delay_seconds * plan.retry_backoff ** (number - 1)
                 next_at = now + timedelta(seconds=delay)
                 node_status = NodeStatus.RETRYING
             else:
@@ -429,10 +426,6 @@ class Engine:
         node.status = node_status
         self._emit(run.header.run_id, node.name, node_status.value, number)
         return next_at
-
-    def _own_attempts(self, run: _Run, node: _Node, number: int) -> int:
-        """Attempts made in this run (a resumed node's copied attempts do not count)."""
-        return number - self._copied_attempts.get((run.header.run_id, node.name), 0)
 
     def _after_final(self, run: _Run, node: _Node) -> None:
         if node.status.finished:
@@ -587,13 +580,7 @@ class Engine:
                   data_interval_start=original.data_interval_start,
                   data_interval_end=original.data_interval_end, nodes=tuple(nodes))
         self._store.insert_run(run, graph_version=graph_version)
-        state = self._state(run, graph, node_plans)
-        for node in nodes:  # a re-run node's retries count from its first new attempt
-            if node.name in rerun:
-                old_attempts = len(original.node(node.name).attempts)
-                state.nodes[node.name].attempts = old_attempts
-                self._copied_attempts[(new_id, node.name)] = old_attempts
-        self._runs[new_id] = state
+        self._runs[new_id] = self._state(run, graph, node_plans)
         self._emit(new_id, None, RunStatus.PENDING.value)
         self._admit(run.workflow)
         return ResumeAnswer(run_id=new_id, node_names=shape.starting)
@@ -607,9 +594,6 @@ class Engine:
         for node in run.nodes:
             content = self._content(self._plans.get(run.workflow, node.plan_version))
             node_plans[node.name] = content.node(node.name)
-            copied = sum(a.copied_from_run_id is not None for a in node.attempts)
-            if node.copied_from_run_id is None and copied:
-                self._copied_attempts[(run.run_id, node.name)] = copied
         return self._state(run, graph, node_plans)
 
     def _recover_nodes(self, state: _Run, run: Run) -> None:

@@ -1,0 +1,84 @@
+"""A scripted launcher for engine tests on a fake clock: no processes, no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.engine.clock import FakeClock
+from daemon.engine.launcher import LaunchSpec, Recovered
+
+
+@dataclass
+class Behaviour:
+    """What one attempt does: exit with `code` after `seconds`, or hang until killed."""
+
+    code: int = 0
+    seconds: float = 1.0
+    hang: bool = False
+    ignore_term: bool = False
+
+
+class FakeProcess:
+    def __init__(self, clock: FakeClock, behaviour: Behaviour, pid: int) -> None:
+        self.pid = pid
+        self.signals: list[int] = []
+        self._clock = clock
+        self._behaviour = behaviour
+        self._killed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def wait(self) -> int:
+        if self._behaviour.hang:
+            return await self._killed
+        sleeper = asyncio.ensure_future(self._clock.sleep(self._behaviour.seconds))
+        await asyncio.wait({sleeper, self._killed}, return_when=asyncio.FIRST_COMPLETED)
+        if self._killed.done():
+            sleeper.cancel()
+            return self._killed.result()
+        return self._behaviour.code
+
+    def signal_group(self, signum: int) -> None:
+        self.signals.append(signum)
+        if signum == signal.SIGTERM and self._behaviour.ignore_term:
+            return
+        if not self._killed.done():
+            self._killed.set_result(128 + signum)
+
+
+@dataclass
+class FakeLauncher:
+    clock: FakeClock
+    scripts: dict[str, list[Behaviour]] = field(default_factory=dict)
+    launches: list[tuple[str, float]] = field(default_factory=list)  # (node, at seconds)
+    processes: dict[str, list[FakeProcess]] = field(default_factory=dict)
+    running: int = 0
+    peak: int = 0
+    _pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+    async def launch(self, spec: LaunchSpec) -> FakeProcess:
+        node = spec.attempt_dir.parent.name
+        script = self.scripts.get(node, [])
+        attempt = len(self.processes.get(node, []))
+        behaviour = script[attempt] if attempt < len(script) else Behaviour()
+        process = FakeProcess(self.clock, behaviour, next(self._pids))
+        self.processes.setdefault(node, []).append(process)
+        start = self.clock.now().timestamp()
+        self.launches.append((node, start))
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        original = process.wait
+
+        async def counted() -> int:
+            try:
+                return await original()
+            finally:
+                self.running -= 1
+
+        process.wait = counted  # type: ignore[method-assign]
+        return process
+
+    def recover(self, attempt_dir: Path, pid: int | None, pid_start: int | None) -> Recovered:
+        return Recovered(lost=True)

@@ -1,0 +1,285 @@
+"""Engine behaviour on a fake clock and a scripted launcher: retries, backoff, timeouts,
+queues, max_active_runs, triggers, cancel and resume, in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_fakes import Behaviour, FakeLauncher
+
+from compiler.compile import compile_repo
+from compiler.plan import Plan
+from compiler.repo import MemorySources, RepoSnapshot
+from daemon.engine.clock import FakeClock
+from daemon.engine.engine import Engine, EngineSettings, RunError
+from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
+from daemon.engine.plans import MemoryPlans
+from daemon.state.store import StateStore
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+SETTINGS = (b"queues:\n  default: {concurrency: 4}\n  solo: {concurrency: 1}\n"
+            b"  dev: {concurrency: 2}\n")
+
+
+def compile_one(yaml: str, settings: bytes = SETTINGS) -> Plan:
+    result = compile_repo(RepoSnapshot(settings=settings, workflows={"workflows/w.yaml":
+                                                                     yaml.encode()},
+                                       sources=MemorySources({})))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    return result.plans[0]
+
+
+class Harness:
+    def __init__(self, tmp: Path, plan: Plan, *, grace: float = 5.0) -> None:
+        self.clock = FakeClock(T0)
+        self.launcher = FakeLauncher(self.clock)
+        self.plans = MemoryPlans([plan])
+        self.store = StateStore(tmp / "state")
+        self.engine = Engine(store=self.store, plans=self.plans, launcher=self.launcher,
+                             clock=self.clock, settings=EngineSettings(
+                                 state_dir=tmp / "state", kill_grace_seconds=grace,
+                                 base_env={}))
+        self.events: list[tuple[str | None, str]] = []
+        self.engine.subscribe(lambda e: self.events.append((e.node, e.status)))
+
+    def plan(self, workflow: str = "w") -> Plan:
+        plan = self.plans.latest(workflow)
+        assert plan is not None
+        return plan
+
+    def start(self, **kwargs: Any) -> str:
+        kwargs.setdefault("trigger", RunTrigger.MANUAL)
+        kwargs.setdefault("logical_time", T0)
+        return self.engine.create_run(self.plan(), **kwargs).run_id
+
+    def node_times(self, node: str) -> list[float]:
+        return [at - T0.timestamp() for name, at in self.launcher.launches if name == node]
+
+
+def run(tmp_path: Path, yaml: str, body: Callable[[Harness], Awaitable[None]],
+        **kwargs: Any) -> Harness:
+    harness = Harness(tmp_path, compile_one(yaml), **kwargs)
+
+    async def main() -> None:
+        await harness.engine.start()
+        await body(harness)
+        await harness.engine.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    return harness
+
+
+CHAIN = """
+nodes:
+  - {name: a, command: a, retries: 2, retry_delay: 10s, retry_backoff: 2}
+  - {name: b, command: b, upstream: [a]}
+"""
+
+
+def test_retries_wait_delay_with_backoff_then_succeed(tmp_path):
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["a"] = [Behaviour(code=1, seconds=1), Behaviour(code=1, seconds=1),
+                                   Behaviour(code=0, seconds=1)]
+        run_id = h.start()
+        await h.clock.advance(100)
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.SUCCEEDED
+        a = done.node("a")
+        assert [(x.number, x.exit_code) for x in a.attempts] == [(1, 1), (2, 1), (3, 0)]
+        assert a.attempts[0].error == "exited with code 1"
+
+    h = run(tmp_path, CHAIN, body)
+    # attempt 1 at 0, ends at 1; delay 10 -> 11; ends 12; delay 20 -> 32; b after 33
+    assert h.node_times("a") == [0, 11, 32]
+    assert h.node_times("b") == [33]
+    assert ("a", "RETRYING") in h.events
+
+
+def test_retries_exhausted_fail_node_and_skip_downstream(tmp_path):
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["a"] = [Behaviour(code=3)] * 3
+        run_id = h.start()
+        await h.clock.advance(100)
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.FAILED
+        assert done.node("a").status is NodeStatus.FAILED
+        assert len(done.node("a").attempts) == 3
+        assert done.node("b").status is NodeStatus.SKIPPED
+        assert done.node("b").attempts == ()
+
+    run(tmp_path, CHAIN, body)
+
+
+TIMEOUT = """
+nodes:
+  - {name: slow, command: x, timeout: 30s, retries: 1, retry_delay: 0}
+"""
+
+
+def test_timeout_terms_then_kills_after_grace_and_counts_as_failed_attempt(tmp_path):
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["slow"] = [Behaviour(hang=True, ignore_term=True),
+                                      Behaviour(hang=True)]
+        run_id = h.start()
+        await h.clock.advance(30)
+        first = h.launcher.processes["slow"][0]
+        assert first.signals == [signal.SIGTERM]  # TERM at the timeout ...
+        await h.clock.advance(5)
+        assert first.signals == [signal.SIGTERM, signal.SIGKILL]  # ... KILL after grace
+        await h.clock.advance(30)
+        second = h.launcher.processes["slow"][1]
+        assert second.signals == [signal.SIGTERM]  # it obeyed TERM: no KILL
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.FAILED
+        assert [a.error for a in done.node("slow").attempts] == [
+            "timed out after 30s", "timed out after 30s"]
+        assert [a.exit_code for a in done.node("slow").attempts] == [137, 143]
+
+    run(tmp_path, TIMEOUT, body)
+
+
+FAN = """
+queue: solo
+nodes:
+""" + "".join(f"  - {{name: n{i}, command: x}}\n" for i in range(4))
+
+
+def test_queue_bounds_running_nodes_across_runs(tmp_path):
+    async def body(h: Harness) -> None:
+        first, second = h.start(), h.start()
+        await h.clock.advance(20)
+        assert h.launcher.peak == 1
+        for run_id in (first, second):
+            assert h.engine.get_run(run_id).status is RunStatus.SUCCEEDED
+
+    h = run(tmp_path, FAN.replace("nodes:", "max_active_runs: 2\nnodes:"), body)
+    assert sorted(at for _, at in h.launcher.launches) == [float(T0.timestamp() + i)
+                                                            for i in range(8)]
+
+
+def test_queue_override_applies_except_to_nodes_with_their_own_queue(tmp_path):
+    yaml = """
+nodes:
+  - {name: free, command: x}
+  - {name: pinned, command: x, queue: solo}
+"""
+
+    async def body(h: Harness) -> None:
+        run_id = h.start(queue="dev")
+        run_ = h.engine.get_run(run_id)
+        assert (run_.node("free").queue, run_.node("pinned").queue) == ("dev", "solo")
+        with pytest.raises(RunError, match="queue 'nope' is not defined"):
+            h.start(queue="nope")
+        await h.clock.advance(5)
+
+    run(tmp_path, yaml, body)
+
+
+def test_max_active_runs_keeps_extra_runs_pending_then_starts_them(tmp_path):
+    async def body(h: Harness) -> None:
+        first, second = h.start(), h.start()
+        await h.clock.settle()
+        assert h.engine.get_run(second).status is RunStatus.PENDING
+        await h.clock.advance(4)
+        assert h.engine.get_run(first).status is RunStatus.SUCCEEDED
+        assert h.engine.get_run(second).status is RunStatus.RUNNING
+        await h.clock.advance(4)
+        assert h.engine.get_run(second).status is RunStatus.SUCCEEDED
+
+    run(tmp_path, FAN, body)
+
+
+TRIGGERS = """
+nodes:
+  - {name: root, command: x}
+  - {name: bad, command: x, upstream: [root]}
+  - {name: good, command: x, upstream: [root]}
+  - {name: after_good, command: x, upstream: [good]}
+  - {name: after_bad, command: x, upstream: [bad]}
+  - {name: any_ok, command: x, upstream: [bad, good], trigger: any_succeeded}
+  - {name: all_done, command: x, upstream: [bad, good], trigger: all_done}
+  - {name: on_fail, command: x, upstream: [bad, good], trigger: any_failed}
+  - {name: all_fail, command: x, upstream: [bad, good], trigger: all_failed}
+"""
+
+
+def test_triggers_and_independent_branches_after_a_failure(tmp_path):
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["bad"] = [Behaviour(code=1)]
+        run_id = h.start()
+        await h.clock.advance(20)
+        done = h.engine.get_run(run_id)
+        status = {n.name: n.status.value for n in done.nodes}
+        assert status == {
+            "root": "SUCCEEDED", "bad": "FAILED", "good": "SUCCEEDED",
+            "after_good": "SUCCEEDED", "after_bad": "SKIPPED", "any_ok": "SUCCEEDED",
+            "all_done": "SUCCEEDED", "on_fail": "SUCCEEDED", "all_fail": "SKIPPED"}
+        assert done.status is RunStatus.FAILED
+
+    run(tmp_path, TRIGGERS, body)
+
+
+def test_cleanup_node_skipped_after_success_does_not_fail_the_run(tmp_path):
+    async def body(h: Harness) -> None:
+        run_id = h.start()
+        await h.clock.advance(20)
+        done = h.engine.get_run(run_id)
+        assert done.node("on_fail").status is NodeStatus.SKIPPED
+        assert done.node("on_fail").skip_reason is not None
+        assert done.status is RunStatus.SUCCEEDED
+
+    run(tmp_path, TRIGGERS.replace("  - {name: all_fail, command: x, upstream: [bad, good],"
+                                   " trigger: all_failed}\n", "")
+        .replace("  - {name: after_bad, command: x, upstream: [bad]}\n", ""), body)
+
+
+def test_cancel_kills_running_and_cancels_pending(tmp_path):
+    yaml = """
+nodes:
+  - {name: a, command: x}
+  - {name: b, command: x, upstream: [a]}
+  - {name: c, command: x}
+"""
+
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["a"] = [Behaviour(hang=True)]
+        h.launcher.scripts["c"] = [Behaviour(seconds=0.5)]
+        run_id = h.start()
+        await h.clock.advance(1)
+        h.engine.cancel_run(run_id)
+        await h.clock.advance(1)
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.CANCELLED
+        assert {n.name: n.status.value for n in done.nodes} == {
+            "a": "CANCELLED", "b": "CANCELLED", "c": "SUCCEEDED"}
+        assert h.launcher.processes["a"][0].signals == [signal.SIGTERM]
+        assert done.node("a").attempts[0].error == "cancelled"
+        with pytest.raises(RunError, match="already finished") as info:
+            h.engine.cancel_run(run_id)
+        assert info.value.precondition
+        with pytest.raises(RunError, match="does not exist") as missing:
+            h.engine.cancel_run("wr_nope")
+        assert missing.value.not_found
+
+    run(tmp_path, yaml, body)
+
+
+def test_cancel_of_retrying_node_stops_the_retry(tmp_path):
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["a"] = [Behaviour(code=1)]
+        run_id = h.start()
+        await h.clock.advance(2)
+        assert h.engine.get_run(run_id).node("a").status is NodeStatus.RETRYING
+        h.engine.cancel_run(run_id)
+        await h.clock.advance(100)
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.CANCELLED
+        assert len(done.node("a").attempts) == 1
+
+    run(tmp_path, CHAIN, body)

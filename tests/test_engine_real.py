@@ -1,0 +1,239 @@
+"""The engine with real processes, a real plan store and real SQLite: templates, FLOWPLAN_*
+variables, logs, SQL nodes, process-tree timeouts, and resume after a fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compiler.compile import compile_repo
+from compiler.repo import read_repo
+from compiler.store import PlanStore
+from daemon.engine.clock import SystemClock
+from daemon.engine.engine import Engine, EngineSettings, RunError
+from daemon.engine.launcher import LocalLauncher
+from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
+from daemon.engine.plans import StorePlans
+from daemon.state.store import StateStore
+
+LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 2026-03-29 in Amsterdam
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan may wait for a PID 1 that does not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Env:
+    def __init__(self, tmp: Path, make_repo: Any) -> None:
+        self.tmp = tmp
+        self.make_repo = make_repo
+        self.store = PlanStore(tmp / "store")
+        self.state_dir = tmp / "state"
+        self.engine = Engine(store=StateStore(self.state_dir), plans=StorePlans(self.store),
+                             launcher=LocalLauncher(), clock=SystemClock(),
+                             settings=EngineSettings(state_dir=self.state_dir,
+                                                     kill_grace_seconds=1.0))
+
+    def publish(self, files: dict[str, str]) -> None:
+        result = compile_repo(read_repo(self.make_repo(files)))
+        assert result.ok, [str(d) for d in result.diagnostics]
+        self.store.publish(result.plans)
+
+    def start(self, workflow: str, **kwargs: Any) -> str:
+        plan = self.store.latest(workflow)
+        assert plan is not None
+        kwargs.setdefault("trigger", RunTrigger.MANUAL)
+        kwargs.setdefault("logical_time", LOGICAL)
+        return self.engine.create_run(plan, **kwargs).run_id
+
+
+def drive(tmp_path: Path, make_repo: Any, body: Callable[[Env], Awaitable[None]]) -> None:
+    env = Env(tmp_path, make_repo)
+
+    async def main() -> None:
+        await env.engine.start()
+        try:
+            await body(env)
+        finally:
+            await env.engine.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_templates_context_env_and_logs(tmp_path, make_repo):
+    out = tmp_path / "out.txt"
+    files = {"workflows/t.yaml": f"""
+name: t
+params: {{region: eu, API_TOKEN: s3cr3t-value}}
+schedule: {{every: day, at: "00:30", timezone: Europe/Amsterdam}}
+nodes:
+  - name: write
+    source: jobs/write.sh
+    args: ["${{ds}}", "${{ds_nodash}}", "${{params.region}}", "${{attempt}}", "{out}"]
+    env: {{REGION: "${{params.region | upper}}"}}
+""", "jobs/write.sh": 'echo "$1 $2 $3 $4 $REGION $FLOWPLAN_DS $FLOWPLAN_WORKFLOW $FLOWPLAN_NODE'
+                      ' $FLOWPLAN_RUN_ID" > "$5"\necho "token is $(echo $FLOWPLAN_PARAMS)"\n'}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        run_id = env.start("t", params={"region": "us"})
+        done = await env.engine.wait_run(run_id)
+        assert done.status is RunStatus.SUCCEEDED
+        assert out.read_text().split() == ["2026-03-29", "20260329", "us", "1", "US",
+                                           "2026-03-29", "t", "write", run_id]
+        attempt = done.node("write").attempts[0]
+        raw = Path(attempt.log_path or "").read_text()
+        assert "s3cr3t-value" in raw  # the file under the state dir is raw ...
+        assert "s3cr3t-value" not in env.engine.masked(run_id, raw)  # ... shown masked
+        assert "********" in env.engine.masked(run_id, raw)
+
+    drive(tmp_path, make_repo, body)
+
+
+def test_sources_run_from_the_plan_not_the_repository(tmp_path, make_repo):
+    files = {"workflows/s.yaml": "name: s\nnodes: [{source: jobs/say.sh}]\n",
+             "jobs/say.sh": "echo published\n"}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        env.make_repo({"jobs/say.sh": "echo edited-after-publish\n"})
+        done = await env.engine.wait_run(env.start("s"))
+        log = Path(done.node("say").attempts[0].log_path or "").read_text()
+        assert log == "published\n"
+
+    drive(tmp_path, make_repo, body)
+
+
+def test_sql_node_runs_on_embedded_sqlite_and_tables_persist(tmp_path, make_repo):
+    files = {"workflows/q.yaml": "name: q\nnodes: [{source: jobs/q.sql}]\n",
+             "jobs/q.sql": "CREATE TABLE IF NOT EXISTS t (ds TEXT);\n"
+                           "INSERT INTO t VALUES ('${ds}');\nSELECT count(*) AS n FROM t;\n"}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        for expected in ("1", "2"):
+            done = await env.engine.wait_run(env.start("q"))
+            assert done.status is RunStatus.SUCCEEDED
+            log = Path(done.node("q").attempts[0].log_path or "").read_text()
+            assert log.split() == ["n", expected]
+
+    drive(tmp_path, make_repo, body)
+
+
+def test_timeout_kills_the_whole_process_tree(tmp_path, make_repo):
+    pidfile = tmp_path / "grandchild.pid"
+    files = {"workflows/k.yaml": f"""
+name: k
+nodes:
+  - name: tree
+    command: sh -c 'sleep 60 & echo $! > {pidfile}; wait'
+    timeout: 1s
+"""}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        started = time.monotonic()
+        done = await env.engine.wait_run(env.start("k"))
+        assert time.monotonic() - started < 5
+        assert done.status is RunStatus.FAILED
+        assert done.node("tree").attempts[0].error == "timed out after 1s"
+        grandchild = int(pidfile.read_text())
+        await asyncio.sleep(0.2)
+        assert not running(grandchild)
+
+    drive(tmp_path, make_repo, body)
+
+
+RESUME_V1 = """
+name: glue
+nodes:
+  - {name: J1, command: "echo J1 >> %(log)s"}
+  - {name: J2, command: "echo J2 >> %(log)s; exit %(fail)s", upstream: [J1]}
+  - {name: J3, command: "echo J3 >> %(log)s; exit %(fail)s", upstream: [J1]}
+  - {name: J4, command: "echo J4 >> %(log)s", upstream: [J2]}
+  - {name: J5, command: "echo J5 >> %(log)s", upstream: [J3]}
+"""
+
+
+def test_resume_after_a_fix_reruns_selected_and_downstream_copies_the_rest(tmp_path,
+                                                                           make_repo):
+    trace = tmp_path / "trace.log"
+
+    async def body(env: Env) -> None:
+        env.publish({"workflows/glue.yaml": RESUME_V1 % {"log": trace, "fail": 1}})
+        first = await env.engine.wait_run(env.start("glue"))
+        assert first.status is RunStatus.FAILED
+        assert {n.name: n.status.value for n in first.nodes} == {
+            "J1": "SUCCEEDED", "J2": "FAILED", "J3": "FAILED", "J4": "SKIPPED",
+            "J5": "SKIPPED"}
+        env.publish({"workflows/glue.yaml": RESUME_V1 % {"log": trace, "fail": 0}})  # fix
+        trace.write_text("")
+        dry = env.engine.resume_run(first.run_id, ["J3", "J2"], dry_run=True)
+        assert (dry.run_id, dry.node_names) == (None, ("J2", "J3"))
+        answer = env.engine.resume_run(first.run_id, ["J2", "J3"])
+        assert answer.node_names == ("J2", "J3") and answer.run_id != first.run_id
+        second = await env.engine.wait_run(answer.run_id or "")
+        assert second.status is RunStatus.SUCCEEDED
+        assert second.previous_run_id == first.run_id
+        assert second.trigger is RunTrigger.RESUME and second.plan_version == 2
+        j1 = second.node("J1")
+        assert (j1.status, j1.copied_from_run_id, j1.plan_version) == (
+            NodeStatus.SUCCEEDED, first.run_id, 1)
+        assert [a.copied_from_run_id for a in j1.attempts] == [first.run_id]
+        assert j1.attempts[0].started_at == first.node("J1").attempts[0].started_at
+        for name in ("J2", "J3", "J4", "J5"):
+            node = second.node(name)
+            assert node.status is NodeStatus.SUCCEEDED and node.copied_from_run_id is None
+            assert node.plan_version == 2
+        assert [a.number for a in second.node("J2").attempts] == [1]  # a new run: from 1
+        assert sorted(trace.read_text().split()) == ["J2", "J3", "J4", "J5"]  # J1 not rerun
+        redundant = env.engine.resume_run(second.run_id, ["J4", "J2"], dry_run=True)
+        assert redundant.node_names == ("J2",)  # J4 is downstream of J2: it runs anyway
+        third = env.engine.resume_run(second.run_id, ["J5"])  # a resumed run resumes again
+        again = await env.engine.wait_run(third.run_id or "")
+        assert again.status is RunStatus.SUCCEEDED
+        assert again.node("J2").copied_from_run_id == second.run_id
+        assert again.node("J1").copied_from_run_id == first.run_id
+
+    drive(tmp_path, make_repo, body)
+
+
+def test_resume_errors(tmp_path, make_repo):
+    trace = tmp_path / "trace.log"
+
+    async def body(env: Env) -> None:
+        env.publish({"workflows/glue.yaml": RESUME_V1 % {"log": trace, "fail": 1}})
+        done = await env.engine.wait_run(env.start("glue"))
+        with pytest.raises(RunError, match="never attempted") as never:
+            env.engine.resume_run(done.run_id, ["J4"])
+        assert never.value.precondition and never.value.field == "node_names"
+        with pytest.raises(RunError, match="not a node"):
+            env.engine.resume_run(done.run_id, ["J9"])
+        with pytest.raises(RunError, match="does not exist") as missing:
+            env.engine.resume_run("wr_missing", ["J2"])
+        assert missing.value.not_found
+        env.publish({"workflows/glue.yaml": "name: glue\nnodes: [{name: J1, command: x}]\n"})
+        with pytest.raises(RunError, match="version 2 of glue has no such node") as gone:
+            env.engine.resume_run(done.run_id, ["J2"])
+        assert gone.value.field == "plan_version"
+        answer = env.engine.resume_run(done.run_id, ["J2"], plan_version=1)  # named version
+        assert answer.run_id is not None
+        running = env.start("glue")
+        with pytest.raises(RunError, match="only a finished run") as busy:
+            env.engine.resume_run(running, ["J1"])
+        assert busy.value.precondition
+        await env.engine.wait_run(answer.run_id)
+        await env.engine.wait_run(running)
+
+    drive(tmp_path, make_repo, body)

@@ -1,0 +1,38 @@
+"""Trigger rules over upstream states (AWS Glue's ALL/ANY conditional triggers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.engine.model import NodeStatus as S
+from daemon.engine.triggers import Readiness as R
+from daemon.engine.triggers import readiness
+
+
+@pytest.mark.parametrize(("trigger", "upstream", "expected"), [
+    ("all_succeeded", [], R.READY),
+    ("all_succeeded", [S.SUCCEEDED, S.SUCCEEDED], R.READY),
+    ("all_succeeded", [S.SUCCEEDED, S.RUNNING], R.WAIT),
+    ("all_succeeded", [S.FAILED, S.RUNNING], R.SKIP),  # decided before the rest finish
+    ("all_succeeded", [S.SKIPPED, S.SUCCEEDED], R.SKIP),
+    ("all_succeeded", [S.CANCELLED], R.SKIP),
+    ("any_succeeded", [S.FAILED, S.RUNNING], R.WAIT),
+    ("any_succeeded", [S.FAILED, S.SUCCEEDED], R.READY),
+    ("any_succeeded", [S.FAILED, S.SKIPPED], R.SKIP),
+    ("all_done", [S.FAILED, S.RETRYING], R.WAIT),
+    ("all_done", [S.FAILED, S.SKIPPED, S.CANCELLED], R.READY),
+    ("any_failed", [S.SUCCEEDED, S.PENDING], R.WAIT),
+    ("any_failed", [S.FAILED, S.PENDING], R.READY),
+    ("any_failed", [S.SUCCEEDED, S.SKIPPED], R.SKIP),
+    ("any_failed", [S.CANCELLED], R.SKIP),  # cancelled is not failed
+    ("all_failed", [S.FAILED, S.FAILED], R.READY),
+    ("all_failed", [S.FAILED, S.RUNNING], R.WAIT),
+    ("all_failed", [S.FAILED, S.SUCCEEDED], R.SKIP),
+])
+def test_readiness(trigger, upstream, expected):
+    assert readiness(trigger, upstream) is expected
+
+
+def test_unknown_trigger_is_an_error():
+    with pytest.raises(ValueError, match="unknown trigger"):
+        readiness("sometimes", [S.SUCCEEDED])
