@@ -89,6 +89,8 @@ def _to_diagnostic(error: Any, doc: Document, prefix: Path) -> Diagnostic:
     elif kind == "literal_error":
         message = f"{label}: {error['msg'].replace('Input should be', 'expected')}"
         code, on_key = Code.INVALID_VALUE, False
+    elif kind == "too_short" and path == ("nodes",):
+        message, code, on_key = "a workflow needs at least one node", Code.EMPTY_WORKFLOW, False
     elif kind in ("too_short", "too_long") and isinstance(error.get("input"), list | dict):
         message, code, on_key = f"{label}: {error['msg'].lower()}", Code.INVALID_VALUE, False
     else:
