@@ -237,3 +237,23 @@ def test_resume_errors(tmp_path, make_repo):
         await env.engine.wait_run(running)
 
     drive(tmp_path, make_repo, body)
+
+
+def test_missing_interpreter_fails_the_attempt_with_a_reason(tmp_path, make_repo):
+    files = {"flowplan.yaml": "queues:\n  default: {python: /nonexistent/python3}\n",
+             "workflows/p.yaml": "name: p\nnodes:\n  - {source: jobs/x.py, retries: 1,"
+                                 " retry_delay: 0}\n  - {name: after, command: 'true',"
+                                 " upstream: [x], trigger: all_done}\n",
+             "jobs/x.py": "print('x')\n"}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        done = await env.engine.wait_run(env.start("p"))
+        assert done.status is RunStatus.FAILED
+        attempts = done.node("x").attempts
+        assert len(attempts) == 2
+        assert attempts[0].error == "exited with code 127: command not found (see the log)"
+        assert "/nonexistent/python3" in Path(attempts[0].log_path or "").read_text()
+        assert done.node("after").status is NodeStatus.SUCCEEDED
+
+    drive(tmp_path, make_repo, body)

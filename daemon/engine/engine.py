@@ -46,7 +46,10 @@ from daemon.state.store import StateStore
 
 log = logging.getLogger("flowplan.engine")
 
-LOST = ("lost: the process ended while the daemon was down and left no exit status")
+LOST = "lost: the process ended while the daemon was down and left no exit status"
+_EXIT_MEANINGS = {126: ": command not executable (see the log)",
+                  127: ": command not found (see the log)",
+                  137: " (killed by SIGKILL)", 143: " (terminated by SIGTERM)"}
 
 
 class PlanProvider(Protocol):
@@ -286,6 +289,13 @@ class Engine:
                     await queue.acquire()
                 try:
                     outcome = await self._attempt(run, node, recovered)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # a bug must fail one node, never stall its run
+                    log.exception("run %s node %s: internal error", run.header.run_id,
+                                  node.name)
+                    outcome = self._finish(run, node, max(node.attempts, 1), None,
+                                           f"internal error: {exc}", retryable=False)
                 finally:
                     queue.release()
                 recovered = None
@@ -343,9 +353,13 @@ class Engine:
             node.attempts = number
             node.status = NodeStatus.RUNNING
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
-            run.context.workspace.mkdir(parents=True, exist_ok=True)
-            handle = await self._launcher.launch(LaunchSpec(
-                argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
+            try:
+                run.context.workspace.mkdir(parents=True, exist_ok=True)
+                handle = await self._launcher.launch(LaunchSpec(
+                    argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
+            except OSError as exc:  # e.g. a queue's python interpreter that does not exist
+                return self._finish(run, node, number, None,
+                                    f"cannot start {argv[0]}: {exc.strerror or exc}")
             self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
                                             process_start(handle.pid))
             timeout = plan.timeout_seconds
@@ -419,7 +433,7 @@ class Engine:
             else:
                 node_status = NodeStatus.FAILED
         if error is None and code not in (0, None):
-            error = f"exited with code {code}"
+            error = f"exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
         self._store.finish_attempt(run.header.run_id, node.name, number, status=attempt_status,
                                    at=now, exit_code=code, error=error, node_status=node_status,
                                    next_attempt_at=next_at)
