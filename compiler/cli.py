@@ -70,7 +70,8 @@ def _compile(repo: Path, *, plans: bool = True) -> CompileResult | int:
     except RepoError as exc:
         print(f"flowplan: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return compile_repo(read_repo(root), plans=plans)
+    # a one-shot command is single-threaded: it may fork workers for a large check
+    return compile_repo(read_repo(root), plans=plans, workers=os.cpu_count() or 1)
 
 
 def _print_diagnostics(result: CompileResult) -> None:

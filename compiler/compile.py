@@ -7,7 +7,9 @@ content hash in an optional `CompileCache`, so a re-check after one change redoe
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
+import multiprocessing
 import posixpath
 from collections import defaultdict
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from compiler import __version__, templating
 from compiler.diagnostics import Code, Diagnostic, has_errors
 from compiler.models import SettingsSpec
 from compiler.parsing import parse_yaml
-from compiler.plan import Plan, SourcePlan, WorkflowPlan, make_plan
+from compiler.plan import Plan, SourcePlan, make_plan
 from compiler.repo import SETTINGS_FILE, RepoSnapshot, SourceProblem
 from compiler.resolve import resolve_workflow, source_plan
 from compiler.validate import FileCheck, check_settings, check_workflow
@@ -50,7 +52,7 @@ class CompileCache:
     """Per-file results keyed by content hash; keep one per long-lived process."""
 
     checks: dict[tuple[str, str, str], FileCheck] = field(default_factory=dict)
-    plans: dict[tuple[object, ...], WorkflowPlan] = field(default_factory=dict)
+    plans: dict[tuple[object, ...], Plan] = field(default_factory=dict)
 
     def prune(self, live_checks: set[tuple[str, str, str]]) -> None:
         for key in self.checks.keys() - live_checks:
@@ -64,26 +66,35 @@ def _sha(data: bytes) -> str:
 
 
 def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
-                 plans: bool = True) -> CompileResult:
-    """Check every workflow of `repo`; with `plans`, resolve the valid ones into plans."""
+                 plans: bool = True, workers: int = 1) -> CompileResult:
+    """Check every workflow of `repo`; with `plans`, resolve the valid ones into plans.
+
+    With `workers` > 1 and without `plans` (a check), files not in the cache are checked in
+    that many forked processes when there are enough to pay for it; they send back names,
+    positions and diagnostics only (moving pydantic models between processes costs more
+    than parsing). Only a single-threaded process may ask for workers (fork copies one
+    thread): the one-shot CLI does, a daemon does not.
+    """
     cache = cache if cache is not None else CompileCache()
     diagnostics: list[Diagnostic] = []
     settings, settings_key = _settings(repo.settings, diagnostics)
+    sources = _SourceCache(repo)
 
+    keys = {path: (path, _sha(data), settings_key) for path, data in repo.workflows.items()}
+    missing = [(path, data) for path, data in repo.workflows.items()
+               if keys[path] not in cache.checks]
     checks: dict[str, FileCheck] = {}
-    keys: dict[str, tuple[str, str, str]] = {}
-    for path, data in repo.workflows.items():
-        key = (path, _sha(data), settings_key)
-        keys[path] = key
-        check = cache.checks.get(key)
-        if check is None:
-            check = _check_file(path, data, settings)
-            cache.checks[key] = check
-        checks[path] = check
+    if not plans and workers > 1 and len(missing) >= PARALLEL_MIN_FILES:
+        checks.update((c.file, c) for c in _check_in_workers(missing, repo, settings, workers))
+    else:
+        for path, data in missing:
+            cache.checks[keys[path]] = _check_file(path, data, settings)
+    for path, key in keys.items():
+        checks.setdefault(path, cache.checks.get(key))  # type: ignore[arg-type]
+    for check in checks.values():
         diagnostics.extend(check.diagnostics)
 
     invalid_files = _check_duplicate_names(checks, diagnostics)
-    sources = _SourceCache(repo)
     for path, check in checks.items():
         if _check_sources(check, sources, diagnostics):
             invalid_files.add(path)
@@ -106,20 +117,10 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
         diagnostics=tuple(sorted(diagnostics)),
         failed=tuple(sorted(failed)),
         workflow_files=len(repo.workflows),
-        uncertain_files=tuple(path for path, check in checks.items() if not _name_known(check)),
+        # no tombstones while a name is a guess: a syntax error in a renamed workflow must
+        # not remove the workflow it really names
+        uncertain_files=tuple(path for path, check in checks.items() if not check.name_known),
     )
-
-
-def _name_known(check: FileCheck) -> bool:
-    """Whether the file's workflow name is what the file says (not a guess from its stem).
-
-    A publish writes no tombstones while a name is a guess: a syntax error in a renamed
-    workflow must not remove the workflow it really names.
-    """
-    doc = check.document
-    if doc is None or not isinstance(doc.value, dict):
-        return False
-    return "name" not in doc.value or isinstance(doc.value["name"], str)
 
 
 def _settings(data: bytes | None, out: list[Diagnostic]) -> tuple[SettingsSpec | None, str]:
@@ -134,19 +135,39 @@ def _settings(data: bytes | None, out: list[Diagnostic]) -> tuple[SettingsSpec |
     return settings, _sha(data)
 
 
+PARALLEL_MIN_FILES = 64  # below this, starting workers costs more than it saves
+
+
+def _check_in_workers(items: list[tuple[str, bytes]], repo: RepoSnapshot,
+                      settings: SettingsSpec | None, workers: int) -> list[FileCheck]:
+    chunks = [items[i::workers] for i in range(workers)]
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        parts = list(pool.map(_check_chunk, chunks, [repo] * workers, [settings] * workers))
+    return [check for part in parts for check in part]
+
+
+def _check_chunk(items: list[tuple[str, bytes]], repo: RepoSnapshot,
+                 settings: SettingsSpec | None) -> list[FileCheck]:
+    """A worker's share: each file checked with its sources, then stripped to what a
+    check reports (no models: the parent resolves nothing)."""
+    sources = _SourceCache(repo)
+    checks = []
+    for path, data in items:
+        check = _check_file(path, data, settings)
+        if _check_sources(check, sources, check.diagnostics):
+            check.complete = False
+        check.header, check.nodes = None, []
+        checks.append(check)
+    return checks
+
+
 def _check_file(path: str, data: bytes, settings: SettingsSpec | None) -> FileCheck:
     parsed = parse_yaml(data, path)
     if isinstance(parsed, list):
         stem = posixpath.splitext(posixpath.basename(path))[0]
         return FileCheck(file=path, document=None, name=stem, diagnostics=parsed)
     return check_workflow(path, parsed, settings)
-
-
-def _name_position(check: FileCheck) -> tuple[int, int]:
-    doc = check.document
-    if doc is None or not isinstance(doc.value, dict) or "name" not in doc.value:
-        return 1, 1
-    return doc.position(("name",))
 
 
 def _check_duplicate_names(checks: Mapping[str, FileCheck], out: list[Diagnostic]) -> set[str]:
@@ -159,7 +180,7 @@ def _check_duplicate_names(checks: Mapping[str, FileCheck], out: list[Diagnostic
     for name, group in by_name.items():
         if len(group) < 2:
             continue
-        places = [(c, *_name_position(c)) for c in group]
+        places = [(c, *c.name_position) for c in group]
         for check, line, column in places:
             others = ", ".join(f"{o.file}:{o_line}" for o, o_line, _ in places if o is not check)
             out.append(Diagnostic(check.file, line, column, Code.DUPLICATE_WORKFLOW,
@@ -188,6 +209,12 @@ class _SourceCache:
             self.read[path] = data
         return self.read[path]
 
+    def sql_problems(self, path: str, params: frozenset[str] | None
+                     ) -> tuple[templating.TemplateProblem, ...]:
+        data = self.read[path]
+        assert isinstance(data, bytes)
+        return templating.check(data.decode("utf-8"), params)
+
     def plan(self, path: str) -> SourcePlan:
         if path not in self.embedded:
             data = self.read[path]
@@ -199,19 +226,19 @@ class _SourceCache:
 def _check_sources(check: FileCheck, sources: _SourceCache, out: list[Diagnostic]) -> bool:
     """Diagnostics for each node's source, and templates in `.sql` sources. True if any."""
     found = False
-    params = check.header.params if check.header is not None else None
+    params = frozenset(check.header.params) if check.header is not None else None
     for node in check.nodes:
         path = node.spec.source
-        if path is None or check.document is None:
+        if path is None:
             continue
         data = sources.get(path)
         if isinstance(data, SourceProblem):
-            line, column = check.document.position(("nodes", node.index, "source"))
+            line, column = check.source_positions[node.index]
             out.append(Diagnostic(check.file, line, column, data.code, data.message))
             found = True
             continue
         if node.type == "sql":
-            for problem in templating.check(data.decode("utf-8"), params):
+            for problem in sources.sql_problems(path, params):
                 line, column = _offset_position(data, problem.offset)
                 out.append(Diagnostic(path, line, column, problem.code,
                                       f"{problem.message} (in node '{node.name}' of"
@@ -232,10 +259,11 @@ def _plan(check: FileCheck, key: tuple[str, str, str], settings: SettingsSpec,
     embedded = {n.spec.source: sources.plan(n.spec.source)
                 for n in check.nodes if n.spec.source is not None}
     plan_key = (key, tuple(sorted((p, s.sha256) for p, s in embedded.items())))
-    content = cache.plans.get(plan_key)
-    if content is None:
+    plan = cache.plans.get(plan_key)
+    if plan is None:
         content = resolve_workflow(file=check.file, name=check.name, header=check.header,
                                    nodes=check.nodes, settings=settings, sources=embedded)
-        cache.plans[plan_key] = content
-    return make_plan(content, compiler_version=__version__)
+        plan = make_plan(content, compiler_version=__version__)
+        cache.plans[plan_key] = plan
+    return plan
 

@@ -134,7 +134,8 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
     if root is None:
         return [_diag(file, 1, 1, Code.NOT_ONE_DOCUMENT, "file has no YAML document")]
     try:
-        value = _Converter().convert(root)
+        # Without an anchor there is no alias: the plain walk skips the alias bookkeeping.
+        value = _convert_plain(root) if "&" not in text else _Converter().convert(root)
     except _InvalidError as exc:
         line, column = _mark(exc.node)
         return [_diag(file, line, column, exc.code, exc.message)]
@@ -240,6 +241,28 @@ class _Converter:
             keys[key] = key_node
             result[key] = self.convert(value_node)
         return result
+
+
+def _convert_plain(node: yaml.Node) -> Any:
+    """`_Converter.convert` for a tree without aliases (every node is visited once)."""
+    if type(node) is yaml.ScalarNode:
+        return _plain_scalar(node.value) if node.tag == _PLAIN else _scalar(node)
+    if type(node) is yaml.SequenceNode:
+        _check_tag(node, _STD + "seq")
+        return [_convert_plain(item) for item in node.value]
+    _check_tag(node, _STD + "map")
+    result: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        key = _convert_plain(key_node)
+        if not isinstance(key, str):
+            raise _InvalidError(key_node, Code.NON_STRING_KEY,
+                                f"mapping key {key!r} is not a string; quote it")
+        if key in result:
+            first = next(k for k, _ in node.value if k.value == key)
+            raise _InvalidError(key_node, Code.DUPLICATE_KEY,
+                                f"duplicate key '{key}' (first at line {_mark(first)[0]})")
+        result[key] = _convert_plain(value_node)
+    return result
 
 
 def _check_tag(node: yaml.Node, expected: str) -> None:

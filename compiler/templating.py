@@ -97,29 +97,32 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def has_templates(template: str) -> bool:
-    return "$" in template
-
-
-def check(template: str, params: Mapping[str, Any] | None) -> list[TemplateProblem]:
+def check(template: str, params: frozenset[str] | None) -> tuple[TemplateProblem, ...]:
     """Every problem of a template: syntax, unknown variables, unknown `params.*`, filters.
 
-    `params` None means the workflow's params are unknown (invalid): names are not checked.
+    `params` are the workflow's parameter names; None means they are unknown (the params
+    are invalid) and `params.*` names are not checked.
     """
     if "${" not in template:
-        return []
+        return ()
+    return _check_cached(template, params)
+
+
+@lru_cache(maxsize=65536)
+def _check_cached(template: str, params: frozenset[str] | None) -> tuple[TemplateProblem, ...]:
     problems: list[TemplateProblem] = []
     try:
         pieces = list(split(template))
     except TemplateError as exc:
-        return [TemplateProblem(exc.args[1], Code.TEMPLATE_SYNTAX, exc.args[0])]
+        return (TemplateProblem(exc.args[1], Code.TEMPLATE_SYNTAX, exc.args[0]),)
     for piece in pieces:
         if isinstance(piece, Expression):
             problems.extend(_check_expression(piece, params))
-    return problems
+    return tuple(problems)
 
 
-def _check_expression(expr: Expression, params: Mapping[str, Any] | None) -> list[TemplateProblem]:
+def _check_expression(expr: Expression, params: frozenset[str] | None
+                      ) -> list[TemplateProblem]:
     analysis = _analyse(expr.source)
     if isinstance(analysis, str):
         return [TemplateProblem(expr.offset, Code.TEMPLATE_SYNTAX, analysis)]
@@ -139,7 +142,7 @@ def _check_expression(expr: Expression, params: Mapping[str, Any] | None) -> lis
             TemplateProblem(expr.offset, Code.UNKNOWN_PARAM,
                             f"'params.{name}' is not declared in the workflow's params"
                             f"{did_you_mean(name, params)}")
-            for name in sorted(param_refs - params.keys())
+            for name in sorted(param_refs - params)
         ]
     return problems
 

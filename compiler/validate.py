@@ -34,7 +34,13 @@ class CheckedNode:
 
 @dataclass(slots=True)
 class FileCheck:
-    """What one workflow file yields: its name and, when structurally valid, its parts."""
+    """What one workflow file yields: its name and, when structurally valid, its parts.
+
+    The YAML node tree (`document`) is dropped once the file is checked: a cache of a large
+    repository would otherwise hold millions of objects for the garbage collector to scan.
+    What later checks need of it is kept as facts: where the name is, whether the name is
+    what the file says, where each node's `source` is.
+    """
 
     file: str
     document: Document | None
@@ -43,6 +49,21 @@ class FileCheck:
     nodes: list[CheckedNode] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     complete: bool = False  # every node passed: the workflow can become a plan
+    name_known: bool = False  # the name is the file's `name:` or its stem by default
+    name_position: tuple[int, int] = (1, 1)
+    source_positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def seal(self) -> FileCheck:
+        """Record the positions later checks need and drop the node tree."""
+        doc = self.document
+        if doc is not None and isinstance(doc.value, dict):
+            self.name_known = "name" not in doc.value or isinstance(doc.value["name"], str)
+            if "name" in doc.value:
+                self.name_position = doc.position(("name",))
+            self.source_positions = {n.index: doc.position(("nodes", n.index, "source"))
+                                     for n in self.nodes if n.spec.source is not None}
+        self.document = None
+        return self
 
     def error(self, path: Path, code: Code, message: str, *, key: bool = False) -> None:
         assert self.document is not None
@@ -182,7 +203,7 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
     if not isinstance(doc.value, dict):
         result.error((), Code.NOT_A_MAPPING,
                      "a workflow file must be a mapping with at least 'nodes'")
-        return result
+        return result.seal()
     header = validate_model(WorkflowHeaderSpec, doc.value, doc, (), result.diagnostics)
     result.header = header
     raw_name = doc.value.get("name")
@@ -193,7 +214,7 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
                      f"file name '{stem}' is not a valid workflow name; set 'name:'")
     raw_nodes = doc.value.get("nodes")
     if not isinstance(raw_nodes, list):
-        return result
+        return result.seal()
     known_names: set[str] = set()
     all_valid = True
     for index, raw in enumerate(raw_nodes):
@@ -217,7 +238,7 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
         _check_schedule(result, header)
     _check_templates(result, header)
     result.complete = all_valid and header is not None and not result.diagnostics
-    return result
+    return result.seal()
 
 
 def _is_name(value: str) -> bool:
@@ -442,7 +463,7 @@ def _check_schedule(result: FileCheck, header: WorkflowHeaderSpec) -> None:
 
 
 def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> None:
-    params = header.params if header is not None else None
+    params = frozenset(header.params) if header is not None else None
     for node in result.nodes:
         spec = node.spec
         fields: list[tuple[Path, str]] = [

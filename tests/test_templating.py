@@ -17,7 +17,7 @@ def test_split_literals_expressions_and_escape():
 
 
 def test_unclosed_expression_is_a_syntax_problem_at_its_offset():
-    assert [(p.offset, p.code) for p in check("ok ${ds", {})] == [(3, Code.TEMPLATE_SYNTAX)]
+    assert [(p.offset, p.code) for p in check("ok ${ds", frozenset())] == [(3, Code.TEMPLATE_SYNTAX)]
 
 
 @pytest.mark.parametrize(("template", "code", "fragment"), [
@@ -30,13 +30,13 @@ def test_unclosed_expression_is_a_syntax_problem_at_its_offset():
     ("${}", Code.TEMPLATE_SYNTAX, "empty expression"),
 ])
 def test_check_reports(template, code, fragment):
-    problems = check(template, {"region": "eu"})
+    problems = check(template, frozenset({"region"}))
     assert [p.code for p in problems] == [code]
     assert fragment in problems[0].message
 
 
 def test_unknown_params_are_not_checked_when_params_are_unknown():
-    assert check("${params.anything}", None) == []
+    assert check("${params.anything}", None) == ()
 
 
 def test_render_values_filters_and_escape():
