@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import ROOT
+
 from compiler.diagnostics import Code
 from compiler.models import (
     DefaultsSpec,
@@ -10,7 +12,6 @@ from compiler.models import (
     ScheduleSpec,
     WorkflowHeaderSpec,
 )
-from conftest import ROOT
 
 
 def test_every_diagnostic_code_is_documented():

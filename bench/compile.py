@@ -1,0 +1,709 @@
+"""Compile benchmark: how long `flowplan check` and `flowplan compile` take on a large
+repository, against the floor, the fastest YAML parse available in Python.
+
+    python bench/compile.py [--workflows 1000] [--nodes 20] [--repeat 3] [--out DIR]
+
+It generates (seeded, deterministic) a realistic repository -- flowplan.yaml with four
+queues, ~50 shared job scripts, N workflows of M nodes with schedules, templates, tags,
+upstream chains and fan-outs -- checks that `flowplan check` accepts it (a benchmark of an
+invalid repository measures the error path, so it stops loudly instead), then reports, best
+of --repeat runs, in one table:
+
+- floor: libyaml's C parser composing every workflow file (`yaml.compose(text,
+  Loader=yaml.CSafeLoader)`), texts already in memory; and the same with reading the files;
+- start-up: `python -c pass`, `python -c "import compiler.compile"`, `flowplan --version`;
+- cold `flowplan check REPO` and `flowplan compile REPO --out DIR` as subprocesses;
+- in-process: cold `compile_repo(read_repo(root), plans=False)` (and plans=True) with a
+  fresh `CompileCache`, and the re-check after one file changed with a warm cache;
+- for comparison only: ruamel.yaml's `YAML(typ="safe").compose`, on 100 files, per file.
+
+Targets (from the issue): cold check <= 2x the floor; re-check after one change <= 100 ms.
+See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compiler.compile import CompileCache, compile_repo
+from compiler.repo import read_repo
+
+CHECK_TARGET_RATIO = 2.0  # cold `flowplan check` <= 2x the floor
+RECHECK_TARGET_SECONDS = 0.100  # re-check after one file changed
+RUAMEL_SAMPLE = 100  # files composed with ruamel.yaml (it is slow), scaled to per file
+
+# ---------------------------------------------------------------------------------------
+# The repository generator
+# ---------------------------------------------------------------------------------------
+
+TEAMS = ("sales", "marketing", "finance", "ops", "growth", "risk", "search", "platform")
+TIMEZONES = ("UTC", "Europe/Amsterdam", "Asia/Shanghai", "America/New_York", "Asia/Tokyo",
+             "Europe/London")
+SUBJECTS = ("orders", "users", "payments", "refunds", "visits", "clicks", "ads", "invoices",
+            "stock", "shipments", "tickets", "accounts", "ledger", "events", "signups")
+REGIONS = ("eu", "us", "apac", "latam")
+OWNERS = ("ana", "bo", "chen", "dara", "eli", "farah", "goran", "hana", "ivan", "jun")
+
+SETTINGS = """\
+# Repository settings of the generated benchmark repository (bench/compile.py).
+defaults:
+  timezone: UTC
+  queue: default
+  retries: 0
+  retry_delay: 30s
+queues:
+  default: {executor: local, concurrency: 8}
+  heavy:   {executor: local, concurrency: 2}
+  dev:     {executor: local, concurrency: 2}
+  spark:   {executor: spark, concurrency: 4, master: "local[4]",
+            conf: {spark.sql.shuffle.partitions: "8"}}
+"""
+
+# Distinct template expressions besides the common variables, as args use them.
+EXTRA_ARGS = (
+    ("--path", "${ds | replace('-', '/')}"),
+    ("--batch", "${params.batch_size | int * 2}"),
+    ("--attempt", "${attempt + 1}"),
+    ("--since", "${data_interval_start}"),
+    ("--until", "${data_interval_end}"),
+    ("--at", "${logical_time}"),
+    ("--task", "${workflow ~ '.' ~ node}"),
+    ("--mode", "${'full' if params.full_refresh else 'incremental'}"),
+    ("--ts", "${ts}"),
+    ("--lookback", "${params.lookback_days}"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    path: str  # from the repository root
+    kind: str  # extract | transform | quality | load | ops
+
+    @property
+    def stem(self) -> str:
+        return Path(self.path).stem
+
+    @property
+    def extension(self) -> str:
+        return Path(self.path).suffix
+
+
+def _jobs() -> list[Job]:
+    """~50 shared job scripts: .py extract/quality/load, .sql transforms, .sh ops scripts."""
+    jobs = [Job(f"jobs/extract/extract_{s}.py", "extract") for s in SUBJECTS[:10]]
+    jobs += [Job(f"jobs/sql/{s}_{step}.sql", "transform")
+             for s, step in zip(SUBJECTS, ("daily", "dedup", "enrich") * 5, strict=True)]
+    jobs += [Job(f"jobs/dq/check_{s}.py", "quality") for s in SUBJECTS[:7]]
+    jobs += [Job(f"jobs/load/load_{s}.py", "load") for s in SUBJECTS[5:13]]
+    jobs += [Job(f"jobs/ops/{n}.sh", "ops") for n in (
+        "alert", "notify_slack", "archive", "vacuum", "touch_marker", "sync_bucket",
+        "rotate_logs", "refresh_cache", "export_csv", "warm_dashboards")]
+    return jobs
+
+
+def _job_text(job: Job) -> str:
+    subject = job.stem.split("_", 1)[-1]
+    if job.extension == ".sql":
+        table = job.stem.rsplit("_", 1)[0]
+        return (
+            f"-- {job.stem}: generated by bench/compile.py\n"
+            f"INSERT OVERWRITE TABLE {job.stem} PARTITION (ds = '${{ds}}')\n"
+            "SELECT region, customer_id, count(*) AS n, sum(amount) AS amount\n"
+            f"FROM {table}_raw\n"
+            "WHERE ds = '${ds}'\n"
+            "  AND region = '${params.region}'\n"
+            "  AND loaded_at >= '${data_interval_start}'\n"
+            "  AND loaded_at < '${data_interval_end}'\n"
+            "GROUP BY region, customer_id;\n"
+            "-- partition ${ds_nodash}, run ${run_id}\n"
+        )
+    if job.extension == ".sh":
+        return (
+            "#!/usr/bin/env bash\n"
+            f"# {job.stem}: generated by bench/compile.py\n"
+            "set -euo pipefail\n"
+            'echo "$0 $*"\n'
+            f'echo "{job.stem} done for ${{1:-unknown}}"\n'
+        )
+    return (
+        f'"""{job.stem}: generated by bench/compile.py."""\n'
+        "import argparse\n\n"
+        "parser = argparse.ArgumentParser()\n"
+        "for flag in ('--date', '--region', '--out', '--mode', '--batch', '--path'):\n"
+        "    parser.add_argument(flag)\n"
+        "args, _ = parser.parse_known_args()\n"
+        f"print('{subject}', vars(args))\n"
+    )
+
+
+def _flow(items: list[str]) -> str:
+    """A YAML flow sequence of double-quoted strings."""
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def _schedule(rng: random.Random) -> list[str]:
+    roll = rng.random()
+    if roll < 0.10:
+        return []  # manual only
+    zone = rng.choice(TIMEZONES)
+    lines = ["schedule:"]
+    if roll < 0.55:
+        at = f"{rng.randrange(24):02d}:{rng.choice((0, 15, 30, 45)):02d}"
+        lines += ["  every: day", f'  at: "{at}"']
+    elif roll < 0.85:
+        if rng.random() < 0.7:
+            lines.append(f"  every: {rng.choice((1, 2, 3, 4, 6, 8, 12))}h")
+        else:
+            lines.append(f"  every: {rng.choice((10, 15, 20, 30, 45))}m")
+        start = rng.randrange(0, 10)
+        lines.append(f'  window: ["{start:02d}:00", "{rng.randrange(start + 6, 24):02d}:00"]')
+    else:
+        lines.append(f'  cron: "{rng.randrange(60)} {rng.choice(("*/6", "2", "3,15", "1-5"))}'
+                     f' * * {rng.choice(("*", "1-5", "0", "MON"))}"')
+    lines += [f"  timezone: {zone}",
+              f"  start: 2026-{rng.randrange(1, 13):02d}-01T00:00:00",
+              f"  enabled: {'true' if rng.random() < 0.9 else 'false'}",
+              f"  catchup: {rng.choice(('latest', 'latest', 'none', 'all'))}"]
+    return lines
+
+
+def _layers(rng: random.Random, count: int) -> list[int]:
+    """Layer sizes of a DAG of `count` nodes: a few sources, fan-out, then a fan-in."""
+    if count <= 2:
+        return [1] * count
+    body = count - 2  # the last two nodes: a fan-in `publish` and an `alert`
+    sizes = [min(body, rng.randint(1, 3))]
+    while sum(sizes) < body:
+        sizes.append(min(body - sum(sizes), rng.randint(1, 5)))
+    return [*sizes, 1, 1]
+
+
+def _node(rng: random.Random, job: Job | None, name: str, explicit_name: bool,
+          upstream: list[str], *, alert: bool = False) -> list[str]:
+    lines: list[str] = []
+    first = f"name: {name}" if explicit_name else f"source: {job.path}" if job else ""
+    lines.append(f"  - {first}")
+    if explicit_name and job is not None:
+        lines.append(f"    source: {job.path}")
+    if rng.random() < 0.05:
+        lines.append(f"    description: {rng.choice(('Daily', 'Incremental', 'Full'))} step"
+                     f" {name} of the pipeline")
+    if job is None:  # inline command
+        lines.append(f"    command: ./jobs/ops/touch_marker.sh ${{params.out_dir}}/_SUCCESS_"
+                     f"${{ds_nodash}} {name}")
+    elif job.extension == ".py":
+        args = ["--date", "${ds}"]
+        if rng.random() < 0.35:
+            args += ["--region", "${params.region}"]
+        if rng.random() < 0.2:
+            args += ["--out", "${params.out_dir}/${ds_nodash}"]
+        if rng.random() < 0.25:
+            args += list(rng.choice(EXTRA_ARGS))
+        lines.append(f"    args: {_flow(args)}")
+    elif job.extension == ".sh":
+        lines.append(f"    args: {_flow(['${workflow}', '${run_id}', '${ds}'])}")
+    if upstream:
+        lines.append(f"    upstream: [{', '.join(upstream)}]")
+    is_shell = job is None or job.extension == ".sh"
+    if rng.random() < 0.15:
+        choices = ("heavy", "dev") if is_shell else ("heavy", "spark", "dev")
+        lines.append(f"    queue: {rng.choice(choices)}")
+    if alert:
+        lines += ["    trigger: any_failed", "    retries: 0"]
+    elif rng.random() < 0.05 and upstream:
+        lines.append("    trigger: all_done")
+    if not alert and rng.random() < 0.15:
+        lines.append(f"    retries: {rng.randrange(0, 6)}")
+    if rng.random() < 0.15:
+        lines.append(f"    timeout: {rng.choice(('10m', '600', '1h30m', '45s', '2h'))}")
+    if rng.random() < 0.08:
+        lines.append('    env: {REGION: "${params.region}", RUN: "${run_id}"}')
+    if rng.random() < 0.15:
+        lines.append(f"    tags: {{owner: {rng.choice(OWNERS)}}}")
+    if rng.random() < 0.04:
+        lines += ["    notify:",
+                  f"      email: [{rng.choice(OWNERS)}@example.com]",
+                  "      on: [failed, succeeded]"]
+    return lines
+
+
+def workflow_text(rng: random.Random, team: str, index: int, nodes: int,
+                  jobs: list[Job]) -> str:
+    subject = rng.choice(SUBJECTS)
+    name = f"{team}_{subject}_{index:04d}"
+    lines = [
+        "# generated by bench/compile.py",
+        f"name: {name}",
+        f"description: {subject.capitalize()} pipeline of the {team} team",
+        f"queue: {rng.choice(('default', 'default', 'default', 'heavy'))}",
+        f"retries: {rng.randrange(0, 4)}                        # default for every node",
+        f"retry_delay: {rng.choice(('30s', '1m', '5m', '10s'))}",
+    ]
+    if rng.random() < 0.3:
+        lines.append(f"retry_backoff: {rng.choice(('1.5', '2.0', '3'))}")
+    lines += [
+        f"timeout: {rng.choice(('1h', '2h', '30m', '3h'))}",
+        f"max_active_runs: {rng.randint(1, 3)}",
+        f"tags: {{team: {team}, tier: {rng.choice(('gold', 'silver', 'bronze'))},"
+        f" cost_center: cc-{rng.randrange(1000, 9999)}}}",
+        "on_failure:",
+        f"  email: [{team}-oncall@example.com, data-platform@example.com]",
+        "params:",
+        f"  region: {rng.choice(REGIONS)}",
+        f"  out_dir: /data/{team}/{subject}",
+        f'  batch_size: "{rng.choice((100, 500, 1000, 5000))}"',
+        f"  lookback_days: {rng.choice((1, 3, 7))}",
+        f"  full_refresh: {'true' if rng.random() < 0.1 else 'false'}",
+        *_schedule(rng),
+        "nodes:",
+    ]
+    by_kind: dict[str, list[Job]] = {}
+    for item in jobs:
+        by_kind.setdefault(item.kind, []).append(item)
+    used_stems: set[str] = set()
+    previous: list[str] = []
+    every: list[str] = []
+    sizes = _layers(rng, nodes)
+    for layer, size in enumerate(sizes):
+        current: list[str] = []
+        for _ in range(size):
+            number = len(every) + 1
+            job: Job | None
+            if layer == len(sizes) - 1 and len(sizes) > 2:  # alert on any failure
+                job = next(j for j in jobs if j.stem == "alert")
+            elif layer == len(sizes) - 2 and len(sizes) > 2:  # fan-in: inline command
+                job = None
+            elif layer == 0:
+                job = rng.choice(by_kind["extract"])
+            else:
+                kind = rng.choices(("transform", "quality", "load", "ops", "command"),
+                                   weights=(50, 15, 20, 10, 5))[0]
+                job = None if kind == "command" else rng.choice(by_kind[kind])
+            explicit = job is None or job.stem in used_stems or rng.random() < 0.5
+            node_name = (f"{job.stem if job else 'mark'}_{number:02d}" if explicit
+                         else job.stem if job else "")
+            used_stems.add(job.stem if job else "")
+            if layer == len(sizes) - 1 and len(sizes) > 2:
+                upstream = every[-min(len(every), 3):]
+            elif layer == len(sizes) - 2 and len(sizes) > 2:
+                upstream = list(previous)  # fan-in over the whole previous layer
+            elif previous:  # fan-out: each node picks 1-3 of the previous layer
+                upstream = rng.sample(previous, min(len(previous), rng.choice((1, 1, 1, 2, 2, 3))))
+            else:
+                upstream = []
+            node_lines = _node(rng, job, node_name, explicit, upstream,
+                               alert=layer == len(sizes) - 1 and len(sizes) > 2)
+            lines += node_lines
+            current.append(node_name)
+            every.append(node_name)
+        previous = current
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Repo:
+    root: Path
+    files: list[Path]  # workflow files
+    bytes: int
+    nodes: int
+    sizes: tuple[int, int, int]  # min, mean, max bytes per workflow file
+
+
+def generate(root: Path, *, workflows: int, nodes: int, seed: int) -> Repo:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "flowplan.yaml").write_text(SETTINGS, encoding="utf-8")
+    jobs = _jobs()
+    for job in jobs:
+        path = root / job.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_job_text(job), encoding="utf-8")
+    files: list[Path] = []
+    sizes: list[int] = []
+    for index in range(workflows):
+        team = TEAMS[index % len(TEAMS)]
+        text = workflow_text(rng, team, index, nodes, jobs)
+        path = root / "workflows" / team / f"{team}_{index:04d}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        files.append(path)
+        sizes.append(len(text.encode("utf-8")))
+    return Repo(root=root, files=files, bytes=sum(sizes), nodes=workflows * nodes,
+                sizes=(min(sizes), sum(sizes) // len(sizes), max(sizes)))
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------
+
+
+def best_of(repeat: int, run: Callable[[], Any], *, setup: Callable[[], Any] | None = None
+            ) -> float:
+    """The fastest of `repeat` runs of `run` (seconds); `setup` runs untimed before each."""
+    best = float("inf")
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def best_with_gc_pauses(repeat: int, run: Callable[[], Any], *,
+                        setup: Callable[[], Any] | None = None) -> tuple[float, float]:
+    """Like `best_of`, and the time the cyclic GC paused the fastest run (seconds)."""
+    paused = [0.0]
+    began = [0.0]
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            paused[0] += time.perf_counter() - began[0]
+
+    best, best_paused = float("inf"), 0.0
+    gc.callbacks.append(on_gc)
+    try:
+        for _ in range(repeat):
+            if setup is not None:
+                setup()
+            gc.collect()
+            paused[0] = 0.0
+            start = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - start
+            if elapsed < best:
+                best, best_paused = elapsed, paused[0]
+    finally:
+        gc.callbacks.remove(on_gc)
+    return best, best_paused
+
+
+def run_command(argv: list[str], *, what: str) -> subprocess.CompletedProcess[bytes]:
+    done = subprocess.run(argv, capture_output=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bench: {what} failed (exit {done.returncode}): {' '.join(argv)}\n"
+                 + done.stderr.decode(errors="replace")[-3000:])
+    return done
+
+
+def flowplan_command() -> list[str]:
+    found = shutil.which("flowplan")
+    return [found] if found else [sys.executable, "-m", "daemon.cli"]
+
+
+def clear_module_caches() -> None:
+    """Forget the compiler's process-wide memo caches, so that an in-process run is cold."""
+    from compiler import templating, values
+
+    for holder, name in ((templating, "_analyse"), (templating, "_compiled"),
+                         (values, "_zone_exists"), (values, "_cron_valid")):
+        cached = getattr(holder, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+
+
+def verify(repo: Repo, flowplan: list[str], workflows: int) -> None:
+    """The generated repository must be valid, or every figure below would be wrong."""
+    done = subprocess.run([*flowplan, "check", str(repo.root), "--format", "json"],
+                          capture_output=True, check=False)
+    report = json.loads(done.stdout or b"{}")
+    if done.returncode != 0 or not report.get("ok") or report.get("workflows") != workflows:
+        shown = "\n".join(f"  {d['file']}:{d['line']}:{d['column']}: {d['code']} {d['message']}"
+                          for d in report.get("diagnostics", [])[:20])
+        sys.exit(f"bench: the generated repository is INVALID (flowplan check exit"
+                 f" {done.returncode}, workflows {report.get('workflows')}/{workflows}):\n"
+                 f"{shown}\n{done.stderr.decode(errors='replace')[-2000:]}")
+    if report.get("diagnostics"):
+        sys.exit(f"bench: the generated repository has warnings: {report['diagnostics'][:5]}")
+
+
+RETRIES_RE = re.compile(r"^retries: (\d+)", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class OneFileEdit:
+    """Changes the workflow-level `retries` of one file to a new value on every call."""
+
+    path: Path
+    original: str
+    value: int = 10
+
+    def __call__(self) -> int:
+        self.value += 1
+        text, count = RETRIES_RE.subn(f"retries: {self.value}", self.original, count=1)
+        assert count == 1, f"no workflow-level retries in {self.path}"
+        self.path.write_text(text, encoding="utf-8")
+        return self.value
+
+    def restore(self) -> None:
+        self.path.write_text(self.original, encoding="utf-8")
+
+
+@dataclass(slots=True)
+class Row:
+    figure: str
+    seconds: float
+    per_file: bool = True
+    ratio: bool = True
+    target: str = ""
+    passed: bool | None = None
+
+
+def measure(repo: Repo, repeat: int, flowplan: list[str]) -> list[Row]:
+    root = repo.root
+    files = repo.files
+    n = len(files)
+    rows: list[Row] = []
+
+    def note(text: str) -> None:
+        print(f"  .. {text}", file=sys.stderr, flush=True)
+
+    # The floor: libyaml composing every file, texts already in memory. Each tree is
+    # dropped at once: keeping 1,000 trees alive makes the cyclic GC rescan them, which
+    # is not parsing (see "GC pauses" below for what that costs the compiler).
+    texts = [p.read_text(encoding="utf-8") for p in files]
+    loader = yaml.CSafeLoader
+    note("floor: yaml.compose(CSafeLoader)")
+
+    def compose_all() -> None:
+        for text in texts:
+            yaml.compose(text, Loader=loader)
+
+    floor = best_of(repeat, compose_all)
+    rows.append(Row("floor: libyaml compose (CSafeLoader), texts in memory", floor))
+
+    def read_and_compose() -> None:
+        for path in files:
+            with open(path, "rb") as handle:
+                yaml.compose(handle.read().decode("utf-8"), Loader=loader)
+
+    floor_read = best_of(repeat, read_and_compose)
+    rows.append(Row("floor + reading the files from disk", floor_read))
+
+    note("start-up")
+    python_start = best_of(repeat, lambda: run_command([sys.executable, "-c", "pass"],
+                                                       what="python -c pass"))
+    rows.append(Row("start-up: python -c pass", python_start, per_file=False))
+    import_time = best_of(repeat, lambda: run_command(
+        [sys.executable, "-c", "import compiler.compile"], what="import compiler.compile"))
+    rows.append(Row("start-up: python -c 'import compiler.compile'", import_time,
+                    per_file=False))
+    cli_start = best_of(repeat, lambda: run_command([*flowplan, "--version"],
+                                                    what="flowplan --version"))
+    rows.append(Row("start-up: flowplan --version (CLI imports)", cli_start, per_file=False))
+
+    note("cold flowplan check")
+    check = best_of(repeat, lambda: run_command([*flowplan, "check", str(root)],
+                                                what="flowplan check"))
+    ok = check <= CHECK_TARGET_RATIO * floor
+    rows.append(Row("cold `flowplan check REPO` (subprocess)", check,
+                    target=f"<= {CHECK_TARGET_RATIO:g}x floor", passed=ok))
+
+    note("cold flowplan compile")
+    out = Path(tempfile.mkdtemp(prefix="flowplan-bench-plans-"))
+
+    def empty_out() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+
+    try:
+        compile_time = best_of(
+            repeat,
+            lambda: run_command([*flowplan, "compile", str(root), "--out", str(out)],
+                                what="flowplan compile"),
+            setup=empty_out)
+        written = len(list(out.glob("*.json")))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if written != n:
+        sys.exit(f"bench: flowplan compile wrote {written} plans, expected {n}")
+    rows.append(Row("cold `flowplan compile REPO --out DIR` (subprocess)", compile_time))
+
+    note("in-process compile_repo")
+    read_time = best_of(repeat, lambda: read_repo(root))
+    rows.append(Row("in-process: read_repo(root) only", read_time))
+
+    def cold(plans: bool) -> Callable[[], None]:
+        def run() -> None:
+            result = compile_repo(read_repo(root), cache=CompileCache(), plans=plans)
+            if not result.ok or (plans and len(result.plans) != n):
+                sys.exit(f"bench: in-process compile failed: {result.diagnostics[:5]}")
+        return run
+
+    cold_check, gc_pauses = best_with_gc_pauses(repeat, cold(False), setup=clear_module_caches)
+    rows.append(Row("in-process: cold compile_repo(plans=False)", cold_check))
+    rows.append(Row("  of which cyclic GC pauses (gc.callbacks)", gc_pauses))
+
+    def without_gc() -> None:
+        gc.disable()
+        try:
+            cold(False)()
+        finally:
+            gc.enable()
+
+    no_gc = best_of(repeat, without_gc, setup=clear_module_caches)
+    rows.append(Row("in-process: cold compile_repo(plans=False), GC off (diagnostic)", no_gc))
+    cold_plans = best_of(repeat, cold(True), setup=clear_module_caches)
+    rows.append(Row("in-process: cold compile_repo(plans=True)", cold_plans))
+
+    try:
+        from compiler.parsing import parse_yaml
+    except ImportError:  # an internal; the figure is a breakdown only
+        parse_yaml = None  # type: ignore[assignment]
+    if parse_yaml is not None:
+        data = [p.read_bytes() for p in files]
+        names = [str(p.relative_to(root)) for p in files]
+        def parse_all() -> None:
+            for one, name in zip(data, names, strict=True):
+                parse_yaml(one, name)
+
+        parse_time = best_of(repeat, parse_all)
+        rows.append(Row("in-process: compiler's parse_yaml only, trees dropped (breakdown)",
+                        parse_time))
+
+    note("re-check after one file changed")
+    edit = OneFileEdit(files[n // 2], texts[n // 2])
+    try:
+        for plans in (False, True):
+            cache = CompileCache()
+            compile_repo(read_repo(root), cache=cache, plans=plans)  # warm
+
+            def recheck(plans: bool = plans, cache: CompileCache = cache) -> None:
+                result = compile_repo(read_repo(root), cache=cache, plans=plans)
+                if not result.ok:
+                    sys.exit(f"bench: re-check found errors: {result.diagnostics[:5]}")
+                if plans:  # the change must be in the plan, not served from the cache
+                    plan = next(p for p in result.plans if p.content is not None
+                                and p.content.file.endswith("/" + edit.path.name))
+                    assert plan.content is not None
+                    if not any(node.retries == edit.value for node in plan.content.nodes):
+                        sys.exit(f"bench: the re-check missed the change of {edit.path}")
+
+            seconds = best_of(repeat, recheck, setup=edit)
+            rows.append(Row(f"re-check, one file changed, warm cache (plans={plans})", seconds,
+                            per_file=False, ratio=False,
+                            target=f"<= {RECHECK_TARGET_SECONDS * 1000:.0f} ms",
+                            passed=seconds <= RECHECK_TARGET_SECONDS))
+            unchanged = best_of(repeat, recheck)
+            rows.append(Row(f"re-check, nothing changed, warm cache (plans={plans})", unchanged,
+                            per_file=False, ratio=False))
+    finally:
+        edit.restore()
+
+    note("ruamel.yaml for comparison")
+    from ruamel.yaml import YAML
+
+    sample = texts[:RUAMEL_SAMPLE]
+
+    def ruamel_compose() -> None:
+        parser = YAML(typ="safe")
+        for text in sample:
+            parser.compose(text)
+
+    ruamel = best_of(max(1, repeat - 1), ruamel_compose) * n / len(sample)
+    pure = "pure Python" if YAML(typ="safe").Parser.__module__.startswith(
+        "ruamel.yaml.parser") else "C"
+    rows.append(Row(f"comparison: ruamel.yaml safe compose ({pure}), scaled from"
+                    f" {len(sample)} files", ruamel))
+    return rows
+
+
+def print_table(rows: list[Row], repo: Repo, floor: float, repeat: int) -> None:
+    mb = repo.bytes / 1e6
+    print()
+    print(f"repository: {len(repo.files)} workflow files, {mb:.2f} MB, {repo.nodes} nodes;"
+          f" file size min/mean/max {repo.sizes[0]}/{repo.sizes[1]}/{repo.sizes[2]} B")
+    print(f"python {sys.version.split()[0]}, PyYAML {yaml.__version__} (libyaml"
+          f" {'yes' if yaml.__with_libyaml__ else 'NO'}), {os.cpu_count()} CPUs;"
+          f" best of {repeat}")
+    print()
+    width = max(len(r.figure) for r in rows)
+    header = (f"{'figure':<{width}}  {'seconds':>8}  {'ms/file':>7}  {'x floor':>7}"
+              f"  {'target':<14} result")
+    print(header)
+    print("-" * len(header))
+    n = len(repo.files)
+    for row in rows:
+        per_file = f"{row.seconds * 1000 / n:7.3f}" if row.per_file else " " * 7
+        ratio = f"{row.seconds / floor:7.2f}" if row.ratio else " " * 7
+        result = "" if row.passed is None else "PASS" if row.passed else "MISS"
+        print(f"{row.figure:<{width}}  {row.seconds:8.3f}  {per_file}  {ratio}"
+              f"  {row.target:<14} {result}".rstrip())
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workflows", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="generate the repository here and keep it (default: a temporary"
+                             " folder, removed at the end); must be empty or a previous output")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="generate and verify the repository, measure nothing")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.workflows < 1 or args.nodes < 1 or args.repeat < 1:
+        parser.error("--workflows, --nodes and --repeat must be at least 1")
+
+    if args.out is not None:
+        root: Path = args.out.resolve()
+        marker = root / ".flowplan-bench"
+        if root.exists() and any(root.iterdir()) and not marker.exists():
+            parser.error(f"--out {root}: not empty and not a previous bench output")
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        marker.write_text("generated by bench/compile.py\n", encoding="utf-8")
+    else:
+        root = Path(tempfile.mkdtemp(prefix="flowplan-bench-")) / "repo"
+    try:
+        started = time.perf_counter()
+        repo = generate(root, workflows=args.workflows, nodes=args.nodes, seed=args.seed)
+        flowplan = flowplan_command()
+        verify(repo, flowplan, args.workflows)
+        print(f"generated and verified {root} in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)
+        if args.generate_only:
+            return 0
+        rows = measure(repo, args.repeat, flowplan)
+        floor = rows[0].seconds
+        print_table(rows, repo, floor, args.repeat)
+        print(f"total benchmark time {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        if args.json is not None:
+            args.json.write_text(json.dumps({
+                "workflows": len(repo.files), "nodes": repo.nodes, "bytes": repo.bytes,
+                "repeat": args.repeat, "floor": floor,
+                "figures": [{"figure": r.figure, "seconds": r.seconds, "target": r.target,
+                             "passed": r.passed} for r in rows]}, indent=2) + "\n",
+                encoding="utf-8")
+        missed = [r.figure for r in rows if r.passed is False]
+        return 1 if missed and args.strict else 0
+    finally:
+        if args.out is None:
+            shutil.rmtree(root.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+import sys
+
+print("shared", sys.argv[1:])

@@ -1,0 +1,1 @@
+print("a symlink to me stays inside the repository")

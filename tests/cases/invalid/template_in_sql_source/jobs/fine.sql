@@ -1,0 +1,1 @@
+select '${ ds_nodash }', '${ params.region | upper }', '$${ literal }'

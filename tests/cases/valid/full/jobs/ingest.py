@@ -1,0 +1,3 @@
+import sys
+
+print("ingest", sys.argv[1:])
