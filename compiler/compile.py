@@ -93,6 +93,9 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
         checks.setdefault(path, cache.checks.get(key))  # type: ignore[arg-type]
     for check in checks.values():
         diagnostics.extend(check.diagnostics)
+    for path, reason in repo.unreadable.items():
+        diagnostics.append(Diagnostic(path, 1, 1, Code.UNREADABLE_FILE,
+                                      f"cannot read the workflow file: {reason}"))
 
     invalid_files = _check_duplicate_names(checks, diagnostics)
     for path, check in checks.items():
@@ -119,7 +122,8 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
         workflow_files=len(repo.workflows),
         # no tombstones while a name is a guess: a syntax error in a renamed workflow must
         # not remove the workflow it really names
-        uncertain_files=tuple(path for path, check in checks.items() if not check.name_known),
+        uncertain_files=(*(path for path, check in checks.items() if not check.name_known),
+                         *repo.unreadable),
     )
 
 
@@ -174,7 +178,7 @@ def _check_duplicate_names(checks: Mapping[str, FileCheck], out: list[Diagnostic
     """Two files with one workflow name: an error at both places. Returns the files."""
     by_name: dict[str, list[FileCheck]] = defaultdict(list)
     for check in checks.values():
-        if check.name is not None:
+        if check.name is not None and check.name_known:  # a guessed name clashes with nobody
             by_name[check.name].append(check)
     invalid: set[str] = set()
     for name, group in by_name.items():

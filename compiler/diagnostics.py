@@ -32,6 +32,7 @@ class Code(StrEnum):
     NOT_A_MAPPING = "FP009"  # the document is not a mapping
     NON_STRING_KEY = "FP010"  # a mapping key that is not a string
     RECURSIVE_ALIAS = "FP011"  # an alias that refers to its own ancestor
+    UNREADABLE_FILE = "FP012"  # a workflow file that cannot be read (dangling symlink...)
 
     UNKNOWN_KEY = "FP101"
     WRONG_TYPE = "FP102"

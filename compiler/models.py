@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+)
 
 from compiler import values
 
@@ -30,8 +38,10 @@ Timeout = Annotated[float | None, BeforeValidator(values.timeout), WithJsonSchem
     {"anyOf": [_DURATION, {"type": "null"}, {"const": "none"}],
      "description": "a duration, or none for no limit"})]
 TimeOfDay = Annotated[str, BeforeValidator(values.time_of_day), WithJsonSchema(_TIME)]
-Window = Annotated[tuple[str, str], BeforeValidator(values.window), WithJsonSchema(
+Window = Annotated[list[TimeOfDay], BeforeValidator(values.window_shape),
+                  AfterValidator(values.window_order), WithJsonSchema(
     {"type": "array", "items": _TIME, "minItems": 2, "maxItems": 2})]
+Param = Annotated[JsonValue, BeforeValidator(values.finite)]
 Every = Annotated[str, BeforeValidator(values.every), WithJsonSchema(
     {"type": "string", "pattern": r"^(day|[1-9][0-9]*[hm])$"})]
 TimeZone = Annotated[str, BeforeValidator(values.timezone), WithJsonSchema(
@@ -117,7 +127,7 @@ class WorkflowHeaderSpec(_Spec):
     tags: dict[str, Text] = Field(default_factory=dict)
     on_failure: FailureNotifySpec | None = None
     max_active_runs: Annotated[int, Field(ge=1, le=1000)] = 1
-    params: dict[ParamName, JsonValue] = Field(default_factory=dict)
+    params: dict[ParamName, Param] = Field(default_factory=dict)
     schedule: ScheduleSpec | None = None
     nodes: list[Any] = Field(min_length=1)
 

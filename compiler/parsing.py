@@ -5,8 +5,10 @@ than ruamel.yaml's composer, and it keeps a start mark on every node. Scalars ar
 by the YAML 1.2 core schema here, not by PyYAML's 1.1 resolver: `on`, `no`, `yes` and
 `02:00` stay strings, and only `true`/`false` are booleans.
 
-libyaml's composer recurses in C and crashes the interpreter on very deep nesting, so the
-depth is bounded before composing (cheaply, exactly only when the cheap bound is too high).
+libyaml's composer recurses in C and crashes the interpreter on very deep nesting (seen at
+100,000 levels). A cheap, sound upper bound of the depth is computed before composing; only
+when it exceeds `SAFE_COMPOSE_DEPTH` is the file's depth measured exactly on the event
+stream (libyaml's parser itself is iterative). The converter reports the `MAX_DEPTH` limit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 
 MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
+SAFE_COMPOSE_DEPTH: Final = 1000  # the composer and the converter recurse safely this deep
 MAX_ALIAS_EXPANSIONS: Final = 100
 
 Path = tuple[str | int, ...]
@@ -43,9 +46,15 @@ _ALLOWED_TAGS: Final = frozenset(
 _NULLS: Final = {"": None, "~": None, "null": None, "Null": None, "NULL": None}
 _BOOLS: Final = {"true": True, "True": True, "TRUE": True}
 _BOOLS.update({"false": False, "False": False, "FALSE": False})
-_INT_RE: Final = re.compile(r"[-+]?[0-9]+")
-_FLOAT_RE: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-_FLOW_RE: Final = re.compile(r"[^\[\]{}]+")
+_INT_RE: Final = re.compile(r"[-+]?[0-9]+", re.ASCII)
+_OCT_RE: Final = re.compile(r"0o[0-7]+", re.ASCII)
+_HEX_RE: Final = re.compile(r"0x[0-9a-fA-F]+", re.ASCII)
+_FLOAT_RE: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?", re.ASCII)
+_SPECIAL_FLOATS: Final = {
+    **{f"{sign}{inf}": (-math.inf if sign == "-" else math.inf)
+       for sign in ("", "+", "-") for inf in (".inf", ".Inf", ".INF")},
+    ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan,
+}
 
 
 class _Resolver(yaml.resolver.BaseResolver):
@@ -72,6 +81,16 @@ class Document:
     file: str
     value: Any
     root: yaml.Node
+    text: str = ""
+
+    def node_at(self, path: Path) -> yaml.Node | None:
+        node = self.root
+        for part in path:
+            child = _child(node, part)
+            if child is None:
+                return None
+            node = child[1]
+        return node
 
     def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """1-based (line, column) of the node at `path`, or of its key when `key` is set.
@@ -119,7 +138,7 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         return [_diag(file, line, column, Code.NOT_TEXT,
                       "file is not UTF-8 text; save it as UTF-8")]
-    if _depth_bound(text) > MAX_DEPTH and (deep := _exact_depth_problem(text, file)):
+    if _depth_bound(text) > SAFE_COMPOSE_DEPTH and (deep := _exact_depth_problem(text, file)):
         return [deep]
     try:
         loader = _Loader(text)
@@ -129,8 +148,14 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         return [_yaml_error(exc, file)]
-    except yaml.YAMLError as exc:  # errors without a mark, e.g. from the reader
-        return [_diag(file, 1, 1, Code.YAML_SYNTAX, f"invalid YAML: {exc}")]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return [_diag(file, line, column, Code.YAML_SYNTAX,
+                      f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}")]
+    except yaml.YAMLError as exc:  # any other error without a mark
+        return [_diag(file, 1, 1, Code.YAML_SYNTAX,
+                      "invalid YAML: " + " ".join(str(exc).split()))]
     if root is None:
         return [_diag(file, 1, 1, Code.NOT_ONE_DOCUMENT, "file has no YAML document")]
     try:
@@ -139,7 +164,7 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
     except _InvalidError as exc:
         line, column = _mark(exc.node)
         return [_diag(file, line, column, exc.code, exc.message)]
-    return Document(file=file, value=value, root=root)
+    return Document(file=file, value=value, root=root, text=text)
 
 
 def _diag(file: str, line: int, column: int, code: Code, message: str) -> Diagnostic:
@@ -163,17 +188,14 @@ def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
 
 
 def _depth_bound(text: str) -> int:
-    """An upper bound of the nesting depth, computed with C-speed string operations.
+    """A sound upper bound of the nesting depth, computed with C-speed string operations.
 
     Block nesting on a line is at most its indentation plus its `- `/`? ` indicators; flow
-    nesting is at most the bracket depth (brackets in quoted strings only raise the bound).
+    nesting is at most the number of opening brackets (closing ones are not subtracted: a
+    `]` in a comment or a string must not hide real depth).
     """
     block = max((len(line) - len(line.lstrip(" -?")) for line in text.split("\n")), default=0)
-    depth = flow = 0
-    for char in _FLOW_RE.sub("", text):
-        depth = depth + 1 if char in "[{" else depth - 1
-        flow = max(flow, depth)
-    return block + flow + 2
+    return block + text.count("[") + text.count("{") + 2
 
 
 def _exact_depth_problem(text: str, file: str) -> Diagnostic | None:
@@ -201,11 +223,14 @@ class _Converter:
         self._active: set[int] = set()
         self._expansions = 0
 
-    def convert(self, node: yaml.Node) -> Any:
+    def convert(self, node: yaml.Node, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise _InvalidError(node, Code.TOO_DEEP, f"nesting is deeper than {MAX_DEPTH} levels")
         ident = id(node)
         if ident in self._active:
             raise _InvalidError(node, Code.RECURSIVE_ALIAS,
-                                "alias refers to a node that contains it")
+                                "an alias of the anchor here is inside the anchored node"
+                                " itself; write the values out")
         if ident in self._seen and not isinstance(node, yaml.ScalarNode):
             self._expansions += 1
             if self._expansions > MAX_ALIAS_EXPANSIONS:
@@ -219,18 +244,18 @@ class _Converter:
         try:
             if isinstance(node, yaml.SequenceNode):
                 _check_tag(node, _STD + "seq")
-                return [self.convert(item) for item in node.value]
+                return [self.convert(item, depth + 1) for item in node.value]
             assert isinstance(node, yaml.MappingNode)
             _check_tag(node, _STD + "map")
-            return self._mapping(node)
+            return self._mapping(node, depth)
         finally:
             self._active.discard(ident)
 
-    def _mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
+    def _mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         keys: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
-            key = self.convert(key_node)
+            key = self.convert(key_node, depth + 1)
             if not isinstance(key, str):
                 raise _InvalidError(key_node, Code.NON_STRING_KEY,
                                f"mapping key {key!r} is not a string; quote it")
@@ -239,21 +264,23 @@ class _Converter:
                 raise _InvalidError(key_node, Code.DUPLICATE_KEY,
                                f"duplicate key '{key}' (first at line {first_line})")
             keys[key] = key_node
-            result[key] = self.convert(value_node)
+            result[key] = self.convert(value_node, depth + 1)
         return result
 
 
-def _convert_plain(node: yaml.Node) -> Any:
+def _convert_plain(node: yaml.Node, depth: int = 0) -> Any:
     """`_Converter.convert` for a tree without aliases (every node is visited once)."""
     if type(node) is yaml.ScalarNode:
         return _plain_scalar(node.value) if node.tag == _PLAIN else _scalar(node)
+    if depth >= MAX_DEPTH:
+        raise _InvalidError(node, Code.TOO_DEEP, f"nesting is deeper than {MAX_DEPTH} levels")
     if type(node) is yaml.SequenceNode:
         _check_tag(node, _STD + "seq")
-        return [_convert_plain(item) for item in node.value]
+        return [_convert_plain(item, depth + 1) for item in node.value]
     _check_tag(node, _STD + "map")
     result: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        key = _convert_plain(key_node)
+        key = _convert_plain(key_node, depth + 1)
         if not isinstance(key, str):
             raise _InvalidError(key_node, Code.NON_STRING_KEY,
                                 f"mapping key {key!r} is not a string; quote it")
@@ -261,7 +288,7 @@ def _convert_plain(node: yaml.Node) -> Any:
             first = next(k for k, _ in node.value if k.value == key)
             raise _InvalidError(key_node, Code.DUPLICATE_KEY,
                                 f"duplicate key '{key}' (first at line {_mark(first)[0]})")
-        result[key] = _convert_plain(value_node)
+        result[key] = _convert_plain(value_node, depth + 1)
     return result
 
 
@@ -299,26 +326,13 @@ def _plain_scalar(text: str) -> Any:
     if first.isdigit() or first in "+-.":
         if _INT_RE.fullmatch(text):
             return int(text)
-        if text.startswith("0o") and _is_int(text[2:], 8):
+        if _OCT_RE.fullmatch(text):
             return int(text[2:], 8)
-        if text.startswith("0x") and _is_int(text[2:], 16):
+        if _HEX_RE.fullmatch(text):
             return int(text[2:], 16)
         if _FLOAT_RE.fullmatch(text):
             return float(text)
-        lowered = text.lower()
-        if lowered in (".inf", "+.inf"):
-            return math.inf
-        if lowered == "-.inf":
-            return -math.inf
-        if lowered == ".nan":
-            return math.nan
+        if text in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[text]
     return text
-
-
-def _is_int(text: str, base: int) -> bool:
-    try:
-        int(text, base)
-    except ValueError:
-        return False
-    return text.isalnum()
 

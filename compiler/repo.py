@@ -46,10 +46,13 @@ class RepoSnapshot:
     settings: bytes | None
     workflows: Mapping[str, bytes]
     sources: SourceReader
+    unreadable: Mapping[str, str] = field(default_factory=dict)  # path -> why not
 
 
 def normalize_source_path(path: str) -> str | SourceProblem:
     """The repository-relative form of a source path, or why it leaves the repository."""
+    if "\0" in path:
+        return SourceProblem(Code.SOURCE_MISSING, f"source {path!r} contains a NUL character")
     if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
         return SourceProblem(Code.SOURCE_OUTSIDE,
                              f"source '{path}' is absolute; give a path from the repository root")
@@ -144,6 +147,7 @@ def read_repo(root: Path) -> RepoSnapshot:
     settings_path = root / SETTINGS_FILE
     settings = settings_path.read_bytes() if settings_path.is_file() else None
     workflows: dict[str, bytes] = {}
+    unreadable: dict[str, str] = {}
     base = root / WORKFLOWS_DIR
     for directory, subdirs, files in os.walk(base):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
@@ -152,7 +156,10 @@ def read_repo(root: Path) -> RepoSnapshot:
                 continue
             full = os.path.join(directory, file_name)
             relative = os.path.relpath(full, root).replace(os.sep, "/")
-            with open(full, "rb") as handle:  # past the cap, the parser only needs to know
-                workflows[relative] = handle.read(MAX_FILE_BYTES + 1)
+            try:
+                with open(full, "rb") as handle:  # past the cap, the parser only needs to know
+                    workflows[relative] = handle.read(MAX_FILE_BYTES + 1)
+            except OSError as exc:  # a dangling symlink, a file without read permission
+                unreadable[relative] = exc.strerror or str(exc)
     return RepoSnapshot(settings=settings, workflows=dict(sorted(workflows.items())),
-                        sources=DiskSources(root))
+                        sources=DiskSources(root), unreadable=dict(sorted(unreadable.items())))

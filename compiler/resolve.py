@@ -138,7 +138,7 @@ def _schedule(spec: ScheduleSpec, timezone: str) -> SchedulePlan:
         assert spec.every is not None
         amount, unit = int(spec.every[:-1]), spec.every[-1]
         kind, every_seconds = "interval", amount * (3600 if unit == "h" else 60)
-        window = spec.window or ("00:00", "23:59")
+        window = (spec.window[0], spec.window[1]) if spec.window else ("00:00", "23:59")
     return SchedulePlan(kind=kind, at=at, every_seconds=every_seconds, window=window,
                         cron=spec.cron, timezone=timezone, start=start, enabled=spec.enabled,
                         catchup=spec.catchup)

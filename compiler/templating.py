@@ -156,7 +156,12 @@ def _analyse(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str
         tree = _parse_expression(source)
     except TemplateSyntaxError as exc:
         return f"template syntax error in '${{{source}}}': {exc.message}"
-    every = [tree, *tree.find_all(nodes.Node)]  # find_all alone skips the root itself
+    except RecursionError:  # jinja2's parser is recursive
+        return "template expression is nested too deeply"
+    try:
+        every = [tree, *tree.find_all(nodes.Node)]  # find_all alone skips the root itself
+    except RecursionError:
+        return "template expression is nested too deeply"
     names = {n.name for n in every if isinstance(n, nodes.Name) and n.ctx == "load"}
     param_refs: set[str] = set()
     for getter in every:

@@ -9,6 +9,7 @@ Checks across files (duplicate workflow names, sources on disk) are in `compile.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -94,7 +95,8 @@ def _to_diagnostic(error: Any, doc: Document, prefix: Path) -> Diagnostic:
     loc: list[str | int] = [p for p in error["loc"] if p != "[key]"]
     kind: str = error["type"]
     path = (*prefix, *loc)
-    label = ".".join(str(p) for p in path) or "document"
+    shown = loc if prefix == ("settings",) else path  # flowplan.yaml's own key names
+    label = ".".join(str(p) for p in shown) or "document"
     if kind == "extra_forbidden":
         parent_model = _model_at(prefix, loc)
         message = f"unknown key '{loc[-1]}'" + did_you_mean(str(loc[-1]), parent_model)
@@ -474,20 +476,29 @@ def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> No
         for path, template in fields:
             for problem in templating.check(template, params):
                 assert result.document is not None
-                line, column = result.document.position(path)
-                column += problem.offset + _quote_width(result.document, path)
+                line, column = _template_position(result.document, path, template,
+                                                  problem.offset)
                 result.diagnostics.append(
                     Diagnostic(result.file, line, column, problem.code, problem.message))
 
 
-def _quote_width(doc: Document, path: Path) -> int:
-    """1 when the scalar at `path` is quoted (its text starts one column later), else 0."""
-    from compiler.parsing import _child
+_TEMPLATE_START = re.compile(r"(?<!\$)\$\{")
 
-    node = doc.root
-    for part in path:
-        child = _child(node, part)
-        if child is None:
-            return 0
-        node = child[1]
-    return 1 if getattr(node, "style", None) in ("'", '"') else 0
+
+def _template_position(doc: Document, path: Path, value: str, offset: int) -> tuple[int, int]:
+    """Line and column in the file of the `${` at `offset` in a scalar's value.
+
+    Quotes, escapes, block and folded styles move text around, but not the order of the
+    `${` starts: the n-th one in the value is the n-th unescaped one in the scalar's source.
+    """
+    node = doc.node_at(path)
+    if node is None or not doc.text:
+        return doc.position(path)
+    starts = [m.start() for m in _TEMPLATE_START.finditer(value)]
+    raw = doc.text[node.start_mark.index:node.end_mark.index]
+    raw_starts = [m.start() for m in _TEMPLATE_START.finditer(raw)]
+    if offset not in starts or starts.index(offset) >= len(raw_starts):
+        return doc.position(path)
+    index = node.start_mark.index + raw_starts[starts.index(offset)]
+    line = doc.text.count("\n", 0, index) + 1
+    return line, index - (doc.text.rfind("\n", 0, index) + 1) + 1

@@ -7,6 +7,7 @@ error can be turned into a diagnostic without guessing.
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from datetime import datetime, time
@@ -102,23 +103,20 @@ def time_of_day(value: Any) -> str:
     return value
 
 
-def window(value: Any) -> tuple[str, str]:
-    """A daily window `["HH:MM", "HH:MM"]` whose start is before its end."""
+def window_shape(value: Any) -> Any:
+    """Before the items are checked: a window is a list of two times."""
     if not isinstance(value, list) or len(value) != 2:
         raise _fail(Code.INVALID_WINDOW, "window must be two times: [\"08:00\", \"20:00\"]")
-    start, end = (_window_time(v) for v in value)
+    return value
+
+
+def window_order(value: list[str]) -> tuple[str, str]:
+    """After the items are checked (each a time of day): the start is before the end."""
+    start, end = value
     if start >= end:
         raise _fail(Code.INVALID_WINDOW,
                     "window start {start} is not before its end {end}", start=start, end=end)
     return start, end
-
-
-def _window_time(value: Any) -> str:
-    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
-        raise _fail(Code.INVALID_WINDOW,
-                    "window time '{value}' is not \"HH:MM\" between 00:00 and 23:59",
-                    value=str(value))
-    return value
 
 
 def every(value: Any) -> str:
@@ -154,6 +152,18 @@ def _zone_exists(zone: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def finite(value: Any) -> Any:
+    """A JSON value without NaN or infinities (which JSON cannot carry)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(Code.INVALID_VALUE, "{value} is not a finite number; quote it for a string",
+                    value=str(value))
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def start_time(value: Any) -> str:

@@ -67,9 +67,6 @@ def _compile_text(workflow: str, sources: dict[str, bytes] | None = None) -> Com
                                      sources=MemorySources(sources or {})))
 
 
-@pytest.mark.xfail(strict=True, reason="repo.py read_repo opens every *.yaml under workflows/"
-                   " and raises FileNotFoundError on a dangling symlink: one broken link"
-                   " stops the whole repository from compiling")
 def test_dangling_workflow_symlink_does_not_stop_the_others(tmp_path: Path) -> None:
     (tmp_path / "workflows").mkdir()
     (tmp_path / "workflows" / "good.yaml").write_text(
@@ -79,9 +76,6 @@ def test_dangling_workflow_symlink_does_not_stop_the_others(tmp_path: Path) -> N
     assert [p.workflow for p in result.plans] == ["good"]
 
 
-@pytest.mark.xfail(strict=True, reason="repo.py DiskSources.read: a NUL in a source path"
-                   ' (YAML "\\0") makes os.path.realpath/os.stat raise ValueError (embedded'
-                   " null byte), which escapes compile_repo")
 def test_nul_in_a_source_path_is_a_diagnostic(tmp_path: Path) -> None:
     (tmp_path / "workflows").mkdir()
     (tmp_path / "workflows" / "w.yaml").write_text(
@@ -94,9 +88,6 @@ def test_nul_in_a_source_path_is_a_diagnostic(tmp_path: Path) -> None:
 DEEP_EXPRESSION = "${" + "(" * 300 + "ds" + ")" * 300 + "}"
 
 
-@pytest.mark.xfail(strict=True, reason="templating.py _analyse: Jinja2's recursive parser"
-                   " (and find_all over the tree) raise RecursionError on an expression nested"
-                   " 300 deep, which escapes compile_repo; it must become FP501")
 @pytest.mark.parametrize("where", ["command", "sql"])
 def test_deeply_nested_template_expression_is_a_diagnostic(where: str) -> None:
     if where == "command":
@@ -116,9 +107,6 @@ def _strict_json(text: str) -> object:
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.xfail(strict=True, reason="plan.py/models.py: params: {x: .nan, y: .inf} are"
-                   " accepted and the plan file then holds NaN and Infinity, which are not"
-                   " JSON (RFC 8259; also FLOWPLAN_PARAMS); refuse them (FP108) or encode them")
 def test_plan_files_are_strict_json_or_the_workflow_is_refused() -> None:
     result = _compile_text("name: w\nparams: {x: .nan, y: .inf}\n"
                            "nodes:\n  - name: a\n    command: echo a\n")

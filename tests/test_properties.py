@@ -258,7 +258,8 @@ def test_golden_repositories_compile_identically_twice(case: Path, tmp_path: Pat
 @PROPERTY
 @given(params=st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True),
                               st.recursive(st.none() | st.booleans() | st.integers()
-                                           | st.floats(allow_nan=False) | st.text(max_size=8),
+                                           | st.floats(allow_nan=False, allow_infinity=False)
+                                           | st.text(max_size=8),
                                            lambda x: st.lists(x, max_size=3)
                                            | st.dictionaries(st.text(max_size=5), x,
                                                              max_size=3),

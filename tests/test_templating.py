@@ -17,7 +17,8 @@ def test_split_literals_expressions_and_escape():
 
 
 def test_unclosed_expression_is_a_syntax_problem_at_its_offset():
-    assert [(p.offset, p.code) for p in check("ok ${ds", frozenset())] == [(3, Code.TEMPLATE_SYNTAX)]
+    problems = check("ok ${ds", frozenset())
+    assert [(p.offset, p.code) for p in problems] == [(3, Code.TEMPLATE_SYNTAX)]
 
 
 @pytest.mark.parametrize(("template", "code", "fragment"), [

@@ -1,0 +1,122 @@
+"""A process that drives runs, for the crash-safety tests (tests/test_engine_crash.py).
+
+    python tests/engine_crash_driver.py --store S --state D [--create WORKFLOW]
+        [--crash-at POINT:NODE]
+
+It starts an `Engine` on the plan store S and the state directory D (which recovers every
+run a previous process left active), creates a manual run of WORKFLOW if asked (printing
+its run id at once), and waits until no run is active any more, then prints `idle`.
+
+`--crash-at POINT:NODE` makes the process `kill -9` itself the first time it reaches POINT
+for NODE (no `finally`, no flush, no atexit: exactly what an operator's `kill -9` does):
+
+- `after-intent`  the attempt row is committed, the process is not launched yet;
+- `after-launch`  the process is launched, its pid not yet committed;
+- `before-finish` the node's process has ended, its result is not committed;
+- `after-finish`  the result is committed, the downstream nodes are not started yet.
+
+The engine's log (INFO) goes to stderr: the tests wait for its "adopted" lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from compiler.store import PlanStore
+from daemon.engine.clock import SystemClock
+from daemon.engine.engine import Engine, EngineSettings
+from daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
+from daemon.engine.model import Attempt, RunStatus, RunTrigger
+from daemon.engine.plans import StorePlans
+from daemon.state.store import StateStore
+
+LOGICAL_TIME = datetime(2026, 3, 29, 1, tzinfo=UTC)
+POINTS = ("after-intent", "after-launch", "before-finish", "after-finish")
+
+
+def die() -> None:
+    """`kill -9` of this very process."""
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingStore(StateStore):
+    def __init__(self, state_dir: Path, point: str | None, node: str | None) -> None:
+        super().__init__(state_dir)
+        self._point = point
+        self._node = node
+
+    def start_attempt(self, attempt: Attempt) -> None:
+        super().start_attempt(attempt)
+        if self._point == "after-intent" and attempt.node == self._node:
+            die()
+
+    def finish_attempt(self, run_id: str, node: str, number: int, **kwargs: Any) -> None:
+        if self._point == "before-finish" and node == self._node:
+            die()
+        super().finish_attempt(run_id, node, number, **kwargs)
+        if self._point == "after-finish" and node == self._node:
+            die()
+
+
+class CrashingLauncher(LocalLauncher):
+    def __init__(self, point: str | None, node: str | None) -> None:
+        self._point = point
+        self._node = node
+
+    async def launch(self, spec: LaunchSpec) -> ProcessHandle:
+        handle = await super().launch(spec)
+        # <state>/runs/<run id>/<node>/<attempt>
+        if self._point == "after-launch" and spec.attempt_dir.parent.name == self._node:
+            die()
+        return handle
+
+
+async def main(args: argparse.Namespace) -> None:
+    point = node = None
+    if args.crash_at:
+        point, _, node = args.crash_at.partition(":")
+        if point not in POINTS or not node:
+            raise SystemExit(f"--crash-at: expected POINT:NODE with POINT in {POINTS}")
+    state_dir = Path(args.state)
+    store = CrashingStore(state_dir, point, node)
+    plans = PlanStore(Path(args.store))
+    engine = Engine(store=store, plans=StorePlans(plans),
+                    launcher=CrashingLauncher(point, node), clock=SystemClock(),
+                    settings=EngineSettings(state_dir=state_dir, kill_grace_seconds=1.0))
+    await engine.start()
+    if args.create:
+        plan = plans.latest(args.create)
+        if plan is None:
+            raise SystemExit(f"{args.create}: not published")
+        run = engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=LOGICAL_TIME)
+        print(run.run_id, flush=True)
+    while True:  # the engine's active runs; the tests check that none is left behind
+        active = [r.run_id for r in store.runs_with_status([RunStatus.PENDING,
+                                                             RunStatus.RUNNING])
+                  if engine.is_active(r.run_id)]
+        if not active:
+            break
+        for run_id in active:
+            await engine.wait_run(run_id)
+    await engine.stop()
+    print("idle", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--create", metavar="WORKFLOW")
+    parser.add_argument("--crash-at", metavar="POINT:NODE")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(main(parser.parse_args()))
