@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from compiler import __version__
 from compiler import cli as compiler_cli
+from daemon import debug
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowplan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     compiler_cli.register(subparsers)
+    debug.register(subparsers)
     return parser
 
 

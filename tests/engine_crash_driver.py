@@ -1,7 +1,7 @@
 """A process that drives runs, for the crash-safety tests (tests/test_engine_crash.py).
 
     python tests/engine_crash_driver.py --store S --state D [--create WORKFLOW]
-        [--crash-at POINT:NODE]
+        [--crash-at POINT:NODE] [--cancel-when-running NODE]
 
 It starts an `Engine` on the plan store S and the state directory D (which recovers every
 run a previous process left active), creates a manual run of WORKFLOW if asked (printing
@@ -14,6 +14,10 @@ for NODE (no `finally`, no flush, no atexit: exactly what an operator's `kill -9
 - `after-launch`  the process is launched, its pid not yet committed;
 - `before-finish` the node's process has ended, its result is not committed;
 - `after-finish`  the result is committed, the downstream nodes are not started yet.
+
+`--cancel-when-running NODE` cancels the run as soon as NODE's first attempt has written to
+its log (so its command runs: a cancel in the first milliseconds, before the supervisor has
+forked the command, is a different case).
 
 The engine's log (INFO) goes to stderr: the tests wait for its "adopted" lines.
 """
@@ -32,7 +36,7 @@ from typing import Any
 
 from compiler.store import PlanStore
 from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings
+from daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
 from daemon.engine.model import Attempt, RunStatus, RunTrigger
 from daemon.engine.plans import StorePlans
@@ -80,6 +84,24 @@ class CrashingLauncher(LocalLauncher):
         return handle
 
 
+def cancel_when_running(engine: Engine, state_dir: Path, node: str) -> None:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def cancel(run_id: str, attempt_dir: Path) -> None:
+        log_file = attempt_dir / "log"
+        while not (log_file.exists() and log_file.stat().st_size):
+            await asyncio.sleep(0.01)
+        engine.cancel_run(run_id)
+
+    def listener(event: StatusEvent) -> None:
+        if event.node == node and event.status == "RUNNING" and event.attempt == 1:
+            attempt_dir = state_dir / "runs" / event.run_id / node / str(event.attempt)
+            tasks.append(asyncio.get_running_loop().create_task(
+                cancel(event.run_id, attempt_dir)))
+
+    engine.subscribe(listener)
+
+
 async def main(args: argparse.Namespace) -> None:
     point = node = None
     if args.crash_at:
@@ -99,6 +121,8 @@ async def main(args: argparse.Namespace) -> None:
             raise SystemExit(f"{args.create}: not published")
         run = engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=LOGICAL_TIME)
         print(run.run_id, flush=True)
+        if args.cancel_when_running:
+            cancel_when_running(engine, state_dir, args.cancel_when_running)
     while True:  # the engine's active runs; the tests check that none is left behind
         active = [r.run_id for r in store.runs_with_status([RunStatus.PENDING,
                                                              RunStatus.RUNNING])
@@ -117,6 +141,7 @@ if __name__ == "__main__":
     parser.add_argument("--state", required=True)
     parser.add_argument("--create", metavar="WORKFLOW")
     parser.add_argument("--crash-at", metavar="POINT:NODE")
+    parser.add_argument("--cancel-when-running", metavar="NODE")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(main(parser.parse_args()))

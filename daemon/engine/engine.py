@@ -148,6 +148,8 @@ class Engine:
                 self._fail_unrecoverable(run, str(exc))
                 continue
             self._runs[run.run_id] = state
+            if self._store.cancel_requested(run.run_id):
+                self._apply_cancel(state)  # cancelled before the crash: finish the cancel
             if state.status is RunStatus.RUNNING:
                 self._recover_nodes(state, run)
         for workflow in {r.header.workflow for r in self._runs.values()}:
@@ -282,6 +284,8 @@ class Engine:
         try:
             if retry_at is not None:
                 await self._retry_delay(run, retry_at)
+            if run.cancel.is_set() and recovered is not None:
+                await self._attempt(run, node, recovered)  # closes the attempt left RUNNING
             while not run.cancel.is_set():
                 if recovered is not None and recovered.handle is not None:
                     queue.take()
@@ -322,7 +326,11 @@ class Engine:
                        ) -> datetime | None:
         """One attempt. Returns when the next attempt is due, or None when the node is final."""
         if run.cancel.is_set():
-            return None
+            if recovered is not None and recovered.handle is None:  # its row is RUNNING
+                self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
+                             cancelled=True)
+            if recovered is None or recovered.handle is None:
+                return None
         plan = node.plan
         if recovered is None or recovered.never_started:
             number = node.attempts + 1 if recovered is None else node.attempts
@@ -366,6 +374,8 @@ class Engine:
         elif recovered.handle is not None:
             handle = recovered.handle
             number = node.attempts
+            self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
+                                            process_start(handle.pid))  # maybe never stored
             elapsed = (self._clock.now() - self._attempt_started(run, node)).total_seconds()
             timeout = (None if plan.timeout_seconds is None
                        else max(0.0, plan.timeout_seconds - elapsed))
@@ -494,6 +504,12 @@ class Engine:
                 raise RunError(f"run {run_id} does not exist", field="run_id", not_found=True)
             raise RunError(f"run {run_id} already finished ({stored.status.value})",
                            field="run_id", precondition=True)
+        self._store.request_cancel(run_id, at=self._clock.now())  # intent first
+        self._apply_cancel(run)
+        self._maybe_finish(run)
+
+    def _apply_cancel(self, run: _Run) -> None:
+        """Cancel idle nodes now; running attempts see `run.cancel` and are killed."""
         run.cancel.set()
         idle = [n for n in run.nodes.values()
                 if n.status in (NodeStatus.PENDING, NodeStatus.RETRYING)]
@@ -501,7 +517,6 @@ class Engine:
             self._set_node_status(run, idle, NodeStatus.CANCELLED)
         if run.status is RunStatus.PENDING:
             self._set_run_status(run, RunStatus.RUNNING)
-        self._maybe_finish(run)
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -617,6 +632,11 @@ class Engine:
                 last = stored.attempts[-1]
                 recovered = self._launcher.recover(Path(last.log_path or "").parent, last.pid,
                                                    last.pid_start)
+                if last.pid is None and recovered.pid is not None and recovered.handle is None:
+                    # launched, then the crash came before its pid was stored; it has ended
+                    # since, so its start time cannot be known any more
+                    self._store.set_attempt_process(run.run_id, node.name, last.number,
+                                                    recovered.pid, None)
                 log.info("run %s node %s attempt %d: %s", run.run_id, node.name, last.number,
                          "adopted" if recovered.handle else "never started"
                          if recovered.never_started else "lost" if recovered.lost

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-SUPERVISOR = 'd=$1; shift; echo $$ >"$d/pid"; trap : TERM INT HUP; "$@"; echo $? >"$d/exit"'
+# A signal that arrives before the command starts skips it (its status is recorded as if it
+# had killed the command); one that arrives later reaches the command through its group,
+# and the trap keeps the supervisor alive long enough to record the command's status.
+SUPERVISOR = ('d=$1; shift; echo $$ >"$d/pid"; trap "s=143" TERM; trap "s=130" INT;'
+              ' trap "s=129" HUP; if [ -z "$s" ]; then "$@"; s=$?; fi; echo $s >"$d/exit"')
 SUPERVISOR_NAME = "flowplan-attempt"
 SIGNAL_EXIT_BASE = 128
 
@@ -65,6 +69,7 @@ class Recovered:
     handle: ProcessHandle | None = None  # still running: adopted
     never_started: bool = False  # no pid file: the node never ran, launch it again
     lost: bool = False  # it ended and left no exit status
+    pid: int | None = None  # the supervisor's pid, when known
 
 
 def read_exit(attempt_dir: Path) -> int | None:
@@ -147,18 +152,39 @@ class LocalLauncher:
         return _Supervised(popen.pid, spec.attempt_dir, popen)
 
     def recover(self, attempt_dir: Path, pid: int | None, pid_start: int | None) -> Recovered:
+        if pid is None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                pid = int((attempt_dir / "pid").read_text().strip())
         code = read_exit(attempt_dir)
         if code is not None:
-            return Recovered(exit_code=code)
+            return Recovered(exit_code=code, pid=pid)
         if pid is None:
-            try:
-                pid = int((attempt_dir / "pid").read_text().strip())
-            except (FileNotFoundError, ValueError):
+            # no pid file: the node never started, unless its supervisor is alive but had
+            # not yet written the file
+            pid = _find_supervisor(attempt_dir)
+            if pid is None:
                 return Recovered(never_started=True)
         if _is_our_supervisor(pid, attempt_dir, pid_start):
-            return Recovered(handle=_Supervised(pid, attempt_dir, None))
+            return Recovered(handle=_Supervised(pid, attempt_dir, None), pid=pid)
         code = read_exit(attempt_dir)  # it may have finished while we looked
-        return Recovered(exit_code=code) if code is not None else Recovered(lost=True)
+        if code is not None:
+            return Recovered(exit_code=code, pid=pid)
+        return Recovered(lost=True, pid=pid)
+
+
+def _find_supervisor(attempt_dir: Path) -> int | None:
+    """The pid of a live supervisor of this attempt, found by its command line."""
+    wanted = str(attempt_dir).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if SUPERVISOR_NAME.encode() in argv and wanted in argv:
+            return int(entry)
+    return None
 
 
 def _is_our_supervisor(pid: int, attempt_dir: Path, pid_start: int | None) -> bool:

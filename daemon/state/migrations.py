@@ -26,6 +26,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         queue_override TEXT,
         backfill_id TEXT,
         previous_run_id TEXT,
+        cancel_requested_at TEXT,
         created_at TEXT NOT NULL,
         started_at TEXT,
         finished_at TEXT

@@ -137,6 +137,17 @@ class StateStore:
             db.execute(f"UPDATE runs SET status = ?, {column} = COALESCE({column}, ?)"
                        " WHERE run_id = ?", (status.value, ts(at), run_id))
 
+    def request_cancel(self, run_id: str, *, at: datetime) -> None:
+        """Record a cancel before acting on it: a restart finishes what it started."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET cancel_requested_at = COALESCE(cancel_requested_at, ?)"
+                       " WHERE run_id = ?", (ts(at), run_id))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self._db.execute("SELECT cancel_requested_at FROM runs WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        return row is not None and row[0] is not None
+
     def set_node_status(self, run_id: str, names: Sequence[str], status: NodeStatus, *,
                         next_attempt_at: datetime | None = None,
                         skip_reason: str | None = None) -> None:

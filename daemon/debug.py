@@ -1,0 +1,440 @@
+"""`flowplan debug [REPO] WORKFLOW`: run a workflow of the working tree, unpublished, in this
+process, and show its node statuses live.
+
+The working tree is compiled in memory; a valid workflow runs on an `Engine` with its own
+state directory (a new temporary folder, kept afterwards so that its logs can be read), on
+the `dev` queue when the repository defines one. On a terminal the statuses are a table
+redrawn in place, coloured like the EMR console; otherwise (CI, a pipe) one line per status
+change. The end shows the run's status and, for each failed node, the tail of its last
+attempt's log. Exit 0 when the run succeeded, 1 otherwise, 130 after Ctrl-C (which cancels
+the run: its running nodes are terminated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from compiler import cli as compiler_cli
+from compiler.compile import CompileResult, compile_repo
+from compiler.plan import Plan
+from compiler.repo import RepoError, find_root, read_repo
+from daemon.engine.clock import SystemClock
+from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
+from daemon.engine.launcher import LocalLauncher
+from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
+from daemon.engine.plans import MemoryPlans
+from daemon.state.store import StateStore
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEBUG_QUEUE = "dev"
+LOG_TAIL_LINES = 20
+KILL_GRACE_SECONDS = 5.0  # after Ctrl-C: SIGTERM, then SIGKILL this much later
+REDRAW_SECONDS = 0.1  # the live table is redrawn at most this often (and this often)
+
+_COLORS = {
+    "RUNNING": "\033[34m",  # blue
+    "SUCCEEDED": "\033[32m",  # green
+    "FAILED": "\033[31m",  # red
+    "RETRYING": "\033[33m",  # yellow
+    "PENDING": "\033[35m",  # purple
+    "SKIPPED": "\033[90m",  # grey
+    "CANCELLED": "\033[90m",
+}
+_BOLD, _DIM, _RESET = "\033[1m", "\033[2m", "\033[0m"
+_ACTIVE = frozenset({"RUNNING", "RETRYING", "FAILED"})
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `flowplan debug` to the `flowplan` parser."""
+    debug = subparsers.add_parser(
+        "debug", help="run a workflow of the working tree without a daemon",
+        description="Compile the working tree in memory and run WORKFLOW in this process, on"
+                    " the 'dev' queue when the repository defines one, showing live node"
+                    " statuses. Exit 0 if the run succeeded, 1 if not, 130 on Ctrl-C.")
+    debug.add_argument("args", nargs="+", metavar="[REPO] WORKFLOW",
+                       help="repository root or its workflows/ folder (default: .), then the"
+                            " workflow's name")
+    debug.add_argument("--param", action="append", default=[], type=_param, metavar="K=V",
+                       help="a run parameter (a string); repeat for more")
+    debug.add_argument("--ds", type=_ds, default=None, metavar="YYYY-MM-DD",
+                       help="logical date: 00:00 of that day in the workflow's timezone"
+                            " (default: now)")
+    debug.set_defaults(handler=cmd_debug)
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected K=V, got '{text}'")
+    return key.strip(), value
+
+
+def _ds(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got '{text}'") from None
+
+
+def cmd_debug(args: argparse.Namespace) -> int:
+    if len(args.args) > 2:
+        print("flowplan debug: expected [REPO] WORKFLOW", file=sys.stderr)
+        return EXIT_USAGE
+    repo, workflow = ((Path(args.args[0]), args.args[1]) if len(args.args) == 2
+                      else (Path("."), args.args[0]))
+    try:
+        root = find_root(repo)
+    except RepoError as exc:
+        print(f"flowplan debug: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = compile_repo(read_repo(root))
+    try:
+        plan = result.plan(workflow)
+    except KeyError:
+        _print_diagnostics(result)
+        known = ", ".join(p.workflow for p in result.plans) or "none"
+        state = "is invalid" if workflow in result.failed else "does not exist"
+        print(f"flowplan debug: workflow '{workflow}' {state} (valid: {known})",
+              file=sys.stderr)
+        return EXIT_FAILED
+    assert plan.content is not None
+    # the run goes ahead: show only what concerns its own file (warnings)
+    _print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
+        d for d in result.diagnostics if d.file == plan.content.file)))
+
+    params = dict(args.param)
+    unknown = sorted(set(params) - set(plan.content.params))
+    if unknown:
+        declared = ", ".join(sorted(plan.content.params)) or "none"
+        print(f"flowplan debug: note: {', '.join(unknown)} not among the workflow's params"
+              f" ({declared})", file=sys.stderr)
+    if args.ds is not None:
+        zone = ZoneInfo(plan.content.timezone)
+        logical_time = datetime(args.ds.year, args.ds.month, args.ds.day, tzinfo=zone)
+    else:
+        logical_time = datetime.now(UTC)
+    state_dir = Path(tempfile.mkdtemp(prefix="flowplan-debug-"))
+    return asyncio.run(debug_run(plan, state_dir=state_dir, logical_time=logical_time,
+                                 params=params, out=sys.stdout))
+
+
+def _print_diagnostics(result: CompileResult) -> None:
+    # `compiler.report` is internal to the compiler; its CLI module is the public way to it
+    compiler_cli._print_diagnostics(result)
+
+
+async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
+                    params: dict[str, str], out: TextIO) -> int:
+    """Run `plan` to its end on an engine of its own; returns the exit code."""
+    assert plan.content is not None
+    queue = DEBUG_QUEUE if DEBUG_QUEUE in plan.content.queues else None
+    plans = MemoryPlans([plan])
+    store = StateStore(state_dir)
+    engine = Engine(store=store, plans=plans, launcher=LocalLauncher(), clock=SystemClock(),
+                    settings=EngineSettings(state_dir=state_dir,
+                                            kill_grace_seconds=KILL_GRACE_SECONDS))
+    live = out.isatty() and os.environ.get("TERM") != "dumb"
+    view: _View = (_Table(plan, out, color=compiler_cli.use_color(out)) if live
+                   else _Lines(out))
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    interrupts = 0
+    run: Run | None = None
+
+    def interrupt() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1 or run is None:
+            if main is not None:
+                main.cancel()
+            return
+        view.note("cancelling the run (Ctrl-C again to leave at once)")
+        with contextlib.suppress(RunError):  # it may have just finished
+            engine.cancel_run(run.run_id)
+
+    unsubscribe = engine.subscribe(view.event)
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    ticker: asyncio.Task[None] | None = None
+    try:
+        await engine.start()
+        latest = plans.latest(plan.workflow)
+        assert latest is not None
+        run = engine.create_run(latest, trigger=RunTrigger.DEBUG, logical_time=logical_time,
+                                params=params, queue=queue,
+                                remarks="flowplan debug (working tree)")
+        view.begin(run)
+        ticker = loop.create_task(view.tick())
+        final = await engine.wait_run(run.run_id)
+        ticker.cancel()
+        view.end()
+        _summary(engine, final, out, color=view.color)
+    except asyncio.CancelledError:
+        view.end()
+        print(f"\nleft without waiting; nodes may still be running. State and logs:"
+              f" {state_dir}", file=out, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if ticker is not None:
+            ticker.cancel()
+        unsubscribe()
+        await engine.stop()
+        store.close()
+    print(f"state and logs: {state_dir}", file=out, flush=True)
+    if interrupts:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if final.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
+    def paint(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    counts: dict[str, int] = {}
+    for node in run.nodes:
+        counts[node.status.value] = counts.get(node.status.value, 0) + 1
+    took = (f" in {_duration((run.finished_at - run.started_at).total_seconds())}"
+            if run.finished_at and run.started_at else "")
+    detail = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+    status = paint(_BOLD + _COLORS.get(run.status.value, ""), run.status.value)
+    print(f"\nrun {run.run_id} {status}{took} ({detail})", file=out)
+    for node in run.nodes:
+        if node.status is not NodeStatus.FAILED or not node.attempts:
+            continue
+        attempt = node.attempts[-1]
+        reason = f": {attempt.error}" if attempt.error else ""
+        print("\n" + paint(_BOLD, f"--- {node.name}, attempt {attempt.number}{reason}"),
+              file=out)
+        lines = tail(Path(attempt.log_path), LOG_TAIL_LINES) if attempt.log_path else None
+        if lines is None:
+            print("(no log)", file=out)
+        elif not lines:
+            print("(empty log)", file=out)
+        else:
+            if attempt.log_path:
+                print(paint(_DIM, f"last {len(lines)} lines of {attempt.log_path}"), file=out)
+            print(engine.masked(run.run_id, "\n".join(lines)), file=out)
+    out.flush()
+
+
+def tail(path: Path, count: int, *, block: int = 8192) -> list[str] | None:
+    """The last `count` lines of a file (None if it does not exist), reading from its end."""
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            data = b""
+            position = end
+            while position > 0 and data.count(b"\n") <= count:
+                step = min(block, position)
+                position -= step
+                handle.seek(position)
+                data = handle.read(step) + data
+    except FileNotFoundError:
+        return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[-count:]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class _View:
+    """How the live statuses are shown. Events that come before `begin` (the run's own, as
+    it is created) are held back until the header is out."""
+
+    color = False
+
+    def __init__(self) -> None:
+        self._held: list[StatusEvent] = []
+        self._begun = False
+
+    def event(self, event: StatusEvent) -> None:
+        if self._begun:
+            self.show(event)
+        else:
+            self._held.append(event)
+
+    def begin(self, run: Run) -> None:
+        self._begun = True
+        self.header(run)
+        for event in self._held:
+            self.show(event)
+        self._held.clear()
+
+    def header(self, run: Run) -> None: ...
+
+    def show(self, event: StatusEvent) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    async def tick(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def _header(run: Run) -> str:
+    local = run.logical_time.isoformat(timespec="seconds")
+    queue = run.queue_override or "as the workflow sets (no dev queue)"
+    params = " ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
+    return (f"debug run {run.run_id} of {run.workflow}: logical time {local}, queue {queue}"
+            + (f", params {params}" if params else ""))
+
+
+class _Lines(_View):
+    """One line per status change, for logs and CI: `HH:MM:SS node STATUS attempt N`."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self._out = out
+
+    def header(self, run: Run) -> None:
+        print(_header(run), file=self._out, flush=True)
+
+    def show(self, event: StatusEvent) -> None:
+        clock = event.at.astimezone().strftime("%H:%M:%S")
+        if event.node is None:
+            line = f"{clock} run {event.status}"
+        else:
+            attempt = f" attempt {event.attempt}" if event.attempt is not None else ""
+            line = f"{clock} {event.node} {event.status}{attempt}"
+        print(line, file=self._out, flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+
+@dataclasses.dataclass(slots=True)
+class _Row:
+    name: str
+    status: str = "PENDING"
+    attempt: int = 0
+    started: float | None = None  # monotonic, first attempt's start
+    ended: float | None = None
+
+
+class _Table(_View):
+    """A compact table redrawn in place (at most every REDRAW_SECONDS)."""
+
+    def __init__(self, plan: Plan, out: TextIO, *, color: bool) -> None:
+        assert plan.content is not None
+        super().__init__()
+        self._out = out
+        self.color = color
+        self._rows = {n.name: _Row(n.name) for n in plan.content.nodes}
+        self._title = plan.workflow
+        self._run_status = "PENDING"
+        self._began = time.monotonic()
+        self._drawn = 0  # lines on screen from the last draw
+        self._last_draw = 0.0
+        self._dirty = True
+        self._notes: list[str] = []
+
+    def header(self, run: Run) -> None:
+        self._out.write("\033[?25l")  # hide the cursor while redrawing
+        print(_header(run), file=self._out)
+        self._draw()
+
+    def show(self, event: StatusEvent) -> None:
+        now = time.monotonic()
+        if event.node is None:
+            self._run_status = event.status
+        else:
+            row = self._rows.get(event.node)
+            if row is None:
+                return
+            row.status = event.status
+            if event.attempt is not None:
+                row.attempt = event.attempt
+            if event.status == "RUNNING" and row.started is None:
+                row.started = now
+            if NodeStatus(event.status).finished:
+                row.ended = now
+        self._dirty = True
+        if now - self._last_draw >= REDRAW_SECONDS:
+            self._draw()
+
+    def note(self, text: str) -> None:
+        self._notes.append(text)
+        self._draw()
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(REDRAW_SECONDS)
+            if self._dirty or any(r.status in ("RUNNING", "RETRYING")
+                                  for r in self._rows.values()):
+                self._draw()
+
+    def end(self) -> None:
+        self._draw()
+        self._out.write("\033[?25h")
+        self._out.flush()
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.color else text
+
+    def _draw(self) -> None:
+        now = time.monotonic()
+        size = shutil.get_terminal_size()
+        lines = self._render(now, size.columns, max(3, size.lines - 4))
+        up = f"\033[{self._drawn}F" if self._drawn else ""
+        self._out.write(up + "\033[J" + "".join(line + "\n" for line in lines))
+        self._out.flush()
+        self._drawn = len(lines)
+        self._last_draw = now
+        self._dirty = False
+
+    def _render(self, now: float, columns: int, room: int) -> list[str]:
+        rows = list(self._rows.values())
+        shown = rows
+        if len(rows) + 2 > room:  # keep what needs attention, then the rest in order
+            keep = room - 3
+            first = [r for r in rows if r.status in _ACTIVE][:keep]
+            chosen = {id(r) for r in first}
+            rest = [r for r in rows if id(r) not in chosen][:keep - len(first)]
+            chosen |= {id(r) for r in rest}
+            shown = [r for r in rows if id(r) in chosen]
+        width = min(max([len(r.name) for r in shown] + [4]), max(10, columns - 32))
+        lines = [self._paint(_BOLD, f"{'NODE':<{width}}  {'STATUS':<9}  ATTEMPT  DURATION")]
+        for row in shown:
+            name = row.name if len(row.name) <= width else row.name[:width - 1] + "~"
+            status = self._paint(_COLORS.get(row.status, ""), f"{row.status:<9}")
+            attempt = str(row.attempt) if row.attempt else "-"
+            took = "-"
+            if row.started is not None:
+                took = _duration((row.ended or now) - row.started)
+            lines.append(f"{name:<{width}}  {status}  {attempt:>7}  {took:>8}")
+        hidden = len(rows) - len(shown)
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        totals = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+        more = f"... {hidden} more nodes; " if hidden else ""
+        took = _duration(now - self._began)
+        footer = f"{more}{totals}"
+        if len(f"{self._title} {self._run_status} {took}: {footer}") >= columns:
+            footer = footer[:max(0, columns - len(self._title) - len(took) - 16)]
+        run_status = self._paint(_COLORS.get(self._run_status, ""), self._run_status)
+        lines.append(f"{self._title} {run_status} {took}: {footer}")
+        lines.extend(note[:columns - 1] for note in self._notes)
+        return lines
+

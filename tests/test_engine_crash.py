@@ -1,0 +1,599 @@
+"""Crash safety (SPEC.md section 4): `kill -9` of the process driving runs, at several points,
+then a restart on the same state directory. No run, attempt or log is lost; each attempt's
+command runs exactly once; a node process that outlived the daemon is adopted, one that
+finished is collected from its record, and one that vanished fails as "lost" and is retried
+per policy.
+
+The process driving runs is tests/engine_crash_driver.py. It kills itself at a chosen point
+(`--crash-at POINT:NODE`), or the test kills it while a node runs. Every node runs
+`sh job.sh`, which appends one line per execution to `count.<node>` (so the test counts
+executions), prints to its log, waits while `gate.<node>` exists (so the test decides when
+a node ends), and exits with the code given for its attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+from compiler.compile import compile_repo
+from compiler.repo import read_repo
+from compiler.store import PlanStore
+from daemon.engine.engine import LOST
+from daemon.engine.launcher import (
+    SUPERVISOR_NAME,
+    LaunchSpec,
+    LocalLauncher,
+    Recovered,
+    process_start,
+)
+from daemon.engine.model import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
+from daemon.state.store import StateStore
+
+DRIVER = ROOT / "tests" / "engine_crash_driver.py"
+WAIT = 10.0  # seconds: the longest any single wait of these tests may take
+
+JOB = """\
+#!/bin/sh
+# sh job.sh [EXIT_CODE_OF_ATTEMPT_1 [EXIT_CODE_OF_ATTEMPT_2 ...]]
+here=$(dirname "$0")
+echo "$FLOWPLAN_RUN_ID $FLOWPLAN_ATTEMPT" >>"$here/count.$FLOWPLAN_NODE"
+echo "output of $FLOWPLAN_NODE attempt $FLOWPLAN_ATTEMPT"
+while [ -e "$here/gate.$FLOWPLAN_NODE" ]; do sleep 0.02; done
+if [ $# -ge "$FLOWPLAN_ATTEMPT" ]; then shift $((FLOWPLAN_ATTEMPT - 1)); else set --; fi
+echo "end of $FLOWPLAN_NODE attempt $FLOWPLAN_ATTEMPT"
+exit "${1:-0}"
+"""
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan's parent may be a PID 1 that never reaps)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Driver:
+    """One engine_crash_driver.py process; stdout and stderr go to files."""
+
+    def __init__(self, rig: Rig, number: int, args: list[str]) -> None:
+        self.rig = rig
+        self.out = rig.tmp / f"driver{number}.out"
+        self.err = rig.tmp / f"driver{number}.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, str(DRIVER), "--store", str(rig.store_dir), "--state",
+                 str(rig.state_dir), *args], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, start_new_session=True)
+
+    def describe(self) -> str:
+        return (f"driver stdout:\n{self.out.read_text()}\n"
+                f"driver stderr:\n{self.err.read_text()[-3000:]}")
+
+    def run_id(self) -> str:
+        line = wait_until(lambda: self.out.read_text().partition("\n")[0]
+                          if self.out.read_text().endswith("\n") else None,
+                          "the driver to print its run id")
+        assert line.startswith("wr_"), self.describe()
+        return str(line)
+
+    def logged(self, text: str) -> None:
+        wait_until(lambda: text in self.err.read_text() or self.process.poll() is not None,
+                   f"{text!r} in the driver's log")
+        assert text in self.err.read_text(), self.describe()
+
+    def crashed(self) -> None:
+        """It killed itself at its --crash-at point."""
+        try:
+            code = self.process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the driver did not crash\n{self.describe()}") from None
+        assert code == -signal.SIGKILL, self.describe()
+
+    def kill(self) -> None:
+        """`kill -9` from outside, of its whole process group (like `kill -9 -PGID`)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        assert self.process.wait(WAIT) == -signal.SIGKILL, self.describe()
+
+    def finished(self) -> None:
+        """It drove every run to its end and exited normally."""
+        try:
+            code = self.process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the driver did not finish\n{self.describe()}") from None
+        assert code == 0, self.describe()
+        assert self.out.read_text().splitlines()[-1:] == ["idle"], self.describe()
+
+
+class Rig:
+    """A plan store, a state directory, job.sh with its counters and gates, and drivers."""
+
+    def __init__(self, tmp: Path, make_repo: Any) -> None:
+        self.tmp = tmp
+        self.make_repo = make_repo
+        self.store_dir = tmp / "store"
+        self.state_dir = tmp / "state"
+        self.work = tmp / "work"
+        self.work.mkdir()
+        (self.work / "job.sh").write_text(JOB)
+        self.drivers: list[Driver] = []
+
+    def publish(self, workflow: str) -> None:
+        result = compile_repo(read_repo(self.make_repo({"workflows/w.yaml": workflow})))
+        assert result.ok, [str(d) for d in result.diagnostics]
+        PlanStore(self.store_dir).publish(result.plans)
+
+    def job(self, *codes: int) -> str:
+        return " ".join(["sh", str(self.work / "job.sh"), *map(str, codes)])
+
+    def driver(self, *, create: str | None = None, crash_at: str | None = None,
+               cancel_when_running: str | None = None) -> Driver:
+        args = (["--create", create] if create else []) + (
+            ["--crash-at", crash_at] if crash_at else []) + (
+            ["--cancel-when-running", cancel_when_running] if cancel_when_running else [])
+        driver = Driver(self, len(self.drivers) + 1, args)
+        self.drivers.append(driver)
+        return driver
+
+    # ---- the node processes ---------------------------------------------------------------
+
+    def close_gate(self, node: str) -> None:
+        (self.work / f"gate.{node}").touch()
+
+    def open_gate(self, node: str) -> None:
+        (self.work / f"gate.{node}").unlink(missing_ok=True)
+
+    def executions(self, node: str) -> list[str]:
+        """One line `<run id> <attempt>` per execution of the node's command."""
+        path = self.work / f"count.{node}"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def attempt_dir(self, run_id: str, node: str, number: int) -> Path:
+        return self.state_dir / "runs" / run_id / node / str(number)
+
+    def supervisor_pid(self, run_id: str, node: str, number: int) -> int:
+        pid_file = self.attempt_dir(run_id, node, number) / "pid"
+        text = wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(),
+                          f"{pid_file}")
+        return int(text)
+
+    # ---- the state --------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run:
+        store = StateStore(self.state_dir)
+        try:
+            run = store.get_run(run_id)
+        finally:
+            store.close()
+        assert run is not None
+        return run
+
+    def attempt(self, run_id: str, node: str, number: int) -> Attempt | None:
+        attempts = self.run(run_id).node(node).attempts
+        return attempts[number - 1] if len(attempts) >= number else None
+
+    def running_node(self, run_id: str, node: str) -> int:
+        """Wait until attempt 1 of `node` runs, with its pid committed; its supervisor pid."""
+        wait_until(lambda: self.executions(node), f"{node} to start")
+        attempt = wait_until(lambda: (a := self.attempt(run_id, node, 1)) and a.pid and a,
+                             f"the pid of {node} committed")
+        assert attempt.status is AttemptStatus.RUNNING
+        return int(attempt.pid)
+
+    def cleanup(self) -> None:
+        """Kill what a failed test may have left: drivers, then attempts' process groups."""
+        for driver in self.drivers:
+            if driver.process.poll() is None:
+                driver.process.kill()
+                driver.process.wait(WAIT)
+        for gate in self.work.glob("gate.*"):
+            gate.unlink()
+        for pid_file in self.state_dir.glob("runs/*/*/*/pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pid_file.read_text())
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if SUPERVISOR_NAME.encode() in argv and str(pid_file.parent).encode() in argv:
+                    os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, make_repo: Any) -> Iterator[Rig]:
+    rig = Rig(tmp_path, make_repo)
+    try:
+        yield rig
+    finally:
+        rig.cleanup()
+
+
+def chain(rig: Rig, *, a: str | None = None, b: str | None = None, retries: int = 0,
+          retry_delay: str = "0s", timeout: str = "none") -> None:
+    """Workflow `w`: a -> b."""
+    rig.publish(f"""
+name: w
+nodes:
+  - {{name: a, command: "{a or rig.job()}", retries: {retries}, retry_delay: {retry_delay},
+     timeout: {timeout}}}
+  - {{name: b, command: "{b or rig.job()}", upstream: [a]}}
+""")
+
+
+def check_attempts(rig: Rig, run: Run, node: str,
+                   expected: list[tuple[AttemptStatus, int | None, str | None]], *,
+                   check_pid: bool | str = True) -> None:
+    """Attempts 1..n with (status, exit code, error prefix); each ran its command once, was
+    recorded with its supervisor's pid and start time, and kept its log."""
+    attempts = run.node(node).attempts
+    got = [(a.status, a.exit_code, a.error) for a in attempts]
+    assert [a.number for a in attempts] == list(range(1, len(expected) + 1)), got
+    for attempt, (status, code, error) in zip(attempts, expected, strict=True):
+        assert (attempt.status, attempt.exit_code) == (status, code), got
+        if error is None:
+            assert attempt.error is None, got
+        else:
+            assert attempt.error is not None and attempt.error.startswith(error), got
+        assert attempt.finished_at is not None and attempt.started_at <= attempt.finished_at
+        folder = rig.attempt_dir(run.run_id, node, attempt.number)
+        assert attempt.log_path == str(folder / "log")
+        if check_pid:
+            assert attempt.pid == int((folder / "pid").read_text()), attempt
+        if check_pid is True:
+            assert attempt.pid_start is not None, attempt
+        log = (folder / "log").read_text()
+        assert log.count(f"output of {node} attempt {attempt.number}\n") == 1, log
+        if attempt.error is None or not attempt.error.startswith("lost"):
+            assert f"end of {node} attempt {attempt.number}\n" in log, log
+            assert (folder / "exit").read_text().strip() == str(code)
+    assert rig.executions(node) == [f"{run.run_id} {a.number}" for a in attempts]
+
+
+def check_final(rig: Rig, run_id: str, status: RunStatus, nodes: dict[str, NodeStatus]) -> Run:
+    run = rig.run(run_id)
+    assert run.status is status, run
+    assert run.finished_at is not None
+    assert {n.name: n.status for n in run.nodes} == nodes, run.nodes
+    store = StateStore(rig.state_dir)
+    try:
+        assert store.runs_with_status([RunStatus.PENDING, RunStatus.RUNNING]) == []
+    finally:
+        store.close()
+    return run
+
+
+OK = AttemptStatus.SUCCEEDED
+FAILED = AttemptStatus.FAILED
+ALL_OK = {"a": NodeStatus.SUCCEEDED, "b": NodeStatus.SUCCEEDED}
+
+
+# ---- the engine kills itself at a chosen point ---------------------------------------------
+
+
+def test_crash_after_the_intent_is_committed_before_the_launch(rig):
+    chain(rig)
+    first = rig.driver(create="w", crash_at="after-intent:a")
+    run_id = first.run_id()
+    first.crashed()
+    attempt = rig.attempt(run_id, "a", 1)
+    assert attempt is not None and attempt.status is AttemptStatus.RUNNING
+    assert attempt.pid is None
+    assert not (rig.attempt_dir(run_id, "a", 1) / "pid").exists()
+    assert rig.executions("a") == []
+
+    rig.driver().finished()  # "never started": launched now, as attempt 1
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(OK, 0, None)])
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+
+
+def test_crash_after_the_launch_before_the_pid_is_committed(rig):
+    chain(rig)
+    rig.close_gate("a")
+    first = rig.driver(create="w", crash_at="after-launch:a")
+    run_id = first.run_id()
+    first.crashed()
+    assert rig.attempt(run_id, "a", 1).pid is None  # type: ignore[union-attr]
+    pid = rig.supervisor_pid(run_id, "a", 1)
+    assert alive(pid) and os.getsid(pid) == pid  # its own session: it outlived the daemon
+    wait_until(lambda: rig.executions("a"), "a to run")
+
+    second = rig.driver()
+    second.logged("node a attempt 1: adopted")
+    rig.open_gate("a")
+    second.finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(OK, 0, None)])
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+
+
+def test_crash_between_the_end_of_a_node_and_its_commit(rig):
+    chain(rig, a=rig.job(0))
+    first = rig.driver(create="w", crash_at="before-finish:a")
+    run_id = first.run_id()
+    first.crashed()
+    attempt = rig.attempt(run_id, "a", 1)
+    assert attempt is not None and attempt.status is AttemptStatus.RUNNING  # not committed
+    assert (rig.attempt_dir(run_id, "a", 1) / "exit").read_text().strip() == "0"
+    assert rig.executions("b") == []
+
+    rig.driver().finished()  # collected from the exit file, not run again
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(OK, 0, None)])
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+
+
+def test_crash_between_the_end_of_a_failed_node_and_its_commit(rig):
+    chain(rig, a=rig.job(3))
+    first = rig.driver(create="w", crash_at="before-finish:a")
+    run_id = first.run_id()
+    first.crashed()
+
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.FAILED,
+                      {"a": NodeStatus.FAILED, "b": NodeStatus.SKIPPED})
+    check_attempts(rig, run, "a", [(FAILED, 3, "exited with code 3")])
+    assert run.node("b").attempts == ()
+    assert rig.executions("b") == []
+
+
+def test_crash_after_the_commit_before_the_downstream_node_starts(rig):
+    chain(rig)
+    first = rig.driver(create="w", crash_at="after-finish:a")
+    run_id = first.run_id()
+    first.crashed()
+    assert rig.run(run_id).node("a").status is NodeStatus.SUCCEEDED
+    assert rig.run(run_id).node("b").status is NodeStatus.PENDING
+
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(OK, 0, None)])
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+
+
+def test_crash_while_a_retry_is_due_keeps_the_retry_delay(rig):
+    chain(rig, a=rig.job(1, 0), retries=1, retry_delay="1s")
+    first = rig.driver(create="w", crash_at="after-finish:a")
+    run_id = first.run_id()
+    first.crashed()
+    stored = rig.run(run_id).node("a")
+    assert stored.status is NodeStatus.RETRYING and stored.next_attempt_at is not None
+
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(FAILED, 1, "exited with code 1"), (OK, 0, None)])
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+    second = run.node("a").attempts[1]
+    assert second.started_at >= stored.next_attempt_at
+
+
+def test_repeated_crashes_at_every_point_of_one_run(rig):
+    chain(rig)
+    first = rig.driver(create="w", crash_at="after-intent:a")
+    run_id = first.run_id()
+    first.crashed()
+    for point in ("before-finish:a", "after-finish:a", "after-intent:b", "after-launch:b",
+                  "before-finish:b"):
+        rig.driver(crash_at=point).crashed()
+    assert rig.run(run_id).status is RunStatus.RUNNING
+
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(OK, 0, None)])
+    # b was launched, then the crash came before its pid was stored, and it ended before
+    # the next start: its pid is read back from its pid file, its start time is gone
+    check_attempts(rig, run, "b", [(OK, 0, None)], check_pid="pid only")
+
+
+# ---- the test kills the engine while a node runs -------------------------------------------
+
+
+def test_kill_during_a_node_adopts_the_running_process(rig):
+    chain(rig)
+    rig.close_gate("a")
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    assert pid == rig.supervisor_pid(run_id, "a", 1)
+    assert alive(pid) and os.getsid(pid) == pid  # survived the daemon, in its own session
+    recorded = rig.attempt(run_id, "a", 1)
+    assert recorded is not None and recorded.pid_start == process_start(pid)
+
+    second = rig.driver()
+    second.logged("node a attempt 1: adopted")
+    rig.open_gate("a")  # the node ends only now, under the new process
+    second.finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(OK, 0, None)])
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+    assert run.node("a").attempts[0].pid == pid
+
+
+@pytest.mark.parametrize(("retries", "codes", "expected"), [
+    (0, (0,), [(OK, 0, None)]),
+    (0, (4,), [(FAILED, 4, "exited with code 4")]),
+    (1, (4, 0), [(FAILED, 4, "exited with code 4"), (OK, 0, None)]),
+], ids=["succeeded", "failed", "failed-then-retried"])
+def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries, codes,
+                                                                   expected):
+    chain(rig, a=rig.job(*codes), retries=retries)
+    rig.close_gate("a")
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    exit_file = rig.attempt_dir(run_id, "a", 1) / "exit"
+    rig.open_gate("a")
+    wait_until(exit_file.exists, "the exit file")
+    wait_until(lambda: not alive(pid), "the supervisor to end")
+
+    rig.driver().finished()  # collected from its record, the retry (if any) launched
+    if expected[-1][0] is OK:
+        run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+        check_attempts(rig, run, "b", [(OK, 0, None)])
+    else:
+        run = check_final(rig, run_id, RunStatus.FAILED,
+                          {"a": NodeStatus.FAILED, "b": NodeStatus.SKIPPED})
+        assert rig.executions("b") == []
+    check_attempts(rig, run, "a", expected)
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries):
+    chain(rig, retries=retries)
+    rig.close_gate("a")
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    os.killpg(pid, signal.SIGKILL)  # the node and its supervisor, while the daemon is down
+    wait_until(lambda: not alive(pid), "the supervisor to die")
+    rig.open_gate("a")  # attempt 2, if any, runs through
+
+    rig.driver().finished()
+    if retries:
+        run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+        check_attempts(rig, run, "a", [(FAILED, None, "lost"), (OK, 0, None)])
+        check_attempts(rig, run, "b", [(OK, 0, None)])
+    else:
+        run = check_final(rig, run_id, RunStatus.FAILED,
+                          {"a": NodeStatus.FAILED, "b": NodeStatus.SKIPPED})
+        check_attempts(rig, run, "a", [(FAILED, None, "lost")])
+        assert rig.executions("b") == []
+    assert run.node("a").attempts[0].error == LOST
+    assert not (rig.attempt_dir(run_id, "a", 1) / "exit").exists()
+
+
+def test_kill_during_a_node_keeps_its_timeout_running(rig):
+    chain(rig, timeout="1s")
+    rig.close_gate("a")  # never opened: only the timeout ends the node
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    time.sleep(1.2)  # the timeout expires while the engine is down
+
+    restarted = datetime.now(UTC)
+    second = rig.driver()
+    second.logged("node a attempt 1: adopted")
+    second.finished()  # adopted with no time left: TERM at once, not one more second
+    run = check_final(rig, run_id, RunStatus.FAILED,
+                      {"a": NodeStatus.FAILED, "b": NodeStatus.SKIPPED})
+    attempt = run.node("a").attempts[0]
+    assert (attempt.status, attempt.exit_code, attempt.error) == (
+        FAILED, 143, "timed out after 1s")
+    assert attempt.finished_at is not None
+    # not a fresh second of timeout after the restart (that would end past `restarted + 1s`)
+    assert attempt.finished_at - restarted < timedelta(seconds=1)
+    assert rig.executions("a") == [f"{run_id} 1"]
+    assert not alive(pid)
+
+
+# ---- cancel and crash ------------------------------------------------------------------------
+
+
+def test_cancel_of_a_running_node_without_a_crash(rig):
+    chain(rig, retries=1)
+    rig.close_gate("a")
+    driver = rig.driver(create="w", cancel_when_running="a")
+    run_id = driver.run_id()
+    driver.finished()
+    run = check_final(rig, run_id, RunStatus.CANCELLED,
+                      {"a": NodeStatus.CANCELLED, "b": NodeStatus.CANCELLED})
+    attempt = run.node("a").attempts[0]
+    assert (attempt.status, attempt.exit_code, attempt.error) == (
+        AttemptStatus.CANCELLED, 143, "cancelled")
+    assert rig.executions("a") == [f"{run_id} 1"]
+
+
+def test_crash_between_the_kill_of_a_cancelled_node_and_its_commit(rig):
+    chain(rig, retries=1)
+    rig.close_gate("a")
+    first = rig.driver(create="w", cancel_when_running="a", crash_at="before-finish:a")
+    run_id = first.run_id()
+    first.crashed()
+    assert (rig.attempt_dir(run_id, "a", 1) / "exit").read_text().strip() == "143"
+    assert rig.run(run_id).node("b").status is NodeStatus.CANCELLED  # committed by the cancel
+    rig.open_gate("a")  # so that a wrongful attempt 2 ends at once
+
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.CANCELLED,
+                      {"a": NodeStatus.CANCELLED, "b": NodeStatus.CANCELLED})
+    assert rig.executions("a") == [f"{run_id} 1"]
+    attempt = run.node("a").attempts[0]
+    assert (attempt.status, attempt.exit_code) == (AttemptStatus.CANCELLED, 143)
+
+
+# ---- the record of each attempt's process ------------------------------------------------------
+
+
+def test_an_adopted_attempt_is_recorded_with_its_pid_and_start_time(rig):
+    chain(rig)
+    rig.close_gate("a")
+    first = rig.driver(create="w", crash_at="after-launch:a")
+    run_id = first.run_id()
+    first.crashed()
+    pid = rig.supervisor_pid(run_id, "a", 1)
+    start = process_start(pid)
+
+    second = rig.driver()
+    second.logged("node a attempt 1: adopted")
+    rig.open_gate("a")
+    second.finished()
+    attempt = rig.run(run_id).node("a").attempts[0]
+    assert (attempt.pid, attempt.pid_start) == (pid, start)
+
+
+def test_recovery_adopts_only_its_own_supervisor_never_a_reused_pid(tmp_path):
+    launcher = LocalLauncher()
+    folder = tmp_path / "attempt"
+
+    async def main() -> None:
+        handle = await launcher.launch(LaunchSpec(
+            argv=("sleep", "30"), env=dict(os.environ), cwd=tmp_path, attempt_dir=folder))
+        try:
+            wait_until((folder / "pid").exists, "the pid file")
+            start = process_start(handle.pid)
+            assert start is not None
+            assert launcher.recover(folder, handle.pid, start).handle is not None
+            assert launcher.recover(folder, None, None).handle is not None  # from the pid file
+            # the same pid with another start time, or naming another attempt: a reused pid
+            assert launcher.recover(folder, handle.pid, start + 1) == Recovered(lost=True,
+                                                                             pid=handle.pid)
+            other = tmp_path / "other"
+            other.mkdir()
+            (other / "pid").write_text(f"{handle.pid}\n")
+            assert launcher.recover(other, handle.pid, start) == Recovered(lost=True,
+                                                                           pid=handle.pid)
+            assert launcher.recover(tmp_path / "never", None, None) == Recovered(
+                never_started=True)
+        finally:
+            handle.signal_group(signal.SIGKILL)
+            assert await asyncio.wait_for(handle.wait(), WAIT) == 128 + signal.SIGKILL
+        (folder / "exit").write_text("0\n")
+        assert launcher.recover(folder, handle.pid, start) == Recovered(exit_code=0, pid=handle.pid)
+
+    asyncio.run(main())
