@@ -74,7 +74,8 @@ def _compile(repo: Path, *, plans: bool = True) -> CompileResult | int:
     return compile_repo(read_repo(root), plans=plans, workers=os.cpu_count() or 1)
 
 
-def _print_diagnostics(result: CompileResult) -> None:
+def print_diagnostics(result: CompileResult) -> None:
+    """Diagnostics for people, on stderr (coloured on a terminal)."""
     if result.diagnostics:
         sys.stderr.write(text_report(result.diagnostics, result.workflow_files,
                                      color=use_color(sys.stderr)))
@@ -98,7 +99,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     result = _compile(args.repo)
     if isinstance(result, int):
         return result
-    _print_diagnostics(result)
+    print_diagnostics(result)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for plan in result.plans:
@@ -111,7 +112,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     result = _compile(args.repo)
     if isinstance(result, int):
         return result
-    _print_diagnostics(result)
+    print_diagnostics(result)
     report = PlanStore(args.store).publish(
         result.plans, keep=result.failed, remove_missing=not result.uncertain_files,
         remarks=args.remarks, commit=args.commit)
@@ -143,7 +144,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     try:
         plan = result.plan(workflow)
     except KeyError:
-        _print_diagnostics(result)
+        print_diagnostics(result)
         known = ", ".join(p.workflow for p in result.plans) or "none"
         state = "is invalid" if workflow in result.failed else "does not exist"
         print(f"flowplan graph: workflow '{workflow}' {state} (valid: {known})",

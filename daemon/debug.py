@@ -28,7 +28,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from compiler import cli as compiler_cli
-from compiler.compile import CompileResult, compile_repo
+from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from daemon.engine.clock import SystemClock
@@ -104,7 +104,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
     try:
         plan = result.plan(workflow)
     except KeyError:
-        _print_diagnostics(result)
+        compiler_cli.print_diagnostics(result)
         known = ", ".join(p.workflow for p in result.plans) or "none"
         state = "is invalid" if workflow in result.failed else "does not exist"
         print(f"flowplan debug: workflow '{workflow}' {state} (valid: {known})",
@@ -112,7 +112,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     assert plan.content is not None
     # the run goes ahead: show only what concerns its own file (warnings)
-    _print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
+    compiler_cli.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
         d for d in result.diagnostics if d.file == plan.content.file)))
 
     params = dict(args.param)
@@ -129,11 +129,6 @@ def cmd_debug(args: argparse.Namespace) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="flowplan-debug-"))
     return asyncio.run(debug_run(plan, state_dir=state_dir, logical_time=logical_time,
                                  params=params, out=sys.stdout))
-
-
-def _print_diagnostics(result: CompileResult) -> None:
-    # `compiler.report` is internal to the compiler; its CLI module is the public way to it
-    compiler_cli._print_diagnostics(result)
 
 
 async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,

@@ -113,6 +113,13 @@ class _Run:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     max_active_runs: int = 1
+    unfinished: int = 0  # nodes not in a final status: a run ends when it reaches 0
+    workspace_ready: bool = False
+
+    def set_node_status(self, node: _Node, status: NodeStatus) -> None:
+        """The one place a node's status changes in memory, keeping `unfinished` true."""
+        self.unfinished += int(node.status.finished) - int(status.finished)
+        node.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +248,8 @@ class Engine:
             else:
                 self._queues[queue_name].resize(capacity_of(queue))
         return _Run(header=run, graph=graph, context=context, nodes=nodes, status=run.status,
-                    secrets=secrets, max_active_runs=graph.max_active_runs)
+                    secrets=secrets, max_active_runs=graph.max_active_runs,
+                    unfinished=sum(not n.status.finished for n in nodes.values()))
 
     def _admit(self, workflow: str) -> None:
         """Start pending runs of `workflow`, oldest first, up to its `max_active_runs`."""
@@ -359,10 +367,12 @@ class Engine:
                               / f"{run.header.workflow}.sqlite3")
             self._store.start_attempt(attempt)  # intent first, then the launch
             node.attempts = number
-            node.status = NodeStatus.RUNNING
+            run.set_node_status(node, NodeStatus.RUNNING)
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
             try:
-                run.context.workspace.mkdir(parents=True, exist_ok=True)
+                if not run.workspace_ready:
+                    run.context.workspace.mkdir(parents=True, exist_ok=True)
+                    run.workspace_ready = True
                 handle = await self._launcher.launch(LaunchSpec(
                     argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
             except OSError as exc:  # e.g. a queue's python interpreter that does not exist
@@ -447,7 +457,7 @@ class Engine:
         self._store.finish_attempt(run.header.run_id, node.name, number, status=attempt_status,
                                    at=now, exit_code=code, error=error, node_status=node_status,
                                    next_attempt_at=next_at)
-        node.status = node_status
+        run.set_node_status(node, node_status)
         self._emit(run.header.run_id, node.name, node_status.value, number)
         return next_at
 
@@ -459,7 +469,7 @@ class Engine:
     def _maybe_finish(self, run: _Run) -> None:
         if run.status.finished or run.status is RunStatus.PENDING:
             return
-        if any(not n.status.finished for n in run.nodes.values()):
+        if run.unfinished:
             return
         if run.cancel.is_set():
             status = RunStatus.CANCELLED
@@ -482,7 +492,7 @@ class Engine:
         self._store.set_node_status(run.header.run_id, [n.name for n in nodes], status,
                                     skip_reason=skip_reason)
         for node in nodes:
-            node.status = status
+            run.set_node_status(node, status)
             self._emit(run.header.run_id, node.name, status.value)
 
     def _attempt_dir(self, run: _Run, node: str, number: int) -> Path:
