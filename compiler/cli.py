@@ -15,6 +15,7 @@ from typing import TextIO
 
 from compiler import graph, schema
 from compiler.compile import CompileResult, compile_repo
+from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from compiler.report import github_report, json_report, text_report
 from compiler.store import Change, PlanStore
@@ -81,6 +82,19 @@ def print_diagnostics(result: CompileResult) -> None:
                                      color=use_color(sys.stderr)))
 
 
+def plan_or_report(result: CompileResult, workflow: str, *, command: str) -> Plan | None:
+    """The plan of `workflow`, or None after telling why not (invalid, or no such name)."""
+    try:
+        return result.plan(workflow)
+    except KeyError:
+        print_diagnostics(result)
+        known = ", ".join(p.workflow for p in result.plans) or "none"
+        state = "is invalid" if workflow in result.failed else "does not exist"
+        print(f"flowplan {command}: workflow '{workflow}' {state} (valid: {known})",
+              file=sys.stderr)
+        return None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     result = _compile(args.repo, plans=False)
     if isinstance(result, int):
@@ -141,16 +155,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
     result = _compile(repo)
     if isinstance(result, int):
         return result
-    try:
-        plan = result.plan(workflow)
-    except KeyError:
-        print_diagnostics(result)
-        known = ", ".join(p.workflow for p in result.plans) or "none"
-        state = "is invalid" if workflow in result.failed else "does not exist"
-        print(f"flowplan graph: workflow '{workflow}' {state} (valid: {known})",
-              file=sys.stderr)
+    plan = plan_or_report(result, workflow, command="graph")
+    if plan is None or plan.content is None:
         return EXIT_INVALID
-    assert plan.content is not None
     render = graph.dot if args.format == "dot" else graph.mermaid
     sys.stdout.write(render(plan.content))
     return EXIT_OK

@@ -101,16 +101,9 @@ def cmd_debug(args: argparse.Namespace) -> int:
         print(f"flowplan debug: {exc}", file=sys.stderr)
         return EXIT_USAGE
     result = compile_repo(read_repo(root))
-    try:
-        plan = result.plan(workflow)
-    except KeyError:
-        compiler_cli.print_diagnostics(result)
-        known = ", ".join(p.workflow for p in result.plans) or "none"
-        state = "is invalid" if workflow in result.failed else "does not exist"
-        print(f"flowplan debug: workflow '{workflow}' {state} (valid: {known})",
-              file=sys.stderr)
+    plan = compiler_cli.plan_or_report(result, workflow, command="debug")
+    if plan is None or plan.content is None:
         return EXIT_FAILED
-    assert plan.content is not None
     # the run goes ahead: show only what concerns its own file (warnings)
     compiler_cli.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
         d for d in result.diagnostics if d.file == plan.content.file)))

@@ -10,6 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan may wait for a PID 1 that does not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
 MakeRepo = Callable[..., Path]
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, running
 
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
@@ -269,13 +269,6 @@ def test_ctrl_c_cancels_the_run_exit_130(make_repo, tmp_path):
     assert pid is not None and not running(pid)  # the node's process group was terminated
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a killed orphan may wait for a PID 1 that does not reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class FakeTerminal(io.StringIO):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import running
 
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
@@ -25,13 +26,6 @@ from daemon.state.store import StateStore
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 2026-03-29 in Amsterdam
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a killed orphan may wait for a PID 1 that does not reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Env:
