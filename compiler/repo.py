@@ -138,10 +138,6 @@ def find_root(path: Path) -> Path:
                     f" {SETTINGS_FILE})")
 
 
-def is_workflow_file(relative: str) -> bool:
-    return relative.startswith(WORKFLOWS_DIR + "/") and relative.endswith((".yaml", ".yml"))
-
-
 def read_repo(root: Path) -> RepoSnapshot:
     """Read a repository from disk: settings and workflow files now, sources on demand."""
     settings_path = root / SETTINGS_FILE

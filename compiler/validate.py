@@ -140,9 +140,6 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-_KEYS_BY_PATH: dict[str, Iterable[str]] = {}
-
-
 def _model_at(prefix: Path, loc: list[str | int]) -> Iterable[str]:
     """The keys allowed at the place of an unknown key, for "did you mean"."""
     from compiler import models

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import zoneinfo
-from datetime import datetime, time
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -203,8 +203,3 @@ def email(value: Any) -> str:
         return value
     raise _fail(Code.INVALID_EMAIL,
                 "'{value}' is not an e-mail address such as team@example.com", value=str(value))
-
-
-def parse_time_of_day(value: str) -> time:
-    hours, minutes = value.split(":")
-    return time(int(hours), int(minutes))
