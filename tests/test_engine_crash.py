@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, running
 
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
@@ -67,15 +67,6 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
-
-
-def alive(pid: int) -> bool:
-    """Running and not a zombie (an orphan's parent may be a PID 1 that never reaps)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Driver:
@@ -317,7 +308,7 @@ def test_crash_after_the_launch_before_the_pid_is_committed(rig):
     first.crashed()
     assert rig.attempt(run_id, "a", 1).pid is None  # type: ignore[union-attr]
     pid = rig.supervisor_pid(run_id, "a", 1)
-    assert alive(pid) and os.getsid(pid) == pid  # its own session: it outlived the daemon
+    assert running(pid) and os.getsid(pid) == pid  # its own session: it outlived the daemon
     wait_until(lambda: rig.executions("a"), "a to run")
 
     second = rig.driver()
@@ -418,7 +409,7 @@ def test_kill_during_a_node_adopts_the_running_process(rig):
     pid = rig.running_node(run_id, "a")
     first.kill()
     assert pid == rig.supervisor_pid(run_id, "a", 1)
-    assert alive(pid) and os.getsid(pid) == pid  # survived the daemon, in its own session
+    assert running(pid) and os.getsid(pid) == pid  # survived the daemon, in its own session
     recorded = rig.attempt(run_id, "a", 1)
     assert recorded is not None and recorded.pid_start == process_start(pid)
 
@@ -448,7 +439,7 @@ def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries,
     exit_file = rig.attempt_dir(run_id, "a", 1) / "exit"
     rig.open_gate("a")
     wait_until(exit_file.exists, "the exit file")
-    wait_until(lambda: not alive(pid), "the supervisor to end")
+    wait_until(lambda: not running(pid), "the supervisor to end")
 
     rig.driver().finished()  # collected from its record, the retry (if any) launched
     if expected[-1][0] is OK:
@@ -470,7 +461,7 @@ def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries
     pid = rig.running_node(run_id, "a")
     first.kill()
     os.killpg(pid, signal.SIGKILL)  # the node and its supervisor, while the daemon is down
-    wait_until(lambda: not alive(pid), "the supervisor to die")
+    wait_until(lambda: not running(pid), "the supervisor to die")
     rig.open_gate("a")  # attempt 2, if any, runs through
 
     rig.driver().finished()
@@ -509,7 +500,7 @@ def test_kill_during_a_node_keeps_its_timeout_running(rig):
     # not a fresh second of timeout after the restart (that would end past `restarted + 1s`)
     assert attempt.finished_at - restarted < timedelta(seconds=1)
     assert rig.executions("a") == [f"{run_id} 1"]
-    assert not alive(pid)
+    assert not running(pid)
 
 
 # ---- cancel and crash ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,9 +59,10 @@ def is_secret(name: str) -> bool:
     return any(marker in upper for marker in SECRET_MARKERS)
 
 
-def secret_values(node: NodePlan, params: Mapping[str, Any]) -> list[str]:
-    """Values to mask in logs, statuses and e-mails: env and params with secret-like names."""
-    values = [v for k, v in node.env.items() if is_secret(k)]
+def secret_values(nodes: Iterable[NodePlan], params: Mapping[str, Any]) -> list[str]:
+    """A run's values to mask in logs, statuses and e-mails: its nodes' env entries and its
+    params with secret-like names, longest first (so no secret is half-masked)."""
+    values = [v for node in nodes for k, v in node.env.items() if is_secret(k)]
     values += [str(v) for k, v in params.items() if is_secret(k)]
     return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
 

@@ -240,8 +240,7 @@ class Engine:
         for upstream, downstream in graph.edges():
             nodes[upstream].downstream.append(downstream)
             nodes[downstream].upstream.append(upstream)
-        secrets = sorted({s for n in nodes.values() for s in secret_values(n.plan, run.params)},
-                         key=len, reverse=True)
+        secrets = secret_values((n.plan for n in nodes.values()), run.params)
         for queue_name, queue in graph.queues.items():
             if queue_name not in self._queues:
                 self._queues[queue_name] = ResourceQueue(queue_name, capacity_of(queue))
@@ -541,15 +540,8 @@ class Engine:
         if run is not None:
             return mask(text, run.secrets)
         stored = self.get_run(run_id)
-        secrets = self._secrets_of(stored)
-        return mask(text, secrets)
-
-    def _secrets_of(self, run: Run) -> list[str]:
-        plan = self._plans.get(run.workflow, run.plan_version).content
-        if plan is None:
-            return []
-        return sorted({s for n in plan.nodes for s in secret_values(n, run.params)},
-                      key=len, reverse=True)
+        plan = self._plans.get(stored.workflow, stored.plan_version).content
+        return mask(text, secret_values(plan.nodes if plan else (), stored.params))
 
     async def wait_run(self, run_id: str) -> Run:
         run = self._runs.get(run_id)
