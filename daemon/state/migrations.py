@@ -100,4 +100,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (workflow, logical_time)
     ) WITHOUT ROWID;
     """,
+    # 2: how far the scheduler has considered each workflow's ticks
+    """
+    CREATE TABLE schedule_cursors (
+        workflow TEXT PRIMARY KEY,
+        considered_until TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
