@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,6 +83,15 @@ class StatusEvent:
     attempt: int | None = None
 
 
+LaneKey = tuple[str, str]
+"""An admission lane: ("workflow", name) for its scheduled, manual and resumed runs, bounded
+by `max_active_runs`; ("backfill", id) for a backfill's runs, bounded by its parallelism."""
+
+
+def lane_of(workflow: str, backfill_id: str | None) -> LaneKey:
+    return ("backfill", backfill_id) if backfill_id else ("workflow", workflow)
+
+
 @dataclass(frozen=True, slots=True)
 class ResumeAnswer:
     run_id: str | None  # None for a dry run
@@ -110,9 +120,8 @@ class _Run:
     nodes: dict[str, _Node]
     status: RunStatus
     secrets: list[str]
+    lane: LaneKey
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    max_active_runs: int = 1
     unfinished: int = 0  # nodes not in a final status: a run ends when it reaches 0
     workspace_ready: bool = False
 
@@ -120,6 +129,24 @@ class _Run:
         """The one place a node's status changes in memory, keeping `unfinished` true."""
         self.unfinished += int(node.status.finished) - int(status.finished)
         node.status = status
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A PENDING run waiting for its lane. `state` is built already for a run created here;
+    a backfill's runs and runs found at start are loaded from the store when admitted."""
+
+    run_id: str
+    workflow: str
+    plan_version: int
+    lane: LaneKey
+    state: _Run | None = None
+
+
+@dataclass(slots=True)
+class _Lane:
+    pending: deque[_Queued] = field(default_factory=deque)
+    active: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +164,11 @@ class Engine:
         self._launcher = launcher
         self._clock = clock
         self._settings = settings
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, _Run] = {}  # admitted runs that have not finished
+        self._queued: dict[str, _Queued] = {}
+        self._lanes: dict[LaneKey, _Lane] = {}
+        self._admitting: set[LaneKey] = set()
+        self._done: dict[str, asyncio.Event] = {}
         self._queues: dict[str, ResourceQueue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[StatusEvent], None]] = []
@@ -147,7 +178,8 @@ class Engine:
 
     async def start(self) -> None:
         """Recover every run that was active when the last process stopped."""
-        for run in self._store.runs_with_status([RunStatus.PENDING, RunStatus.RUNNING]):
+        now = self._clock.now()
+        for run in self._store.runs_with_status([RunStatus.RUNNING]):
             try:
                 state = self._load_run(run)
             except Exception as exc:  # a plan that vanished or was tampered with
@@ -155,12 +187,19 @@ class Engine:
                 self._fail_unrecoverable(run, str(exc))
                 continue
             self._runs[run.run_id] = state
+            self._lane(state.lane).active += 1
             if self._store.cancel_requested(run.run_id):
                 self._apply_cancel(state)  # cancelled before the crash: finish the cancel
-            if state.status is RunStatus.RUNNING:
-                self._recover_nodes(state, run)
-        for workflow in {r.header.workflow for r in self._runs.values()}:
-            self._admit(workflow)
+            self._recover_nodes(state, run)
+        pending = self._store.runs_with_status([RunStatus.PENDING], with_nodes=False)
+        cancelled = [r.run_id for r in pending if self._store.cancel_requested(r.run_id)]
+        if cancelled:
+            self._store.cancel_queued(cancelled, at=now)
+        skip = set(cancelled)
+        pending.sort(key=lambda r: (r.created_at, r.logical_time, r.run_id))
+        self._enqueue(_Queued(run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
+                              lane=lane_of(r.workflow, r.backfill_id))
+                      for r in pending if r.run_id not in skip)
 
     async def stop(self) -> None:
         """Stop driving runs. Node processes keep running; the next start adopts them."""
@@ -197,29 +236,67 @@ class Engine:
                    remarks: str = "", backfill_id: str | None = None,
                    data_interval: tuple[datetime, datetime] | None = None,
                    run_id: str | None = None) -> Run:
-        """Create a run of `plan` (durably) and start it when `max_active_runs` allows."""
+        """Create a run of `plan` (durably) and start it when its lane allows."""
+        run = self.build_run(plan, trigger=trigger, logical_time=logical_time, params=params,
+                             queue=queue, remarks=remarks, backfill_id=backfill_id,
+                             data_interval=data_interval, run_id=run_id)
+        self._store.insert_run(run, graph_version=run.plan_version)
+        self.submit([run], plan=plan)
+        return run
+
+    def build_run(self, plan: Plan, *, trigger: RunTrigger, logical_time: datetime,
+                  params: Mapping[str, Any] | None = None, queue: str | None = None,
+                  remarks: str = "", backfill_id: str | None = None,
+                  data_interval: tuple[datetime, datetime] | None = None,
+                  run_id: str | None = None, now: datetime | None = None) -> Run:
+        """A PENDING run of `plan` with its nodes, checked but not stored: the caller stores
+        it (`StateStore.insert_runs`, maybe with rows of its own) and then calls `submit`."""
         content = self._content(plan)
         if queue is not None and queue not in content.queues:
             raise RunError(f"queue '{queue}' is not defined; defined: "
                            f"{', '.join(sorted(content.queues))}", field="queue")
-        now = self._clock.now()
+        now = now or self._clock.now()
         assert plan.version is not None
-        nodes = tuple(NodeRun(run_id="", name=n.name, status=NodeStatus.PENDING,
-                              queue=_queue_for(n, queue), plan_version=plan.version)
-                      for n in content.nodes)
-        run = Run(run_id=run_id or ids.run_id(now), workflow=plan.workflow,
-                  plan_version=plan.version, plan_digest=plan.digest, trigger=trigger,
-                  logical_time=logical_time, status=RunStatus.PENDING, created_at=now,
-                  params={**content.params, **(params or {})}, remarks=remarks,
-                  queue_override=queue, backfill_id=backfill_id,
-                  data_interval_start=data_interval[0] if data_interval else None,
-                  data_interval_end=data_interval[1] if data_interval else None)
-        run = replace(run, nodes=tuple(replace(n, run_id=run.run_id) for n in nodes))
-        self._store.insert_run(run, graph_version=plan.version)
-        self._runs[run.run_id] = self._state(run, content, {n.name: n for n in content.nodes})
-        self._emit(run.run_id, None, RunStatus.PENDING.value)
-        self._admit(run.workflow)
-        return run
+        run_id = run_id or ids.run_id(now)
+        version = plan.version
+        return Run(run_id=run_id, workflow=plan.workflow,
+                   plan_version=version, plan_digest=plan.digest, trigger=trigger,
+                   logical_time=logical_time, status=RunStatus.PENDING, created_at=now,
+                   params={**content.params, **(params or {})}, remarks=remarks,
+                   queue_override=queue, backfill_id=backfill_id,
+                   data_interval_start=data_interval[0] if data_interval else None,
+                   data_interval_end=data_interval[1] if data_interval else None,
+                   nodes=tuple(NodeRun(run_id=run_id, name=n.name, status=NodeStatus.PENDING,
+                                       queue=_queue_for(n, queue), plan_version=version)
+                               for n in content.nodes))
+
+    def submit(self, runs: Sequence[Run], *, plan: Plan | None = None) -> None:
+        """Queue stored PENDING runs in their lanes and start what the lanes allow. With
+        `plan` (the runs' plan) their state is built now; without, when each is admitted."""
+        content = self._content(plan) if plan is not None else None
+        node_plans = {n.name: n for n in content.nodes} if content is not None else {}
+        self._enqueue(
+            _Queued(run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
+                    lane=lane_of(r.workflow, r.backfill_id),
+                    state=(self._state(r, content, node_plans) if content is not None
+                           else None))
+            for r in runs)
+
+    def _enqueue(self, queued: Iterable[_Queued]) -> None:
+        lanes: dict[LaneKey, None] = {}
+        for item in queued:
+            self._lane(item.lane).pending.append(item)
+            self._queued[item.run_id] = item
+            lanes[item.lane] = None
+            self._emit(item.run_id, None, RunStatus.PENDING.value)
+        for key in lanes:
+            self._admit(key)
+
+    def _lane(self, key: LaneKey) -> _Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        return lane
 
     def _content(self, plan: Plan) -> WorkflowPlan:
         if plan.content is None:
@@ -247,22 +324,66 @@ class Engine:
             else:
                 self._queues[queue_name].resize(capacity_of(queue))
         return _Run(header=run, graph=graph, context=context, nodes=nodes, status=run.status,
-                    secrets=secrets, max_active_runs=graph.max_active_runs,
+                    secrets=secrets, lane=lane_of(run.workflow, run.backfill_id),
                     unfinished=sum(not n.status.finished for n in nodes.values()))
 
-    def _admit(self, workflow: str) -> None:
-        """Start pending runs of `workflow`, oldest first, up to its `max_active_runs`."""
-        runs = [r for r in self._runs.values() if r.header.workflow == workflow]
-        active = sum(r.status is RunStatus.RUNNING for r in runs)
-        for run in sorted((r for r in runs if r.status is RunStatus.PENDING),
-                          key=lambda r: r.header.run_id):
-            if active >= run.max_active_runs:
-                return
-            active += 1
-            self._set_run_status(run, RunStatus.RUNNING)
-            self._evaluate(run, [n for n, s in run.nodes.items()
-                                 if s.status is NodeStatus.PENDING])
-            self._maybe_finish(run)
+    def _admit(self, key: LaneKey) -> None:
+        """Start pending runs of lane `key`, oldest first, up to the lane's limit."""
+        if key in self._admitting:
+            return  # a run that ended during admission: the loop below goes on
+        lane = self._lanes.get(key)
+        if lane is None:
+            return
+        self._admitting.add(key)
+        try:
+            while lane.pending and lane.active < self._lane_limit(key, lane.pending[0]):
+                head = lane.pending.popleft()
+                del self._queued[head.run_id]
+                try:
+                    state = head.state or self._load_queued(head)
+                except Exception as exc:
+                    log.error("run %s cannot start: %s", head.run_id, exc)
+                    self._fail_queued(head, str(exc))
+                    continue
+                lane.active += 1
+                self._runs[head.run_id] = state
+                self._set_run_status(state, RunStatus.RUNNING)
+                self._evaluate(state, [n for n, s in state.nodes.items()
+                                       if s.status is NodeStatus.PENDING])
+                self._maybe_finish(state)
+        finally:
+            self._admitting.discard(key)
+            if not lane.pending and not lane.active:
+                self._lanes.pop(key, None)
+
+    def _lane_limit(self, key: LaneKey, head: _Queued) -> int:
+        if key[0] == "backfill":
+            return self._store.backfill_parallelism(key[1]) or 1
+        if head.state is not None:
+            return head.state.graph.max_active_runs
+        try:
+            content = self._plans.get(head.workflow, head.plan_version).content
+        except Exception:
+            return 1  # admission fails the run with the reason
+        return content.max_active_runs if content is not None else 1
+
+    def _load_queued(self, head: _Queued) -> _Run:
+        run = self._store.get_run(head.run_id)
+        if run is None:
+            raise KeyError(f"run {head.run_id} is missing from the state store")
+        return self._load_run(run)
+
+    def _fail_queued(self, head: _Queued, reason: str) -> None:
+        run = self._store.get_run(head.run_id)
+        if run is not None:
+            self._fail_unrecoverable(run, reason)
+        self._emit(head.run_id, None, RunStatus.FAILED.value)
+        self._signal_done(head.run_id)
+
+    def _signal_done(self, run_id: str) -> None:
+        event = self._done.pop(run_id, None)
+        if event is not None:
+            event.set()
 
     # ---- the node state machine ---------------------------------------------------------
 
@@ -297,7 +418,7 @@ class Engine:
                 if recovered is not None and recovered.handle is not None:
                     queue.take()
                 else:
-                    await queue.acquire()
+                    await queue.acquire(run.lane)
                 try:
                     outcome = await self._attempt(run, node, recovered)
                 except (asyncio.CancelledError, KeyboardInterrupt):
@@ -477,9 +598,12 @@ class Engine:
         else:
             status = RunStatus.SUCCEEDED
         self._set_run_status(run, status)
-        run.done.set()
         del self._runs[run.header.run_id]
-        self._admit(run.header.workflow)
+        self._signal_done(run.header.run_id)
+        lane = self._lanes.get(run.lane)
+        if lane is not None:
+            lane.active -= 1
+            self._admit(run.lane)
 
     def _set_run_status(self, run: _Run, status: RunStatus) -> None:
         self._store.set_run_status(run.header.run_id, status, at=self._clock.now())
@@ -506,16 +630,37 @@ class Engine:
 
     def cancel_run(self, run_id: str) -> None:
         """Cancel a run: pending nodes CANCELLED, running ones killed (group TERM, then KILL)."""
-        run = self._runs.get(run_id)
-        if run is None:
+        if run_id not in self._runs and run_id not in self._queued:
             stored = self._store.get_run(run_id, with_nodes=False)
             if stored is None:
                 raise RunError(f"run {run_id} does not exist", field="run_id", not_found=True)
             raise RunError(f"run {run_id} already finished ({stored.status.value})",
                            field="run_id", precondition=True)
-        self._store.request_cancel(run_id, at=self._clock.now())  # intent first
-        self._apply_cancel(run)
-        self._maybe_finish(run)
+        self.cancel_runs([run_id])
+
+    def cancel_runs(self, run_ids: Sequence[str]) -> None:
+        """Cancel many runs; ids of runs that already finished are ignored."""
+        now = self._clock.now()
+        queued = [self._queued[r] for r in run_ids if r in self._queued]
+        if queued:
+            self._store.cancel_queued([q.run_id for q in queued], at=now)
+            gone = {q.run_id for q in queued}
+            for q in queued:
+                del self._queued[q.run_id]
+                lane = self._lanes[q.lane]
+                lane.pending = deque(p for p in lane.pending if p.run_id not in gone)
+                if q.state is not None:
+                    for node in q.state.nodes.values():
+                        self._emit(q.run_id, node.name, NodeStatus.CANCELLED.value)
+                self._emit(q.run_id, None, RunStatus.CANCELLED.value)
+                self._signal_done(q.run_id)
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is None or run.status.finished:
+                continue
+            self._store.request_cancel(run_id, at=now)  # intent first
+            self._apply_cancel(run)
+            self._maybe_finish(run)
 
     def _apply_cancel(self, run: _Run) -> None:
         """Cancel idle nodes now; running attempts see `run.cancel` and are killed."""
@@ -524,8 +669,6 @@ class Engine:
                 if n.status in (NodeStatus.PENDING, NodeStatus.RETRYING)]
         if idle:
             self._set_node_status(run, idle, NodeStatus.CANCELLED)
-        if run.status is RunStatus.PENDING:
-            self._set_run_status(run, RunStatus.RUNNING)
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -544,13 +687,15 @@ class Engine:
         return mask(text, secret_values(plan.nodes if plan else (), stored.params))
 
     async def wait_run(self, run_id: str) -> Run:
-        run = self._runs.get(run_id)
-        if run is not None:
-            await run.done.wait()
+        """The run once it has finished."""
+        if self.is_active(run_id):
+            event = self._done.get(run_id) or self._done.setdefault(run_id, asyncio.Event())
+            await event.wait()
         return self.get_run(run_id)
 
     def is_active(self, run_id: str) -> bool:
-        return run_id in self._runs
+        """True while the run is pending or running in this engine."""
+        return run_id in self._runs or run_id in self._queued
 
     # ---- resume -------------------------------------------------------------------------
 
@@ -611,9 +756,10 @@ class Engine:
                   data_interval_start=original.data_interval_start,
                   data_interval_end=original.data_interval_end, nodes=tuple(nodes))
         self._store.insert_run(run, graph_version=graph_version)
-        self._runs[new_id] = self._state(run, graph, node_plans)
-        self._emit(new_id, None, RunStatus.PENDING.value)
-        self._admit(run.workflow)
+        self._enqueue([_Queued(run_id=new_id, workflow=run.workflow,
+                               plan_version=run.plan_version,
+                               lane=lane_of(run.workflow, run.backfill_id),
+                               state=self._state(run, graph, node_plans))])
         return ResumeAnswer(run_id=new_id, node_names=shape.starting)
 
     # ---- recovery -----------------------------------------------------------------------

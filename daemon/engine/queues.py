@@ -1,7 +1,9 @@
 """Resource queues: at most `capacity` nodes run at once in a queue, across all runs.
 
-Waiters are served first come, first served. A slot is held for one attempt only, never
-during a retry delay.
+Waiters are grouped by admission lane (a workflow's own runs, or one backfill) and a freed
+slot goes to the lanes in turn, first come first served within a lane: a big backfill and
+the scheduled runs both progress, neither starves the other. A slot is held for one attempt
+only, never during a retry delay.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Hashable
 
 from compiler.plan import QueuePlan
 
@@ -18,18 +21,23 @@ class ResourceQueue:
         self.name = name
         self.capacity = capacity
         self.running = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: dict[Hashable, deque[asyncio.Future[None]]] = {}
+        self._turns: deque[Hashable] = deque()  # lanes with waiters, in serving order
 
     @property
     def waiting(self) -> int:
-        return sum(not f.done() for f in self._waiters)
+        return sum(not f.done() for waiters in self._waiters.values() for f in waiters)
 
-    async def acquire(self) -> None:
-        if self.running < self.capacity and not self._waiters:
+    async def acquire(self, lane: Hashable = None) -> None:
+        if self.running < self.capacity and not self._turns:
             self.running += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        waiters = self._waiters.get(lane)
+        if waiters is None:
+            waiters = self._waiters[lane] = deque()
+            self._turns.append(lane)
+        waiters.append(future)
         try:
             await future
         except asyncio.CancelledError:
@@ -42,20 +50,32 @@ class ResourceQueue:
         self.running += 1
 
     def release(self) -> None:
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(None)  # the slot passes on; `running` is unchanged
-                return
-        self.running -= 1
+        if not self._hand_over():
+            self.running -= 1
 
     def resize(self, capacity: int) -> None:
         self.capacity = capacity
-        while self.running < self.capacity and self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                self.running += 1
-                future.set_result(None)
+        while self.running < self.capacity and self._turns:
+            self.running += 1
+            if not self._hand_over():
+                self.running -= 1
+
+    def _hand_over(self) -> bool:
+        """Give the slot to the next waiting lane's oldest waiter; False if nobody waits."""
+        while self._turns:
+            lane = self._turns.popleft()
+            waiters = self._waiters[lane]
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(None)  # the slot passes on; `running` is unchanged
+                    if waiters:
+                        self._turns.append(lane)
+                    else:
+                        del self._waiters[lane]
+                    return True
+            del self._waiters[lane]
+        return False
 
 
 def capacity_of(queue: QueuePlan) -> int:

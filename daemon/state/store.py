@@ -27,6 +27,7 @@ from daemon.engine.model import (
     RunStatus,
     RunTrigger,
 )
+from daemon.scheduler.model import Backfill, BackfillProgress, BackfillStatus, Reprocess
 from daemon.state.migrations import MIGRATIONS
 
 DB_FILE = "state.sqlite3"
@@ -102,25 +103,29 @@ class StateStore:
         `graph_version` is the plan version whose graph the run follows: the run's own
         version, except for a resumed run, which keeps its original run's graph.
         """
+        self.insert_runs([run], graph_version=graph_version)
+
+    def insert_runs(self, runs: Sequence[Run], *, graph_version: int | None = None) -> None:
+        """Many runs in one commit (a backfill); `graph_version` defaults to each run's own."""
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO runs (run_id, workflow, plan_version, plan_digest, graph_version,"
                 " trigger, logical_time, data_interval_start, data_interval_end, status, params,"
                 " remarks, queue_override, backfill_id, previous_run_id, created_at, started_at,"
                 " finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run.run_id, run.workflow, run.plan_version, run.plan_digest, graph_version,
-                 run.trigger.value,
-                 ts(run.logical_time), ts(run.data_interval_start), ts(run.data_interval_end),
-                 run.status.value, json.dumps(run.params, sort_keys=True), run.remarks,
-                 run.queue_override, run.backfill_id, run.previous_run_id, ts(run.created_at),
-                 ts(run.started_at), ts(run.finished_at)))
+                [(run.run_id, run.workflow, run.plan_version, run.plan_digest,
+                  graph_version or run.plan_version, run.trigger.value,
+                  ts(run.logical_time), ts(run.data_interval_start), ts(run.data_interval_end),
+                  run.status.value, json.dumps(run.params, sort_keys=True), run.remarks,
+                  run.queue_override, run.backfill_id, run.previous_run_id, ts(run.created_at),
+                  ts(run.started_at), ts(run.finished_at)) for run in runs])
             db.executemany(
                 "INSERT INTO node_runs (run_id, name, position, status, queue, plan_version,"
                 " copied_from_run_id, next_attempt_at, skip_reason) VALUES (?,?,?,?,?,?,?,?,?)",
                 [(run.run_id, n.name, i, n.status.value, n.queue, n.plan_version,
                   n.copied_from_run_id, ts(n.next_attempt_at), n.skip_reason)
-                 for i, n in enumerate(run.nodes)])
-            self._insert_attempts(a for n in run.nodes for a in n.attempts)
+                 for run in runs for i, n in enumerate(run.nodes)])
+            self._insert_attempts(a for run in runs for n in run.nodes for a in n.attempts)
 
     def _insert_attempts(self, attempts: Iterable[Attempt]) -> None:
         self._db.executemany(
@@ -200,11 +205,12 @@ class StateStore:
             return None
         return self._runs([row], with_nodes=with_nodes)[0]
 
-    def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+    def runs_with_status(self, statuses: Sequence[RunStatus], *, with_nodes: bool = True
+                         ) -> list[Run]:
         marks = ",".join("?" * len(statuses))
         rows = self._db.execute(f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY run_id",
                                 [s.value for s in statuses]).fetchall()
-        return self._runs(rows, with_nodes=True)
+        return self._runs(rows, with_nodes=with_nodes)
 
     def list_runs(self, *, workflow: str | None = None, statuses: Sequence[RunStatus] = (),
                   trigger: RunTrigger | None = None, backfill_id: str | None = None,
@@ -250,6 +256,167 @@ class StateStore:
                         next_attempt_at=parse_ts(n["next_attempt_at"]),
                         skip_reason=n["skip_reason"]))
         return [_run(row, tuple(nodes[row["run_id"]])) for row in rows]
+
+
+    def cancel_queued(self, run_ids: Sequence[str], *, at: datetime) -> None:
+        """Cancel runs that never started: the runs and all their nodes CANCELLED."""
+        with self.transaction() as db:
+            for chunk in _chunks(run_ids, 500):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"UPDATE node_runs SET status = 'CANCELLED' WHERE run_id IN ({marks})"
+                           " AND status = 'PENDING'", chunk)
+                db.execute("UPDATE runs SET status = 'CANCELLED', cancel_requested_at ="
+                           " COALESCE(cancel_requested_at, ?), finished_at = ? WHERE run_id IN"
+                           f" ({marks}) AND status = 'PENDING'", [ts(at), ts(at), *chunk])
+
+    # ---- the scheduler: cursors, ticks, switches ----------------------------------------
+
+    def schedule_cursor(self, workflow: str) -> datetime | None:
+        """The instant up to which the scheduler has dealt with `workflow`'s ticks."""
+        row = self._db.execute("SELECT considered_until FROM schedule_cursors WHERE workflow = ?",
+                               (workflow,)).fetchone()
+        return None if row is None else parse_ts(row[0])
+
+    def record_ticks(self, workflow: str, ticks: Sequence[tuple[datetime, str | None]], *,
+                     considered_until: datetime, at: datetime) -> None:
+        """Ticks (with the id of the run each will create, or None when skipped) and the new
+        cursor, in one commit: the intent, recorded before any run is created."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO ticks (workflow, logical_time, run_id,"
+                           " recorded_at) VALUES (?,?,?,?)",
+                           [(workflow, ts(t), run_id, ts(at)) for t, run_id in ticks])
+            db.execute("INSERT INTO schedule_cursors (workflow, considered_until) VALUES (?, ?)"
+                       " ON CONFLICT (workflow) DO UPDATE SET considered_until ="
+                       " excluded.considered_until", (workflow, ts(considered_until)))
+
+    def ticks_without_runs(self) -> list[tuple[str, datetime, str]]:
+        """Recorded ticks whose run was never created (a crash between the two commits)."""
+        rows = self._db.execute(
+            "SELECT t.workflow, t.logical_time, t.run_id FROM ticks t LEFT JOIN runs r"
+            " ON r.run_id = t.run_id WHERE t.run_id IS NOT NULL AND r.run_id IS NULL"
+            " ORDER BY t.workflow, t.logical_time").fetchall()
+        return [(r[0], parse_ts(r[1]), r[2]) for r in rows]  # type: ignore[misc]
+
+    def switch(self, workflow: str) -> tuple[bool, bool] | None:
+        """The scheduling switch `(enabled, enabled in git when last synced)`, if recorded."""
+        row = self._db.execute("SELECT enabled, git_enabled FROM scheduling_switches"
+                               " WHERE workflow = ?", (workflow,)).fetchone()
+        return None if row is None else (bool(row[0]), bool(row[1]))
+
+    def set_switch(self, workflow: str, *, enabled: bool, git_enabled: bool, at: datetime
+                   ) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO scheduling_switches (workflow, enabled, git_enabled,"
+                       " changed_at) VALUES (?,?,?,?) ON CONFLICT (workflow) DO UPDATE SET"
+                       " enabled = excluded.enabled, git_enabled = excluded.git_enabled,"
+                       " changed_at = excluded.changed_at",
+                       (workflow, int(enabled), int(git_enabled), ts(at)))
+
+    def latest_statuses(self, workflow: str, start: datetime, end: datetime
+                        ) -> dict[datetime, tuple[RunStatus, bool]]:
+        """Per logical time in [start, end]: the status of its latest run, and whether any
+        run at that time succeeded."""
+        rows = self._db.execute(
+            "SELECT logical_time, status, MAX(run_id), MAX(status = 'SUCCEEDED') FROM runs"
+            " WHERE workflow = ? AND logical_time BETWEEN ? AND ? GROUP BY logical_time",
+            (workflow, ts(start), ts(end))).fetchall()
+        return {parse_ts(r[0]): (RunStatus(r[1]), bool(r[3])) for r in rows}  # type: ignore[misc]
+
+    # ---- backfills ----------------------------------------------------------------------
+
+    def insert_backfill(self, backfill: Backfill) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO backfills (backfill_id, workflow, start_time, end_time, status,"
+                " max_parallel_runs, queue_override, remarks, failure_emails, reprocess,"
+                " created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (backfill.backfill_id, backfill.workflow, ts(backfill.start_time),
+                 ts(backfill.end_time), backfill.status.value, backfill.max_parallel_runs,
+                 backfill.queue_override, backfill.remarks, json.dumps(backfill.failure_emails),
+                 backfill.reprocess.value, ts(backfill.created_at), ts(backfill.finished_at)))
+
+    def get_backfill(self, backfill_id: str) -> Backfill | None:
+        row = self._db.execute("SELECT * FROM backfills WHERE backfill_id = ?",
+                               (backfill_id,)).fetchone()
+        return None if row is None else self._backfill(row)
+
+    def list_backfills(self, *, workflow: str | None = None,
+                       statuses: Sequence[BackfillStatus] = (),
+                       before_backfill_id: str | None = None, limit: int = 100
+                       ) -> list[Backfill]:
+        """Newest first; `before_backfill_id` pages on."""
+        where, args = [], []
+        if workflow is not None:
+            where.append("workflow = ?")
+            args.append(workflow)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args += [s.value for s in statuses]
+        if before_backfill_id is not None:
+            where.append("backfill_id < ?")
+            args.append(before_backfill_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(f"SELECT * FROM backfills {clause} ORDER BY backfill_id DESC"
+                                " LIMIT ?", [*args, limit]).fetchall()
+        return [self._backfill(row) for row in rows]
+
+    def backfill_parallelism(self, backfill_id: str) -> int | None:
+        row = self._db.execute("SELECT max_parallel_runs FROM backfills WHERE backfill_id = ?",
+                               (backfill_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def backfill_progress(self, backfill_id: str) -> BackfillProgress:
+        counts = dict.fromkeys(RunStatus, 0)
+        for status, count in self._db.execute(
+                "SELECT status, COUNT(*) FROM (SELECT status, ROW_NUMBER() OVER (PARTITION BY"
+                " logical_time ORDER BY run_id DESC) AS newest FROM runs WHERE backfill_id = ?)"
+                " WHERE newest = 1 GROUP BY status", (backfill_id,)):
+            counts[RunStatus(status)] = count
+        return BackfillProgress(total=sum(counts.values()),
+                                succeeded=counts[RunStatus.SUCCEEDED],
+                                failed=counts[RunStatus.FAILED],
+                                running=counts[RunStatus.RUNNING],
+                                pending=counts[RunStatus.PENDING],
+                                cancelled=counts[RunStatus.CANCELLED])
+
+    def finish_backfill(self, backfill_id: str, status: BackfillStatus, *, at: datetime
+                        ) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE backfills SET status = ?, finished_at = COALESCE(finished_at, ?)"
+                       " WHERE backfill_id = ?", (status.value, ts(at), backfill_id))
+
+    def cancel_backfill(self, backfill_id: str, *, at: datetime) -> tuple[list[str], list[str]]:
+        """In one commit: the backfill CANCELLED, its pending runs CANCELLED and a cancel
+        recorded on its running ones. Returns (pending run ids, running run ids)."""
+        with self.transaction() as db:
+            rows = db.execute("SELECT run_id, status FROM runs WHERE backfill_id = ? AND"
+                              " status IN ('PENDING', 'RUNNING')", (backfill_id,)).fetchall()
+            pending = [r[0] for r in rows if r[1] == RunStatus.PENDING.value]
+            running = [r[0] for r in rows if r[1] == RunStatus.RUNNING.value]
+            self.cancel_queued(pending, at=at)
+            for run_id in running:
+                self.request_cancel(run_id, at=at)
+            db.execute("UPDATE backfills SET status = 'CANCELLED', finished_at ="
+                       " COALESCE(finished_at, ?) WHERE backfill_id = ?", (ts(at), backfill_id))
+        return pending, running
+
+    def run_backfill_id(self, run_id: str) -> str | None:
+        row = self._db.execute("SELECT backfill_id FROM runs WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def _backfill(self, row: sqlite3.Row) -> Backfill:
+        return Backfill(
+            backfill_id=row["backfill_id"], workflow=row["workflow"],
+            start_time=parse_ts(row["start_time"]),  # type: ignore[arg-type]
+            end_time=parse_ts(row["end_time"]),  # type: ignore[arg-type]
+            status=BackfillStatus(row["status"]), max_parallel_runs=row["max_parallel_runs"],
+            reprocess=Reprocess(row["reprocess"]),
+            created_at=parse_ts(row["created_at"]),  # type: ignore[arg-type]
+            queue_override=row["queue_override"], remarks=row["remarks"],
+            failure_emails=tuple(json.loads(row["failure_emails"])),
+            finished_at=parse_ts(row["finished_at"]),
+            progress=self.backfill_progress(row["backfill_id"]))
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
