@@ -107,4 +107,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         considered_until TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: the notification outbox: each e-mail is a row before it is sent (daemon/notify)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        run_id TEXT,
+        backfill_id TEXT,
+        node TEXT,
+        recipients TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE status = 'PENDING';
+    """,
 )

@@ -1,0 +1,27 @@
+"""E-mail notifications through a durable outbox (docs/notifications.md).
+
+Wiring, in the daemon:
+
+    settings = smtp_settings_from_args(args)            # None: record, do not send
+    sender = OutboxSender(Outbox(store), settings, clock=clock)
+    notifier = Notifier(store=store, plans=plans, sender=sender)
+    engine.subscribe(notifier.on_event)                 # before engine.start()
+    await sender.start()
+    ...                                                 # backfill runner, when a backfill ends:
+    notifier.backfill_finished(backfill_id)
+    ...
+    await sender.stop()
+"""
+
+from daemon.notify.notifier import Notifier
+from daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
+from daemon.notify.sender import OutboxSender, RetryPolicy
+from daemon.notify.settings import (
+    SettingsError,
+    SmtpSettings,
+    add_smtp_arguments,
+    smtp_settings_from_args,
+)
+
+__all__ = ["Notifier", "Outbox", "OutboxRow", "OutboxSender", "OutboxStatus", "RetryPolicy",
+           "SettingsError", "SmtpSettings", "add_smtp_arguments", "smtp_settings_from_args"]

@@ -1,0 +1,209 @@
+"""From engine events to outbox rows: the listener the daemon subscribes to the engine
+(`engine.subscribe(notifier.on_event)`), and `backfill_finished` for the backfill runner.
+
+The listener runs inside the engine, right after each status change is committed. It reads
+state through the store's public methods, builds the message (`messages`) and records it
+(`OutboxSender.record`); it never raises into the engine: a notification that cannot be
+recorded is logged, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from compiler.plan import NodePlan, Plan, WorkflowPlan
+from daemon.engine.commands import secret_values
+from daemon.engine.engine import StatusEvent
+from daemon.engine.model import Attempt, NodeStatus, Run, RunStatus, RunTrigger
+from daemon.notify.messages import (
+    MAX_LISTED_RUNS,
+    BackfillInfo,
+    backfill_message,
+    merge_recipients,
+    node_status_message,
+    on_failure_message,
+    tail_read_size,
+    tail_text,
+)
+from daemon.notify.sender import OutboxSender
+from daemon.state.store import StateStore, parse_ts
+
+log = logging.getLogger("flowplan.notify")
+
+_NOTIFY_STATUSES = frozenset({NodeStatus.RUNNING.value, NodeStatus.RETRYING.value,
+                              NodeStatus.SUCCEEDED.value, NodeStatus.FAILED.value})
+_ALL_RUNS = 1_000_000
+
+
+class Plans(Protocol):
+    """The part of the engine's `PlanProvider` the notifier uses."""
+
+    def get(self, workflow: str, version: int) -> Plan: ...
+
+
+class Notifier:
+    def __init__(self, *, store: StateStore, plans: Plans, sender: OutboxSender) -> None:
+        self._store = store
+        self._plans = plans
+        self._sender = sender
+
+    # ---- the engine listener ------------------------------------------------------------
+
+    def on_event(self, event: StatusEvent) -> None:
+        """Subscribe this to the engine before `engine.start()` (recovery emits events)."""
+        try:
+            if event.node is None:
+                if event.status == RunStatus.FAILED.value:
+                    self._run_failed(event.run_id)
+            elif event.status in _NOTIFY_STATUSES:
+                self._node_status(event.run_id, event.node, NodeStatus(event.status),
+                                  event.attempt)
+        except Exception:
+            log.exception("run %s: the notification for %s %s could not be recorded",
+                          event.run_id, event.node or "the run", event.status)
+
+    def _run_failed(self, run_id: str) -> None:
+        header = self._store.get_run(run_id, with_nodes=False)
+        if header is None:
+            return
+        if header.trigger is RunTrigger.BACKFILL:
+            return  # one message for the whole backfill: `backfill_finished`
+        plan = self._workflow_plan(header.workflow, header.plan_version)
+        if plan is None or not plan.on_failure_email:
+            return
+        run = self._store.get_run(run_id)
+        assert run is not None
+        secrets = self._secrets(run)
+        tails = {n.name: self._tail(n.attempts[-1] if n.attempts else None, secrets)
+                 for n in run.nodes if n.status is NodeStatus.FAILED}
+        draft = on_failure_message(run, plan, tails, secrets)
+        if draft is not None:
+            self._sender.record(draft)
+
+    def _node_status(self, run_id: str, name: str, status: NodeStatus, attempt: int | None
+                     ) -> None:
+        # a cheap look first: most nodes subscribe nobody, and a run has many events
+        header = self._store.get_run(run_id, with_nodes=False)
+        if header is None:
+            return
+        plan = self._workflow_plan(header.workflow, header.plan_version)
+        if plan is None or not _subscribed(_node_plan(plan, name), status):
+            return
+        run = self._store.get_run(run_id)
+        assert run is not None
+        node = run.node(name)
+        if node.plan_version != run.plan_version:
+            plan = self._workflow_plan(run.workflow, node.plan_version)
+        node_plan = _node_plan(plan, name) if plan is not None else None
+        if plan is None or node_plan is None or node_plan.notify is None or not _subscribed(
+                node_plan, status):
+            return
+        secrets = self._secrets(run)
+        tail = None
+        if status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+            tail = self._tail(next((a for a in node.attempts if a.number == attempt), None),
+                              secrets)
+        self._sender.record(node_status_message(
+            run, plan, node, notify=node_plan.notify, status=status, attempt=attempt,
+            tail=tail, secrets=secrets))
+
+    # ---- backfills ----------------------------------------------------------------------
+
+    def backfill_finished(self, backfill_id: str) -> bool:
+        """For the backfill runner, when a backfill ends: one message summarising its failed
+        runs (by each tick's latest run), to the backfill's `failure_emails` and the
+        workflow's `on_failure.email`. True when a message was recorded. Never raises."""
+        try:
+            return self._backfill_finished(backfill_id)
+        except Exception:
+            log.exception("backfill %s: the failure notification could not be recorded",
+                          backfill_id)
+            return False
+
+    def _backfill_finished(self, backfill_id: str) -> bool:
+        with self._store.transaction() as db:
+            row = db.execute(
+                "SELECT backfill_id, workflow, start_time, end_time, status, remarks,"
+                " failure_emails FROM backfills WHERE backfill_id = ?",
+                (backfill_id,)).fetchone()
+        if row is None:
+            log.warning("backfill %s does not exist: no notification", backfill_id)
+            return False
+        info = BackfillInfo(
+            backfill_id=row["backfill_id"], workflow=row["workflow"],
+            start_time=_instant(row["start_time"]), end_time=_instant(row["end_time"]),
+            status=row["status"], remarks=row["remarks"],
+            failure_emails=tuple(json.loads(row["failure_emails"] or "[]")))
+        latest: dict[datetime, Run] = {}
+        for run in self._store.list_runs(backfill_id=backfill_id, limit=_ALL_RUNS):
+            latest.setdefault(run.logical_time, run)  # newest first: the first is the latest
+        failed = sorted((r for r in latest.values() if r.status is RunStatus.FAILED),
+                        key=lambda r: r.logical_time)
+        if not failed:
+            return False
+        plan = self._workflow_plan(info.workflow, failed[-1].plan_version)
+        recipients = merge_recipients(info.failure_emails,
+                                      plan.on_failure_email if plan is not None else ())
+        if not recipients:
+            return False
+        detailed: dict[str, Run] = {}
+        for header in failed[:MAX_LISTED_RUNS]:
+            full = self._store.get_run(header.run_id)
+            if full is not None:
+                detailed[full.run_id] = full
+        runs = [detailed.get(r.run_id, r) for r in latest.values()]
+        secrets = {run_id: self._secrets(run) for run_id, run in detailed.items()}
+        draft = backfill_message(info, runs, recipients, secrets)
+        return draft is not None and self._sender.record(draft) is not None
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _workflow_plan(self, workflow: str, version: int) -> WorkflowPlan | None:
+        return self._plans.get(workflow, version).content
+
+    def _secrets(self, run: Run) -> list[str]:
+        """The values to mask, as the engine computes them: each node's env in the plan
+        version it ran, and the run's params."""
+        nodes: list[NodePlan] = []
+        for node in run.nodes:
+            plan = self._workflow_plan(run.workflow, node.plan_version)
+            node_plan = _node_plan(plan, node.name) if plan is not None else None
+            if node_plan is not None:
+                nodes.append(node_plan)
+        return secret_values(nodes, run.params)
+
+    def _tail(self, attempt: Attempt | None, secrets: list[str]) -> str | None:
+        """The masked tail of an attempt's log; None when there is no log to read."""
+        if attempt is None or not attempt.log_path:
+            return None
+        want = tail_read_size(secrets)
+        try:
+            with Path(attempt.log_path).open("rb") as handle:
+                size = handle.seek(0, 2)
+                start = max(0, size - want)
+                handle.seek(start)
+                data = handle.read(want)
+        except OSError:
+            return None
+        return tail_text(data, cut=start > 0, secrets=secrets)
+
+
+def _node_plan(plan: WorkflowPlan, name: str) -> NodePlan | None:
+    try:
+        return plan.node(name)
+    except KeyError:
+        return None
+
+
+def _subscribed(node: NodePlan | None, status: NodeStatus) -> bool:
+    return node is not None and node.notify is not None and status.value.lower() in node.notify.on
+
+
+def _instant(text: str) -> datetime:
+    value = parse_ts(text)
+    assert value is not None
+    return value
