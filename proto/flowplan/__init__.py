@@ -1,0 +1,1 @@
+"""flowplan's wire contract: the protobuf package `flowplan` (see proto/flowplan/v1/)."""
