@@ -9,9 +9,26 @@ from datetime import datetime
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+class _Monotonic:
+    """Ids made one after another sort in that order, even within one millisecond: the
+    next id counts up from the last one, as the ULID spec's monotonic mode does."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self, millis: int) -> int:
+        value = (millis << 80) | secrets.randbits(80)
+        if value <= self.last:
+            value = self.last + 1
+        self.last = value
+        return value
+
+
+_MONOTONIC = _Monotonic()
+
+
 def new_id(prefix: str, now: datetime) -> str:
-    millis = int(now.timestamp() * 1000)
-    value = (millis << 80) | secrets.randbits(80)
+    value = _MONOTONIC.next(int(now.timestamp() * 1000))
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)

@@ -24,6 +24,9 @@ class StorePlans:
         versions = self._store.versions(workflow)
         return self.get(workflow, versions[-1]) if versions else None
 
+    def workflows(self) -> list[str]:
+        return self._store.workflows()
+
 
 class MemoryPlans:
     """Unpublished plans, numbered as version 1 of their workflow."""
@@ -39,3 +42,6 @@ class MemoryPlans:
 
     def latest(self, workflow: str) -> Plan | None:
         return self._plans.get(workflow)
+
+    def workflows(self) -> list[str]:
+        return sorted(self._plans)

@@ -400,6 +400,12 @@ class StateStore:
                        " COALESCE(finished_at, ?) WHERE backfill_id = ?", (ts(at), backfill_id))
         return pending, running
 
+    def backfill_unfinished(self, backfill_id: str) -> bool:
+        """True while a run of the backfill is pending or running (cheap: stops at one)."""
+        row = self._db.execute("SELECT 1 FROM runs WHERE status IN ('PENDING', 'RUNNING') AND"
+                               " backfill_id = ? LIMIT 1", (backfill_id,)).fetchone()
+        return row is not None
+
     def run_backfill_id(self, run_id: str) -> str | None:
         row = self._db.execute("SELECT backfill_id FROM runs WHERE run_id = ?",
                                (run_id,)).fetchone()

@@ -1,0 +1,206 @@
+"""Backfills: one run per scheduling tick of a time range, oldest first, at most
+`max_parallel_runs` at once.
+
+A backfill row and all its runs (with their node rows) are committed in one transaction,
+then handed to the engine, whose admission lane for the backfill starts the next run the
+moment one ends. Progress counts each tick by the status of its latest run, so a resumed
+run replaces the failed one it resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from daemon import ids
+from daemon.engine.clock import Clock
+from daemon.engine.engine import Engine, RunError, StatusEvent
+from daemon.engine.model import RunStatus, RunTrigger
+from daemon.scheduler.manual import latest_plan
+from daemon.scheduler.model import Backfill, BackfillStatus, Reprocess
+from daemon.scheduler.scheduler import Catalog, data_interval
+from daemon.scheduler.ticks import TooManyTicks, ticks_between
+from daemon.state.store import StateStore
+
+log = logging.getLogger("flowplan.backfills")
+
+MAX_TICKS = 100_000
+MAX_PARALLEL_RUNS = 1000
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    workflow: str
+    start_time: datetime
+    end_time: datetime
+    max_parallel_runs: int | None = None  # None: the workflow's max_active_runs
+    queue: str | None = None
+    remarks: str = ""
+    failure_emails: tuple[str, ...] = ()
+    dry_run: bool = False
+    reprocess: Reprocess = Reprocess.ALL
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillAnswer:
+    backfill_id: str | None  # None for a dry run
+    logical_times: tuple[datetime, ...]
+    run_ids: tuple[str, ...]
+
+
+class Backfills:
+    def __init__(self, *, engine: Engine, store: StateStore, catalog: Catalog, clock: Clock,
+                 ) -> None:
+        self._engine = engine
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+        self._finished: list[Callable[[Backfill], None]] = []
+        self._unsubscribe = engine.subscribe(self._on_event)
+
+    def on_finished(self, callback: Callable[[Backfill], None]) -> None:
+        """Call `callback` once when a backfill ends (e.g. to send its failure e-mail)."""
+        self._finished.append(callback)
+
+    def recover(self) -> None:
+        """Finish backfills whose last run ended just before a crash."""
+        for backfill in self._store.list_backfills(statuses=[BackfillStatus.RUNNING],
+                                                   limit=1_000_000):
+            self._maybe_finish(backfill.backfill_id)
+
+    def start(self, request: BackfillRequest) -> BackfillAnswer:
+        """Create the backfill and its runs (or, for a dry run, only say which ticks)."""
+        plan = latest_plan(self._catalog, request.workflow)
+        assert plan.content is not None and plan.version is not None
+        schedule = plan.content.schedule
+        if schedule is None:
+            raise RunError(f"workflow '{request.workflow}' has no schedule, so it has no ticks"
+                           " to backfill; start manual runs with a logical time instead",
+                           field="workflow", precondition=True)
+        _check(request, plan.content.queues)
+        try:
+            ticks = ticks_between(schedule, request.start_time, request.end_time,
+                                  limit=MAX_TICKS)
+        except TooManyTicks as exc:
+            raise RunError(f"the range holds more than {MAX_TICKS:,} ticks of {request.workflow}"
+                           "'s schedule; split it into several backfills",
+                           field="end_time") from exc
+        if not ticks:
+            raise RunError(f"no tick of {request.workflow}'s schedule between"
+                           f" {request.start_time.isoformat()} and"
+                           f" {request.end_time.isoformat()}", field="start_time")
+        intervals = {t: (prev, t) for prev, t in zip([data_interval(schedule, ticks[0])[0],
+                                                      *ticks], ticks, strict=False)}
+        chosen = self._reprocess(request, ticks)
+        if request.dry_run:
+            return BackfillAnswer(None, tuple(chosen), ())
+        now = self._clock.now()
+        backfill = Backfill(
+            backfill_id=ids.backfill_id(now), workflow=request.workflow,
+            start_time=request.start_time, end_time=request.end_time,
+            status=BackfillStatus.RUNNING if chosen else BackfillStatus.SUCCEEDED,
+            max_parallel_runs=request.max_parallel_runs or plan.content.max_active_runs,
+            reprocess=request.reprocess, created_at=now, queue_override=request.queue or None,
+            remarks=request.remarks, failure_emails=request.failure_emails,
+            finished_at=None if chosen else now)
+        template = self._engine.build_run(plan, trigger=RunTrigger.BACKFILL,
+                                          logical_time=ticks[0], queue=backfill.queue_override,
+                                          remarks=request.remarks, now=now,
+                                          backfill_id=backfill.backfill_id)
+        runs = []
+        for tick in chosen:
+            run_id = ids.run_id(now)
+            runs.append(replace(
+                template, run_id=run_id, logical_time=tick,
+                data_interval_start=intervals[tick][0], data_interval_end=tick,
+                nodes=tuple(replace(n, run_id=run_id) for n in template.nodes)))
+        with self._store.transaction():
+            self._store.insert_backfill(backfill)
+            self._store.insert_runs(runs)
+        self._engine.submit(runs)
+        log.info("backfill %s of %s: %d run(s), %d at once", backfill.backfill_id,
+                 request.workflow, len(runs), backfill.max_parallel_runs)
+        return BackfillAnswer(backfill.backfill_id, tuple(chosen),
+                              tuple(r.run_id for r in runs))
+
+    def _reprocess(self, request: BackfillRequest, ticks: Sequence[datetime]
+                   ) -> list[datetime]:
+        if request.reprocess is Reprocess.ALL:
+            return list(ticks)
+        latest = self._store.latest_statuses(request.workflow, ticks[0], ticks[-1])
+        if request.reprocess is Reprocess.MISSING:
+            return [t for t in ticks if not (t in latest and latest[t][1])]
+        return [t for t in ticks if t in latest and latest[t][0] is RunStatus.FAILED]
+
+    def get(self, backfill_id: str) -> Backfill:
+        backfill = self._store.get_backfill(backfill_id)
+        if backfill is None:
+            raise RunError(f"backfill {backfill_id} does not exist", field="backfill_id",
+                           not_found=True)
+        return backfill
+
+    def cancel(self, backfill_id: str) -> Backfill:
+        """Cancel a backfill: its pending runs CANCELLED, its running runs cancelled."""
+        backfill = self.get(backfill_id)
+        if backfill.status.finished:
+            raise RunError(f"backfill {backfill_id} already finished ({backfill.status.value})",
+                           field="backfill_id", precondition=True)
+        pending, running = self._store.cancel_backfill(backfill_id, at=self._clock.now())
+        self._engine.cancel_runs([*pending, *running])
+        cancelled = self.get(backfill_id)
+        self._notify(cancelled)
+        return cancelled
+
+    def _on_event(self, event: StatusEvent) -> None:
+        if event.node is not None or event.status not in _FINAL_RUN_STATUSES:
+            return
+        backfill_id = self._store.run_backfill_id(event.run_id)
+        if backfill_id is not None:
+            self._maybe_finish(backfill_id)
+
+    def _maybe_finish(self, backfill_id: str) -> None:
+        if self._store.backfill_unfinished(backfill_id):
+            return
+        backfill = self._store.get_backfill(backfill_id)
+        if backfill is None or backfill.status.finished or backfill.progress.unfinished:
+            return
+        progress = backfill.progress
+        status = (BackfillStatus.FAILED if progress.failed else BackfillStatus.CANCELLED
+                  if progress.cancelled else BackfillStatus.SUCCEEDED)
+        self._store.finish_backfill(backfill_id, status, at=self._clock.now())
+        self._notify(self.get(backfill_id))
+
+    def _notify(self, backfill: Backfill) -> None:
+        for callback in self._finished:
+            try:
+                callback(backfill)
+            except Exception:  # a notification problem must never stop a backfill
+                log.exception("backfill %s: a finish callback failed", backfill.backfill_id)
+
+
+_FINAL_RUN_STATUSES = frozenset(s.value for s in RunStatus if s.finished)
+
+
+def _check(request: BackfillRequest, queues: Collection[str]) -> None:
+    for name, value in (("start_time", request.start_time), ("end_time", request.end_time)):
+        if value.tzinfo is None:
+            raise RunError(f"{name} needs a time zone (e.g. 2026-01-31T00:00:00Z)", field=name)
+    if request.start_time > request.end_time:
+        raise RunError(f"end_time {request.end_time.isoformat()} is before start_time"
+                       f" {request.start_time.isoformat()}", field="end_time")
+    if request.max_parallel_runs is not None and not (
+            1 <= request.max_parallel_runs <= MAX_PARALLEL_RUNS):
+        raise RunError(f"max_parallel_runs must be between 1 and {MAX_PARALLEL_RUNS}"
+                       " (0 or unset: the workflow's max_active_runs)",
+                       field="max_parallel_runs")
+    if request.queue and request.queue not in queues:
+        raise RunError(f"queue '{request.queue}' is not defined; defined:"
+                       f" {', '.join(sorted(queues))}", field="queue")
+    for index, address in enumerate(request.failure_emails):
+        if not _EMAIL.match(address):
+            raise RunError(f"'{address}' is not an e-mail address",
+                           field=f"failure_emails[{index}]")

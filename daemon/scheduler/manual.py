@@ -1,0 +1,63 @@
+"""Manual runs: now (or at a logical time the request names), whatever the switch says."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from compiler.plan import Plan
+from daemon.engine.clock import Clock
+from daemon.engine.engine import Engine, RunError
+from daemon.engine.model import Run, RunTrigger
+from daemon.scheduler.scheduler import Catalog
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def latest_plan(catalog: Catalog, workflow: str) -> Plan:
+    """The workflow's latest version, or the error a client should see."""
+    if not workflow:
+        raise RunError("workflow is required", field="workflow")
+    plan = catalog.latest(workflow)
+    if plan is None:
+        known = ", ".join(catalog.workflows()) or "none published"
+        raise RunError(f"workflow '{workflow}' does not exist (workflows: {known})",
+                       field="workflow", not_found=True)
+    if plan.content is None:
+        raise RunError(f"workflow '{workflow}' was removed (version {plan.version} is a"
+                       " tombstone)", field="workflow", precondition=True)
+    return plan
+
+
+def check_params(plan: Plan, params: Mapping[str, Any]) -> None:
+    """Only declared params, with JSON scalar values: a typo must not pass silently."""
+    assert plan.content is not None
+    declared = plan.content.params
+    for name, value in params.items():
+        if name not in declared:
+            names = ", ".join(sorted(declared)) or "none"
+            raise RunError(f"'{name}' is not a param of {plan.workflow} (declared: {names})",
+                           field=f"params.{name}")
+        if not isinstance(value, _SCALARS):
+            raise RunError(f"param '{name}' must be a string, number, boolean or null, not"
+                           f" {type(value).__name__}", field=f"params.{name}")
+
+
+def start_run(engine: Engine, catalog: Catalog, clock: Clock, workflow: str, *,
+              params: Mapping[str, Any] | None = None, queue: str | None = None,
+              remarks: str = "", logical_time: datetime | None = None) -> Run:
+    """Start a manual run of the workflow's latest version.
+
+    Its logical time is `logical_time` if given, else now; its data interval is that instant
+    (start = end), since a manual run answers no schedule cycle.
+    """
+    plan = latest_plan(catalog, workflow)
+    check_params(plan, params or {})
+    if logical_time is not None and logical_time.tzinfo is None:
+        raise RunError("logical_time needs a time zone (e.g. 2026-01-31T02:00:00Z)",
+                       field="logical_time")
+    moment = logical_time or clock.now()
+    return engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=moment,
+                             params=params, queue=queue or None, remarks=remarks,
+                             data_interval=(moment, moment))

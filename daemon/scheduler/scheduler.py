@@ -1,0 +1,248 @@
+"""The scheduling loop: one run per tick of every enabled workflow, exactly once.
+
+Each workflow has a cursor in the state store: the instant up to which its ticks have been
+dealt with. A pass at `now` takes the ticks in (cursor, now]. Ticks at most
+`misfire_grace_seconds` old are on time and always run; older ones were missed (the daemon
+was down, or the workflow paused) and are handled per the schedule's `catchup`:
+`none` skips them, `latest` runs the newest one (unless an on-time tick supersedes it),
+`all` runs them oldest first, at most `catchup_cap` of them (the newest).
+
+The ticks chosen to run and the new cursor are committed together first (each tick with
+the id of the run it will create), then the runs are created; a restart creates the runs
+of recorded ticks that have none. The runs table refuses a second scheduled run for the
+same (workflow, logical time), so a tick never yields two runs.
+
+The loop sleeps until the earliest next tick of all enabled workflows; a new plan version or
+a switch change wakes it early (`wake`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from compiler.plan import Plan, SchedulePlan
+from daemon import ids
+from daemon.engine.clock import Clock
+from daemon.engine.engine import Engine, RunError
+from daemon.engine.model import RunTrigger
+from daemon.scheduler.ticks import iter_ticks, next_ticks, previous_tick, ticks_between
+from daemon.state.store import StateStore
+
+log = logging.getLogger("flowplan.scheduler")
+
+
+class Catalog(Protocol):
+    """The published plans the scheduler reads: every workflow and its latest version."""
+
+    def workflows(self) -> list[str]: ...
+
+    def latest(self, workflow: str) -> Plan | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    misfire_grace_seconds: float = 60.0
+    # `catchup: all` after a long downtime runs at most this many missed ticks (the newest):
+    # a minute schedule down for a day would otherwise queue 1,440 runs at once. A backfill
+    # is the tool for more history.
+    catchup_cap: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchState:
+    workflow: str
+    enabled: bool
+    enabled_in_git: bool
+    next_tick: datetime | None
+
+
+def data_interval(schedule: SchedulePlan, tick: datetime) -> tuple[datetime, datetime]:
+    """A tick's data interval: from the schedule's previous tick (ignoring `start`, so the
+    first run has an interval too) to the tick."""
+    previous = previous_tick(schedule.model_copy(update={"start": None}), tick)
+    return (previous or tick, tick)
+
+
+class Scheduler:
+    def __init__(self, *, engine: Engine, store: StateStore, catalog: Catalog, clock: Clock,
+                 settings: SchedulerSettings | None = None) -> None:
+        self._engine = engine
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+        self._settings = settings or SchedulerSettings()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Create scheduled runs until `stop`. Call `recover` first, after the engine starts."""
+        while not self._stopping:
+            self._wake.clear()
+            next_at = self.tick(self._clock.now())
+            woken = asyncio.ensure_future(self._wake.wait())
+            waits: set[asyncio.Future[Any]] = {woken}
+            if next_at is not None:
+                delay = max(0.0, (next_at - self._clock.now()).total_seconds())
+                waits.add(asyncio.ensure_future(self._clock.sleep(delay)))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    def wake(self) -> None:
+        """Look again now: a new plan version was loaded or a switch changed."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def recover(self) -> int:
+        """Create the runs of ticks recorded before a crash that came before their runs."""
+        created = 0
+        for workflow, tick, run_id in self._store.ticks_without_runs():
+            plan = self._catalog.latest(workflow)
+            if plan is None or plan.content is None or plan.content.schedule is None:
+                log.warning("tick %s of %s: the workflow is gone, no run", tick, workflow)
+                continue
+            if self._create(plan, plan.content.schedule, tick, run_id):
+                created += 1
+        return created
+
+    def tick(self, now: datetime) -> datetime | None:
+        """One pass at `now`: create the due runs. Returns the earliest next tick."""
+        earliest: datetime | None = None
+        for workflow in self._catalog.workflows():
+            try:
+                upcoming = self._pass(workflow, now)
+            except Exception:  # one broken workflow must not stop the others' schedules
+                log.exception("scheduling %s failed", workflow)
+                continue
+            if upcoming is not None and (earliest is None or upcoming < earliest):
+                earliest = upcoming
+        return earliest
+
+    def _pass(self, workflow: str, now: datetime) -> datetime | None:
+        plan = self._catalog.latest(workflow)
+        if plan is None or plan.content is None or plan.content.schedule is None:
+            return None
+        schedule = plan.content.schedule
+        if not self._sync_switch(workflow, schedule.enabled, now):
+            return None
+        cursor = self._store.schedule_cursor(workflow)
+        if cursor is None:
+            # first time this workflow is scheduled: nothing before now was missed
+            self._store.record_ticks(workflow, [], considered_until=now, at=now)
+            cursor = now
+        elif cursor < now:
+            self._fire(plan, schedule, cursor, now)
+            cursor = now
+        upcoming = next_ticks(schedule, cursor, 1)
+        return upcoming[0] if upcoming else None
+
+    def _fire(self, plan: Plan, schedule: SchedulePlan, cursor: datetime, now: datetime
+              ) -> None:
+        chosen, skipped = self._due(schedule, cursor, now)
+        ticks = [(tick, ids.run_id(now)) for tick in chosen]
+        self._store.record_ticks(plan.workflow, ticks, considered_until=now, at=now)
+        if skipped:
+            log.warning("%s: %d missed tick(s) between %s and %s skipped (catchup: %s)",
+                        plan.workflow, skipped, cursor.isoformat(), now.isoformat(),
+                        schedule.catchup)
+        for tick, run_id in ticks:
+            self._create(plan, schedule, tick, run_id)
+
+    def _due(self, schedule: SchedulePlan, cursor: datetime, now: datetime
+             ) -> tuple[list[datetime], int]:
+        """The ticks in (cursor, now] to run, oldest first, and how many are skipped."""
+        grace = now - timedelta(seconds=self._settings.misfire_grace_seconds)
+        floor = max(cursor, grace)
+        on_time = [t for t in ticks_between(schedule, floor, now) if t > floor]
+        if cursor >= grace:
+            return on_time, 0
+        missed = itertools.takewhile(lambda t: t <= grace, iter_ticks(schedule, cursor))
+        if schedule.catchup == "all":
+            newest: collections.deque[datetime] = collections.deque(
+                maxlen=self._settings.catchup_cap)
+            total = 0
+            for tick in missed:
+                newest.append(tick)
+                total += 1
+            return [*newest, *on_time], total - len(newest)
+        latest, total = None, 0
+        for latest in missed:  # noqa: B007 - the loop keeps the last one
+            total += 1
+        if schedule.catchup == "latest" and latest is not None and not on_time:
+            return [latest], total - 1
+        return on_time, total
+
+    def _create(self, plan: Plan, schedule: SchedulePlan, tick: datetime, run_id: str) -> bool:
+        try:
+            self._engine.create_run(plan, trigger=RunTrigger.SCHEDULE, logical_time=tick,
+                                    data_interval=data_interval(schedule, tick), run_id=run_id)
+        except sqlite3.IntegrityError:
+            log.warning("%s: the tick %s already has its run", plan.workflow, tick.isoformat())
+            return False
+        except RunError as exc:
+            log.error("%s: no run for the tick %s: %s", plan.workflow, tick.isoformat(), exc)
+            return False
+        return True
+
+    # ---- the scheduling switch ----------------------------------------------------------
+
+    def _sync_switch(self, workflow: str, git_enabled: bool, now: datetime) -> bool:
+        """The switch, reset to git's `enabled` when a new plan version changed it."""
+        stored = self._store.switch(workflow)
+        if stored is None or stored[1] != git_enabled:
+            self._store.set_switch(workflow, enabled=git_enabled, git_enabled=git_enabled,
+                                   at=now)
+            return git_enabled
+        return stored[0]
+
+    def set_enabled(self, workflow: str, enabled: bool) -> SwitchState:
+        """Flip the scheduling switch at run time; it holds until git changes `enabled`."""
+        schedule = self._schedule_of(workflow)
+        now = self._clock.now()
+        self._sync_switch(workflow, schedule.enabled, now)
+        self._store.set_switch(workflow, enabled=enabled, git_enabled=schedule.enabled, at=now)
+        self.wake()
+        return self.switch_state(workflow)
+
+    def switch_state(self, workflow: str) -> SwitchState:
+        """The switch and the next tick the workflow will run (None while paused)."""
+        schedule = self._schedule_of(workflow)
+        stored = self._store.switch(workflow)
+        enabled = schedule.enabled if stored is None or stored[1] != schedule.enabled \
+            else stored[0]
+        upcoming: datetime | None = None
+        if enabled:
+            cursor = self._store.schedule_cursor(workflow)
+            now = self._clock.now()
+            found = next_ticks(schedule, max(cursor, now) if cursor else now, 1)
+            upcoming = found[0] if found else None
+        return SwitchState(workflow=workflow, enabled=enabled,
+                           enabled_in_git=schedule.enabled, next_tick=upcoming)
+
+    def _schedule_of(self, workflow: str) -> SchedulePlan:
+        plan = self._catalog.latest(workflow)
+        if plan is None:
+            raise RunError(f"workflow '{workflow}' does not exist", field="workflow",
+                           not_found=True)
+        if plan.content is None:
+            raise RunError(f"workflow '{workflow}' was removed (version {plan.version} is a"
+                           " tombstone)", field="workflow", precondition=True)
+        if plan.content.schedule is None:
+            raise RunError(f"workflow '{workflow}' has no schedule (it runs manually only);"
+                           " add `schedule:` to its YAML to schedule it", field="workflow",
+                           precondition=True)
+        return plan.content.schedule

@@ -1,0 +1,345 @@
+"""The scheduling loop on a fake clock: each schedule kind across DST, windows, `start`,
+catch-up after downtime, the switch rules, max_active_runs, manual runs, and exactly-once
+ticks across a crash (a real process killed between recording a tick and creating its run)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from engine_fakes import Behaviour
+from scheduling_harness import Catalog, World, play
+
+from daemon.engine.engine import RunError
+from daemon.engine.model import RunStatus, RunTrigger
+from daemon.scheduler.manual import start_run
+from daemon.scheduler.scheduler import SchedulerSettings
+from daemon.state.store import StateStore
+
+DAY = 86400.0
+
+
+def workflow(schedule: str, *, name: str = "w", extra: str = "") -> str:
+    return f"name: {name}\n{extra}schedule: {schedule}\nnodes:\n  - {{name: a, command: a}}\n"
+
+
+def utc(text: str) -> str:
+    return datetime.fromisoformat(text).astimezone(UTC).isoformat()
+
+
+def published(*yamls: str) -> Catalog:
+    catalog = Catalog()
+    for yaml in yamls:
+        catalog.publish(yaml)
+    return catalog
+
+
+def test_daily_across_both_dst_changes_in_amsterdam(tmp_path: Path) -> None:
+    catalog = published(workflow('{every: day, at: "02:30", timezone: Europe/Amsterdam}'))
+
+    world = play(tmp_path, datetime(2026, 3, 27, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(4 * DAY), catalog=catalog)  # spring forward: 03-29
+    assert world.logical_times() == [
+        "2026-03-28T01:30:00+00:00",  # 02:30 CET
+        "2026-03-29T01:00:00+00:00",  # 02:30 does not exist: 03:00 CEST, once
+        "2026-03-30T00:30:00+00:00",  # 02:30 CEST
+        "2026-03-31T00:30:00+00:00"]
+    runs = world.runs()
+    assert all(r.trigger is RunTrigger.SCHEDULE for r in runs)
+    assert runs[1].data_interval_start == runs[0].logical_time
+    assert runs[1].data_interval_end == runs[1].logical_time
+
+    autumn = tmp_path / "autumn"
+    world = play(autumn, datetime(2026, 10, 23, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(3 * DAY), catalog=catalog)
+    assert world.logical_times() == [
+        "2026-10-24T00:30:00+00:00",  # 02:30 CEST
+        "2026-10-25T00:30:00+00:00",  # 02:30 happens twice: the first one, once
+        "2026-10-26T01:30:00+00:00"]  # 02:30 CET
+
+
+def test_ds_is_the_ticks_date_in_the_schedule_timezone(tmp_path: Path) -> None:
+    catalog = published(workflow('{every: day, at: "00:30", timezone: Asia/Tokyo}'))
+    world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(DAY), catalog=catalog)
+    (run,) = world.runs()
+    assert run.logical_time.isoformat() == "2026-05-01T15:30:00+00:00"
+    from daemon.engine.commands import RunContext
+    context = RunContext(run_id=run.run_id, workflow="w", timezone="Asia/Tokyo",
+                         logical_time=run.logical_time,
+                         data_interval_start=run.data_interval_start,
+                         data_interval_end=run.data_interval_end, params={},
+                         workspace=tmp_path)
+    values = context.variables("a", 1)
+    assert values["ds"] == "2026-05-02" and values["ds_nodash"] == "20260502"
+    assert values["data_interval_start"] == "2026-05-01T00:30:00+09:00"
+
+
+def test_interval_window_edges_and_the_fall_back_hour(tmp_path: Path) -> None:
+    catalog = published(workflow(
+        '{every: 1h, window: ["00:00", "04:00"], timezone: Europe/Amsterdam}'))
+    world = play(tmp_path, datetime(2026, 10, 24, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(DAY), catalog=catalog)
+    assert world.logical_times() == [
+        "2026-10-24T22:00:00+00:00",  # 00:00 CEST, the window's start
+        "2026-10-24T23:00:00+00:00",
+        "2026-10-25T00:00:00+00:00",  # 02:00 CEST; 02:00 CET (the same wall time) not again
+        "2026-10-25T02:00:00+00:00",  # 03:00 CET
+        "2026-10-25T03:00:00+00:00"]  # 04:00 CET: the window's end is included
+
+
+def test_interval_across_spring_forward(tmp_path: Path) -> None:
+    catalog = published(workflow(
+        '{every: 30m, window: ["01:00", "04:00"], timezone: Europe/Amsterdam}'))
+    world = play(tmp_path, datetime(2026, 3, 28, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(DAY), catalog=catalog)
+    assert world.logical_times() == [
+        "2026-03-29T00:00:00+00:00", "2026-03-29T00:30:00+00:00",
+        "2026-03-29T01:00:00+00:00",  # 02:00, 02:30 and 03:00 are all 03:00 CEST: once
+        "2026-03-29T01:30:00+00:00", "2026-03-29T02:00:00+00:00"]
+
+
+def test_cron_across_both_dst_changes_in_new_york(tmp_path: Path) -> None:
+    catalog = published(workflow('{cron: "30 1 * * *", timezone: America/New_York}'),
+                        workflow('{cron: "30 2 * * *", timezone: America/New_York}',
+                                 name="spring"))
+    world = play(tmp_path, datetime(2026, 10, 30, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(3 * DAY), catalog=catalog)
+    assert world.logical_times(workflow="w") == [
+        "2026-10-31T05:30:00+00:00",  # 01:30 EDT
+        "2026-11-01T05:30:00+00:00",  # 01:30 happens twice: once (croniter alone fires twice)
+        "2026-11-02T06:30:00+00:00"]  # 01:30 EST
+    world = play(tmp_path / "spring", datetime(2026, 3, 6, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(3 * DAY), catalog=catalog)
+    assert world.logical_times(workflow="spring") == [
+        "2026-03-07T07:30:00+00:00",  # 02:30 EST
+        "2026-03-08T07:00:00+00:00",  # 02:30 does not exist: 03:00 EDT
+        "2026-03-09T06:30:00+00:00"]  # 02:30 EDT
+
+
+def test_no_tick_before_start(tmp_path: Path) -> None:
+    catalog = published(workflow(
+        '{every: day, at: "06:00", timezone: UTC, start: "2026-05-03T06:00:00"}'))
+    world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC),
+                 lambda w: w.clock.advance(3 * DAY), catalog=catalog)
+    assert world.logical_times() == ["2026-05-03T06:00:00+00:00", "2026-05-04T06:00:00+00:00"]
+
+
+def downtime(tmp_path: Path, catchup: str, days: int = 3, **kwargs: object) -> World:
+    """Run a day, stop the daemon for `days`, start it again."""
+    catalog = published(workflow(f'{{every: day, at: "06:00", timezone: UTC,'
+                                 f' catchup: {catchup}}}'))
+    start = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    play(tmp_path, start, lambda w: w.clock.advance(DAY), catalog=catalog)  # runs 05-02
+    later = start + timedelta(days=1 + days)
+    return play(tmp_path, later, lambda w: w.clock.advance(10), catalog=catalog, **kwargs)
+
+
+@pytest.mark.parametrize(("catchup", "expected"), [
+    ("none", ["2026-05-02"]),
+    ("latest", ["2026-05-02", "2026-05-05"]),
+    ("all", ["2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05"]),
+])
+def test_catchup_after_downtime(tmp_path: Path, catchup: str, expected: list[str]) -> None:
+    world = downtime(tmp_path, catchup)
+    assert [t[:10] for t in world.logical_times()] == expected
+    assert all(r.status is RunStatus.SUCCEEDED for r in world.runs()[:-1])
+
+
+def test_catchup_all_is_capped_to_the_newest_ticks(tmp_path: Path) -> None:
+    world = downtime(tmp_path, "all", days=10, settings=SchedulerSettings(catchup_cap=2))
+    assert [t[:10] for t in world.logical_times()] == ["2026-05-02", "2026-05-11", "2026-05-12"]
+
+
+def test_a_tick_within_the_grace_is_on_time_even_with_catchup_none(tmp_path: Path) -> None:
+    catalog = published(workflow('{every: day, at: "06:00", timezone: UTC, catchup: none}'))
+    start = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    play(tmp_path, start, lambda w: w.clock.advance(1), catalog=catalog)
+    # down from 12:00 to 06:00:30 the next day: a 30 s late start still runs the 06:00 tick
+    world = play(tmp_path, datetime(2026, 5, 2, 6, 0, 30, tzinfo=UTC),
+                 lambda w: w.clock.advance(1), catalog=catalog)
+    assert world.logical_times() == ["2026-05-02T06:00:00+00:00"]
+
+
+def test_first_sight_runs_nothing_from_the_past(tmp_path: Path) -> None:
+    catalog = published(workflow(
+        '{every: 1h, timezone: UTC, start: "2026-01-01T00:00:00", catchup: all}'))
+    world = play(tmp_path, datetime(2026, 5, 1, 12, 30, tzinfo=UTC),
+                 lambda w: w.clock.advance(3600), catalog=catalog)
+    assert world.logical_times() == ["2026-05-01T13:00:00+00:00"]
+
+
+def test_switch_pause_unpause_catchup_and_git_reset(tmp_path: Path) -> None:
+    hourly = '{every: 1h, timezone: UTC, catchup: latest}'
+    catalog = published(workflow(hourly, extra="description: v1\n"))
+
+    async def body(world: World) -> None:
+        await world.clock.advance(3600)  # 13:00 runs
+        state = world.scheduler.set_enabled("w", False)
+        assert not state.enabled and state.enabled_in_git and state.next_tick is None
+        await world.clock.advance(3 * 3600 + 600)  # 14:00..16:00 paused: nothing
+        assert len(world.runs()) == 1
+        state = world.scheduler.set_enabled("w", True)  # missed while paused: `latest`
+        await world.clock.settle()
+        assert state.next_tick == datetime(2026, 5, 1, 17, tzinfo=UTC)
+        assert world.logical_times()[-1] == "2026-05-01T16:00:00+00:00"
+        world.scheduler.set_enabled("w", False)
+        catalog.publish(workflow(hourly, extra="description: v2\n"))  # `enabled` unchanged
+        world.scheduler.wake()
+        await world.clock.advance(3600)
+        assert not world.scheduler.switch_state("w").enabled  # the runtime switch holds
+        catalog.publish(workflow(hourly.replace("}", ", enabled: false}")))
+        world.scheduler.wake()
+        await world.clock.settle()
+        assert not world.scheduler.switch_state("w").enabled
+        world.scheduler.set_enabled("w", True)  # flipped at run time again
+        catalog.publish(workflow(hourly))  # git says enabled again: reset to git (on)
+        world.scheduler.wake()
+        await world.clock.settle()
+        state = world.scheduler.switch_state("w")
+        assert state.enabled and state.enabled_in_git
+
+    play(tmp_path, datetime(2026, 5, 1, 12, 30, tzinfo=UTC), body, catalog=catalog)
+
+
+def test_switch_errors_name_the_workflow(tmp_path: Path) -> None:
+    catalog = published(workflow('{every: 1h}'),
+                        "name: manual\nnodes:\n  - {name: a, command: a}\n")
+
+    async def body(world: World) -> None:
+        with pytest.raises(RunError) as missing:
+            world.scheduler.set_enabled("nope", False)
+        assert missing.value.not_found and missing.value.field == "workflow"
+        with pytest.raises(RunError, match="no schedule") as manual:
+            world.scheduler.set_enabled("manual", False)
+        assert manual.value.precondition
+
+    play(tmp_path, datetime(2026, 5, 1, tzinfo=UTC), body, catalog=catalog)
+
+
+def test_a_due_tick_at_max_active_runs_waits_as_pending(tmp_path: Path) -> None:
+    catalog = published(
+        "name: w\nmax_active_runs: 1\nschedule: {every: 1m, timezone: UTC}\n"
+        "nodes:\n  - {name: a, command: a}\n")
+
+    async def body(world: World) -> None:
+        world.launcher.scripts["a"] = [Behaviour(seconds=150)] * 3
+        await world.clock.advance(60)  # 12:01 starts and runs for 150 s
+        await world.clock.advance(60)  # 12:02 is due: PENDING behind it
+        statuses = [r.status for r in world.runs()]
+        assert statuses == [RunStatus.RUNNING, RunStatus.PENDING]
+        await world.clock.advance(100)  # 12:03:40: the first ended, the second started
+        assert [r.status for r in world.runs()] == [RunStatus.SUCCEEDED, RunStatus.RUNNING,
+                                                      RunStatus.PENDING]
+
+    play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
+
+
+def test_the_loop_sleeps_until_the_next_tick_without_polling(tmp_path: Path) -> None:
+    catalog = published(workflow('{every: day, at: "06:00", timezone: UTC}'))
+
+    async def body(world: World) -> None:
+        passes = []
+        original = world.scheduler.tick
+        world.scheduler.tick = lambda now: passes.append(now) or original(now)  # type: ignore
+        await world.clock.advance(DAY)
+        assert [p.isoformat() for p in passes] == ["2026-05-02T06:00:00+00:00"]
+
+    play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
+
+
+def test_manual_run_now_or_at_a_named_time_with_checked_params(tmp_path: Path) -> None:
+    catalog = published("name: m\nparams: {region: eu}\nnodes:\n  - {name: a, command: a}\n")
+
+    async def body(world: World) -> None:
+        now = world.clock.now()
+        run = start_run(world.engine, world.catalog, world.clock, "m", remarks="why")
+        assert run.logical_time == now and run.trigger is RunTrigger.MANUAL
+        assert (run.data_interval_start, run.data_interval_end) == (now, now)
+        at = datetime(2026, 1, 31, 2, tzinfo=UTC)
+        run = start_run(world.engine, world.catalog, world.clock, "m", logical_time=at,
+                        params={"region": "us"})
+        assert run.logical_time == at and run.params == {"region": "us"}
+        with pytest.raises(RunError) as typo:
+            start_run(world.engine, world.catalog, world.clock, "m", params={"regoin": "us"})
+        assert typo.value.field == "params.regoin" and "declared: region" in str(typo.value)
+        with pytest.raises(RunError) as unknown:
+            start_run(world.engine, world.catalog, world.clock, "nope")
+        assert unknown.value.not_found
+        with pytest.raises(RunError) as naive:
+            start_run(world.engine, world.catalog, world.clock, "m",
+                      logical_time=datetime(2026, 1, 1))
+        assert naive.value.field == "logical_time"
+        await world.clock.advance(5)
+
+    world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
+    assert [r.status for r in world.runs()] == [RunStatus.SUCCEEDED] * 2
+
+
+DRIVER = Path(__file__).with_name("scheduler_crash_driver.py")
+
+
+def drive(state: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(DRIVER), str(state), mode],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def test_exactly_one_run_per_tick_when_killed_between_tick_and_run(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = drive(state, "kill-before-run")
+    assert first.returncode == -9, first.stderr  # SIGKILL right after the ticks' commit
+    store = StateStore(state)
+    recorded = store.ticks_without_runs()
+    assert len(recorded) == 3 and not store.list_runs()
+    store.close()
+    second = drive(state, "restart")
+    assert second.returncode == 0, second.stderr
+    third = drive(state, "restart")  # and once more: nothing new
+    assert third.returncode == 0, third.stderr
+    store = StateStore(state)
+    runs = sorted(store.list_runs(limit=100), key=lambda r: r.logical_time)
+    assert [r.run_id for r in runs] == [run_id for _, _, run_id in recorded]
+    assert [r.logical_time.isoformat()[11:16] for r in runs] == ["12:01", "12:02", "12:03"]
+    assert not store.ticks_without_runs()
+
+
+def test_a_tick_cannot_yield_a_second_run(tmp_path: Path) -> None:
+    catalog = published(workflow('{every: 1m, timezone: UTC}'))
+
+    async def body(world: World) -> None:
+        await world.clock.advance(60)
+        (run,) = world.runs()
+        plan = world.catalog.latest("w")
+        assert plan is not None and plan.content is not None
+        assert plan.content.schedule is not None
+        # the same tick again, as a bug or a second daemon on the same state would
+        assert not world.scheduler._create(plan, plan.content.schedule, run.logical_time,
+                                           "wr_other")
+        assert len(world.runs()) == 1
+
+    play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
+
+
+def test_one_broken_workflow_does_not_stop_the_others(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    catalog = published(workflow('{every: 1m, timezone: UTC}'),
+                        workflow('{every: 1m, timezone: UTC}', name="x"))
+
+    async def body(world: World) -> None:
+        def broken(workflow: str) -> object:
+            if workflow == "x":
+                raise OSError("unreadable plan")
+            return Catalog.latest(world.catalog, workflow)
+        world.catalog.latest = broken  # type: ignore[method-assign, assignment]
+        await world.clock.advance(60)
+        await asyncio.sleep(0)
+
+    world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
+    assert world.logical_times(workflow="w") == ["2026-05-01T12:01:00+00:00"]
+    assert "scheduling x failed" in caplog.text
