@@ -1,4 +1,4 @@
-"""The compiler's commands: check, compile, publish, schema, graph.
+"""The compiler's commands: check, compile, publish, schema, graph, hooks install.
 
 Each command returns its exit code: 0 success, 1 invalid input, 2 usage error. Results go
 to stdout (JSON when asked), human notes and logs to stderr.
@@ -15,10 +15,11 @@ from typing import TextIO
 
 from compiler import graph, schema
 from compiler.compile import CompileResult, compile_repo
+from compiler.git import GitError, GitPublishReport, publish_from_git
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from compiler.report import github_report, json_report, text_report
-from compiler.store import Change, PlanStore
+from compiler.store import Change, PlanStore, PublishReport
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     publish.add_argument("--store", type=Path, required=True, help="plan store folder")
     publish.add_argument("--remarks", default="", help="why this version (a commit subject)")
     publish.add_argument("--commit", default=None, help="git sha the plans come from")
+    publish.add_argument("--git", metavar="URL_OR_PATH", default=None,
+                         help="publish a git branch's head instead of REPO (fetched into"
+                              " <store>/.git-cache; remarks and commit come from git)")
+    publish.add_argument("--branch", default=None, help="branch to publish with --git (main)")
     publish.set_defaults(handler=cmd_publish)
 
     schema_ = subparsers.add_parser("schema", help="JSON Schema of the workflow file")
@@ -58,6 +63,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     graph_.add_argument("args", nargs="+", metavar="[REPO] WORKFLOW")
     graph_.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph_.set_defaults(handler=cmd_graph)
+
+    hooks = subparsers.add_parser("hooks", help="git server hooks: publish on push")
+    hooks_commands = hooks.add_subparsers(dest="hooks_command", metavar="COMMAND",
+                                          required=True)
+    install = hooks_commands.add_parser(
+        "install", help="pre-receive rejects invalid pushes, post-receive publishes")
+    install.add_argument("git_dir", type=Path, metavar="GIT_DIR", help="a bare repository")
+    install.add_argument("--store", type=Path, required=True, help="plan store folder")
+    install.add_argument("--branch", default="main", help="the published branch (main)")
+    install.add_argument("--force", action="store_true",
+                         help="replace existing hooks not written by flowplan")
+    install.set_defaults(handler=cmd_hooks_install)
 
 
 def _repo_argument(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +140,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    if args.git is not None or args.branch is not None:
+        return _publish_git(args)
     result = _compile(args.repo)
     if isinstance(result, int):
         return result
@@ -130,6 +149,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     report = PlanStore(args.store).publish(
         result.plans, keep=result.failed, remove_missing=not result.uncertain_files,
         remarks=args.remarks, commit=args.commit)
+    print_publish_report(report)
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def print_publish_report(report: PublishReport) -> None:
+    """What a publish changed, one line per workflow, on stdout."""
     for item in report.published:
         if item.change is Change.UNCHANGED:
             print(f"{item.workflow}: unchanged (version {item.version})")
@@ -138,7 +163,40 @@ def cmd_publish(args: argparse.Namespace) -> int:
     for name, version in report.kept:
         active = f"version {version} stays active" if version else "nothing published yet"
         print(f"{name}: not published, invalid; {active}")
-    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def _publish_git(args: argparse.Namespace) -> int:
+    if args.git is None:
+        print("flowplan publish: --branch goes with --git", file=sys.stderr)
+        return EXIT_USAGE
+    if args.repo != Path(".") or args.remarks or args.commit:
+        print("flowplan publish: with --git, the content, remarks and commit come from git;"
+              " drop REPO, --remarks and --commit", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report: GitPublishReport = publish_from_git(args.git, args.branch or "main", args.store)
+    except GitError as exc:
+        print(f"flowplan publish: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{report.branch} at {report.commit[:12]} {report.subject!r}")
+    print_diagnostics(report.compiled)
+    print_publish_report(report)
+    return EXIT_OK if report.compiled.ok else EXIT_INVALID
+
+
+def cmd_hooks_install(args: argparse.Namespace) -> int:
+    from compiler.hooks import HookError, NotBareError, install_hooks  # imports this module
+
+    try:
+        installed = install_hooks(args.git_dir, args.store, branch=args.branch,
+                                  force=args.force)
+    except HookError as exc:
+        print(f"flowplan hooks install: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, NotBareError) else EXIT_INVALID
+    for item in installed:
+        print(f"{item.path}: {item.action.value}")
+    print(f"pushes to {args.branch} are checked, then published to {args.store.absolute()}")
+    return EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
