@@ -129,4 +129,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE status = 'PENDING';
     """,
+    # 4: each run's status history, numbered, for WatchRun: written in the same commit as
+    # the change it records, so sequences survive restarts without gaps
+    """
+    CREATE TABLE run_events (
+        run_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        node TEXT,
+        status TEXT NOT NULL,
+        attempt INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (run_id, sequence)
+    ) WITHOUT ROWID;
+    """,
 )
