@@ -613,6 +613,7 @@ class Engine:
     def _set_node_status(self, run: _Run, nodes: Sequence[_Node], status: NodeStatus, *,
                          skip_reason: str | None = None) -> None:
         self._store.set_node_status(run.header.run_id, [n.name for n in nodes], status,
+                                    at=self._clock.now(),
                                     skip_reason=skip_reason)
         for node in nodes:
             run.set_node_status(node, status)
@@ -800,7 +801,7 @@ class Engine:
 
     def _fail_unrecoverable(self, run: Run, reason: str) -> None:
         pending = [n.name for n in run.nodes if not n.status.finished]
-        self._store.set_node_status(run.run_id, pending, NodeStatus.FAILED,
+        self._store.set_node_status(run.run_id, pending, NodeStatus.FAILED, at=self._clock.now(),
                                     skip_reason=f"cannot recover: {reason}")
         self._store.set_run_status(run.run_id, RunStatus.FAILED, at=self._clock.now())
 

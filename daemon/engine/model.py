@@ -110,3 +110,15 @@ class Run:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One numbered change in a run's history: `node` is None for the run's own status."""
+
+    run_id: str
+    sequence: int
+    node: str | None
+    status: str
+    attempt: int | None
+    at: datetime

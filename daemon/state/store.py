@@ -24,6 +24,7 @@ from daemon.engine.model import (
     NodeRun,
     NodeStatus,
     Run,
+    RunEvent,
     RunStatus,
     RunTrigger,
 )
@@ -126,6 +127,34 @@ class StateStore:
                   n.copied_from_run_id, ts(n.next_attempt_at), n.skip_reason)
                  for run in runs for i, n in enumerate(run.nodes)])
             self._insert_attempts(a for run in runs for n in run.nodes for a in n.attempts)
+            # history: the run's status, then the nodes it starts with in a final status (a
+            # resumed run's copied nodes)
+            events: list[tuple[Any, ...]] = []
+            for run in runs:
+                history: list[tuple[Any, ...]] = [
+                    (run.run_id, 1, None, run.status.value, None, ts(run.created_at))]
+                if run.previous_run_id is not None:
+                    history += [(run.run_id, len(history) + i + 1, n.name, n.status.value,
+                                 len(n.attempts) or None, ts(run.created_at))
+                                for i, n in enumerate(n for n in run.nodes
+                                                      if n.status.finished)]
+                events += history
+                if len(events) > 5000:
+                    self._insert_events(events)
+                    events = []
+            self._insert_events(events)
+
+    def _insert_events(self, events: Sequence[tuple[Any, ...]]) -> None:
+        self._db.executemany("INSERT INTO run_events (run_id, sequence, node, status, attempt,"
+                             " at) VALUES (?,?,?,?,?,?)", events)
+
+    def _event(self, run_id: str, node: str | None, status: str, attempt: int | None,
+               at: datetime) -> None:
+        """Append to the run's history, inside the caller's transaction."""
+        self._db.execute(
+            "INSERT INTO run_events (run_id, sequence, node, status, attempt, at) SELECT ?,"
+            " COALESCE(MAX(sequence), 0) + 1, ?, ?, ?, ? FROM run_events WHERE run_id = ?",
+            (run_id, node, status, attempt, ts(at), run_id))
 
     def _insert_attempts(self, attempts: Iterable[Attempt]) -> None:
         self._db.executemany(
@@ -141,6 +170,7 @@ class StateStore:
         with self.transaction() as db:
             db.execute(f"UPDATE runs SET status = ?, {column} = COALESCE({column}, ?)"
                        " WHERE run_id = ?", (status.value, ts(at), run_id))
+            self._event(run_id, None, status.value, None, at)
 
     def request_cancel(self, run_id: str, *, at: datetime) -> None:
         """Record a cancel before acting on it: a restart finishes what it started."""
@@ -154,7 +184,7 @@ class StateStore:
         return row is not None and row[0] is not None
 
     def set_node_status(self, run_id: str, names: Sequence[str], status: NodeStatus, *,
-                        next_attempt_at: datetime | None = None,
+                        at: datetime, next_attempt_at: datetime | None = None,
                         skip_reason: str | None = None) -> None:
         with self.transaction() as db:
             db.executemany(
@@ -162,6 +192,8 @@ class StateStore:
                 " WHERE run_id = ? AND name = ?",
                 [(status.value, ts(next_attempt_at), skip_reason, run_id, name)
                  for name in names])
+            for name in names:
+                self._event(run_id, name, status.value, None, at)
 
     def start_attempt(self, attempt: Attempt) -> None:
         """Record the intent to launch: the attempt row and the node RUNNING, in one commit."""
@@ -171,6 +203,8 @@ class StateStore:
             self._insert_attempts([attempt])
             db.execute("UPDATE node_runs SET status = 'RUNNING', next_attempt_at = NULL"
                        " WHERE run_id = ? AND name = ?", (attempt.run_id, attempt.node))
+            self._event(attempt.run_id, attempt.node, NodeStatus.RUNNING.value, attempt.number,
+                        attempt.started_at)
 
     def set_attempt_process(self, run_id: str, node: str, number: int, pid: int,
                             pid_start: int | None) -> None:
@@ -189,8 +223,23 @@ class StateStore:
             db.execute("UPDATE node_runs SET status = ?, next_attempt_at = ? WHERE run_id = ?"
                        " AND name = ?",
                        (node_status.value, ts(next_attempt_at), run_id, node))
+            self._event(run_id, node, node_status.value, number, at)
 
     # ---- reads --------------------------------------------------------------------------
+
+    def events_after(self, run_id: str, sequence: int, *, limit: int = 1000
+                     ) -> list[RunEvent]:
+        """The run's history after `sequence`, oldest first."""
+        rows = self._db.execute(
+            "SELECT sequence, node, status, attempt, at FROM run_events WHERE run_id = ? AND"
+            " sequence > ? ORDER BY sequence LIMIT ?", (run_id, sequence, limit)).fetchall()
+        return [RunEvent(run_id=run_id, sequence=r[0], node=r[1], status=r[2], attempt=r[3],
+                         at=parse_ts(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    def last_sequence(self, run_id: str) -> int:
+        row = self._db.execute("SELECT MAX(sequence) FROM run_events WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        return int(row[0] or 0)
 
     def graph_version(self, run_id: str) -> int:
         row = self._db.execute("SELECT graph_version FROM runs WHERE run_id = ?",
@@ -265,9 +314,14 @@ class StateStore:
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"UPDATE node_runs SET status = 'CANCELLED' WHERE run_id IN ({marks})"
                            " AND status = 'PENDING'", chunk)
+                queued = [r[0] for r in db.execute(
+                    f"SELECT run_id FROM runs WHERE run_id IN ({marks}) AND status = 'PENDING'",
+                    chunk)]
                 db.execute("UPDATE runs SET status = 'CANCELLED', cancel_requested_at ="
                            " COALESCE(cancel_requested_at, ?), finished_at = ? WHERE run_id IN"
                            f" ({marks}) AND status = 'PENDING'", [ts(at), ts(at), *chunk])
+                for run_id in queued:
+                    self._event(run_id, None, RunStatus.CANCELLED.value, None, at)
 
     # ---- the scheduler: cursors, ticks, switches ----------------------------------------
 
