@@ -69,6 +69,7 @@ class Attempt:
     pid: int | None = None
     pid_start: int | None = None  # process start time (clock ticks since boot): no pid reuse
     copied_from_run_id: str | None = None
+    spark_application_id: str | None = None  # spark queues: read from the log at the end
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,4 +142,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (run_id, sequence)
     ) WITHOUT ROWID;
     """,
+    # 5: the Spark application id of an attempt on a spark queue (daemon/engine/spark.py)
+    """
+    ALTER TABLE attempts ADD COLUMN spark_application_id TEXT;
+    """,
 )

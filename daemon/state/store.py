@@ -159,11 +159,11 @@ class StateStore:
     def _insert_attempts(self, attempts: Iterable[Attempt]) -> None:
         self._db.executemany(
             "INSERT INTO attempts (run_id, node, number, plan_version, status, started_at,"
-            " finished_at, exit_code, error, log_path, pid, pid_start, copied_from_run_id)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " finished_at, exit_code, error, log_path, pid, pid_start, copied_from_run_id,"
+            " spark_application_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(a.run_id, a.node, a.number, a.plan_version, a.status.value, ts(a.started_at),
               ts(a.finished_at), a.exit_code, a.error, a.log_path, a.pid, a.pid_start,
-              a.copied_from_run_id) for a in attempts])
+              a.copied_from_run_id, a.spark_application_id) for a in attempts])
 
     def set_run_status(self, run_id: str, status: RunStatus, *, at: datetime) -> None:
         column = "finished_at" if status.finished else "started_at"
@@ -214,12 +214,15 @@ class StateStore:
 
     def finish_attempt(self, run_id: str, node: str, number: int, *, status: AttemptStatus,
                        at: datetime, exit_code: int | None, error: str | None,
-                       node_status: NodeStatus, next_attempt_at: datetime | None = None) -> None:
+                       node_status: NodeStatus, next_attempt_at: datetime | None = None,
+                       spark_application_id: str | None = None) -> None:
         """The attempt's result and the node's next status, in one commit."""
         with self.transaction() as db:
             db.execute("UPDATE attempts SET status = ?, finished_at = ?, exit_code = ?,"
-                       " error = ? WHERE run_id = ? AND node = ? AND number = ?",
-                       (status.value, ts(at), exit_code, error, run_id, node, number))
+                       " error = ?, spark_application_id = COALESCE(?, spark_application_id)"
+                       " WHERE run_id = ? AND node = ? AND number = ?",
+                       (status.value, ts(at), exit_code, error, spark_application_id, run_id,
+                        node, number))
             db.execute("UPDATE node_runs SET status = ?, next_attempt_at = ? WHERE run_id = ?"
                        " AND name = ?",
                        (node_status.value, ts(next_attempt_at), run_id, node))
@@ -495,7 +498,8 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         started_at=parse_ts(row["started_at"]),  # type: ignore[arg-type]
         finished_at=parse_ts(row["finished_at"]), exit_code=row["exit_code"],
         error=row["error"], log_path=row["log_path"], pid=row["pid"],
-        pid_start=row["pid_start"], copied_from_run_id=row["copied_from_run_id"])
+        pid_start=row["pid_start"], copied_from_run_id=row["copied_from_run_id"],
+        spark_application_id=row["spark_application_id"])
 
 
 def _run(row: sqlite3.Row, nodes: tuple[NodeRun, ...]) -> Run:
