@@ -5,7 +5,8 @@ The public contract, the only modules `daemon/` may import:
 - `compiler.store`: the plan store on disk (publish, list, load versions);
 - `compiler.templating`: the `${ ... }` template language, to render node fields;
 - `compiler.compile` and `compiler.repo`: `compile_repo(read_repo(root))`, for commands
-  that compile a working tree (`flowplan debug`, `flowplan up`, git hooks).
+  that compile a working tree (`flowplan debug`, `flowplan up`, git hooks);
+- `compiler.git`: `publish_from_git`, for a daemon that follows a branch (`serve --git`).
 Everything else is internal.
 """
 

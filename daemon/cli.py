@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from compiler import __version__
 from compiler import cli as compiler_cli
 from daemon import debug
+from daemon.client import commands as client_commands
+from daemon.server import app as server_app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     compiler_cli.register(subparsers)
     debug.register(subparsers)
+    client_commands.register(subparsers)
+    server_app.register_command(subparsers)
     return parser
 
 

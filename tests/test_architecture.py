@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import ROOT
 
 PUBLIC = {"compiler", "compiler.plan", "compiler.store", "compiler.templating",
-          "compiler.compile", "compiler.repo", "compiler.cli"}
+          "compiler.compile", "compiler.repo", "compiler.cli", "compiler.git"}
 
 
 def _imports(folder: Path) -> dict[str, set[str]]:

@@ -59,10 +59,10 @@ class Backfills:
         self._store = store
         self._catalog = catalog
         self._clock = clock
-        self._finished: list[Callable[[Backfill], None]] = []
+        self._finished: list[Callable[[Backfill], object]] = []
         self._unsubscribe = engine.subscribe(self._on_event)
 
-    def on_finished(self, callback: Callable[[Backfill], None]) -> None:
+    def on_finished(self, callback: Callable[[Backfill], object]) -> None:
         """Call `callback` once when a backfill ends (e.g. to send its failure e-mail)."""
         self._finished.append(callback)
 

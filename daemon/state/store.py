@@ -178,6 +178,11 @@ class StateStore:
             db.execute("UPDATE runs SET cancel_requested_at = COALESCE(cancel_requested_at, ?)"
                        " WHERE run_id = ?", (ts(at), run_id))
 
+    def cancel_requested_at(self, run_id: str) -> datetime | None:
+        row = self._db.execute("SELECT cancel_requested_at FROM runs WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        return None if row is None else parse_ts(row[0])
+
     def cancel_requested(self, run_id: str) -> bool:
         row = self._db.execute("SELECT cancel_requested_at FROM runs WHERE run_id = ?",
                                (run_id,)).fetchone()
@@ -239,6 +244,24 @@ class StateStore:
         return [RunEvent(run_id=run_id, sequence=r[0], node=r[1], status=r[2], attempt=r[3],
                          at=parse_ts(r[4])) for r in rows]  # type: ignore[arg-type]
 
+    def run_status_at(self, run_id: str, sequence: int) -> RunStatus | None:
+        """The run's own status as it was right after change `sequence`."""
+        row = self._db.execute("SELECT status FROM run_events WHERE run_id = ? AND node IS NULL"
+                               " AND sequence <= ? ORDER BY sequence DESC LIMIT 1",
+                               (run_id, sequence)).fetchone()
+        return None if row is None else RunStatus(row[0])
+
+    def get_node(self, run_id: str, name: str) -> NodeRun | None:
+        """One node of a run, with its attempts."""
+        row = self._db.execute("SELECT * FROM node_runs WHERE run_id = ? AND name = ?",
+                               (run_id, name)).fetchone()
+        if row is None:
+            return None
+        attempts = tuple(_attempt(a) for a in self._db.execute(
+            "SELECT * FROM attempts WHERE run_id = ? AND node = ? ORDER BY number",
+            (run_id, name)))
+        return _node_run(row, attempts)
+
     def last_sequence(self, run_id: str) -> int:
         row = self._db.execute("SELECT MAX(sequence) FROM run_events WHERE run_id = ?",
                                (run_id,)).fetchone()
@@ -267,9 +290,14 @@ class StateStore:
     def list_runs(self, *, workflow: str | None = None, statuses: Sequence[RunStatus] = (),
                   trigger: RunTrigger | None = None, backfill_id: str | None = None,
                   before_run_id: str | None = None, limit: int = 100,
-                  with_nodes: bool = False) -> list[Run]:
+                  with_nodes: bool = False, workflows: Sequence[str] | None = None
+                  ) -> list[Run]:
         """Newest first; `before_run_id` pages on."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
+        if workflows is not None:
+            where.append(f"workflow IN ({','.join('?' * len(workflows))})")
+            args += list(workflows)
         for column, value in (("workflow", workflow), ("backfill_id", backfill_id),
                               ("trigger", trigger.value if trigger else None)):
             if value is not None:
@@ -300,13 +328,8 @@ class StateStore:
                 for n in self._db.execute(
                         f"SELECT * FROM node_runs WHERE run_id IN ({marks})"
                         " ORDER BY run_id, position", chunk):
-                    nodes[n["run_id"]].append(NodeRun(
-                        run_id=n["run_id"], name=n["name"], status=NodeStatus(n["status"]),
-                        queue=n["queue"], plan_version=n["plan_version"],
-                        attempts=tuple(attempts.get((n["run_id"], n["name"]), ())),
-                        copied_from_run_id=n["copied_from_run_id"],
-                        next_attempt_at=parse_ts(n["next_attempt_at"]),
-                        skip_reason=n["skip_reason"]))
+                    nodes[n["run_id"]].append(_node_run(
+                        n, tuple(attempts.get((n["run_id"], n["name"]), ()))))
         return [_run(row, tuple(nodes[row["run_id"]])) for row in rows]
 
 
@@ -489,6 +512,13 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _node_run(n: sqlite3.Row, attempts: tuple[Attempt, ...]) -> NodeRun:
+    return NodeRun(run_id=n["run_id"], name=n["name"], status=NodeStatus(n["status"]),
+                   queue=n["queue"], plan_version=n["plan_version"], attempts=attempts,
+                   copied_from_run_id=n["copied_from_run_id"],
+                   next_attempt_at=parse_ts(n["next_attempt_at"]), skip_reason=n["skip_reason"])
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:

@@ -1,0 +1,1 @@
+"""The daemon: `flowplan serve`, the gRPC API over the engine and the scheduler."""

@@ -1,0 +1,348 @@
+"""`flowplan serve`: one asyncio process with the state store, the plan watcher, the engine,
+the scheduler, backfills, notifications and the gRPC server.
+
+Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING; streams
+end cleanly; the server stops accepting and gives in-flight calls a grace period; the
+scheduler and watcher stop; the engine stops driving runs and leaves node processes running
+(the next start adopts them); pending e-mails stay in the outbox; exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from compiler.store import PlanStore
+from daemon.engine.clock import SystemClock
+from daemon.engine.engine import Engine, EngineSettings
+from daemon.engine.launcher import LocalLauncher
+from daemon.notify import (
+    Notifier,
+    Outbox,
+    OutboxSender,
+    add_smtp_arguments,
+    smtp_settings_from_args,
+)
+from daemon.notify.settings import SettingsError, SmtpSettings
+from daemon.scheduler.backfills import Backfills
+from daemon.scheduler.scheduler import Scheduler
+from daemon.server.auth import TokenInterceptor
+from daemon.server.service import Parts, register
+from daemon.state.store import StateStore
+from daemon.watcher import PlanCatalog, watch_plans
+from flowplan.v1 import workflow_service_pb2 as pb
+
+log = logging.getLogger("flowplan.daemon")
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+STOP_GRACE_SECONDS = 5.0
+
+
+class UsageError(ValueError):
+    """A setting the daemon refuses to start with."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    store: Path
+    state: Path
+    listen: str = DEFAULT_LISTEN
+    token: str | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    tls_client_ca: bytes | None = None
+    insecure: bool = False
+    synchronous: str = "NORMAL"
+    kill_grace_seconds: float = 10.0
+    smtp: SmtpSettings | None = None
+    git_url: str | None = None
+    git_branch: str = "main"
+    sync_interval_seconds: float = 60.0
+
+    def check(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise UsageError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+        if not is_loopback(self.listen) and not (self.token or self.tls_cert or self.insecure):
+            raise UsageError(
+                f"refusing to listen on {self.listen} without authentication: give"
+                " --token-file or --tls-cert/--tls-key, or --insecure to accept the risk")
+
+
+def is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Daemon:
+    def __init__(self, config: ServeConfig) -> None:
+        config.check()
+        self.config = config
+        self.port: int | None = None
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    def shutdown(self) -> None:
+        """Begin a clean shutdown; safe to call more than once."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        config = self.config
+        clock = SystemClock()
+        store = StateStore(config.state, synchronous=config.synchronous)
+        catalog = PlanCatalog(PlanStore(config.store))
+        engine = Engine(store=store, plans=catalog, launcher=LocalLauncher(), clock=clock,
+                        settings=EngineSettings(state_dir=config.state,
+                                                kill_grace_seconds=config.kill_grace_seconds))
+        scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock)
+        backfills = Backfills(engine=engine, store=store, catalog=catalog, clock=clock)
+        sender = OutboxSender(Outbox(store), config.smtp, clock=clock)
+        notifier = Notifier(store=store, plans=catalog, sender=sender)
+        engine.subscribe(notifier.on_event)
+        backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
+        closing = asyncio.Event()
+
+        await sender.start()
+        await engine.start()
+        scheduler.recover()
+        backfills.recover()
+
+        server = self._server()
+        health_service = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+        register(server, Parts(engine=engine, store=store, catalog=catalog,
+                               scheduler=scheduler, backfills=backfills, clock=clock,
+                               closing=closing))
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        self.port = self._bind(server)
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        stop_watch = asyncio.Event()
+        tasks = [asyncio.ensure_future(scheduler.run()),
+                 asyncio.ensure_future(watch_plans(catalog, lambda _: scheduler.wake(),
+                                                   stop_watch))]
+        if config.git_url:
+            tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
+        log.info("listening", extra={"fields": {
+            "address": self.config.listen.rsplit(":", 1)[0] + f":{self.port}",
+            "store": str(config.store), "state": str(config.state),
+            "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
+            "token": bool(config.token)}})
+        self.ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("shutting down")
+            await health_service.enter_graceful_shutdown()
+            closing.set()
+            await server.stop(STOP_GRACE_SECONDS)
+            scheduler.stop()
+            stop_watch.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.stop()
+            await sender.stop(grace_seconds=STOP_GRACE_SECONDS)
+            store.close()
+            log.info("stopped")
+        return 0
+
+    def _server(self) -> grpc.aio.Server:
+        interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
+        return grpc.aio.server(interceptors=interceptors, options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        config = self.config
+        try:
+            if config.tls_cert and config.tls_key:
+                credentials = grpc.ssl_server_credentials(
+                    [(config.tls_key, config.tls_cert)], root_certificates=config.tls_client_ca,
+                    require_client_auth=config.tls_client_ca is not None)
+                port = server.add_secure_port(config.listen, credentials)
+            else:
+                port = server.add_insecure_port(config.listen)
+        except RuntimeError as exc:
+            raise UsageError(f"cannot listen on {config.listen}: {exc}") from exc
+        if not port:
+            raise UsageError(f"cannot listen on {config.listen} (in use, or not an address"
+                             " of this host)")
+        return port
+
+    async def _sync_git(self, catalog: PlanCatalog, scheduler: Scheduler,
+                        stop: asyncio.Event) -> None:
+        from compiler.git import publish_from_git  # the pull alternative to git hooks
+
+        assert self.config.git_url is not None
+        while not stop.is_set():
+            try:
+                report = await asyncio.to_thread(publish_from_git, self.config.git_url,
+                                                 self.config.git_branch, self.config.store)
+                if report.written:
+                    log.info("published from git", extra={"fields": {
+                        "commit": report.commit, "versions": len(report.written)}})
+                    if catalog.rescan():
+                        scheduler.wake()
+            except Exception as exc:  # a git server that is down must not stop the daemon
+                log.error("git sync failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.sync_interval_seconds)
+
+
+# ---- logging ----------------------------------------------------------------------------
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message and the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name,
+            "message": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        if fields:
+            text += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return text
+
+
+def setup_logging(fmt: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+# ---- the command ------------------------------------------------------------------------
+
+def register_command(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the daemon: scheduler, executor and gRPC API",
+        description="Run the flowplan daemon over a plan store. See docs/operations.md.")
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser, *, store_required: bool = True
+                        ) -> None:
+    parser.add_argument("--store", type=Path, required=store_required,
+                        help="the plan store (what `flowplan publish` writes)")
+    parser.add_argument("--state", type=Path, required=store_required,
+                        help="the state directory (SQLite database, logs, attempt folders)")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN,
+                        help=f"host:port to serve gRPC on (default {DEFAULT_LISTEN})")
+    parser.add_argument("--token-file", type=Path,
+                        help="require `authorization: Bearer <token>` with this file's token")
+    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-client-ca", type=Path,
+                        help="require client certificates signed by this CA (mTLS)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback address without token or TLS")
+    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL",
+                        help="SQLite durability: NORMAL survives a crash of flowplan; FULL"
+                             " also a power loss (slower commits)")
+    parser.add_argument("--kill-grace", type=float, default=10.0, metavar="SECONDS",
+                        help="after SIGTERM to a node on timeout or cancel, SIGKILL this late")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json",
+                        help="structured JSON lines (default) or text, on stderr")
+    parser.add_argument("--git", dest="git_url", metavar="URL_OR_PATH",
+                        help="publish this repository's branch head on an interval (the pull"
+                             " alternative to git hooks)")
+    parser.add_argument("--branch", default="main", help="the branch --git follows")
+    parser.add_argument("--sync-interval", default="60s", type=_seconds,
+                        help="how often --git fetches (e.g. 30s, 5m; default 60s)")
+    add_smtp_arguments(parser)
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError) as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration like 30s or 5m") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the interval must be positive")
+    return value
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    def read(path: Path | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+    token = read(args.token_file)
+    token_text = token.decode().strip() if token is not None else None
+    if token is not None and not token_text:
+        raise UsageError(f"{args.token_file} is empty: put the token in it")
+    try:
+        smtp = smtp_settings_from_args(args)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
+    return ServeConfig(
+        store=args.store.resolve(), state=args.state.resolve(), listen=args.listen,
+        token=token_text, tls_cert=read(args.tls_cert), tls_key=read(args.tls_key),
+        tls_client_ca=read(args.tls_client_ca), insecure=args.insecure,
+        synchronous=args.synchronous, kill_grace_seconds=args.kill_grace, smtp=smtp,
+        git_url=args.git_url, git_branch=args.branch,
+        sync_interval_seconds=args.sync_interval)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    setup_logging(args.log_format)
+    try:
+        config = config_from_args(args)
+        return asyncio.run(serve(config))
+    except UsageError as exc:
+        print(f"flowplan serve: {exc}", file=sys.stderr)
+        return 2
+
+
+async def serve(config: ServeConfig) -> int:
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.shutdown)
+    try:
+        return await daemon.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,425 @@
+"""`flowplan.v1.WorkflowService`: each RPC checks its request, calls the engine, scheduler or
+backfills, and converts the answer (daemon/server/convert.py). No state of its own beyond a
+cache of finished-enough GetRun answers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from compiler.plan import Plan, PlanError, WorkflowPlan
+from daemon.engine.clock import Clock
+from daemon.engine.engine import Engine, StatusEvent
+from daemon.engine.model import Run, RunStatus, RunTrigger
+from daemon.scheduler.backfills import BackfillRequest, Backfills
+from daemon.scheduler.manual import latest_plan, start_run
+from daemon.scheduler.model import BackfillStatus
+from daemon.scheduler.scheduler import Scheduler
+from daemon.server import convert
+from daemon.server.errors import RequestError, stream, unary
+from daemon.server.logs import stream_log
+from daemon.state.store import StateStore
+from daemon.watcher import PlanCatalog
+from flowplan.v1 import workflow_service_pb2 as pb
+from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_RUN_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the service talks to; the daemon builds them (daemon/server/app.py)."""
+
+    engine: Engine
+    store: StateStore
+    catalog: PlanCatalog
+    scheduler: Scheduler
+    backfills: Backfills
+    clock: Clock
+    closing: asyncio.Event  # set on shutdown: streams end cleanly
+
+
+class WorkflowService(pb_grpc.WorkflowServiceServicer):
+    def __init__(self, parts: Parts) -> None:
+        self._p = parts
+        self._runs: collections.OrderedDict[tuple[str, bool, int], pb.Run] = \
+            collections.OrderedDict()
+
+    # ---- workflows ----------------------------------------------------------------------
+
+    @unary
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Any
+                            ) -> pb.ListWorkflowsResponse:
+        size = _page_size(request.page_size)
+        after = _decode_token(request.page_token, scope=f"workflows:{request.include_tombstones}")
+        names = [n for n in self._p.catalog.workflows() if after is None or n > after]
+        items = []
+        for name in names:
+            plan = self._p.catalog.latest(name)
+            if plan is None or (plan.tombstone and not request.include_tombstones):
+                continue
+            items.append(self._workflow(plan))
+            if len(items) == size + 1:
+                break
+        token = ""
+        if len(items) > size:
+            items = items[:size]
+            token = _encode_token(items[-1].name,
+                                  scope=f"workflows:{request.include_tombstones}")
+        return pb.ListWorkflowsResponse(workflows=items, next_page_token=token)
+
+    @unary
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Any
+                          ) -> pb.GetWorkflowResponse:
+        latest = self._latest_any(request.workflow)
+        plan = latest
+        if request.plan_version:
+            plan = self._version(request.workflow, request.plan_version)
+        return pb.GetWorkflowResponse(workflow=self._workflow(plan, latest=latest))
+
+    @unary
+    async def ListPlanVersions(self, request: pb.ListPlanVersionsRequest, context: Any
+                               ) -> pb.ListPlanVersionsResponse:
+        self._latest_any(request.workflow)
+        size = _page_size(request.page_size)
+        before = _decode_token(request.page_token, scope=f"versions:{request.workflow}")
+        versions = [v for v in reversed(self._p.catalog.versions(request.workflow))
+                    if before is None or v < int(before)]
+        items = []
+        for version in versions[:size]:
+            try:
+                items.append(convert.plan_version(self._p.catalog.get(request.workflow,
+                                                                      version)))
+            except (PlanError, OSError, ValueError):
+                continue  # logged by the watcher; a client sees the readable versions
+        token = (_encode_token(str(versions[size - 1]), scope=f"versions:{request.workflow}")
+                 if len(versions) > size else "")
+        return pb.ListPlanVersionsResponse(plan_versions=items, next_page_token=token)
+
+    @unary
+    async def SetSchedulingStatus(self, request: pb.SetSchedulingStatusRequest, context: Any
+                                  ) -> pb.SetSchedulingStatusResponse:
+        plan = latest_plan(self._p.catalog, request.workflow)
+        self._p.scheduler.set_enabled(request.workflow, request.enabled)
+        return pb.SetSchedulingStatusResponse(workflow=self._workflow(plan))
+
+    def _workflow(self, plan: Plan, *, latest: Plan | None = None) -> pb.Workflow:
+        latest = latest or plan
+        switch = None
+        if latest.content is not None and latest.content.schedule is not None:
+            switch = self._p.scheduler.switch_state(latest.workflow)
+        return convert.workflow(plan, latest_version=latest.version or 0, switch=switch)
+
+    def _latest_any(self, workflow: str) -> Plan:
+        """The latest version, tombstones included."""
+        if not workflow:
+            raise RequestError("workflow is required", field="workflow")
+        plan = self._p.catalog.latest(workflow)
+        if plan is None:
+            raise RequestError(f"workflow '{workflow}' does not exist", field="workflow",
+                               code=grpc.StatusCode.NOT_FOUND)
+        return plan
+
+    def _version(self, workflow: str, version: int) -> Plan:
+        try:
+            return self._p.catalog.get(workflow, version)
+        except (PlanError, OSError, ValueError) as exc:
+            raise RequestError(f"version {version} of {workflow} cannot be read: {exc}",
+                               field="plan_version", code=grpc.StatusCode.NOT_FOUND) from exc
+
+    # ---- runs ---------------------------------------------------------------------------
+
+    @unary
+    async def StartRun(self, request: pb.StartRunRequest, context: Any
+                       ) -> pb.StartRunResponse:
+        run = start_run(self._p.engine, self._p.catalog, self._p.clock, request.workflow,
+                        params=convert.from_struct(request.params), queue=request.queue or None,
+                        remarks=request.remarks,
+                        logical_time=(convert.from_timestamp(request.logical_time)
+                                      if request.HasField("logical_time") else None))
+        return pb.StartRunResponse(run=self._run(run.run_id, include_graph=True))
+
+    @unary
+    async def GetRun(self, request: pb.GetRunRequest, context: Any) -> pb.GetRunResponse:
+        return pb.GetRunResponse(run=self._run(request.run_id,
+                                               include_graph=request.include_graph))
+
+    @unary
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Any) -> pb.ListRunsResponse:
+        size = _page_size(request.page_size)
+        filters = pb.ListRunsRequest()
+        filters.CopyFrom(request)
+        filters.page_token = ""
+        filters.page_size = 0
+        scope = "runs:" + hashlib.sha256(filters.SerializeToString(deterministic=True)
+                                         ).hexdigest()[:16]
+        before = _decode_token(request.page_token, scope=scope)
+        workflows = self._tagged(request.tag) if request.tag else None
+        if workflows is not None and request.workflow:
+            workflows = [w for w in workflows if w == request.workflow]
+        elif request.workflow:
+            workflows = [request.workflow]
+        runs: list[Run] = []
+        if workflows is None or workflows:
+            runs = self._p.store.list_runs(
+                workflows=workflows,
+                statuses=[RunStatus(pb.RunStatus.Name(request.status)[len("RUN_STATUS_"):])]
+                if request.status else (),
+                trigger=RunTrigger(pb.RunTrigger.Name(request.trigger)[
+                    len("RUN_TRIGGER_"):].lower()) if request.trigger else None,
+                backfill_id=request.backfill_id or None, before_run_id=before,
+                limit=size + 1)
+        token = ""
+        if len(runs) > size:
+            runs = runs[:size]
+            token = _encode_token(runs[-1].run_id, scope=scope)
+        return pb.ListRunsResponse(
+            runs=[convert.run(r, graph=None, last_sequence=0) for r in runs],
+            next_page_token=token)
+
+    def _tagged(self, tag: str) -> list[str]:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise RequestError(f"tag '{tag}' must be key=value (e.g. team=sales)", field="tag")
+        found = []
+        for name in self._p.catalog.workflows():
+            plan = self._p.catalog.latest(name)
+            if plan is not None and plan.content is not None \
+                    and plan.content.tags.get(key) == value:
+                found.append(name)
+        return found
+
+    @unary
+    async def CancelRun(self, request: pb.CancelRunRequest, context: Any
+                        ) -> pb.CancelRunResponse:
+        _required(request.run_id, "run_id")
+        self._p.engine.cancel_run(request.run_id)
+        return pb.CancelRunResponse(run=self._run(request.run_id, include_graph=True))
+
+    @unary
+    async def ResumeRun(self, request: pb.ResumeRunRequest, context: Any
+                        ) -> pb.ResumeRunResponse:
+        _required(request.run_id, "run_id")
+        if not request.node_names:
+            raise RequestError("name at least one node to resume from (node_names)",
+                               field="node_names")
+        answer = self._p.engine.resume_run(request.run_id, list(request.node_names),
+                                           plan_version=request.plan_version or None,
+                                           dry_run=request.dry_run,
+                                           remarks=request.remarks or None)
+        return pb.ResumeRunResponse(run_id=answer.run_id or "", node_names=answer.node_names,
+                                    plan_version=answer.plan_version)
+
+    def _run(self, run_id: str, *, include_graph: bool) -> pb.Run:
+        _required(run_id, "run_id")
+        sequence = self._p.store.last_sequence(run_id)
+        key = (run_id, include_graph, sequence)
+        cached = self._runs.get(key)
+        if cached is not None:
+            self._runs.move_to_end(key)
+            return cached
+        run = self._p.store.get_run(run_id, with_nodes=include_graph)
+        if run is None:
+            raise RequestError(f"run {run_id} does not exist", field="run_id",
+                               code=grpc.StatusCode.NOT_FOUND)
+        graph = self._graph(run) if include_graph else None
+        message = convert.run(run, graph=graph, last_sequence=sequence,
+                              cancel_requested_at=self._p.store.cancel_requested_at(run_id))
+        self._runs[key] = message  # the history's length names the state: safe to reuse
+        if len(self._runs) > _RUN_CACHE_SIZE:
+            self._runs.popitem(last=False)
+        return message
+
+    def _graph(self, run: Run) -> WorkflowPlan | None:
+        try:
+            plan = self._p.catalog.get(run.workflow, self._p.store.graph_version(run.run_id))
+        except (PlanError, OSError, ValueError, KeyError):
+            return None
+        return plan.content
+
+    # ---- backfills ----------------------------------------------------------------------
+
+    @unary
+    async def StartBackfill(self, request: pb.StartBackfillRequest, context: Any
+                            ) -> pb.StartBackfillResponse:
+        for name in ("start_time", "end_time"):
+            if not request.HasField(name):
+                raise RequestError(f"{name} is required", field=name)
+        if request.max_parallel_runs < 0:
+            raise RequestError("max_parallel_runs must be positive (0: the workflow's"
+                               " max_active_runs)", field="max_parallel_runs")
+        answer = self._p.backfills.start(BackfillRequest(
+            workflow=request.workflow, start_time=convert.from_timestamp(request.start_time),
+            end_time=convert.from_timestamp(request.end_time),
+            max_parallel_runs=request.max_parallel_runs or None, queue=request.queue or None,
+            remarks=request.remarks, failure_emails=tuple(request.failure_emails),
+            dry_run=request.dry_run, reprocess=convert.reprocess(request.reprocess)))
+        return pb.StartBackfillResponse(
+            backfill_id=answer.backfill_id or "",
+            logical_times=[convert.required_timestamp(t) for t in answer.logical_times],
+            run_ids=answer.run_ids)
+
+    @unary
+    async def GetBackfill(self, request: pb.GetBackfillRequest, context: Any
+                          ) -> pb.GetBackfillResponse:
+        _required(request.backfill_id, "backfill_id")
+        return pb.GetBackfillResponse(backfill=convert.backfill(
+            self._p.backfills.get(request.backfill_id)))
+
+    @unary
+    async def ListBackfills(self, request: pb.ListBackfillsRequest, context: Any
+                            ) -> pb.ListBackfillsResponse:
+        size = _page_size(request.page_size)
+        scope = f"backfills:{request.workflow}:{request.status}"
+        before = _decode_token(request.page_token, scope=scope)
+        status = ([BackfillStatus(pb.BackfillStatus.Name(request.status)[
+            len("BACKFILL_STATUS_"):])] if request.status else [])
+        items = self._p.store.list_backfills(workflow=request.workflow or None,
+                                             statuses=status, before_backfill_id=before,
+                                             limit=size + 1)
+        token = ""
+        if len(items) > size:
+            items = items[:size]
+            token = _encode_token(items[-1].backfill_id, scope=scope)
+        return pb.ListBackfillsResponse(backfills=[convert.backfill(b) for b in items],
+                                        next_page_token=token)
+
+    @unary
+    async def CancelBackfill(self, request: pb.CancelBackfillRequest, context: Any
+                             ) -> pb.CancelBackfillResponse:
+        _required(request.backfill_id, "backfill_id")
+        unfinished = [r.run_id for r in self._p.store.list_runs(
+            backfill_id=request.backfill_id, statuses=[RunStatus.PENDING, RunStatus.RUNNING],
+            limit=1_000_000)]
+        backfill = self._p.backfills.cancel(request.backfill_id)
+        return pb.CancelBackfillResponse(backfill=convert.backfill(backfill),
+                                         cancelled_run_ids=sorted(unfinished))
+
+    # ---- streams ------------------------------------------------------------------------
+
+    @stream
+    async def WatchRun(self, request: pb.WatchRunRequest, context: Any
+                       ) -> AsyncIterator[pb.WatchRunResponse]:
+        _required(request.run_id, "run_id")
+        run_id = request.run_id
+        if self._p.store.get_run(run_id, with_nodes=False) is None:
+            raise RequestError(f"run {run_id} does not exist", field="run_id",
+                               code=grpc.StatusCode.NOT_FOUND)
+        last = max(0, request.after_sequence)
+        status = self._p.store.run_status_at(run_id, last)
+        if status is not None and status.finished:
+            return  # the change that finished the run was sent already
+        woken = asyncio.Event()
+        unsubscribe = self._p.engine.subscribe(_waker(run_id, woken))
+        try:
+            while not self._p.closing.is_set():
+                woken.clear()
+                events = self._p.store.events_after(run_id, last)
+                for event in events:
+                    last = event.sequence
+                    node = None
+                    if event.node is None:
+                        status = RunStatus(event.status)
+                    else:
+                        node = self._p.store.get_node(run_id, event.node)
+                        status = self._p.store.run_status_at(run_id, event.sequence)
+                    yield convert.run_event(event, run_status=status, node=node)
+                    if event.node is None and status is not None and status.finished:
+                        return
+                if not events:
+                    await _first(woken.wait(), self._p.closing.wait())
+        finally:
+            unsubscribe()
+
+    @stream
+    async def GetNodeLog(self, request: pb.GetNodeLogRequest, context: Any
+                         ) -> AsyncIterator[pb.GetNodeLogResponse]:
+        _required(request.run_id, "run_id")
+        _required(request.node_name, "node_name")
+        run = self._p.store.get_run(request.run_id, with_nodes=False)
+        if run is None:
+            raise RequestError(f"run {request.run_id} does not exist", field="run_id",
+                               code=grpc.StatusCode.NOT_FOUND)
+        if self._p.store.get_node(request.run_id, request.node_name) is None:
+            raise RequestError(f"run {request.run_id} has no node '{request.node_name}'",
+                               field="node_name", code=grpc.StatusCode.NOT_FOUND)
+        if request.attempt < 0:
+            raise RequestError("attempt must be 0 (the latest) or an attempt number",
+                               field="attempt")
+        secrets = [s.encode() for s in self._p.engine.secrets(request.run_id) if s]
+        woken = asyncio.Event()
+        unsubscribe = self._p.engine.subscribe(_waker(request.run_id, woken))
+        try:
+            async for offset, data, number in stream_log(
+                    self._p.store, request.run_id, request.node_name,
+                    attempt=request.attempt, offset=request.offset, follow=request.follow,
+                    secrets=secrets, woken=woken, closing=self._p.closing):
+                yield pb.GetNodeLogResponse(offset=offset, data=data, attempt=number)
+        finally:
+            unsubscribe()
+
+
+def _waker(run_id: str, event: asyncio.Event) -> Callable[[StatusEvent], None]:
+    def listener(change: StatusEvent) -> None:
+        if change.run_id == run_id:
+            event.set()
+    return listener
+
+
+async def _first(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _required(value: str, field: str) -> None:
+    if not value:
+        raise RequestError(f"{field} is required", field=field)
+
+
+def _page_size(value: int) -> int:
+    if value < 0:
+        raise RequestError("page_size must not be negative", field="page_size")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _encode_token(position: str, *, scope: str) -> str:
+    raw = json.dumps({"p": position, "s": scope}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str, *, scope: str) -> str | None:
+    """An opaque page token's position; it is only valid with the same filters (AIP-158)."""
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position, token_scope = data["p"], data["s"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise RequestError("page_token is not one this daemon gave out",
+                           field="page_token") from exc
+    if token_scope != scope or not isinstance(position, str):
+        raise RequestError("page_token belongs to a request with other filters; send the"
+                           " same filters as the first page", field="page_token")
+    return position
+
+
+def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
+    service = WorkflowService(parts)
+    pb_grpc.add_WorkflowServiceServicer_to_server(service, server)
+    return service
+

@@ -1,0 +1,114 @@
+"""The daemon's view of the plan store: the verified latest version of every workflow, kept
+fresh by a watcher.
+
+Filesystem events (watchfiles) are only hints: each batch triggers a rescan of the store,
+and a full rescan also runs every `RESCAN_SECONDS` in case an event was lost (network
+filesystems, a store replaced by a rename). A plan that is unreadable or fails its digest
+check is logged and skipped, never fatal: the workflow keeps its last good version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from compiler.plan import Plan, PlanError
+from compiler.store import PlanStore
+
+log = logging.getLogger("flowplan.plans")
+
+RESCAN_SECONDS = 30.0
+DEBOUNCE_MS = 300  # a new version is active well within a second
+
+
+class PlanCatalog:
+    """Plan versions by workflow: `get` any version (verified once, cached: versions are
+    immutable), `latest` from the last rescan."""
+
+    def __init__(self, store: PlanStore) -> None:
+        self.store = store
+        self._cache: dict[tuple[str, int], Plan] = {}
+        self._latest: dict[str, Plan] = {}
+        self._broken: set[tuple[str, int]] = set()
+        self.rescan()
+
+    def get(self, workflow: str, version: int) -> Plan:
+        key = (workflow, version)
+        plan = self._cache.get(key)
+        if plan is None:
+            plan = self._cache[key] = self.store.load(workflow, version)
+        return plan
+
+    def latest(self, workflow: str) -> Plan | None:
+        return self._latest.get(workflow)
+
+    def workflows(self) -> list[str]:
+        return sorted(self._latest)
+
+    def versions(self, workflow: str) -> list[int]:
+        return self.store.versions(workflow)
+
+    def rescan(self) -> list[Plan]:
+        """Load what changed; returns the workflows' new latest versions."""
+        changed = []
+        for workflow in self.store.workflows():
+            for version in reversed(self.store.versions(workflow)):
+                current = self._latest.get(workflow)
+                if current is not None and current.version == version:
+                    break
+                if (workflow, version) in self._broken:
+                    continue
+                try:
+                    plan = self.get(workflow, version)
+                except (PlanError, OSError, ValueError) as exc:
+                    self._broken.add((workflow, version))
+                    log.error("plan %s version %d skipped: %s", workflow, version, exc)
+                    continue
+                if current is None or (current.version or 0) < version:
+                    self._latest[workflow] = plan
+                    changed.append(plan)
+                    log.info("plan %s version %d loaded%s", workflow, version,
+                             " (tombstone)" if plan.tombstone else "")
+                break
+        return changed
+
+
+def _relevant(change: Change, path: str) -> bool:
+    name = Path(path).name
+    return name.endswith(".json") and not name.startswith(".")
+
+
+async def watch_plans(catalog: PlanCatalog, on_change: Callable[[list[Plan]], None],
+                      stop: asyncio.Event) -> None:
+    """Rescan on filesystem hints and every `RESCAN_SECONDS`; call `on_change` with what
+    changed. Returns when `stop` is set."""
+    catalog.store.root.mkdir(parents=True, exist_ok=True)
+
+    def rescan() -> None:
+        try:
+            changed = catalog.rescan()
+        except Exception:  # the store folder vanished for a moment: try again later
+            log.exception("plan store rescan failed")
+            return
+        if changed:
+            on_change(changed)
+
+    async def periodic() -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), RESCAN_SECONDS)
+            except TimeoutError:
+                rescan()
+
+    ticker = asyncio.ensure_future(periodic())
+    try:
+        async for _ in awatch(catalog.store.root, watch_filter=_relevant, stop_event=stop,
+                              debounce=DEBOUNCE_MS, step=20, recursive=True,
+                              ignore_permission_denied=True):
+            rescan()
+    finally:
+        ticker.cancel()

@@ -1,0 +1,339 @@
+"""`flowplan serve` as a real process, driven over real gRPC on loopback: every RPC, the error
+codes, auth, health and reflection, SIGTERM, kill -9 with a run in flight, plans published
+while it runs, and streams."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import ROOT, MakeRepo, running
+from daemon_harness import Daemon, free_port, publish, running_daemon
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from flowplan.v1 import workflow_service_pb2 as pb
+
+FILES = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    "workflows/chain.yaml": """
+        name: chain
+        tags: {team: data}
+        params: {region: eu, code: "0"}
+        nodes:
+          - {name: a, command: "echo a ${params.region}"}
+          - {name: b, command: "echo b; exit ${params.code}", upstream: [a]}
+          - {name: c, command: "echo c", upstream: [b]}
+        """,
+    "workflows/slow.yaml": """
+        name: slow
+        nodes:
+          - {name: wait, command: "echo started; sleep ${params.seconds}"}
+        params: {seconds: "30"}
+        """,
+    "workflows/daily.yaml": """
+        name: daily
+        schedule: {every: day, at: "02:00", timezone: UTC}
+        max_active_runs: 2
+        nodes:
+          - {name: day, command: "echo ${ds}"}
+        """,
+}
+
+
+@pytest.fixture
+def deployed(make_repo: MakeRepo, tmp_path: Path) -> tuple[Path, Path, Path]:
+    repo = make_repo(FILES)
+    store = tmp_path / "store"
+    publish(repo, store, remarks="first")
+    return repo, store, tmp_path / "state"
+
+
+def params(**values: str) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(values)
+    return message
+
+
+def ts(text: str) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromJsonString(text)
+    return message
+
+
+def error_of(call: object) -> tuple[grpc.StatusCode, str, list[str]]:
+    """The status code, message and BadRequest field names of a failed call."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    error = caught.value
+    fields = []
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                fields += [v.field for v in bad.field_violations]
+    return error.code(), error.details(), fields  # type: ignore[attr-defined]
+
+
+def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        listed = d.call("ListWorkflows", pb.ListWorkflowsRequest())
+        assert [w.name for w in listed.workflows] == ["chain", "daily", "slow"]
+        page = d.call("ListWorkflows", pb.ListWorkflowsRequest(page_size=2))
+        rest = d.call("ListWorkflows", pb.ListWorkflowsRequest(
+            page_size=2, page_token=page.next_page_token))
+        assert [w.name for w in page.workflows] + [w.name for w in rest.workflows] \
+            == ["chain", "daily", "slow"] and not rest.next_page_token
+
+        daily = d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="daily")).workflow
+        assert daily.schedule.kind == pb.SCHEDULE_KIND_DAILY and daily.scheduling_enabled
+        assert daily.next_tick.ToDatetime().hour == 2
+        chain = d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="chain")).workflow
+        assert [n.name for n in chain.nodes] == ["a", "b", "c"]
+        assert [(e.upstream, e.downstream) for e in chain.edges] == [("a", "b"), ("b", "c")]
+        versions = d.call("ListPlanVersions", pb.ListPlanVersionsRequest(workflow="chain"))
+        assert [(v.version, v.remarks) for v in versions.plan_versions] == [(1, "first")]
+
+        paused = d.call("SetSchedulingStatus", pb.SetSchedulingStatusRequest(
+            workflow="daily", enabled=False)).workflow
+        assert not paused.scheduling_enabled and not paused.HasField("next_tick")
+        assert paused.schedule.enabled_in_git
+        d.call("SetSchedulingStatus", pb.SetSchedulingStatusRequest(workflow="daily",
+                                                                    enabled=True))
+
+        started = d.call("StartRun", pb.StartRunRequest(
+            workflow="chain", params=params(region="us"), remarks="by hand")).run
+        assert started.trigger == pb.RUN_TRIGGER_MANUAL and started.remarks == "by hand"
+        events = list(d.stub.WatchRun(pb.WatchRunRequest(run_id=started.run_id), timeout=30))
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        assert events[-1].run_status == pb.RUN_STATUS_SUCCEEDED
+        assert not events[-1].HasField("node")
+        assert [e.node.name for e in events if e.node.status == pb.NODE_STATUS_SUCCEEDED] \
+            == ["a", "b", "c"]
+        run = d.call("GetRun", pb.GetRunRequest(run_id=started.run_id, include_graph=True)).run
+        assert run.status == pb.RUN_STATUS_SUCCEEDED and run.params["region"] == "us"
+        assert [n.attempts[0].exit_code for n in run.nodes] == [0, 0, 0]
+        assert len(run.edges) == 2 and run.tags["team"] == "data"
+        assert run.last_sequence == events[-1].sequence
+        again = list(d.stub.WatchRun(pb.WatchRunRequest(run_id=started.run_id,
+                                                        after_sequence=3), timeout=10))
+        assert [e.sequence for e in again] == [e.sequence for e in events[3:]]
+        log = b"".join(c.data for c in d.stub.GetNodeLog(pb.GetNodeLogRequest(
+            run_id=started.run_id, node_name="a"), timeout=10))
+        assert log == b"a us\n"
+        tail = list(d.stub.GetNodeLog(pb.GetNodeLogRequest(
+            run_id=started.run_id, node_name="a", offset=-3), timeout=10))
+        assert [(c.offset, c.data) for c in tail] == [(2, b"us\n")]
+
+        failed = d.call("StartRun", pb.StartRunRequest(workflow="chain",
+                                                       params=params(code="3"))).run
+        failed = d.wait_run(failed.run_id)
+        assert failed.status == pb.RUN_STATUS_FAILED
+        assert [n.status for n in failed.nodes] == [
+            pb.NODE_STATUS_SUCCEEDED, pb.NODE_STATUS_FAILED, pb.NODE_STATUS_SKIPPED]
+        assert "exited with code 3" in failed.nodes[1].attempts[0].error
+        dry = d.call("ResumeRun", pb.ResumeRunRequest(run_id=failed.run_id,
+                                                      node_names=["b", "a"], dry_run=True))
+        assert not dry.run_id and list(dry.node_names) == ["a"] and dry.plan_version == 1
+        resumed = d.call("ResumeRun", pb.ResumeRunRequest(run_id=failed.run_id,
+                                                          node_names=["b"]))
+        second = d.wait_run(resumed.run_id)
+        assert second.previous_run_id == failed.run_id
+        assert second.trigger == pb.RUN_TRIGGER_RESUME
+        assert second.nodes[0].copied_from_run_id == failed.run_id
+
+        runs = d.call("ListRuns", pb.ListRunsRequest(workflow="chain"))
+        assert len(runs.runs) == 3
+        assert len(d.call("ListRuns", pb.ListRunsRequest(
+            status=pb.RUN_STATUS_FAILED)).runs) == 2
+        assert len(d.call("ListRuns", pb.ListRunsRequest(tag="team=data")).runs) == 3
+        assert d.call("ListRuns", pb.ListRunsRequest(tag="team=none")).runs == []
+        first = d.call("ListRuns", pb.ListRunsRequest(workflow="chain", page_size=2))
+        last = d.call("ListRuns", pb.ListRunsRequest(workflow="chain", page_size=2,
+                                                     page_token=first.next_page_token))
+        assert len(first.runs) == 2 and len(last.runs) == 1 and not last.next_page_token
+
+        slow = d.call("StartRun", pb.StartRunRequest(workflow="slow")).run
+        follow = d.stub.GetNodeLog(pb.GetNodeLogRequest(run_id=slow.run_id, node_name="wait",
+                                                        follow=True), timeout=30)
+        assert next(follow).data == b"started\n"
+        cancelled = d.call("CancelRun", pb.CancelRunRequest(run_id=slow.run_id)).run
+        assert cancelled.HasField("cancel_requested_at")
+        assert list(follow) == []  # the follow ends with the attempt
+        assert d.wait_run(slow.run_id).status == pb.RUN_STATUS_CANCELLED
+
+        window = {"start_time": ts("2026-05-01T00:00:00Z"), "end_time": ts("2026-05-04T00:00:00Z")}
+        preview = d.call("StartBackfill", pb.StartBackfillRequest(workflow="daily", dry_run=True,
+                                                                   **window))
+        assert not preview.backfill_id and len(preview.logical_times) == 3
+        backfill = d.call("StartBackfill", pb.StartBackfillRequest(workflow="daily", **window))
+        assert len(backfill.run_ids) == 3
+        for run_id in backfill.run_ids:
+            d.wait_run(run_id)
+        deadline = time.monotonic() + 10
+        while True:
+            got = d.call("GetBackfill", pb.GetBackfillRequest(
+                backfill_id=backfill.backfill_id)).backfill
+            if got.status != pb.BACKFILL_STATUS_RUNNING or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got.status == pb.BACKFILL_STATUS_SUCCEEDED and got.progress.succeeded == 3
+        logs = [b"".join(c.data for c in d.stub.GetNodeLog(pb.GetNodeLogRequest(
+            run_id=r, node_name="day"), timeout=10)) for r in backfill.run_ids]
+        assert logs == [b"2026-05-01\n", b"2026-05-02\n", b"2026-05-03\n"]
+        listed_bf = d.call("ListBackfills", pb.ListBackfillsRequest(workflow="daily"))
+        assert [b.backfill_id for b in listed_bf.backfills] == [backfill.backfill_id]
+
+        big = d.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="daily", start_time=ts("2025-01-01T00:00:00Z"),
+            end_time=ts("2025-12-31T00:00:00Z"), max_parallel_runs=1))
+        stopped = d.call("CancelBackfill", pb.CancelBackfillRequest(
+            backfill_id=big.backfill_id))
+        assert stopped.backfill.status == pb.BACKFILL_STATUS_CANCELLED
+        assert len(stopped.cancelled_run_ids) == 364  # 02:00 on 01-01 .. 12-30
+        assert d.stop() == 0
+
+
+def test_errors_carry_the_right_code_and_field(deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        code, message, fields = error_of(lambda: d.call("StartRun", pb.StartRunRequest(
+            workflow="chain", params=params(regoin="us"))))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["params.regoin"]
+        assert "declared: code, region" in message
+        code, _, fields = error_of(lambda: d.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="daily", start_time=ts("2026-05-04T00:00:00Z"),
+            end_time=ts("2026-05-01T00:00:00Z"))))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["end_time"]
+        code, _, fields = error_of(lambda: d.call("ListRuns", pb.ListRunsRequest(
+            page_token="garbage")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["page_token"]
+        code, _, _ = error_of(lambda: d.call("GetRun", pb.GetRunRequest(run_id="wr_nope")))
+        assert code == grpc.StatusCode.NOT_FOUND
+        code, _, _ = error_of(lambda: d.call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow="nope")))
+        assert code == grpc.StatusCode.NOT_FOUND
+        code, message, _ = error_of(lambda: d.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="chain", start_time=ts("2026-05-01T00:00:00Z"),
+            end_time=ts("2026-05-02T00:00:00Z"))))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "no schedule" in message
+        slow = d.call("StartRun", pb.StartRunRequest(workflow="slow")).run
+        code, message, _ = error_of(lambda: d.call("ResumeRun", pb.ResumeRunRequest(
+            run_id=slow.run_id, node_names=["wait"])))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        d.call("CancelRun", pb.CancelRunRequest(run_id=slow.run_id))
+        d.wait_run(slow.run_id)
+        code, _, _ = error_of(lambda: d.call("CancelRun", pb.CancelRunRequest(
+            run_id=slow.run_id)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        code, _, fields = error_of(lambda: list(d.stub.WatchRun(pb.WatchRunRequest(),
+                                                                timeout=5)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["run_id"]
+        health = health_pb2_grpc.HealthStub(d.channel)
+        assert health.Check(health_pb2.HealthCheckRequest(
+            service="flowplan.v1.WorkflowService")).status == 1
+        assert d.process.poll() is None  # none of it hurt the daemon
+
+
+def test_bearer_token_health_and_reflection(deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    token = state.parent / "token"
+    token.write_text("s3cret-token\n")
+    with running_daemon(store, state, extra=["--token-file", str(token)],
+                        token="s3cret-token") as d:
+        assert d.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows
+        for metadata in ([], [("authorization", "Bearer wrong")]):
+            code, message, _ = error_of(lambda m=metadata: d.call(
+                "ListWorkflows", pb.ListWorkflowsRequest(), metadata=m))
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+        code, _, _ = error_of(lambda: list(d.stub.WatchRun(pb.WatchRunRequest(run_id="x"),
+                                                           timeout=5)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        health = health_pb2_grpc.HealthStub(d.channel)
+        assert health.Check(health_pb2.HealthCheckRequest()).status == 1  # open
+        reflect = reflection_pb2_grpc.ServerReflectionStub(d.channel)
+        answer = next(reflect.ServerReflectionInfo(iter([
+            reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        names = {s.name for s in answer.list_services_response.service}
+        assert "flowplan.v1.WorkflowService" in names and "grpc.health.v1.Health" in names
+
+
+def test_a_non_loopback_address_needs_auth_or_insecure(deployed: tuple[Path, Path, Path]
+                                                       ) -> None:
+    _, store, state = deployed
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+                             "--state", str(state), "--listen", f"0.0.0.0:{free_port()}"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and "--insecure" in result.stderr
+
+
+def attempt_pid(state: Path, run_id: str) -> int:
+    db = sqlite3.connect(state / "state.sqlite3")
+    try:
+        for _ in range(100):
+            row = db.execute("SELECT pid FROM attempts WHERE run_id = ? AND pid IS NOT NULL",
+                             (run_id,)).fetchone()
+            if row:
+                return int(row[0])
+            time.sleep(0.05)
+    finally:
+        db.close()
+    raise AssertionError("no attempt pid recorded")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_run_in_flight_survives_a_daemon_stop(deployed: tuple[Path, Path, Path],
+                                                signum: int) -> None:
+    _, store, state = deployed
+    d = Daemon(store, state)
+    run = d.call("StartRun", pb.StartRunRequest(workflow="slow", params=params(seconds="2"))).run
+    pid = attempt_pid(state, run.run_id)
+    started = time.monotonic()
+    code = d.stop(signum)
+    if signum == signal.SIGTERM:
+        assert code == 0 and time.monotonic() - started < 10
+        assert '"message": "stopped"' in d.output()
+    assert running(pid)  # the node outlives the daemon
+    with running_daemon(store, state) as again:
+        finished = again.wait_run(run.run_id)
+        assert finished.status == pb.RUN_STATUS_SUCCEEDED
+        assert [a.number for a in finished.nodes[0].attempts] == [1]  # adopted, not rerun
+        assert again.stop() == 0
+
+
+def test_a_plan_published_while_serving_is_runnable_within_a_second(
+        deployed: tuple[Path, Path, Path], make_repo: MakeRepo) -> None:
+    repo, store, state = deployed
+    with running_daemon(store, state) as d:
+        make_repo({"workflows/late.yaml": "name: late\nnodes:\n  - {name: x, command: 'true'}\n"},
+                  root=repo)
+        publish(repo, store, remarks="late")
+        published = time.monotonic()
+        while True:
+            try:
+                run = d.call("StartRun", pb.StartRunRequest(workflow="late")).run
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+                assert time.monotonic() - published < 1.0, "not runnable within a second"
+                time.sleep(0.02)
+        assert d.wait_run(run.run_id).status == pb.RUN_STATUS_SUCCEEDED
+        (store / "late" / "1.json").chmod(0o644)
+        tampered = store / "chain" / "2.json"
+        tampered.write_text((store / "chain" / "1.json").read_text().replace('"eu"', '"us"'))
+        time.sleep(0.6)
+        assert d.process.poll() is None and "chain version 2 skipped" in d.output()
+        workflow = d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="chain")).workflow
+        assert workflow.latest_version == 1  # the last good version stays active
