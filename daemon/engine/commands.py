@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from compiler import templating
 from compiler.plan import NodePlan, QueuePlan, SourcePlan
+from daemon.engine import spark
 
 SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
 MASK = "********"
@@ -95,25 +96,55 @@ def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any]
                    if node.command is not None else None)
     except templating.TemplateError as exc:
         raise CommandError(str(exc)) from exc
-    if queue.executor != "local":
-        raise CommandError(f"queue '{node.queue}' uses the {queue.executor} executor, which"
-                           " this daemon cannot run yet; use a local queue")
+    if queue.executor == "spark":
+        return _spark_command(node, queue, variables, args, env, sources_dir=sources_dir,
+                              attempt_dir=attempt_dir)
     if command is not None:
         return ("/bin/sh", "-c", command), env
     assert node.source is not None
     if node.type == "sql":
-        try:
-            sql = templating.render(node.source.text, variables)
-        except templating.TemplateError as exc:
-            raise CommandError(f"{node.source.path}: {exc}") from exc
-        attempt_dir.mkdir(parents=True, exist_ok=True)
-        query = attempt_dir / "query.sql"
-        query.write_text(sql, encoding="utf-8")
+        query = _render_sql(node.source, variables, attempt_dir)
         return (sys.executable, "-m", "daemon.engine.sql", str(query)), env
     path = str(source_file(sources_dir, node.source))
     if node.type == "python":
         return (queue.python or sys.executable, path, *args), env
     return ("/bin/sh", path, *args), env
+
+
+def _render_sql(source: SourcePlan, variables: Mapping[str, Any], attempt_dir: Path) -> Path:
+    """The rendered `.sql` source, as `query.sql` in the attempt folder."""
+    try:
+        sql = templating.render(source.text, variables)
+    except templating.TemplateError as exc:
+        raise CommandError(f"{source.path}: {exc}") from exc
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    query = attempt_dir / "query.sql"
+    query.write_text(sql, encoding="utf-8")
+    return query
+
+
+def _spark_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any],
+                   args: list[str], env: dict[str, str], *, sources_dir: Path,
+                   attempt_dir: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """`spark-submit` of a python source, or of the SQL runner with a rendered sql source."""
+    if node.source is None or node.type == "shell":
+        raise CommandError(f"queue '{node.queue}' uses executor spark, which runs python and"
+                           f" sql sources; node '{node.name}' is a shell"
+                           f" {'command' if node.source is None else 'source'}: put it on a"
+                           " local queue")
+    submit = spark.locate()
+    if submit is None:
+        raise CommandError(spark.not_found_message(node.queue))
+    if node.type == "sql":
+        primary, job_args = spark.SQL_RUNNER, [str(_render_sql(node.source, variables,
+                                                               attempt_dir))]
+    else:
+        primary, job_args = source_file(sources_dir, node.source), args
+    name = (f"flowplan:{variables['workflow']}.{variables['node']}:{variables['run_id']}"
+            f":{variables['attempt']}")
+    argv = spark.submit_argv(submit, queue, app_name=name, attempt_dir=attempt_dir,
+                             primary=primary, args=job_args, python=queue.python)
+    return argv, spark.submit_env(submit, env)
 
 
 def attempt_env(base: Mapping[str, str], variables: Mapping[str, Any], node_env: Mapping[str, str],

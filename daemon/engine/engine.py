@@ -42,6 +42,7 @@ from daemon.engine.model import (
 )
 from daemon.engine.queues import ResourceQueue, capacity_of
 from daemon.engine.resume import ResumeError, ResumePlan, plan_resume
+from daemon.engine.spark import attempt_application_id
 from daemon.engine.triggers import Readiness, readiness
 from daemon.state.store import StateStore
 
@@ -576,7 +577,10 @@ class Engine:
             error = f"exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
         self._store.finish_attempt(run.header.run_id, node.name, number, status=attempt_status,
                                    at=now, exit_code=code, error=error, node_status=node_status,
-                                   next_attempt_at=next_at)
+                                   next_attempt_at=next_at,
+                                   spark_application_id=attempt_application_id(
+                                       run.graph.queues.get(node.queue),
+                                       self._attempt_dir(run, node.name, number)))
         run.set_node_status(node, node_status)
         self._emit(run.header.run_id, node.name, node_status.value, number)
         return next_at

@@ -1,0 +1,101 @@
+"""The Spark SQL runner of spark queues: `spark-submit spark_sql.py QUERY_FILE`.
+
+Runs the statements of a rendered `.sql` node one after the other in one SparkSession (so
+temporary views made by one statement are seen by the next) and prints the rows of the last
+statement as CSV, header first, like the embedded SQL engine of local queues. A statement
+that fails stops the script: its number, first line and Spark's message go to stderr, and
+the exit code is 1.
+
+This file is the primary resource of a `spark-submit`: it runs in the Spark driver's Python,
+which may not have flowplan installed, so it imports nothing but the standard library and
+pyspark.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+MAX_ROWS = 10_000  # of the last statement, printed to the log
+
+
+def statements(script: str) -> Iterator[tuple[int, str]]:
+    """(first line, text) of each statement of `script`, split at `;` outside string
+    literals, quoted identifiers and comments (`-- ...`, nestable `/* ... */`).
+    Statements that hold nothing but comments and blanks are left out."""
+    start, line, depth, quote = 0, 1, 0, ""
+    text_line, has_code = 1, False  # the statement's first line; whether it has code yet
+    i, end = 0, len(script)
+    while i < end:
+        char = script[i]
+        pair = script[i:i + 2]
+        if quote:
+            if char == "\\" and quote != "`":
+                i += 1  # an escaped character, e.g. \' in a string
+                line += script[i:i + 1] == "\n"
+            elif char == quote:
+                quote = ""
+        elif depth:
+            if pair == "/*":
+                depth, i = depth + 1, i + 1
+            elif pair == "*/":
+                depth, i = depth - 1, i + 1
+        elif pair == "--":
+            newline = script.find("\n", i)
+            i = end if newline < 0 else newline
+            continue
+        elif pair == "/*":
+            depth, i = 1, i + 1
+        elif char in "'\"`":
+            quote = char
+            if not has_code:
+                start, text_line, has_code = i, line, True
+        elif char == ";":
+            if has_code:
+                yield text_line, script[start:i].strip()
+            has_code = False
+        elif not char.isspace() and not has_code:
+            start, text_line, has_code = i, line, True
+        if char == "\n":
+            line += 1
+        i += 1
+    if has_code:
+        yield text_line, script[start:].strip()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: spark-submit spark_sql.py QUERY_FILE", file=sys.stderr)
+        return 2
+    path = Path(argv[1])
+    script = path.read_text(encoding="utf-8")
+    from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    try:
+        result = None
+        for number, (first_line, statement) in enumerate(statements(script), start=1):
+            try:
+                result = spark.sql(statement)
+            except PySparkException as exc:
+                print(f"spark sql error: {path.name}, statement {number} (line {first_line}):"
+                      f" {exc}", file=sys.stderr)
+                return 1
+        if result is not None and result.columns:
+            rows = result.limit(MAX_ROWS + 1).collect()
+            writer = csv.writer(sys.stdout)
+            writer.writerow(result.columns)
+            writer.writerows(tuple(row) for row in rows[:MAX_ROWS])
+            if len(rows) > MAX_ROWS:
+                print(f"(only the first {MAX_ROWS} rows are shown)", file=sys.stderr)
+        sys.stdout.flush()
+        return 0
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
