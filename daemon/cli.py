@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from compiler import __version__
 from compiler import cli as compiler_cli
-from daemon import debug
+from daemon import debug, up
 from daemon.client import commands as client_commands
 from daemon.server import app as server_app
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     debug.register(subparsers)
     client_commands.register(subparsers)
     server_app.register_command(subparsers)
+    up.register(subparsers)
     return parser
 
 

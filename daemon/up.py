@@ -1,0 +1,156 @@
+"""`flowplan up [REPO]`: the embedded default for trying flowplan out.
+
+Compiles REPO (default: the current directory, or its `workflows/` folder) and publishes it
+into `./.flowplan/store`, starts the daemon with its state in `./.flowplan/state` on
+127.0.0.1:50051, and republishes on every change of the repository (diagnostics printed;
+an invalid workflow keeps its last good version). Ctrl-C stops it cleanly; node processes
+still running are adopted by the next `flowplan up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watchfiles import awatch
+
+from compiler.cli import print_diagnostics, print_publish_report
+from compiler.compile import CompileResult, compile_repo
+from compiler.plan import Plan
+from compiler.repo import RepoError, find_root, read_repo
+from compiler.store import PlanStore
+from daemon.scheduler.ticks import next_ticks
+from daemon.server.app import DEFAULT_LISTEN, Daemon, ServeConfig, UsageError, setup_logging
+
+log = logging.getLogger("flowplan.up")
+
+HOME = Path(".flowplan")
+
+
+def register(subparsers: Any) -> None:
+    up = subparsers.add_parser(
+        "up", help="compile, publish and serve a repository, republishing on change",
+        description=__doc__.split("\n\n")[1] if __doc__ else None)
+    up.add_argument("repo", nargs="?", type=Path, default=Path("."),
+                    help="the repository (default: the current directory)")
+    up.add_argument("--listen", default=DEFAULT_LISTEN,
+                    help=f"host:port of the daemon (default {DEFAULT_LISTEN}; loopback only)")
+    up.add_argument("--home", type=Path, default=HOME,
+                    help="where the store and state go (default ./.flowplan)")
+    up.set_defaults(handler=cmd_up)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    setup_logging("text", "WARNING")
+    try:
+        root = find_root(args.repo)
+    except RepoError as exc:
+        print(f"flowplan up: {exc}", file=sys.stderr)
+        return 2
+    home = args.home.resolve()
+    config = ServeConfig(store=home / "store", state=home / "state", listen=args.listen)
+    try:
+        config.check()
+        if not config.listen.startswith(("127.", "localhost", "[::1]")):
+            raise UsageError("flowplan up listens on loopback only; use flowplan serve")
+        return asyncio.run(_up(root.resolve(), config))
+    except UsageError as exc:
+        print(f"flowplan up: {exc}", file=sys.stderr)
+        return 2
+
+
+def publish(root: Path, store: PlanStore, *, remarks: str, quiet_if_same: tuple[str, ...] = (),
+            headline: str = "changed, republished") -> CompileResult:
+    """Compile the working tree and publish what is valid; print what happened (with
+    `quiet_if_same`, the last diagnostics: nothing when nothing changed)."""
+    result = compile_repo(read_repo(root))
+    report = store.publish(result.plans, keep=result.failed,
+                           remove_missing=not result.uncertain_files, remarks=remarks)
+    if report.written or tuple(map(str, result.diagnostics)) != quiet_if_same:
+        print(f"\nflowplan up: {root} {headline}")
+        print_diagnostics(result)
+        print_publish_report(report)
+    sys.stdout.flush()
+    return result
+
+
+async def _up(root: Path, config: ServeConfig) -> int:
+    store = PlanStore(config.store)
+    result = publish(root, store, remarks="flowplan up", quiet_if_same=("-",),
+                     headline="compiled and published")
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.shutdown)
+    running = asyncio.ensure_future(daemon.run())
+    ready = asyncio.ensure_future(daemon.ready.wait())
+    await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        return running.result()
+    _banner(config, daemon.port, result.plans)
+    stop = asyncio.Event()
+    watcher = asyncio.ensure_future(_republish(root, config, store, stop,
+                                               tuple(map(str, result.diagnostics))))
+    try:
+        return await running
+    finally:
+        stop.set()
+        await asyncio.gather(watcher, return_exceptions=True)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        print("flowplan up: stopped")
+
+
+IGNORED_PARTS = frozenset({".git", ".flowplan", "__pycache__", ".pytest_cache", ".mypy_cache",
+                           ".ruff_cache", ".hypothesis", "node_modules"})
+
+
+async def _republish(root: Path, config: ServeConfig, store: PlanStore,
+                     stop: asyncio.Event, last: tuple[str, ...]) -> None:
+    home = config.store.parent
+
+    def relevant(_: object, path: str) -> bool:
+        changed = Path(path)
+        return home not in changed.parents and not IGNORED_PARTS.intersection(changed.parts) \
+            and not changed.name.endswith(("~", ".swp", ".tmp", ".pyc"))
+
+    async for _ in awatch(root, watch_filter=relevant, stop_event=stop, debounce=400):
+        try:
+            result = await asyncio.to_thread(publish, root, store,
+                                             remarks="flowplan up (change)", quiet_if_same=last)
+            last = tuple(map(str, result.diagnostics))
+        except Exception as exc:  # a file removed mid-read: the next change retries
+            print(f"flowplan up: republish failed: {exc}", file=sys.stderr)
+
+
+def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | list[Plan]
+            ) -> None:
+    host = config.listen.rsplit(":", 1)[0]
+    address = f"{host}:{port}"
+    print(f"\ndaemon listening on {address}  (store {config.store}, state {config.state})")
+    now = datetime.now(UTC)
+    manual = []
+    for plan in sorted(plans, key=lambda p: p.workflow):
+        content = plan.content
+        if content is None:
+            continue
+        if content.schedule is None:
+            manual.append(plan.workflow)
+            continue
+        upcoming = next_ticks(content.schedule, now, 1)
+        when = upcoming[0].astimezone().strftime("%Y-%m-%d %H:%M %Z") if upcoming else "never"
+        state = "" if content.schedule.enabled else " (paused in git)"
+        print(f"  scheduled  {plan.workflow:<24} next run {when}{state}")
+    for name in manual:
+        print(f"  manual     {name:<24} start it: flowplan run {name}")
+    flag = "" if address == DEFAULT_LISTEN else f" --address {address}"
+    print(f"\nlook: flowplan runs{flag}   flowplan status{flag} RUN_ID   flowplan watch{flag}"
+          " RUN_ID\nedit the repository to republish; Ctrl-C stops (running nodes are adopted"
+          " by the next start)\n")
+    sys.stdout.flush()

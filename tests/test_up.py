@@ -1,0 +1,74 @@
+"""`flowplan up` from a copy of the shipped repository, as README's first command runs it:
+it publishes, serves health, shows the examples, republishes on change (keeping the last good
+version of an invalid workflow), and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from conftest import ROOT
+from daemon_harness import free_port, serving
+
+from flowplan.v1 import workflow_service_pb2 as pb
+from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
+
+
+def versions(stub: pb_grpc.WorkflowServiceStub, workflow: str) -> list[int]:
+    answer = stub.ListPlanVersions(pb.ListPlanVersionsRequest(workflow=workflow), timeout=5)
+    return [v.version for v in answer.plan_versions]
+
+
+def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "workflows", project / "workflows")
+    shutil.copy(ROOT / "flowplan.yaml", project / "flowplan.yaml")
+    if (ROOT / "jobs").is_dir():
+        shutil.copytree(ROOT / "jobs", project / "jobs")
+    address = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "up.out"
+    with open(out, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "up", "--listen", address],
+            cwd=project, stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+        try:
+            channel = grpc.insecure_channel(address)
+            serving(channel, process, out)  # health SERVING
+            stub = pb_grpc.WorkflowServiceStub(channel)
+            deadline = time.monotonic() + 10
+            while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            text = out.read_text()
+            assert "scheduled  daily_sales" in text and "scheduled  hourly_health" in text
+            assert "start it: flowplan run reindex" in text
+            assert (project / ".flowplan" / "store" / "daily_sales" / "1.json").is_file()
+            names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest()).workflows]
+            assert names == ["daily_sales", "hourly_health", "reindex"]
+
+            reindex = project / "workflows" / "adhoc" / "reindex.yaml"
+            reindex.write_text(reindex.read_text().replace("description: Rebuild",
+                                                           "description: Now rebuild"))
+            deadline = time.monotonic() + 10
+            while versions(stub, "reindex") != [2, 1] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert versions(stub, "reindex") == [2, 1]
+
+            reindex.write_text("name: reindex\nnodes: [{name: x, upstream: [nope]}]\n")
+            deadline = time.monotonic() + 10
+            while "reindex.yaml:2:" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "reindex.yaml:2:" in out.read_text()  # diagnostics with file:line
+            assert versions(stub, "reindex") == [2, 1]  # the last good version stays
+            channel.close()
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+    assert code == 0, out.read_text()
+    assert "flowplan up: stopped" in out.read_text()
