@@ -97,6 +97,7 @@ def lane_of(workflow: str, backfill_id: str | None) -> LaneKey:
 class ResumeAnswer:
     run_id: str | None  # None for a dry run
     node_names: tuple[str, ...]
+    plan_version: int = 0  # the version the re-run nodes use
 
 
 @dataclass(slots=True)
@@ -684,12 +685,16 @@ class Engine:
         return run
 
     def masked(self, run_id: str, text: str) -> str:
+        return mask(text, self.secrets(run_id))
+
+    def secrets(self, run_id: str) -> list[str]:
+        """The values to mask wherever the run's text is shown."""
         run = self._runs.get(run_id)
         if run is not None:
-            return mask(text, run.secrets)
+            return run.secrets
         stored = self.get_run(run_id)
         plan = self._plans.get(stored.workflow, stored.plan_version).content
-        return mask(text, secret_values(plan.nodes if plan else (), stored.params))
+        return secret_values(plan.nodes if plan else (), stored.params)
 
     async def wait_run(self, run_id: str) -> Run:
         """The run once it has finished."""
@@ -705,7 +710,8 @@ class Engine:
     # ---- resume -------------------------------------------------------------------------
 
     def resume_run(self, run_id: str, node_names: Sequence[str], *,
-                   plan_version: int | None = None, dry_run: bool = False) -> ResumeAnswer:
+                   plan_version: int | None = None, dry_run: bool = False,
+                   remarks: str | None = None) -> ResumeAnswer:
         """A new run re-running `node_names` and everything downstream; the rest copied."""
         original = self.get_run(run_id)
         graph_version = self._store.graph_version(run_id)
@@ -730,7 +736,8 @@ class Engine:
         except ResumeError as exc:
             raise RunError(str(exc), field=exc.field, precondition=exc.precondition) from exc
         if dry_run:
-            return ResumeAnswer(run_id=None, node_names=shape.starting)
+            return ResumeAnswer(run_id=None, node_names=shape.starting,
+                                plan_version=chosen.version)
         now = self._clock.now()
         new_id = ids.run_id(now)
         rerun = set(shape.rerun)
@@ -755,7 +762,8 @@ class Engine:
         run = Run(run_id=new_id, workflow=original.workflow, plan_version=chosen.version,
                   plan_digest=chosen.digest, trigger=RunTrigger.RESUME,
                   logical_time=original.logical_time, status=RunStatus.PENDING, created_at=now,
-                  params=original.params, remarks=original.remarks,
+                  params=original.params,
+                  remarks=original.remarks if remarks is None else remarks,
                   queue_override=original.queue_override, backfill_id=original.backfill_id,
                   previous_run_id=original.run_id,
                   data_interval_start=original.data_interval_start,
@@ -765,7 +773,8 @@ class Engine:
                                plan_version=run.plan_version,
                                lane=lane_of(run.workflow, run.backfill_id),
                                state=self._state(run, graph, node_plans))])
-        return ResumeAnswer(run_id=new_id, node_names=shape.starting)
+        return ResumeAnswer(run_id=new_id, node_names=shape.starting,
+                            plan_version=chosen.version)
 
     # ---- recovery -----------------------------------------------------------------------
 
