@@ -1,0 +1,679 @@
+"""The client commands of `flowplan`, one handler per command: `workflows`, `versions`, `run`,
+`backfill`, `runs`, `status`, `watch`, `logs`, `cancel`, `cancel-backfill`, `resume`, `pause`,
+`unpause`.
+
+Each handler builds one request from its options, calls the daemon through a `Client`, and
+prints the answer: text for people (see `render`), or with `--json` the response message in
+protobuf's JSON mapping with the proto's field names (one indented object for a single
+answer; one object per line when a command prints several, as streams do). Errors go to
+stderr as `error: CODE: message` with each field violation; see `connection` for the exit
+codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, TextIO, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from compiler import cli as compiler_cli
+from daemon.client import render
+from daemon.client.connection import (
+    DEFAULT_ADDRESS,
+    DEFAULT_TIMEOUT_SECONDS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Client,
+    UsageError,
+    report,
+    target_from_options,
+)
+from flowplan.v1 import workflow_service_pb2 as pb
+
+POLL_SECONDS = 0.5  # `backfill --wait` asks for the backfill's progress this often
+MAX_PAGE_SIZE = 1000
+
+ParamValue = str | int | float | bool | None
+T = TypeVar("T")
+
+RUN_STATUSES = {"pending": pb.RUN_STATUS_PENDING, "running": pb.RUN_STATUS_RUNNING,
+                "succeeded": pb.RUN_STATUS_SUCCEEDED, "failed": pb.RUN_STATUS_FAILED,
+                "cancelled": pb.RUN_STATUS_CANCELLED}
+TRIGGERS = {"manual": pb.RUN_TRIGGER_MANUAL, "schedule": pb.RUN_TRIGGER_SCHEDULE,
+            "backfill": pb.RUN_TRIGGER_BACKFILL, "debug": pb.RUN_TRIGGER_DEBUG,
+            "resume": pb.RUN_TRIGGER_RESUME}
+REPROCESS = {"missing": pb.REPROCESS_MISSING, "failed": pb.REPROCESS_FAILED,
+             "all": pb.REPROCESS_ALL}
+
+TIME_HELP = ("an ISO date or date and time: 2026-01-02 (00:00 UTC that day), 2026-01-02T02:00"
+             " (UTC), 2026-01-02T02:00+08:00")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    """Where a command prints: its results on `stream` (stdout), notes on stderr."""
+
+    stream: TextIO
+    json: bool
+    paint: render.Paint
+    live: bool  # a terminal that can redraw a line (the progress bar)
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def lines(self, lines: Iterable[str]) -> None:
+        for text in lines:
+            print(text, file=self.stream)
+        self.stream.flush()
+
+    def message(self, message: Message, *, one_line: bool = False) -> None:
+        """The message in protobuf's JSON mapping, proto field names."""
+        text = json_format.MessageToJson(message, preserving_proto_field_name=True,
+                                         indent=None if one_line else 2)
+        print(text, file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def binary(self) -> BinaryIO:
+        """stdout for raw bytes (what was printed as text so far goes first)."""
+        self.stream.flush()
+        buffer: BinaryIO | None = getattr(self.stream, "buffer", None)
+        if buffer is None:
+            raise UsageError("stdout takes no bytes here")
+        return buffer
+
+
+Body = Callable[[Client, argparse.Namespace, Output], int]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the client commands to the `flowplan` parser."""
+    common = _common_options()
+
+    def add(name: str, body: Body, help_: str, description: str) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, help=help_, description=description,
+                                       parents=[common])
+        parser.set_defaults(handler=_handler(body))
+        return parser
+
+    workflows = add("workflows", cmd_workflows, "list the daemon's workflows",
+                    "List the workflows the daemon knows, with their latest plan version,"
+                    " schedule, scheduling switch and next tick.")
+    workflows.add_argument("--all", action="store_true",
+                           help="also list workflows removed from the repository")
+
+    versions = add("versions", cmd_versions, "list a workflow's published plan versions",
+                   "List the published plan versions of WORKFLOW, newest first.")
+    versions.add_argument("workflow", metavar="WORKFLOW")
+
+    run = add("run", cmd_run, "start a manual run",
+              "Start a manual run of WORKFLOW now, with its latest plan version, whether its"
+              " scheduling switch is on or off. With --wait, follow it to its end: exit 0 if"
+              " it succeeded, 1 if not.")
+    run.add_argument("workflow", metavar="WORKFLOW")
+    run.add_argument("--param", action="append", default=[], type=_param, metavar="K=V",
+                     help="a template parameter over the workflow's params; V is read as a"
+                          " JSON scalar when it is one (5, 2.5, true, null, \"5\"), else as"
+                          " a string; repeat for more")
+    run.add_argument("--queue", help="run the nodes on this queue (nodes whose YAML sets a"
+                                     " queue keep it)")
+    run.add_argument("--remarks", help="free text kept with the run")
+    run.add_argument("--logical-time", type=_time, metavar="TIME",
+                     help=f"the run's logical time (default: now): {TIME_HELP}")
+    run.add_argument("--wait", action="store_true",
+                     help="follow the run's status changes until it ends")
+
+    backfill = add("backfill", cmd_backfill, "run a workflow over a past time range",
+                   "Start a backfill: one run of WORKFLOW per scheduling tick from --from to"
+                   " --to (both inclusive), oldest first. Times are " + TIME_HELP + "; a"
+                   " date alone means 00:00 UTC, not the workflow's timezone. With --wait,"
+                   " show the progress until the backfill ends: exit 0 if every run"
+                   " succeeded, 1 if not.")
+    backfill.add_argument("workflow", metavar="WORKFLOW")
+    backfill.add_argument("--from", dest="start", type=_time, required=True, metavar="TIME",
+                          help="the start of the range (inclusive); a date is 00:00 UTC")
+    backfill.add_argument("--to", dest="end", type=_time, required=True, metavar="TIME",
+                          help="the end of the range (inclusive); a date is 00:00 UTC")
+    backfill.add_argument("--parallel", type=_positive_int, metavar="N",
+                          help="at most N runs at once (default: the workflow's"
+                               " max_active_runs)")
+    backfill.add_argument("--queue", help="run the nodes on this queue (nodes whose YAML"
+                                          " sets a queue keep it)")
+    backfill.add_argument("--remarks", help="free text kept with the backfill and its runs")
+    backfill.add_argument("--failure-email", action="append", default=[], metavar="ADDR",
+                          help="tell ADDR when a run of the backfill fails; repeat for more")
+    backfill.add_argument("--dry-run", action="store_true",
+                          help="list the logical times it would run, create nothing")
+    backfill.add_argument("--reprocess", choices=sorted(REPROCESS), type=str.lower,
+                          help="which ticks to run: missing (no successful run yet, the"
+                               " default), failed (latest run failed or was cancelled), all")
+    backfill.add_argument("--wait", action="store_true",
+                          help="show the progress until the backfill ends")
+
+    runs = add("runs", cmd_runs, "list runs, newest first",
+               "List runs, newest first; the filters combine.")
+    runs.add_argument("--workflow", help="only runs of this workflow")
+    runs.add_argument("--status", choices=list(RUN_STATUSES), type=str.lower,
+                      help="only runs in this status")
+    runs.add_argument("--trigger", choices=list(TRIGGERS), type=str.lower,
+                      help="only runs started this way")
+    runs.add_argument("--tag", type=_tag, metavar="K=V",
+                      help="only runs whose workflow tags have K=V (or K with any value)")
+    runs.add_argument("--backfill", metavar="ID", help="only the runs of this backfill")
+    runs.add_argument("--limit", type=_non_negative_int, default=20, metavar="N",
+                      help="at most N runs (default 20; 0: all)")
+
+    status = add("status", cmd_status, "show a run and its graph",
+                 "Show a run and its graph: every node in order with its upstreams, status,"
+                 " attempts and duration, coloured by status on a terminal (NO_COLOR turns"
+                 " colour off).")
+    status.add_argument("run_id", metavar="RUN")
+
+    watch = add("watch", cmd_watch, "follow a run's status changes until it ends",
+                "Print a run's status changes, one line each (its history first), until the"
+                " run ends; reconnect if the stream breaks. Exit 0 if the run succeeded, 1"
+                " if not.")
+    watch.add_argument("run_id", metavar="RUN")
+
+    logs = add("logs", cmd_logs, "print a node's log",
+               "Write the log (stdout and stderr) of one attempt of a node, as raw bytes.")
+    logs.add_argument("run_id", metavar="RUN")
+    logs.add_argument("node", metavar="NODE")
+    logs.add_argument("--attempt", type=_positive_int, metavar="N",
+                      help="the attempt number (default: the latest)")
+    logs.add_argument("--follow", "-f", action="store_true",
+                      help="keep printing new output until the attempt ends")
+
+    cancel = add("cancel", cmd_cancel, "cancel a run",
+                 "Cancel a run that has not finished: running nodes are stopped, pending ones"
+                 " cancelled.")
+    cancel.add_argument("run_id", metavar="RUN")
+
+    cancel_backfill = add("cancel-backfill", cmd_cancel_backfill, "cancel a backfill",
+                          "Cancel a backfill and every run of it that has not finished.")
+    cancel_backfill.add_argument("backfill_id", metavar="ID")
+
+    resume = add("resume", cmd_resume, "re-run a finished run from some of its nodes",
+                 "Resume a finished run (AWS Glue's ResumeWorkflowRun): the given nodes and"
+                 " every node downstream of them run again in a new run; the other nodes are"
+                 " copied from RUN.")
+    resume.add_argument("run_id", metavar="RUN")
+    resume.add_argument("--node", action="append", required=True, metavar="NODE",
+                        help="a node to run again; repeat for more")
+    resume.add_argument("--plan-version", type=_positive_int, metavar="V",
+                        help="the plan version of the re-run nodes (default: the latest)")
+    resume.add_argument("--remarks", help="free text kept with the new run")
+    resume.add_argument("--dry-run", action="store_true",
+                        help="say which nodes would start, create nothing")
+
+    for name, enabled, what in (("pause", False, "stop scheduling a workflow"),
+                                ("unpause", True, "schedule a workflow again")):
+        switch = add(name, cmd_pause if not enabled else cmd_unpause, what,
+                     f"Flip the scheduling switch of WORKFLOW {'on' if enabled else 'off'}."
+                     " It holds until a new plan version changes schedule.enabled in git;"
+                     " manual runs and backfills work either way.")
+        switch.add_argument("workflow", metavar="WORKFLOW")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    daemon = common.add_argument_group("daemon connection")
+    daemon.add_argument("--address", metavar="HOST:PORT",
+                        help=f"the daemon (default: $FLOWPLAN_ADDRESS, else {DEFAULT_ADDRESS})")
+    daemon.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="a file holding the daemon's bearer token (default:"
+                             " $FLOWPLAN_TOKEN_FILE)")
+    daemon.add_argument("--tls-ca", type=Path, metavar="FILE",
+                        help="use TLS, trusting the CA certificates (PEM) in FILE")
+    daemon.add_argument("--tls-cert", type=Path, metavar="FILE",
+                        help="mutual TLS: this client certificate (PEM), with --tls-key")
+    daemon.add_argument("--tls-key", type=Path, metavar="FILE",
+                        help="mutual TLS: the client certificate's private key (PEM)")
+    daemon.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                        help=f"deadline of each call (default: {DEFAULT_TIMEOUT_SECONDS:g} s,"
+                             " none for streams)")
+    common.add_argument("--json", action="store_true",
+                        help="print the response message(s) as JSON (proto field names; one"
+                             " object per line when there are several)")
+    return common
+
+
+def _handler(body: Body) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        try:
+            target = target_from_options(
+                address=args.address, token_file=args.token_file, tls_ca=args.tls_ca,
+                tls_cert=args.tls_cert, tls_key=args.tls_key, timeout=args.timeout,
+                environ=os.environ)
+        except UsageError as exc:
+            print(f"flowplan {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        stdout = sys.stdout
+        out = Output(stream=stdout, json=args.json,
+                     paint=render.Paint(compiler_cli.use_color(stdout)),
+                     live=stdout.isatty() and os.environ.get("TERM") != "dumb")
+        with Client(target) as client:
+            try:
+                return body(client, args, out)
+            except grpc.RpcError as err:
+                return report(err, client, sys.stderr)
+            except UsageError as exc:
+                print(f"flowplan {args.command}: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+    return handle
+
+
+# -- option types ------------------------------------------------------------------------
+
+def _param(text: str) -> tuple[str, ParamValue]:
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected K=V, got '{text}'")
+    return key, param_value(raw)
+
+
+def param_value(raw: str) -> ParamValue:
+    """`raw` as a JSON scalar when it is one, else as written: `5` -> 5, `true` -> True,
+    `"5"` -> "5", `abc` -> "abc". Lists and objects, numbers that are not finite and whole
+    numbers a double cannot hold exactly (params travel as a protobuf Struct) stay text."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 else raw
+    if isinstance(value, float):
+        return value if math.isfinite(value) else raw
+    return raw
+
+
+def _time(text: str) -> datetime:
+    """An ISO date (00:00 UTC that day) or date and time (UTC unless it has an offset)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {TIME_HELP}; got '{text}'") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _tag(text: str) -> str:
+    key = text.partition("=")[0]
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"expected K=V or K, got '{text}'")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got '{text}'")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0, got '{text}'")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got '{text}'")
+    return value
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+def _all_pages(fetch: Callable[[str], tuple[Sequence[T], str]]) -> list[T]:
+    """Every item of a paged list: `fetch(page_token)` gives a page and the next token."""
+    items: list[T] = []
+    token, seen = "", set()
+    while True:
+        page, token = fetch(token)
+        items.extend(page)
+        if not token or token in seen:  # a server that repeats a token would loop forever
+            return items
+        seen.add(token)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _set_time(stamp_field: object, moment: datetime | None) -> None:
+    if moment is not None:
+        stamp_field.FromDatetime(moment)  # type: ignore[attr-defined]
+
+
+# -- workflows ---------------------------------------------------------------------------
+
+def cmd_workflows(client: Client, args: argparse.Namespace, out: Output) -> int:
+    def fetch(token: str) -> tuple[Sequence[pb.Workflow], str]:
+        page = client.list_workflows(pb.ListWorkflowsRequest(
+            page_token=token, include_tombstones=args.all))
+        return page.workflows, page.next_page_token
+
+    workflows = _all_pages(fetch)
+    if out.json:
+        out.message(pb.ListWorkflowsResponse(workflows=workflows))
+    elif not workflows:
+        out.line("no workflows")
+    else:
+        out.lines(render.workflows_table(workflows, out.paint))
+    return EXIT_OK
+
+
+def cmd_versions(client: Client, args: argparse.Namespace, out: Output) -> int:
+    def fetch(token: str) -> tuple[Sequence[pb.PlanVersion], str]:
+        page = client.list_plan_versions(pb.ListPlanVersionsRequest(
+            workflow=args.workflow, page_token=token))
+        return page.plan_versions, page.next_page_token
+
+    versions = _all_pages(fetch)
+    if out.json:
+        out.message(pb.ListPlanVersionsResponse(plan_versions=versions))
+    elif not versions:
+        out.line(f"{args.workflow}: no published version")
+    else:
+        out.lines(render.versions_table(versions, out.paint))
+    return EXIT_OK
+
+
+def _set_scheduling(client: Client, args: argparse.Namespace, out: Output, *,
+                    enabled: bool) -> int:
+    response = client.set_scheduling_status(pb.SetSchedulingStatusRequest(
+        workflow=args.workflow, enabled=enabled))
+    workflow = response.workflow
+    if out.json:
+        out.message(response)
+        return EXIT_OK
+    text = f"{workflow.name or args.workflow}: scheduling {render.scheduling_text(workflow)}"
+    next_tick = render.when(workflow, "next_tick")
+    out.line(text + (f", next tick {render.stamp(next_tick)}" if next_tick else ""))
+    return EXIT_OK
+
+
+def cmd_pause(client: Client, args: argparse.Namespace, out: Output) -> int:
+    return _set_scheduling(client, args, out, enabled=False)
+
+
+def cmd_unpause(client: Client, args: argparse.Namespace, out: Output) -> int:
+    return _set_scheduling(client, args, out, enabled=True)
+
+
+# -- runs --------------------------------------------------------------------------------
+
+def cmd_run(client: Client, args: argparse.Namespace, out: Output) -> int:
+    request = pb.StartRunRequest(workflow=args.workflow, queue=args.queue or "",
+                                 remarks=args.remarks or "")
+    if args.param:
+        request.params.update(dict(args.param))
+    _set_time(request.logical_time, args.logical_time)
+    response = client.start_run(request)
+    run = response.run
+    if out.json:
+        out.message(response, one_line=args.wait)
+    else:
+        out.line(f"started run {run.run_id} of {run.workflow or args.workflow}"
+                 f" (plan version {run.plan_version}, logical time"
+                 f" {render.stamp(render.when(run, 'logical_time'))})")
+    if not args.wait:
+        return EXIT_OK
+    return follow_run(client, run.run_id, out)
+
+
+def cmd_watch(client: Client, args: argparse.Namespace, out: Output) -> int:
+    return follow_run(client, args.run_id, out)
+
+
+def follow_run(client: Client, run_id: str, out: Output) -> int:
+    """Print the run's status changes (its whole history first) until it ends; reopen the
+    stream after the last sequence seen when it breaks. 0 if the run succeeded, else 1."""
+    last = 0
+    status: int = pb.RUN_STATUS_UNSPECIFIED
+
+    def open_stream() -> Iterable[pb.WatchRunResponse]:
+        return client.watch_run(pb.WatchRunRequest(run_id=run_id, after_sequence=last))
+
+    try:
+        while True:
+            for change in client.follow(open_stream, note=out.note):
+                if change.sequence and change.sequence <= last:
+                    continue  # already shown (a server that repeats after a reconnect)
+                last = change.sequence or last
+                status = change.run_status
+                if out.json:
+                    out.message(change, one_line=True)
+                else:
+                    out.line(render.watch_line(change, out.paint))
+            if status in render.FINISHED_RUN:
+                break
+            # the stream ended before a change that finishes the run: ask the run itself
+            run = client.get_run(pb.GetRunRequest(run_id=run_id)).run
+            if run.status in render.FINISHED_RUN:
+                status = run.status
+                break
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        out.note(f"\nstopped watching; run {run_id} goes on (flowplan cancel {run_id} stops"
+                 " it)")
+        raise
+    if not out.json:
+        out.line(f"run {run_id} {out.paint.status(render.run_status(status))}")
+    return EXIT_OK if status == pb.RUN_STATUS_SUCCEEDED else EXIT_FAILED
+
+
+def cmd_runs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    base = pb.ListRunsRequest(
+        workflow=args.workflow or "", tag=args.tag or "", backfill_id=args.backfill or "",
+        status=RUN_STATUSES.get(args.status or "", pb.RUN_STATUS_UNSPECIFIED),
+        trigger=TRIGGERS.get(args.trigger or "", pb.RUN_TRIGGER_UNSPECIFIED))
+    limit: int = args.limit
+    runs: list[pb.Run] = []
+    token = ""
+    while True:
+        request = pb.ListRunsRequest()
+        request.CopyFrom(base)
+        request.page_token = token
+        request.page_size = min(limit - len(runs), MAX_PAGE_SIZE) if limit else MAX_PAGE_SIZE
+        page = client.list_runs(request)
+        runs.extend(page.runs)
+        token = page.next_page_token
+        if not token or (limit and len(runs) >= limit):
+            break
+    exact = not limit or len(runs) <= limit  # the token continues right after the last run
+    runs = runs[:limit] if limit else runs
+    if out.json:
+        out.message(pb.ListRunsResponse(runs=runs, next_page_token=token if exact else ""))
+        return EXIT_OK
+    if not runs:
+        out.line("no runs")
+        return EXIT_OK
+    out.lines(render.runs_table(runs, out.paint, _now()))
+    if token:
+        out.note(f"(more runs: --limit {limit * 2 if limit else 0}, or 0 for all)")
+    return EXIT_OK
+
+
+def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
+    response = client.get_run(pb.GetRunRequest(run_id=args.run_id, include_graph=True))
+    if out.json:
+        out.message(response)
+        return EXIT_OK
+    now = _now()
+    out.lines(render.run_header(response.run, out.paint, now))
+    out.line()
+    if response.run.nodes:
+        out.lines(render.run_graph(response.run, out.paint, now))
+    else:
+        out.line("(no nodes)")
+    return EXIT_OK
+
+
+def cmd_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    attempt: int = args.attempt or 0
+    next_offset: int | None = None  # after the last byte written
+
+    def open_stream() -> Iterable[pb.GetNodeLogResponse]:
+        return client.get_node_log(pb.GetNodeLogRequest(
+            run_id=args.run_id, node_name=args.node, attempt=attempt,
+            offset=next_offset or 0, follow=args.follow))
+
+    sink = None if out.json else out.binary()
+    chunks = client.follow(open_stream, note=out.note) if args.follow else open_stream()
+    for chunk in chunks:
+        data = chunk.data
+        if next_offset is not None and chunk.offset < next_offset:  # a repeat after reconnect
+            data = data[next_offset - chunk.offset:]
+        attempt = chunk.attempt or attempt  # a reconnect stays with this attempt
+        next_offset = max(next_offset or 0, chunk.offset + len(chunk.data))
+        if sink is None:
+            out.message(chunk, one_line=True)
+        elif data:
+            sink.write(data)
+            sink.flush()
+    return EXIT_OK
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
+    response = client.cancel_run(pb.CancelRunRequest(run_id=args.run_id))
+    if out.json:
+        out.message(response)
+        return EXIT_OK
+    run = response.run
+    status = render.run_status(run.status)
+    if run.status in render.FINISHED_RUN:
+        out.line(f"run {args.run_id} {out.paint.status(status)}")
+    else:
+        out.line(f"run {args.run_id}: cancel requested, its running nodes are stopping"
+                 f" (flowplan watch {args.run_id})")
+    return EXIT_OK
+
+
+def cmd_resume(client: Client, args: argparse.Namespace, out: Output) -> int:
+    response = client.resume_run(pb.ResumeRunRequest(
+        run_id=args.run_id, node_names=args.node, plan_version=args.plan_version or 0,
+        dry_run=args.dry_run, remarks=args.remarks or ""))
+    if out.json:
+        out.message(response)
+        return EXIT_OK
+    nodes = ", ".join(response.node_names)
+    what = f"{nodes} and every node downstream, with plan version {response.plan_version}"
+    if args.dry_run:
+        out.line(f"dry run: resuming run {args.run_id} would start {what}")
+    else:
+        out.line(f"resumed run {args.run_id} as {response.run_id}: starting {what}")
+    return EXIT_OK
+
+
+# -- backfills ---------------------------------------------------------------------------
+
+def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
+    request = pb.StartBackfillRequest(
+        workflow=args.workflow, queue=args.queue or "", remarks=args.remarks or "",
+        failure_emails=args.failure_email, max_parallel_runs=args.parallel or 0,
+        dry_run=args.dry_run,
+        reprocess=REPROCESS[args.reprocess or "missing"])  # sent, not left to UNSPECIFIED
+    _set_time(request.start_time, args.start)
+    _set_time(request.end_time, args.end)
+    response = client.start_backfill(request)
+    wait = args.wait and bool(response.backfill_id)
+    times = [render.stamp(t.ToDatetime(tzinfo=UTC)) for t in response.logical_times]
+    if out.json:
+        out.message(response, one_line=wait)
+    elif args.dry_run:
+        out.line(f"dry run: a backfill of {args.workflow} would start {len(times)} runs"
+                 + (":" if times else ""))
+        out.lines(f"  {t}" for t in times)
+    elif not response.backfill_id:
+        reprocess = args.reprocess or "missing"
+        out.line(f"nothing to backfill: no tick from {render.stamp(args.start)} to"
+                 f" {render.stamp(args.end)} is selected by --reprocess {reprocess}")
+    else:
+        span = f", {times[0]} .. {times[-1]}" if times else ""
+        out.line(f"started backfill {response.backfill_id} of {args.workflow}:"
+                 f" {len(times)} runs{span}")
+    if not wait:
+        return EXIT_OK
+    return wait_backfill(client, response.backfill_id, out)
+
+
+def wait_backfill(client: Client, backfill_id: str, out: Output) -> int:
+    """Poll the backfill's progress every POLL_SECONDS until it ends: a bar on a terminal,
+    a line per change otherwise (a JSON line per change with --json)."""
+    view: render.ProgressBar | render.ProgressLines = (
+        render.ProgressBar(out.stream, out.paint) if out.live else
+        render.ProgressLines(out.stream))
+    shown: pb.Backfill | None = None
+    request = pb.GetBackfillRequest(backfill_id=backfill_id)
+    try:
+        while True:
+            response = client.retry_unavailable(lambda: client.get_backfill(request),
+                                                note=out.note)
+            backfill = response.backfill
+            if out.json:
+                if shown is None or (shown.status, shown.progress) != (
+                        backfill.status, backfill.progress):
+                    out.message(response, one_line=True)
+            else:
+                view.update(backfill, _now())
+            shown = backfill
+            if backfill.status in render.FINISHED_BACKFILL:
+                break
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        view.end()
+        out.note(f"\nstopped waiting; backfill {backfill_id} goes on (flowplan"
+                 f" cancel-backfill {backfill_id} stops it)")
+        raise
+    view.end()
+    if not out.json:
+        progress = backfill.progress
+        status = render.backfill_status(backfill.status)
+        out.line(f"backfill {backfill_id} {out.paint.status(status)}: {progress.total} runs"
+                 f" ({render.progress_counts(progress)})")
+        if progress.failed:
+            out.line(f"failed runs: flowplan runs --backfill {backfill_id} --status failed")
+    return EXIT_OK if backfill.status == pb.BACKFILL_STATUS_SUCCEEDED else EXIT_FAILED
+
+
+def cmd_cancel_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
+    response = client.cancel_backfill(pb.CancelBackfillRequest(backfill_id=args.backfill_id))
+    if out.json:
+        out.message(response)
+        return EXIT_OK
+    status = render.backfill_status(response.backfill.status)
+    count = len(response.cancelled_run_ids)
+    out.line(f"backfill {args.backfill_id} {out.paint.status(status)}: cancelling {count}"
+             f" unfinished run{'s' if count != 1 else ''}")
+    out.lines(f"  {run_id}" for run_id in response.cancelled_run_ids)
+    return EXIT_OK
