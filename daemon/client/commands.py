@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO, TypeVar
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from compiler import cli as compiler_cli
@@ -369,9 +369,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _set_time(stamp_field: object, moment: datetime | None) -> None:
+def _set_time(field: timestamp_pb2.Timestamp, moment: datetime | None) -> None:
     if moment is not None:
-        stamp_field.FromDatetime(moment)  # type: ignore[attr-defined]
+        field.FromDatetime(moment)
 
 
 # -- workflows ---------------------------------------------------------------------------
