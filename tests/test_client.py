@@ -534,7 +534,7 @@ def test_backfill_sends_the_range_and_options_and_lists_a_dry_run(fake, capsys):
                     "--to", "2026-01-02") == 0
     request = fake.requests("StartBackfill")[1]
     assert (request.max_parallel_runs, request.dry_run, request.reprocess) == (
-        0, False, pb.REPROCESS_MISSING)
+        0, False, pb.REPROCESS_ALL)
     assert capsys.readouterr().out.startswith("nothing to backfill")
 
 

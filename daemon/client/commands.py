@@ -159,8 +159,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     backfill.add_argument("--dry-run", action="store_true",
                           help="list the logical times it would run, create nothing")
     backfill.add_argument("--reprocess", choices=sorted(REPROCESS), type=str.lower,
-                          help="which ticks to run: missing (no successful run yet, the"
-                               " default), failed (latest run failed or was cancelled), all")
+                          help="which ticks to run: all (the default), missing (no"
+                               " successful run yet), failed (latest run failed or was"
+                               " cancelled)")
     backfill.add_argument("--wait", action="store_true",
                           help="show the progress until the backfill ends")
 
@@ -602,7 +603,7 @@ def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
         workflow=args.workflow, queue=args.queue or "", remarks=args.remarks or "",
         failure_emails=args.failure_email, max_parallel_runs=args.parallel or 0,
         dry_run=args.dry_run,
-        reprocess=REPROCESS[args.reprocess or "missing"])  # sent, not left to UNSPECIFIED
+        reprocess=REPROCESS[args.reprocess or "all"])  # sent, not left to UNSPECIFIED
     _set_time(request.start_time, args.start)
     _set_time(request.end_time, args.end)
     response = client.start_backfill(request)
@@ -615,7 +616,7 @@ def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
                  + (":" if times else ""))
         out.lines(f"  {t}" for t in times)
     elif not response.backfill_id:
-        reprocess = args.reprocess or "missing"
+        reprocess = args.reprocess or "all"
         out.line(f"nothing to backfill: no tick from {render.stamp(args.start)} to"
                  f" {render.stamp(args.end)} is selected by --reprocess {reprocess}")
     else:

@@ -96,17 +96,17 @@ class Backfills:
         intervals = {t: (prev, t) for prev, t in zip([data_interval(schedule, ticks[0])[0],
                                                       *ticks], ticks, strict=False)}
         chosen = self._reprocess(request, ticks)
-        if request.dry_run:
+        if request.dry_run or not chosen:  # nothing selected: nothing to create
             return BackfillAnswer(None, tuple(chosen), ())
         now = self._clock.now()
         backfill = Backfill(
             backfill_id=ids.backfill_id(now), workflow=request.workflow,
             start_time=request.start_time, end_time=request.end_time,
-            status=BackfillStatus.RUNNING if chosen else BackfillStatus.SUCCEEDED,
+            status=BackfillStatus.RUNNING,
             max_parallel_runs=request.max_parallel_runs or plan.content.max_active_runs,
             reprocess=request.reprocess, created_at=now, queue_override=request.queue or None,
             remarks=request.remarks, failure_emails=request.failure_emails,
-            finished_at=None if chosen else now)
+            finished_at=None)
         template = self._engine.build_run(plan, trigger=RunTrigger.BACKFILL,
                                           logical_time=ticks[0], queue=backfill.queue_override,
                                           remarks=request.remarks, now=now,
@@ -134,7 +134,8 @@ class Backfills:
         latest = self._store.latest_statuses(request.workflow, ticks[0], ticks[-1])
         if request.reprocess is Reprocess.MISSING:
             return [t for t in ticks if not (t in latest and latest[t][1])]
-        return [t for t in ticks if t in latest and latest[t][0] is RunStatus.FAILED]
+        return [t for t in ticks if t in latest
+                and latest[t][0] in (RunStatus.FAILED, RunStatus.CANCELLED)]
 
     def get(self, backfill_id: str) -> Backfill:
         backfill = self._store.get_backfill(backfill_id)
