@@ -29,7 +29,7 @@ def flowplan(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
 def test_check_examples_valid_exit_0():
     done = flowplan("check", ROOT / "workflows")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 workflows valid" in done.stdout
+    assert "4 workflows valid" in done.stdout
 
 
 def test_check_text_lists_every_error_and_exits_1(make_repo):
@@ -82,7 +82,7 @@ def test_compile_writes_plans_and_publish_reports_changes(tmp_path):
     done = flowplan("compile", "workflows", "--out", out)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "daily_sales.json", "hourly_health.json", "reindex.json"]
+        "daily_sales.json", "hourly_health.json", "reindex.json", "spark_rollup.json"]
     plan = json.loads((out / "daily_sales.json").read_text())
     assert plan["version"] is None and plan["published_at"] is None
     store = tmp_path / "store"

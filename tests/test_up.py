@@ -50,7 +50,7 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             assert "start it: flowplan run reindex" in text
             assert (project / ".flowplan" / "store" / "daily_sales" / "1.json").is_file()
             names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest()).workflows]
-            assert names == ["daily_sales", "hourly_health", "reindex"]
+            assert names == ["daily_sales", "hourly_health", "reindex", "spark_rollup"]
 
             reindex = project / "workflows" / "adhoc" / "reindex.yaml"
             reindex.write_text(reindex.read_text().replace("description: Rebuild",

@@ -1,0 +1,467 @@
+"""The spark executor with real Spark: PySpark and Spark SQL jobs through the real engine,
+launcher and state store on `local[1]` and on a standalone cluster started here on loopback;
+cancel kills the driver's whole process group; a missing spark-submit fails with the hint.
+
+Needs the `spark` extra (pyspark, which ships spark-submit and the jars) and Java 17+; CI
+installs both. Every Spark process is kept small: one core, 512 MiB heaps, no UI, one shuffle
+partition, and the JIT's first tier only (JVM start-up dominates jobs this small).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, running
+
+from compiler.compile import compile_repo
+from compiler.repo import read_repo
+from compiler.store import PlanStore
+from daemon.engine import spark
+from daemon.engine.clock import SystemClock
+from daemon.engine.engine import Engine, EngineSettings
+from daemon.engine.launcher import LocalLauncher
+from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
+from daemon.engine.plans import StorePlans
+from daemon.engine.spark_sql import statements
+from daemon.state.store import StateStore
+
+LOGICAL = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
+JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+SMALL = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "1",
+         "spark.driver.memory": "512m", "spark.driver.extraJavaOptions": JAVA_OPTIONS}
+LOOPBACK = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+
+needs_spark = pytest.mark.skipif(
+    importlib.util.find_spec("pyspark") is None,
+    reason="pyspark is not installed (pip install -e '.[spark]'); CI installs it")
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def settings(queues: dict[str, dict[str, Any]]) -> str:
+    return json.dumps({"defaults": {"queue": "default"},
+                       "queues": {"default": {"executor": "local", "concurrency": 2},
+                                  "dev": {"executor": "local", "concurrency": 1}, **queues}})
+
+
+class Env:
+    def __init__(self, tmp: Path, make_repo: Any) -> None:
+        self.make_repo = make_repo
+        self.store = PlanStore(tmp / "store")
+        self.state_dir = tmp / "state"
+        self.engine = Engine(store=StateStore(self.state_dir), plans=StorePlans(self.store),
+                             launcher=LocalLauncher(), clock=SystemClock(),
+                             settings=EngineSettings(state_dir=self.state_dir,
+                                                     kill_grace_seconds=5.0))
+
+    def publish(self, files: dict[str, str]) -> None:
+        result = compile_repo(read_repo(self.make_repo(files)))
+        assert result.ok, [str(d) for d in result.diagnostics]
+        self.store.publish(result.plans)
+
+    def start(self, workflow: str) -> str:
+        plan = self.store.latest(workflow)
+        assert plan is not None
+        return self.engine.create_run(plan, trigger=RunTrigger.MANUAL,
+                                      logical_time=LOGICAL).run_id
+
+
+def drive(tmp_path: Path, make_repo: Any, body: Callable[[Env], Awaitable[None]],
+          limit: float = 120) -> None:
+    env = Env(tmp_path, make_repo)
+
+    async def main() -> None:
+        await env.engine.start()
+        try:
+            await body(env)
+        finally:
+            await env.engine.stop()
+
+    asyncio.run(asyncio.wait_for(main(), limit))
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        fields = _stat(int(entry)) if entry.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def descendants(pid: int) -> set[int]:
+    """`pid` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        fields = _stat(int(entry)) if entry.isdigit() else None
+        if fields is not None and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def processes_naming(text: str) -> list[int]:
+    """Live processes whose command line contains `text`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline and running(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+# ---- no JVM: the lookup, the SQL splitter, the id parser -----------------------------------
+
+
+def test_lookup_order_and_nothing_found(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert spark.find_spark_submit(spark_home=None, pyspark_dir=None, search_path="") is None
+    assert spark.find_spark_submit(spark_home=str(empty), pyspark_dir=empty,
+                                   search_path=str(empty)) is None
+    homes = {}
+    for name in ("home", "pyspark", "onpath"):
+        bin_dir = tmp_path / name / "bin"
+        bin_dir.mkdir(parents=True)
+        for tool in ("spark-submit", "spark-class"):
+            (bin_dir / tool).write_text("#!/bin/sh\n")
+            (bin_dir / tool).chmod(0o755)
+        homes[name] = tmp_path / name
+    found = spark.find_spark_submit(spark_home=str(homes["home"]), pyspark_dir=homes["pyspark"],
+                                    search_path=str(homes["onpath"] / "bin"))
+    assert found == spark.SparkSubmit(homes["home"] / "bin" / "spark-submit", homes["home"])
+    found = spark.find_spark_submit(spark_home=str(empty), pyspark_dir=homes["pyspark"],
+                                    search_path=str(homes["onpath"] / "bin"))
+    assert found is not None and found.home == homes["pyspark"]
+    found = spark.find_spark_submit(spark_home=None, pyspark_dir=None,
+                                    search_path=f"{empty}:{homes['onpath'] / 'bin'}")
+    assert found is not None and found.home == homes["onpath"]
+
+
+def test_sql_statements_split_outside_literals_and_comments():
+    script = ("-- header; not a statement\n"
+              "SELECT 'a;b' AS s, \"c;d\" AS `e;f`;\n"
+              "/* block; /* nested; */ still comment; */\n"
+              "\n"
+              "SELECT 'it''s', 'back\\'slash;'  -- trailing; comment\n"
+              ";;\n"
+              "SELECT 3")
+    assert list(statements(script)) == [
+        (2, "SELECT 'a;b' AS s, \"c;d\" AS `e;f`"),
+        (5, "SELECT 'it''s', 'back\\'slash;'  -- trailing; comment"),
+        (7, "SELECT 3")]
+    assert list(statements("-- only a comment;\n/* ; */\n")) == []
+
+
+def test_application_id_from_the_log_or_the_event_log(tmp_path):
+    log = tmp_path / "log"
+    log.write_bytes(b"x" * (spark._CHUNK - 10)  # an id across the first chunk's end
+                    + b" INFO StandaloneSchedulerBackend: Connected to Spark cluster with app"
+                      b" ID app-20260329020000-0007\n")
+    assert spark.application_id(tmp_path) == "app-20260329020000-0007"
+    log.write_text("INFO Client: Submitted application application_1767225600000_0042\n")
+    assert spark.application_id(tmp_path) == "application_1767225600000_0042"
+    log.write_text("no id here\n")
+    events = tmp_path / spark.EVENTS_DIR
+    events.mkdir()
+    (events / "eventlog_v2_local-1767225600123").mkdir()  # Spark 4: rolling event logs
+    assert spark.application_id(tmp_path) == "local-1767225600123"
+
+
+# ---- real Spark -----------------------------------------------------------------------------
+
+EXTRACT = """
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+ds, out = sys.argv[1], sys.argv[2]
+spark = SparkSession.builder.getOrCreate()
+rows = [(ds, "eu", 10), (ds, "eu", 20), (ds, "us", 5), ("2000-01-01", "us", 99)]
+frame = spark.createDataFrame(rows, "ds string, region string, amount int")
+frame.coalesce(1).write.mode("overwrite").option("header", True).csv(f"{out}/sales")
+with open(f"{out}/extract.txt", "w") as handle:
+    handle.write(f"{ds} {frame.filter(frame.ds == ds).count()} {os.environ['FLOWPLAN_NODE']}"
+                 f" {spark.sparkContext.applicationId}\\n")
+spark.stop()
+"""
+
+ROLLUP = """
+-- the day's totals per region; a comment with a ; in it
+CREATE TEMPORARY VIEW sales USING csv OPTIONS (path '{out}/sales', header 'true',
+  inferSchema 'true');
+SELECT '${{ds}}' AS ds, region, sum(amount) AS total, 'a;b' AS note
+FROM sales WHERE ds = '${{ds}}' GROUP BY region ORDER BY region;
+"""
+
+
+@needs_spark
+def test_pyspark_and_spark_sql_jobs_on_local(tmp_path, make_repo):
+    out = tmp_path / "out"
+    files = {
+        "flowplan.yaml": settings({"spark": {"executor": "spark", "concurrency": 1,
+                                             "master": "local[1]", "conf": SMALL}}),
+        "workflows/rollup.yaml": f"""
+name: rollup
+queue: spark
+nodes:
+  - name: extract
+    source: jobs/extract.py
+    args: ["${{ds}}", "{out}"]
+  - name: rollup
+    source: jobs/rollup.sql
+    upstream: [extract]
+""",
+        "jobs/extract.py": EXTRACT,
+        "jobs/rollup.sql": ROLLUP.format(out=out)}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        done = await env.engine.wait_run(env.start("rollup"))
+        extract, rollup = done.node("extract").attempts[0], done.node("rollup").attempts[0]
+        logs = {a.node: Path(a.log_path or "").read_text() for a in (extract, rollup)}
+        assert done.status is RunStatus.SUCCEEDED, logs
+        # the PySpark job: args templated, FLOWPLAN_* in its environment
+        ds, count, node, app_id = (out / "extract.txt").read_text().split()
+        assert (ds, count, node) == ("2026-03-29", "3", "extract")
+        assert extract.spark_application_id == app_id
+        assert re.fullmatch(r"local-\d{13}", app_id)
+        # the Spark SQL job: the last statement's rows as CSV, in its captured log
+        assert "ds,region,total,note\n2026-03-29,eu,30,a;b\n2026-03-29,us,5,a;b\n" in (
+            logs["rollup"])
+        assert "SparkContext: Running Spark version" in logs["rollup"]  # the driver's log
+        assert rollup.spark_application_id is not None
+        assert re.fullmatch(r"local-\d{13}", rollup.spark_application_id)
+        assert rollup.spark_application_id != app_id
+        assert rollup.error is None and rollup.exit_code == 0
+
+    drive(tmp_path, make_repo, body)
+
+
+SLEEPER = """
+import sys
+import time
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+marker = Path(sys.argv[1])
+spark = SparkSession.builder.getOrCreate()
+
+
+def block(rows):
+    marker.write_text("running")  # in a Python worker of the executor: the job is running
+    time.sleep(600)
+    return rows
+
+
+spark.sparkContext.parallelize([1], 1).mapPartitions(block).collect()
+"""
+
+
+@needs_spark
+def test_cancel_kills_the_driver_and_its_workers(tmp_path, make_repo):
+    marker = tmp_path / "running"
+    files = {
+        "flowplan.yaml": settings({"spark": {"executor": "spark", "concurrency": 1,
+                                             "master": "local[1]", "conf": SMALL}}),
+        "workflows/long.yaml": f"""
+name: long
+nodes:
+  - name: sleeper
+    source: jobs/sleeper.py
+    queue: spark
+    retries: 2
+    args: ["{marker}"]
+""",
+        "jobs/sleeper.py": SLEEPER}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        run_id = env.start("long")
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the Spark job did not start"
+            await asyncio.sleep(0.2)
+        attempt = env.engine.get_run(run_id).node("sleeper").attempts[0]
+        assert attempt.pid is not None
+        tree = descendants(attempt.pid)
+        try:
+            await cancel_and_check(env, run_id, attempt.pid, tree)
+        except BaseException:  # a failure must not leave a JVM sleeping for ten minutes
+            for pid in tree:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
+
+    async def cancel_and_check(env: Env, run_id: str, pid: int, tree: set[int]) -> None:
+        members = group_members(pid)
+        jvms = [p for p in members if b"java" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert jvms, "the driver JVM runs in the attempt's process group (client mode)"
+        # the JVM, the Python driver, pyspark's worker daemon (a process group of its own,
+        # which ends when the JVM closes its stdin) and the worker running the task
+        assert len(tree) >= 4, tree
+        env.engine.cancel_run(run_id)
+        done = await env.engine.wait_run(run_id)
+        assert done.status is RunStatus.CANCELLED
+        node = done.node("sleeper")
+        assert node.status is NodeStatus.CANCELLED and len(node.attempts) == 1
+        assert node.attempts[0].spark_application_id is not None
+        assert node.attempts[0].exit_code in (143, 137)  # SIGTERM (or SIGKILL after the grace)
+        for _ in range(100):
+            if not group_members(pid) and not any(running(p) for p in tree):
+                break
+            await asyncio.sleep(0.1)
+        assert group_members(pid) == []
+        assert [p for p in tree if running(p)] == []
+        assert processes_naming(f"flowplan:long.sleeper:{run_id}") == []
+
+    drive(tmp_path, make_repo, body)
+
+
+@needs_spark
+def test_missing_spark_submit_fails_the_node_without_retry(tmp_path, make_repo):
+    empty = tmp_path / "empty"
+    (empty / "pyspark").mkdir(parents=True)  # shadows the installed pyspark: no bin/ in it
+    (empty / "pyspark" / "__init__.py").write_text("")
+    repo = make_repo({
+        "flowplan.yaml": settings({"spark": {"executor": "spark", "master": "local[1]"}}),
+        "workflows/w.yaml": "name: w\nnodes: [{source: jobs/j.py, queue: spark, retries: 3}]\n",
+        "jobs/j.py": "print('never')\n"})
+    env = {**os.environ, "SPARK_HOME": str(empty), "PYTHONPATH": str(empty),
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "debug", str(repo), "w"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("--- j, attempt 1: queue 'spark' uses executor spark, but spark-submit was not"
+            " found: pip install 'flowplan[spark]' (or set SPARK_HOME)") in result.stdout
+    assert "attempt 2" not in result.stdout
+
+
+# ---- a standalone cluster on loopback -------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        assert process.poll() is None, path.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"{text!r} not in {path}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def standalone(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A master and one worker (1 core, 1 GiB) on 127.0.0.1: (master URL, worker dir)."""
+    submit = spark.locate()
+    assert submit is not None and submit.home is not None
+    spark_class = str(submit.home / "bin" / "spark-class")
+    env = {**os.environ, "SPARK_HOME": str(submit.home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_DAEMON_MEMORY": "256m", "SPARK_DAEMON_JAVA_OPTS": JAVA_OPTIONS,
+           "SPARK_LOG_DIR": str(tmp_path), "SPARK_WORKER_DIR": str(tmp_path / "work")}
+    port = _free_port()
+    url = f"spark://127.0.0.1:{port}"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as handle:
+            process = subprocess.Popen([spark_class, *args], env=env, stdout=handle,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        processes.append(process)
+        return process, log
+
+    try:
+        master, master_log = start("master", "org.apache.spark.deploy.master.Master",
+                                   "--host", "127.0.0.1", "--port", str(port),
+                                   "--webui-port", "0")
+        _wait_for(master_log, "I have been elected leader", master, 60)
+        worker, worker_log = start("worker", "org.apache.spark.deploy.worker.Worker", url,
+                                   "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+                                   "--webui-port", "0", "--work-dir", str(tmp_path / "work"))
+        _wait_for(worker_log, "Successfully registered with master", worker, 60)
+        yield url, tmp_path / "work"
+    finally:
+        for process in reversed(processes):
+            for signum, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(process.pid, signum)
+                    process.wait(wait)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+
+TOTALS = """
+CREATE TEMPORARY VIEW numbers AS SELECT id, id % 3 AS bucket FROM range(0, 30);
+SELECT '${ds}' AS ds, bucket, count(*) AS n, sum(id) AS total
+FROM numbers GROUP BY bucket ORDER BY bucket;
+"""
+
+
+@needs_spark
+def test_spark_sql_on_a_standalone_cluster(tmp_path, make_repo, standalone):
+    url, work = standalone
+    conf = {**SMALL, **LOOPBACK, "spark.executor.memory": "512m", "spark.cores.max": "1",
+            "spark.executor.extraJavaOptions": JAVA_OPTIONS}
+    files = {
+        "flowplan.yaml": settings({"cluster": {"executor": "spark", "concurrency": 1,
+                                               "master": url, "conf": conf}}),
+        "workflows/totals.yaml": "name: totals\nqueue: cluster\nnodes: [{source: jobs/t.sql}]\n",
+        "jobs/t.sql": TOTALS}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        done = await env.engine.wait_run(env.start("totals"))
+        attempt = done.node("t").attempts[0]
+        log = Path(attempt.log_path or "").read_text()
+        assert done.status is RunStatus.SUCCEEDED, log
+        assert ("ds,bucket,n,total\n2026-03-29,0,10,135\n2026-03-29,1,10,145\n"
+                "2026-03-29,2,10,155\n") in log
+        app_id = attempt.spark_application_id
+        assert app_id is not None and re.fullmatch(r"app-\d{14}-\d{4}", app_id)
+        assert f"Connected to Spark cluster with app ID {app_id}" in log
+        assert (work / app_id).is_dir()  # the worker ran this application's executor
+
+    drive(tmp_path, make_repo, body)
