@@ -211,7 +211,7 @@ def test_resume_errors(tmp_path, make_repo):
         done = await env.engine.wait_run(env.start("glue"))
         with pytest.raises(RunError, match="never attempted") as never:
             env.engine.resume_run(done.run_id, ["J4"])
-        assert never.value.precondition and never.value.field == "node_names"
+        assert never.value.precondition and never.value.field == "node_names[0]"
         with pytest.raises(RunError, match="not a node"):
             env.engine.resume_run(done.run_id, ["J9"])
         with pytest.raises(RunError, match="does not exist") as missing:

@@ -38,14 +38,14 @@ def plan_resume(run: Run, graph: WorkflowPlan, selected: Sequence[str],
     if not selected:
         raise ResumeError("name at least one node to resume from", field="node_names")
     names = [n.name for n in graph.nodes]
-    for name in selected:
+    for index, name in enumerate(selected):
         if name not in names:
             raise ResumeError(f"node '{name}' is not a node of run {run.run_id}",
-                              field="node_names")
+                              field=f"node_names[{index}]")
         if not run.node(name).attempts:
             raise ResumeError(f"node '{name}' was never attempted in run {run.run_id}"
                               f" ({run.node(name).status.value}); resume from a node that ran",
-                              field="node_names", precondition=True)
+                              field=f"node_names[{index}]", precondition=True)
     downstream: dict[str, list[str]] = {name: [] for name in names}
     for upstream, node in graph.edges():
         downstream[upstream].append(node)

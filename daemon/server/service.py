@@ -341,6 +341,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     await _first(woken.wait(), self._p.closing.wait())
         finally:
             unsubscribe()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down;"
+                            f" watch again with after_sequence={last}")
 
     @stream
     async def GetNodeLog(self, request: pb.GetNodeLogRequest, context: Any
