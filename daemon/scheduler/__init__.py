@@ -1,0 +1,1 @@
+"""The scheduler: ticks, the scheduling loop and backfills."""
