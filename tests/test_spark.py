@@ -1,10 +1,13 @@
-"""The spark executor with real Spark: PySpark and Spark SQL jobs through the real engine,
-launcher and state store on `local[1]` and on a standalone cluster started here on loopback;
-cancel kills the driver's whole process group; a missing spark-submit fails with the hint.
+"""The spark executor with real Spark: a PySpark and a Spark SQL job through the real
+engine, launcher and state store on `local[1]`, and on a standalone cluster (master and one
+worker started here on loopback); a cancel kills the driver's whole process group (client
+mode) and, on the cluster, the application's executor; a missing spark-submit fails the node
+with the install hint. Plus the pieces without a JVM: the spark-submit lookup, the argv, the
+SQL statement splitter and the application id parser.
 
-Needs the `spark` extra (pyspark, which ships spark-submit and the jars) and Java 17+; CI
-installs both. Every Spark process is kept small: one core, 512 MiB heaps, no UI, one shuffle
-partition, and the JIT's first tier only (JVM start-up dominates jobs this small).
+The real-Spark tests need the `spark` extra (pyspark ships spark-submit and the jars) and
+Java 17+; CI installs both. Every Spark process is kept small: one core, 512 MiB heaps, no UI,
+one shuffle partition, and the JIT's first tier only (JVM start-up dominates jobs this small).
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import pytest
 from conftest import ROOT, running
 
 from compiler.compile import compile_repo
+from compiler.plan import NodePlan, QueuePlan
 from compiler.repo import read_repo
 from compiler.store import PlanStore
 from daemon.engine import spark
 from daemon.engine.clock import SystemClock
+from daemon.engine.commands import CommandError, build_command
 from daemon.engine.engine import Engine, EngineSettings
 from daemon.engine.launcher import LocalLauncher
 from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
@@ -198,6 +203,48 @@ def test_application_id_from_the_log_or_the_event_log(tmp_path):
     events.mkdir()
     (events / "eventlog_v2_local-1767225600123").mkdir()  # Spark 4: rolling event logs
     assert spark.application_id(tmp_path) == "local-1767225600123"
+
+
+def test_submit_argv_master_conf_and_defaults(tmp_path):
+    submit = spark.SparkSubmit(Path("/opt/spark/bin/spark-submit"), Path("/opt/spark"))
+    job = tmp_path / "job.py"
+    queue = QueuePlan(executor="spark", concurrency=1, master="spark://10.0.0.5:7077",
+                      conf={"spark.executor.memory": "2g"}, python="/usr/bin/python3.11")
+    argv = spark.submit_argv(submit, queue, app_name="flowplan:w.n:wr_1:1",
+                             attempt_dir=tmp_path / "1", primary=job, args=["--ds", "x y"],
+                             python=queue.python)
+    events = (tmp_path / "1" / spark.EVENTS_DIR).as_uri()
+    assert argv == (
+        "/opt/spark/bin/spark-submit", "--master", "spark://10.0.0.5:7077",
+        "--name", "flowplan:w.n:wr_1:1", "--conf", "spark.executor.memory=2g",
+        "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
+        "--conf", "spark.pyspark.driver.python=/usr/bin/python3.11",
+        str(job), "--ds", "x y")
+    assert (tmp_path / "1" / spark.EVENTS_DIR).is_dir()  # Spark requires it to exist
+    # cluster mode: the driver is remote, nothing local is pointed at; the conf's own
+    # settings win over the defaults
+    queue = QueuePlan(executor="spark", concurrency=1, master="yarn",
+                      conf={"spark.submit.deployMode": "cluster", "spark.app.name": "mine",
+                            "spark.files": "hdfs:///a.txt"})
+    argv = spark.submit_argv(submit, queue, app_name="ignored", attempt_dir=tmp_path / "2",
+                             primary=spark.SQL_RUNNER, args=["query.sql"],
+                             files=[tmp_path / "query.sql"])
+    assert argv == (
+        "/opt/spark/bin/spark-submit", "--master", "yarn",
+        "--conf", "spark.submit.deployMode=cluster", "--conf", "spark.app.name=mine",
+        "--conf", f"spark.files=hdfs:///a.txt,{tmp_path / 'query.sql'}",
+        str(spark.SQL_RUNNER), "query.sql")
+
+
+def test_shell_nodes_cannot_run_on_a_spark_queue(tmp_path):
+    node = NodePlan(name="say", type="shell", command="echo hi", queue="spark",
+                    queue_pinned=False, retries=0, retry_delay_seconds=0, retry_backoff=1,
+                    timeout_seconds=None, tags={})
+    queue = QueuePlan(executor="spark", concurrency=1, master="local[1]")
+    with pytest.raises(CommandError, match="queue 'spark' uses executor spark, which runs"
+                                           " python and sql sources; node 'say' is a shell"
+                                           " command: put it on a local queue"):
+        build_command(node, queue, {}, sources_dir=tmp_path, attempt_dir=tmp_path)
 
 
 # ---- real Spark -----------------------------------------------------------------------------
@@ -441,15 +488,21 @@ FROM numbers GROUP BY bucket ORDER BY bucket;
 
 
 @needs_spark
-def test_spark_sql_on_a_standalone_cluster(tmp_path, make_repo, standalone):
+def test_standalone_cluster_runs_sql_and_a_cancel_ends_the_application(
+        tmp_path, make_repo, standalone):
     url, work = standalone
+    marker = tmp_path / "running"
     conf = {**SMALL, **LOOPBACK, "spark.executor.memory": "512m", "spark.cores.max": "1",
-            "spark.executor.extraJavaOptions": JAVA_OPTIONS}
+            "spark.executor.extraJavaOptions": JAVA_OPTIONS,
+            "spark.pyspark.python": sys.executable}  # the executor's Python workers too
     files = {
         "flowplan.yaml": settings({"cluster": {"executor": "spark", "concurrency": 1,
                                                "master": url, "conf": conf}}),
         "workflows/totals.yaml": "name: totals\nqueue: cluster\nnodes: [{source: jobs/t.sql}]\n",
-        "jobs/t.sql": TOTALS}
+        "jobs/t.sql": TOTALS,
+        "workflows/long.yaml": f"name: long\nqueue: cluster\n"
+                               f"nodes: [{{source: jobs/sleeper.py, args: ['{marker}']}}]\n",
+        "jobs/sleeper.py": SLEEPER}
 
     async def body(env: Env) -> None:
         env.publish(files)
@@ -463,5 +516,26 @@ def test_spark_sql_on_a_standalone_cluster(tmp_path, make_repo, standalone):
         assert app_id is not None and re.fullmatch(r"app-\d{14}-\d{4}", app_id)
         assert f"Connected to Spark cluster with app ID {app_id}" in log
         assert (work / app_id).is_dir()  # the worker ran this application's executor
+
+        # cancel a job that runs on the cluster: the driver dies with the attempt's group,
+        # and the master then ends the application, whose executor the worker kills
+        run_id = env.start("long")
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the Spark job did not start"
+            await asyncio.sleep(0.2)
+        executors = processes_naming("CoarseGrainedExecutorBackend")
+        assert executors, "the worker runs an executor for the job"
+        env.engine.cancel_run(run_id)
+        done = await env.engine.wait_run(run_id)
+        assert done.status is RunStatus.CANCELLED
+        attempt = done.node("sleeper").attempts[0]
+        assert attempt.spark_application_id not in (None, app_id)
+        assert (work / str(attempt.spark_application_id)).is_dir()
+        deadline = time.monotonic() + 30
+        while [p for p in executors if running(p)]:
+            assert time.monotonic() < deadline, "the executor outlived its driver"
+            await asyncio.sleep(0.2)
+        assert attempt.pid is not None and group_members(attempt.pid) == []
 
     drive(tmp_path, make_repo, body)

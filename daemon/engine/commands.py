@@ -135,15 +135,20 @@ def _spark_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any
     submit = spark.locate()
     if submit is None:
         raise CommandError(spark.not_found_message(node.queue))
+    files: list[Path] = []
     if node.type == "sql":
-        primary, job_args = spark.SQL_RUNNER, [str(_render_sql(node.source, variables,
-                                                               attempt_dir))]
+        query = _render_sql(node.source, variables, attempt_dir)
+        if spark.cluster_mode(queue):  # the driver is remote: ship the query beside it
+            files, job_args = [query], [query.name]
+        else:
+            job_args = [str(query)]
+        primary = spark.SQL_RUNNER
     else:
         primary, job_args = source_file(sources_dir, node.source), args
     name = (f"flowplan:{variables['workflow']}.{variables['node']}:{variables['run_id']}"
             f":{variables['attempt']}")
     argv = spark.submit_argv(submit, queue, app_name=name, attempt_dir=attempt_dir,
-                             primary=primary, args=job_args, python=queue.python)
+                             primary=primary, args=job_args, python=queue.python, files=files)
     return argv, spark.submit_env(submit, env)
 
 

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,15 +96,23 @@ def _executable(path: Path) -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
+def cluster_mode(queue: QueuePlan) -> bool:
+    """The driver runs in the cluster (`spark.submit.deployMode: cluster`), not in the
+    attempt's process group."""
+    return queue.conf.get("spark.submit.deployMode", "client") == "cluster"
+
+
 def submit_argv(submit: SparkSubmit, queue: QueuePlan, *, app_name: str, attempt_dir: Path,
-                primary: Path, args: tuple[str, ...] | list[str],
-                python: str | None = None) -> tuple[str, ...]:
+                primary: Path, args: Sequence[str], python: str | None = None,
+                files: Sequence[Path] = ()) -> tuple[str, ...]:
     """`spark-submit --master M --name N --conf k=v ... PRIMARY ARGS`.
 
-    Defaults that the queue's conf does not set itself: the application name, an event log
-    in the attempt folder (so the log names the application id), and, in client mode, the
-    driver's Python (the queue's `python`, else this interpreter: it has pyspark when the
-    pyspark package's spark-submit is used; with a `local` master also the workers').
+    Defaults that the queue's conf does not set itself: the application name; in client
+    mode an event log in the attempt folder (so that the log names the application id) and
+    the driver's Python (the queue's `python`, else this interpreter, which has pyspark when
+    the pyspark package's spark-submit is used; with a `local` master the workers' too).
+    `files` are shipped to the driver's working directory (`spark.files`, added to the
+    conf's own).
     """
     conf = dict(queue.conf)
     argv: list[str] = [str(submit.path)]
@@ -112,20 +120,22 @@ def submit_argv(submit: SparkSubmit, queue: QueuePlan, *, app_name: str, attempt
         argv += ["--master", queue.master]
     if "spark.app.name" not in conf:
         argv += ["--name", app_name]
-    extra: dict[str, str] = {}
-    if "spark.eventLog.enabled" not in conf and "spark.eventLog.dir" not in conf:
+    if files:
+        conf["spark.files"] = ",".join([*filter(None, [conf.get("spark.files")]),
+                                        *(str(f) for f in files)])
+    client = not cluster_mode(queue)
+    if client and not ({"spark.eventLog.enabled", "spark.eventLog.dir"} & conf.keys()):
         events = attempt_dir / EVENTS_DIR
         events.mkdir(parents=True, exist_ok=True)
-        extra["spark.eventLog.enabled"] = "true"
-        extra["spark.eventLog.dir"] = events.resolve().as_uri()
-    client = conf.get("spark.submit.deployMode", "client") == "client"
+        conf["spark.eventLog.enabled"] = "true"
+        conf["spark.eventLog.dir"] = events.resolve().as_uri()
     if client and primary.suffix == ".py" and not (
             {"spark.pyspark.python", "spark.pyspark.driver.python"} & conf.keys()):
         interpreter = python or sys.executable
-        extra["spark.pyspark.driver.python"] = interpreter
+        conf["spark.pyspark.driver.python"] = interpreter
         if (queue.master or "local").startswith("local"):
-            extra["spark.pyspark.python"] = interpreter
-    for key, value in {**conf, **extra}.items():
+            conf["spark.pyspark.python"] = interpreter
+    for key, value in conf.items():
         argv += ["--conf", f"{key}={value}"]
     return (*argv, str(primary), *args)
 
