@@ -494,7 +494,7 @@ def _is_jump(moment: datetime, zone: ZoneInfo) -> bool:
     return now > before
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=300)
 @given(cases())
 def test_ticks_match_the_brute_force_oracle(case: tuple[SchedulePlan, datetime]) -> None:
     schedule, after = case
