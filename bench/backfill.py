@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import shutil
 import statistics
@@ -121,7 +122,7 @@ async def _handoff(runs: int) -> dict[str, float]:
         stored = sorted((r for r in store.list_runs(limit=runs, with_nodes=True)),
                         key=lambda r: r.logical_time)
         gaps = []
-        for before, after in zip(stored, stored[1:], strict=False):
+        for before, after in itertools.pairwise(stored):
             assert before.finished_at is not None
             started = after.nodes[0].attempts[0].started_at
             gaps.append((started - before.finished_at).total_seconds())

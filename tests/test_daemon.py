@@ -255,7 +255,7 @@ def test_bearer_token_health_and_reflection(deployed: tuple[Path, Path, Path]) -
                         token="s3cret-token") as d:
         assert d.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows
         for metadata in ([], [("authorization", "Bearer wrong")]):
-            code, message, _ = error_of(lambda m=metadata: d.call(
+            code, _, _ = error_of(lambda m=metadata: d.call(
                 "ListWorkflows", pb.ListWorkflowsRequest(), metadata=m))
             assert code == grpc.StatusCode.UNAUTHENTICATED
         code, _, _ = error_of(lambda: list(d.stub.WatchRun(pb.WatchRunRequest(run_id="x"),
