@@ -337,3 +337,41 @@ def test_a_plan_published_while_serving_is_runnable_within_a_second(
         assert d.process.poll() is None and "chain version 2 skipped" in d.output()
         workflow = d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="chain")).workflow
         assert workflow.latest_version == 1  # the last good version stays active
+
+
+def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *args, "--address", address],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1",
+                               "PYTHONPATH": str(ROOT)})
+
+
+def test_the_cli_against_a_real_daemon(deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        listed = cli(d.address, "workflows")
+        assert listed.returncode == 0 and "chain" in listed.stdout and "daily" in listed.stdout
+        ran = cli(d.address, "run", "chain", "--param", "code=3", "--wait")
+        assert ran.returncode == 1, ran.stdout + ran.stderr  # b exits 3: the run failed
+        run_id = d.call("ListRuns", pb.ListRunsRequest(workflow="chain")).runs[0].run_id
+        status = cli(d.address, "status", run_id)
+        assert status.returncode == 0 and "FAILED" in status.stdout and "SKIPPED" in status.stdout
+        logs = cli(d.address, "logs", run_id, "a")
+        assert logs.stdout == "a eu\n"
+        as_json = cli(d.address, "status", run_id, "--json")
+        assert '"run_id": "' + run_id in as_json.stdout
+        resumed = cli(d.address, "resume", run_id, "--node", "b", "--dry-run")
+        assert resumed.returncode == 0 and "b" in resumed.stdout
+        missing = cli(d.address, "status", "wr_nope")
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+        typo = cli(d.address, "run", "chain", "--param", "regoin=x")
+        assert typo.returncode == 1 and "params.regoin" in typo.stderr
+        paused = cli(d.address, "pause", "daily")
+        assert paused.returncode == 0
+        assert not d.call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow="daily")).workflow.scheduling_enabled
+        preview = cli(d.address, "backfill", "daily", "--from", "2026-05-01", "--to",
+                      "2026-05-03", "--dry-run")
+        assert preview.returncode == 0 and "2026-05-02" in preview.stdout
+    gone = cli(f"127.0.0.1:{free_port()}", "workflows", "--timeout", "2")
+    assert gone.returncode == 3
