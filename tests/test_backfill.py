@@ -134,6 +134,21 @@ def test_reprocess_missing_failed_and_all(tmp_path: Path) -> None:
     play(tmp_path, NOW, body, catalog=catalog())
 
 
+def test_reprocess_reads_the_newest_run_of_each_tick(tmp_path: Path) -> None:
+    async def body(world: World) -> None:
+        world.launcher.scripts["a"] = [Behaviour(code=1), Behaviour(), Behaviour(code=1)]
+        for _ in range(3):  # day 1: failed, then succeeded, then failed again
+            world.backfills.start(request(1, 1))
+            await world.clock.advance(5)
+        failed = world.backfills.start(request(1, 1, reprocess=Reprocess.FAILED, dry_run=True))
+        missing = world.backfills.start(request(1, 1, reprocess=Reprocess.MISSING,
+                                                dry_run=True))
+        assert failed.logical_times == (day(1),)  # its newest run failed
+        assert missing.logical_times == ()  # it has succeeded once
+
+    play(tmp_path, NOW, body, catalog=catalog())
+
+
 def test_cancel_cancels_pending_and_running_runs(tmp_path: Path) -> None:
     finished = []
 

@@ -38,7 +38,7 @@ FILES = {
         name: slow
         nodes:
           - {name: wait, command: "echo started; sleep ${params.seconds}"}
-        params: {seconds: "30"}
+        params: {seconds: "30", api_token: t0ps3cret}
         """,
     "workflows/daily.yaml": """
         name: daily
@@ -166,6 +166,9 @@ def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
         assert len(first.runs) == 2 and len(last.runs) == 1 and not last.next_page_token
 
         slow = d.call("StartRun", pb.StartRunRequest(workflow="slow")).run
+        assert slow.params["api_token"] == "********"  # secrets are never shown
+        assert d.call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow="slow")).workflow.params["api_token"] == "********"
         follow = d.stub.GetNodeLog(pb.GetNodeLogRequest(run_id=slow.run_id, node_name="wait",
                                                         follow=True), timeout=30)
         assert next(follow).data == b"started\n"

@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from compiler.plan import NodePlan, Plan, SchedulePlan, WorkflowPlan
+from daemon.engine.commands import MASK, is_secret
 from daemon.engine.model import Attempt, NodeRun, Run, RunEvent, RunStatus
 from daemon.scheduler.model import Backfill, Reprocess
 from daemon.scheduler.scheduler import SwitchState
@@ -56,6 +57,11 @@ def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
             for k, v in values.items()}
 
 
+def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params whose names mark them as secrets (SPEC.md section 3) are never shown."""
+    return {k: MASK if is_secret(k) and v not in (None, "") else v for k, v in params.items()}
+
+
 def enum_value(enum: Any, prefix: str, value: str) -> Any:
     return enum.Value(f"{prefix}_{value.upper()}")
 
@@ -97,7 +103,8 @@ def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
         run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
         status=enum_value(pb.RunStatus, "RUN_STATUS", r.status.value),
         trigger=enum_value(pb.RunTrigger, "RUN_TRIGGER", r.trigger.value),
-        logical_time=timestamp(r.logical_time), params=struct(r.params), remarks=r.remarks,
+        logical_time=timestamp(r.logical_time), params=struct(masked_params(r.params)),
+        remarks=r.remarks,
         previous_run_id=r.previous_run_id or "", backfill_id=r.backfill_id or "",
         created_at=timestamp(r.created_at), started_at=timestamp(r.started_at),
         finished_at=timestamp(r.finished_at), plan_digest=r.plan_digest,
@@ -160,7 +167,7 @@ def workflow(plan: Plan, *, latest_version: int, switch: SwitchState | None) -> 
     message.max_active_runs = content.max_active_runs
     message.tags.update(content.tags)
     message.file = content.file
-    message.params.CopyFrom(struct(content.params))
+    message.params.CopyFrom(struct(masked_params(content.params)))
     message.failure_emails.extend(content.on_failure_email)
     message.nodes.extend(node_definition(n) for n in content.nodes)
     message.edges.extend(edges(content))

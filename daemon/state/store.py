@@ -397,10 +397,12 @@ class StateStore:
         """Per logical time in [start, end]: the status of its latest run, and whether any
         run at that time succeeded."""
         rows = self._db.execute(
-            "SELECT logical_time, status, MAX(run_id), MAX(status = 'SUCCEEDED') FROM runs"
-            " WHERE workflow = ? AND logical_time BETWEEN ? AND ? GROUP BY logical_time",
+            "SELECT logical_time, status, ok FROM (SELECT logical_time, status, ROW_NUMBER()"
+            " OVER (PARTITION BY logical_time ORDER BY run_id DESC) AS newest,"
+            " MAX(status = 'SUCCEEDED') OVER (PARTITION BY logical_time) AS ok FROM runs"
+            " WHERE workflow = ? AND logical_time BETWEEN ? AND ?) WHERE newest = 1",
             (workflow, ts(start), ts(end))).fetchall()
-        return {parse_ts(r[0]): (RunStatus(r[1]), bool(r[3])) for r in rows}  # type: ignore[misc]
+        return {parse_ts(r[0]): (RunStatus(r[1]), bool(r[2])) for r in rows}  # type: ignore[misc]
 
     # ---- backfills ----------------------------------------------------------------------
 
