@@ -1,9 +1,9 @@
 """GetNodeLog: an attempt's log file as contiguous chunks, secrets masked.
 
 Masks keep the length (each secret becomes as many `*`), so offsets are the file's offsets
-and a client can resume anywhere. The end of what was read is held back by the longest
-secret's length minus one while the attempt may still write, so that a secret split across
-two reads is still masked.
+and a client can resume anywhere. While the attempt may still write, an end of what was read
+that could be the start of a secret is held back until the next read, so that a secret
+split across two reads is still masked.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int,
                             closing=closing)
     if chosen is None or not chosen.log_path:
         return
-    hold = max((len(s) for s in secrets), default=1) - 1
     position: int | None = None
     while True:
         finished = _finished(store, run_id, node, chosen.number)
@@ -44,14 +43,17 @@ async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int,
             size = 0
         if position is None:
             position = max(0, size + offset) if offset < 0 else offset
-        end = size if finished or not follow else max(position, size - hold)
-        if end > position:
+        if size > position:
             with open(chosen.log_path, "rb") as handle:
                 handle.seek(position)
-                while position < end:
-                    data = handle.read(min(CHUNK, end - position))
+                while position < size:
+                    data = handle.read(min(CHUNK, size - position))
                     if not data:
                         break
+                    if follow and not finished:
+                        data = data[:len(data) - _partial_secret(data, secrets)]
+                        if not data:
+                            break
                     yield position, mask_bytes(data, secrets), chosen.number
                     position += len(data)
         if not follow or finished or closing.is_set():
@@ -59,6 +61,16 @@ async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int,
         woken.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_either(woken, closing), FOLLOW_POLL_SECONDS)
+
+
+def _partial_secret(data: bytes, secrets: Sequence[bytes]) -> int:
+    """The length of the longest end of `data` that begins some secret (0: none)."""
+    longest = max((len(s) for s in secrets), default=0)
+    for size in range(min(len(data), longest - 1), 0, -1):
+        tail = data[-size:]
+        if any(s.startswith(tail) for s in secrets):
+            return size
+    return 0
 
 
 async def _attempt(store: StateStore, run_id: str, node: str, number: int, *, follow: bool,
