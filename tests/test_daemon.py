@@ -380,3 +380,25 @@ def test_the_cli_against_a_real_daemon(deployed: tuple[Path, Path, Path]) -> Non
         assert preview.returncode == 0 and "2026-05-02" in preview.stdout
     gone = cli(f"127.0.0.1:{free_port()}", "workflows", "--timeout", "2")
     assert gone.returncode == 3
+
+
+def test_serve_git_publishes_the_branch_head_on_an_interval(make_repo: MakeRepo,
+                                                            tmp_path: Path) -> None:
+    repo = make_repo(FILES)
+    env = {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "first plans"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    store = tmp_path / "store"
+    with running_daemon(store, tmp_path / "state",
+                        extra=["--git", str(repo), "--sync-interval", "1s"]) as d:
+        deadline = time.monotonic() + 20
+        names: list[str] = []
+        while time.monotonic() < deadline and not names:
+            names = [w.name for w in d.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows]
+            time.sleep(0.1)
+        assert names == ["chain", "daily", "slow"]
+        versions = d.call("ListPlanVersions", pb.ListPlanVersionsRequest(workflow="chain"))
+        assert versions.plan_versions[0].remarks == "first plans"
+        assert len(versions.plan_versions[0].commit) == 40
