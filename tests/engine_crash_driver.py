@@ -16,8 +16,8 @@ for NODE (no `finally`, no flush, no atexit: exactly what an operator's `kill -9
 - `after-finish`  the result is committed, the downstream nodes are not started yet.
 
 `--cancel-when-running NODE` cancels the run as soon as NODE's first attempt has written to
-its log (so its command runs: a cancel in the first milliseconds, before the supervisor has
-forked the command, is a different case).
+its log (so its command runs: a cancel in the first milliseconds, before the node's shell
+has run its first line, is a different case).
 
 The engine's log (INFO) goes to stderr: the tests wait for its "adopted" lines.
 """

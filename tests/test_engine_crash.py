@@ -38,6 +38,7 @@ from daemon.engine.launcher import (
     LocalLauncher,
     Recovered,
     process_start,
+    recorded_pid,
 )
 from daemon.engine.model import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
 from daemon.state.store import StateStore
@@ -168,10 +169,19 @@ class Rig:
         return self.state_dir / "runs" / run_id / node / str(number)
 
     def supervisor_pid(self, run_id: str, node: str, number: int) -> int:
+        """The pid in the attempt's pid file: the node's process (its group leader)."""
         pid_file = self.attempt_dir(run_id, node, number) / "pid"
         text = wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(),
                           f"{pid_file}")
         return int(text)
+
+    @staticmethod
+    def shim_of(pid: int) -> int:
+        """The shim that started the node `pid` and reaps it: its parent."""
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        argv = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
+        assert SUPERVISOR_NAME.encode() in argv, argv
+        return ppid
 
     # ---- the state --------------------------------------------------------------------------
 
@@ -205,10 +215,9 @@ class Rig:
         for gate in self.work.glob("gate.*"):
             gate.unlink()
         for pid_file in self.state_dir.glob("runs/*/*/*/pid"):
-            with contextlib.suppress(ValueError, OSError):
-                pid = int(pid_file.read_text())
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if SUPERVISOR_NAME.encode() in argv and str(pid_file.parent).encode() in argv:
+            pid = recorded_pid(pid_file.parent)  # still that node, not a reused pid
+            if pid is not None:
+                with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
 
 
@@ -460,8 +469,13 @@ def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries
     run_id = first.run_id()
     pid = rig.running_node(run_id, "a")
     first.kill()
-    os.killpg(pid, signal.SIGKILL)  # the node and its supervisor, while the daemon is down
-    wait_until(lambda: not running(pid), "the supervisor to die")
+    # the node and its supervisor, while the daemon is down: the shim first, so that nothing
+    # records the node's end
+    shim = rig.shim_of(pid)
+    os.kill(shim, signal.SIGKILL)
+    wait_until(lambda: not running(shim), "the shim to die")
+    os.killpg(pid, signal.SIGKILL)
+    wait_until(lambda: not running(pid), "the node to die")
     rig.open_gate("a")  # attempt 2, if any, runs through
 
     rig.driver().finished()
@@ -476,6 +490,75 @@ def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries
         assert rig.executions("b") == []
     assert run.node("a").attempts[0].error == LOST
     assert not (rig.attempt_dir(run_id, "a", 1) / "exit").exists()
+
+
+def test_kill_during_a_node_killed_while_the_engine_is_down_collects_its_signal(rig):
+    chain(rig, retries=1)
+    rig.close_gate("a")
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    os.killpg(pid, signal.SIGKILL)  # the node's group only: its shim lives and records it
+    exit_file = rig.attempt_dir(run_id, "a", 1) / "exit"
+    wait_until(exit_file.exists, "the exit file written by the shim")
+    assert exit_file.read_text() == "137\n"
+    rig.open_gate("a")
+
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    attempts = run.node("a").attempts
+    assert [(a.status, a.exit_code, a.error) for a in attempts] == [
+        (FAILED, 137, "exited with code 137 (killed by SIGKILL)"), (OK, 0, None)]
+    assert rig.executions("a") == [f"{run_id} 1", f"{run_id} 2"]
+    check_attempts(rig, run, "b", [(OK, 0, None)])
+
+
+def test_kill_of_the_daemon_and_the_shim_kills_the_orphaned_node_and_fails_it_as_lost(rig):
+    chain(rig, retries=1)
+    rig.close_gate("a")
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    shim = rig.shim_of(pid)
+    os.kill(shim, signal.SIGKILL)  # the node runs on, unsupervised: nothing records its end
+    wait_until(lambda: not running(shim), "the shim to die")
+    assert running(pid)
+
+    second = rig.driver()
+    second.logged("node a attempt 1: lost")
+    wait_until(lambda: not running(pid), "the restart to kill the orphaned node")
+    rig.open_gate("a")  # attempt 2 runs through
+    second.finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    attempts = run.node("a").attempts
+    assert [(a.status, a.exit_code, a.error) for a in attempts] == [
+        (FAILED, None, LOST), (OK, 0, None)]
+    assert rig.executions("a") == [f"{run_id} 1", f"{run_id} 2"]  # attempt 1 killed first
+    assert not (rig.attempt_dir(run_id, "a", 1) / "exit").exists()
+    log = (rig.attempt_dir(run_id, "a", 1) / "log").read_text()
+    assert "end of a attempt 1" not in log
+
+
+def test_kill_of_the_shim_while_the_engine_runs_kills_the_node_and_retries_it(rig):
+    chain(rig, retries=1)
+    rig.close_gate("a")
+    driver = rig.driver(create="w")
+    run_id = driver.run_id()
+    pid = rig.running_node(run_id, "a")
+    os.kill(rig.shim_of(pid), signal.SIGKILL)
+    driver.logged("the shim ended while pid")
+    wait_until(lambda: not running(pid), "the engine to kill the orphaned node")
+    rig.open_gate("a")  # attempt 2 runs under a new shim
+    driver.finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    attempts = run.node("a").attempts
+    assert [(a.status, a.exit_code, a.error) for a in attempts] == [
+        (FAILED, 137, "exited with code 137 (killed by SIGKILL)"), (OK, 0, None)]
+    assert rig.executions("a") == [f"{run_id} 1", f"{run_id} 2"]
+    assert not (rig.attempt_dir(run_id, "a", 1) / "exit").exists()
+    check_attempts(rig, run, "b", [(OK, 0, None)])
 
 
 def test_kill_during_a_node_keeps_its_timeout_running(rig):

@@ -1,35 +1,57 @@
 """Launching node processes, and finding them again after a restart.
 
-Every attempt runs under a POSIX shell supervisor in its own session (process group), so it
-outlives the daemon. The supervisor writes its pid to `<attempt dir>/pid` before the node
-starts and the node's exit status to `<attempt dir>/exit` after it ends. A restarted daemon
-reads those files: an exit file means the attempt finished; a live supervisor whose command
-line names the attempt directory is adopted; no pid file means the node never started.
+Every attempt's process is started by the shim (daemon/engine/shim.py): one small Python
+process per daemon (per event loop), started on the first launch, in a session of its own so
+that it outlives the daemon. The shim starts each node with `posix_spawn` in a new session
+(the node's own process group), reaps it and records its exit status in the attempt folder;
+the daemon talks to it over a socket pair. Per attempt the folder holds:
 
-The supervisor costs one `sh` (under a millisecond here) where a Python one would cost
-about 10 ms. It traps SIGTERM so that it outlives a kill of the group long enough to record
-the node's status (143 for SIGTERM).
+    log    stdout and stderr; created (O_EXCL) by the shim before the node starts
+    pid    the node's pid; the file's modification time is the node's start time (field 22
+           of /proc/PID/stat: clock ticks since boot, modulo 2**31, as seconds since the
+           epoch); written under a temporary name, then renamed
+    exit   its exit status (128 + N for signal N) once it ended; temporary name, then renamed
+
+A restarted daemon reads those files (`LocalLauncher.recover`): an `exit` file means the
+attempt finished; a live node whose pid and start time match the folder's record (and the
+state store's, when it has them) and whose parent is a live shim is adopted: the shim that
+started it records its end. No `log` means the node never started. Anything else is `lost`:
+the node ended and nothing recorded its status, or it runs with no shim to record it (its
+shim was killed), and then it is killed, so that a retry does not run beside it.
+
+Why one shim and not one supervisor per attempt: creating a process is most of what an
+attempt costs here (about 0.5 ms), and a `/bin/sh` supervisor per attempt doubled the
+processes each attempt creates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
+import marshal
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-# A signal that arrives before the command starts skips it (its status is recorded as if it
-# had killed the command); one that arrives later reaches the command through its group,
-# and the trap keeps the supervisor alive long enough to record the command's status.
-SUPERVISOR = ('d=$1; shift; echo $$ >"$d/pid"; trap "s=143" TERM; trap "s=130" INT;'
-              ' trap "s=129" HUP; if [ -z "$s" ]; then "$@"; s=$?; fi; echo $s >"$d/exit"')
-SUPERVISOR_NAME = "flowplan-attempt"
-SIGNAL_EXIT_BASE = 128
+from daemon.engine import shim as _shim
+
+log = logging.getLogger("flowplan.launcher")
+
+SUPERVISOR_NAME = _shim.NAME  # in the shim's command line
+SIGNAL_EXIT_BASE = _shim.SIGNAL_EXIT_BASE
+KILLED = SIGNAL_EXIT_BASE + signal.SIGKILL
+SHIM_COMMAND = (sys.executable, "-I", "-S", str(Path(_shim.__file__).resolve()), _shim.NAME)
+RECORD_MODULUS = _shim.RECORD_MODULUS
+RECORD_WAIT = 1.0  # seconds a restart waits for the pid file of a launch that has begun
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,46 +89,309 @@ class Recovered:
 
     exit_code: int | None = None  # finished while the daemon was away
     handle: ProcessHandle | None = None  # still running: adopted
-    never_started: bool = False  # no pid file: the node never ran, launch it again
+    never_started: bool = False  # no log: the node never ran, launch it again
     lost: bool = False  # it ended and left no exit status
-    pid: int | None = None  # the supervisor's pid, when known
+    pid: int | None = None  # the node's pid, when known
 
 
 def read_exit(attempt_dir: Path) -> int | None:
+    return _read_int(attempt_dir / "exit")
+
+
+def read_record(attempt_dir: Path) -> tuple[int, int] | None:
+    """The node's (pid, start time modulo 2**31) that the shim recorded in the pid file."""
     try:
-        text = (attempt_dir / "exit").read_text().strip()
-    except FileNotFoundError:
+        with open(attempt_dir / "pid", "rb") as record:
+            text = record.read().strip()
+            mtime = os.fstat(record.fileno()).st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (int(text), mtime // 1_000_000_000) if text.isdigit() else None
+
+
+def recorded_pid(attempt_dir: Path) -> int | None:
+    """The pid of the attempt's node if that very process is alive (or a zombie)."""
+    record = read_record(attempt_dir)
+    if record is None:
+        return None
+    start = _shim.process_start(record[0])
+    return record[0] if start is not None and record[1] == start % RECORD_MODULUS else None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return int(text) if text.lstrip("-").isdigit() else None
 
 
+# Start times of processes this daemon has just launched, by pid: a node may end and be reaped
+# by the shim before its launcher's caller asks (the engine calls process_start(handle.pid)
+# right after the launch). The last few only: a pid is reused only after ~pid_max others.
+_LAUNCHED: dict[int, int] = {}
+_LAUNCHED_KEPT = 64
+
+
 def process_start(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    start = _LAUNCHED.pop(pid, None)
+    return start if start is not None else _shim.process_start(pid)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    state: str
+    ppid: int
+    start: int
+
+
+def _stat(pid: int) -> _Stat | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return _Stat(fields[0].decode(), int(fields[1]), int(fields[19]))
+
+
+def _is_shim(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return SUPERVISOR_NAME.encode() in argv
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
 
 
-class _Supervised:
-    """A supervisor process, ours (`popen`) or adopted from an earlier daemon.
+# ---- our own launches: the shim's channel ---------------------------------------------------
 
-    Its end is watched with a pidfd in the event loop: no thread per child, and it works for
-    processes that are not our children. Stopping the daemon leaves the process running
-    (asyncio's subprocess transport would kill it when the loop closes).
+
+class _Launched:
+    """A node started by this daemon's shim; its end comes as a report over the channel."""
+
+    __slots__ = ("_channel", "_code", "_waiters", "attempt_dir", "pid", "pid_start")
+
+    def __init__(self, channel: _Channel, pid: int, pid_start: int | None, attempt_dir: str
+                 ) -> None:
+        self._channel = channel
+        self.pid = pid
+        self.pid_start = pid_start
+        self.attempt_dir = attempt_dir
+        self._code: int | None = None
+        self._waiters: list[asyncio.Future[int]] = []
+
+    async def wait(self) -> int:
+        if self._code is not None:
+            return self._code
+        waiter: asyncio.Future[int] = self._channel.loop.create_future()
+        self._waiters.append(waiter)
+        return await waiter  # a cancelled wait cancels only its own future
+
+    def signal_group(self, signum: int) -> None:
+        if self._code is None:  # the shim signals it only if it has not reaped it
+            with contextlib.suppress(OSError):
+                self._channel.send((_shim.KILL, self.pid, int(signum)))
+
+    def finish(self, code: int) -> None:
+        self._code = code
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(code)
+        self._waiters.clear()
+
+
+class _Channel:
+    """The daemon's end of the socket to one shim process (read with the loop's reader
+    callback: no transport, no task)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.closed = False
+        self._fd = -1
+        self._received = bytearray()
+        self._unsent = bytearray()
+        self._tokens = itertools.count()
+        self._pending: dict[int, tuple[asyncio.Future[_Launched], str]] = {}
+        self._running: dict[int, _Launched] = {}  # pid -> handle
+
+    def open(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.popen = subprocess.Popen(
+                [*SHIM_COMMAND, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self._fd = ours.fileno()
+        self.loop.add_reader(self._fd, self._readable)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self.sock is None or self.closed:
+            raise OSError("the flowplan shim has ended")
+        data = _shim.frame(message)
+        if self._unsent:
+            self._unsent += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return  # the shim is gone: the reader sees the end and settles everything
+        if sent < len(data):
+            self._unsent += data[sent:]
+            self.loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            sent = len(self._unsent)
+        del self._unsent[:sent]
+        if not self._unsent:
+            self.loop.remove_writer(self._fd)
+
+    async def spawn(self, spec: LaunchSpec) -> _Launched:
+        token = next(self._tokens)
+        attempt_dir = os.path.abspath(spec.attempt_dir)
+        future: asyncio.Future[_Launched] = self.loop.create_future()
+        self.send((_shim.SPAWN, token, tuple(spec.argv),
+                   spec.env if type(spec.env) is dict else dict(spec.env),
+                   os.path.abspath(spec.cwd), attempt_dir))
+        self._pending[token] = (future, attempt_dir)
+        return await future
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(1 << 18)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return
+        self._received += data
+        view = memoryview(self._received)
+        at = 0
+        while len(view) - at >= 4:
+            size = int.from_bytes(view[at:at + 4], "little")
+            if len(view) - at - 4 < size:
+                break
+            message = marshal.loads(view[at + 4:at + 4 + size])
+            at += 4 + size
+            kind = message[0]
+            if kind == _shim.EXITED:
+                handle = self._running.pop(message[1], None)
+                if handle is not None:
+                    handle.finish(message[2])
+            elif kind == _shim.STARTED:
+                _, token, pid, start = message
+                future, attempt_dir = self._pending.pop(token)
+                handle = _Launched(self, pid, start, attempt_dir)
+                self._running[pid] = handle
+                if start is not None:
+                    _LAUNCHED[pid] = start
+                    if len(_LAUNCHED) > _LAUNCHED_KEPT:
+                        del _LAUNCHED[next(iter(_LAUNCHED))]
+                if not future.done():
+                    future.set_result(handle)
+            elif kind == _shim.FAILED:
+                _, token, number, text, filename = message
+                future, _dir = self._pending.pop(token)
+                if not future.done():
+                    future.set_exception(OSError(number, text, filename))
+        view.release()
+        del self._received[:at]
+
+    def _lost(self) -> None:
+        """The shim ended (it never does while we listen, unless killed)."""
+        self.closed = True
+        self.loop.remove_reader(self._fd)
+        if self._unsent:
+            self.loop.remove_writer(self._fd)
+        self.close()
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(0.1)  # reap it
+        for future, _dir in self._pending.values():
+            if not future.done():
+                future.set_exception(OSError("the flowplan shim ended"))
+        self._pending.clear()
+        for handle in self._running.values():
+            code = read_exit(Path(handle.attempt_dir))
+            if code is None:
+                # nothing can record how it ends any more; stop it, so that a retry does not
+                # run beside it
+                if handle.pid_start is not None and _shim.process_start(
+                        handle.pid) == handle.pid_start:
+                    _signal_group(handle.pid, signal.SIGKILL)
+                log.warning("the shim ended while pid %d ran (%s): killed", handle.pid,
+                            handle.attempt_dir)
+                code = KILLED
+            handle.finish(code)
+        self._running.clear()
+        if _CHANNELS.get(self.loop) is self:
+            del _CHANNELS[self.loop]
+
+    def close(self) -> None:
+        """Close our end; the shim finishes its running children alone, then exits."""
+        self.closed = True
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+_CHANNELS: dict[asyncio.AbstractEventLoop, _Channel] = {}
+
+
+def _channel() -> _Channel:
+    """The shim of the running event loop, started on first use."""
+    loop = asyncio.get_running_loop()
+    channel = _CHANNELS.get(loop)
+    if channel is None or channel.closed:
+        for other in [other for other in _CHANNELS if other.is_closed()]:
+            _CHANNELS.pop(other).close()  # its loop is gone: let its shim finish and exit
+        channel = _Channel(loop)
+        channel.open()
+        _CHANNELS[loop] = channel
+    return channel
+
+
+# ---- attempts of an earlier daemon: adopted ------------------------------------------------
+
+
+class _Adopted:
+    """A node started by the shim of an earlier daemon, found alive after a restart.
+
+    Its end is watched with a pidfd (it is not our child); then its status is read from the
+    exit file that its shim writes after reaping it.
     """
 
-    def __init__(self, pid: int, attempt_dir: Path, popen: subprocess.Popen[bytes] | None
-                 ) -> None:
+    def __init__(self, pid: int, pid_start: int, attempt_dir: Path, shim_pid: int,
+                 shim_start: int) -> None:
         self.pid = pid
+        self.pid_start = pid_start
         self._dir = attempt_dir
-        self._popen = popen
+        self._shim = (shim_pid, shim_start)
+        self._ended = False
 
     async def wait(self) -> int:
         loop = asyncio.get_running_loop()
@@ -114,7 +399,7 @@ class _Supervised:
             fd = os.pidfd_open(self.pid)
         except ProcessLookupError:
             fd = -1
-        if fd >= 0:
+        if fd >= 0 and _shim.process_start(self.pid) == self.pid_start:
             done: asyncio.Future[None] = loop.create_future()
 
             def ready() -> None:
@@ -126,73 +411,91 @@ class _Supervised:
                 await done
             finally:
                 loop.remove_reader(fd)
-                os.close(fd)
-        status = self._popen.wait() if self._popen is not None else None  # reaps our child
-        code = read_exit(self._dir)
-        if code is not None:
-            return code
-        if status is None:
-            return SIGNAL_EXIT_BASE + signal.SIGKILL  # an adopted supervisor was killed
-        return SIGNAL_EXIT_BASE - status if status < 0 else status
+        if fd >= 0:
+            os.close(fd)
+        self._ended = True
+        delay = 0.002
+        while True:  # the shim reaps it, then writes the exit file
+            code = read_exit(self._dir)
+            if code is not None:
+                return code
+            shim = _stat(self._shim[0])
+            if shim is None or shim.start != self._shim[1] or shim.state == "Z":
+                code = read_exit(self._dir)
+                if code is None:
+                    log.warning("the shim of pid %d ended without recording its status (%s)",
+                                self.pid, self._dir)
+                return KILLED if code is None else code
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def signal_group(self, signum: int) -> None:
-        _signal_group(self.pid, signum)
+        if not self._ended:
+            _signal_group(self.pid, signum)
 
 
 class LocalLauncher:
-    """Runs attempts as local processes under the shell supervisor."""
+    """Runs attempts as local processes, started and reaped by the shim."""
 
     async def launch(self, spec: LaunchSpec) -> ProcessHandle:
-        spec.attempt_dir.mkdir(parents=True, exist_ok=True)
-        with open(spec.log_path, "ab") as log:
-            popen = subprocess.Popen(
-                ["/bin/sh", "-c", SUPERVISOR, SUPERVISOR_NAME, str(spec.attempt_dir),
-                 *spec.argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=spec.cwd, env=dict(spec.env), start_new_session=True, close_fds=True)
-        return _Supervised(popen.pid, spec.attempt_dir, popen)
+        return await _channel().spawn(spec)
 
     def recover(self, attempt_dir: Path, pid: int | None, pid_start: int | None) -> Recovered:
-        if pid is None:
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                pid = int((attempt_dir / "pid").read_text().strip())
+        record = read_record(attempt_dir)
+        if pid is None and record is not None:
+            pid = record[0]
         code = read_exit(attempt_dir)
         if code is not None:
             return Recovered(exit_code=code, pid=pid)
         if pid is None:
-            # no pid file: the node never started, unless its supervisor is alive but had
-            # not yet written the file
-            pid = _find_supervisor(attempt_dir)
-            if pid is None:
+            if not (attempt_dir / "log").exists():
                 return Recovered(never_started=True)
-        if _is_our_supervisor(pid, attempt_dir, pid_start):
-            return Recovered(handle=_Supervised(pid, attempt_dir, None), pid=pid)
+            # a shim had begun the launch: its pid file follows at once, unless it died
+            record = _wait_for_record(attempt_dir)
+            if record is None:
+                code = read_exit(attempt_dir)
+                if code is not None:
+                    return Recovered(exit_code=code)
+                _kill_unrecorded(attempt_dir)
+                return Recovered(lost=True)
+            pid = record[0]
+        live = _stat(pid)
+        # ours: the process alive under this pid started when the folder's record says, and
+        # when the state store says (if it knows): not a reused pid, not another attempt's
+        if (live is not None and record == (pid, live.start % RECORD_MODULUS)
+                and pid_start in (None, live.start)):
+            shim = _stat(live.ppid)
+            if shim is not None and shim.state != "Z" and _is_shim(live.ppid):
+                return Recovered(handle=_Adopted(pid, live.start, attempt_dir, live.ppid,
+                                                 shim.start), pid=pid)
+            # its shim is gone: nothing will record its end; stop it, so that a retry does
+            # not run beside it
+            _signal_group(pid, signal.SIGKILL)
         code = read_exit(attempt_dir)  # it may have finished while we looked
         if code is not None:
             return Recovered(exit_code=code, pid=pid)
         return Recovered(lost=True, pid=pid)
 
 
-def _find_supervisor(attempt_dir: Path) -> int | None:
-    """The pid of a live supervisor of this attempt, found by its command line."""
-    wanted = str(attempt_dir).encode()
+def _wait_for_record(attempt_dir: Path) -> tuple[int, int] | None:
+    deadline = time.monotonic() + RECORD_WAIT
+    while True:
+        record = read_record(attempt_dir)
+        if record is not None or time.monotonic() > deadline:
+            return record
+        time.sleep(0.01)
+
+
+def _kill_unrecorded(attempt_dir: Path) -> None:
+    """Kill the process groups of processes writing to the attempt's log: a node whose shim
+    died between starting it and recording its pid (nothing will record its end)."""
+    wanted = os.path.abspath(attempt_dir / "log")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if SUPERVISOR_NAME.encode() in argv and wanted in argv:
-            return int(entry)
-    return None
-
-
-def _is_our_supervisor(pid: int, attempt_dir: Path, pid_start: int | None) -> bool:
-    """True when `pid` is alive and is the supervisor of this attempt (not a reused pid)."""
-    if pid_start is not None and process_start(pid) != pid_start:
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return SUPERVISOR_NAME.encode() in argv and str(attempt_dir).encode() in argv
+        for fd in ("1", "2"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/fd/{fd}") == wanted:
+                    with contextlib.suppress(OSError):
+                        _signal_group(os.getpgid(int(entry)), signal.SIGKILL)
+                    break

@@ -1,0 +1,321 @@
+"""The attempt supervisor ("shim"): one small long-lived process per daemon that starts the
+attempts' processes, reaps them and records how they ended.
+
+    python -I -S shim.py flowplan-shim FD
+
+FD is the shim's end of a Unix stream socket whose other end the daemon holds
+(daemon/engine/launcher.py starts it, in a session of its own so that it outlives a
+`kill -9` of the daemon). Messages both ways are `marshal`ed tuples, each after its length
+(4 bytes, little-endian). Only the standard library is used, and nothing is imported from
+the daemon: the interpreter starts in a few milliseconds, once per daemon.
+
+Requests:
+    (SPAWN, token, argv, env, cwd, attempt_dir)   answered by STARTED or FAILED
+    (KILL, pid, signal)                           signal the process group of a child of ours
+Reports:
+    (STARTED, token, pid, start)   start: field 22 of /proc/PID/stat (against pid reuse)
+    (FAILED, token, errno, strerror, filename)
+    (EXITED, pid, code)            code: the exit status, 128 + N when signal N ended it
+
+A spawn, in this order: `cwd` becomes the shim's working directory (it is single-threaded);
+`<attempt_dir>/log` is created with O_EXCL (the claim: a second launch of the same attempt fails
+instead of running it twice), with its folders if missing; the command starts with
+`posix_spawn` in a new session (its own process group), stdin /dev/null, stdout and stderr to
+the log; `pid` is written (the node's pid, with its start time as the file's modification
+time: see `write_record`); then the answer. A command that cannot be executed is reported as
+a shell would (a message in the log; exit status 127 if not found, 126 if not executable), by
+a stand-in `/bin/sh`, so that every started attempt has a process, a pid file and an exit file.
+
+When a child ends (SIGCHLD wakes the loop), the shim reaps it, writes `exit` (temporary file,
+then rename: a reader never sees half of it), then reports. A KILL for a process that is
+already reaped is ignored: its pid may belong to someone else by now.
+
+When the daemon's end of the socket closes (it stopped, or was killed), the shim starts nothing
+more (a request still in the socket is dropped: a restarted daemon finds no log and launches it
+itself), keeps reaping and recording its children, and exits when none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+NAME = "flowplan-shim"  # in the command line: how a restarted daemon recognises a shim
+SPAWN, KILL = 0, 1
+STARTED, FAILED, EXITED = 0, 1, 2
+SIGNAL_EXIT_BASE = 128
+NOT_FOUND, NOT_EXECUTABLE = 127, 126
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+# Python ignores these; a child must not inherit that (subprocess's restore_signals)
+RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
+RECORD_MODULUS = 2**31
+TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+STAND_IN = ("/bin/sh", "-c", 'printf "%s\\n" "$1" >&2; exit "$2"', NAME)
+NOT_FOUND_ERRORS = (errno.ENOENT, errno.ENOTDIR)
+EXEC_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENOEXEC, errno.EPERM,
+               errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ETXTBSY)
+
+
+def frame(message: tuple[Any, ...]) -> bytes:
+    data = marshal.dumps(message)
+    return len(data).to_bytes(4, "little") + data
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def spawn(path: str, argv: tuple[str, ...], env: dict[str, str],
+          actions: tuple[tuple[int, int, int], ...]) -> tuple[int, int | None]:
+    """posix_spawn in a new session; the child's pid and start time.
+
+    The start time that /proc/PID/stat shows is the boot clock at the fork, in clock ticks.
+    Read right after the spawn, /proc/PID/stat waits for the child's exec to finish (about
+    0.2 ms here); so the boot clock is read before and after the spawn instead, and when both
+    fall within one tick, that tick is the start time (99% of spawns); else /proc is read.
+    """
+    before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    pid = os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
+                         setsigdef=RESTORED)
+    tick = before // TICK_NS
+    if time.clock_gettime_ns(time.CLOCK_BOOTTIME) // TICK_NS == tick:
+        return pid, tick
+    return pid, process_start(pid)
+
+
+def make_folder(path: str) -> None:
+    """The attempt's folder: `<run>/<node>/<n>`; `<node>` is new for a node's first attempt."""
+    parent = os.path.dirname(path)
+    try:
+        os.mkdir(parent)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(parent, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+
+
+def write_record(path: str, pid: int, start: int | None) -> None:
+    """The pid file: the pid as text; the file's times: the start time (clock ticks since
+    boot, modulo 2**31 so that any file system holds it, as seconds since the epoch).
+
+    One file, one inode: creating an inode is most of what writing a file costs. Written under
+    a temporary name, then renamed: a reader that sees the pid sees its start time.
+    """
+    fd = os.open(path + ".tmp", FILE_FLAGS, 0o666)
+    try:
+        os.write(fd, f"{pid}\n".encode())
+        if start is not None:
+            os.utime(fd, (start % RECORD_MODULUS, start % RECORD_MODULUS))
+    finally:
+        os.close(fd)
+    os.rename(path + ".tmp", path)
+
+
+def write_file(path: str, text: str) -> None:
+    fd = os.open(path, FILE_FLAGS, 0o666)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def executable(name: str, env: dict[str, str]) -> str:
+    """`name` looked up in the node's PATH, as subprocess and the shell do."""
+    if "/" in name:
+        return name
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(folder or ".", name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    raise FileNotFoundError(errno.ENOENT, "not found", name)
+
+
+class Shim:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock_fd = sock.fileno()
+        self.connected = True
+        self.received = bytearray()
+        self.unsent = bytearray()
+        self.children: dict[int, str] = {}  # pid -> attempt folder, until it is reaped
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.writable = False  # watching for room in the socket to send the rest
+        self.epoll = select.epoll()
+        self.epoll.register(self.sock_fd, select.EPOLLIN | select.EPOLLRDHUP)
+        # a child's end: SIGCHLD writes a byte to this pipe (no file descriptor per child)
+        self.wakeup, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self.epoll.register(self.wakeup, select.EPOLLIN)
+        self.hangup = select.poll()  # did the daemon go away since the last look?
+        self.hangup.register(self.sock_fd, select.POLLRDHUP)
+
+    def serve(self) -> None:
+        while self.connected or self.children:
+            for fd, events in self.epoll.poll():
+                if fd == self.wakeup:
+                    self.reap()
+                elif fd == self.sock_fd:
+                    if events & select.EPOLLOUT:
+                        self.flush()
+                    if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP
+                                 | select.EPOLLERR):
+                        self.receive()
+            if self.unsent and self.connected:
+                self.flush()
+
+    # ---- the channel ------------------------------------------------------------------------
+
+    def receive(self) -> None:
+        try:
+            data = self.sock.recv(1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.disconnect()
+            return
+        self.received += data
+        view = memoryview(self.received)
+        at = 0
+        while len(view) - at >= 4:
+            size = int.from_bytes(view[at:at + 4], "little")
+            if len(view) - at - 4 < size:
+                break
+            message = marshal.loads(view[at + 4:at + 4 + size])
+            at += 4 + size
+            try:
+                self.handle(message)
+            except Exception as exc:  # never die: the children need us
+                if message[0] == SPAWN:
+                    self.report((FAILED, message[1], 0, f"shim: {exc!r}", None))
+        view.release()
+        del self.received[:at]
+
+    def report(self, message: tuple[Any, ...]) -> None:
+        if self.connected:
+            self.unsent += frame(message)
+
+    def flush(self) -> None:
+        try:
+            sent = self.sock.send(self.unsent)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.disconnect()
+            return
+        del self.unsent[:sent]
+        if bool(self.unsent) != self.writable:
+            self.writable = not self.writable
+            self.epoll.modify(self.sock_fd, select.EPOLLIN | select.EPOLLRDHUP
+                              | (select.EPOLLOUT if self.writable else 0))
+
+    def disconnect(self) -> None:
+        if self.connected:
+            self.connected = False
+            self.epoll.unregister(self.sock_fd)
+            self.sock_fd = -1
+            self.sock.close()
+            self.received.clear()
+            self.unsent.clear()
+
+    def daemon_gone(self) -> bool:
+        return bool(self.hangup.poll(0))
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        if message[0] == SPAWN:
+            _, token, argv, env, cwd, attempt_dir = message
+            if not self.connected or self.daemon_gone():
+                return  # nobody would learn of it: a restarted daemon launches it itself
+            try:
+                pid, start = self.spawn(argv, env, cwd, attempt_dir)
+            except OSError as exc:
+                self.report((FAILED, token, exc.errno or 0, exc.strerror or str(exc),
+                             exc.filename))
+            else:
+                self.report((STARTED, token, pid, start))
+        elif message[0] == KILL:
+            _, pid, signum = message
+            if pid in self.children:  # not reaped yet: the group is still the node's
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signum)
+
+    def spawn(self, argv: tuple[str, ...], env: dict[str, str], cwd: str, attempt_dir: str
+              ) -> tuple[int, int | None]:
+        os.chdir(cwd)  # every time: the same path may be a new folder by now
+        make_folder(attempt_dir)
+        log = os.open(attempt_dir + "/log", LOG_FLAGS, 0o666)
+        actions = ((os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log, 1),
+                   (os.POSIX_SPAWN_DUP2, log, 2))
+        try:
+            try:
+                pid, start = spawn(executable(argv[0], env), argv, env, actions)
+            except OSError as exc:
+                if exc.errno not in EXEC_ERRORS:
+                    raise
+                code = NOT_FOUND if exc.errno in NOT_FOUND_ERRORS else NOT_EXECUTABLE
+                pid, start = spawn(STAND_IN[0], (*STAND_IN, f"flowplan: {argv[0]}:"
+                                                 f" {exc.strerror}", str(code)), env, actions)
+        finally:
+            os.close(log)
+        self.children[pid] = attempt_dir
+        with contextlib.suppress(OSError):  # else the folder went away under us
+            write_record(attempt_dir + "/pid", pid, start)
+        return pid, start
+
+    def reap(self) -> None:
+        """Reap every child that ended; record and report each."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wakeup, 512):
+                pass
+        while self.children:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+            except ChildProcessError:
+                break
+            if ended is None:
+                break
+            attempt_dir = self.children.pop(ended.si_pid, None)
+            if attempt_dir is None:
+                continue
+            code = ended.si_status
+            if ended.si_code != os.CLD_EXITED:  # killed, or dumped core
+                code += SIGNAL_EXIT_BASE
+            with contextlib.suppress(OSError):  # else the folder went away under us
+                write_file(attempt_dir + "/exit.tmp", f"{code}\n")
+                os.rename(attempt_dir + "/exit.tmp", attempt_dir + "/exit")
+            self.report((EXITED, ended.si_pid, code))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] != NAME:
+        print(f"usage: {argv[0]} {NAME} FD", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=int(argv[2]))
+    sock.set_inheritable(False)
+    sock.setblocking(False)
+    Shim(sock).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

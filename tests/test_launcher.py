@@ -1,0 +1,442 @@
+"""The local launcher and its shim (daemon/engine/launcher.py, daemon/engine/shim.py) with real
+processes: exit codes, signals, process-group kills, logs, the records in the attempt folder,
+and what a restarted daemon finds after the daemon, the shim or the node died."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import marshal
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, running
+
+from daemon.engine import launcher as launcher_module
+from daemon.engine import shim
+from daemon.engine.launcher import (
+    SUPERVISOR_NAME,
+    LaunchSpec,
+    LocalLauncher,
+    ProcessHandle,
+    Recovered,
+    process_start,
+    read_exit,
+    read_record,
+)
+
+WAIT = 10.0
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def run(body: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(asyncio.wait_for(body(), 30))
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def is_shim(pid: int) -> bool:
+    try:
+        return SUPERVISOR_NAME.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(
+            b"\0")
+    except OSError:
+        return False
+
+
+class Attempts:
+    """Attempt folders under tmp, and the process groups to kill if a test fails."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.count = 0
+        self.groups: list[tuple[int, int | None]] = []
+
+    def spec(self, *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             folder: Path | None = None) -> LaunchSpec:
+        self.count += 1
+        return LaunchSpec(argv=argv, env=dict(os.environ) if env is None else env,
+                          cwd=cwd or self.tmp,
+                          attempt_dir=folder or self.tmp / "runs" / f"n{self.count}" / "1")
+
+    def track(self, handle: ProcessHandle) -> ProcessHandle:
+        self.groups.append((handle.pid, process_start(handle.pid)))
+        return handle
+
+    def cleanup(self) -> None:
+        for pid, start in self.groups:
+            if start is not None and process_start(pid) == start:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def attempts(tmp_path: Path) -> Iterator[Attempts]:
+    made = Attempts(tmp_path)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+# ---- launching -------------------------------------------------------------------------------
+
+
+def test_exit_codes_signals_log_and_records(attempts):
+    launcher = LocalLauncher()
+
+    async def body() -> None:
+        spec = attempts.spec("/bin/sh", "-c", "echo out; echo err >&2; read x || echo eof;"
+                             " exit 3")
+        handle = await launcher.launch(spec)
+        start = process_start(handle.pid)
+        assert await handle.wait() == 3
+        assert await handle.wait() == 3  # again: the same answer
+        folder = spec.attempt_dir
+        assert (folder / "log").read_text() == "out\nerr\neof\n"  # stdin is /dev/null
+        assert read_exit(folder) == 3
+        assert (folder / "exit").read_text() == "3\n"
+        assert int((folder / "pid").read_text()) == handle.pid
+        assert start is not None and read_record(folder) == (handle.pid, start)
+        assert sorted(p.name for p in folder.iterdir()) == ["exit", "log", "pid"]
+
+        for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
+            handle = await launcher.launch(attempts.spec("/bin/sh", "-c", f"kill -{signum} $$"))
+            assert await handle.wait() == 128 + signum
+
+    run(body)
+
+
+def test_node_runs_in_its_own_session_with_its_cwd_env_and_path(attempts, tmp_path):
+    launcher = LocalLauncher()
+    work = tmp_path / "work"
+    work.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "mytool"
+    tool.write_text("#!/bin/sh\necho tool \"$@\" $FLOWPLAN_X $(pwd)\n"
+                    "ps -o sid=,pgid= -p $$ | tr -s ' '\n")
+    tool.chmod(0o755)
+
+    async def body() -> None:
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FLOWPLAN_X": "x1"}
+        spec = attempts.spec("mytool", "a b", env=env, cwd=work)
+        handle = await launcher.launch(spec)
+        assert await handle.wait() == 0
+        first, second = spec.log_path.read_text().splitlines()
+        assert first == f"tool a b x1 {work}"
+        sid, pgid = second.split()
+        assert int(sid) == int(pgid) == handle.pid  # its own session and process group
+
+    run(body)
+
+
+def test_a_command_that_cannot_run_exits_127_or_126_with_a_message(attempts, tmp_path):
+    launcher = LocalLauncher()
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a program\n")
+
+    async def body() -> None:
+        spec = attempts.spec("/nonexistent/python3", "x.py")
+        handle = await launcher.launch(spec)
+        assert await handle.wait() == 127
+        assert "/nonexistent/python3" in spec.log_path.read_text()
+        assert read_exit(spec.attempt_dir) == 127
+        spec = attempts.spec("no-such-command-here", env={"PATH": "/nonexistent"})
+        assert await (await launcher.launch(spec)).wait() == 127
+        spec = attempts.spec(str(plain))
+        assert await (await launcher.launch(spec)).wait() == 126
+        assert "Permission denied" in spec.log_path.read_text()
+
+    run(body)
+
+
+def test_launch_errors_raise_and_an_attempt_is_never_launched_twice(attempts, tmp_path):
+    launcher = LocalLauncher()
+
+    async def body() -> None:
+        with pytest.raises(FileNotFoundError):
+            await launcher.launch(attempts.spec("true", cwd=tmp_path / "missing"))
+        spec = attempts.spec("true")
+        assert await (await launcher.launch(spec)).wait() == 0
+        again = LaunchSpec(argv=("/bin/sh", "-c", "echo second run"), env=spec.env,
+                           cwd=spec.cwd, attempt_dir=spec.attempt_dir)
+        with pytest.raises(FileExistsError):  # its log is the claim: it exists already
+            await launcher.launch(again)
+        assert spec.log_path.read_text() == ""
+        assert await (await launcher.launch(attempts.spec("true"))).wait() == 0  # still up
+
+    run(body)
+
+
+def test_signal_group_kills_the_whole_process_tree(attempts, tmp_path):
+    launcher = LocalLauncher()
+    grandchild = tmp_path / "grandchild.pid"
+
+    async def body() -> None:
+        handle = attempts.track(await launcher.launch(attempts.spec(
+            "/bin/sh", "-c", f"sleep 60 & echo $! > {grandchild}; wait")))
+        pid = int(wait_until(lambda: grandchild.exists() and grandchild.read_text().strip(),
+                             "the grandchild"))
+        handle.signal_group(signal.SIGTERM)
+        assert await handle.wait() == 128 + signal.SIGTERM
+        wait_until(lambda: not running(pid), "the grandchild to die")
+        handle.signal_group(signal.SIGKILL)  # after its end: ignored, whoever has the pid now
+
+    run(body)
+
+
+def test_many_concurrent_launches(attempts):
+    launcher = LocalLauncher()
+
+    async def body() -> None:
+        specs = [attempts.spec("/bin/sh", "-c", f"echo {i}; exit {i % 7}") for i in range(200)]
+        handles = await asyncio.gather(*(launcher.launch(spec) for spec in specs))
+        codes = await asyncio.gather(*(handle.wait() for handle in handles))
+        assert codes == [i % 7 for i in range(200)]
+        assert [spec.log_path.read_text() for spec in specs] == [f"{i}\n" for i in range(200)]
+
+    run(body)
+
+
+def test_start_time_from_the_boot_clock_is_the_one_proc_shows(tmp_path):
+    env = dict(os.environ)
+    for _ in range(200):
+        pid, start = shim.spawn("/bin/true", ("/bin/true",), env, ())
+        try:
+            assert start == shim.process_start(pid)  # read before it is reaped
+        finally:
+            os.waitpid(pid, 0)
+
+
+# ---- the daemon goes away: adoption, and the shim on its own ---------------------------------
+
+DAEMON = """
+import asyncio, os, sys
+from pathlib import Path
+from daemon.engine.launcher import LaunchSpec, LocalLauncher, process_start
+
+async def main():
+    argv = sys.argv[2:]
+    handle = await LocalLauncher().launch(LaunchSpec(
+        argv=tuple(argv), env=dict(os.environ), cwd=Path.cwd(), attempt_dir=Path(sys.argv[1])))
+    print(handle.pid, process_start(handle.pid), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+class Daemon:
+    """A process that launches one attempt and then idles, to be killed like a daemon."""
+
+    def __init__(self, folder: Path, *argv: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", DAEMON, str(folder), *argv], cwd=ROOT,
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().split()
+        self.pid, self.start = int(line[0]), int(line[1])
+        self.shim = parent_of(self.pid)
+        assert is_shim(self.shim)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)  # the daemon's whole group: not the shim
+        self.process.wait(WAIT)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    made: list[Daemon] = []
+    try:
+        yield made
+    finally:
+        for daemon in made:
+            if daemon.process.poll() is None:
+                daemon.kill()
+            if process_start(daemon.pid) == daemon.start:
+                with contextlib.suppress(OSError):
+                    os.killpg(daemon.pid, signal.SIGKILL)
+
+
+def gated(gate: Path, code: int) -> tuple[str, ...]:
+    gate.touch()
+    return ("/bin/sh", "-c", f"echo started; while [ -e {gate} ]; do sleep 0.02; done;"
+                             f" echo done; exit {code}")
+
+
+def test_the_shim_records_the_exit_while_no_daemon_listens_then_exits(tmp_path, daemons):
+    folder, gate = tmp_path / "a" / "1", tmp_path / "gate"
+    daemon = Daemon(folder, *gated(gate, 5))
+    daemons.append(daemon)
+    daemon.kill()
+    assert running(daemon.pid) and running(daemon.shim)
+    assert os.getsid(daemon.pid) == daemon.pid and os.getsid(daemon.shim) == daemon.shim
+    gate.unlink()
+    wait_until(lambda: read_exit(folder) == 5, "the exit file")
+    wait_until(lambda: not running(daemon.shim), "the shim to exit: no daemon, no child")
+    assert (folder / "log").read_text() == "started\ndone\n"
+    recovered = LocalLauncher().recover(folder, daemon.pid, daemon.start)
+    assert recovered == Recovered(exit_code=5, pid=daemon.pid)
+
+
+def test_adoption_of_a_node_whose_daemon_is_gone(tmp_path, daemons):
+    folder, gate = tmp_path / "a" / "1", tmp_path / "gate"
+    daemon = Daemon(folder, *gated(gate, 4))
+    daemons.append(daemon)
+    daemon.kill()
+    launcher = LocalLauncher()
+
+    async def body() -> None:
+        recovered = launcher.recover(folder, None, None)  # from the folder's records alone
+        assert recovered.pid == daemon.pid and recovered.handle is not None
+        assert launcher.recover(folder, daemon.pid, daemon.start).handle is not None
+        handle = recovered.handle
+        waiter = asyncio.ensure_future(handle.wait())
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        gate.unlink()
+        assert await waiter == 4  # recorded by the old shim, read by us
+
+    run(body)
+
+
+def test_an_adopted_node_is_killed_through_its_group(tmp_path, daemons):
+    folder, gate = tmp_path / "a" / "1", tmp_path / "gate"
+    daemon = Daemon(folder, *gated(gate, 0))
+    daemons.append(daemon)
+    daemon.kill()
+
+    async def body() -> None:
+        handle = LocalLauncher().recover(folder, daemon.pid, daemon.start).handle
+        assert handle is not None
+        handle.signal_group(signal.SIGTERM)
+        assert await handle.wait() == 128 + signal.SIGTERM
+
+    run(body)
+
+
+def test_recovery_never_adopts_a_reused_pid_or_another_attempts_process(tmp_path, daemons):
+    folder, gate = tmp_path / "a" / "1", tmp_path / "gate"
+    daemon = Daemon(folder, *gated(gate, 0))
+    daemons.append(daemon)
+    daemon.kill()
+    launcher = LocalLauncher()
+    pid, start = daemon.pid, daemon.start
+    assert launcher.recover(folder, pid, start + 1) == Recovered(lost=True, pid=pid)
+    other = tmp_path / "other"  # a record naming the same pid with another start time
+    other.mkdir()
+    (other / "log").touch()
+    (other / "pid").write_text(f"{pid}\n")
+    os.utime(other / "pid", (start - 1, start - 1))
+    assert launcher.recover(other, None, None) == Recovered(lost=True, pid=pid)
+    assert launcher.recover(other, pid, start) == Recovered(lost=True, pid=pid)
+    assert running(pid)  # not ours to kill
+    assert launcher.recover(folder, pid, start).handle is not None
+
+
+def test_a_node_whose_shim_died_is_killed_and_lost(tmp_path, daemons):
+    folder, gate = tmp_path / "a" / "1", tmp_path / "gate"
+    daemon = Daemon(folder, *gated(gate, 0))
+    daemons.append(daemon)
+    daemon.kill()
+    os.kill(daemon.shim, signal.SIGKILL)  # e.g. the OOM killer
+    wait_until(lambda: not running(daemon.shim), "the shim to die")
+    assert running(daemon.pid)  # orphaned: nothing will record its end
+    recovered = LocalLauncher().recover(folder, daemon.pid, daemon.start)
+    assert recovered == Recovered(lost=True, pid=daemon.pid)
+    wait_until(lambda: not running(daemon.pid), "the orphan to be killed")
+    assert read_exit(folder) is None
+
+
+def test_the_shim_dying_under_a_live_daemon_kills_its_nodes(attempts, tmp_path):
+    launcher = LocalLauncher()
+    gate = tmp_path / "gate"
+
+    async def body() -> None:
+        spec = attempts.spec(*gated(gate, 0))
+        handle = attempts.track(await launcher.launch(spec))
+        old_shim = parent_of(handle.pid)
+        os.kill(old_shim, signal.SIGKILL)
+        assert await handle.wait() == 128 + signal.SIGKILL
+        wait_until(lambda: not running(handle.pid), "the node to be killed")
+        assert read_exit(spec.attempt_dir) is None
+        spec = attempts.spec("/bin/sh", "-c", "echo $PPID")
+        assert await (await launcher.launch(spec)).wait() == 0
+        new_shim = int(spec.log_path.read_text())
+        assert new_shim != old_shim and is_shim(new_shim)  # started for this launch
+
+    run(body)
+
+
+def test_never_started_and_a_launch_that_began_without_a_record(tmp_path, monkeypatch):
+    launcher = LocalLauncher()
+    assert launcher.recover(tmp_path / "never", None, None) == Recovered(never_started=True)
+    began = tmp_path / "began"  # a log, no pid: the shim died between claim and record
+    began.mkdir()
+    (began / "log").touch()
+    monkeypatch.setattr(launcher_module, "RECORD_WAIT", 0.05)
+    assert launcher.recover(began, None, None) == Recovered(lost=True)
+
+
+def test_a_request_the_shim_reads_after_the_daemon_left_is_dropped(tmp_path):
+    ours, theirs = socket.socketpair()
+    process = subprocess.Popen([*launcher_module.SHIM_COMMAND, str(theirs.fileno())],
+                               pass_fds=(theirs.fileno(),), start_new_session=True)
+    theirs.close()
+    folder = tmp_path / "a" / "1"
+    ours.sendall(shim.frame((shim.SPAWN, 0, ("/bin/sh", "-c", "echo ran"), dict(os.environ),
+                             str(tmp_path), str(folder))))
+    ours.close()  # before the shim (still starting) reads it
+    assert process.wait(WAIT) == 0
+    assert not folder.exists()  # a restarted daemon finds no log: never started
+
+
+def test_the_shim_protocol_by_hand(tmp_path):
+    """Requests and reports as the module docstring of shim.py describes them."""
+    ours, theirs = socket.socketpair()
+    process = subprocess.Popen([*launcher_module.SHIM_COMMAND, str(theirs.fileno())],
+                               pass_fds=(theirs.fileno(),), start_new_session=True)
+    theirs.close()
+    stream = ours.makefile("rb")
+
+    def report() -> tuple[Any, ...]:
+        size = int.from_bytes(stream.read(4), "little")
+        return tuple(marshal.loads(stream.read(size)))
+
+    folder = tmp_path / "a" / "1"
+    ours.sendall(shim.frame((shim.SPAWN, 7, ("/bin/sh", "-c", "sleep 60"), dict(os.environ),
+                             str(tmp_path), str(folder))))
+    kind, token, pid, start = report()
+    assert (kind, token, start) == (shim.STARTED, 7, process_start(pid))
+    ours.sendall(shim.frame((shim.KILL, pid, int(signal.SIGKILL))))
+    assert report() == (shim.EXITED, pid, 137)
+    ours.sendall(shim.frame((shim.SPAWN, 8, ("true",), {}, str(tmp_path / "nope"),
+                             str(tmp_path / "b" / "1"))))
+    assert report()[:3] == (shim.FAILED, 8, errno.ENOENT)
+    stream.close()
+    ours.close()
+    assert process.wait(WAIT) == 0
