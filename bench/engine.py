@@ -5,11 +5,18 @@ state (SQLite), each next to its floor measured in the same process, in the same
 
 The floor of N nodes at concurrency C is N bare `asyncio.create_subprocess_exec("true")`
 spawn-and-wait calls, at most C at a time: the least work any engine that starts processes
-must do. The engine does more by design: each attempt runs under a `/bin/sh` supervisor
-(the pid and exit files that let a restarted daemon adopt it), the node's command under
-`/bin/sh -c`, with an attempt folder and a log file, and three SQLite commits an attempt
-(intent, pid, result). Rows "launcher alone" run the same number of attempts through the
-engine's `LocalLauncher` without the engine, which splits the cost between the two.
+must do. The engine does more by design: each attempt is started by the shim (the daemon's
+supervisor process, which records the pid and the exit status that let a restarted daemon
+adopt or collect it), the node's command under `/bin/sh -c`, with an attempt folder (two
+new folders, a log, a pid and an exit file) and three SQLite commits an attempt (intent,
+pid, result). Rows "launcher alone" run the same number of attempts through the engine's
+`LocalLauncher` without the engine, which splits the cost between the two.
+
+The shim starts on the first launch of the process (the warm-up run), so the totals do not
+include its start-up (~20 ms, once per daemon). Creating files is part of every attempt, and
+its cost depends on the file system's state: the line "an attempt's files" after the table
+says what it was before each figure, in the folder the state lives in (TMPDIR chooses it;
+see README.md for why a folder where many files were just deleted makes it 10x dearer).
 
 Figures (targets from the issue):
 (a) a chain of 100 nodes: node-to-node handoff, the end of one attempt (`finished_at` of
@@ -179,8 +186,8 @@ async def floor_spawns(n: int, concurrency: int) -> float:
 
 
 async def launcher_only(work: Path, n: int, concurrency: int) -> float:
-    """n attempts of `true` through the engine's launcher alone (supervisor, attempt folder,
-    log file, pidfd wait), at most `concurrency` at a time: no engine, no SQLite."""
+    """n attempts of `true` through the engine's launcher alone (the shim, attempt folder, log,
+    pid and exit files), at most `concurrency` at a time: no engine, no SQLite."""
     launcher, gate, env = LocalLauncher(), asyncio.Semaphore(concurrency), dict(os.environ)
     base = Path(tempfile.mkdtemp(dir=work, prefix="launcher-"))
 
@@ -220,6 +227,23 @@ def handoffs(run: Run) -> list[float]:
     return gaps
 
 
+def attempt_files(work: Path, n: int = 100) -> float:
+    """Median seconds to create what an attempt creates on disk, n times in a new folder of
+    `work`: two folders and three small files (5 inodes). The engine pays this on every attempt
+    and the floor does not; its cost depends on the file system's state (see README.md). The
+    files stay until the end: deleting them would make the next creations dearer."""
+    folder = Path(tempfile.mkdtemp(dir=work, prefix="files-"))
+    took = []
+    for i in range(n):
+        started = time.perf_counter()
+        attempt = folder / f"n{i}" / "1"
+        attempt.mkdir(parents=True)
+        for name in ("log", "pid", "exit"):
+            (attempt / name).write_bytes(b"0\n")
+        took.append(time.perf_counter() - started)
+    return statistics.median(took)
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -246,10 +270,12 @@ async def bench(work: Path, *, quick: bool, repeat: int, profile: bool,
     async def engine_run(plan: Plan, **kwargs: Any) -> tuple[float, Run]:
         return await run_engine(plan, work / f"state-{plan.workflow}-{next(runs)}", **kwargs)
 
-    # warm up: the first spawns of a process pay for page faults and lazy imports
+    # warm up: the first spawns of a process pay for page faults and lazy imports; the first
+    # launch starts the shim
     await floor_spawns(50, CONCURRENCY)
     warm, _ = compile_plan(work, "warm", chain(5))
     await engine_run(warm)
+    files = info["attempt files"] = {"(a)": attempt_files(work)}
 
     # (a) chain of 100: handoffs pooled over the runs, totals best of
     plan, info["compile chain"] = compile_plan(work, "chain", chain(n_chain))
@@ -279,6 +305,7 @@ async def bench(work: Path, *, quick: bool, repeat: int, profile: bool,
     ]
 
     # (b) independent nodes at concurrency 16
+    files["(b)"] = attempt_files(work)
     plan, info["compile parallel"] = compile_plan(work, "parallel", independent(n_parallel))
     log(f"(b) {n_parallel} independent nodes, concurrency {CONCURRENCY}, {repeat} runs")
     totals, floors, launchers = [], [], []
@@ -302,6 +329,7 @@ async def bench(work: Path, *, quick: bool, repeat: int, profile: bool,
         profiles.append(text.getvalue())
 
     # (c) fan-out / fan-in DAG at concurrency 16, and the same shape at 100 nodes
+    files["(c)"] = attempt_files(work)
     plan, info["compile dag"] = compile_plan(work, "dag", fan_dag(n_dag))
     small, info["compile dag_small"] = compile_plan(work, "dag_small", fan_dag(n_small))
     log(f"(c) DAG of {n_dag} nodes, concurrency {CONCURRENCY}, {repeat} runs")
@@ -322,6 +350,7 @@ async def bench(work: Path, *, quick: bool, repeat: int, profile: bool,
         Figure(f"(c) per node at {n_dag:,} vs at {n_small}", per_node, "ms", small_per_node,
                f"<= {LINEAR_RATIO:g}x (linear)", per_node <= LINEAR_RATIO * small_per_node),
     ]
+    files["end"] = attempt_files(work)
     return figures, profiles, info
 
 
@@ -380,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     print("compile (s, not in the totals): " + ", ".join(
         f"{k.removeprefix('compile ')} {v:.3f}" for k, v in info.items()
         if k.startswith("compile")))
+    print(f"an attempt's files (2 folders, 3 files) in {work.parent}, median us before each"
+          " figure: " + ", ".join(f"{k} {v * 1e6:.0f}" for k, v in info["attempt files"].items()))
     for text in profiles:
         print(f"\ncProfile of the independent-nodes run"
               f" (total {info.get('profiled total (s)')} s under the profiler):")
