@@ -29,6 +29,11 @@ LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 2026-03-29 in Amsterdam
 
 
 class Env:
+    """A real engine (processes, SQLite, a plan store) over repositories a test publishes."""
+
+    logical_time = LOGICAL
+    kill_grace_seconds = 1.0
+
     def __init__(self, tmp: Path, make_repo: Any) -> None:
         self.tmp = tmp
         self.make_repo = make_repo
@@ -36,8 +41,9 @@ class Env:
         self.state_dir = tmp / "state"
         self.engine = Engine(store=StateStore(self.state_dir), plans=StorePlans(self.store),
                              launcher=LocalLauncher(), clock=SystemClock(),
-                             settings=EngineSettings(state_dir=self.state_dir,
-                                                     kill_grace_seconds=1.0))
+                             settings=EngineSettings(
+                                 state_dir=self.state_dir,
+                                 kill_grace_seconds=self.kill_grace_seconds))
 
     def publish(self, files: dict[str, str]) -> None:
         result = compile_repo(read_repo(self.make_repo(files)))
@@ -48,12 +54,13 @@ class Env:
         plan = self.store.latest(workflow)
         assert plan is not None
         kwargs.setdefault("trigger", RunTrigger.MANUAL)
-        kwargs.setdefault("logical_time", LOGICAL)
+        kwargs.setdefault("logical_time", self.logical_time)
         return self.engine.create_run(plan, **kwargs).run_id
 
 
-def drive(tmp_path: Path, make_repo: Any, body: Callable[[Env], Awaitable[None]]) -> None:
-    env = Env(tmp_path, make_repo)
+def drive(tmp_path: Path, make_repo: Any, body: Callable[[Any], Awaitable[None]], *,
+          env_type: type[Env] = Env, limit: float = 30) -> None:
+    env = env_type(tmp_path, make_repo)
 
     async def main() -> None:
         await env.engine.start()
@@ -62,7 +69,7 @@ def drive(tmp_path: Path, make_repo: Any, body: Callable[[Env], Awaitable[None]]
         finally:
             await env.engine.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    asyncio.run(asyncio.wait_for(main(), limit))
 
 
 def test_templates_context_env_and_logs(tmp_path, make_repo):

@@ -30,20 +30,14 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, running
+from test_engine_real import Env as RealEnv
+from test_engine_real import drive as real_drive
 
-from compiler.compile import compile_repo
 from compiler.plan import NodePlan, QueuePlan
-from compiler.repo import read_repo
-from compiler.store import PlanStore
 from daemon.engine import spark
-from daemon.engine.clock import SystemClock
 from daemon.engine.commands import CommandError, build_command
-from daemon.engine.engine import Engine, EngineSettings
-from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
-from daemon.engine.plans import StorePlans
+from daemon.engine.model import NodeStatus, RunStatus
 from daemon.engine.spark_sql import statements
-from daemon.state.store import StateStore
 
 LOGICAL = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -65,40 +59,14 @@ def settings(queues: dict[str, dict[str, Any]]) -> str:
                                   "dev": {"executor": "local", "concurrency": 1}, **queues}})
 
 
-class Env:
-    def __init__(self, tmp: Path, make_repo: Any) -> None:
-        self.make_repo = make_repo
-        self.store = PlanStore(tmp / "store")
-        self.state_dir = tmp / "state"
-        self.engine = Engine(store=StateStore(self.state_dir), plans=StorePlans(self.store),
-                             launcher=LocalLauncher(), clock=SystemClock(),
-                             settings=EngineSettings(state_dir=self.state_dir,
-                                                     kill_grace_seconds=5.0))
-
-    def publish(self, files: dict[str, str]) -> None:
-        result = compile_repo(read_repo(self.make_repo(files)))
-        assert result.ok, [str(d) for d in result.diagnostics]
-        self.store.publish(result.plans)
-
-    def start(self, workflow: str) -> str:
-        plan = self.store.latest(workflow)
-        assert plan is not None
-        return self.engine.create_run(plan, trigger=RunTrigger.MANUAL,
-                                      logical_time=LOGICAL).run_id
+class Env(RealEnv):
+    logical_time = LOGICAL
+    kill_grace_seconds = 5.0
 
 
 def drive(tmp_path: Path, make_repo: Any, body: Callable[[Env], Awaitable[None]],
           limit: float = 120) -> None:
-    env = Env(tmp_path, make_repo)
-
-    async def main() -> None:
-        await env.engine.start()
-        try:
-            await body(env)
-        finally:
-            await env.engine.stop()
-
-    asyncio.run(asyncio.wait_for(main(), limit))
+    real_drive(tmp_path, make_repo, body, env_type=Env, limit=limit)
 
 
 def _stat(pid: int) -> list[str] | None:
