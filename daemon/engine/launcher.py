@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import marshal
 import os
 import signal
 import socket
@@ -289,14 +288,7 @@ class _Channel:
             self._lost()
             return
         self._received += data
-        view = memoryview(self._received)
-        at = 0
-        while len(view) - at >= 4:
-            size = int.from_bytes(view[at:at + 4], "little")
-            if len(view) - at - 4 < size:
-                break
-            message = marshal.loads(view[at + 4:at + 4 + size])
-            at += 4 + size
+        for message in _shim.unframe(self._received):
             kind = message[0]
             if kind == _shim.EXITED:
                 handle = self._running.pop(message[1], None)
@@ -318,8 +310,6 @@ class _Channel:
                 future, _dir = self._pending.pop(token)
                 if not future.done():
                     future.set_exception(OSError(number, text, filename))
-        view.release()
-        del self._received[:at]
 
     def _lost(self) -> None:
         """The shim ended (it never does while we listen, unless killed)."""

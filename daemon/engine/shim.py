@@ -70,6 +70,21 @@ def frame(message: tuple[Any, ...]) -> bytes:
     return len(data).to_bytes(4, "little") + data
 
 
+def unframe(buffer: bytearray) -> list[Any]:
+    """Take the whole messages off the front of `buffer` (a partial one stays)."""
+    messages = []
+    at = 0
+    with memoryview(buffer) as view:
+        while len(view) - at >= 4:
+            size = int.from_bytes(view[at:at + 4], "little")
+            if len(view) - at - 4 < size:
+                break
+            messages.append(marshal.loads(view[at + 4:at + 4 + size]))
+            at += 4 + size
+    del buffer[:at]
+    return messages
+
+
 def process_start(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
     try:
@@ -193,21 +208,12 @@ class Shim:
             self.disconnect()
             return
         self.received += data
-        view = memoryview(self.received)
-        at = 0
-        while len(view) - at >= 4:
-            size = int.from_bytes(view[at:at + 4], "little")
-            if len(view) - at - 4 < size:
-                break
-            message = marshal.loads(view[at + 4:at + 4 + size])
-            at += 4 + size
+        for message in unframe(self.received):
             try:
                 self.handle(message)
             except Exception as exc:  # never die: the children need us
                 if message[0] == SPAWN:
                     self.report((FAILED, message[1], 0, f"shim: {exc!r}", None))
-        view.release()
-        del self.received[:at]
 
     def report(self, message: tuple[Any, ...]) -> None:
         if self.connected:
