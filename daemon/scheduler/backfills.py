@@ -19,9 +19,8 @@ from daemon import ids
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError, StatusEvent
 from daemon.engine.model import RunStatus, RunTrigger
-from daemon.scheduler.manual import latest_plan
 from daemon.scheduler.model import Backfill, BackfillStatus, Reprocess
-from daemon.scheduler.scheduler import Catalog, data_interval
+from daemon.scheduler.scheduler import Catalog, data_interval, latest_plan
 from daemon.scheduler.ticks import TooManyTicks, ticks_between
 from daemon.state.store import StateStore
 

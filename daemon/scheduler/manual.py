@@ -10,24 +10,9 @@ from compiler.plan import Plan
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError
 from daemon.engine.model import Run, RunTrigger
-from daemon.scheduler.scheduler import Catalog
+from daemon.scheduler.scheduler import Catalog, latest_plan
 
 _SCALARS = (str, int, float, bool, type(None))
-
-
-def latest_plan(catalog: Catalog, workflow: str) -> Plan:
-    """The workflow's latest version, or the error a client should see."""
-    if not workflow:
-        raise RunError("workflow is required", field="workflow")
-    plan = catalog.latest(workflow)
-    if plan is None:
-        known = ", ".join(catalog.workflows()) or "none published"
-        raise RunError(f"workflow '{workflow}' does not exist (workflows: {known})",
-                       field="workflow", not_found=True)
-    if plan.content is None:
-        raise RunError(f"workflow '{workflow}' was removed (version {plan.version} is a"
-                       " tombstone)", field="workflow", precondition=True)
-    return plan
 
 
 def check_params(plan: Plan, params: Mapping[str, Any]) -> None:

@@ -63,6 +63,21 @@ class SwitchState:
     next_tick: datetime | None
 
 
+def latest_plan(catalog: Catalog, workflow: str) -> Plan:
+    """The workflow's latest version, or the error a client should see."""
+    if not workflow:
+        raise RunError("workflow is required", field="workflow")
+    plan = catalog.latest(workflow)
+    if plan is None:
+        known = ", ".join(catalog.workflows()) or "none published"
+        raise RunError(f"workflow '{workflow}' does not exist (workflows: {known})",
+                       field="workflow", not_found=True)
+    if plan.content is None:
+        raise RunError(f"workflow '{workflow}' was removed (version {plan.version} is a"
+                       " tombstone)", field="workflow", precondition=True)
+    return plan
+
+
 def data_interval(schedule: SchedulePlan, tick: datetime) -> tuple[datetime, datetime]:
     """A tick's data interval: from the schedule's previous tick (ignoring `start`, so the
     first run has an interval too) to the tick."""
@@ -234,13 +249,8 @@ class Scheduler:
                            enabled_in_git=schedule.enabled, next_tick=upcoming)
 
     def _schedule_of(self, workflow: str) -> SchedulePlan:
-        plan = self._catalog.latest(workflow)
-        if plan is None:
-            raise RunError(f"workflow '{workflow}' does not exist", field="workflow",
-                           not_found=True)
-        if plan.content is None:
-            raise RunError(f"workflow '{workflow}' was removed (version {plan.version} is a"
-                           " tombstone)", field="workflow", precondition=True)
+        plan = latest_plan(self._catalog, workflow)
+        assert plan.content is not None
         if plan.content.schedule is None:
             raise RunError(f"workflow '{workflow}' has no schedule (it runs manually only);"
                            " add `schedule:` to its YAML to schedule it", field="workflow",

@@ -21,9 +21,9 @@ from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, StatusEvent
 from daemon.engine.model import Run, RunStatus, RunTrigger
 from daemon.scheduler.backfills import BackfillRequest, Backfills
-from daemon.scheduler.manual import latest_plan, start_run
+from daemon.scheduler.manual import start_run
 from daemon.scheduler.model import BackfillStatus
-from daemon.scheduler.scheduler import Scheduler
+from daemon.scheduler.scheduler import Scheduler, latest_plan
 from daemon.server import convert
 from daemon.server.errors import RequestError, stream, unary
 from daemon.server.logs import stream_log
