@@ -159,6 +159,8 @@ def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
         assert len(d.call("ListRuns", pb.ListRunsRequest(
             status=pb.RUN_STATUS_FAILED)).runs) == 2
         assert len(d.call("ListRuns", pb.ListRunsRequest(tag="team=data")).runs) == 3
+        assert [r.run_id for r in d.call("ListRuns", pb.ListRunsRequest(
+            trigger=pb.RUN_TRIGGER_RESUME)).runs] == [resumed.run_id]
         assert d.call("ListRuns", pb.ListRunsRequest(tag="team=none")).runs == []
         first = d.call("ListRuns", pb.ListRunsRequest(workflow="chain", page_size=2))
         last = d.call("ListRuns", pb.ListRunsRequest(workflow="chain", page_size=2,
@@ -198,6 +200,8 @@ def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
         logs = [b"".join(c.data for c in d.stub.GetNodeLog(pb.GetNodeLogRequest(
             run_id=r, node_name="day"), timeout=10)) for r in backfill.run_ids]
         assert logs == [b"2026-05-01\n", b"2026-05-02\n", b"2026-05-03\n"]
+        of_backfill = d.call("ListRuns", pb.ListRunsRequest(backfill_id=backfill.backfill_id))
+        assert sorted(r.run_id for r in of_backfill.runs) == sorted(backfill.run_ids)
         listed_bf = d.call("ListBackfills", pb.ListBackfillsRequest(workflow="daily"))
         assert [b.backfill_id for b in listed_bf.backfills] == [backfill.backfill_id]
 
