@@ -370,6 +370,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 yield pb.GetNodeLogResponse(offset=offset, data=data, attempt=number)
         finally:
             unsubscribe()
+        if request.follow and self._p.closing.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down;"
+                                " follow again from the next offset")
 
 
 def _waker(run_id: str, event: asyncio.Event) -> Callable[[StatusEvent], None]:
