@@ -116,6 +116,8 @@ def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
         started = d.call("StartRun", pb.StartRunRequest(
             workflow="chain", params=params(region="us"), remarks="by hand")).run
         assert started.trigger == pb.RUN_TRIGGER_MANUAL and started.remarks == "by hand"
+        early = d.call("GetRun", pb.GetRunRequest(run_id=started.run_id, include_graph=True))
+        assert early.run.status != pb.RUN_STATUS_SUCCEEDED  # answers are cached: see below
         events = list(d.stub.WatchRun(pb.WatchRunRequest(run_id=started.run_id), timeout=30))
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
         assert events[-1].run_status == pb.RUN_STATUS_SUCCEEDED
@@ -126,7 +128,7 @@ def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
         assert run.status == pb.RUN_STATUS_SUCCEEDED and run.params["region"] == "us"
         assert [n.attempts[0].exit_code for n in run.nodes] == [0, 0, 0]
         assert len(run.edges) == 2 and run.tags["team"] == "data"
-        assert run.last_sequence == events[-1].sequence
+        assert run.last_sequence == events[-1].sequence > early.run.last_sequence
         again = list(d.stub.WatchRun(pb.WatchRunRequest(run_id=started.run_id,
                                                         after_sequence=3), timeout=10))
         assert [e.sequence for e in again] == [e.sequence for e in events[3:]]

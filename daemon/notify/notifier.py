@@ -9,6 +9,7 @@ recorded is logged, and the run goes on.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from datetime import datetime
@@ -37,6 +38,7 @@ log = logging.getLogger("flowplan.notify")
 _NOTIFY_STATUSES = frozenset({NodeStatus.RUNNING.value, NodeStatus.RETRYING.value,
                               NodeStatus.SUCCEEDED.value, NodeStatus.FAILED.value})
 _ALL_RUNS = 1_000_000
+_CACHED = 1024  # run headers and plan node indexes kept
 
 
 class Plans(Protocol):
@@ -50,6 +52,11 @@ class Notifier:
         self._store = store
         self._plans = plans
         self._sender = sender
+        # a run's workflow and version never change: one lookup per run, not one per event
+        self._headers: collections.OrderedDict[str, tuple[str, int]] = \
+            collections.OrderedDict()
+        self._indexes: collections.OrderedDict[tuple[str, int], dict[str, NodePlan]] = \
+            collections.OrderedDict()
 
     # ---- the engine listener ------------------------------------------------------------
 
@@ -87,17 +94,16 @@ class Notifier:
     def _node_status(self, run_id: str, name: str, status: NodeStatus, attempt: int | None
                      ) -> None:
         # a cheap look first: most nodes subscribe nobody, and a run has many events
-        header = self._store.get_run(run_id, with_nodes=False)
+        header = self._header(run_id)
         if header is None:
             return
-        plan = self._workflow_plan(header.workflow, header.plan_version)
-        if plan is None or not _subscribed(_node_plan(plan, name), status):
+        nodes = self._node_index(*header)
+        if nodes is None or not _subscribed(nodes.get(name), status):
             return
         run = self._store.get_run(run_id)
         assert run is not None
         node = run.node(name)
-        if node.plan_version != run.plan_version:
-            plan = self._workflow_plan(run.workflow, node.plan_version)
+        plan = self._workflow_plan(run.workflow, node.plan_version)
         node_plan = _node_plan(plan, name) if plan is not None else None
         if plan is None or node_plan is None or node_plan.notify is None or not _subscribed(
                 node_plan, status):
@@ -164,6 +170,31 @@ class Notifier:
 
     def _workflow_plan(self, workflow: str, version: int) -> WorkflowPlan | None:
         return self._plans.get(workflow, version).content
+
+    def _header(self, run_id: str) -> tuple[str, int] | None:
+        """The run's workflow and plan version."""
+        header = self._headers.get(run_id)
+        if header is None:
+            run = self._store.get_run(run_id, with_nodes=False)
+            if run is None:
+                return None
+            header = self._headers[run_id] = (run.workflow, run.plan_version)
+            if len(self._headers) > _CACHED:
+                self._headers.popitem(last=False)
+        return header
+
+    def _node_index(self, workflow: str, version: int) -> dict[str, NodePlan] | None:
+        """The nodes of a plan version by name (a 1,000-node run has 3,000 events)."""
+        key = (workflow, version)
+        nodes = self._indexes.get(key)
+        if nodes is None:
+            plan = self._workflow_plan(workflow, version)
+            if plan is None:
+                return None
+            nodes = self._indexes[key] = {n.name: n for n in plan.nodes}
+            if len(self._indexes) > _CACHED:
+                self._indexes.popitem(last=False)
+        return nodes
 
     def _secrets(self, run: Run) -> list[str]:
         """The values to mask, as the engine computes them: each node's env in the plan

@@ -1,6 +1,6 @@
 """`flowplan.v1.WorkflowService`: each RPC checks its request, calls the engine, scheduler or
 backfills, and converts the answer (daemon/server/convert.py). No state of its own beyond a
-cache of finished-enough GetRun answers."""
+cache of serialized GetRun answers."""
 
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ from daemon.watcher import PlanCatalog
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
+SERVICE = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-_RUN_CACHE_SIZE = 256
+_ANSWER_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Parts:
 class WorkflowService(pb_grpc.WorkflowServiceServicer):
     def __init__(self, parts: Parts) -> None:
         self._p = parts
-        self._runs: collections.OrderedDict[tuple[str, bool, int], pb.Run] = \
+        self._answers: collections.OrderedDict[tuple[str, bool, int], bytes] = \
             collections.OrderedDict()
 
     # ---- workflows ----------------------------------------------------------------------
@@ -151,9 +152,23 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         return pb.StartRunResponse(run=self._run(run.run_id, include_graph=True))
 
     @unary
-    async def GetRun(self, request: pb.GetRunRequest, context: Any) -> pb.GetRunResponse:
-        return pb.GetRunResponse(run=self._run(request.run_id,
-                                               include_graph=request.include_graph))
+    async def GetRun(self, request: pb.GetRunRequest, context: Any) -> bytes:
+        """The serialized GetRunResponse (`register` sends bytes as they are): an answer is
+        built and serialized once per state of the run, however many clients poll it."""
+        _required(request.run_id, "run_id")
+        sequence = self._p.store.last_sequence(request.run_id)
+        key = (request.run_id, request.include_graph, sequence)
+        answer = self._answers.get(key)
+        if answer is not None:
+            self._answers.move_to_end(key)
+            return answer
+        answer = pb.GetRunResponse(run=self._run(
+            request.run_id, include_graph=request.include_graph, sequence=sequence)
+        ).SerializeToString()
+        self._answers[key] = answer  # the history's length names the state: safe to reuse
+        if len(self._answers) > _ANSWER_CACHE_SIZE:
+            self._answers.popitem(last=False)
+        return answer
 
     @unary
     async def ListRuns(self, request: pb.ListRunsRequest, context: Any) -> pb.ListRunsResponse:
@@ -221,25 +236,17 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         return pb.ResumeRunResponse(run_id=answer.run_id or "", node_names=answer.node_names,
                                     plan_version=answer.plan_version)
 
-    def _run(self, run_id: str, *, include_graph: bool) -> pb.Run:
+    def _run(self, run_id: str, *, include_graph: bool, sequence: int | None = None
+             ) -> pb.Run:
         _required(run_id, "run_id")
-        sequence = self._p.store.last_sequence(run_id)
-        key = (run_id, include_graph, sequence)
-        cached = self._runs.get(key)
-        if cached is not None:
-            self._runs.move_to_end(key)
-            return cached
         run = self._p.store.get_run(run_id, with_nodes=include_graph)
         if run is None:
             raise RequestError(f"run {run_id} does not exist", field="run_id",
                                code=grpc.StatusCode.NOT_FOUND)
         graph = self._graph(run) if include_graph else None
-        message = convert.run(run, graph=graph, last_sequence=sequence,
-                              cancel_requested_at=self._p.store.cancel_requested_at(run_id))
-        self._runs[key] = message  # the history's length names the state: safe to reuse
-        if len(self._runs) > _RUN_CACHE_SIZE:
-            self._runs.popitem(last=False)
-        return message
+        return convert.run(run, graph=graph, last_sequence=(
+            self._p.store.last_sequence(run_id) if sequence is None else sequence),
+            cancel_requested_at=self._p.store.cancel_requested_at(run_id))
 
     def _graph(self, run: Run) -> WorkflowPlan | None:
         try:
@@ -424,7 +431,24 @@ def _decode_token(token: str, *, scope: str) -> str | None:
 
 
 def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
+    """Serve the service on `server`: the generated handlers, except that GetRun's answer
+    goes out as the bytes `GetRun` returns."""
     service = WorkflowService(parts)
-    pb_grpc.add_WorkflowServiceServicer_to_server(service, server)
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    class Collect:  # takes the handlers the generated function would register
+        def add_generic_rpc_handlers(self, generic: object) -> None:
+            pass
+
+        def add_registered_method_handlers(self, name: str,
+                                           methods: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+            handlers.update(methods)
+
+    pb_grpc.add_WorkflowServiceServicer_to_server(service, Collect())
+    handlers["GetRun"] = grpc.unary_unary_rpc_method_handler(
+        service.GetRun, request_deserializer=pb.GetRunRequest.FromString,
+        response_serializer=None)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
     return service
 
