@@ -41,16 +41,15 @@ from daemon.notify.settings import SettingsError, SmtpSettings
 from daemon.scheduler.backfills import Backfills
 from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
-from daemon.server.service import Parts, register
+from daemon.server.service import SERVICE_NAME, Parts, register
 from daemon.state.store import StateStore
 from daemon.watcher import PlanCatalog, watch_plans
-from flowplan.v1 import workflow_service_pb2 as pb
 
 log = logging.getLogger("flowplan.daemon")
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 STOP_GRACE_SECONDS = 5.0
+CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
 
 
 class UsageError(ValueError):
@@ -110,7 +109,8 @@ class Daemon:
     async def run(self) -> int:
         config = self.config
         clock = SystemClock()
-        store = StateStore(config.state, synchronous=config.synchronous)
+        store = StateStore(config.state, synchronous=config.synchronous,
+                           checkpoint_every=CHECKPOINT_SECONDS)
         catalog = PlanCatalog(PlanStore(config.store))
         engine = Engine(store=store, plans=catalog, launcher=LocalLauncher(), clock=clock,
                         settings=EngineSettings(state_dir=config.state,

@@ -32,7 +32,7 @@ from daemon.watcher import PlanCatalog
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
-SERVICE = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 _ANSWER_CACHE_SIZE = 256
@@ -440,15 +440,15 @@ def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
         def add_generic_rpc_handlers(self, generic: object) -> None:
             pass
 
-        def add_registered_method_handlers(self, name: str,
-                                           methods: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+        def add_registered_method_handlers(
+                self, name: str, methods: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
             handlers.update(methods)
 
     pb_grpc.add_WorkflowServiceServicer_to_server(service, Collect())
     handlers["GetRun"] = grpc.unary_unary_rpc_method_handler(
         service.GetRun, request_deserializer=pb.GetRunRequest.FromString,
         response_serializer=None)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
     return service
 

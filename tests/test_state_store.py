@@ -1,0 +1,75 @@
+"""The state database itself (daemon/state/store.py): opening, schema and WAL checkpoints."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from daemon.state.migrations import MIGRATIONS
+from daemon.state.store import DB_FILE, StateError, StateStore
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _write(store: StateStore, rows: int) -> None:
+    """One commit per row."""
+    for i in range(rows):
+        store.set_switch(f"wf{i}", enabled=True, git_enabled=True, at=AT)
+
+
+def _wal_frames(path: Path) -> int:
+    """Frames in the WAL not yet copied back (checkpointing nothing, from a second reader)."""
+    db = sqlite3.connect(path)
+    try:
+        _, logged, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(logged - copied)
+    finally:
+        db.close()
+
+
+def test_background_checkpoints_keep_commits_free_of_checkpoints(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, checkpoint_every=0.05)
+    try:
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        names = {t.name for t in threading.enumerate()}
+        assert "flowplan-checkpoint" in names
+        size_before = (tmp_path / DB_FILE).stat().st_size
+        _write(store, 2000)  # past SQLite's 1,000-page mark for an automatic checkpoint
+        deadline = time.monotonic() + 10
+        while (tmp_path / DB_FILE).stat().st_size == size_before:
+            assert time.monotonic() < deadline, "the checkpoint thread copied nothing back"
+            time.sleep(0.02)
+    finally:
+        store.close()
+    assert "flowplan-checkpoint" not in {t.name for t in threading.enumerate()}
+    reopened = StateStore(tmp_path)
+    try:
+        assert reopened.switch("wf0") == reopened.switch("wf1999") == (True, True)
+    finally:
+        reopened.close()
+
+
+def test_without_background_checkpoints_sqlite_checkpoints_in_the_commit(tmp_path: Path
+                                                                         ) -> None:
+    store = StateStore(tmp_path)
+    try:
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert "flowplan-checkpoint" not in {t.name for t in threading.enumerate()}
+        _write(store, 2000)
+        assert _wal_frames(tmp_path / DB_FILE) < 1000
+    finally:
+        store.close()
+
+
+def test_a_newer_schema_is_refused_with_an_upgrade_hint(tmp_path: Path) -> None:
+    StateStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(StateError, match="newer than this flowplan knows.*upgrade flowplan"):
+        StateStore(tmp_path)
