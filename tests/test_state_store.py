@@ -71,5 +71,5 @@ def test_a_newer_schema_is_refused_with_an_upgrade_hint(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / DB_FILE)
     db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     db.close()
-    with pytest.raises(StateError, match="newer than this flowplan knows.*upgrade flowplan"):
+    with pytest.raises(StateError, match=r"newer than this flowplan knows.*upgrade flowplan"):
         StateStore(tmp_path)
