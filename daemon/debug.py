@@ -31,6 +31,7 @@ from compiler import cli as compiler_cli
 from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
+from daemon.client.render import duration
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
 from daemon.engine.launcher import LocalLauncher
@@ -194,7 +195,7 @@ def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
     counts: dict[str, int] = {}
     for node in run.nodes:
         counts[node.status.value] = counts.get(node.status.value, 0) + 1
-    took = (f" in {_duration((run.finished_at - run.started_at).total_seconds())}"
+    took = (f" in {duration((run.finished_at - run.started_at).total_seconds())}"
             if run.finished_at and run.started_at else "")
     detail = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
     status = paint(_BOLD + _COLORS.get(run.status.value, ""), run.status.value)
@@ -234,16 +235,6 @@ def tail(path: Path, count: int, *, block: int = 8192) -> list[str] | None:
         return None
     lines = data.decode("utf-8", errors="replace").splitlines()
     return lines[-count:]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 class _View:
@@ -409,7 +400,7 @@ class _Table(_View):
             attempt = str(row.attempt) if row.attempt else "-"
             took = "-"
             if row.started is not None:
-                took = _duration((row.ended or now) - row.started)
+                took = duration((row.ended or now) - row.started)
             lines.append(f"{name:<{width}}  {status}  {attempt:>7}  {took:>8}")
         hidden = len(rows) - len(shown)
         counts: dict[str, int] = {}
@@ -417,7 +408,7 @@ class _Table(_View):
             counts[row.status] = counts.get(row.status, 0) + 1
         totals = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
         more = f"... {hidden} more nodes; " if hidden else ""
-        took = _duration(now - self._began)
+        took = duration(now - self._began)
         footer = f"{more}{totals}"
         if len(f"{self._title} {self._run_status} {took}: {footer}") >= columns:
             footer = footer[:max(0, columns - len(self._title) - len(took) - 16)]

@@ -104,7 +104,7 @@ class Notifier:
         assert run is not None
         node = run.node(name)
         plan = self._workflow_plan(run.workflow, node.plan_version)
-        node_plan = _node_plan(plan, name) if plan is not None else None
+        node_plan = (self._node_index(run.workflow, node.plan_version) or {}).get(name)
         if plan is None or node_plan is None or node_plan.notify is None or not _subscribed(
                 node_plan, status):
             return
@@ -201,8 +201,7 @@ class Notifier:
         version it ran, and the run's params."""
         nodes: list[NodePlan] = []
         for node in run.nodes:
-            plan = self._workflow_plan(run.workflow, node.plan_version)
-            node_plan = _node_plan(plan, node.name) if plan is not None else None
+            node_plan = (self._node_index(run.workflow, node.plan_version) or {}).get(node.name)
             if node_plan is not None:
                 nodes.append(node_plan)
         return secret_values(nodes, run.params)
@@ -221,13 +220,6 @@ class Notifier:
         except OSError:
             return None
         return tail_text(data, cut=start > 0, secrets=secrets)
-
-
-def _node_plan(plan: WorkflowPlan, name: str) -> NodePlan | None:
-    try:
-        return plan.node(name)
-    except KeyError:
-        return None
 
 
 def _subscribed(node: NodePlan | None, status: NodeStatus) -> bool:
