@@ -1,21 +1,31 @@
 """RPC benchmark: `GetRun(include_graph)` latency against a daemon started as a process, while
 it executes a steady background load of short nodes, next to the floor measured in the same
-run: a trivial unary RPC on a bare `grpc.aio` server on this machine, called the same way.
+run: a trivial unary RPC on a bare `grpc.aio` server in a process of its own, called the
+same way.
 
-    python bench/rpc.py [--calls N] [--json FILE] [--strict]
+    python bench/rpc.py [--calls N] [--load-rate NODES_PER_S] [--client auto|native|python]
+                        [--json FILE] [--strict]
 
 Figures (targets from the issue): p50 and p99 of GetRun(include_graph=true) for a finished
-20-node and a finished 1,000-node run, with 1 and with 8 concurrent clients (asyncio tasks,
-each on its own channel, in one client process), while the daemon runs a 5-node workflow of
-`sleep 0.05` nodes back to back. Targets: 20 nodes p50 within 2x of the floor (1 client);
-1,000 nodes p99 <= 10 ms with 8 clients.
+20-node and a finished 1,000-node run, with 1 and with 8 concurrent clients, while the daemon
+starts 5-node runs of `sleep 0.05` nodes at a fixed rate. Targets: 20 nodes p50 within 2x of
+the floor (1 client); 1,000 nodes p99 <= 10 ms with 8 clients.
+
+The clients: `native` is bench/rpc_client.cc (built here with g++ and gRPC C++, cached under
+bench/.out/): threads on connections of their own, each answer parsed as a real client
+would. `python` is asyncio tasks in this process, one channel each; they cost 0.3-0.7 ms of
+CPU a call, so eight of them saturate a core and their own queue shows in the figures.
+`auto` takes native when it builds. After the table, the daemon's main thread is accounted
+for (from /proc schedstat): the time it ran and the time it was ready but waited for a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -23,16 +33,24 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+CLIENT_SOURCE = ROOT / "bench" / "rpc_client.cc"
+PROTO = ROOT / "proto" / "flowplan" / "v1" / "workflow_service.proto"
+WARMUP = 20
+LOAD_NODES = 5
+GET_RUN = "/flowplan.v1.WorkflowService/GetRun"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def repo(folder: Path) -> Path:
@@ -43,8 +61,8 @@ def repo(folder: Path) -> Path:
         lines += [f"  - {{name: n{i}, command: 'true'"
                   + (f", upstream: [n{i // 10}]" if i else "") + "}" for i in range(count)]
         (folder / "workflows" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
-    background = ["name: load", "max_active_runs: 4", "nodes:"] + [
-        f"  - {{name: s{i}, command: 'sleep 0.05'}}" for i in range(5)]
+    background = ["name: load", "max_active_runs: 64", "nodes:"] + [
+        f"  - {{name: s{i}, command: 'sleep 0.05'}}" for i in range(LOAD_NODES)]
     (folder / "workflows" / "load.yaml").write_text("\n".join(background) + "\n")
     return folder
 
@@ -56,57 +74,183 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def measure(address: str, call: Any, clients: int, calls: int) -> list[float]:
-    """Latencies (ms) of `calls` calls per client, `clients` at once, each on its own channel."""
-    channels = [grpc.aio.insecure_channel(address) for _ in range(clients)]
-    latencies: list[float] = []
-
-    async def client(channel: grpc.aio.Channel) -> None:
-        for _ in range(20):  # warm up
-            await call(channel)
-        for _ in range(calls):
-            began = time.perf_counter()
-            await call(channel)
-            latencies.append((time.perf_counter() - began) * 1000)
-
-    await asyncio.gather(*(client(c) for c in channels))
-    for c in channels:
-        await c.close()
-    return latencies
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def floor(clients: int, calls: int) -> list[float]:
-    server = grpc.aio.server()
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+# ---- the clients -------------------------------------------------------------------------
 
-    async def call(channel: grpc.aio.Channel) -> None:
-        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+def build_native_client() -> Path | None:
+    """bench/rpc_client.cc built against the proto (cached by the hash of its inputs); None
+    when g++, protoc or gRPC C++ are not installed (see bench/README.md)."""
+    if not all(shutil.which(tool) for tool in ("g++", "protoc", "pkg-config")):
+        return None
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"],
+                           capture_output=True, text=True)
+    if flags.returncode:
+        return None
+    digest = hashlib.sha256(CLIENT_SOURCE.read_bytes() + PROTO.read_bytes()
+                            + flags.stdout.encode()).hexdigest()[:16]
+    out = ROOT / "bench" / ".out" / "rpc_client" / digest
+    binary = out / "rpc_client"
+    if binary.exists():
+        return binary
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["protoc", f"-I{ROOT / 'proto'}", f"--cpp_out={out}", str(PROTO)],
+                   check=True)
+    subprocess.run(["g++", "-O2", "-std=c++17", f"-I{out}", str(CLIENT_SOURCE),
+                    str(out / "flowplan" / "v1" / "workflow_service.pb.cc"),
+                    *flags.stdout.split(), "-o", str(binary) + ".tmp"], check=True)
+    os.replace(str(binary) + ".tmp", binary)
+    return binary
 
-    try:
-        return await measure(f"127.0.0.1:{port}", call, clients, calls)
-    finally:
-        await server.stop(None)
+
+@dataclass(frozen=True)
+class Target:
+    """One RPC to measure; the answer is checked to have `expect_nodes` nodes (< 0: not)."""
+
+    address: str
+    method: str
+    request: Message
+    answer: type[Message]
+    expect_nodes: int
+
+
+def measure_native(binary: Path, target: Target, clients: int, calls: int) -> list[float]:
+    """Latencies (ms) of `calls` calls per client from the native client."""
+    result = subprocess.run(
+        [str(binary), target.address, target.method, target.request.SerializeToString().hex(),
+         str(clients), str(calls), str(WARMUP), str(target.expect_nodes)],
+        capture_output=True, text=True, timeout=600)
+    if result.returncode:
+        raise RuntimeError(f"rpc_client failed: {result.stderr.strip()}")
+    return [int(us) / 1000 for line in result.stdout.splitlines() for us in line.split()]
+
+
+def measure_python(target: Target, clients: int, calls: int) -> list[float]:
+    """Latencies (ms) of `calls` calls per client, `clients` asyncio tasks at once."""
+
+    async def run() -> list[float]:
+        channels = [grpc.aio.insecure_channel(target.address) for _ in range(clients)]
+        latencies: list[float] = []
+
+        async def client(channel: grpc.aio.Channel) -> None:
+            call = channel.unary_unary(
+                target.method, request_serializer=type(target.request).SerializeToString,
+                response_deserializer=target.answer.FromString)
+            for _ in range(WARMUP):
+                await call(target.request)
+            for _ in range(calls):
+                began = time.perf_counter()
+                answer = await call(target.request)
+                latencies.append((time.perf_counter() - began) * 1000)
+                if target.expect_nodes >= 0:
+                    nodes = len(answer.run.nodes)  # type: ignore[attr-defined]
+                    if nodes != target.expect_nodes:
+                        raise RuntimeError(f"an answer has {nodes} nodes,"
+                                           f" not {target.expect_nodes}")
+
+        await asyncio.gather(*(client(c) for c in channels))
+        for c in channels:
+            await c.close()
+        return latencies
+
+    return asyncio.run(run())
+
+
+# ---- the processes -----------------------------------------------------------------------
+
+def serve_floor() -> None:
+    """`rpc.py --floor-server`: a bare grpc.aio server with the health service; prints its
+    port, serves until killed."""
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(port, flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+class MainThread:
+    """Time the daemon's main thread (its event loop) spent on a CPU and waiting for one."""
+
+    def __init__(self, pid: int) -> None:
+        self._path = Path(f"/proc/{pid}/task/{pid}/schedstat")
+        self._at: tuple[int, int] | None = None
+
+    def _read(self) -> tuple[int, int] | None:
+        try:
+            ran, waited, _ = self._path.read_text().split()
+        except (OSError, ValueError):
+            return None  # no schedstats in this kernel
+        return int(ran), int(waited)
+
+    def start(self) -> None:
+        self._at = self._read()
+
+    def stop(self) -> tuple[float, float] | None:
+        """(ms on a CPU, ms ready but waiting) since start."""
+        now = self._read()
+        if now is None or self._at is None:
+            return None
+        return (now[0] - self._at[0]) / 1e6, (now[1] - self._at[1]) / 1e6
+
+
+def steady_load(stub: pb_grpc.WorkflowServiceStub, nodes_per_second: float,
+                stop: threading.Event) -> None:
+    """Start a 5-node run every 5/rate seconds, on a fixed timetable (a faster engine gets
+    the same load, not a heavier one)."""
+    if nodes_per_second <= 0:
+        return
+    period = LOAD_NODES / nodes_per_second
+    due = time.monotonic()
+    while not stop.is_set():
+        stub.StartRun(pb.StartRunRequest(workflow="load"), timeout=30)
+        due += period
+        stop.wait(max(0.0, due - time.monotonic()))
+
+
+def finished_run(stub: pb_grpc.WorkflowServiceStub, workflow: str) -> str:
+    run_id: str = stub.StartRun(pb.StartRunRequest(workflow=workflow)).run.run_id
+    while stub.GetRun(pb.GetRunRequest(run_id=run_id)).run.status in (
+            pb.RUN_STATUS_PENDING, pb.RUN_STATUS_RUNNING):
+        time.sleep(0.1)
+    return run_id
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=500, help="calls per client")
+    parser.add_argument("--load-rate", type=float, default=80.0,
+                        help="background nodes started per second (default 80)")
+    parser.add_argument("--client", choices=("auto", "native", "python"), default="auto")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        serve_floor()
+        return 0
+    binary = build_native_client() if args.client != "python" else None
+    if args.client == "native" and binary is None:
+        parser.error("the native client needs g++, protoc and gRPC C++ (bench/README.md)")
+    if binary is None and args.client == "auto":
+        print("native client unavailable (g++, protoc, gRPC C++): measuring with Python clients")
+
+    def measure(target: Target, clients: int) -> list[float]:
+        if binary is not None:
+            return measure_native(binary, target, clients, args.calls)
+        return measure_python(target, clients, args.calls)
+
     work = Path(tempfile.mkdtemp(prefix="flowplan-rpc-"))
     store, state = work / "store", work / "state"
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    daemon = None
+    address = f"127.0.0.1:{free_port()}"
+    processes: list[subprocess.Popen[Any]] = []
     stop_load = threading.Event()
     try:
         subprocess.run([sys.executable, "-m", "daemon.cli", "publish", str(repo(work / "repo")),
@@ -114,43 +258,43 @@ def main() -> int:
         daemon = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--store",
                                    str(store), "--state", str(state), "--listen", address],
                                   stderr=subprocess.DEVNULL, cwd=ROOT)
+        processes.append(daemon)
+        floor = subprocess.Popen([sys.executable, __file__, "--floor-server"],
+                                 stdout=subprocess.PIPE, text=True)
+        processes.append(floor)
+        assert floor.stdout is not None
+        floor_address = f"127.0.0.1:{floor.stdout.readline().strip()}"
         channel = grpc.insecure_channel(address)
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = pb_grpc.WorkflowServiceStub(channel)
-        run_ids = {}
-        for name in ("small", "large"):
-            run_id = stub.StartRun(pb.StartRunRequest(workflow=name)).run.run_id
-            while stub.GetRun(pb.GetRunRequest(run_id=run_id)).run.status in (
-                    pb.RUN_STATUS_PENDING, pb.RUN_STATUS_RUNNING):
-                time.sleep(0.1)
-            run_ids[name] = run_id
-
-        def load() -> None:  # a steady stream of short nodes in the daemon
-            while not stop_load.is_set():
-                active = stub.ListRuns(pb.ListRunsRequest(workflow="load",
-                                                          status=pb.RUN_STATUS_RUNNING)).runs
-                if len(active) < 3:
-                    stub.StartRun(pb.StartRunRequest(workflow="load"))
-                stop_load.wait(0.05)
-
-        loader = threading.Thread(target=load, daemon=True)
+        runs = {nodes: finished_run(stub, name) for name, nodes in (("small", 20),
+                                                                     ("large", 1000))}
+        loader = threading.Thread(target=steady_load, args=(stub, args.load_rate, stop_load),
+                                  daemon=True)
         loader.start()
         time.sleep(1.0)
+        began = time.monotonic()
+        main_thread = MainThread(daemon.pid)
         results: dict[str, Any] = {}
         verdicts = []
+        print(f"client: {'native (bench/rpc_client.cc)' if binary else 'python (asyncio)'};"
+              f" background load: {args.load_rate:g} nodes/s")
         print(f"{'figure':<40} {'p50 ms':>8} {'p99 ms':>8}   target")
+        accounted = None
         for clients in (1, 8):
-            base = asyncio.run(floor(clients, args.calls))
-            results[f"floor_{clients}"] = base
+            base = measure(Target(floor_address, HEALTH_CHECK, health_pb2.HealthCheckRequest(),
+                                  health_pb2.HealthCheckResponse, -1), clients)
+            results[f"floor_{clients}"] = {"p50": statistics.median(base),
+                                           "p99": percentile(base, 0.99)}
             print(f"{f'floor: bare aio unary, {clients} client(s)':<40}"
                   f" {statistics.median(base):>8.3f} {percentile(base, 0.99):>8.3f}")
-            for name, nodes in (("small", 20), ("large", 1000)):
-                request = pb.GetRunRequest(run_id=run_ids[name], include_graph=True)
-
-                async def call(channel: grpc.aio.Channel, request: Any = request) -> None:
-                    await pb_grpc.WorkflowServiceStub(channel).GetRun(request)
-
-                values = asyncio.run(measure(address, call, clients, args.calls))
+            for nodes in (20, 1000):
+                request = pb.GetRunRequest(run_id=runs[nodes], include_graph=True)
+                main_thread.start()
+                values = measure(Target(address, GET_RUN, request, pb.GetRunResponse, nodes),
+                                 clients)
+                if nodes == 1000 and clients == 8:
+                    accounted = main_thread.stop()
                 p50, p99 = statistics.median(values), percentile(values, 0.99)
                 results[f"getrun_{nodes}_{clients}"] = {"p50": p50, "p99": p99}
                 verdict = ""
@@ -165,18 +309,26 @@ def main() -> int:
                     verdict = f"p99 <= 10 ms: {'PASS' if ok else 'MISS'}"
                 print(f"{f'GetRun {nodes:,} nodes, {clients} client(s)':<40} {p50:>8.3f}"
                       f" {p99:>8.3f}   {verdict}")
+        elapsed = time.monotonic() - began
         stop_load.set()
+        loader.join()
         loaded = stub.ListRuns(pb.ListRunsRequest(workflow="load", page_size=1000)).runs
-        print(f"background load: {len(loaded)} runs of 5 nodes started during the measurement")
+        print(f"background load: {len(loaded) * LOAD_NODES / (elapsed + 1.0):.0f} nodes/s"
+              f" ({len(loaded)} runs of {LOAD_NODES} nodes)")
+        if accounted is not None:
+            ran, waited = accounted
+            print(f"daemon main thread during GetRun 1,000 nodes, 8 clients: {ran:.0f} ms on"
+                  f" a CPU, {waited:.0f} ms ready but waiting for one")
+            results["main_thread_1000_8"] = {"ran_ms": ran, "waited_ms": waited}
         if args.json:
-            args.json.write_text(json.dumps({k: v for k, v in results.items()
-                                             if not k.startswith("floor")}, indent=2))
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2))
         return 1 if args.strict and not all(verdicts) else 0
     finally:
         stop_load.set()
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
 
