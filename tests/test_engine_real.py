@@ -102,6 +102,27 @@ nodes:
     drive(tmp_path, make_repo, body)
 
 
+def test_a_runs_nodes_share_its_workspace_as_their_working_directory(tmp_path, make_repo):
+    files = {"workflows/w.yaml": """
+name: w
+nodes:
+  - {name: write, command: 'test "$(pwd)" = "$FLOWPLAN_WORKSPACE" && echo hello > shared.txt'}
+  - {name: read, upstream: [write],
+     command: 'test "$(pwd)" = "$FLOWPLAN_WORKSPACE" && grep -q hello shared.txt'}
+"""}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        first, second = env.start("w"), env.start("w", logical_time=LOGICAL.replace(day=27))
+        for run_id in (first, second):
+            done = await env.engine.wait_run(run_id)
+            assert done.status is RunStatus.SUCCEEDED, done
+            workspace = env.state_dir / "runs" / run_id / "workspace"
+            assert (workspace / "shared.txt").read_text() == "hello\n"  # one folder per run
+
+    drive(tmp_path, make_repo, body)
+
+
 def test_sources_run_from_the_plan_not_the_repository(tmp_path, make_repo):
     files = {"workflows/s.yaml": "name: s\nnodes: [{source: jobs/say.sh}]\n",
              "jobs/say.sh": "echo published\n"}

@@ -151,6 +151,19 @@ def test_node_runs_in_its_own_session_with_its_cwd_env_and_path(attempts, tmp_pa
     run(body)
 
 
+def test_a_missing_working_directory_is_created_with_its_folders(attempts, tmp_path):
+    launcher = LocalLauncher()
+    work = tmp_path / "runs" / "r1" / "workspace"
+
+    async def body() -> None:
+        spec = attempts.spec("/bin/sh", "-c", "pwd", cwd=work)
+        handle = await launcher.launch(spec)
+        assert await handle.wait() == 0
+        assert spec.log_path.read_text() == f"{work}\n"
+
+    run(body)
+
+
 def test_a_command_that_cannot_run_exits_127_or_126_with_a_message(attempts, tmp_path):
     launcher = LocalLauncher()
     plain = tmp_path / "plain.txt"
@@ -174,9 +187,12 @@ def test_a_command_that_cannot_run_exits_127_or_126_with_a_message(attempts, tmp
 def test_launch_errors_raise_and_an_attempt_is_never_launched_twice(attempts, tmp_path):
     launcher = LocalLauncher()
 
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+
     async def body() -> None:
-        with pytest.raises(FileNotFoundError):
-            await launcher.launch(attempts.spec("true", cwd=tmp_path / "missing"))
+        with pytest.raises(NotADirectoryError):
+            await launcher.launch(attempts.spec("true", cwd=not_a_folder))
         spec = attempts.spec("true")
         assert await (await launcher.launch(spec)).wait() == 0
         again = LaunchSpec(argv=("/bin/sh", "-c", "echo second run"), env=spec.env,
@@ -434,9 +450,10 @@ def test_the_shim_protocol_by_hand(tmp_path):
     assert (kind, token, start) == (shim.STARTED, 7, process_start(pid))
     ours.sendall(shim.frame((shim.KILL, pid, int(signal.SIGKILL))))
     assert report() == (shim.EXITED, pid, 137)
-    ours.sendall(shim.frame((shim.SPAWN, 8, ("true",), {}, str(tmp_path / "nope"),
+    (tmp_path / "file").write_text("")
+    ours.sendall(shim.frame((shim.SPAWN, 8, ("true",), {}, str(tmp_path / "file"),
                              str(tmp_path / "b" / "1"))))
-    assert report()[:3] == (shim.FAILED, 8, errno.ENOENT)
+    assert report()[:3] == (shim.FAILED, 8, errno.ENOTDIR)
     stream.close()
     ours.close()
     assert process.wait(WAIT) == 0

@@ -125,7 +125,6 @@ class _Run:
     lane: LaneKey
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     unfinished: int = 0  # nodes not in a final status: a run ends when it reaches 0
-    workspace_ready: bool = False
 
     def set_node_status(self, node: _Node, status: NodeStatus) -> None:
         """The one place a node's status changes in memory, keeping `unfinished` true."""
@@ -492,9 +491,6 @@ class Engine:
             run.set_node_status(node, NodeStatus.RUNNING)
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
             try:
-                if not run.workspace_ready:
-                    run.context.workspace.mkdir(parents=True, exist_ok=True)
-                    run.workspace_ready = True
                 handle = await self._launcher.launch(LaunchSpec(
                     argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
             except OSError as exc:  # e.g. a queue's python interpreter that does not exist

@@ -57,7 +57,7 @@ RECORD_WAIT = 1.0  # seconds a restart waits for the pid file of a launch that h
 class LaunchSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str]
-    cwd: Path
+    cwd: Path  # created by the launcher if missing (a run's workspace, at its first node)
     attempt_dir: Path  # holds log, pid and exit
 
     @property

@@ -17,9 +17,10 @@ Reports:
     (FAILED, token, errno, strerror, filename)
     (EXITED, pid, code)            code: the exit status, 128 + N when signal N ended it
 
-A spawn, in this order: `cwd` becomes the shim's working directory (it is single-threaded);
-`<attempt_dir>/log` is created with O_EXCL (the claim: a second launch of the same attempt fails
-instead of running it twice), with its folders if missing; the command starts with
+A spawn, in this order: `cwd` (created with its folders if missing: a run's workspace, at its
+first node) becomes the shim's working directory (it is single-threaded); `<attempt_dir>/log`
+is created with O_EXCL (the claim: a second launch of the same attempt fails instead of
+running it twice), with its folders if missing; the command starts with
 `posix_spawn` in a new session (its own process group), stdin /dev/null, stdout and stderr to
 the log; `pid` is written (the node's pid, with its start time as the file's modification
 time: see `write_record`); then the answer. A command that cannot be executed is reported as
@@ -267,7 +268,11 @@ class Shim:
 
     def spawn(self, argv: tuple[str, ...], env: dict[str, str], cwd: str, attempt_dir: str
               ) -> tuple[int, int | None]:
-        os.chdir(cwd)  # every time: the same path may be a new folder by now
+        try:
+            os.chdir(cwd)  # every time: the same path may be a new folder by now
+        except FileNotFoundError:  # here, not in the daemon's event loop (1-2 ms here)
+            os.makedirs(cwd, exist_ok=True)
+            os.chdir(cwd)
         make_folder(attempt_dir)
         log = os.open(attempt_dir + "/log", LOG_FLAGS, 0o666)
         actions = ((os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log, 1),
