@@ -20,13 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, running
+from conftest import ROOT, running, wait_until
 
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
@@ -57,17 +57,6 @@ if [ $# -ge "$FLOWPLAN_ATTEMPT" ]; then shift $((FLOWPLAN_ATTEMPT - 1)); else se
 echo "end of $FLOWPLAN_NODE attempt $FLOWPLAN_ATTEMPT"
 exit "${1:-0}"
 """
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 class Driver:

@@ -106,7 +106,7 @@ def test_a_runs_nodes_share_its_workspace_as_their_working_directory(tmp_path, m
     files = {"workflows/w.yaml": """
 name: w
 nodes:
-  - {name: write, command: 'test "$(pwd)" = "$FLOWPLAN_WORKSPACE" && echo hello > shared.txt'}
+  - {name: write, command: 'test "$(pwd)" = "$FLOWPLAN_WORKSPACE" && echo hello >> shared.txt'}
   - {name: read, upstream: [write],
      command: 'test "$(pwd)" = "$FLOWPLAN_WORKSPACE" && grep -q hello shared.txt'}
 """}

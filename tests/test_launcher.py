@@ -13,13 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, running
+from conftest import ROOT, running, wait_until
 
 from daemon.engine import launcher as launcher_module
 from daemon.engine import shim
@@ -35,17 +34,6 @@ from daemon.engine.launcher import (
 )
 
 WAIT = 10.0
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def run(body: Callable[[], Awaitable[Any]]) -> Any:
@@ -186,7 +174,6 @@ def test_a_command_that_cannot_run_exits_127_or_126_with_a_message(attempts, tmp
 
 def test_launch_errors_raise_and_an_attempt_is_never_launched_twice(attempts, tmp_path):
     launcher = LocalLauncher()
-
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
 
