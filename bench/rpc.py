@@ -1,22 +1,27 @@
 """RPC benchmark: `GetRun(include_graph)` latency against a daemon started as a process, while
-it executes a steady background load of short nodes, next to the floor measured in the same
-run: a trivial unary RPC on a bare `grpc.aio` server in a process of its own, called the
-same way.
+it executes a steady background load of short nodes, next to floors measured in the same run:
+a trivial unary RPC on a bare `grpc.aio` server, and the very bytes of the 1,000-node answer
+served by a bare `grpc.aio` server and by a bare C++ gRPC server, each in a process of its
+own, called the same way.
 
     python bench/rpc.py [--calls N] [--load-rate NODES_PER_S] [--client auto|native|python]
                         [--json FILE] [--strict]
 
 Figures (targets from the issue): p50 and p99 of GetRun(include_graph=true) for a finished
-20-node and a finished 1,000-node run, with 1 and with 8 concurrent clients, while the daemon
+20-node and a finished 1,000-node run, with 1 and 8 concurrent clients, while the daemon
 starts 5-node runs of `sleep 0.05` nodes at a fixed rate. Targets: 20 nodes p50 within 2x of
-the floor (1 client); 1,000 nodes p99 <= 10 ms with 8 clients.
+the floor (1 client); 1,000 nodes p99 <= 10 ms with 8 clients. The answer floors show what
+gRPC alone gives for an answer of that size on this machine under the same load: a server
+cannot be faster than the C++ one, and the aio one is the same stack as the daemon without
+the engine.
 
 The clients: `native` is bench/rpc_client.cc (built here with g++ and gRPC C++, cached under
-bench/.out/): threads on connections of their own, each answer parsed as a real client
-would. `python` is asyncio tasks in this process, one channel each; they cost 0.3-0.7 ms of
-CPU a call, so eight of them saturate a core and their own queue shows in the figures.
-`auto` takes native when it builds. After the table, the daemon's main thread is accounted
-for (from /proc schedstat): the time it ran and the time it was ready but waited for a CPU.
+bench/.out/, as is the C++ floor server, bench/rpc_server.cc): threads on connections of
+their own, each answer parsed as a real client would. `python` is asyncio tasks in this
+process, one channel each; they cost 0.3-0.7 ms of CPU a call, so eight of them saturate a
+core and their own queue shows in the figures (and there is no C++ floor). `auto` takes
+native when it builds. After the table, the daemon's main thread is accounted for (from
+/proc schedstat): the time it ran and the time it was ready but waited for a CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_SOURCE = ROOT / "bench" / "rpc_client.cc"
+SERVER_SOURCE = ROOT / "bench" / "rpc_server.cc"
 PROTO = ROOT / "proto" / "flowplan" / "v1" / "workflow_service.proto"
 WARMUP = 20
 LOAD_NODES = 5
@@ -81,8 +87,8 @@ def percentile(values: list[float], q: float) -> float:
 
 # ---- the clients -------------------------------------------------------------------------
 
-def build_native_client() -> Path | None:
-    """bench/rpc_client.cc built against the proto (cached by the hash of its inputs); None
+def build_native(source: Path) -> Path | None:
+    """A bench/*.cc program built against the proto (cached by the hash of its inputs); None
     when g++, protoc or gRPC C++ are not installed (see bench/README.md)."""
     if not all(shutil.which(tool) for tool in ("g++", "protoc", "pkg-config")):
         return None
@@ -90,16 +96,16 @@ def build_native_client() -> Path | None:
                            capture_output=True, text=True)
     if flags.returncode:
         return None
-    digest = hashlib.sha256(CLIENT_SOURCE.read_bytes() + PROTO.read_bytes()
+    digest = hashlib.sha256(source.read_bytes() + PROTO.read_bytes()
                             + flags.stdout.encode()).hexdigest()[:16]
-    out = ROOT / "bench" / ".out" / "rpc_client" / digest
-    binary = out / "rpc_client"
+    out = ROOT / "bench" / ".out" / source.stem / digest
+    binary = out / source.stem
     if binary.exists():
         return binary
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["protoc", f"-I{ROOT / 'proto'}", f"--cpp_out={out}", str(PROTO)],
                    check=True)
-    subprocess.run(["g++", "-O2", "-std=c++17", f"-I{out}", str(CLIENT_SOURCE),
+    subprocess.run(["g++", "-O2", "-std=c++17", f"-I{out}", str(source),
                     str(out / "flowplan" / "v1" / "workflow_service.pb.cc"),
                     *flags.stdout.split(), "-o", str(binary) + ".tmp"], check=True)
     os.replace(str(binary) + ".tmp", binary)
@@ -161,19 +167,39 @@ def measure_python(target: Target, clients: int, calls: int) -> list[float]:
 
 # ---- the processes -----------------------------------------------------------------------
 
-def serve_floor() -> None:
-    """`rpc.py --floor-server`: a bare grpc.aio server with the health service; prints its
-    port, serves until killed."""
+def serve_floor(payload: Path) -> None:
+    """`rpc.py --floor-server PAYLOAD`: a bare grpc.aio server with the health service and a
+    GetRun that answers every request with the bytes of PAYLOAD; prints its port, serves
+    until killed."""
+    answer = payload.read_bytes()
+
+    async def get_run(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+                      ) -> bytes:
+        return answer
 
     async def run() -> None:
         server = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        service, method = GET_RUN.strip("/").split("/")
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            service, {method: grpc.unary_unary_rpc_method_handler(get_run)}),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         print(port, flush=True)
         await server.wait_for_termination()
 
     asyncio.run(run())
+
+
+def start_server(command: list[str], processes: list[subprocess.Popen[Any]]) -> str:
+    """Start a floor server that prints its port; its loopback address."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    processes.append(process)
+    assert process.stdout is not None
+    port = process.stdout.readline().strip()
+    if not port.isdigit():
+        raise RuntimeError(f"{command[0]} did not start (exit {process.poll()})")
+    return f"127.0.0.1:{port}"
 
 
 class MainThread:
@@ -231,16 +257,17 @@ def main() -> int:
     parser.add_argument("--client", choices=("auto", "native", "python"), default="auto")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--strict", action="store_true")
-    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-server", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
-        serve_floor()
+        serve_floor(args.floor_server)
         return 0
-    binary = build_native_client() if args.client != "python" else None
+    binary = build_native(CLIENT_SOURCE) if args.client != "python" else None
     if args.client == "native" and binary is None:
         parser.error("the native client needs g++, protoc and gRPC C++ (bench/README.md)")
     if binary is None and args.client == "auto":
         print("native client unavailable (g++, protoc, gRPC C++): measuring with Python clients")
+    native_server = build_native(SERVER_SOURCE) if binary is not None else None
 
     def measure(target: Target, clients: int) -> list[float]:
         if binary is not None:
@@ -259,16 +286,21 @@ def main() -> int:
                                    str(store), "--state", str(state), "--listen", address],
                                   stderr=subprocess.DEVNULL, cwd=ROOT)
         processes.append(daemon)
-        floor = subprocess.Popen([sys.executable, __file__, "--floor-server"],
-                                 stdout=subprocess.PIPE, text=True)
-        processes.append(floor)
-        assert floor.stdout is not None
-        floor_address = f"127.0.0.1:{floor.stdout.readline().strip()}"
         channel = grpc.insecure_channel(address)
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = pb_grpc.WorkflowServiceStub(channel)
         runs = {nodes: finished_run(stub, name) for name, nodes in (("small", 20),
                                                                      ("large", 1000))}
+        # The 1,000-node answer's bytes, served as they are by the floor servers: what gRPC
+        # alone gives for an answer of that size, next to the daemon, in the same run.
+        large = pb.GetRunRequest(run_id=runs[1000], include_graph=True)
+        payload = work / "answer-1000.bin"
+        payload.write_bytes(channel.unary_unary(
+            GET_RUN, request_serializer=pb.GetRunRequest.SerializeToString)(large))
+        floors = {"aio": start_server([sys.executable, __file__, "--floor-server", str(payload)],
+                                      processes)}
+        if native_server is not None:
+            floors["C++"] = start_server([str(native_server), str(payload)], processes)
         loader = threading.Thread(target=steady_load, args=(stub, args.load_rate, stop_load),
                                   daemon=True)
         loader.start()
@@ -279,24 +311,34 @@ def main() -> int:
         verdicts = []
         print(f"client: {'native (bench/rpc_client.cc)' if binary else 'python (asyncio)'};"
               f" background load: {args.load_rate:g} nodes/s")
-        print(f"{'figure':<40} {'p50 ms':>8} {'p99 ms':>8}   target")
+        print(f"{'figure':<44} {'p50 ms':>8} {'p99 ms':>8}   target")
+
+        def row(label: str, key: str, values: list[float], verdict: str = "") -> None:
+            p50, p99 = statistics.median(values), percentile(values, 0.99)
+            results[key] = {"p50": p50, "p99": p99}
+            print(f"{label:<44} {p50:>8.3f} {p99:>8.3f}   {verdict}".rstrip())
+
         accounted = None
         for clients in (1, 8):
-            base = measure(Target(floor_address, HEALTH_CHECK, health_pb2.HealthCheckRequest(),
+            base = measure(Target(floors["aio"], HEALTH_CHECK, health_pb2.HealthCheckRequest(),
                                   health_pb2.HealthCheckResponse, -1), clients)
             floor_p50 = statistics.median(base)
-            results[f"floor_{clients}"] = {"p50": floor_p50, "p99": percentile(base, 0.99)}
-            print(f"{f'floor: bare aio unary, {clients} client(s)':<40}"
-                  f" {floor_p50:>8.3f} {percentile(base, 0.99):>8.3f}")
-            for nodes in (20, 1000):
-                request = pb.GetRunRequest(run_id=runs[nodes], include_graph=True)
-                main_thread.start()
-                values = measure(Target(address, GET_RUN, request, pb.GetRunResponse, nodes),
+            row(f"floor: bare aio unary, {clients} client(s)", f"floor_{clients}", base)
+            same: dict[str, float] = {}
+            for kind, floor_address in floors.items():
+                values = measure(Target(floor_address, GET_RUN, large, pb.GetRunResponse, 1000),
                                  clients)
+                same[kind] = percentile(values, 0.99)
+                row(f"floor: 1,000-node answer, bare {kind} server",
+                    f"floor_answer_{kind}_{clients}", values)
+            for nodes in (20, 1000):
+                main_thread.start()
+                values = measure(Target(address, GET_RUN, large if nodes == 1000 else
+                                        pb.GetRunRequest(run_id=runs[nodes], include_graph=True),
+                                        pb.GetRunResponse, nodes), clients)
                 if nodes == 1000 and clients == 8:
                     accounted = main_thread.stop()
                 p50, p99 = statistics.median(values), percentile(values, 0.99)
-                results[f"getrun_{nodes}_{clients}"] = {"p50": p50, "p99": p99}
                 verdict = ""
                 if nodes == 20 and clients == 1:
                     ok = p50 <= 2 * floor_p50
@@ -306,9 +348,10 @@ def main() -> int:
                 if nodes == 1000 and clients == 8:
                     ok = p99 <= 10
                     verdicts.append(ok)
-                    verdict = f"p99 <= 10 ms: {'PASS' if ok else 'MISS'}"
-                print(f"{f'GetRun {nodes:,} nodes, {clients} client(s)':<40} {p50:>8.3f}"
-                      f" {p99:>8.3f}   {verdict}")
+                    verdict = (f"p99 <= 10 ms: {'PASS' if ok else 'MISS'}"
+                               f" ({p99 / same['aio']:.2f}x the bare aio p99)")
+                row(f"GetRun {nodes:,} nodes, {clients} client(s)",
+                    f"getrun_{nodes}_{clients}", values, verdict)
         elapsed = time.monotonic() - began
         stop_load.set()
         loader.join()

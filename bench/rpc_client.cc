@@ -49,6 +49,9 @@ int64_t Call(Client& client, const std::string& method, const std::string& reque
   auto began = std::chrono::steady_clock::now();
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  // Debian's gRPC 1.51 now and then fails a fresh loopback connect with a stray errno
+  // (ENOENT); waiting for the channel retries it, as a long-lived client would.
+  context.set_wait_for_ready(true);
   grpc::Slice slice(request);
   grpc::ByteBuffer sent(&slice, 1);
   grpc::ByteBuffer received;
