@@ -294,6 +294,23 @@ def test_a_non_loopback_address_needs_auth_or_insecure(deployed: tuple[Path, Pat
     assert result.returncode == 2 and "--insecure" in result.stderr
 
 
+def test_a_second_daemon_on_the_same_state_is_refused(deployed: tuple[Path, Path, Path]
+                                                       ) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as first:
+        second = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "serve", "--store", str(store), "--state",
+             str(state), "--listen", f"127.0.0.1:{free_port()}"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert second.returncode == 2
+        assert f"in use by another flowplan daemon (pid {first.process.pid}," \
+               f" --listen {first.address})" in second.stderr
+        assert first.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows  # unharmed
+        assert first.stop() == 0
+    with running_daemon(store, state) as again:  # a stopped daemon's state is free
+        assert again.stop() == 0
+
+
 def attempt_pid(state: Path, run_id: str) -> int:
     db = sqlite3.connect(state / "state.sqlite3")
     try:

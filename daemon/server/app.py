@@ -42,6 +42,7 @@ from daemon.scheduler.backfills import Backfills
 from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
 from daemon.server.service import SERVICE_NAME, Parts, register
+from daemon.state.lock import StateInUseError, lock_state
 from daemon.state.store import StateStore
 from daemon.watcher import PlanCatalog, watch_plans
 
@@ -107,6 +108,16 @@ class Daemon:
         self._stop.set()
 
     async def run(self) -> int:
+        """Serve until `shutdown()`; UsageError if the state directory is another daemon's
+        or the address cannot be listened on."""
+        try:
+            lock = lock_state(self.config.state, holder=f"--listen {self.config.listen}")
+        except StateInUseError as exc:
+            raise UsageError(str(exc)) from exc
+        with lock:
+            return await self._run()
+
+    async def _run(self) -> int:
         config = self.config
         clock = SystemClock()
         store = StateStore(config.state, synchronous=config.synchronous,
