@@ -33,6 +33,8 @@ from compiler.repo import read_repo
 from compiler.store import PlanStore
 from daemon.engine.engine import LOST
 from daemon.engine.launcher import (
+    SHIM_ENDED,
+    SHIM_ENDED_UNRECORDED,
     SUPERVISOR_NAME,
     LaunchSpec,
     LocalLauncher,
@@ -399,13 +401,26 @@ def test_repeated_crashes_at_every_point_of_one_run(rig):
 # ---- the test kills the engine while a node runs -------------------------------------------
 
 
-def test_kill_during_a_node_adopts_the_running_process(rig):
-    chain(rig)
+def killed_during_a(rig, **chain_options):
+    """A chain whose node `a` (held by its gate) runs when the engine is killed: the run id
+    and a's pid."""
+    chain(rig, **chain_options)
     rig.close_gate("a")
     first = rig.driver(create="w")
     run_id = first.run_id()
     pid = rig.running_node(run_id, "a")
     first.kill()
+    return run_id, pid
+
+
+def kill_the_shim_of(rig, pid):
+    shim = rig.shim_of(pid)
+    os.kill(shim, signal.SIGKILL)
+    wait_until(lambda: not running(shim), "the shim to die")
+
+
+def test_kill_during_a_node_adopts_the_running_process(rig):
+    run_id, pid = killed_during_a(rig)
     assert pid == rig.supervisor_pid(run_id, "a", 1)
     assert running(pid) and os.getsid(pid) == pid  # survived the daemon, in its own session
     recorded = rig.attempt(run_id, "a", 1)
@@ -452,17 +467,10 @@ def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries,
 
 @pytest.mark.parametrize("retries", [1, 0])
 def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries):
-    chain(rig, retries=retries)
-    rig.close_gate("a")
-    first = rig.driver(create="w")
-    run_id = first.run_id()
-    pid = rig.running_node(run_id, "a")
-    first.kill()
+    run_id, pid = killed_during_a(rig, retries=retries)
     # the node and its supervisor, while the daemon is down: the shim first, so that nothing
     # records the node's end
-    shim = rig.shim_of(pid)
-    os.kill(shim, signal.SIGKILL)
-    wait_until(lambda: not running(shim), "the shim to die")
+    kill_the_shim_of(rig, pid)
     os.killpg(pid, signal.SIGKILL)
     wait_until(lambda: not running(pid), "the node to die")
     rig.open_gate("a")  # attempt 2, if any, runs through
@@ -482,12 +490,7 @@ def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries
 
 
 def test_kill_during_a_node_killed_while_the_engine_is_down_collects_its_signal(rig):
-    chain(rig, retries=1)
-    rig.close_gate("a")
-    first = rig.driver(create="w")
-    run_id = first.run_id()
-    pid = rig.running_node(run_id, "a")
-    first.kill()
+    run_id, pid = killed_during_a(rig, retries=1)
     os.killpg(pid, signal.SIGKILL)  # the node's group only: its shim lives and records it
     exit_file = rig.attempt_dir(run_id, "a", 1) / "exit"
     wait_until(exit_file.exists, "the exit file written by the shim")
@@ -504,15 +507,8 @@ def test_kill_during_a_node_killed_while_the_engine_is_down_collects_its_signal(
 
 
 def test_kill_of_the_daemon_and_the_shim_kills_the_orphaned_node_and_fails_it_as_lost(rig):
-    chain(rig, retries=1)
-    rig.close_gate("a")
-    first = rig.driver(create="w")
-    run_id = first.run_id()
-    pid = rig.running_node(run_id, "a")
-    first.kill()
-    shim = rig.shim_of(pid)
-    os.kill(shim, signal.SIGKILL)  # the node runs on, unsupervised: nothing records its end
-    wait_until(lambda: not running(shim), "the shim to die")
+    run_id, pid = killed_during_a(rig, retries=1)
+    kill_the_shim_of(rig, pid)  # the node runs on, unsupervised: nothing records its end
     assert running(pid)
 
     second = rig.driver()
@@ -544,10 +540,25 @@ def test_kill_of_the_shim_while_the_engine_runs_kills_the_node_and_retries_it(ri
     run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
     attempts = run.node("a").attempts
     assert [(a.status, a.exit_code, a.error) for a in attempts] == [
-        (FAILED, 137, "exited with code 137 (killed by SIGKILL)"), (OK, 0, None)]
+        (FAILED, None, SHIM_ENDED), (OK, 0, None)]  # not a 137 the node never exited with
     assert rig.executions("a") == [f"{run_id} 1", f"{run_id} 2"]
     assert not (rig.attempt_dir(run_id, "a", 1) / "exit").exists()
     check_attempts(rig, run, "b", [(OK, 0, None)])
+
+
+def test_an_adopted_node_whose_shim_dies_is_failed_as_lost_and_retried(rig):
+    run_id, pid = killed_during_a(rig, retries=1)
+    second = rig.driver()
+    second.logged("node a attempt 1: adopted")
+    kill_the_shim_of(rig, pid)  # nothing can record how the adopted node ends any more
+    rig.open_gate("a")  # attempt 1 ends unrecorded; attempt 2 runs under a new shim
+    second.finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    attempts = run.node("a").attempts
+    assert [(a.status, a.exit_code, a.error) for a in attempts] == [
+        (FAILED, None, SHIM_ENDED_UNRECORDED), (OK, 0, None)]
+    assert not (rig.attempt_dir(run_id, "a", 1) / "exit").exists()
+    second.logged("ended without recording its status")
 
 
 def test_kill_during_a_node_keeps_its_timeout_running(rig):

@@ -30,7 +30,14 @@ from daemon.engine.commands import (
     mask,
     secret_values,
 )
-from daemon.engine.launcher import Launcher, LaunchSpec, ProcessHandle, Recovered, process_start
+from daemon.engine.launcher import (
+    Launcher,
+    LaunchSpec,
+    ProcessHandle,
+    ProcessLostError,
+    Recovered,
+    process_start,
+)
 from daemon.engine.model import (
     Attempt,
     AttemptStatus,
@@ -515,6 +522,8 @@ class Engine:
         node.handle = handle
         try:
             code, reason = await self._wait(run, handle, timeout)
+        except ProcessLostError as lost:
+            return self._finish(run, node, number, None, str(lost))
         finally:
             node.handle = None
         if reason == "cancelled":

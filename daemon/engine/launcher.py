@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,7 +47,6 @@ log = logging.getLogger("flowplan.launcher")
 
 SUPERVISOR_NAME = _shim.NAME  # in the shim's command line
 SIGNAL_EXIT_BASE = _shim.SIGNAL_EXIT_BASE
-KILLED = SIGNAL_EXIT_BASE + signal.SIGKILL
 SHIM_COMMAND = (sys.executable, "-I", "-S", str(Path(_shim.__file__).resolve()), _shim.NAME)
 RECORD_MODULUS = _shim.RECORD_MODULUS
 RECORD_WAIT = 1.0  # seconds a restart waits for the pid file of a launch that has begun
@@ -65,11 +64,23 @@ class LaunchSpec:
         return self.attempt_dir / "log"
 
 
+class ProcessLostError(Exception):
+    """The node's own exit status cannot be known: the shim that supervised it ended before
+    recording it. The message is the attempt's error."""
+
+
+SHIM_ENDED = ("lost: the flowplan shim ended while the node ran; the node was stopped and its"
+              " exit status is unknown")
+SHIM_ENDED_UNRECORDED = ("lost: the node's flowplan shim ended without recording its exit"
+                         " status")
+
+
 class ProcessHandle(Protocol):
     pid: int
 
     async def wait(self) -> int:
-        """The node's exit code (128 + N when signal N ended it)."""
+        """The node's exit code (128 + N when signal N ended it); raises ProcessLostError when its
+        supervisor ended without recording it."""
         ...
 
     def signal_group(self, signum: int) -> None: ...
@@ -173,7 +184,7 @@ def _signal_group(pid: int, signum: int) -> None:
 class _Launched:
     """A node started by this daemon's shim; its end comes as a report over the channel."""
 
-    __slots__ = ("_channel", "_code", "_waiters", "attempt_dir", "pid", "pid_start")
+    __slots__ = ("_channel", "_code", "_lost", "_waiters", "attempt_dir", "pid", "pid_start")
 
     def __init__(self, channel: _Channel, pid: int, pid_start: int | None, attempt_dir: str
                  ) -> None:
@@ -182,9 +193,12 @@ class _Launched:
         self.pid_start = pid_start
         self.attempt_dir = attempt_dir
         self._code: int | None = None
+        self._lost: ProcessLostError | None = None
         self._waiters: list[asyncio.Future[int]] = []
 
     async def wait(self) -> int:
+        if self._lost is not None:
+            raise self._lost
         if self._code is not None:
             return self._code
         waiter: asyncio.Future[int] = self._channel.loop.create_future()
@@ -192,15 +206,22 @@ class _Launched:
         return await waiter  # a cancelled wait cancels only its own future
 
     def signal_group(self, signum: int) -> None:
-        if self._code is None:  # the shim signals it only if it has not reaped it
+        if self._code is None and self._lost is None:  # the shim signals only its own
             with contextlib.suppress(OSError):
                 self._channel.send((_shim.KILL, self.pid, int(signum)))
 
     def finish(self, code: int) -> None:
         self._code = code
+        self._settle(lambda waiter: waiter.set_result(code))
+
+    def fail(self, lost: ProcessLostError) -> None:
+        self._lost = lost
+        self._settle(lambda waiter: waiter.set_exception(lost))
+
+    def _settle(self, settle: Callable[[asyncio.Future[int]], None]) -> None:
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_result(code)
+                settle(waiter)
         self._waiters.clear()
 
 
@@ -327,16 +348,17 @@ class _Channel:
         self._pending.clear()
         for handle in self._running.values():
             code = read_exit(Path(handle.attempt_dir))
-            if code is None:
-                # nothing can record how it ends any more; stop it, so that a retry does not
-                # run beside it
-                if handle.pid_start is not None and _shim.process_start(
-                        handle.pid) == handle.pid_start:
-                    _signal_group(handle.pid, signal.SIGKILL)
-                log.warning("the shim ended while pid %d ran (%s): killed", handle.pid,
-                            handle.attempt_dir)
-                code = KILLED
-            handle.finish(code)
+            if code is not None:
+                handle.finish(code)
+                continue
+            # nothing can record how it ends any more; stop it, so that a retry does not run
+            # beside it
+            if handle.pid_start is not None and _shim.process_start(
+                    handle.pid) == handle.pid_start:
+                _signal_group(handle.pid, signal.SIGKILL)
+            log.warning("the shim ended while pid %d ran (%s): killed", handle.pid,
+                        handle.attempt_dir)
+            handle.fail(ProcessLostError(SHIM_ENDED))
         self._running.clear()
         if _CHANNELS.get(self.loop) is self:
             del _CHANNELS[self.loop]
@@ -415,7 +437,8 @@ class _Adopted:
                 if code is None:
                     log.warning("the shim of pid %d ended without recording its status (%s)",
                                 self.pid, self._dir)
-                return KILLED if code is None else code
+                    raise ProcessLostError(SHIM_ENDED_UNRECORDED)
+                return code
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
