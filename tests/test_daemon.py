@@ -311,6 +311,34 @@ def test_a_second_daemon_on_the_same_state_is_refused(deployed: tuple[Path, Path
         assert again.stop() == 0
 
 
+@pytest.mark.parametrize("flag", ["--store", "--state"])
+def test_a_file_where_a_folder_goes_is_refused(deployed: tuple[Path, Path, Path], flag: str
+                                               ) -> None:
+    _, store, state = deployed
+    folders = {"--store": store, "--state": state}
+    folders[flag] = state.parent / "a-file"
+    folders[flag].write_text("")
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store",
+                             str(folders["--store"]), "--state", str(folders["--state"]),
+                             "--listen", f"127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == (f"flowplan serve: {flag} {folders[flag]} is a file: give a folder"
+                             " (created if missing)\n")
+
+
+def test_a_state_directory_that_cannot_be_made_is_refused(deployed: tuple[Path, Path, Path]
+                                                           ) -> None:
+    _, store, state = deployed
+    (state.parent / "a-file").write_text("")
+    inside = state.parent / "a-file" / "state"
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+                             "--state", str(inside), "--listen", f"127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot use {inside} as the state directory: Not a directory" in result.stderr
+
+
 def attempt_pid(state: Path, run_id: str) -> int:
     db = sqlite3.connect(state / "state.sqlite3")
     try:

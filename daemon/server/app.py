@@ -75,6 +75,9 @@ class ServeConfig:
     sync_interval_seconds: float = 60.0
 
     def check(self) -> None:
+        for flag, path in (("--store", self.store), ("--state", self.state)):
+            if path.exists() and not path.is_dir():
+                raise UsageError(f"{flag} {path} is a file: give a folder (created if missing)")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise UsageError("--tls-cert and --tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -114,6 +117,9 @@ class Daemon:
             lock = lock_state(self.config.state, holder=f"--listen {self.config.listen}")
         except StateInUseError as exc:
             raise UsageError(str(exc)) from exc
+        except OSError as exc:  # a file in its place, no permission, no locks on its disk
+            raise UsageError(f"cannot use {self.config.state} as the state directory:"
+                             f" {exc.strerror or exc}") from exc
         with lock:
             return await self._run()
 
