@@ -12,9 +12,12 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import grpc
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from compiler.plan import Plan, PlanError, WorkflowPlan
 from daemon.engine.clock import Clock
@@ -145,9 +148,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def StartRun(self, request: pb.StartRunRequest, context: Any
                        ) -> pb.StartRunResponse:
         run = start_run(self._p.engine, self._p.catalog, self._p.clock, request.workflow,
-                        params=convert.from_struct(request.params), queue=request.queue or None,
+                        params=_params(request.params), queue=request.queue or None,
                         remarks=request.remarks,
-                        logical_time=(convert.from_timestamp(request.logical_time)
+                        logical_time=(_time(request.logical_time, "logical_time")
                                       if request.HasField("logical_time") else None))
         return pb.StartRunResponse(run=self._run(run.run_id, include_graph=True))
 
@@ -185,14 +188,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             workflows = [w for w in workflows if w == request.workflow]
         elif request.workflow:
             workflows = [request.workflow]
+        status = _enum_name(pb.RunStatus, request.status, "status")
+        trigger = _enum_name(pb.RunTrigger, request.trigger, "trigger")
         runs: list[Run] = []
         if workflows is None or workflows:
             runs = self._p.store.list_runs(
-                workflows=workflows,
-                statuses=[RunStatus(pb.RunStatus.Name(request.status)[len("RUN_STATUS_"):])]
-                if request.status else (),
-                trigger=RunTrigger(pb.RunTrigger.Name(request.trigger)[
-                    len("RUN_TRIGGER_"):].lower()) if request.trigger else None,
+                workflows=workflows, statuses=[RunStatus(status)] if status else (),
+                trigger=RunTrigger(trigger.lower()) if trigger else None,
                 backfill_id=request.backfill_id or None, before_run_id=before,
                 limit=size + 1)
         token = ""
@@ -267,11 +269,12 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             raise RequestError("max_parallel_runs must be positive (0: the workflow's"
                                " max_active_runs)", field="max_parallel_runs")
         answer = self._p.backfills.start(BackfillRequest(
-            workflow=request.workflow, start_time=convert.from_timestamp(request.start_time),
-            end_time=convert.from_timestamp(request.end_time),
+            workflow=request.workflow, start_time=_time(request.start_time, "start_time"),
+            end_time=_time(request.end_time, "end_time"),
             max_parallel_runs=request.max_parallel_runs or None, queue=request.queue or None,
             remarks=request.remarks, failure_emails=tuple(request.failure_emails),
-            dry_run=request.dry_run, reprocess=convert.reprocess(request.reprocess)))
+            dry_run=request.dry_run,
+            reprocess=convert.reprocess(_known(pb.Reprocess, request.reprocess, "reprocess"))))
         return pb.StartBackfillResponse(
             backfill_id=answer.backfill_id or "",
             logical_times=[convert.required_timestamp(t) for t in answer.logical_times],
@@ -290,10 +293,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         size = _page_size(request.page_size)
         scope = f"backfills:{request.workflow}:{request.status}"
         before = _decode_token(request.page_token, scope=scope)
-        status = ([BackfillStatus(pb.BackfillStatus.Name(request.status)[
-            len("BACKFILL_STATUS_"):])] if request.status else [])
+        status = _enum_name(pb.BackfillStatus, request.status, "status")
         items = self._p.store.list_backfills(workflow=request.workflow or None,
-                                             statuses=status, before_backfill_id=before,
+                                             statuses=[BackfillStatus(status)] if status else [],
+                                             before_backfill_id=before,
                                              limit=size + 1)
         token = ""
         if len(items) > size:
@@ -401,6 +404,40 @@ async def _first(*waits: Any) -> None:
 def _required(value: str, field: str) -> None:
     if not value:
         raise RequestError(f"{field} is required", field=field)
+
+
+def _params(message: struct_pb2.Struct) -> dict[str, Any]:
+    try:
+        return convert.from_struct(message)
+    except (json_format.SerializeToJsonError, ValueError) as exc:
+        raise RequestError("params must be JSON values: numbers must be finite (not NaN or"
+                           " Infinity)", field="params") from exc
+
+
+def _time(message: timestamp_pb2.Timestamp, field: str) -> datetime:
+    try:
+        return convert.from_timestamp(message)
+    except (ValueError, OverflowError) as exc:  # outside 0001-01-01..9999-12-31, bad nanos
+        raise RequestError(f"{field} is not a valid time: {exc}", field=field) from exc
+
+
+def _known(enum: EnumTypeWrapper, value: int, field: str) -> int:
+    """`value` if `enum` defines it; else the request is refused, naming `field`."""
+    names = [v.name for v in enum.DESCRIPTOR.values]
+    if value not in enum.DESCRIPTOR.values_by_number:
+        known = ", ".join(name for name in names if not name.endswith("_UNSPECIFIED"))
+        raise RequestError(f"{field} {value} is not a value of {enum.DESCRIPTOR.name}: use one"
+                           f" of {known} (or leave it unset)", field=field)
+    return value
+
+
+def _enum_name(enum: EnumTypeWrapper, value: int, field: str) -> str | None:
+    """The name of a set enum value without the enum's prefix (RUN_STATUS_FAILED: FAILED);
+    None when unset."""
+    if not _known(enum, value, field):
+        return None
+    unset = enum.DESCRIPTOR.values_by_number[0].name  # RUN_STATUS_UNSPECIFIED
+    return enum.Name(value)[len(unset) - len("UNSPECIFIED"):]
 
 
 def _page_size(value: int) -> int:
