@@ -27,6 +27,7 @@ from compiler.repo import RepoError, find_root, read_repo
 from compiler.store import PlanStore
 from daemon.scheduler.ticks import next_ticks
 from daemon.server.app import DEFAULT_LISTEN, Daemon, ServeConfig, UsageError, setup_logging
+from daemon.state.store import StateError
 
 log = logging.getLogger("flowplan.up")
 
@@ -63,6 +64,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"flowplan up: {exc}", file=sys.stderr)
         return 2
+    except StateError as exc:
+        print(f"flowplan up: {exc}", file=sys.stderr)
+        return 1
 
 
 def publish(root: Path, store: PlanStore, *, remarks: str, quiet_if_same: tuple[str, ...] = (),

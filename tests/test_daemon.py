@@ -339,6 +339,27 @@ def test_a_state_directory_that_cannot_be_made_is_refused(deployed: tuple[Path, 
     assert f"cannot use {inside} as the state directory: Not a directory" in result.stderr
 
 
+@pytest.mark.parametrize("damage", ["newer", "not-a-database"])
+def test_a_state_database_it_cannot_use_stops_it_with_a_sentence(
+        deployed: tuple[Path, Path, Path], damage: str) -> None:
+    _, store, state = deployed
+    state.mkdir()
+    if damage == "newer":
+        db = sqlite3.connect(state / "state.sqlite3")
+        db.execute("PRAGMA user_version=999")
+        db.close()
+    else:
+        (state / "state.sqlite3").write_text("junk\n" * 100)
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+                             "--state", str(state), "--listen", f"127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    expected = "upgrade flowplan" if damage == "newer" else "restore the database from a backup"
+    assert result.stderr.startswith(f"flowplan serve: {state / 'state.sqlite3'}: ")
+    assert expected in result.stderr
+
+
 def attempt_pid(state: Path, run_id: str) -> int:
     db = sqlite3.connect(state / "state.sqlite3")
     try:

@@ -73,3 +73,10 @@ def test_a_newer_schema_is_refused_with_an_upgrade_hint(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match=r"newer than this flowplan knows.*upgrade flowplan"):
         StateStore(tmp_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    (tmp_path / DB_FILE).write_text("not a database\n" * 100)
+    with pytest.raises(StateError, match=r"state.sqlite3: file is not a database: restore the"
+                                          r" database from a backup"):
+        StateStore(tmp_path)

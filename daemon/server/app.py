@@ -43,7 +43,7 @@ from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
 from daemon.server.service import SERVICE_NAME, Parts, register
 from daemon.state.lock import StateInUseError, lock_state
-from daemon.state.store import StateStore
+from daemon.state.store import StateError, StateStore
 from daemon.watcher import PlanCatalog, watch_plans
 
 log = logging.getLogger("flowplan.daemon")
@@ -351,6 +351,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"flowplan serve: {exc}", file=sys.stderr)
         return 2
+    except StateError as exc:
+        print(f"flowplan serve: {exc}", file=sys.stderr)
+        return 1
 
 
 async def serve(config: ServeConfig) -> int:

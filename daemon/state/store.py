@@ -68,12 +68,20 @@ class StateStore:
         self.path = state_dir / DB_FILE
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
         self._in_tx = False
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:  # not a database, corrupt, unreadable
+            self._db.close()
+            raise StateError(f"{self.path}: {exc}: restore the database from a backup"
+                             " (docs/operations.md), or give another --state") from exc
+        except StateError:
+            self._db.close()
+            raise
         self._checkpointer: _Checkpointer | None = None
         if checkpoint_every is not None:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
