@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
-__all__ = ["Daemon", "free_port", "pb", "publish", "serving"]
+__all__ = ["Daemon", "flowplan", "free_port", "pb", "publish", "serving"]
 
 
 def free_port() -> int:
@@ -45,7 +45,8 @@ class Daemon:
     """A running `flowplan serve`; `stub` talks to it."""
 
     def __init__(self, store: Path, state: Path, *, extra: Sequence[str] = (),
-                 port: int | None = None, token: str | None = None) -> None:
+                 port: int | None = None, token: str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
         self.store, self.state = store, state
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -58,7 +59,8 @@ class Daemon:
              str(state), "--listen", self.address, "--kill-grace", "2", *extra],
             stdout=self._log_file, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.channel = grpc.insecure_channel(self.address)
+        self.channel = (grpc.secure_channel(self.address, credentials) if credentials
+                        else grpc.insecure_channel(self.address))
         self.stub = pb_grpc.WorkflowServiceStub(self.channel)
         serving(self.channel, self.process, self.log)
 

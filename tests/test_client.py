@@ -9,12 +9,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import pytest
+from certificates import certificates
 from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -715,48 +715,8 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
     assert fake.calls == []
 
 
-def _certificates(folder: Path) -> dict[str, bytes]:
-    """A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    def name(text: str) -> Any:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-    def pem_key(key: Any) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM,
-                                 serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-
-    start = datetime.now(UTC) - timedelta(hours=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("test ca")).issuer_name(name("test ca"))
-          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(start)
-          .not_valid_after(start + timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    out = {"ca": ca.public_bytes(serialization.Encoding.PEM)}
-    import ipaddress
-    for role, serial in (("server", 2), ("client", 3)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(name(role)).issuer_name(name("test ca"))
-                .public_key(key.public_key()).serial_number(serial).not_valid_before(start)
-                .not_valid_after(start + timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        out[f"{role}_cert"] = cert.public_bytes(serialization.Encoding.PEM)
-        out[f"{role}_key"] = pem_key(key)
-    for label, data in out.items():
-        (folder / f"{label}.pem").write_bytes(data)
-    return out
-
-
 def test_mutual_tls(tmp_path, capsys, monkeypatch):
-    pems = _certificates(tmp_path)
+    pems = certificates(tmp_path)
     monkeypatch.setattr(cli, "tune_gc", lambda: None)
     daemon = FakeDaemon()
     daemon.answers["ListWorkflows"] = pb.ListWorkflowsResponse(workflows=[ADHOC])

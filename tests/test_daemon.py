@@ -13,8 +13,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from certificates import certificates
 from conftest import ROOT, MakeRepo, running
-from daemon_harness import Daemon, free_port, publish, running_daemon
+from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,6 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from flowplan.v1 import workflow_service_pb2 as pb
+from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
 FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
@@ -283,6 +285,56 @@ def test_bearer_token_health_and_reflection(deployed: tuple[Path, Path, Path]) -
             reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
         names = {s.name for s in answer.list_services_response.service}
         assert "flowplan.v1.WorkflowService" in names and "grpc.health.v1.Health" in names
+
+
+def test_tls_with_client_certificates_end_to_end(deployed: tuple[Path, Path, Path],
+                                                  tmp_path: Path) -> None:
+    _, store, state = deployed
+    pki = tmp_path / "pki"
+    pems = certificates(pki)
+    client = grpc.ssl_channel_credentials(root_certificates=pems["ca"],
+                                          private_key=pems["client_key"],
+                                          certificate_chain=pems["client_cert"])
+    with running_daemon(store, state, credentials=client, extra=[
+            "--tls-cert", str(pki / "server_cert.pem"), "--tls-key", str(pki / "server_key.pem"),
+            "--tls-client-ca", str(pki / "ca.pem")]) as d:
+        assert "chain" in [w.name for w in d.call("ListWorkflows",
+                                                  pb.ListWorkflowsRequest()).workflows]
+        tls = ["--address", d.address, "--tls-ca", pki / "ca.pem"]
+        listed = flowplan("workflows", *tls, "--tls-cert", pki / "client_cert.pem",
+                          "--tls-key", pki / "client_key.pem")
+        assert "chain" in listed.stdout
+        refused = flowplan("workflows", *tls, check=False)  # no client certificate
+        assert refused.returncode != 0 and "UNAVAILABLE" in refused.stderr
+        with grpc.insecure_channel(d.address) as plain:  # no TLS at all
+            assert error_of(lambda: pb_grpc.WorkflowServiceStub(plain).ListWorkflows(
+                pb.ListWorkflowsRequest(), timeout=5))[0] is grpc.StatusCode.UNAVAILABLE
+        assert d.stop() == 0
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["--listen", "127.0.0.1:99999"], "--listen 127.0.0.1:99999: give host:port with a port"
+                                      " from 0 to 65535"),
+    (["--listen", "localhost"], "--listen localhost: give host:port"),
+    (["--kill-grace", "-1"], "--kill-grace -1.0: give the seconds between SIGTERM and SIGKILL"),
+    (["--kill-grace", "nan"], "--kill-grace nan: give the seconds"),
+    (["--tls-cert", "{pki}/server_cert.pem", "--tls-key", "{pki}/client_key.pem"],
+     "--tls-cert {pki}/server_cert.pem and --tls-key {pki}/client_key.pem do not load"
+     " (KEY_VALUES_MISMATCH): give a PEM certificate and its matching private key"),
+    (["--tls-cert", "{pki}/server_cert.pem", "--tls-key", "{pki}/server_key.pem",
+      "--tls-client-ca", "{pki}/server_key.pem"], "--tls-client-ca {pki}/server_key.pem does"
+                                                  " not load"),
+], ids=["port", "no-port", "negative-grace", "nan-grace", "key-mismatch", "client-ca"])
+def test_settings_it_cannot_serve_with_are_refused_by_name(
+        deployed: tuple[Path, Path, Path], tmp_path: Path, settings: list[str], message: str
+        ) -> None:
+    _, store, state = deployed
+    pki = tmp_path / "pki"
+    certificates(pki)
+    result = flowplan("serve", "--store", store, "--state", state,
+                      *[s.format(pki=pki) for s in settings], check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"flowplan serve: {message.format(pki=pki)}")
 
 
 def test_a_non_loopback_address_needs_auth_or_insecure(deployed: tuple[Path, Path, Path]

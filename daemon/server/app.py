@@ -15,7 +15,9 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -75,6 +77,13 @@ class ServeConfig:
     sync_interval_seconds: float = 60.0
 
     def check(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise UsageError(f"--listen {self.listen}: give host:port with a port from 0 to 65535"
+                             " (e.g. 127.0.0.1:50051; 0 takes a free port)")
+        if not math.isfinite(self.kill_grace_seconds) or self.kill_grace_seconds < 0:
+            raise UsageError(f"--kill-grace {self.kill_grace_seconds}: give the seconds between"
+                             " SIGTERM and SIGKILL as a number >= 0")
         for flag, path in (("--store", self.store), ("--state", self.state)):
             if path.exists() and not path.is_dir():
                 raise UsageError(f"{flag} {path} is a file: give a folder (created if missing)")
@@ -334,13 +343,36 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         smtp = smtp_settings_from_args(args)
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
+    tls_cert, tls_key, tls_client_ca = (read(args.tls_cert), read(args.tls_key),
+                                        read(args.tls_client_ca))
+    _check_tls_files(args.tls_cert, args.tls_key, args.tls_client_ca)
     return ServeConfig(
         store=args.store.resolve(), state=args.state.resolve(), listen=args.listen,
-        token=token_text, tls_cert=read(args.tls_cert), tls_key=read(args.tls_key),
-        tls_client_ca=read(args.tls_client_ca), insecure=args.insecure,
+        token=token_text, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+        insecure=args.insecure,
         synchronous=args.synchronous, kill_grace_seconds=args.kill_grace, smtp=smtp,
         git_url=args.git_url, git_branch=args.branch,
         sync_interval_seconds=args.sync_interval)
+
+
+def _check_tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
+    """Load the TLS files as the server would, so that a bad one is named here (gRPC only
+    says it failed to bind)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        if cert is not None and key is not None:  # a password callback: never a prompt
+            context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-cert {cert} and --tls-key {key} do not load"
+                         f" ({exc.reason or 'not PEM'}): give a PEM certificate and its"
+                         " matching private key, unencrypted") from exc
+    try:
+        if client_ca is not None:
+            context.load_verify_locations(cafile=client_ca)
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-client-ca {client_ca} does not load"
+                         f" ({exc.reason or 'not PEM'}): give the PEM certificate of the CA"
+                         " that signs client certificates") from exc
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
