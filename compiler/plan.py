@@ -182,10 +182,15 @@ def parse_plan(data: bytes | str, *, origin: str) -> Plan:
     if not isinstance(raw, dict):
         raise PlanError(f"{origin}: not a JSON plan file: expected an object")
     version = raw.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise PlanError(f"{origin}: not a plan file: schema_version must be a positive whole"
+                        f" number, found {version!r}")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise PlanError(
-            f"{origin}: plan schema_version {version!r} is not supported by this flowplan"
-            f" (it reads {sorted(SUPPORTED_SCHEMA_VERSIONS)}); upgrade flowplan to read it")
+        reads = sorted(SUPPORTED_SCHEMA_VERSIONS)
+        remedy = ("upgrade flowplan to read it" if version > reads[-1] else
+                  "publish the workflow again with this flowplan")
+        raise PlanError(f"{origin}: plan schema_version {version} is not supported by this"
+                        f" flowplan (it reads {reads}); {remedy}")
     try:
         plan = Plan.model_validate(raw)
     except ValidationError as exc:

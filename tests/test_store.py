@@ -125,6 +125,24 @@ def test_unknown_schema_version_is_refused_with_upgrade_hint(make_repo, tmp_path
         load_plan(path)
 
 
+@pytest.mark.parametrize(("raw", "message"), [
+    ({}, "not a plan file: schema_version must be a positive whole number, found None"),
+    ({"schema_version": "1"}, "not a plan file: schema_version must be a positive whole"
+                              " number, found '1'"),
+    ({"schema_version": True}, "not a plan file: schema_version must be a positive whole"
+                               " number, found True"),
+    ({"schema_version": 0}, "not a plan file: schema_version must be a positive whole"
+                            " number, found 0"),
+])
+def test_a_file_without_a_schema_version_is_not_a_plan(tmp_path, raw, message):
+    path = tmp_path / "1.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(PlanError) as refused:
+        load_plan(path)
+    assert str(refused.value) == f"{path}: {message}"
+    assert "upgrade" not in str(refused.value)  # an upgrade would not help
+
+
 def test_moved_plan_file_is_refused(make_repo, tmp_path):
     repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
     store = PlanStore(tmp_path / "store")
