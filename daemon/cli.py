@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from compiler import __version__
 from compiler import cli as compiler_cli
@@ -16,16 +16,21 @@ from daemon.server import app as server_app
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, frozenset[str]]:
+    """The parser, and the names of the client commands."""
     parser = argparse.ArgumentParser(
         prog="flowplan", description="Declarative GitOps workflows: compile, publish, run.")
     parser.add_argument("--version", action="version", version=f"flowplan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     compiler_cli.register(subparsers)
     debug.register(subparsers)
-    client_commands.register(subparsers)
+    client = frozenset(client_commands.register(subparsers))
     server_app.register_command(subparsers)
     up.register(subparsers)
-    return parser
+    return parser, client
 
 
 def tune_gc() -> None:
@@ -40,9 +45,33 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def options_after_command(argv: Sequence[str], client: Collection[str]) -> list[str]:
+    """`flowplan --address H:P runs` as `flowplan runs --address H:P`: the options of the
+    client commands (`client`) may also come before one of them, as in kubectl or docker.
+    ValueError, with the order to use, when they come before another command."""
+    arity = client_commands.common_option_arity()
+    index = 0
+    while index < len(argv):
+        name, equals, _ = argv[index].partition("=")
+        if name not in arity:
+            break
+        index += 1 if equals or not arity[name] else 2
+    if index == 0 or index >= len(argv):
+        return list(argv)
+    if argv[index] not in client:
+        raise ValueError(f"options go after the command here: flowplan {argv[index]}"
+                         f" {' '.join(argv[:index])} ...")
+    return [argv[index], *argv[:index], *argv[index + 1:]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
-    args = build_parser().parse_args(argv)
+    parser, client = _build()
+    try:
+        reordered = options_after_command(sys.argv[1:] if argv is None else argv, client)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args = parser.parse_args(reordered)
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

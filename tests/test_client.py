@@ -4,6 +4,7 @@ this process (`daemon.cli.main`)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -182,6 +183,37 @@ def change(sequence: int, run_status: int, node: pb.NodeRun | None = None
 
 
 # -- listing -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("leading", [["--address", "{address}", "--json"],
+                                     ["--json", "--address={address}"]])
+def test_connection_options_may_come_before_the_command(fake, capsys, monkeypatch, leading):
+    address = os.environ["FLOWPLAN_ADDRESS"]
+    monkeypatch.setenv("FLOWPLAN_ADDRESS", "127.0.0.1:1")  # only --address reaches the daemon
+    fake.answers["ListWorkflows"] = pb.ListWorkflowsResponse(workflows=[ADHOC])
+    assert flowplan(*[a.format(address=address) for a in leading], "workflows", "--all") == 0
+    assert fake.requests("ListWorkflows")[0].include_tombstones  # the command's own option
+    assert json_format.Parse(capsys.readouterr().out, pb.ListWorkflowsResponse()) == \
+        pb.ListWorkflowsResponse(workflows=[ADHOC])
+
+
+def test_connection_options_before_another_command_say_where_they_go(capsys):
+    with pytest.raises(SystemExit) as exited:
+        flowplan("--address", "h:1", "check", ".")
+    assert exited.value.code == 2
+    assert "options go after the command here: flowplan check --address h:1 ..." in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["runs", "--address", "h:1"], ["runs", "--address", "h:1"]),
+    (["--timeout", "5", "--token-file=t", "logs", "r", "n"],
+     ["logs", "--timeout", "5", "--token-file=t", "r", "n"]),
+    (["--json"], ["--json"]),  # no command: argparse says so
+    (["--version"], ["--version"]),
+])
+def test_options_after_command(argv, expected):
+    assert cli.options_after_command(argv, {"runs", "logs"}) == expected
+
 
 def test_workflows_reads_every_page_and_prints_a_table(fake, capsys):
     def pages(request, context):

@@ -100,11 +100,13 @@ class Output:
 Body = Callable[[Client, argparse.Namespace, Output], int]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the client commands to the `flowplan` parser."""
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[str]:
+    """Add the client commands to the `flowplan` parser; their names."""
     common = _common_options()
+    names: list[str] = []
 
     def add(name: str, body: Body, help_: str, description: str) -> argparse.ArgumentParser:
+        names.append(name)
         parser = subparsers.add_parser(name, help=help_, description=description,
                                        parents=[common])
         parser.set_defaults(handler=_handler(body))
@@ -228,6 +230,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      " It holds until a new plan version changes schedule.enabled in git;"
                      " manual runs and backfills work either way.")
         switch.add_argument("workflow", metavar="WORKFLOW")
+    return names
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -251,6 +254,12 @@ def _common_options() -> argparse.ArgumentParser:
                         help="print the response message(s) as JSON (proto field names; one"
                              " object per line when there are several)")
     return common
+
+
+def common_option_arity() -> dict[str, int]:
+    """The options every client command takes, and how many values each one takes."""
+    return {option: 0 if action.nargs == 0 else 1
+            for action in _common_options()._actions for option in action.option_strings}
 
 
 def _handler(body: Body) -> Callable[[argparse.Namespace], int]:
