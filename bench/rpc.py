@@ -313,24 +313,26 @@ def main() -> int:
               f" background load: {args.load_rate:g} nodes/s")
         print(f"{'figure':<44} {'p50 ms':>8} {'p99 ms':>8}   target")
 
-        def row(label: str, key: str, values: list[float], verdict: str = "") -> None:
+        def figure(key: str, values: list[float]) -> tuple[float, float]:
+            """p50 and p99 of `values`, kept in the results under `key`."""
             p50, p99 = statistics.median(values), percentile(values, 0.99)
             results[key] = {"p50": p50, "p99": p99}
+            return p50, p99
+
+        def row(label: str, p50: float, p99: float, verdict: str = "") -> None:
             print(f"{label:<44} {p50:>8.3f} {p99:>8.3f}   {verdict}".rstrip())
 
         accounted = None
         for clients in (1, 8):
             base = measure(Target(floors["aio"], HEALTH_CHECK, health_pb2.HealthCheckRequest(),
                                   health_pb2.HealthCheckResponse, -1), clients)
-            floor_p50 = statistics.median(base)
-            row(f"floor: bare aio unary, {clients} client(s)", f"floor_{clients}", base)
-            same: dict[str, float] = {}
+            floor_p50, floor_p99 = figure(f"floor_{clients}", base)
+            row(f"floor: bare aio unary, {clients} client(s)", floor_p50, floor_p99)
+            same: dict[str, float] = {}  # p99 of the 1,000-node answer from a bare server
             for kind, floor_address in floors.items():
-                values = measure(Target(floor_address, GET_RUN, large, pb.GetRunResponse, 1000),
-                                 clients)
-                same[kind] = percentile(values, 0.99)
-                row(f"floor: 1,000-node answer, bare {kind} server",
-                    f"floor_answer_{kind}_{clients}", values)
+                p50, same[kind] = figure(f"floor_answer_{kind}_{clients}", measure(
+                    Target(floor_address, GET_RUN, large, pb.GetRunResponse, 1000), clients))
+                row(f"floor: 1,000-node answer, bare {kind} server", p50, same[kind])
             for nodes in (20, 1000):
                 main_thread.start()
                 values = measure(Target(address, GET_RUN, large if nodes == 1000 else
@@ -338,7 +340,7 @@ def main() -> int:
                                         pb.GetRunResponse, nodes), clients)
                 if nodes == 1000 and clients == 8:
                     accounted = main_thread.stop()
-                p50, p99 = statistics.median(values), percentile(values, 0.99)
+                p50, p99 = figure(f"getrun_{nodes}_{clients}", values)
                 verdict = ""
                 if nodes == 20 and clients == 1:
                     ok = p50 <= 2 * floor_p50
@@ -350,8 +352,7 @@ def main() -> int:
                     verdicts.append(ok)
                     verdict = (f"p99 <= 10 ms: {'PASS' if ok else 'MISS'}"
                                f" ({p99 / same['aio']:.2f}x the bare aio p99)")
-                row(f"GetRun {nodes:,} nodes, {clients} client(s)",
-                    f"getrun_{nodes}_{clients}", values, verdict)
+                row(f"GetRun {nodes:,} nodes, {clients} client(s)", p50, p99, verdict)
         elapsed = time.monotonic() - began
         stop_load.set()
         loader.join()

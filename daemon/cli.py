@@ -49,6 +49,8 @@ def options_after_command(argv: Sequence[str], client: Collection[str]) -> list[
     """`flowplan --address H:P runs` as `flowplan runs --address H:P`: the options of the
     client commands (`client`) may also come before one of them, as in kubectl or docker.
     ValueError, with the order to use, when they come before another command."""
+    if not argv or not argv[0].startswith("--"):
+        return list(argv)  # the usual order: no need to look the options up
     arity = client_commands.common_option_arity()
     index = 0
     while index < len(argv):

@@ -423,9 +423,8 @@ def _time(message: timestamp_pb2.Timestamp, field: str) -> datetime:
 
 def _known(enum: EnumTypeWrapper, value: int, field: str) -> int:
     """`value` if `enum` defines it; else the request is refused, naming `field`."""
-    names = [v.name for v in enum.DESCRIPTOR.values]
     if value not in enum.DESCRIPTOR.values_by_number:
-        known = ", ".join(name for name in names if not name.endswith("_UNSPECIFIED"))
+        known = ", ".join(v.name for v in enum.DESCRIPTOR.values if v.number)
         raise RequestError(f"{field} {value} is not a value of {enum.DESCRIPTOR.name}: use one"
                            f" of {known} (or leave it unset)", field=field)
     return value
