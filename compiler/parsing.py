@@ -8,7 +8,10 @@ by the YAML 1.2 core schema here, not by PyYAML's 1.1 resolver: `on`, `no`, `yes
 libyaml's composer recurses in C and crashes the interpreter on very deep nesting (seen at
 100,000 levels). A cheap, sound upper bound of the depth is computed before composing; only
 when it exceeds `SAFE_COMPOSE_DEPTH` is the file's depth measured exactly on the event
-stream (libyaml's parser itself is iterative). The converter reports the `MAX_DEPTH` limit.
+stream of PyYAML's pure-Python parser, which is iterative and stops at the first event past
+`MAX_DEPTH`. (libyaml's own scanner reads a run of `[` ahead and, since libyaml 0.2.5, refuses
+it past its own nesting limit with a message of its own: the code and position reported must
+not depend on which libyaml a PyYAML wheel bundles.) The converter reports `MAX_DEPTH`.
 """
 
 from __future__ import annotations
@@ -201,7 +204,7 @@ def _depth_bound(text: str) -> int:
 def _exact_depth_problem(text: str, file: str) -> Diagnostic | None:
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=_Parser):
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
