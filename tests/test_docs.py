@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from conftest import ROOT
 
 from compiler.diagnostics import Code
@@ -25,3 +27,13 @@ def test_every_workflow_key_is_documented():
     for model in (WorkflowHeaderSpec, NodeSpec, ScheduleSpec, QueueSpec, DefaultsSpec):
         for key in model.model_fields:
             assert f"`{key}`" in text or f".{key}`" in text, f"{model.__name__}.{key}"
+
+
+def test_the_project_cites_no_document_its_users_do_not_have():
+    """docs/ is the contract: no file of the project points at the founding specification."""
+    marker = "SPEC" + ".md"  # spelled apart so that this file does not match itself
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    citing = [name for name in files if (ROOT / name).is_file()
+              and marker in (ROOT / name).read_bytes().decode("utf-8", "replace")]
+    assert not citing, f"these files cite {marker}: {citing}"

@@ -1,4 +1,4 @@
-"""Crash safety (SPEC.md section 4): `kill -9` of the process driving runs, at several points,
+"""Crash safety (docs/engine.md): `kill -9` of the process driving runs, at several points,
 then a restart on the same state directory. No run, attempt or log is lost; each attempt's
 command runs exactly once; a node process that outlived the daemon is adopted, one that
 finished is collected from its record, and one that vanished fails as "lost" and is retried

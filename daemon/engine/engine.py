@@ -825,7 +825,7 @@ class Engine:
 
 
 def _queue_for(node: NodePlan, override: str | None) -> str:
-    """The queue precedence of SPEC.md: node's own > run override > workflow > default."""
+    """The queue precedence (docs/plans.md): node's own > run override > workflow > default."""
     if node.queue_pinned or override is None:
         return node.queue
     return override

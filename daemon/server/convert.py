@@ -58,7 +58,7 @@ def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params whose names mark them as secrets (SPEC.md section 3) are never shown."""
+    """Params whose names mark them as secrets (docs/concepts.md, "Secrets") are never shown."""
     return {k: MASK if is_secret(k) and v not in (None, "") else v for k, v in params.items()}
 
 
