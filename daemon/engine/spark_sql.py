@@ -14,6 +14,7 @@ pyspark.
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,9 +87,13 @@ def main(argv: list[str]) -> int:
                 return 1
         if result is not None and result.columns:
             rows = result.limit(MAX_ROWS + 1).collect()
-            writer = csv.writer(sys.stdout)
+            # One write: spark-submit runs the driver with PYTHONUNBUFFERED, so row-by-row
+            # writes would let the JVM's log lines (same file) land between the rows.
+            table = io.StringIO()
+            writer = csv.writer(table)
             writer.writerow(result.columns)
             writer.writerows(tuple(row) for row in rows[:MAX_ROWS])
+            sys.stdout.write(table.getvalue())
             if len(rows) > MAX_ROWS:
                 print(f"(only the first {MAX_ROWS} rows are shown)", file=sys.stderr)
         sys.stdout.flush()
