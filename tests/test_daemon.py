@@ -367,6 +367,26 @@ def test_a_second_daemon_on_the_same_state_is_refused(deployed: tuple[Path, Path
         assert again.stop() == 0
 
 
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_a_second_daemon_on_the_same_address_is_refused(deployed: tuple[Path, Path, Path],
+                                                        command: str) -> None:
+    """gRPC binds with SO_REUSEPORT by default: both would listen and share the calls."""
+    repo, store, state = deployed
+    with running_daemon(store, state) as first:
+        if command == "serve":
+            argv = ["serve", "--store", str(store), "--state", str(state.parent / "other")]
+        else:
+            argv = ["up", str(repo), "--home", str(state.parent / "other")]
+        second = subprocess.run([sys.executable, "-m", "daemon.cli", *argv, "--listen",
+                                 first.address], capture_output=True, text=True, cwd=ROOT,
+                                timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"cannot listen on {first.address}: address in use" in second.stderr
+        assert "listening" not in second.stdout + second.stderr
+        assert first.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows  # unharmed
+        assert first.stop() == 0
+
+
 @pytest.mark.parametrize("flag", ["--store", "--state"])
 def test_a_file_where_a_folder_goes_is_refused(deployed: tuple[Path, Path, Path], flag: str
                                                ) -> None:

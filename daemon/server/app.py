@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import json
 import logging
 import math
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -149,11 +151,6 @@ class Daemon:
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
         closing = asyncio.Event()
 
-        await sender.start()
-        await engine.start()
-        scheduler.recover()
-        backfills.recover()
-
         server = self._server()
         health_service = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
@@ -162,7 +159,18 @@ class Daemon:
                                closing=closing))
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = self._bind(server)
+        # Bound before anything runs: an address in use stops start-up before the engine
+        # adopts or starts a node.
+        try:
+            self.port = self._bind(server)
+        except UsageError:
+            store.close()
+            raise
+
+        await sender.start()
+        await engine.start()
+        scheduler.recover()
+        backfills.recover()
         await server.start()
         for name in ("", SERVICE_NAME):
             await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -198,6 +206,9 @@ class Daemon:
     def _server(self) -> grpc.aio.Server:
         interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
         return grpc.aio.server(interceptors=interceptors, options=[
+            # gRPC sets SO_REUSEPORT by default on Linux: a second daemon on the same
+            # address would then also "listen" and take half of the calls at random.
+            ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024)])
 
@@ -211,11 +222,10 @@ class Daemon:
                 port = server.add_secure_port(config.listen, credentials)
             else:
                 port = server.add_insecure_port(config.listen)
-        except RuntimeError as exc:
-            raise UsageError(f"cannot listen on {config.listen}: {exc}") from exc
-        if not port:
-            raise UsageError(f"cannot listen on {config.listen} (in use, or not an address"
-                             " of this host)")
+        except RuntimeError:
+            port = 0
+        if not port:  # gRPC only says "failed to bind": find out why, to say so
+            raise UsageError(f"cannot listen on {config.listen}: {_bind_problem(config.listen)}")
         return port
 
     async def _sync_git(self, catalog: PlanCatalog, scheduler: Scheduler,
@@ -353,6 +363,27 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         synchronous=args.synchronous, kill_grace_seconds=args.kill_grace, smtp=smtp,
         git_url=args.git_url, git_branch=args.branch,
         sync_interval_seconds=args.sync_interval)
+
+
+def _bind_problem(listen: str) -> str:
+    """Why `listen` cannot be bound, in words, found by binding it once more ourselves."""
+    host, _, port = listen.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (OSError, ValueError) as exc:
+        return f"{host!r} is not a host name or address this machine resolves ({exc})"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return ("address in use: another program (perhaps another flowplan"
+                            " daemon) listens there; stop it or choose another --listen")
+                return f"{exc.strerror or exc}; choose an address of this host for --listen"
+    return "gRPC could not bind it; choose another --listen"
 
 
 def _check_tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
