@@ -207,6 +207,46 @@ def test_switch_pause_unpause_catchup_and_git_reset(tmp_path: Path) -> None:
     play(tmp_path, datetime(2026, 5, 1, 12, 30, tzinfo=UTC), body, catalog=catalog)
 
 
+@pytest.mark.parametrize(("catchup", "runs"), [("none", []), ("latest", ["12:47:00"])])
+def test_a_tick_that_fell_while_paused_is_missed_however_recent(tmp_path: Path, catchup: str,
+                                                                runs: list[str]) -> None:
+    """Paused 12:46:18-12:47:15: the 12:47 tick is 15 s old at the un-pause, inside the
+    misfire grace, but it fell while paused, so it follows `catchup` and the answer's next
+    tick is the truth."""
+    minutely = f"{{every: 1m, timezone: UTC, catchup: {catchup}}}"
+    catalog = published(workflow(minutely))
+
+    async def body(world: World) -> None:
+        await world.clock.advance(18)  # 12:46:18: first sight, nothing from the past
+        world.scheduler.set_enabled("w", False)
+        await world.clock.advance(57)  # 12:47:15
+        state = world.scheduler.set_enabled("w", True)
+        await world.clock.settle()
+        assert state.next_tick == datetime(2026, 5, 1, 12, 48, tzinfo=UTC)
+        assert [t[11:19] for t in world.logical_times()] == runs
+        await world.clock.advance(50)  # 12:48:05: the next tick runs
+        assert [t[11:19] for t in world.logical_times()] == [*runs, "12:48:00"]
+
+    play(tmp_path, datetime(2026, 5, 1, 12, 46, tzinfo=UTC), body, catalog=catalog)
+
+
+def test_a_pause_ended_by_git_also_misses_its_ticks(tmp_path: Path) -> None:
+    minutely = "{every: 1m, timezone: UTC, catchup: none}"
+    catalog = published(workflow(minutely.replace("}", ", enabled: false}")))
+
+    async def body(world: World) -> None:
+        await world.clock.advance(18)  # 12:46:18, off in git
+        await world.clock.advance(57)  # 12:47:15: git turns it on
+        catalog.publish(workflow(minutely))
+        world.scheduler.wake()
+        await world.clock.settle()
+        assert world.logical_times() == []
+        assert world.scheduler.switch_state("w").next_tick == datetime(2026, 5, 1, 12, 48,
+                                                                       tzinfo=UTC)
+
+    play(tmp_path, datetime(2026, 5, 1, 12, 46, tzinfo=UTC), body, catalog=catalog)
+
+
 def test_switch_errors_name_the_workflow(tmp_path: Path) -> None:
     catalog = published(workflow('{every: 1h}'),
                         "name: manual\nnodes:\n  - {name: a, command: a}\n")

@@ -165,9 +165,9 @@ class Scheduler:
         upcoming = next_ticks(schedule, cursor, 1)
         return upcoming[0] if upcoming else None
 
-    def _fire(self, plan: Plan, schedule: SchedulePlan, cursor: datetime, now: datetime
-              ) -> None:
-        chosen, skipped = self._due(schedule, cursor, now)
+    def _fire(self, plan: Plan, schedule: SchedulePlan, cursor: datetime, now: datetime,
+              *, paused: bool = False) -> None:
+        chosen, skipped = self._due(schedule, cursor, now, paused=paused)
         ticks = [(tick, ids.run_id(now)) for tick in chosen]
         self._store.record_ticks(plan.workflow, ticks, considered_until=now, at=now)
         if skipped:
@@ -177,10 +177,15 @@ class Scheduler:
         for tick, run_id in ticks:
             self._create(plan, schedule, tick, run_id)
 
-    def _due(self, schedule: SchedulePlan, cursor: datetime, now: datetime
-             ) -> tuple[list[datetime], int]:
-        """The ticks in (cursor, now] to run, oldest first, and how many are skipped."""
-        grace = now - timedelta(seconds=self._settings.misfire_grace_seconds)
+    def _due(self, schedule: SchedulePlan, cursor: datetime, now: datetime, *,
+             paused: bool = False) -> tuple[list[datetime], int]:
+        """The ticks in (cursor, now] to run, oldest first, and how many are skipped.
+
+        `paused`: the workflow was paused until `now`, so none of them is on time, however
+        recent: each was missed and follows `catchup`.
+        """
+        grace = now if paused else now - timedelta(
+            seconds=self._settings.misfire_grace_seconds)
         floor = max(cursor, grace)
         on_time = [t for t in ticks_between(schedule, floor, now) if t > floor]
         if cursor >= grace:
@@ -219,16 +224,33 @@ class Scheduler:
         """The switch, reset to git's `enabled` when a new plan version changed it."""
         stored = self._store.switch(workflow)
         if stored is None or stored[1] != git_enabled:
+            if git_enabled and stored is not None and not stored[0]:
+                self._close_pause(workflow, now)
             self._store.set_switch(workflow, enabled=git_enabled, git_enabled=git_enabled,
                                    at=now)
             return git_enabled
         return stored[0]
 
+    def _close_pause(self, workflow: str, now: datetime) -> None:
+        """Deal with the ticks that fell while `workflow` was paused, as missed ones.
+
+        Without this the loop would take a tick of the last `misfire_grace_seconds` before
+        the un-pause for an on-time one and run it, though it fell while paused.
+        """
+        plan = self._catalog.latest(workflow)
+        cursor = self._store.schedule_cursor(workflow)
+        if plan is None or plan.content is None or plan.content.schedule is None \
+                or cursor is None or cursor >= now:
+            return
+        self._fire(plan, plan.content.schedule, cursor, now, paused=True)
+
     def set_enabled(self, workflow: str, enabled: bool) -> SwitchState:
         """Flip the scheduling switch at run time; it holds until git changes `enabled`."""
         schedule = self._schedule_of(workflow)
         now = self._clock.now()
-        self._sync_switch(workflow, schedule.enabled, now)
+        was_enabled = self._sync_switch(workflow, schedule.enabled, now)
+        if enabled and not was_enabled:
+            self._close_pause(workflow, now)
         self._store.set_switch(workflow, enabled=enabled, git_enabled=schedule.enabled, at=now)
         self.wake()
         return self.switch_state(workflow)
