@@ -557,7 +557,8 @@ def test_backfill_sends_the_range_and_options_and_lists_a_dry_run(fake, capsys):
         "daily_sales", 2, "batch", "Q4 fix", ["a@example.com", "b@example.com"], True,
         pb.REPROCESS_FAILED)
     assert capsys.readouterr().out.splitlines() == [
-        "dry run: a backfill of daily_sales would start 2 runs:",
+        "dry run: a backfill of daily_sales would start 2 runs, first 2026-01-01T18:00:00Z,"
+        " last 2026-01-02T18:00:00Z:",
         "  2026-01-01T18:00:00Z",
         "  2026-01-02T18:00:00Z",
     ]
@@ -567,6 +568,9 @@ def test_backfill_sends_the_range_and_options_and_lists_a_dry_run(fake, capsys):
     request = fake.requests("StartBackfill")[1]
     assert (request.max_parallel_runs, request.dry_run, request.reprocess) == (
         0, False, pb.REPROCESS_ALL)
+    # a date alone as --to is that whole day
+    assert request.end_time.ToDatetime(tzinfo=UTC) == datetime(2026, 1, 2, 23, 59, 59, 999999,
+                                                               tzinfo=UTC)
     assert capsys.readouterr().out.startswith("nothing to backfill")
 
 

@@ -367,6 +367,22 @@ def test_a_second_daemon_on_the_same_state_is_refused(deployed: tuple[Path, Path
         assert again.stop() == 0
 
 
+def test_a_date_alone_as_backfill_end_includes_that_whole_day(
+        deployed: tuple[Path, Path, Path]) -> None:
+    """`--to 2026-11-05` is read as a person reads it: the day's 02:00 tick is in."""
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        dry = flowplan("backfill", "daily", "--from", "2026-11-03", "--to", "2026-11-05",
+                       "--dry-run", "--address", d.address)
+        assert dry.stdout.splitlines() == [
+            "dry run: a backfill of daily would start 3 runs, first 2026-11-03T02:00:00Z,"
+            " last 2026-11-05T02:00:00Z:",
+            "  2026-11-03T02:00:00Z", "  2026-11-04T02:00:00Z", "  2026-11-05T02:00:00Z"]
+        exact = flowplan("backfill", "daily", "--from", "2026-11-03", "--to",
+                         "2026-11-05T00:00:00Z", "--dry-run", "--address", d.address)
+        assert "would start 2 runs" in exact.stdout  # a time is exact: that day's 02:00 is out
+
+
 @pytest.mark.parametrize("command", ["serve", "up"])
 def test_a_second_daemon_on_the_same_address_is_refused(deployed: tuple[Path, Path, Path],
                                                         command: str) -> None:

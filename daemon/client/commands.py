@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TextIO, TypeVar
 
@@ -142,14 +142,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     backfill = add("backfill", cmd_backfill, "run a workflow over a past time range",
                    "Start a backfill: one run of WORKFLOW per scheduling tick from --from to"
                    " --to (both inclusive), oldest first. Times are " + TIME_HELP + "; a"
-                   " date alone means 00:00 UTC, not the workflow's timezone. With --wait,"
+                   " date alone as --from means 00:00 UTC and as --to the whole day (to"
+                   " 23:59:59.999999 UTC), not the workflow's timezone. With --wait,"
                    " show the progress until the backfill ends: exit 0 if every run"
                    " succeeded, 1 if not.")
     backfill.add_argument("workflow", metavar="WORKFLOW")
     backfill.add_argument("--from", dest="start", type=_time, required=True, metavar="TIME",
                           help="the start of the range (inclusive); a date is 00:00 UTC")
-    backfill.add_argument("--to", dest="end", type=_time, required=True, metavar="TIME",
-                          help="the end of the range (inclusive); a date is 00:00 UTC")
+    backfill.add_argument("--to", dest="end", type=_end_time, required=True, metavar="TIME",
+                          help="the end of the range (inclusive); a date alone includes"
+                               " that whole day (UTC)")
     backfill.add_argument("--parallel", type=_positive_int, metavar="N",
                           help="at most N runs at once (default: the workflow's"
                                " max_active_runs)")
@@ -322,6 +324,23 @@ def _time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"expected {TIME_HELP}; got '{text}'") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _end_time(text: str) -> datetime:
+    """As `_time`, but a date alone is the end of that day: `--to 2026-11-05` includes the
+    day's ticks, as a person reads it, instead of stopping at its first instant."""
+    moment = _time(text)
+    if _is_date(text):
+        moment += timedelta(days=1) - timedelta(microseconds=1)
+    return moment
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _tag(text: str) -> str:
@@ -621,8 +640,8 @@ def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.message(response, one_line=wait)
     elif args.dry_run:
-        out.line(f"dry run: a backfill of {args.workflow} would start {len(times)} runs"
-                 + (":" if times else ""))
+        span = f", first {times[0]}, last {times[-1]}:" if times else ""
+        out.line(f"dry run: a backfill of {args.workflow} would start {len(times)} runs{span}")
         out.lines(f"  {t}" for t in times)
     elif not response.backfill_id:
         reprocess = args.reprocess or "all"
