@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import signal
 import socket
 import ssl
@@ -46,6 +47,7 @@ from daemon.scheduler.backfills import Backfills
 from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
 from daemon.server.service import SERVICE_NAME, Parts, register
+from daemon.server.systemd import notify
 from daemon.state.lock import StateInUseError, lock_state
 from daemon.state.store import StateError, StateStore
 from daemon.watcher import PlanCatalog, watch_plans
@@ -187,10 +189,13 @@ class Daemon:
             "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
             "token": bool(config.token)}})
         self.ready.set()
+        notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
+               f"\nMAINPID={os.getpid()}")
         try:
             await self._stop.wait()
         finally:
             log.info("shutting down")
+            notify("STOPPING=1")
             await health_service.enter_graceful_shutdown()
             closing.set()
             await server.stop(STOP_GRACE_SECONDS)
