@@ -30,7 +30,22 @@ def _build() -> tuple[argparse.ArgumentParser, frozenset[str]]:
     client = frozenset(client_commands.register(subparsers))
     server_app.register_command(subparsers)
     up.register(subparsers)
+    completion = subparsers.add_parser(
+        "completion", help="print the shell completion script for bash or zsh",
+        description="Print a completion script for SHELL. bash: `flowplan completion bash >"
+                    " ~/.local/share/bash-completion/completions/flowplan`; zsh: `flowplan"
+                    " completion zsh > \"${fpath[1]}/_flowplan\"` (then `compinit`).")
+    completion.add_argument("shell", choices=["bash", "zsh"], metavar="SHELL",
+                            help="bash or zsh")
+    completion.set_defaults(handler=lambda args: _print_completion(parser, args.shell))
     return parser, client
+
+
+def _print_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    import shtab  # only this command needs it
+
+    sys.stdout.write(shtab.complete(parser, shell=shell))
+    return 0
 
 
 def tune_gc() -> None:
