@@ -33,6 +33,7 @@ from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from daemon.client.render import duration
 from daemon.engine.clock import SystemClock
+from daemon.engine.commands import masked_params
 from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
 from daemon.engine.launcher import LocalLauncher
 from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
@@ -274,7 +275,7 @@ class _View:
 def _header(run: Run) -> str:
     local = run.logical_time.isoformat(timespec="seconds")
     queue = run.queue_override or "as the workflow sets (no dev queue)"
-    params = " ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
+    params = " ".join(f"{k}={v}" for k, v in sorted(masked_params(run.params).items()))
     return (f"debug run {run.run_id} of {run.workflow}: logical time {local}, queue {queue}"
             + (f", params {params}" if params else ""))
 

@@ -154,6 +154,22 @@ def test_param_value_may_hold_equals_signs(make_repo, tmp_path):
     assert target.read_text() == "a=b\n"
 
 
+def test_secret_params_are_masked_in_the_header_and_the_log_tail(make_repo, tmp_path):
+    repo = make_repo({"workflows/w.yaml": """
+        name: w
+        params: {db_password: "", region: eu}
+        nodes:
+          - name: n
+            command: echo "connecting with ${params.db_password}"; exit 1
+        """})
+    done = flowplan("debug", repo, "w", "--param", "db_password=hunter2-secret", tmp=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    header = done.stdout.splitlines()[0]
+    assert "db_password=******** region=eu" in header  # as the API shows params
+    assert "connecting with ********" in done.stdout
+    assert "hunter2-secret" not in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("bad", ["novalue", "=v"])
 def test_param_without_key_or_equals_is_a_usage_error(make_repo, tmp_path, bad):
     repo = make_repo({"workflows/chain.yaml": CHAIN})
