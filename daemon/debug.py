@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TextIO
@@ -33,7 +34,7 @@ from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from daemon.client.render import duration
 from daemon.engine.clock import SystemClock
-from daemon.engine.commands import masked_params
+from daemon.engine.commands import mask_end, masked_params
 from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
 from daemon.engine.launcher import LocalLauncher
 from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
@@ -208,7 +209,8 @@ def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
         reason = f": {attempt.error}" if attempt.error else ""
         print("\n" + paint(_BOLD, f"--- {node.name}, attempt {attempt.number}{reason}"),
               file=out)
-        lines = tail(Path(attempt.log_path), LOG_TAIL_LINES) if attempt.log_path else None
+        lines = (tail(Path(attempt.log_path), LOG_TAIL_LINES, secrets=engine.secrets(run.run_id))
+                 if attempt.log_path else None)
         if lines is None:
             print("(no log)", file=out)
         elif not lines:
@@ -216,26 +218,31 @@ def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
         else:
             if attempt.log_path:
                 print(paint(_DIM, f"last {len(lines)} lines of {attempt.log_path}"), file=out)
-            print(engine.masked(run.run_id, "\n".join(lines)), file=out)
+            print("\n".join(lines), file=out)
     out.flush()
 
 
-def tail(path: Path, count: int, *, block: int = 8192) -> list[str] | None:
-    """The last `count` lines of a file (None if it does not exist), reading from its end."""
+def tail(path: Path, count: int, *, secrets: Sequence[str] = (), block: int = 8192
+         ) -> list[str] | None:
+    """The last `count` lines of a file (None if it does not exist), reading from its end,
+    with `secrets` masked: it reads the longest secret's length more, so that a secret that
+    began before those lines is masked or left out, never shown in part."""
     try:
         with open(path, "rb") as handle:
-            end = handle.seek(0, os.SEEK_END)
+            position = handle.seek(0, os.SEEK_END)
             data = b""
-            position = end
-            while position > 0 and data.count(b"\n") <= count:
+            while True:  # lines are counted once masked: a secret may span several
+                text = mask_end(data.decode("utf-8", errors="replace"), list(secrets),
+                                cut=position > 0)
+                lines = text.splitlines()
+                if position == 0 or len(lines) > count:
+                    return lines[-count:]
                 step = min(block, position)
                 position -= step
                 handle.seek(position)
                 data = handle.read(step) + data
     except FileNotFoundError:
         return None
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[-count:]
 
 
 class _View:

@@ -324,3 +324,12 @@ def test_tail_reads_the_last_lines(tmp_path):
     path.write_text("")
     assert tail(path, 20) == []
     assert tail(tmp_path / "missing", 20) is None
+
+
+def test_tail_never_shows_part_of_a_secret_that_began_before_it(tmp_path):
+    key = "-----BEGIN KEY-----\nAAAAAAAA\nBBBBBBBB\n-----END KEY-----"
+    path = tmp_path / "log"
+    path.write_text("".join(f"line {i}\n" for i in range(40)) + key + "\ndone\n")
+    assert tail(path, 3, secrets=[key], block=16) == ["line 39", "********", "done"]
+    shown = "\n".join(tail(path, 2, secrets=[key], block=16) or [])
+    assert "BBBB" not in shown and "END KEY" not in shown  # the key's last lines

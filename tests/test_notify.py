@@ -641,3 +641,13 @@ def test_overlapping_secrets_are_masked_as_one_stretch() -> None:
     assert mask("x abcdef y", ["abcd", "cdef"]) == "x ******** y"
     assert mask("aaaa-aaa", ["aaa"]) == "********-********"
     assert mask("nothing here", ["abcd"]) == "nothing here"
+
+
+def test_a_multi_line_secret_cut_by_the_tail_window_never_shows_in_part() -> None:
+    key = "-----BEGIN KEY-----\nAAAAAAAA\nBBBBBBBB\n-----END KEY-----"
+    data = (key + "\n" + "after the key\n" * 4 + "last line\n").encode()
+    # the window starts inside the key: the key's later lines must not show either
+    cut = tail_text(data[25:], cut=True, secrets=[key])
+    assert "BBBB" not in cut and "END KEY" not in cut and cut.endswith("key\nlast line")
+    assert tail_text(data, cut=False, secrets=[key]).splitlines()[:2] == [
+        "********", "after the key"]

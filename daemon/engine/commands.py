@@ -117,26 +117,39 @@ def _rendered(template: str, node: NodePlan, run: RunFields, timezone: str) -> l
     return values
 
 
-def mask(text: str, secrets: list[str]) -> str:
-    """`text` with each stretch covered by occurrences of secrets replaced by `MASK`."""
+def mask(text: str, secrets: list[str], *, start: int = 0) -> str:
+    """`text[start:]` with each stretch covered by occurrences of secrets in `text` replaced
+    by `MASK` (one that begins before `start` and goes on after it shows as `MASK`)."""
     covered: list[tuple[int, int]] = []
     for value in secrets:
-        start = text.find(value) if value else -1
-        while start != -1:
-            covered.append((start, start + len(value)))
-            start = text.find(value, start + 1)
+        found = text.find(value) if value else -1
+        while found != -1:
+            covered.append((found, found + len(value)))
+            found = text.find(value, found + 1)
     merged: list[list[int]] = []
-    for start, end in sorted(covered):
-        if merged and start <= merged[-1][1]:
+    for begin, end in sorted(covered):
+        if merged and begin <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
         else:
-            merged.append([start, end])
-    out, shown = [], 0
-    for start, end in merged:
-        out += [text[shown:start], MASK]
-        shown = end
+            merged.append([begin, end])
+    out, shown = [], start
+    for begin, end in merged:
+        if end > shown:
+            out += [text[shown:max(begin, shown)], MASK]
+            shown = end
     out.append(text[shown:])
     return "".join(out)
+
+
+def mask_end(text: str, secrets: list[str], *, cut: bool) -> str:
+    """`text` masked; when `cut` (it is the end of a longer text), only from the first line
+    that starts at least the longest secret's length in: before that, a secret that began
+    before `text` could show in part, even on lines after the first (a PEM key)."""
+    if not cut:
+        return mask(text, secrets)
+    margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
+    newline = text.find("\n", margin)
+    return mask(text, secrets, start=newline + 1 if newline >= 0 else min(margin, len(text)))
 
 
 def source_file(sources_dir: Path, source: SourcePlan) -> Path:
