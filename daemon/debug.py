@@ -227,16 +227,17 @@ def tail(path: Path, count: int, *, secrets: Sequence[str] = (), block: int = 81
     """The last `count` lines of a file (None if it does not exist), reading from its end,
     with `secrets` masked: it reads the longest secret's length more, so that a secret that
     began before those lines is masked or left out, never shown in part."""
+    margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
     try:
         with open(path, "rb") as handle:
             position = handle.seek(0, os.SEEK_END)
             data = b""
             while True:  # lines are counted once masked: a secret may span several
-                text = mask_end(data.decode("utf-8", errors="replace"), list(secrets),
-                                cut=position > 0)
-                lines = text.splitlines()
-                if position == 0 or len(lines) > count:
-                    return lines[-count:]
+                if position == 0 or data.count(b"\n", margin) > count:
+                    lines = mask_end(data.decode("utf-8", errors="replace"), list(secrets),
+                                     cut=position > 0).splitlines()
+                    if position == 0 or len(lines) >= count:
+                        return lines[-count:]
                 step = min(block, position)
                 position -= step
                 handle.seek(position)
