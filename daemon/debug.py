@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TextIO
@@ -33,6 +34,7 @@ from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from daemon.client.render import duration
 from daemon.engine.clock import SystemClock
+from daemon.engine.commands import mask_end, masked_params
 from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
 from daemon.engine.launcher import LocalLauncher
 from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
@@ -207,7 +209,8 @@ def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
         reason = f": {attempt.error}" if attempt.error else ""
         print("\n" + paint(_BOLD, f"--- {node.name}, attempt {attempt.number}{reason}"),
               file=out)
-        lines = tail(Path(attempt.log_path), LOG_TAIL_LINES) if attempt.log_path else None
+        lines = (tail(Path(attempt.log_path), LOG_TAIL_LINES, secrets=engine.secrets(run.run_id))
+                 if attempt.log_path else None)
         if lines is None:
             print("(no log)", file=out)
         elif not lines:
@@ -215,26 +218,32 @@ def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
         else:
             if attempt.log_path:
                 print(paint(_DIM, f"last {len(lines)} lines of {attempt.log_path}"), file=out)
-            print(engine.masked(run.run_id, "\n".join(lines)), file=out)
+            print("\n".join(lines), file=out)
     out.flush()
 
 
-def tail(path: Path, count: int, *, block: int = 8192) -> list[str] | None:
-    """The last `count` lines of a file (None if it does not exist), reading from its end."""
+def tail(path: Path, count: int, *, secrets: Sequence[str] = (), block: int = 8192
+         ) -> list[str] | None:
+    """The last `count` lines of a file (None if it does not exist), reading from its end,
+    with `secrets` masked: it reads the longest secret's length more, so that a secret that
+    began before those lines is masked or left out, never shown in part."""
+    margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
     try:
         with open(path, "rb") as handle:
-            end = handle.seek(0, os.SEEK_END)
+            position = handle.seek(0, os.SEEK_END)
             data = b""
-            position = end
-            while position > 0 and data.count(b"\n") <= count:
+            while True:  # lines are counted once masked: a secret may span several
+                if position == 0 or data.count(b"\n", margin) > count:
+                    lines = mask_end(data.decode("utf-8", errors="replace"), list(secrets),
+                                     cut=position > 0).splitlines()
+                    if position == 0 or len(lines) >= count:
+                        return lines[-count:]
                 step = min(block, position)
                 position -= step
                 handle.seek(position)
                 data = handle.read(step) + data
     except FileNotFoundError:
         return None
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[-count:]
 
 
 class _View:
@@ -274,7 +283,7 @@ class _View:
 def _header(run: Run) -> str:
     local = run.logical_time.isoformat(timespec="seconds")
     queue = run.queue_override or "as the workflow sets (no dev queue)"
-    params = " ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
+    params = " ".join(f"{k}={v}" for k, v in sorted(masked_params(run.params).items()))
     return (f"debug run {run.run_id} of {run.workflow}: logical time {local}, queue {queue}"
             + (f", params {params}" if params else ""))
 

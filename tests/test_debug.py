@@ -154,6 +154,22 @@ def test_param_value_may_hold_equals_signs(make_repo, tmp_path):
     assert target.read_text() == "a=b\n"
 
 
+def test_secret_params_are_masked_in_the_header_and_the_log_tail(make_repo, tmp_path):
+    repo = make_repo({"workflows/w.yaml": """
+        name: w
+        params: {db_password: "", region: eu}
+        nodes:
+          - name: n
+            command: echo "connecting with ${params.db_password}"; exit 1
+        """})
+    done = flowplan("debug", repo, "w", "--param", "db_password=hunter2-secret", tmp=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    header = done.stdout.splitlines()[0]
+    assert "db_password=******** region=eu" in header  # as the API shows params
+    assert "connecting with ********" in done.stdout
+    assert "hunter2-secret" not in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("bad", ["novalue", "=v"])
 def test_param_without_key_or_equals_is_a_usage_error(make_repo, tmp_path, bad):
     repo = make_repo({"workflows/chain.yaml": CHAIN})
@@ -308,3 +324,12 @@ def test_tail_reads_the_last_lines(tmp_path):
     path.write_text("")
     assert tail(path, 20) == []
     assert tail(tmp_path / "missing", 20) is None
+
+
+def test_tail_never_shows_part_of_a_secret_that_began_before_it(tmp_path):
+    key = "-----BEGIN KEY-----\nAAAAAAAA\nBBBBBBBB\n-----END KEY-----"
+    path = tmp_path / "log"
+    path.write_text("".join(f"line {i}\n" for i in range(40)) + key + "\ndone\n")
+    assert tail(path, 3, secrets=[key], block=16) == ["line 39", "********", "done"]
+    shown = "\n".join(tail(path, 2, secrets=[key], block=16) or [])
+    assert "BBBB" not in shown and "END KEY" not in shown  # the key's last lines

@@ -26,6 +26,7 @@ from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
 from daemon.engine.clock import Clock, FakeClock, SystemClock
+from daemon.engine.commands import mask
 from daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from daemon.engine.launcher import LocalLauncher
 from daemon.engine.model import RunStatus, RunTrigger
@@ -606,3 +607,47 @@ def test_log_tail_limits_and_never_shows_part_of_a_secret() -> None:
     assert tail_text(f"{secret[5:]}{'y' * 20}".encode(), cut=True,
                      secrets=[secret]) == "y" * 15
     assert tail_text(f"ok {secret}\n".encode(), cut=False, secrets=[secret]) == "ok ********"
+
+
+TEMPLATED = """
+name: templated
+params: {region: eu}
+on_failure: {email: [data-team@example.com]}
+nodes:
+  - name: load
+    env: {DB_TOKEN: "${params.region}-${ds_nodash}-zz9"}
+    command: echo "using $DB_TOKEN"; exit 2
+"""
+
+
+def test_the_rendered_value_of_a_templated_env_secret_is_masked_in_e_mails(
+        tmp_path: Path, make_repo: Any, server: Server) -> None:
+    env = Env(tmp_path, make_repo, settings_for(server.port))
+    rendered = "eu-20260328-zz9"  # what the node's DB_TOKEN was, not its template
+
+    async def body_(env: Env) -> None:
+        env.publish({"workflows/templated.yaml": TEMPLATED})
+        await env.run("templated")
+        await until(lambda: len(server.inbox.messages) == 1)
+        _, message = server.inbox.messages[0]
+        assert "using ********" in body(message)
+        assert rendered not in message.as_string()
+
+    drive(env, body_)
+
+
+def test_overlapping_secrets_are_masked_as_one_stretch() -> None:
+    # masking "abcd" first must not leave "ef" of "cdef" in clear
+    assert mask("x abcdef y", ["abcd", "cdef"]) == "x ******** y"
+    assert mask("aaaa-aaa", ["aaa"]) == "********-********"
+    assert mask("nothing here", ["abcd"]) == "nothing here"
+
+
+def test_a_multi_line_secret_cut_by_the_tail_window_never_shows_in_part() -> None:
+    key = "-----BEGIN KEY-----\nAAAAAAAA\nBBBBBBBB\n-----END KEY-----"
+    data = (key + "\n" + "after the key\n" * 4 + "last line\n").encode()
+    # the window starts inside the key: the key's later lines must not show either
+    cut = tail_text(data[25:], cut=True, secrets=[key])
+    assert "BBBB" not in cut and "END KEY" not in cut and cut.endswith("key\nlast line")
+    assert tail_text(data, cut=False, secrets=[key]).splitlines()[:2] == [
+        "********", "after the key"]

@@ -65,7 +65,8 @@ def _version(text: str) -> tuple[int, ...]:
 
 def _requirement(requirements: list[str], name: str) -> tuple[str, str]:
     for requirement in requirements:
-        found = re.fullmatch(rf"{re.escape(name)}\s*(==|>=)\s*([0-9.]+)", requirement.strip())
+        found = re.fullmatch(rf"{re.escape(name)}\s*(==|>=)\s*([0-9.]+)(\s*,\s*<[0-9.]+)?",
+                             requirement.strip())
         if found:
             return found.group(1), found.group(2)
     raise AssertionError(f"pyproject.toml has no `{name}==` or `{name}>=` requirement")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from compiler import templating
@@ -42,17 +42,40 @@ class RunContext:
     workspace: Path
 
     def variables(self, node: str, attempt: int) -> dict[str, Any]:
-        local = self.logical_time.astimezone(ZoneInfo(self.timezone))
-        start = self.data_interval_start or self.logical_time
-        end = self.data_interval_end or self.logical_time
-        return {
-            "ds": local.date().isoformat(), "ds_nodash": local.strftime("%Y%m%d"),
-            "ts": local.isoformat(), "logical_time": local.isoformat(),
-            "data_interval_start": start.astimezone(local.tzinfo).isoformat(),
-            "data_interval_end": end.astimezone(local.tzinfo).isoformat(),
-            "run_id": self.run_id, "workflow": self.workflow, "node": node,
-            "attempt": attempt, "params": dict(self.params),
-        }
+        return template_variables(self, self.timezone, node, attempt)
+
+
+class RunFields(Protocol):
+    """What the template variables take of a run (a `Run` or a `RunContext`)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def workflow(self) -> str: ...
+    @property
+    def logical_time(self) -> datetime: ...
+    @property
+    def data_interval_start(self) -> datetime | None: ...
+    @property
+    def data_interval_end(self) -> datetime | None: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+
+def template_variables(run: RunFields, timezone: str, node: str, attempt: int
+                       ) -> dict[str, Any]:
+    """The variables a node's templates render with, in its workflow's `timezone`."""
+    local = run.logical_time.astimezone(ZoneInfo(timezone))
+    start = run.data_interval_start or run.logical_time
+    end = run.data_interval_end or run.logical_time
+    return {
+        "ds": local.date().isoformat(), "ds_nodash": local.strftime("%Y%m%d"),
+        "ts": local.isoformat(), "logical_time": local.isoformat(),
+        "data_interval_start": start.astimezone(local.tzinfo).isoformat(),
+        "data_interval_end": end.astimezone(local.tzinfo).isoformat(),
+        "run_id": run.run_id, "workflow": run.workflow, "node": node,
+        "attempt": attempt, "params": dict(run.params),
+    }
 
 
 def is_secret(name: str) -> bool:
@@ -60,18 +83,73 @@ def is_secret(name: str) -> bool:
     return any(marker in upper for marker in SECRET_MARKERS)
 
 
-def secret_values(nodes: Iterable[NodePlan], params: Mapping[str, Any]) -> list[str]:
-    """A run's values to mask in logs, statuses and e-mails: its nodes' env entries and its
-    params with secret-like names, longest first (so no secret is half-masked)."""
-    values = [v for node in nodes for k, v in node.env.items() if is_secret(k)]
-    values += [str(v) for k, v in params.items() if is_secret(k)]
+def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as shown to people: those whose names mark them as secrets are `MASK`."""
+    return {k: MASK if is_secret(k) and v not in (None, "") else v for k, v in params.items()}
+
+
+def secret_values(nodes: Iterable[NodePlan], run: RunFields, timezone: str) -> list[str]:
+    """A run's values to mask in logs, statuses and e-mails, longest first: its params with
+    secret-like names, and the values its nodes' env entries with secret-like names take as
+    rendered for the run (for each attempt a node may make, when they differ)."""
+    values = [str(v) for k, v in run.params.items() if is_secret(k)]
+    for node in nodes:
+        for key, template in node.env.items():
+            if is_secret(key):
+                values += _rendered(template, node, run, timezone)
     return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
 
 
-def mask(text: str, secrets: list[str]) -> str:
+def _rendered(template: str, node: NodePlan, run: RunFields, timezone: str) -> list[str]:
+    """The values `template` renders to in the node's attempts (none if it cannot render:
+    then the attempt fails before it starts, and nothing was shown to the node)."""
+    if "$" not in template:
+        return [template]
+    values: list[str] = []
+    for attempt in range(1, node.retries + 2):
+        try:
+            values.append(templating.render(
+                template, template_variables(run, timezone, node.name, attempt)))
+        except templating.TemplateError:
+            return values
+        if attempt == 2 and values[0] == values[1]:
+            break  # the attempt number is not in it: one value for all
+    return values
+
+
+def mask(text: str, secrets: list[str], *, start: int = 0) -> str:
+    """`text[start:]` with each stretch covered by occurrences of secrets in `text` replaced
+    by `MASK` (one that begins before `start` and goes on after it shows as `MASK`)."""
+    covered: list[tuple[int, int]] = []
     for value in secrets:
-        text = text.replace(value, MASK)
-    return text
+        found = text.find(value) if value else -1
+        while found != -1:
+            covered.append((found, found + len(value)))
+            found = text.find(value, found + 1)
+    merged: list[list[int]] = []
+    for begin, end in sorted(covered):
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    out, shown = [], start
+    for begin, end in merged:
+        if end > shown:
+            out += [text[shown:max(begin, shown)], MASK]
+            shown = end
+    out.append(text[shown:])
+    return "".join(out)
+
+
+def mask_end(text: str, secrets: list[str], *, cut: bool) -> str:
+    """`text` masked; when `cut` (it is the end of a longer text), only from the first line
+    that starts at least the longest secret's length in: before that, a secret that began
+    before `text` could show in part, even on lines after the first (a PEM key)."""
+    if not cut:
+        return mask(text, secrets)
+    margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
+    newline = text.find("\n", margin)
+    return mask(text, secrets, start=newline + 1 if newline >= 0 else min(margin, len(text)))
 
 
 def source_file(sources_dir: Path, source: SourcePlan) -> Path:

@@ -325,7 +325,7 @@ class Engine:
         for upstream, downstream in graph.edges():
             nodes[upstream].downstream.append(downstream)
             nodes[downstream].upstream.append(upstream)
-        secrets = secret_values((n.plan for n in nodes.values()), run.params)
+        secrets = secret_values((n.plan for n in nodes.values()), context, graph.timezone)
         for queue_name, queue in graph.queues.items():
             if queue_name not in self._queues:
                 self._queues[queue_name] = ResourceQueue(queue_name, capacity_of(queue))
@@ -699,7 +699,9 @@ class Engine:
             return run.secrets
         stored = self.get_run(run_id)
         plan = self._plans.get(stored.workflow, stored.plan_version).content
-        return secret_values(plan.nodes if plan else (), stored.params)
+        if plan is None:
+            return secret_values((), stored, "UTC")
+        return secret_values(plan.nodes, stored, plan.timezone)
 
     async def wait_run(self, run_id: str) -> Run:
         """The run once it has finished."""

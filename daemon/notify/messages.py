@@ -19,7 +19,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from compiler.plan import NotifyPlan, WorkflowPlan
-from daemon.engine.commands import mask
+from daemon.engine.commands import mask, mask_end
 from daemon.engine.model import NodeRun, NodeStatus, Run, RunStatus
 
 TAIL_LINES: Final = 50
@@ -90,14 +90,10 @@ def tail_text(data: bytes, *, cut: bool, secrets: list[str]) -> str:
 
     `data` is the end of the file and `cut` says whether the file goes on before it; the
     caller reads `TAIL_BYTES` plus the longest secret's length, so that a secret split by
-    the start of `data` is dropped with the partial first line rather than shown in part.
-    Masking happens before any trimming for the same reason.
+    the start of `data` is dropped with the lines it could be on (`mask_end`) rather than
+    shown in part. Masking happens before any trimming for the same reason.
     """
-    margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
-    text = mask(data.decode("utf-8", errors="replace"), secrets)
-    if cut:
-        newline = text.find("\n")
-        text = text[newline + 1:] if newline >= 0 else text[margin:]
+    text = mask_end(data.decode("utf-8", errors="replace"), secrets, cut=cut)
     lines = text.splitlines()[-TAIL_LINES:]
     text = "\n".join(lines)
     encoded = text.encode("utf-8")

@@ -204,7 +204,8 @@ class Notifier:
             node_plan = (self._node_index(run.workflow, node.plan_version) or {}).get(node.name)
             if node_plan is not None:
                 nodes.append(node_plan)
-        return secret_values(nodes, run.params)
+        plan = self._workflow_plan(run.workflow, run.plan_version)
+        return secret_values(nodes, run, plan.timezone if plan is not None else "UTC")
 
     def _tail(self, attempt: Attempt | None, secrets: list[str]) -> str | None:
         """The masked tail of an attempt's log; None when there is no log to read."""

@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from compiler.plan import NodePlan, Plan, SchedulePlan, WorkflowPlan
-from daemon.engine.commands import MASK, is_secret
+from daemon.engine.commands import masked_params
 from daemon.engine.model import Attempt, NodeRun, Run, RunEvent, RunStatus
 from daemon.scheduler.model import Backfill, Reprocess
 from daemon.scheduler.scheduler import SwitchState
@@ -55,11 +55,6 @@ def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
     values = json_format.MessageToDict(message)
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v
             for k, v in values.items()}
-
-
-def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params whose names mark them as secrets (docs/concepts.md, "Secrets") are never shown."""
-    return {k: MASK if is_secret(k) and v not in (None, "") else v for k, v in params.items()}
 
 
 def enum_value(enum: Any, prefix: str, value: str) -> Any:

@@ -1,9 +1,11 @@
 """GetNodeLog: an attempt's log file as contiguous chunks, secrets masked.
 
-Masks keep the length (each secret becomes as many `*`), so offsets are the file's offsets
-and a client can resume anywhere. While the attempt may still write, an end of what was read
-that could be the start of a secret is held back until the next read, so that a secret
-split across two reads is still masked.
+Masking is defined on the whole log: a byte is shown as `*` when it lies inside any
+occurrence of any secret (occurrences may overlap), whatever the chunking and wherever the
+client starts. Masks keep the length, so offsets are the file's offsets and a client can
+resume anywhere. Each chunk is masked with up to the longest secret's length (less one) of
+context read on either side; while the attempt may still write, an end of the file that
+could be the start of a secret is held back until it is complete or the attempt ends.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import BinaryIO
 
 from daemon.engine.model import Attempt, AttemptStatus
 from daemon.state.store import StateStore
@@ -21,15 +24,26 @@ FOLLOW_POLL_SECONDS = 0.2  # log growth has no event; status changes wake us at 
 
 
 def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
+    """`data` with every byte inside an occurrence of a secret replaced by `*`."""
+    out: bytearray | None = None
     for secret in secrets:
-        data = data.replace(secret, b"*" * len(secret))
-    return data
+        if not secret:
+            continue
+        start = data.find(secret)
+        while start != -1:
+            if out is None:
+                out = bytearray(data)
+            out[start:start + len(secret)] = b"*" * len(secret)
+            start = data.find(secret, start + 1)
+    return data if out is None else bytes(out)
 
 
 async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int, offset: int,
                      follow: bool, secrets: Sequence[bytes], woken: asyncio.Event,
                      closing: asyncio.Event) -> AsyncIterator[tuple[int, bytes, int]]:
-    """(offset, data, attempt number) chunks of the attempt's log."""
+    """(offset, data, attempt number) chunks of the attempt's log: for any `offset` and any
+    growth of the file, the bytes at [o, o + len(data)) are those of `mask_bytes` of the
+    whole log, and a chunk's offset is the previous chunk's offset plus its size."""
     chosen = await _attempt(store, run_id, node, attempt, follow=follow, woken=woken,
                             closing=closing)
     if chosen is None or not chosen.log_path:
@@ -45,22 +59,35 @@ async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int,
             position = max(0, size + offset) if offset < 0 else offset
         if size > position:
             with open(chosen.log_path, "rb") as handle:
-                handle.seek(position)
-                while position < size:
-                    data = handle.read(min(CHUNK, size - position))
-                    if not data:
-                        break
-                    if follow and not finished:
-                        data = data[:len(data) - _partial_secret(data, secrets)]
-                        if not data:
-                            break
-                    yield position, mask_bytes(data, secrets), chosen.number
-                    position += len(data)
+                for start, data in read_masked(handle, position, size, finished=finished,
+                                               secrets=secrets):
+                    yield start, data, chosen.number
+                    position = start + len(data)
         if not follow or finished or closing.is_set():
             return
         woken.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_either(woken, closing), FOLLOW_POLL_SECONDS)
+
+
+def read_masked(handle: BinaryIO, position: int, size: int, *, finished: bool,
+                secrets: Sequence[bytes], chunk: int = CHUNK) -> Iterator[tuple[int, bytes]]:
+    """(offset, masked data) chunks of the file's bytes [position, size), each as in
+    `mask_bytes` of the whole file. Unless the writer has `finished`, an end that could be
+    the start of a secret is left out (the next call, with a larger size, goes on there)."""
+    margin = max((len(s) for s in secrets), default=1) - 1  # the context a byte's mask needs
+    while position < size:
+        lo = max(0, position - margin)
+        handle.seek(lo)
+        window = handle.read(min(size, position + chunk + margin) - lo)
+        end = min(position + chunk, lo + len(window))
+        if not finished and lo + len(window) < position + chunk + margin:
+            # the window holds the end of what was written: a secret may go on after it
+            end = min(end, lo + len(window) - _partial_secret(window, secrets))
+        if end <= position:
+            return
+        yield position, mask_bytes(window, secrets)[position - lo:end - lo]
+        position = end
 
 
 def _partial_secret(data: bytes, secrets: Sequence[bytes]) -> int:
