@@ -194,7 +194,7 @@ def test_dev_queue_is_used_when_defined(make_repo, tmp_path):
     assert ", queue dev" in done.stdout.splitlines()[0]
     run = stored_run(done.stdout)
     assert run.queue_override == "dev"
-    # the node's own queue wins over the run's override (docs/plans.md: node > run override > workflow)
+    # the node's own queue wins over the run's override (docs/plans.md)
     assert {n.name: n.queue for n in run.nodes} == {
         "extract": "dev", "transform": "dev", "load": "heavy"}
 
