@@ -282,9 +282,9 @@ def test_runs_sends_the_filters_and_pages_up_to_the_limit(fake, capsys):
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
         "RUN   WORKFLOW     STATUS  TRIGGER   LOGICAL TIME          STARTED"
-        "               DURATION",
+        "               DURATION  NODES  PREVIOUS  REMARKS",
         *[f"wr_{n}  daily_sales  FAILED  schedule  2026-01-02T02:00:00Z  2026-01-02T02:00:00Z"
-          "  1m30s" for n in (0, 1, 2)],
+          "  1m30s     -      -" for n in (0, 1, 2)],
     ]
     assert "more runs" in captured.err
 
