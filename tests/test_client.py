@@ -747,6 +747,20 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
     assert fake.calls == []
 
 
+def test_a_usage_error_prints_that_commands_usage(fake, capsys, tmp_path):
+    (tmp_path / "empty").write_text("\n")
+    assert flowplan("backfill-status", "bf_1", "--token-file", str(tmp_path / "empty")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: flowplan backfill-status [-h]"), err
+    assert "\nflowplan backfill-status: error: token file" in err
+    with pytest.raises(SystemExit):
+        flowplan("notifications", "--status", "lost")
+    err = capsys.readouterr().err
+    assert err.startswith("usage: flowplan notifications [-h]"), err
+    assert "argument --status: invalid choice: 'lost'" in err
+    assert fake.calls == []
+
+
 def test_mutual_tls(tmp_path, capsys, monkeypatch):
     pems = certificates(tmp_path)
     monkeypatch.setattr(cli, "tune_gc", lambda: None)
