@@ -191,8 +191,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     status = add("status", cmd_status, "show a run and its graph",
                  "Show a run and its graph: every node in order with its upstreams, status,"
-                 " attempts and duration, coloured by status on a terminal (NO_COLOR turns"
-                 " colour off).")
+                 " attempts, duration and own tags, coloured by status on a terminal"
+                 " (NO_COLOR turns colour off).")
     status.add_argument("run_id", metavar="RUN")
     status.add_argument("--tag", type=_tag, metavar="K[=V]",
                         help="only the nodes with the tag K=V (K alone: any value)")
