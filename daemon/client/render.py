@@ -387,8 +387,9 @@ def backfill_header(backfill: pb.Backfill, paint: Paint, now: datetime) -> list[
         times += f", finished {stamp(finished)}"
     add("times", times + f" ({'took' if finished else 'running for'}"
         f" {span(created, finished, now)})")
-    add("parallel", f"at most {backfill.max_parallel_runs} runs at once"
-        if backfill.max_parallel_runs else "")
+    parallel = backfill.max_parallel_runs
+    add("parallel", f"at most {parallel} run{'s' if parallel != 1 else ''} at once"
+        if parallel else "")
     add("reprocess", pb.Reprocess.Name(backfill.reprocess).removeprefix("REPROCESS_").lower()
         if backfill.reprocess else "")
     add("queue", f"{backfill.queue} (override)" if backfill.queue else "")
