@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     schema_.set_defaults(handler=cmd_schema)
 
     graph_ = subparsers.add_parser("graph", help="a workflow's DAG as Mermaid or dot")
-    graph_.add_argument("args", nargs="+", metavar="[REPO] WORKFLOW")
+    add_repo_and_workflow(graph_)
     graph_.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph_.set_defaults(handler=cmd_graph)
 
@@ -75,6 +75,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     install.add_argument("--force", action="store_true",
                          help="replace existing hooks not written by flowplan")
     install.set_defaults(handler=cmd_hooks_install)
+
+
+def add_repo_and_workflow(parser: argparse.ArgumentParser) -> None:
+    """`[REPO] WORKFLOW`: one workflow, after an optional repository (argparse gives a lone
+    name to WORKFLOW, and refuses a third name with the command's usage)."""
+    parser.add_argument("repo", nargs="?", type=Path, default=Path("."), metavar="REPO",
+                        help="repository root or its workflows/ folder (default: .)")
+    parser.add_argument("workflow", metavar="WORKFLOW", help="the workflow's name")
 
 
 def _repo_argument(parser: argparse.ArgumentParser) -> None:
@@ -205,15 +213,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    if len(args.args) > 2:
-        print("flowplan graph: expected [REPO] WORKFLOW", file=sys.stderr)
-        return EXIT_USAGE
-    repo, workflow = (Path(args.args[0]), args.args[1]) if len(args.args) == 2 else (
-        Path("."), args.args[0])
-    result = _compile(repo)
+    result = _compile(args.repo)
     if isinstance(result, int):
         return result
-    plan = plan_or_report(result, workflow, command="graph")
+    plan = plan_or_report(result, args.workflow, command="graph")
     if plan is None or plan.content is None:
         return EXIT_INVALID
     render = graph.dot if args.format == "dot" else graph.mermaid

@@ -46,6 +46,7 @@ class Code(StrEnum):
     INVALID_EMAIL = "FP110"
     UNKNOWN_TYPE = "FP111"  # node type cannot be inferred
     ARGS_WITH_COMMAND = "FP112"
+    RESERVED_TAG = "FP113"  # a tag key flowplan sets itself (workflow_name, task_name)
 
     UNKNOWN_UPSTREAM = "FP201"
     SELF_DEPENDENCY = "FP202"

@@ -24,7 +24,7 @@ def dot(plan: WorkflowPlan) -> str:
 
     lines = [f"digraph {quote(plan.name)} {{", "  rankdir=LR;", "  node [shape=box];"]
     for node in plan.nodes:
-        label = quote(node.name)[:-1] + "\\n" + node.type + '"'  # \n: dot's line break
+        label = quote(f"{node.name}\n{node.type} · {node.queue}").replace("\n", "\\n")
         lines.append(f"  {quote(node.name)} [label={label}];")
     for upstream, downstream in plan.edges():
         trigger = plan.node(downstream).trigger

@@ -229,6 +229,10 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
             all_valid = False
         else:
             result.nodes.append(checked)
+    if header is not None:
+        _check_tags(result, header.tags, ())
+    for checked in result.nodes:
+        _check_tags(result, checked.spec.tags, ("nodes", checked.index))
     _check_unique_nodes(result)
     _check_graph(result, known_names)
     if settings is not None:
@@ -297,6 +301,18 @@ def _check_node(result: FileCheck, index: int, node: NodeSpec) -> CheckedNode | 
     if len(result.diagnostics) > errors_before or name is None or node_type is None:
         return None
     return CheckedNode(index=index, name=name, type=node_type, spec=node)
+
+
+RESERVED_TAGS = ("workflow_name", "task_name")  # set on every node by the compiler
+
+
+def _check_tags(result: FileCheck, tags: Mapping[str, str], here: Path) -> None:
+    for key in RESERVED_TAGS:
+        if key in tags:
+            result.error((*here, "tags", key), Code.RESERVED_TAG,
+                         f"tag '{key}' is set by flowplan on every node (workflow_name: the"
+                         " workflow's name, task_name: the node's); use another key",
+                         key=True)
 
 
 def _check_unique_nodes(result: FileCheck) -> None:

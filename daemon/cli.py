@@ -81,6 +81,17 @@ def options_after_command(argv: Sequence[str], client: Collection[str]) -> list[
     return [argv[index], *argv[:index], *argv[index + 1:]]
 
 
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
+                   ) -> argparse.ArgumentParser:
+    """The parser of the command `args` chose (`flowplan hooks install`: install's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return command_parser(action.choices[chosen], args)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     parser, client = _build()
@@ -88,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reordered = options_after_command(sys.argv[1:] if argv is None else argv, client)
     except ValueError as exc:
         parser.error(str(exc))
-    args = parser.parse_args(reordered)
+    args, extra = parser.parse_known_args(reordered)
+    if extra:  # refused by the command's parser, with its usage (not the top level's)
+        command_parser(parser, args).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

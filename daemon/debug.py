@@ -2,8 +2,9 @@
 process, and show its node statuses live.
 
 The working tree is compiled in memory; a valid workflow runs on an `Engine` with its own
-state directory (a new temporary folder, kept afterwards so that its logs can be read), on
-the `dev` queue when the repository defines one. On a terminal the statuses are a table
+state directory (a new temporary folder, removed at the end unless `--keep` keeps it and its
+logs), on the queue `--queue` names, else on the `dev` queue when the repository defines
+one. On a terminal the statuses are a table
 redrawn in place, coloured like the EMR console; otherwise (CI, a pipe) one line per status
 change. The end shows the run's status and, for each failed node, the tail of its last
 attempt's log. Exit 0 when the run succeeded, 1 otherwise, 130 after Ctrl-C (which cancels
@@ -65,11 +66,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     debug = subparsers.add_parser(
         "debug", help="run a workflow of the working tree without a daemon",
         description="Compile the working tree in memory and run WORKFLOW in this process, on"
-                    " the 'dev' queue when the repository defines one, showing live node"
-                    " statuses. Exit 0 if the run succeeded, 1 if not, 130 on Ctrl-C.")
-    debug.add_argument("args", nargs="+", metavar="[REPO] WORKFLOW",
-                       help="repository root or its workflows/ folder (default: .), then the"
-                            " workflow's name")
+                    " --queue or else on the 'dev' queue when the repository defines one,"
+                    " showing live node statuses. Its state and logs go to a temporary"
+                    " folder, removed at the end unless --keep. Exit 0 if the run succeeded,"
+                    " 1 if not, 130 on Ctrl-C.")
+    compiler_cli.add_repo_and_workflow(debug)
+    debug.add_argument("--queue", metavar="QUEUE",
+                       help=f"run the nodes on this queue of flowplan.yaml (default:"
+                            f" '{DEBUG_QUEUE}' when defined); nodes whose YAML sets a queue"
+                            " keep it")
+    debug.add_argument("--keep", action="store_true",
+                       help="keep the state folder with the nodes' logs, and print its path")
     debug.add_argument("--param", action="append", default=[], type=_param, metavar="K=V",
                        help="a run parameter (a string); repeat for more")
     debug.add_argument("--ds", type=_ds, default=None, metavar="YYYY-MM-DD",
@@ -93,13 +100,9 @@ def _ds(text: str) -> date:
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
-    if len(args.args) > 2:
-        print("flowplan debug: expected [REPO] WORKFLOW", file=sys.stderr)
-        return EXIT_USAGE
-    repo, workflow = ((Path(args.args[0]), args.args[1]) if len(args.args) == 2
-                      else (Path("."), args.args[0]))
+    workflow: str = args.workflow
     try:
-        root = find_root(repo)
+        root = find_root(args.repo)
     except RepoError as exc:
         print(f"flowplan debug: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -111,6 +114,12 @@ def cmd_debug(args: argparse.Namespace) -> int:
     compiler_cli.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
         d for d in result.diagnostics if d.file == plan.content.file)))
 
+    queue: str | None = args.queue
+    if queue is not None and queue not in plan.content.queues:
+        known = ", ".join(sorted(plan.content.queues))
+        print(f"flowplan debug: error: --queue {queue}: flowplan.yaml defines no such queue"
+              f" (queues: {known})", file=sys.stderr)
+        return EXIT_USAGE
     params = dict(args.param)
     unknown = sorted(set(params) - set(plan.content.params))
     if unknown:
@@ -124,14 +133,18 @@ def cmd_debug(args: argparse.Namespace) -> int:
         logical_time = datetime.now(UTC)
     state_dir = Path(tempfile.mkdtemp(prefix="flowplan-debug-"))
     return asyncio.run(debug_run(plan, state_dir=state_dir, logical_time=logical_time,
-                                 params=params, out=sys.stdout))
+                                 params=params, out=sys.stdout, queue=queue, keep=args.keep))
 
 
 async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
-                    params: dict[str, str], out: TextIO) -> int:
-    """Run `plan` to its end on an engine of its own; returns the exit code."""
+                    params: dict[str, str], out: TextIO, queue: str | None = None,
+                    keep: bool = True) -> int:
+    """Run `plan` to its end on an engine of its own, on `queue` (default: the `dev` queue
+    when defined); returns the exit code. Without `keep`, `state_dir` is removed at the end
+    (not when Ctrl-C left with nodes still running)."""
     assert plan.content is not None
-    queue = DEBUG_QUEUE if DEBUG_QUEUE in plan.content.queues else None
+    if queue is None and DEBUG_QUEUE in plan.content.queues:
+        queue = DEBUG_QUEUE
     plans = MemoryPlans([plan])
     store = StateStore(state_dir)
     engine = Engine(store=store, plans=plans, launcher=LocalLauncher(), clock=SystemClock(),
@@ -184,7 +197,11 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
         unsubscribe()
         await engine.stop()
         store.close()
-    print(f"state and logs: {state_dir}", file=out, flush=True)
+    if keep:
+        print(f"state and logs: {state_dir}", file=out, flush=True)
+    else:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        print("state and logs removed (--keep keeps them)", file=out, flush=True)
     if interrupts:
         return EXIT_INTERRUPTED
     return EXIT_OK if final.status is RunStatus.SUCCEEDED else EXIT_FAILED
@@ -282,7 +299,7 @@ class _View:
 
 def _header(run: Run) -> str:
     local = run.logical_time.isoformat(timespec="seconds")
-    queue = run.queue_override or "as the workflow sets (no dev queue)"
+    queue = run.queue_override or f"as the workflow sets (no {DEBUG_QUEUE} queue)"
     params = " ".join(f"{k}={v}" for k, v in sorted(masked_params(run.params).items()))
     return (f"debug run {run.run_id} of {run.workflow}: logical time {local}, queue {queue}"
             + (f", params {params}" if params else ""))

@@ -5,6 +5,10 @@ into `./.flowplan/store`, starts the daemon with its state in `./.flowplan/state
 127.0.0.1:50051, and republishes on every change of the repository (diagnostics printed;
 an invalid workflow keeps its last good version). Ctrl-C stops it cleanly; node processes
 still running are adopted by the next `flowplan up`.
+
+The banner suggests `flowplan run` only for workflows that can run on this host (a node on a
+Spark queue needs spark-submit: the Spark extra or SPARK_HOME); log lines of the start are
+held back until the banner is out.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.handlers
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +28,11 @@ from watchfiles import awatch
 
 from compiler.cli import print_diagnostics, print_publish_report
 from compiler.compile import CompileResult, compile_repo
-from compiler.plan import Plan
+from compiler.plan import Plan, WorkflowPlan
 from compiler.repo import RepoError, find_root, read_repo
 from compiler.store import PlanStore
+from daemon.engine import spark
+from daemon.notify.sender import NO_SMTP
 from daemon.scheduler.ticks import next_ticks
 from daemon.server.app import DEFAULT_LISTEN, Daemon, ServeConfig, UsageError, setup_logging
 from daemon.state.store import StateError
@@ -45,6 +53,30 @@ def register(subparsers: Any) -> None:
     up.add_argument("--home", type=Path, default=HOME,
                     help="where the store and state go (default ./.flowplan)")
     up.set_defaults(handler=cmd_up)
+
+
+class HeldLogs(logging.handlers.MemoryHandler):
+    """Takes the root logger's records and holds them until `write_out` writes them to the
+    handler it replaced (those `drop` selects are left out)."""
+
+    def __init__(self) -> None:
+        root = logging.getLogger()
+        super().__init__(capacity=10_000, flushLevel=logging.CRITICAL + 1,
+                         target=root.handlers[0] if root.handlers else None)
+        root.handlers[:] = [self]
+
+    def write_out(self, drop: Callable[[logging.LogRecord], bool] = lambda _: False) -> None:
+        root = logging.getLogger()
+        if self in root.handlers:
+            root.handlers[:] = [self.target] if self.target is not None else []
+        self.acquire()
+        try:
+            held, self.buffer = self.buffer, []
+        finally:
+            self.release()
+        for record in held:
+            if self.target is not None and not drop(record):
+                self.target.handle(record)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -92,12 +124,17 @@ async def _up(root: Path, config: ServeConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.shutdown)
-    running = asyncio.ensure_future(daemon.run())
-    ready = asyncio.ensure_future(daemon.ready.wait())
-    await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
-    if running.done():
-        return running.result()
-    _banner(config, daemon.port, result.plans)
+    held = HeldLogs()
+    try:
+        running = asyncio.ensure_future(daemon.run())
+        ready = asyncio.ensure_future(daemon.ready.wait())
+        await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            return running.result()
+        _banner(config, daemon.port, result.plans)
+    finally:  # the banner says it when there is no SMTP server: no log line for it too
+        held.write_out(drop=lambda record: config.smtp is None
+                     and record.getMessage().startswith(NO_SMTP))
     stop = asyncio.Event()
     watcher = asyncio.ensure_future(_republish(root, config, store, stop,
                                                tuple(map(str, result.diagnostics))))
@@ -140,6 +177,9 @@ def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | lis
     print(f"\ndaemon listening on {address}  (store {config.store}, state {config.state})")
     now = datetime.now(UTC)
     manual = []
+    has_spark = spark.locate() is not None
+    missing = {p.workflow: cannot_run_here(p.content, has_spark=has_spark)
+               for p in plans if p.content is not None}
     for plan in sorted(plans, key=lambda p: p.workflow):
         content = plan.content
         if content is None:
@@ -151,10 +191,27 @@ def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | lis
         when = upcoming[0].astimezone().strftime("%Y-%m-%d %H:%M %Z") if upcoming else "never"
         state = "" if content.schedule.enabled else " (paused in git)"
         print(f"  scheduled  {plan.workflow:<24} next run {when}{state}")
+        if missing.get(plan.workflow):
+            print(f"  {'':<10} {'':<24} {missing[plan.workflow]}")
     for name in manual:
-        print(f"  manual     {name:<24} start it: flowplan run {name}")
+        print(f"  manual     {name:<24} {missing.get(name) or f'start it: flowplan run {name}'}")
     flag = "" if address == DEFAULT_LISTEN else f" --address {address}"
+    if config.smtp is None:
+        print(f"\nnotifications: {NO_SMTP}; e-mails are recorded, not sent:"
+              f" flowplan notifications{flag}")
     print(f"\nlook: flowplan runs{flag}   flowplan status{flag} RUN_ID   flowplan watch{flag}"
           " RUN_ID\nedit the repository to republish; Ctrl-C stops (running nodes are adopted"
           " by the next start)\n")
     sys.stdout.flush()
+
+
+def cannot_run_here(content: WorkflowPlan, *, has_spark: bool) -> str | None:
+    """Why the workflow's runs would fail on this host, in one line; None if they can run."""
+    queues = sorted({n.queue for n in content.nodes
+                     if content.queues.get(n.queue) is not None
+                     and content.queues[n.queue].executor == "spark"})
+    if not queues or has_spark:
+        return None
+    which = f"queues {', '.join(queues)} need" if len(queues) > 1 else f"queue {queues[0]} needs"
+    return (f"cannot run here: {which} the Spark extra (pip install 'flowplan[spark]', Java"
+            " 17+) or SPARK_HOME")

@@ -203,6 +203,8 @@ def infinite_params() -> struct_pb2.Struct:
     ("ListRuns", pb.ListRunsRequest(status=99), "status"),
     ("ListRuns", pb.ListRunsRequest(trigger=-1), "trigger"),
     ("ListBackfills", pb.ListBackfillsRequest(status=-1), "status"),
+    ("ListNotifications", pb.ListNotificationsRequest(status=9), "status"),
+    ("ListNotifications", pb.ListNotificationsRequest(page_token="x"), "page_token"),
     ("StartBackfill", pb.StartBackfillRequest(
         workflow="daily", reprocess=7, start_time=timestamp_pb2.Timestamp(seconds=0),
         end_time=timestamp_pb2.Timestamp(seconds=86_400)), "reprocess"),
@@ -213,8 +215,8 @@ def infinite_params() -> struct_pb2.Struct:
         workflow="chain", logical_time=timestamp_pb2.Timestamp(seconds=0, nanos=-1)),
      "logical_time"),
     ("StartRun", pb.StartRunRequest(workflow="chain", params=infinite_params()), "params"),
-], ids=["run-status", "run-trigger", "backfill-status", "reprocess", "start-time",
-        "logical-time", "params"])
+], ids=["run-status", "run-trigger", "backfill-status", "notification-status",
+        "notification-page-token", "reprocess", "start-time", "logical-time", "params"])
 def test_values_out_of_range_are_refused_naming_the_field(
         daemon: tuple[Daemon, dict[str, list[str]]], name: str, request_: Message, field: str
         ) -> None:

@@ -119,6 +119,25 @@ def test_graph_mermaid_and_dot():
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
+def test_graph_shows_each_nodes_type_and_queue_in_both_formats():
+    mermaid = flowplan("graph", "daily_sales").stdout
+    dot = flowplan("graph", "daily_sales", "--format", "dot").stdout
+    assert '["transform<br/><small>sql · heavy</small>"]' in mermaid
+    assert '"transform" [label="transform\\nsql · heavy"];' in dot
+    assert '"ingest" [label="ingest\\npython · default"];' in dot
+
+
+def test_graph_takes_one_workflow_and_says_so_in_its_usage():
+    usage = flowplan("graph", "--help").stdout
+    assert usage.startswith("usage: flowplan graph [-h] [--format {mermaid,dot}] [REPO]"
+                            " WORKFLOW\n")
+    extra = flowplan("graph", "workflows", "daily_sales", "hourly_health")
+    assert extra.returncode == 2
+    assert extra.stderr.startswith("usage: flowplan graph ")
+    assert extra.stderr.endswith(
+        "flowplan graph: error: unrecognized arguments: hourly_health\n")
+
+
 def test_schema_prints_draft07_workflow_schema():
     done = flowplan("schema")
     schema = json.loads(done.stdout)

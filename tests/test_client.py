@@ -282,9 +282,9 @@ def test_runs_sends_the_filters_and_pages_up_to_the_limit(fake, capsys):
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
         "RUN   WORKFLOW     STATUS  TRIGGER   LOGICAL TIME          STARTED"
-        "               DURATION",
+        "               DURATION  NODES  PREVIOUS  REMARKS",
         *[f"wr_{n}  daily_sales  FAILED  schedule  2026-01-02T02:00:00Z  2026-01-02T02:00:00Z"
-          "  1m30s" for n in (0, 1, 2)],
+          "  1m30s     -      -" for n in (0, 1, 2)],
     ]
     assert "more runs" in captured.err
 
@@ -748,6 +748,20 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
     assert flowplan("runs", "--token-file", str(tmp_path / "empty")) == 2
     assert flowplan("runs", "--tls-cert", str(tmp_path / "empty")) == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+    assert fake.calls == []
+
+
+def test_a_usage_error_prints_that_commands_usage(fake, capsys, tmp_path):
+    (tmp_path / "empty").write_text("\n")
+    assert flowplan("backfill-status", "bf_1", "--token-file", str(tmp_path / "empty")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: flowplan backfill-status [-h]"), err
+    assert "\nflowplan backfill-status: error: token file" in err
+    with pytest.raises(SystemExit):
+        flowplan("notifications", "--status", "lost")
+    err = capsys.readouterr().err
+    assert err.startswith("usage: flowplan notifications [-h]"), err
+    assert "argument --status: invalid choice: 'lost'" in err
     assert fake.calls == []
 
 

@@ -84,7 +84,7 @@ def stored_run(output: str):  # type: ignore[no-untyped-def]
 
 def test_three_node_chain_succeeds_exit_0(make_repo, tmp_path):
     repo = make_repo({"flowplan.yaml": QUEUES, "workflows/chain.yaml": CHAIN})
-    done = flowplan("debug", repo, "chain", tmp=tmp_path)
+    done = flowplan("debug", repo, "chain", "--keep", tmp=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("debug run wr_") and " of chain: " in lines[0]
@@ -130,7 +130,7 @@ def test_param_and_ds_reach_the_node(make_repo, tmp_path):
                 command: echo "${{ds}} ${{params.x}} ${{params.y}} ${{ts}}" > {target}
             """})
     done = flowplan("debug", repo, "write", "--param", "x=hello world", "--ds", "2026-03-29",
-                    tmp=tmp_path)
+                    "--keep", tmp=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     # 00:00 of that day in the workflow's timezone (EDT), not in UTC
     assert target.read_text() == "2026-03-29 hello world kept 2026-03-29T00:00:00-04:00\n"
@@ -189,7 +189,7 @@ def test_dev_queue_is_used_when_defined(make_repo, tmp_path):
     pinned = CHAIN.replace("    command: echo loading\n",
                            "    command: echo loading\n    queue: heavy\n")
     repo = make_repo({"flowplan.yaml": QUEUES, "workflows/chain.yaml": pinned})
-    done = flowplan("debug", repo, "chain", tmp=tmp_path)
+    done = flowplan("debug", repo, "chain", "--keep", tmp=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ", queue dev" in done.stdout.splitlines()[0]
     run = stored_run(done.stdout)
@@ -199,9 +199,49 @@ def test_dev_queue_is_used_when_defined(make_repo, tmp_path):
         "extract": "dev", "transform": "dev", "load": "heavy"}
 
 
+def test_queue_option_picks_the_queue_and_must_name_one(make_repo, tmp_path):
+    pinned = CHAIN.replace("    command: echo loading\n",
+                           "    command: echo loading\n    queue: dev\n")
+    repo = make_repo({"flowplan.yaml": QUEUES, "workflows/chain.yaml": pinned})
+    done = flowplan("debug", repo, "chain", "--queue", "heavy", "--keep", tmp=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ", queue heavy" in done.stdout.splitlines()[0]
+    run = stored_run(done.stdout)
+    assert run.queue_override == "heavy"
+    assert {n.name: n.queue for n in run.nodes} == {
+        "extract": "heavy", "transform": "heavy", "load": "dev"}
+    unknown = flowplan("debug", repo, "chain", "--queue", "gpu", tmp=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().endswith(
+        "--queue gpu: flowplan.yaml defines no such queue (queues: default, dev, heavy)")
+
+
+def test_state_and_logs_are_removed_unless_kept(make_repo, tmp_path):
+    repo = make_repo({"workflows/failing.yaml": FAILING})
+    done = flowplan("debug", repo, "failing", tmp=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "log line 30" in done.stdout  # the failed node's log tail is shown first
+    assert done.stdout.splitlines()[-1] == "state and logs removed (--keep keeps them)"
+    assert not list(tmp_path.glob("flowplan-debug-*"))
+    kept = flowplan("debug", repo, "failing", "--keep", tmp=tmp_path)
+    folder = state_dir(kept.stdout)
+    assert list(tmp_path.glob("flowplan-debug-*")) == [folder]
+    assert stored_run(kept.stdout).node("broken").attempts[-1].log_path
+
+
+def test_one_workflow_and_its_usage(make_repo, tmp_path):
+    repo = make_repo({"workflows/chain.yaml": CHAIN})
+    done = flowplan("debug", repo, "chain", "extra", tmp=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: flowplan debug ")
+    assert "[REPO] WORKFLOW\n" in done.stderr and "WORKFLOW ...]" not in done.stderr
+    assert done.stderr.strip().endswith("flowplan debug: error: unrecognized arguments: extra")
+    assert not list(tmp_path.glob("flowplan-debug-*"))
+
+
 def test_without_dev_queue_there_is_no_override(make_repo, tmp_path):
     repo = make_repo({"workflows/chain.yaml": CHAIN})
-    done = flowplan("debug", repo, "chain", tmp=tmp_path)
+    done = flowplan("debug", repo, "chain", "--keep", tmp=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     run = stored_run(done.stdout)
     assert run.queue_override is None
@@ -264,7 +304,7 @@ def test_ctrl_c_cancels_the_run_exit_130(make_repo, tmp_path):
             upstream: [wait]
         """})
     process = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "debug", str(repo), "slow"],
+        [sys.executable, "-m", "daemon.cli", "debug", str(repo), "slow", "--keep"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "TMPDIR": str(tmp_path)})
     assert process.stdout is not None

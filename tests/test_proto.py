@@ -374,7 +374,7 @@ ENUMS = {
 
 RPCS = ["ListWorkflows", "GetWorkflow", "ListPlanVersions", "SetSchedulingStatus", "StartRun",
         "StartBackfill", "GetBackfill", "ListBackfills", "GetRun", "ListRuns", "CancelRun",
-        "CancelBackfill", "ResumeRun", "WatchRun", "GetNodeLog"]
+        "CancelBackfill", "ResumeRun", "WatchRun", "GetNodeLog", "ListNotifications"]
 
 
 def test_contract_names_stay():

@@ -16,6 +16,7 @@ import grpc
 from conftest import ROOT
 from daemon_harness import free_port, serving
 
+from daemon.engine import spark
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -48,6 +49,18 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             text = out.read_text()
             assert "scheduled  daily_sales" in text and "scheduled  hourly_health" in text
             assert "start it: flowplan run reindex" in text
+            banner = text[:text.index("Ctrl-C stops")]
+            assert " WARNING " not in banner, banner  # log lines wait for the banner's end
+            assert "notifications: no SMTP server configured; e-mails are recorded, not" \
+                   " sent: flowplan notifications --address" in banner
+            rollup = next(line for line in banner.splitlines() if "  spark_rollup " in line)
+            if spark.locate() is None:  # suggest only what runs here
+                assert rollup.split() == [
+                    "manual", "spark_rollup", "cannot", "run", "here:", "queue", "spark",
+                    "needs", "the", "Spark", "extra", "(pip", "install", "'flowplan[spark]',",
+                    "Java", "17+)", "or", "SPARK_HOME"]
+            else:
+                assert rollup.endswith("start it: flowplan run spark_rollup")
             assert (project / ".flowplan" / "store" / "daily_sales" / "1.json").is_file()
             names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest()).workflows]
             assert names == ["daily_sales", "hourly_health", "reindex", "spark_rollup"]

@@ -1,6 +1,6 @@
 """The client commands of `flowplan`, one handler per command: `workflows`, `versions`, `run`,
-`backfill`, `runs`, `status`, `watch`, `logs`, `cancel`, `cancel-backfill`, `resume`, `pause`,
-`unpause`.
+`backfill`, `backfills`, `backfill-status`, `runs`, `status`, `watch`, `logs`, `cancel`,
+`cancel-backfill`, `resume`, `notifications`, `pause`, `unpause`.
 
 Each handler builds one request from its options, calls the daemon through a `Client`, and
 prints the answer: text for people (see `render`), or with `--json` the response message in
@@ -57,6 +57,14 @@ TRIGGERS = {"manual": pb.RUN_TRIGGER_MANUAL, "schedule": pb.RUN_TRIGGER_SCHEDULE
             "resume": pb.RUN_TRIGGER_RESUME}
 REPROCESS = {"missing": pb.REPROCESS_MISSING, "failed": pb.REPROCESS_FAILED,
              "all": pb.REPROCESS_ALL}
+BACKFILL_STATUSES = {"running": pb.BACKFILL_STATUS_RUNNING,
+                     "succeeded": pb.BACKFILL_STATUS_SUCCEEDED,
+                     "failed": pb.BACKFILL_STATUS_FAILED,
+                     "cancelled": pb.BACKFILL_STATUS_CANCELLED}
+NOTIFICATION_STATUSES = {"pending": pb.NOTIFICATION_STATUS_PENDING,
+                         "sent": pb.NOTIFICATION_STATUS_SENT,
+                         "failed": pb.NOTIFICATION_STATUS_FAILED,
+                         "not_sent": pb.NOTIFICATION_STATUS_NOT_SENT}
 
 TIME_HELP = ("an ISO date or date and time: 2026-01-02 (00:00 UTC that day), 2026-01-02T02:00"
              " (UTC), 2026-01-02T02:00+08:00")
@@ -109,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         names.append(name)
         parser = subparsers.add_parser(name, help=help_, description=description,
                                        parents=[common])
-        parser.set_defaults(handler=_handler(body))
+        parser.set_defaults(handler=_handler(body, parser))
         return parser
 
     workflows = add("workflows", cmd_workflows, "list the daemon's workflows",
@@ -176,17 +184,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="only runs in this status")
     runs.add_argument("--trigger", choices=list(TRIGGERS), type=str.lower,
                       help="only runs started this way")
-    runs.add_argument("--tag", type=_tag, metavar="K=V",
-                      help="only runs whose workflow tags have K=V (or K with any value)")
+    runs.add_argument("--tag", type=_tag, metavar="K[=V]",
+                      help="only runs of workflows with the tag K=V (K alone: any value) on"
+                           " the workflow or on one of its nodes")
     runs.add_argument("--backfill", metavar="ID", help="only the runs of this backfill")
     runs.add_argument("--limit", type=_non_negative_int, default=20, metavar="N",
                       help="at most N runs (default 20; 0: all)")
 
     status = add("status", cmd_status, "show a run and its graph",
                  "Show a run and its graph: every node in order with its upstreams, status,"
-                 " attempts and duration, coloured by status on a terminal (NO_COLOR turns"
-                 " colour off).")
+                 " attempts, duration and own tags, coloured by status on a terminal"
+                 " (NO_COLOR turns colour off).")
     status.add_argument("run_id", metavar="RUN")
+    status.add_argument("--tag", type=_tag, metavar="K[=V]",
+                        help="only the nodes with the tag K=V (K alone: any value)")
 
     watch = add("watch", cmd_watch, "follow a run's status changes until it ends",
                 "Print a run's status changes, one line each (its history first), until the"
@@ -208,6 +219,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                  " cancelled.")
     cancel.add_argument("run_id", metavar="RUN")
 
+    backfills = add("backfills", cmd_backfills, "list backfills, newest first",
+                    "List backfills, newest first, with their status and progress; the"
+                    " filters combine.")
+    backfills.add_argument("--workflow", help="only backfills of this workflow")
+    backfills.add_argument("--status", choices=list(BACKFILL_STATUSES), type=str.lower,
+                           help="only backfills in this status")
+
+    backfill_status = add("backfill-status", cmd_backfill_status, "show a backfill",
+                          "Show a backfill: its workflow, range, options, status and how"
+                          " many of its runs are in each status.")
+    backfill_status.add_argument("backfill_id", metavar="ID")
+
     cancel_backfill = add("cancel-backfill", cmd_cancel_backfill, "cancel a backfill",
                           "Cancel a backfill and every run of it that has not finished.")
     cancel_backfill.add_argument("backfill_id", metavar="ID")
@@ -224,6 +247,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resume.add_argument("--remarks", help="free text kept with the new run")
     resume.add_argument("--dry-run", action="store_true",
                         help="say which nodes would start, create nothing")
+
+    notifications = add(
+        "notifications", cmd_notifications, "list the notification outbox, newest first",
+        "List the e-mails the daemon recorded in its outbox, newest first: sent, pending,"
+        " failed (with the error) or not sent (no SMTP server configured), so that what"
+        " would have been sent can be read without one.")
+    notifications.add_argument("--run", metavar="RUN", help="only notifications about RUN")
+    notifications.add_argument("--status", choices=list(NOTIFICATION_STATUSES),
+                               type=str.lower, help="only notifications in this status")
+    notifications.add_argument("--limit", type=_non_negative_int, default=20, metavar="N",
+                               help="at most N notifications (default 20; 0: all)")
+    notifications.add_argument("--body", action="store_true",
+                               help="also print each notification's text")
 
     for name, enabled, what in (("pause", False, "stop scheduling a workflow"),
                                 ("unpause", True, "schedule a workflow again")):
@@ -264,7 +300,14 @@ def common_option_arity() -> dict[str, int]:
             for action in _common_options()._actions for option in action.option_strings}
 
 
-def _handler(body: Body) -> Callable[[argparse.Namespace], int]:
+def _handler(body: Body, parser: argparse.ArgumentParser
+             ) -> Callable[[argparse.Namespace], int]:
+    def usage_error(exc: UsageError) -> int:
+        """As argparse reports a usage error: the command's usage, then the error."""
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
     def handle(args: argparse.Namespace) -> int:
         try:
             target = target_from_options(
@@ -272,8 +315,7 @@ def _handler(body: Body) -> Callable[[argparse.Namespace], int]:
                 tls_cert=args.tls_cert, tls_key=args.tls_key, timeout=args.timeout,
                 environ=os.environ)
         except UsageError as exc:
-            print(f"flowplan {args.command}: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return usage_error(exc)
         stdout = sys.stdout
         out = Output(stream=stdout, json=args.json,
                      paint=render.Paint(compiler_cli.use_color(stdout)),
@@ -284,8 +326,7 @@ def _handler(body: Body) -> Callable[[argparse.Namespace], int]:
             except grpc.RpcError as err:
                 return report(err, client, sys.stderr)
             except UsageError as exc:
-                print(f"flowplan {args.command}: error: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+                return usage_error(exc)
     return handle
 
 
@@ -561,10 +602,15 @@ def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
     now = _now()
     out.lines(render.run_header(response.run, out.paint, now))
     out.line()
-    if response.run.nodes:
-        out.lines(render.run_graph(response.run, out.paint, now))
-    else:
+    if not response.run.nodes:
         out.line("(no nodes)")
+        return EXIT_OK
+    shown = None
+    if args.tag:
+        shown = {n.name for n in response.run.nodes if render.has_tag(n.tags, args.tag)}
+    out.lines(render.run_graph(response.run, out.paint, now, only=shown))
+    if shown is not None and not shown:
+        out.note(f"no node of run {args.run_id} has the tag {args.tag}")
     return EXIT_OK
 
 
@@ -705,4 +751,59 @@ def cmd_cancel_backfill(client: Client, args: argparse.Namespace, out: Output) -
     out.line(f"backfill {args.backfill_id} {out.paint.status(status)}: cancelling {count}"
              f" unfinished run{'s' if count != 1 else ''}")
     out.lines(f"  {run_id}" for run_id in response.cancelled_run_ids)
+    return EXIT_OK
+
+
+def cmd_backfills(client: Client, args: argparse.Namespace, out: Output) -> int:
+    def fetch(token: str) -> tuple[Sequence[pb.Backfill], str]:
+        page = client.list_backfills(pb.ListBackfillsRequest(
+            workflow=args.workflow or "", page_token=token, page_size=MAX_PAGE_SIZE,
+            status=BACKFILL_STATUSES.get(args.status or "", pb.BACKFILL_STATUS_UNSPECIFIED)))
+        return page.backfills, page.next_page_token
+
+    backfills = _all_pages(fetch)
+    if out.json:
+        out.message(pb.ListBackfillsResponse(backfills=backfills))
+    elif not backfills:
+        out.line("no backfills")
+    else:
+        out.lines(render.backfills_table(backfills, out.paint))
+    return EXIT_OK
+
+
+def cmd_backfill_status(client: Client, args: argparse.Namespace, out: Output) -> int:
+    response = client.get_backfill(pb.GetBackfillRequest(backfill_id=args.backfill_id))
+    if out.json:
+        out.message(response)
+    else:
+        out.lines(render.backfill_header(response.backfill, out.paint, _now()))
+    return EXIT_OK
+
+
+# -- notifications -----------------------------------------------------------------------
+
+def cmd_notifications(client: Client, args: argparse.Namespace, out: Output) -> int:
+    limit: int = args.limit
+    items: list[pb.Notification] = []
+    token = ""
+    while True:
+        page = client.list_notifications(pb.ListNotificationsRequest(
+            run_id=args.run or "", page_token=token,
+            status=NOTIFICATION_STATUSES.get(args.status or "",
+                                             pb.NOTIFICATION_STATUS_UNSPECIFIED),
+            page_size=min(limit - len(items), MAX_PAGE_SIZE) if limit else MAX_PAGE_SIZE))
+        items.extend(page.notifications)
+        token = page.next_page_token
+        if not token or (limit and len(items) >= limit):
+            break
+    items = items[:limit] if limit else items
+    if out.json:
+        out.message(pb.ListNotificationsResponse(notifications=items, next_page_token=token))
+        return EXIT_OK
+    if not items:
+        out.line("no notifications")
+        return EXIT_OK
+    out.lines(render.notifications_table(items, out.paint, body=args.body))
+    if token:
+        out.note(f"(more notifications: --limit {limit * 2}, or 0 for all)")
     return EXIT_OK

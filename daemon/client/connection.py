@@ -179,6 +179,14 @@ class Client:
     def get_backfill(self, request: pb.GetBackfillRequest) -> pb.GetBackfillResponse:
         return self._unary(self._stub.GetBackfill, request)  # type: ignore[no-any-return]
 
+    def list_backfills(self, request: pb.ListBackfillsRequest) -> pb.ListBackfillsResponse:
+        return self._unary(self._stub.ListBackfills, request)  # type: ignore[no-any-return]
+
+    def list_notifications(self, request: pb.ListNotificationsRequest
+                           ) -> pb.ListNotificationsResponse:
+        return self._unary(self._stub.ListNotifications,  # type: ignore[no-any-return]
+                           request)
+
     def get_run(self, request: pb.GetRunRequest) -> pb.GetRunResponse:
         return self._unary(self._stub.GetRun, request)  # type: ignore[no-any-return]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -196,14 +196,33 @@ def versions_table(versions: Sequence[pb.PlanVersion], paint: Paint) -> list[str
 
 # -- runs --------------------------------------------------------------------------------
 
+AUTOMATIC_TAGS = frozenset({"workflow_name", "task_name"})  # every node has them
+
+
+def has_tag(tags: Mapping[str, str], tag: str) -> bool:
+    """Whether `tags` match `tag`: "key=value", or "key" for any value."""
+    key, sep, value = tag.partition("=")
+    return key in tags and (not sep or tags[key] == value)
+
+
+def node_counts_text(counts: pb.NodeCounts) -> str:
+    """`5 ok, 1 failed, 2 skipped`: the statuses that have nodes, finished ones first."""
+    parts = [(counts.succeeded, "ok"), (counts.failed, "failed"),
+             (counts.skipped, "skipped"), (counts.cancelled, "cancelled"),
+             (counts.running, "running"), (counts.pending, "pending")]
+    return ", ".join(f"{n} {what}" for n, what in parts if n) or NONE
+
+
 def runs_table(runs: Sequence[pb.Run], paint: Paint, now: datetime) -> list[str]:
     rows: list[list[Cell]] = [
         [r.run_id, r.workflow, Status(run_status(r.status)), trigger(r.trigger),
          stamp(when(r, "logical_time")), stamp(when(r, "started_at")),
-         span(when(r, "started_at"), when(r, "finished_at"), now)]
+         span(when(r, "started_at"), when(r, "finished_at"), now),
+         node_counts_text(r.node_counts), r.previous_run_id or NONE,
+         r.remarks.splitlines()[0] if r.remarks else ""]
         for r in runs]
     return table(["RUN", "WORKFLOW", "STATUS", "TRIGGER", "LOGICAL TIME", "STARTED",
-                  "DURATION"], rows, paint)
+                  "DURATION", "NODES", "PREVIOUS", "REMARKS"], rows, paint)
 
 
 def run_header(run: pb.Run, paint: Paint, now: datetime) -> list[str]:
@@ -242,16 +261,20 @@ def run_header(run: pb.Run, paint: Paint, now: datetime) -> list[str]:
     return lines
 
 
-def run_graph(run: pb.Run, paint: Paint, now: datetime) -> list[str]:
-    """Every node in the run's (topological) order with its upstreams, status, attempts and
-    duration; under a node, what explains its state: attempts that did not succeed, the
-    next retry, why it was skipped, the run it was copied from."""
+def run_graph(run: pb.Run, paint: Paint, now: datetime, *,
+              only: Collection[str] | None = None) -> list[str]:
+    """Every node in the run's (topological) order (with `only`, those named) with its
+    upstreams, status, attempts and duration; under a node, its own tags and what explains
+    its state: attempts that did not succeed, the next retry, why it was skipped, the run
+    it was copied from. The last line counts every node of the run by status."""
     upstream: dict[str, list[str]] = {}
     for edge in run.edges:
         upstream.setdefault(edge.downstream, []).append(edge.upstream)
     rows: list[list[Cell]] = []
     details: list[list[str]] = []
     for node in run.nodes:
+        if only is not None and node.name not in only:
+            continue
         first = node.attempts[0] if node.attempts else None
         last = node.attempts[-1] if node.attempts else None
         took = NONE
@@ -277,6 +300,10 @@ def run_graph(run: pb.Run, paint: Paint, now: datetime) -> list[str]:
 
 def _node_details(node: pb.NodeRun, run: pb.Run, paint: Paint, now: datetime) -> list[str]:
     extra: list[str] = []
+    own = {k: v for k, v in node.tags.items()
+           if k not in AUTOMATIC_TAGS and run.tags.get(k) != v}  # the run shows the rest
+    if own:
+        extra.append("tags " + " ".join(f"{k}={v}" for k, v in sorted(own.items())))
     if node.copied_from_run_id:
         extra.append(f"copied from {node.copied_from_run_id}")
     show_attempts = len(node.attempts) > 1 or any(
@@ -326,6 +353,74 @@ def watch_line(change: pb.WatchRunResponse, paint: Paint) -> str:
     if node.skip_reason:
         parts.append(f"({node.skip_reason})")
     return " ".join(parts)
+
+
+# -- backfills and notifications ---------------------------------------------------------
+
+def backfills_table(backfills: Sequence[pb.Backfill], paint: Paint) -> list[str]:
+    rows: list[list[Cell]] = [
+        [b.backfill_id, b.workflow, Status(backfill_status(b.status)),
+         f"{stamp(when(b, 'start_time'))} .. {stamp(when(b, 'end_time'))}",
+         f"{finished_count(b.progress)}/{b.progress.total}", progress_counts(b.progress),
+         stamp(when(b, "created_at")), b.remarks.splitlines()[0] if b.remarks else ""]
+        for b in backfills]
+    return table(["BACKFILL", "WORKFLOW", "STATUS", "RANGE", "FINISHED", "RUNS", "CREATED",
+                  "REMARKS"], rows, paint)
+
+
+def backfill_header(backfill: pb.Backfill, paint: Paint, now: datetime) -> list[str]:
+    """A backfill's facts, one `label  value` line each (only those that are set)."""
+    status = backfill_status(backfill.status)
+    lines = [f"backfill {paint(BOLD, backfill.backfill_id)}  {backfill.workflow}"
+             f"  {paint.status(status)}"]
+
+    def add(label: str, value: str) -> None:
+        if value:
+            lines.append(f"  {label:<10} {value}")
+
+    p = backfill.progress
+    add("range", f"{stamp(when(backfill, 'start_time'))} .. {stamp(when(backfill, 'end_time'))}")
+    add("runs", f"{finished_count(p)}/{p.total} finished ({progress_counts(p)})")
+    created, finished = when(backfill, "created_at"), when(backfill, "finished_at")
+    times = f"created {stamp(created)}"
+    if finished is not None:
+        times += f", finished {stamp(finished)}"
+    add("times", times + f" ({'took' if finished else 'running for'}"
+        f" {span(created, finished, now)})")
+    parallel = backfill.max_parallel_runs
+    add("parallel", f"at most {parallel} run{'s' if parallel != 1 else ''} at once"
+        if parallel else "")
+    add("reprocess", pb.Reprocess.Name(backfill.reprocess).removeprefix("REPROCESS_").lower()
+        if backfill.reprocess else "")
+    add("queue", f"{backfill.queue} (override)" if backfill.queue else "")
+    add("emails", ", ".join(backfill.failure_emails))
+    add("remarks", backfill.remarks)
+    lines.append(f"its runs: flowplan runs --backfill {backfill.backfill_id} --limit 0")
+    return lines
+
+
+def notification_status(value: int) -> str:
+    return pb.NotificationStatus.Name(value).removeprefix("NOTIFICATION_STATUS_")
+
+
+def notifications_table(items: Sequence[pb.Notification], paint: Paint, *,
+                        body: bool = False) -> list[str]:
+    """One row per notification; with `body`, its text indented under it."""
+    rows: list[list[Cell]] = []
+    for n in items:
+        about = n.run_id or n.backfill_id or NONE
+        rows.append([str(n.id), stamp(when(n, "created_at")),
+                     Status(notification_status(n.status)), n.kind,
+                     about + (f" {n.node_name}" if n.node_name else ""),
+                     ", ".join(n.recipients), n.subject, n.error])
+    lines = table(["ID", "CREATED", "STATUS", "KIND", "ABOUT", "TO", "SUBJECT", "ERROR"],
+                  rows, paint)
+    out = lines[:1]
+    for line, n in zip(lines[1:], items, strict=True):
+        out.append(line)
+        if body:
+            out.extend(f"    {text}" for text in n.body.splitlines())
+    return out
 
 
 # -- backfill progress -------------------------------------------------------------------

@@ -79,6 +79,21 @@ class Outbox:
                                    (status.value,)).fetchall()
         return [_row(r) for r in found]
 
+    def page(self, *, run_id: str | None = None, status: OutboxStatus | None = None,
+             before_id: int | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Newest first; `before_id` pages on."""
+        where, args = [], []
+        for clause, value in (("run_id = ?", run_id), ("status = ?", status and status.value),
+                              ("id < ?", before_id)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        text = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._store.transaction() as db:
+            found = db.execute(f"SELECT * FROM outbox {text} ORDER BY id DESC LIMIT ?",
+                               [*args, limit]).fetchall()
+        return [_row(r) for r in found]
+
     def next_due(self) -> OutboxRow | None:
         """The pending row whose next attempt comes first (oldest first among equals)."""
         with self._store.transaction() as db:

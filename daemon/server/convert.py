@@ -11,7 +11,8 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from compiler.plan import NodePlan, Plan, SchedulePlan, WorkflowPlan
 from daemon.engine.commands import masked_params
-from daemon.engine.model import Attempt, NodeRun, Run, RunEvent, RunStatus
+from daemon.engine.model import Attempt, NodeRun, NodeStatus, Run, RunEvent, RunStatus
+from daemon.notify.outbox import OutboxRow
 from daemon.scheduler.model import Backfill, Reprocess
 from daemon.scheduler.scheduler import SwitchState
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -91,9 +92,21 @@ def edges(graph: WorkflowPlan) -> list[pb.Edge]:
     return [pb.Edge(upstream=u, downstream=d) for u, d in graph.edges()]
 
 
+def node_counts(counts: Mapping[NodeStatus, int]) -> pb.NodeCounts:
+    """A run's nodes by status; RETRYING counts as running."""
+    return pb.NodeCounts(
+        total=sum(counts.values()), succeeded=counts.get(NodeStatus.SUCCEEDED, 0),
+        failed=counts.get(NodeStatus.FAILED, 0), skipped=counts.get(NodeStatus.SKIPPED, 0),
+        cancelled=counts.get(NodeStatus.CANCELLED, 0),
+        running=counts.get(NodeStatus.RUNNING, 0) + counts.get(NodeStatus.RETRYING, 0),
+        pending=counts.get(NodeStatus.PENDING, 0))
+
+
 def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
-        cancel_requested_at: datetime | None = None) -> pb.Run:
-    """A run; with `graph`, its nodes (in the graph's order) and edges too."""
+        cancel_requested_at: datetime | None = None,
+        counts: Mapping[NodeStatus, int] | None = None) -> pb.Run:
+    """A run; with `graph`, its nodes (in the graph's order, with their tags) and edges
+    too; with `counts` (else from its nodes, when it has them), its nodes by status."""
     message = pb.Run(
         run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
         status=enum_value(pb.RunStatus, "RUN_STATUS", r.status.value),
@@ -106,9 +119,19 @@ def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
         data_interval_start=timestamp(r.data_interval_start),
         data_interval_end=timestamp(r.data_interval_end), queue=r.queue_override or "",
         cancel_requested_at=timestamp(cancel_requested_at), last_sequence=last_sequence)
+    if counts is None and r.nodes:
+        counts = {}
+        for n in r.nodes:
+            counts[n.status] = counts.get(n.status, 0) + 1
+    if counts is not None:
+        message.node_counts.CopyFrom(node_counts(counts))
     if graph is not None:
         message.tags.update(graph.tags)
-        message.nodes.extend(node_run(n) for n in r.nodes)
+        tags = {n.name: n.tags for n in graph.nodes}
+        for n in r.nodes:
+            node = message.nodes.add()
+            node.CopyFrom(node_run(n))
+            node.tags.update(tags.get(n.name, {}))
         message.edges.extend(edges(graph))
     return message
 
@@ -195,3 +218,14 @@ def backfill(b: Backfill) -> pb.Backfill:
         progress=pb.BackfillProgress(total=p.total, succeeded=p.succeeded, failed=p.failed,
                                      running=p.running, pending=p.pending,
                                      cancelled=p.cancelled))
+
+
+def notification(row: OutboxRow) -> pb.Notification:
+    return pb.Notification(
+        id=row.id, kind=row.kind, recipients=list(row.recipients), subject=row.subject,
+        body=row.body,
+        status=enum_value(pb.NotificationStatus, "NOTIFICATION_STATUS", row.status.value),
+        attempts=row.attempts, created_at=timestamp(row.created_at),
+        next_attempt_at=timestamp(row.next_attempt_at), error=row.last_error or "",
+        sent_at=timestamp(row.sent_at), run_id=row.run_id or "",
+        backfill_id=row.backfill_id or "", node_name=row.node or "")

@@ -23,6 +23,7 @@ from compiler.plan import Plan, PlanError, WorkflowPlan
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, StatusEvent
 from daemon.engine.model import Run, RunStatus, RunTrigger
+from daemon.notify.outbox import Outbox, OutboxStatus
 from daemon.scheduler.backfills import BackfillRequest, Backfills
 from daemon.scheduler.manual import start_run
 from daemon.scheduler.model import BackfillStatus
@@ -201,19 +202,29 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if len(runs) > size:
             runs = runs[:size]
             token = _encode_token(runs[-1].run_id, scope=scope)
+        counts = self._p.store.node_counts([r.run_id for r in runs])
         return pb.ListRunsResponse(
-            runs=[convert.run(r, graph=None, last_sequence=0) for r in runs],
+            runs=[convert.run(r, graph=None, last_sequence=0, counts=counts[r.run_id])
+                  for r in runs],
             next_page_token=token)
 
     def _tagged(self, tag: str) -> list[str]:
+        """The workflows whose latest plan has the tag ("key=value", or "key" for any
+        value) on the workflow or on one of its nodes."""
         key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise RequestError(f"tag '{tag}' must be key=value (e.g. team=sales)", field="tag")
+        if not key:
+            raise RequestError(f"tag '{tag}' has no key: use key=value (e.g. team=sales) or"
+                               " key (any value)", field="tag")
+
+        def has(tags: dict[str, str]) -> bool:
+            return key in tags and (not sep or tags[key] == value)
+
         found = []
         for name in self._p.catalog.workflows():
             plan = self._p.catalog.latest(name)
-            if plan is not None and plan.content is not None \
-                    and plan.content.tags.get(key) == value:
+            if plan is None or plan.content is None:
+                continue
+            if has(plan.content.tags) or any(has(n.tags) for n in plan.content.nodes):
                 found.append(name)
         return found
 
@@ -248,7 +259,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         graph = self._graph(run) if include_graph else None
         return convert.run(run, graph=graph, last_sequence=(
             self._p.store.last_sequence(run_id) if sequence is None else sequence),
-            cancel_requested_at=self._p.store.cancel_requested_at(run_id))
+            cancel_requested_at=self._p.store.cancel_requested_at(run_id),
+            counts=None if include_graph else self._p.store.node_counts([run_id])[run_id])
 
     def _graph(self, run: Run) -> WorkflowPlan | None:
         try:
@@ -315,6 +327,26 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         backfill = self._p.backfills.cancel(request.backfill_id)
         return pb.CancelBackfillResponse(backfill=convert.backfill(backfill),
                                          cancelled_run_ids=sorted(unfinished))
+
+    # ---- notifications ------------------------------------------------------------------
+
+    @unary
+    async def ListNotifications(self, request: pb.ListNotificationsRequest, context: Any
+                                ) -> pb.ListNotificationsResponse:
+        size = _page_size(request.page_size)
+        scope = f"notifications:{request.run_id}:{request.status}"
+        before = _decode_token(request.page_token, scope=scope)
+        status = _enum_name(pb.NotificationStatus, request.status, "status")
+        rows = Outbox(self._p.store).page(
+            run_id=request.run_id or None, status=OutboxStatus(status) if status else None,
+            before_id=int(before) if before is not None and before.isdigit() else None,
+            limit=size + 1)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = _encode_token(str(rows[-1].id), scope=scope)
+        return pb.ListNotificationsResponse(
+            notifications=[convert.notification(r) for r in rows], next_page_token=token)
 
     # ---- streams ------------------------------------------------------------------------
 

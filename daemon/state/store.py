@@ -339,6 +339,18 @@ class StateStore:
                                 [*args, limit]).fetchall()
         return self._runs(rows, with_nodes=with_nodes)
 
+    def node_counts(self, run_ids: Sequence[str]) -> dict[str, dict[NodeStatus, int]]:
+        """For each run, how many of its nodes are in each status (statuses with none left
+        out)."""
+        counts: dict[str, dict[NodeStatus, int]] = {run_id: {} for run_id in run_ids}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                    f"SELECT run_id, status, count(*) FROM node_runs WHERE run_id IN ({marks})"
+                    " GROUP BY run_id, status", chunk):
+                counts[row[0]][NodeStatus(row[1])] = int(row[2])
+        return counts
+
     def _runs(self, rows: Sequence[sqlite3.Row], *, with_nodes: bool) -> list[Run]:
         nodes: dict[str, list[NodeRun]] = {row["run_id"]: [] for row in rows}
         if with_nodes and rows:

@@ -56,6 +56,14 @@ class BackfillStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BACKFILL_STATUS_FAILED: _ClassVar[BackfillStatus]
     BACKFILL_STATUS_CANCELLED: _ClassVar[BackfillStatus]
 
+class NotificationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTIFICATION_STATUS_UNSPECIFIED: _ClassVar[NotificationStatus]
+    NOTIFICATION_STATUS_PENDING: _ClassVar[NotificationStatus]
+    NOTIFICATION_STATUS_SENT: _ClassVar[NotificationStatus]
+    NOTIFICATION_STATUS_FAILED: _ClassVar[NotificationStatus]
+    NOTIFICATION_STATUS_NOT_SENT: _ClassVar[NotificationStatus]
+
 class Reprocess(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REPROCESS_UNSPECIFIED: _ClassVar[Reprocess]
@@ -122,6 +130,11 @@ BACKFILL_STATUS_RUNNING: BackfillStatus
 BACKFILL_STATUS_SUCCEEDED: BackfillStatus
 BACKFILL_STATUS_FAILED: BackfillStatus
 BACKFILL_STATUS_CANCELLED: BackfillStatus
+NOTIFICATION_STATUS_UNSPECIFIED: NotificationStatus
+NOTIFICATION_STATUS_PENDING: NotificationStatus
+NOTIFICATION_STATUS_SENT: NotificationStatus
+NOTIFICATION_STATUS_FAILED: NotificationStatus
+NOTIFICATION_STATUS_NOT_SENT: NotificationStatus
 REPROCESS_UNSPECIFIED: Reprocess
 REPROCESS_MISSING: Reprocess
 REPROCESS_FAILED: Reprocess
@@ -286,7 +299,7 @@ class PlanVersion(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., version: _Optional[int] = ..., digest: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., remarks: _Optional[str] = ..., commit: _Optional[str] = ..., compiler_version: _Optional[str] = ..., tombstone: _Optional[bool] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "workflow", "plan_version", "status", "trigger", "logical_time", "params", "remarks", "previous_run_id", "backfill_id", "created_at", "started_at", "finished_at", "nodes", "edges", "plan_digest", "data_interval_start", "data_interval_end", "queue", "tags", "cancel_requested_at", "last_sequence")
+    __slots__ = ("run_id", "workflow", "plan_version", "status", "trigger", "logical_time", "params", "remarks", "previous_run_id", "backfill_id", "created_at", "started_at", "finished_at", "nodes", "edges", "plan_digest", "data_interval_start", "data_interval_end", "queue", "tags", "cancel_requested_at", "last_sequence", "node_counts")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +329,7 @@ class Run(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    NODE_COUNTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     workflow: str
     plan_version: int
@@ -338,10 +352,36 @@ class Run(_message.Message):
     tags: _containers.ScalarMap[str, str]
     cancel_requested_at: _timestamp_pb2.Timestamp
     last_sequence: int
-    def __init__(self, run_id: _Optional[str] = ..., workflow: _Optional[str] = ..., plan_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., remarks: _Optional[str] = ..., previous_run_id: _Optional[str] = ..., backfill_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRun, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[Edge, _Mapping]]] = ..., plan_digest: _Optional[str] = ..., data_interval_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_interval_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., cancel_requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+    node_counts: NodeCounts
+    def __init__(self, run_id: _Optional[str] = ..., workflow: _Optional[str] = ..., plan_version: _Optional[int] = ..., status: _Optional[_Union[RunStatus, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., logical_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., remarks: _Optional[str] = ..., previous_run_id: _Optional[str] = ..., backfill_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeRun, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[Edge, _Mapping]]] = ..., plan_digest: _Optional[str] = ..., data_interval_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_interval_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., cancel_requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ..., node_counts: _Optional[_Union[NodeCounts, _Mapping]] = ...) -> None: ...
+
+class NodeCounts(_message.Message):
+    __slots__ = ("total", "succeeded", "failed", "skipped", "cancelled", "running", "pending")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    cancelled: int
+    running: int
+    pending: int
+    def __init__(self, total: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cancelled: _Optional[int] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
 
 class NodeRun(_message.Message):
-    __slots__ = ("name", "status", "queue", "attempts", "copied_from_run_id", "plan_version", "skip_reason", "next_attempt_at")
+    __slots__ = ("name", "status", "queue", "attempts", "copied_from_run_id", "plan_version", "skip_reason", "next_attempt_at", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -350,6 +390,7 @@ class NodeRun(_message.Message):
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     SKIP_REASON_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: NodeStatus
     queue: str
@@ -358,7 +399,8 @@ class NodeRun(_message.Message):
     plan_version: int
     skip_reason: str
     next_attempt_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[NodeStatus, str]] = ..., queue: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., copied_from_run_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., skip_reason: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[NodeStatus, str]] = ..., queue: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., copied_from_run_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., skip_reason: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "status", "plan_version", "started_at", "finished_at", "exit_code", "error", "log_path", "copied_from_run_id", "spark_application_id")
@@ -711,3 +753,55 @@ class GetNodeLogResponse(_message.Message):
     data: bytes
     attempt: int
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class Notification(_message.Message):
+    __slots__ = ("id", "kind", "recipients", "subject", "body", "status", "attempts", "created_at", "next_attempt_at", "error", "sent_at", "run_id", "backfill_id", "node_name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    kind: str
+    recipients: _containers.RepeatedScalarFieldContainer[str]
+    subject: str
+    body: str
+    status: NotificationStatus
+    attempts: int
+    created_at: _timestamp_pb2.Timestamp
+    next_attempt_at: _timestamp_pb2.Timestamp
+    error: str
+    sent_at: _timestamp_pb2.Timestamp
+    run_id: str
+    backfill_id: str
+    node_name: str
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., body: _Optional[str] = ..., status: _Optional[_Union[NotificationStatus, str]] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ..., backfill_id: _Optional[str] = ..., node_name: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsRequest(_message.Message):
+    __slots__ = ("run_id", "status", "page_size", "page_token")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    status: NotificationStatus
+    page_size: int
+    page_token: str
+    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[NotificationStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsResponse(_message.Message):
+    __slots__ = ("notifications", "next_page_token")
+    NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    notifications: _containers.RepeatedCompositeFieldContainer[Notification]
+    next_page_token: str
+    def __init__(self, notifications: _Optional[_Iterable[_Union[Notification, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

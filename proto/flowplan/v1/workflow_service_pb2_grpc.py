@@ -114,6 +114,11 @@ class WorkflowServiceStub:
                 request_serializer=flowplan_dot_v1_dot_workflow__service__pb2.GetNodeLogRequest.SerializeToString,
                 response_deserializer=flowplan_dot_v1_dot_workflow__service__pb2.GetNodeLogResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/flowplan.v1.WorkflowService/ListNotifications',
+                request_serializer=flowplan_dot_v1_dot_workflow__service__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=flowplan_dot_v1_dot_workflow__service__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -232,6 +237,14 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotifications(self, request, context):
+        """Lists the notification outbox, newest first: every e-mail the daemon recorded, sent or
+        not, with the error of one that failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +322,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetNodeLog,
                     request_deserializer=flowplan_dot_v1_dot_workflow__service__pb2.GetNodeLogRequest.FromString,
                     response_serializer=flowplan_dot_v1_dot_workflow__service__pb2.GetNodeLogResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=flowplan_dot_v1_dot_workflow__service__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=flowplan_dot_v1_dot_workflow__service__pb2.ListNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -721,6 +739,33 @@ class WorkflowService:
             '/flowplan.v1.WorkflowService/GetNodeLog',
             flowplan_dot_v1_dot_workflow__service__pb2.GetNodeLogRequest.SerializeToString,
             flowplan_dot_v1_dot_workflow__service__pb2.GetNodeLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowplan.v1.WorkflowService/ListNotifications',
+            flowplan_dot_v1_dot_workflow__service__pb2.ListNotificationsRequest.SerializeToString,
+            flowplan_dot_v1_dot_workflow__service__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
