@@ -3,6 +3,11 @@
 Each `${ expr }` is one Jinja2 expression, evaluated in an immutable sandbox with strict
 undefined names. `$${` writes a literal `${`. This module is part of the plan contract: the
 compiler checks templates with `check`, the engine renders them with `render`.
+
+What a render may build is bounded (the `MAX_*` limits): the operations that can grow a
+value measure their result before building it and raise `LimitError` past a limit. `check`
+refuses what would fail whatever the values: private attributes, mutating methods, literal
+parts over a limit.
 """
 
 from __future__ import annotations
@@ -478,7 +483,11 @@ _NOT_LITERAL: Final = object()
 def _literal_limits(tree: nodes.Node) -> list[_Refusal]:
     """The limit exceeded by a part of the expression made only of literals, if any."""
     found: list[_Refusal] = []
-    _fold(tree, found)
+    token = _work.set([0])
+    try:
+        _fold(tree, found)
+    finally:
+        _work.reset(token)
     return found[:1]
 
 
