@@ -37,11 +37,11 @@ class Code(StrEnum):
     UNKNOWN_KEY = "FP101"
     WRONG_TYPE = "FP102"
     MISSING_KEY = "FP103"
-    INVALID_NAME = "FP104"  # workflow or node name not an identifier
+    INVALID_NAME = "FP104"  # workflow, node, param or env name not an identifier
     DUPLICATE_WORKFLOW = "FP105"
     DUPLICATE_NODE = "FP106"
     SOURCE_AND_COMMAND = "FP107"  # both or neither of source/command
-    INVALID_VALUE = "FP108"  # out of range or not one of the allowed values
+    INVALID_VALUE = "FP108"  # out of range, not one of the allowed values, a NUL in a value
     INVALID_DURATION = "FP109"
     INVALID_EMAIL = "FP110"
     UNKNOWN_TYPE = "FP111"  # node type cannot be inferred
@@ -71,6 +71,8 @@ class Code(StrEnum):
     UNKNOWN_VARIABLE = "FP502"
     UNKNOWN_PARAM = "FP503"
     UNKNOWN_FILTER = "FP504"
+    TEMPLATE_UNSAFE = "FP505"  # a private attribute or a mutating method: the sandbox refuses
+    TEMPLATE_LIMIT = "FP506"  # literals whose value exceeds a template limit (7 ** (10 ** 8))
 
     SETTINGS_UNKNOWN_QUEUE = "FP601"  # defaults.queue names no queue
 

@@ -31,6 +31,8 @@ _NAME = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_-]{0,99}$"}
 
 Name = Annotated[str, BeforeValidator(values.name), WithJsonSchema(_NAME)]
 ParamName = Annotated[str, BeforeValidator(values.param_name)]
+EnvName = Annotated[str, BeforeValidator(values.env_name), WithJsonSchema(
+    {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"})]
 Text = Annotated[str, BeforeValidator(values.text),
                  WithJsonSchema({"type": ["string", "integer"]})]
 Duration = Annotated[float, BeforeValidator(values.duration), WithJsonSchema(_DURATION)]
@@ -102,7 +104,8 @@ class NodeSpec(_Spec):
     command: str | None = None
     type: NodeType | None = None
     args: list[Text] = Field(default_factory=list)
-    env: dict[str, Text] = Field(default_factory=dict)
+    env: dict[EnvName, Text] = Field(default_factory=dict,
+                                     json_schema_extra={"additionalProperties": False})
     upstream: list[str] = Field(default_factory=list)
     trigger: Trigger = "all_succeeded"
     retries: Retries | None = None

@@ -487,6 +487,10 @@ def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> No
             fields.append((("nodes", node.index, "command"), spec.command))
         fields += [(("nodes", node.index, "env", key), value) for key, value in spec.env.items()]
         for path, template in fields:
+            if "\0" in template:
+                result.error(path, Code.INVALID_VALUE,
+                             f"{'.'.join(map(str, path))}: contains a NUL character, which no"
+                             " process argument or environment can hold")
             for problem in templating.check(template, params):
                 assert result.document is not None
                 line, column = _template_position(result.document, path, template,

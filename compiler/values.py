@@ -21,6 +21,7 @@ from compiler.diagnostics import Code
 
 NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
 PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DURATION_RE: Final = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+")
 _DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -53,6 +54,15 @@ def param_name(value: Any) -> str:
         raise _fail(Code.INVALID_NAME,
                     "'{value}' is not a valid parameter name: use letters, digits and '_',"
                     " not starting with a digit", value=str(value))
+    return value
+
+
+def env_name(value: Any) -> str:
+    """An environment variable's name, as POSIX shells and `os.environ` take it."""
+    if not isinstance(value, str) or not ENV_NAME_RE.fullmatch(value):
+        raise _fail(Code.INVALID_NAME,
+                    "'{value}' is not a valid environment variable name: use letters, digits"
+                    " and '_', not starting with a digit", value=str(value))
     return value
 
 

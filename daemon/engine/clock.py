@@ -1,13 +1,22 @@
 """Time as a dependency: the engine and scheduler ask a `Clock`, so tests of retries,
-timeouts and schedules run on a `FakeClock` in milliseconds."""
+timeouts and schedules run on a `FakeClock` in milliseconds.
+
+A clock also runs blocking work within a time limit (`run_bounded`): the system clock in a
+worker thread, so that the event loop goes on; the fake clock inline, as its time stands
+still, so that tests step through the engine deterministically.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -15,13 +24,28 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    async def run_bounded(self, function: Callable[[], T], seconds: float) -> T:
+        """`function()`; raises `TimeoutError` when it takes longer than `seconds`."""
+        ...
+
 
 class SystemClock:
+    def __init__(self) -> None:
+        self._workers: ThreadPoolExecutor | None = None
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    async def run_bounded(self, function: Callable[[], T], seconds: float) -> T:
+        """In a worker thread. A thread cannot be stopped: past the limit, its work finishes
+        unused (callers bound the work itself; the limit is the backstop)."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(2, thread_name_prefix="flowplan-bounded")
+        job = asyncio.get_running_loop().run_in_executor(self._workers, function)
+        return await asyncio.wait_for(job, seconds)
 
 
 class FakeClock:
@@ -43,6 +67,9 @@ class FakeClock:
         heapq.heappush(self._sleepers,
                        (self._now + timedelta(seconds=seconds), next(self._order), future))
         await future
+
+    async def run_bounded(self, function: Callable[[], T], seconds: float) -> T:
+        return function()
 
     @property
     def sleepers(self) -> int:

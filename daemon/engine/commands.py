@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +23,8 @@ from compiler.plan import NodePlan, QueuePlan, SourcePlan
 from daemon.engine import spark
 
 SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ARG_BYTES = 128 * 1024  # Linux's MAX_ARG_STRLEN: one argument or NAME=value, with its NUL
 MASK = "********"
 
 
@@ -158,7 +162,7 @@ def source_file(sources_dir: Path, source: SourcePlan) -> Path:
     path = sources_dir / f"{source.sha256}{suffix}"
     if not path.exists():
         sources_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(source.text, encoding="utf-8")
         os.replace(tmp, path)
     return path
@@ -242,3 +246,33 @@ def attempt_env(base: Mapping[str, str], variables: Mapping[str, Any], node_env:
     env["FLOWPLAN_SQLITE_DB"] = str(sqlite_db)
     env.update(node_env)
     return env
+
+
+def process_problem(argv: Iterable[str], node_env: Mapping[str, str], env: Mapping[str, str]
+                    ) -> str | None:
+    """Why no process can start with this argv and environment, or None.
+
+    `node_env` is the node's own part of `env`, whose names and values are checked; `env` is
+    the whole environment, whose size counts against the system's limit.
+    """
+    for index, arg in enumerate(argv):
+        if "\0" in arg:
+            return f"argument {index} contains a NUL character, which no argument can hold"
+        if len(arg.encode("utf-8", "surrogateescape")) >= MAX_ARG_BYTES:
+            return (f"argument {index} has {len(arg):,} characters; the system takes at most"
+                    f" {MAX_ARG_BYTES - 1:,} bytes per argument")
+    for name, value in node_env.items():
+        if not ENV_NAME.fullmatch(name):
+            return (f"env name '{name}' is not a valid name: use letters, digits and '_',"
+                    " not starting with a digit")
+        if "\0" in value:
+            return f"env '{name}' contains a NUL character, which no environment can hold"
+        if len(f"{name}={value}".encode("utf-8", "surrogateescape")) >= MAX_ARG_BYTES:
+            return (f"env '{name}' has {len(value):,} characters; the system takes at most"
+                    f" {MAX_ARG_BYTES - 1:,} bytes per NAME=value")
+    total = sum(len(s.encode("utf-8", "surrogateescape")) + 9
+                for s in (*argv, *(f"{k}={v}" for k, v in env.items())))
+    if total > (limit := os.sysconf("SC_ARG_MAX")):
+        return (f"the arguments and environment take {total:,} bytes; the system takes at"
+                f" most {limit:,}")
+    return None

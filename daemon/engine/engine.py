@@ -9,6 +9,7 @@ and processes from a `Launcher`, so tests can replace both.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from compiler.plan import NodePlan, Plan, WorkflowPlan
+from compiler.plan import NodePlan, Plan, QueuePlan, WorkflowPlan
 from daemon import ids
 from daemon.engine.clock import Clock
 from daemon.engine.commands import (
@@ -28,6 +29,7 @@ from daemon.engine.commands import (
     attempt_env,
     build_command,
     mask,
+    process_problem,
     secret_values,
 )
 from daemon.engine.launcher import (
@@ -161,6 +163,7 @@ class _Lane:
 class EngineSettings:
     state_dir: Path
     kill_grace_seconds: float = 10.0
+    render_timeout_seconds: float = 10.0  # building one attempt's command from templates
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -481,18 +484,19 @@ class Engine:
                 if queue_plan is None:
                     raise CommandError(f"queue '{node.queue}' is not defined in plan version"
                                        f" {run.header.plan_version}")
-                argv, node_env = build_command(
-                    plan, queue_plan, variables,
-                    sources_dir=self._settings.state_dir / "sources", attempt_dir=attempt_dir)
+                argv, node_env = await self._build_command(plan, queue_plan, variables,
+                                                           attempt_dir)
+                env = attempt_env(self._settings.base_env, variables, node_env,
+                                  workspace=run.context.workspace,
+                                  sqlite_db=self._settings.state_dir / "sqlite"
+                                  / f"{run.header.workflow}.sqlite3")
+                if (problem := process_problem(argv, node_env, env)) is not None:
+                    raise CommandError(problem)
             except CommandError as exc:
                 self._store.start_attempt(attempt)
                 node.attempts = number
                 return self._finish(run, node, number, None, mask(str(exc), run.secrets),
                                     retryable=False)
-            env = attempt_env(self._settings.base_env, variables, node_env,
-                              workspace=run.context.workspace,
-                              sqlite_db=self._settings.state_dir / "sqlite"
-                              / f"{run.header.workflow}.sqlite3")
             self._store.start_attempt(attempt)  # intent first, then the launch
             node.attempts = number
             run.set_node_status(node, NodeStatus.RUNNING)
@@ -533,6 +537,19 @@ class Engine:
             return self._finish(run, node, number, code,
                                 f"timed out after {plan.timeout_seconds:g}s")
         return self._finish(run, node, number, code, None)
+
+    async def _build_command(self, plan: NodePlan, queue: QueuePlan,
+                             variables: Mapping[str, Any], attempt_dir: Path
+                             ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """`build_command` off the event loop (templates render there), within a time limit."""
+        build = functools.partial(
+            build_command, plan, queue, variables,
+            sources_dir=self._settings.state_dir / "sources", attempt_dir=attempt_dir)
+        try:
+            return await self._clock.run_bounded(build, self._settings.render_timeout_seconds)
+        except TimeoutError:
+            raise CommandError(f"rendering the node's templates took longer than"
+                               f" {self._settings.render_timeout_seconds:g}s") from None
 
     async def _wait(self, run: _Run, handle: ProcessHandle, timeout: float | None
                     ) -> tuple[int, str | None]:
