@@ -89,7 +89,7 @@ def test_tags_runs_columns_backfills_and_notifications(make_repo: MakeRepo,
         # backfills and backfill-status
         assert cli(d.address, "backfills").stdout == "no backfills\n"
         started = cli(d.address, "backfill", "daily", "--from", "2026-05-01", "--to",
-                      "2026-05-03", "--remarks", "May", "--wait")
+                      "2026-05-02", "--remarks", "May", "--wait")  # the 1st and 2nd
         assert started.returncode == 0, started.stdout + started.stderr
         backfill_id = started.stdout.split()[2].rstrip(":")
         backfills = cli(d.address, "backfills", "--workflow", "daily").stdout.splitlines()
