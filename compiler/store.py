@@ -75,7 +75,7 @@ class PlanStore:
     def load(self, workflow: str, version: int) -> Plan:
         """One verified version; `PlanError` if unreadable, tampered or misplaced."""
         path = self.path(workflow, version)
-        plan = load_plan(path)
+        plan = load_plan(path, follow_symlinks=False)  # publish never writes a symlink
         if plan.workflow != workflow or plan.version != version:
             raise PlanError(f"{path}: holds {plan.workflow} version {plan.version}; a plan file"
                             " must not be moved or renamed")

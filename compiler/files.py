@@ -1,0 +1,53 @@
+"""Reading a file that someone else put on disk: a regular file only, never blocking, capped.
+
+A FIFO opened for reading waits for a writer, forever; a device may never end. Every file
+the compiler or a plan reader opens by a name found on disk (workflow files, flowplan.yaml,
+job sources, plan versions) goes through `read_regular`, which opens without blocking,
+checks on the open descriptor that it is a regular file, and reads at most `limit + 1`
+bytes, so that the caller can tell "over the limit" without reading the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+class NotRegularFileError(OSError):
+    """The path is a FIFO, a socket, a device or a directory; `strerror` says which."""
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, for a message: 'a FIFO', 'a directory'..."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def read_regular(path: str | Path, *, limit: int, follow_symlinks: bool = True) -> bytes:
+    """At most `limit + 1` bytes of the regular file `path`.
+
+    Raises `NotRegularFileError` for anything else (without opening a device: it is
+    checked before and after opening), and `OSError` as `open` does (`ELOOP` for a symlink
+    when `follow_symlinks` is false).
+    """
+    info = os.stat(path, follow_symlinks=follow_symlinks)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFileError(0, f"not a regular file ({kind_of(info.st_mode)})", str(path))
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else
+                                                          os.O_NOFOLLOW)
+    fd = os.open(path, flags)  # replaced by a FIFO since the stat: still does not block
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(0, f"not a regular file ({kind_of(mode)})", str(path))
+        return handle.read(limit + 1)
