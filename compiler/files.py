@@ -33,21 +33,31 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular(path: str | Path, *, limit: int, follow_symlinks: bool = True) -> bytes:
+def read_regular(path: str | Path, *, limit: int, follow_symlinks: bool = True,
+                 known_regular: bool = False) -> bytes:
     """At most `limit + 1` bytes of the regular file `path`.
 
     Raises `NotRegularFileError` for anything else (without opening a device: it is
-    checked before and after opening), and `OSError` as `open` does (`ELOOP` for a symlink
-    when `follow_symlinks` is false).
+    checked before opening, unless the caller has just seen a regular file there, and on
+    the open descriptor), and `OSError` as `open` does.
     """
-    info = os.stat(path, follow_symlinks=follow_symlinks)
-    if not stat.S_ISREG(info.st_mode):
-        raise NotRegularFileError(0, f"not a regular file ({kind_of(info.st_mode)})", str(path))
+    if not known_regular:
+        mode = os.stat(path, follow_symlinks=follow_symlinks).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(0, f"not a regular file ({kind_of(mode)})", str(path))
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else
                                                           os.O_NOFOLLOW)
     fd = os.open(path, flags)  # replaced by a FIFO since the stat: still does not block
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFileError(0, f"not a regular file ({kind_of(mode)})", str(path))
-        return handle.read(limit + 1)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFileError(0, f"not a regular file ({kind_of(info.st_mode)})",
+                                      str(path))
+        chunks: list[bytes] = []
+        remaining, step = limit + 1, info.st_size + 1  # the whole file, then its end
+        while remaining > 0 and (chunk := os.read(fd, min(remaining, step))):
+            chunks.append(chunk)
+            remaining, step = remaining - len(chunk), 1 << 16  # it grew since the fstat
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

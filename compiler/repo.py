@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -154,29 +154,46 @@ def read_repo(root: Path) -> RepoSnapshot:
     real_root = os.path.realpath(root)
     unreadable: dict[str, str] = {}
 
-    def read(full: str, relative: str) -> bytes | None:
-        if not _inside(real_root, os.path.realpath(full)):
+    def read(full: str, relative: str, *, resolve: bool, regular: bool) -> bytes | None:
+        if resolve and not _inside(real_root, os.path.realpath(full)):
             unreadable[relative] = ("it resolves outside the repository (symlink); a workflow"
                                     " file or flowplan.yaml must be inside it")
             return None
         try:  # past the cap, the parser only needs to know
-            return read_regular(full, limit=MAX_FILE_BYTES)
+            return read_regular(full, limit=MAX_FILE_BYTES, known_regular=regular)
         except OSError as exc:  # a dangling symlink, no read permission, a FIFO
             unreadable[relative] = exc.strerror or str(exc)
             return None
 
     settings_path = os.path.join(root, SETTINGS_FILE)
-    settings = read(settings_path, SETTINGS_FILE) if os.path.lexists(settings_path) else None
+    settings = (read(settings_path, SETTINGS_FILE, resolve=True, regular=False)
+                if os.path.lexists(settings_path) else None)
     workflows: dict[str, bytes] = {}
-    base = root / WORKFLOWS_DIR
-    for directory, subdirs, files in os.walk(base):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for file_name in files:
-            if file_name.startswith(".") or not file_name.endswith((".yaml", ".yml")):
-                continue
-            full = os.path.join(directory, file_name)
-            relative = os.path.relpath(full, root).replace(os.sep, "/")
-            if (data := read(full, relative)) is not None:
-                workflows[relative] = data
+    base = os.path.join(root, WORKFLOWS_DIR)
+    confined = _inside(real_root, os.path.realpath(base))  # else every file is resolved
+    for entry in _yaml_entries(base):
+        relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+        symlink = entry.is_symlink()
+        data = read(entry.path, relative, resolve=symlink or not confined,
+                    regular=not symlink and entry.is_file(follow_symlinks=False))
+        if data is not None:
+            workflows[relative] = data
     return RepoSnapshot(settings=settings, workflows=dict(sorted(workflows.items())),
                         sources=DiskSources(root), unreadable=dict(sorted(unreadable.items())))
+
+
+def _yaml_entries(folder: str) -> Iterator[os.DirEntry[str]]:
+    """`*.yaml`/`*.yml` entries below `folder`, not in hidden folders nor through symlinked
+    folders; folders that cannot be listed are skipped, as `os.walk` skips them."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _yaml_entries(entry.path)
+        elif entry.name.endswith((".yaml", ".yml")):
+            yield entry
