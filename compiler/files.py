@@ -9,8 +9,11 @@ bytes, so that the caller can tell "over the limit" without reading the rest.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -59,5 +62,27 @@ def read_regular(path: str | Path, *, limit: int, follow_symlinks: bool = True,
             chunks.append(chunk)
             remaining, step = remaining - len(chunk), 1 << 16  # it grew since the fstat
         return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on the lock file `path` (created if missing).
+
+    A FIFO or another non-regular file there raises `NotRegularFileError` instead of a
+    traceback from `open` (a FIFO is not seekable) or a wait.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(0, f"not a regular file ({kind_of(mode)}); remove it",
+                                      str(path))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

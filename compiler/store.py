@@ -8,7 +8,6 @@ fails instead of overwriting) and the folder fsynced. Publishers take an exclusi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -19,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from compiler.files import locked
 from compiler.plan import Plan, PlanError, load_plan, tombstone_plan
 from compiler.values import NAME_RE
 
@@ -87,13 +87,10 @@ class PlanStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
+        """The publishers' lock; `OSError` (`NotRegularFileError`) if `.lock` is unusable."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with locked(self.root / LOCK_FILE):
+            yield
 
     def publish(
         self,

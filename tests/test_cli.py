@@ -156,3 +156,22 @@ def test_a_fifo_in_the_plan_store_does_not_hold_publish(make_repo, tmp_path):
     again = flowplan("publish", repo, "--store", store, timeout=FINISHES)
     assert again.returncode == 0, again.stderr
     assert "good: version 3 (new)" in again.stdout  # the unreadable latest is passed over
+
+
+def test_a_fifo_as_a_lock_file_of_the_store_is_named_not_a_traceback(make_repo, tmp_path):
+    repo, store = make_repo({"workflows/good.yaml": GOOD}), tmp_path / "store"
+    store.mkdir()
+    os.mkfifo(store / ".lock")
+    done = flowplan("publish", repo, "--store", store, timeout=FINISHES)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.endswith(f"flowplan publish: cannot publish to {store}: {store}/.lock:"
+                                " not a regular file (a FIFO); remove it\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "first"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    (store / ".lock").unlink()
+    os.mkfifo(store / ".git-publish.lock")
+    done = flowplan("publish", "--git", repo, "--store", store, timeout=FINISHES)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == (f"flowplan publish: cannot lock {store}/.git-publish.lock: not a"
+                           " regular file (a FIFO); remove it\n")
