@@ -33,7 +33,7 @@ def kind_of(mode: int) -> str:
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "not a regular file"
+    return "of an unknown kind"
 
 
 def read_regular(path: str | Path, *, limit: int, follow_symlinks: bool = True,
