@@ -154,9 +154,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if isinstance(result, int):
         return result
     print_diagnostics(result)
-    report = PlanStore(args.store).publish(
-        result.plans, keep=result.failed, remove_missing=not result.uncertain_files,
-        remarks=args.remarks, commit=args.commit)
+    try:
+        report = PlanStore(args.store).publish(
+            result.plans, keep=result.failed, remove_missing=not result.uncertain_files,
+            remarks=args.remarks, commit=args.commit)
+    except OSError as exc:  # a FIFO as the store's .lock, a store it may not write
+        print(f"flowplan publish: cannot publish to {args.store}: {exc.filename}:"
+              f" {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
     print_publish_report(report)
     return EXIT_OK if result.ok else EXIT_INVALID
 

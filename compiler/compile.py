@@ -77,7 +77,8 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
     """
     cache = cache if cache is not None else CompileCache()
     diagnostics: list[Diagnostic] = []
-    settings, settings_key = _settings(repo.settings, diagnostics)
+    settings, settings_key = _settings(repo.settings, diagnostics,
+                                       unreadable=SETTINGS_FILE in repo.unreadable)
     sources = _SourceCache(repo)
 
     keys = {path: (path, _sha(data), settings_key) for path, data in repo.workflows.items()}
@@ -94,8 +95,9 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
     for check in checks.values():
         diagnostics.extend(check.diagnostics)
     for path, reason in repo.unreadable.items():
+        kind = "settings" if path == SETTINGS_FILE else "workflow"
         diagnostics.append(Diagnostic(path, 1, 1, Code.UNREADABLE_FILE,
-                                      f"cannot read the workflow file: {reason}"))
+                                      f"cannot read the {kind} file: {reason}"))
 
     invalid_files = _check_duplicate_names(checks, diagnostics)
     for path, check in checks.items():
@@ -127,7 +129,10 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
     )
 
 
-def _settings(data: bytes | None, out: list[Diagnostic]) -> tuple[SettingsSpec | None, str]:
+def _settings(data: bytes | None, out: list[Diagnostic], *, unreadable: bool = False
+              ) -> tuple[SettingsSpec | None, str]:
+    if unreadable:  # its FP012 comes with the unreadable workflow files; nothing publishes
+        return None, "unreadable"
     if data is None:
         return SettingsSpec(), ""
     parsed = parse_yaml(data, SETTINGS_FILE)

@@ -19,7 +19,6 @@ docs/gitops.md, "Concurrency".
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import posixpath
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from compiler.compile import CompileResult, compile_repo
+from compiler.files import locked
 from compiler.repo import read_repo
 from compiler.store import PlanStore, PublishReport
 
@@ -273,12 +273,8 @@ def publish_lock(store: Path) -> Iterator[None]:
     locks are per open file: taking `.lock` twice in one process would wait forever).
     """
     store.mkdir(parents=True, exist_ok=True)
-    with open(store / PUBLISH_LOCK, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with _locked(store / PUBLISH_LOCK):
+        yield
 
 
 def check_branch_name(git: Git, branch: str) -> None:
@@ -324,12 +320,19 @@ def local_url(url: str) -> str:
 @contextlib.contextmanager
 def _cache_lock(cache: Path) -> Iterator[None]:
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.with_name(cache.name + ".lock"), "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    with _locked(cache.with_name(cache.name + ".lock")):
+        yield
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """`files.locked`, with an unusable lock file (a FIFO put there) as a `GitError`."""
+    with contextlib.ExitStack() as stack:
         try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            stack.enter_context(locked(path))
+        except OSError as exc:
+            raise GitError(f"cannot lock {path}: {exc.strerror or exc}") from exc
+        yield
 
 
 def publish_from_git(url: str, branch: str, store: Path, *, cache: Path | None = None,

@@ -35,6 +35,7 @@ MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
 SAFE_COMPOSE_DEPTH: Final = 1000  # the composer and the converter recurse safely this deep
 MAX_ALIAS_EXPANSIONS: Final = 100
+MAX_INT_DIGITS: Final = 1000  # below Python's 4300-digit limit on int <-> str, hex included
 
 Path = tuple[str | int, ...]
 
@@ -123,6 +124,14 @@ def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node | None, yaml.Nod
     return None
 
 
+class _TooManyDigitsError(ValueError):
+    """An integer literal longer than `MAX_INT_DIGITS` (converting it costs quadratic time)."""
+
+    def __init__(self, digits: int) -> None:
+        super().__init__(f"integer with {digits} digits is out of range; an integer has at"
+                         f" most {MAX_INT_DIGITS} digits (quote it for a string)")
+
+
 class _InvalidError(Exception):
     def __init__(self, node: yaml.Node | None, code: Code, message: str) -> None:
         super().__init__(message)
@@ -166,8 +175,32 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
         value = _convert_plain(root) if "&" not in text else _Converter().convert(root)
     except _InvalidError as exc:
         line, column = _mark(exc.node)
-        return [_diag(file, line, column, exc.code, exc.message)]
+        message = exc.message
+        if isinstance(exc.__cause__, _TooManyDigitsError):
+            where = _path_to(root, exc.node)
+            message = f"{'.'.join(map(str, where)) if where else 'value'}: {message}"
+        return [_diag(file, line, column, exc.code, message)]
     return Document(file=file, value=value, root=root, text=text)
+
+
+def _path_to(root: yaml.Node, target: yaml.Node | None) -> Path | None:
+    """The key path of `target` (by identity) below `root`; only an error message needs it."""
+    stack: list[tuple[yaml.Node, Path]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen:  # an alias: its anchor is walked once
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                label = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack.extend([(key, path), (value, (*path, label))])
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
+    return None
 
 
 def _diag(file: str, line: int, column: int, code: Code, message: str) -> Diagnostic:
@@ -242,7 +275,10 @@ class _Converter:
                                " times; write the values out")
         self._seen.add(ident)
         if isinstance(node, yaml.ScalarNode):
-            return _scalar(node)
+            try:
+                return _scalar(node)
+            except _TooManyDigitsError as exc:
+                raise _InvalidError(node, Code.INVALID_VALUE, str(exc)) from exc
         self._active.add(ident)
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -274,7 +310,10 @@ class _Converter:
 def _convert_plain(node: yaml.Node, depth: int = 0) -> Any:
     """`_Converter.convert` for a tree without aliases (every node is visited once)."""
     if type(node) is yaml.ScalarNode:
-        return _plain_scalar(node.value) if node.tag == _PLAIN else _scalar(node)
+        try:
+            return _plain_scalar(node.value) if node.tag == _PLAIN else _scalar(node)
+        except _TooManyDigitsError as exc:
+            raise _InvalidError(node, Code.INVALID_VALUE, str(exc)) from exc
     if depth >= MAX_DEPTH:
         raise _InvalidError(node, Code.TOO_DEEP, f"nesting is deeper than {MAX_DEPTH} levels")
     if type(node) is yaml.SequenceNode:
@@ -327,6 +366,11 @@ def _plain_scalar(text: str) -> Any:
         return _BOOLS[text]
     first = text[0]
     if first.isdigit() or first in "+-.":
+        if len(text) > MAX_INT_DIGITS and (
+                _INT_RE.fullmatch(text) or _OCT_RE.fullmatch(text) or _HEX_RE.fullmatch(text)):
+            digits = len(text.lstrip("+-").removeprefix("0o").removeprefix("0x"))
+            if digits > MAX_INT_DIGITS:
+                raise _TooManyDigitsError(digits)
         if _INT_RE.fullmatch(text):
             return int(text)
         if _OCT_RE.fullmatch(text):

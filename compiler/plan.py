@@ -21,8 +21,11 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from compiler.files import read_regular
+
 SCHEMA_VERSION: Final = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1})
+MAX_PLAN_BYTES: Final = 256 * 1024 * 1024  # a plan file read: larger is refused unread
 
 NodeType = Literal["shell", "python", "sql"]
 Trigger = Literal["all_succeeded", "any_succeeded", "all_done", "any_failed", "all_failed"]
@@ -206,10 +209,14 @@ def parse_plan(data: bytes | str, *, origin: str) -> Plan:
     return plan
 
 
-def load_plan(path: Path) -> Plan:
-    """Read and verify one plan file."""
+def load_plan(path: Path, *, follow_symlinks: bool = True) -> Plan:
+    """Read and verify one plan file: a regular file (never waits on a FIFO) of at most
+    `MAX_PLAN_BYTES`."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, limit=MAX_PLAN_BYTES, follow_symlinks=follow_symlinks)
     except OSError as exc:
-        raise PlanError(f"{path}: cannot read plan: {exc.strerror}") from exc
+        raise PlanError(f"{path}: cannot read plan: {exc.strerror or exc}") from exc
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanError(f"{path}: cannot read plan: larger than the limit of {MAX_PLAN_BYTES}"
+                        " bytes")
     return parse_plan(data, origin=str(path))

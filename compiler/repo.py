@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
 from compiler.diagnostics import Code
+from compiler.files import NotRegularFileError, read_regular
 from compiler.parsing import MAX_FILE_BYTES
 
 SETTINGS_FILE: Final = "flowplan.yaml"
@@ -70,6 +71,10 @@ def _check_size(path: str, size: int) -> SourceProblem | None:
     return None
 
 
+def _inside(real_root: str, real: str) -> bool:
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
 @dataclass(slots=True)
 class DiskSources:
     """Sources from a directory; symlinks may point anywhere inside the repository only."""
@@ -85,7 +90,7 @@ class DiskSources:
         if isinstance(normalized, SourceProblem):
             return normalized
         real = os.path.realpath(os.path.join(self._real_root, normalized))
-        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+        if not _inside(self._real_root, real):
             return SourceProblem(Code.SOURCE_OUTSIDE,
                                  f"source '{path}' resolves outside the repository (symlink)")
         try:
@@ -100,11 +105,13 @@ class DiskSources:
         if problem := _check_size(path, info.st_size):
             return problem
         try:
-            with open(real, "rb") as handle:
-                return handle.read()
+            data = read_regular(real, limit=MAX_SOURCE_BYTES)
+        except NotRegularFileError:  # replaced by a FIFO or a folder since the stat
+            return SourceProblem(Code.SOURCE_NOT_FILE, f"source '{path}' is not a regular file")
         except OSError as exc:
             return SourceProblem(Code.SOURCE_MISSING, f"source '{path}' cannot be read:"
                                  f" {exc.strerror}")
+        return _check_size(path, len(data)) or data
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,23 +146,54 @@ def find_root(path: Path) -> Path:
 
 
 def read_repo(root: Path) -> RepoSnapshot:
-    """Read a repository from disk: settings and workflow files now, sources on demand."""
-    settings_path = root / SETTINGS_FILE
-    settings = settings_path.read_bytes() if settings_path.is_file() else None
-    workflows: dict[str, bytes] = {}
+    """Read a repository from disk: settings and workflow files now, sources on demand.
+
+    Only regular files inside the repository are read (a symlink may point anywhere inside
+    it), at most `MAX_FILE_BYTES + 1` bytes each; any other file is `unreadable`, with why.
+    """
+    real_root = os.path.realpath(root)
     unreadable: dict[str, str] = {}
-    base = root / WORKFLOWS_DIR
-    for directory, subdirs, files in os.walk(base):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for file_name in files:
-            if file_name.startswith(".") or not file_name.endswith((".yaml", ".yml")):
-                continue
-            full = os.path.join(directory, file_name)
-            relative = os.path.relpath(full, root).replace(os.sep, "/")
-            try:
-                with open(full, "rb") as handle:  # past the cap, the parser only needs to know
-                    workflows[relative] = handle.read(MAX_FILE_BYTES + 1)
-            except OSError as exc:  # a dangling symlink, a file without read permission
-                unreadable[relative] = exc.strerror or str(exc)
+
+    def read(full: str, relative: str, *, resolve: bool, regular: bool) -> bytes | None:
+        if resolve and not _inside(real_root, os.path.realpath(full)):
+            unreadable[relative] = ("it resolves outside the repository (symlink); a workflow"
+                                    " file or flowplan.yaml must be inside it")
+            return None
+        try:  # past the cap, the parser only needs to know
+            return read_regular(full, limit=MAX_FILE_BYTES, known_regular=regular)
+        except OSError as exc:  # a dangling symlink, no read permission, a FIFO
+            unreadable[relative] = exc.strerror or str(exc)
+            return None
+
+    settings_path = os.path.join(root, SETTINGS_FILE)
+    settings = (read(settings_path, SETTINGS_FILE, resolve=True, regular=False)
+                if os.path.lexists(settings_path) else None)
+    workflows: dict[str, bytes] = {}
+    base = os.path.join(root, WORKFLOWS_DIR)
+    confined = _inside(real_root, os.path.realpath(base))  # else every file is resolved
+    for entry in _yaml_entries(base):
+        relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+        symlink = entry.is_symlink()
+        data = read(entry.path, relative, resolve=symlink or not confined,
+                    regular=not symlink and entry.is_file(follow_symlinks=False))
+        if data is not None:
+            workflows[relative] = data
     return RepoSnapshot(settings=settings, workflows=dict(sorted(workflows.items())),
                         sources=DiskSources(root), unreadable=dict(sorted(unreadable.items())))
+
+
+def _yaml_entries(folder: str) -> Iterator[os.DirEntry[str]]:
+    """`*.yaml`/`*.yml` entries below `folder`, not in hidden folders nor through symlinked
+    folders; folders that cannot be listed are skipped, as `os.walk` skips them."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _yaml_entries(entry.path)
+        elif entry.name.endswith((".yaml", ".yml")):
+            yield entry

@@ -8,7 +8,6 @@ fails instead of overwriting) and the folder fsynced. Publishers take an exclusi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -19,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from compiler.files import locked
 from compiler.plan import Plan, PlanError, load_plan, tombstone_plan
 from compiler.values import NAME_RE
 
@@ -75,7 +75,7 @@ class PlanStore:
     def load(self, workflow: str, version: int) -> Plan:
         """One verified version; `PlanError` if unreadable, tampered or misplaced."""
         path = self.path(workflow, version)
-        plan = load_plan(path)
+        plan = load_plan(path, follow_symlinks=False)  # publish never writes a symlink
         if plan.workflow != workflow or plan.version != version:
             raise PlanError(f"{path}: holds {plan.workflow} version {plan.version}; a plan file"
                             " must not be moved or renamed")
@@ -87,13 +87,10 @@ class PlanStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
+        """The publishers' lock; `OSError` (`NotRegularFileError`) if `.lock` is unusable."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with locked(self.root / LOCK_FILE):
+            yield
 
     def publish(
         self,

@@ -32,10 +32,13 @@ _CRON_MACROS: Final = frozenset({"@yearly", "@annually", "@monthly", "@weekly", 
                                  "@midnight", "@hourly"})
 MAX_EVERY_MINUTES: Final = 1439
 MAX_EVERY_HOURS: Final = 23
+_MAX_DURATION: Final = 366 * 86400
 
 
 def _fail(code: Code, message: str, **context: Any) -> PydanticCustomError:
-    return PydanticCustomError(code.value, message, context or None)
+    shown = {k: v[:57] + "..." if isinstance(v, str) and len(v) > 60 else v
+             for k, v in context.items()}  # a 5,000-digit value is not echoed whole
+    return PydanticCustomError(code.value, message, shown or None)
 
 
 def name(value: Any) -> str:
@@ -81,7 +84,7 @@ def duration(value: Any) -> float:
     if isinstance(value, bool):
         raise _fail(Code.INVALID_DURATION, "expected a duration such as 30s, 10m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if abs(value) <= _MAX_DURATION else math.inf  # no OverflowError
     elif isinstance(value, str) and _DURATION_RE.fullmatch(value.strip()):
         seconds = sum(float(n) * _UNIT_SECONDS[u]
                       for n, u in _DURATION_PART_RE.findall(value.strip()))
@@ -89,7 +92,7 @@ def duration(value: Any) -> float:
         raise _fail(Code.INVALID_DURATION,
                     "'{value}' is not a duration: use seconds (600) or a string such as 30s,"
                     " 10m, 1h or 1h30m", value=str(value))
-    if not 0 <= seconds <= 366 * 86400:  # also false for NaN
+    if not 0 <= seconds <= _MAX_DURATION:  # also false for NaN
         raise _fail(Code.INVALID_DURATION, "duration must be between 0 and 366 days")
     return seconds
 
@@ -134,7 +137,7 @@ def every(value: Any) -> str:
     if value == "day":
         return "day"
     match = _EVERY_RE.fullmatch(value) if isinstance(value, str) else None
-    if match:
+    if match and len(match.group(1)) <= 4:  # longer is out of range, and slow to convert
         amount, unit = int(match.group(1)), match.group(2)
         limit = MAX_EVERY_HOURS if unit == "h" else MAX_EVERY_MINUTES
         if amount <= limit:

@@ -62,7 +62,11 @@ class Daemon:
         self.channel = (grpc.secure_channel(self.address, credentials) if credentials
                         else grpc.insecure_channel(self.address))
         self.stub = pb_grpc.WorkflowServiceStub(self.channel)
-        serving(self.channel, self.process, self.log)
+        try:
+            serving(self.channel, self.process, self.log)
+        except AssertionError:  # a daemon that never serves must not outlive the test
+            self.stop(signal.SIGKILL)
+            raise
 
     def metadata(self) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.token}")] if self.token else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,10 @@ nodes:
 """
 
 
-def flowplan(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def flowplan(*args: str | Path, cwd: Path | None = None, timeout: float = 60
+             ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=60)
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout)
 
 
 def test_check_examples_valid_exit_0():
@@ -143,3 +145,52 @@ def test_schema_prints_draft07_workflow_schema():
     schema = json.loads(done.stdout)
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     assert "nodes" in schema["properties"]
+
+
+GOOD = "nodes:\n  - name: a\n    command: echo ok\n"
+FINISHES = 20  # seconds; a FIFO that is opened for reading would wait forever
+
+
+def test_a_fifo_in_the_repository_is_reported_not_waited_on(make_repo, tmp_path):
+    repo = make_repo({"workflows/good.yaml": GOOD})
+    os.mkfifo(repo / "workflows" / "pipe.yaml")
+    fifo = ("workflows/pipe.yaml:1:1: error FP012 cannot read the workflow file: not a regular"
+            " file (a FIFO)")
+    checked = flowplan("check", repo, timeout=FINISHES)
+    assert checked.returncode == 1 and checked.stdout.splitlines()[0] == fifo
+    published = flowplan("publish", repo, "--store", tmp_path / "store", timeout=FINISHES)
+    assert published.returncode == 1 and "good: version 1 (new)" in published.stdout
+    settings = make_repo({"workflows/good.yaml": GOOD}, root=tmp_path / "settings")
+    os.mkfifo(settings / "flowplan.yaml")
+    checked = flowplan("check", settings, timeout=FINISHES)
+    assert checked.returncode == 1
+    assert checked.stdout.startswith("flowplan.yaml:1:1: error FP012 cannot read the settings"
+                                     " file: not a regular file (a FIFO)")
+
+
+def test_a_fifo_in_the_plan_store_does_not_hold_publish(make_repo, tmp_path):
+    repo, store = make_repo({"workflows/good.yaml": GOOD}), tmp_path / "store"
+    assert flowplan("publish", repo, "--store", store).returncode == 0
+    os.mkfifo(store / "good" / "2.json")  # the latest version, as publish reads it
+    again = flowplan("publish", repo, "--store", store, timeout=FINISHES)
+    assert again.returncode == 0, again.stderr
+    assert "good: version 3 (new)" in again.stdout  # the unreadable latest is passed over
+
+
+def test_a_fifo_as_a_lock_file_of_the_store_is_named_not_a_traceback(make_repo, tmp_path):
+    repo, store = make_repo({"workflows/good.yaml": GOOD}), tmp_path / "store"
+    store.mkdir()
+    os.mkfifo(store / ".lock")
+    done = flowplan("publish", repo, "--store", store, timeout=FINISHES)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.endswith(f"flowplan publish: cannot publish to {store}: {store}/.lock:"
+                                " not a regular file (a FIFO); remove it\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "first"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    (store / ".lock").unlink()
+    os.mkfifo(store / ".git-publish.lock")
+    done = flowplan("publish", "--git", repo, "--store", store, timeout=FINISHES)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == (f"flowplan publish: cannot lock {store}/.git-publish.lock: not a"
+                           " regular file (a FIFO); remove it\n")

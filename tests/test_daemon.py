@@ -4,6 +4,7 @@ while it runs, and streams."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from certificates import certificates
-from conftest import ROOT, MakeRepo, running
+from conftest import ROOT, MakeRepo, running, wait_until
 from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
@@ -570,3 +571,56 @@ def test_serve_git_publishes_the_branch_head_on_an_interval(make_repo: MakeRepo,
         versions = d.call("ListPlanVersions", pb.ListPlanVersionsRequest(workflow="chain"))
         assert versions.plan_versions[0].remarks == "first plans"
         assert len(versions.plan_versions[0].commit) == 40
+
+
+def test_a_fifo_in_the_store_neither_stalls_the_daemon_nor_hides_other_plans(
+        deployed: tuple[Path, Path, Path], make_repo: MakeRepo) -> None:
+    repo, store, state = deployed
+    os.mkfifo(store / "chain" / "2.json")  # read at start: the daemon would never serve
+    with running_daemon(store, state) as d:
+        os.mkfifo(store / "daily" / "2.json")  # read by a rescan, on the event loop
+        wait_until(lambda: "daily version 2 skipped" in d.output(), "the rescan to skip it")
+        for workflow in ("chain", "daily"):  # the last good version stays active
+            got = d.call("GetWorkflow", pb.GetWorkflowRequest(workflow=workflow)).workflow
+            assert got.latest_version == 1
+        assert "chain version 2 skipped: " in d.output()
+        assert "2.json: cannot read plan: not a regular file (a FIFO)" in d.output()
+        make_repo({"workflows/late.yaml": "name: late\nnodes:\n  - {name: x, command: 'true'}\n"},
+                  root=repo)
+        publish(repo, store, remarks="late")  # passes over the FIFOs: version 3 of both
+
+        def names() -> list[str]:
+            listed = d.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows
+            return [w.name for w in listed]
+
+        wait_until(lambda: "late" in names(), "the plan published after the FIFOs to load")
+        assert sorted(names()) == ["chain", "daily", "late", "slow"]
+
+
+def test_serve_git_publishes_the_valid_workflows_beside_an_oversized_integer(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    huge = "name: huge\nnodes:\n  - name: a\n    command: echo\n    retries: " + "9" * 5000
+    repo = make_repo({**FILES, "workflows/huge.yaml": huge + "\n"})
+    env = {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "huge"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    with running_daemon(tmp_path / "store", tmp_path / "state",
+                        extra=["--git", str(repo), "--sync-interval", "1s"]) as d:
+        wait_until(lambda: d.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows,
+                   "the valid workflows to be published from git", timeout=20)
+        names = [w.name for w in d.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows]
+        assert names == ["chain", "daily", "slow"]
+        located = ("from git: workflows/huge.yaml:5:14: FP108 nodes.0.retries: integer with"
+                   " 5000 digits is out of range")
+        wait_until(lambda: located in d.output(), "the located diagnostic in the log")
+        make_repo({"workflows/late.yaml": "name: late\nnodes:\n  - {name: x, command: 'true'}\n"},
+                  root=repo)
+        for args in (["add", "-A"], ["commit", "-qm", "late"]):
+            subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+        wait_until(lambda: "late" in [w.name for w in d.call(
+            "ListWorkflows", pb.ListWorkflowsRequest()).workflows], "the next commit's plans")
+        output = d.output()
+        assert output.count(located) == 2  # once per commit, not once per sync
+        assert "git sync failed" not in output and "Traceback" not in output

@@ -283,6 +283,8 @@ def test_a_commit_is_read_from_objects_with_modes_and_confined_symlinks(tmp_path
     (srv.clone / "jobs" / "run.sh").chmod(0o755)
     os.symlink("run.sh", srv.clone / "jobs" / "alias.sh")
     os.symlink("/etc/hostname", srv.clone / "jobs" / "escape.sh")
+    (srv.clone / "workflows").mkdir(exist_ok=True)
+    os.symlink("/etc/passwd", srv.clone / "workflows" / "stolen.yaml")
     srv.commit("Links", {"workflows/links.yaml": (
         "name: links\nnodes:\n  - source: jobs/alias.sh\n  - source: jobs/escape.sh\n")})
     sha = git("rev-parse", "HEAD", cwd=srv.clone).stdout.strip()
@@ -292,4 +294,8 @@ def test_a_commit_is_read_from_objects_with_modes_and_confined_symlinks(tmp_path
         assert (root / "jobs" / "alias.sh").read_text() == "echo hi\n"
         assert not (root / "jobs" / "escape.sh").exists()  # points nowhere on this disk
     result = compile_commit(repo, sha)
-    assert [(d.code, d.line) for d in result.diagnostics] == [(Code.SOURCE_OUTSIDE, 4)]
+    assert [(d.code, d.line) for d in result.diagnostics] == [
+        (Code.SOURCE_OUTSIDE, 4), (Code.UNREADABLE_FILE, 1)]
+    assert str(result.diagnostics[1]) == (  # as `flowplan check` says it of a working tree
+        "workflows/stolen.yaml:1:1: FP012 cannot read the workflow file: it resolves outside"
+        " the repository (symlink); a workflow file or flowplan.yaml must be inside it")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from compiler.compile import compile_repo
 from compiler.plan import PlanError, load_plan
@@ -174,3 +177,33 @@ def test_concurrent_publishes_never_share_a_version(make_repo, tmp_path):
     assert store.versions("alpha") == list(range(1, 9))
     digests = {store.load("alpha", v).digest for v in range(1, 9)}
     assert len(digests) == 8
+
+
+def _refusal_within(seconds: float, load: Callable[[], object]) -> str:
+    """The PlanError message of `load()`, failing (not hanging) if it blocks."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            load()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    threading.Thread(target=attempt, daemon=True).start()
+    wait_until(lambda: outcome, "the load to return", timeout=seconds)
+    assert isinstance(outcome[0], PlanError), outcome
+    return str(outcome[0])
+
+
+def test_a_version_that_is_not_a_regular_file_is_refused_unread(make_repo, tmp_path):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    os.mkfifo(store.path("alpha", 2))  # opened for reading, it would wait for a writer
+    assert _refusal_within(10, lambda: store.load("alpha", 2)).endswith(
+        "2.json: cannot read plan: not a regular file (a FIFO)")
+    store.path("alpha", 3).symlink_to(store.path("alpha", 1))  # publish never links
+    assert _refusal_within(10, lambda: store.load("alpha", 3)).endswith(
+        "3.json: cannot read plan: not a regular file (a symlink)")
+    assert store.load("alpha", 1).version == 1

@@ -238,10 +238,16 @@ class Daemon:
         from compiler.git import publish_from_git  # the pull alternative to git hooks
 
         assert self.config.git_url is not None
+        reported: str | None = None  # the commit whose invalid workflows were logged
         while not stop.is_set():
             try:
                 report = await asyncio.to_thread(publish_from_git, self.config.git_url,
                                                  self.config.git_branch, self.config.store)
+                if report.compiled.diagnostics and report.commit != reported:
+                    reported = report.commit  # once per commit, not on every interval
+                    for diagnostic in report.compiled.diagnostics:
+                        log.warning("from git: %s", diagnostic,
+                                    extra={"fields": {"commit": report.commit}})
                 if report.written:
                     log.info("published from git", extra={"fields": {
                         "commit": report.commit, "versions": len(report.written)}})
