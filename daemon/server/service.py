@@ -8,16 +8,18 @@ import asyncio
 import base64
 import binascii
 import collections
+import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import DecodeError, Message
 
 from compiler.plan import Plan, PlanError, WorkflowPlan
 from daemon.engine.clock import Clock
@@ -28,7 +30,7 @@ from daemon.scheduler.manual import start_run
 from daemon.scheduler.model import BackfillStatus
 from daemon.scheduler.scheduler import Scheduler, latest_plan
 from daemon.server import convert
-from daemon.server.errors import RequestError, stream, unary
+from daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary
 from daemon.server.logs import stream_log
 from daemon.state.store import StateStore
 from daemon.watcher import PlanCatalog
@@ -38,7 +40,13 @@ from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_PARAMS_BYTES = 64 * 1024  # of a request's params as compact UTF-8 JSON
+PAGE_BYTES = 1024 * 1024  # a list answer stops before this, well under clients' 4 MB default
+MAX_NAME_CHARS = 128  # no workflow or node name (100) or id is longer
 _ANSWER_CACHE_SIZE = 256
+
+_Source = TypeVar("_Source")
+_Item = TypeVar("_Item", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +76,16 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         size = _page_size(request.page_size)
         after = _decode_token(request.page_token, scope=f"workflows:{request.include_tombstones}")
         names = [n for n in self._p.catalog.workflows() if after is None or n > after]
-        items = []
-        for name in names:
+
+        def build(name: str) -> pb.Workflow | None:
             plan = self._p.catalog.latest(name)
             if plan is None or (plan.tombstone and not request.include_tombstones):
-                continue
-            items.append(self._workflow(plan))
-            if len(items) == size + 1:
-                break
-        token = ""
-        if len(items) > size:
-            items = items[:size]
-            token = _encode_token(items[-1].name,
-                                  scope=f"workflows:{request.include_tombstones}")
+                return None
+            return self._workflow(plan)
+
+        items, last = _page(names, size, build)
+        token = ("" if last is None else
+                 _encode_token(names[last], scope=f"workflows:{request.include_tombstones}"))
         return pb.ListWorkflowsResponse(workflows=items, next_page_token=token)
 
     @unary
@@ -100,20 +105,22 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         before = _decode_token(request.page_token, scope=f"versions:{request.workflow}")
         versions = [v for v in reversed(self._p.catalog.versions(request.workflow))
                     if before is None or v < int(before)]
-        items = []
-        for version in versions[:size]:
+
+        def build(version: int) -> pb.PlanVersion | None:
             try:
-                items.append(convert.plan_version(self._p.catalog.get(request.workflow,
-                                                                      version)))
+                return convert.plan_version(self._p.catalog.get(request.workflow, version))
             except (PlanError, OSError, ValueError):
-                continue  # logged by the watcher; a client sees the readable versions
-        token = (_encode_token(str(versions[size - 1]), scope=f"versions:{request.workflow}")
-                 if len(versions) > size else "")
+                return None  # logged by the watcher; a client sees the readable versions
+
+        items, last = _page(versions, size, build)
+        token = ("" if last is None else
+                 _encode_token(str(versions[last]), scope=f"versions:{request.workflow}"))
         return pb.ListPlanVersionsResponse(plan_versions=items, next_page_token=token)
 
     @unary
     async def SetSchedulingStatus(self, request: pb.SetSchedulingStatusRequest, context: Any
                                   ) -> pb.SetSchedulingStatusResponse:
+        _known_length(request.workflow, "workflow")
         plan = latest_plan(self._p.catalog, request.workflow)
         self._p.scheduler.set_enabled(request.workflow, request.enabled)
         return pb.SetSchedulingStatusResponse(workflow=self._workflow(plan))
@@ -127,8 +134,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     def _latest_any(self, workflow: str) -> Plan:
         """The latest version, tombstones included."""
-        if not workflow:
-            raise RequestError("workflow is required", field="workflow")
+        _required(workflow, "workflow")
         plan = self._p.catalog.latest(workflow)
         if plan is None:
             raise RequestError(f"workflow '{workflow}' does not exist", field="workflow",
@@ -147,6 +153,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @unary
     async def StartRun(self, request: pb.StartRunRequest, context: Any
                        ) -> pb.StartRunResponse:
+        _known_length(request.workflow, "workflow")
         run = start_run(self._p.engine, self._p.catalog, self._p.clock, request.workflow,
                         params=_params(request.params), queue=request.queue or None,
                         remarks=request.remarks,
@@ -197,13 +204,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 trigger=RunTrigger(trigger.lower()) if trigger else None,
                 backfill_id=request.backfill_id or None, before_run_id=before,
                 limit=size + 1)
-        token = ""
-        if len(runs) > size:
-            runs = runs[:size]
-            token = _encode_token(runs[-1].run_id, scope=scope)
-        return pb.ListRunsResponse(
-            runs=[convert.run(r, graph=None, last_sequence=0) for r in runs],
-            next_page_token=token)
+        items, last = _page(runs, size, _listed_run)
+        token = "" if last is None else _encode_token(runs[last].run_id, scope=scope)
+        return pb.ListRunsResponse(runs=items, next_page_token=token)
 
     def _tagged(self, tag: str) -> list[str]:
         key, sep, value = tag.partition("=")
@@ -231,6 +234,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if not request.node_names:
             raise RequestError("name at least one node to resume from (node_names)",
                                field="node_names")
+        for index, name in enumerate(request.node_names):
+            _known_length(name, f"node_names[{index}]")
         answer = self._p.engine.resume_run(request.run_id, list(request.node_names),
                                            plan_version=request.plan_version or None,
                                            dry_run=request.dry_run,
@@ -262,6 +267,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @unary
     async def StartBackfill(self, request: pb.StartBackfillRequest, context: Any
                             ) -> pb.StartBackfillResponse:
+        _known_length(request.workflow, "workflow")
         for name in ("start_time", "end_time"):
             if not request.HasField(name):
                 raise RequestError(f"{name} is required", field=name)
@@ -298,12 +304,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                              statuses=[BackfillStatus(status)] if status else [],
                                              before_backfill_id=before,
                                              limit=size + 1)
-        token = ""
-        if len(items) > size:
-            items = items[:size]
-            token = _encode_token(items[-1].backfill_id, scope=scope)
-        return pb.ListBackfillsResponse(backfills=[convert.backfill(b) for b in items],
-                                        next_page_token=token)
+        backfills, last = _page(items, size, convert.backfill)
+        token = "" if last is None else _encode_token(items[last].backfill_id, scope=scope)
+        return pb.ListBackfillsResponse(backfills=backfills, next_page_token=token)
 
     @unary
     async def CancelBackfill(self, request: pb.CancelBackfillRequest, context: Any
@@ -402,16 +405,64 @@ async def _first(*waits: Any) -> None:
 
 
 def _required(value: str, field: str) -> None:
+    """`value` is set and short enough to name something (else NOT_FOUND, not echoed whole)."""
     if not value:
         raise RequestError(f"{field} is required", field=field)
+    _known_length(value, field)
+
+
+def _known_length(value: str, field: str) -> None:
+    if len(value) > MAX_NAME_CHARS:
+        raise RequestError(f"{field} '{shown(value)}' ({len(value):,} characters) does not"
+                           f" exist: names and ids have at most {MAX_NAME_CHARS} characters",
+                           field=field, code=grpc.StatusCode.NOT_FOUND)
 
 
 def _params(message: struct_pb2.Struct) -> dict[str, Any]:
     try:
-        return convert.from_struct(message)
+        params = convert.from_struct(message)
     except (json_format.SerializeToJsonError, ValueError) as exc:
         raise RequestError("params must be JSON values: numbers must be finite (not NaN or"
                            " Infinity)", field="params") from exc
+    size = _json_bytes(params)
+    if size > MAX_PARAMS_BYTES:
+        raise RequestError(f"params are {size:,} bytes of JSON: at most {MAX_PARAMS_BYTES:,}"
+                           " bytes are accepted; pass large data by reference (a path or URL)",
+                           field="params")
+    return params
+
+
+def _json_bytes(values: dict[str, Any]) -> int:
+    """The size of `values` as compact UTF-8 JSON: how params are measured."""
+    return len(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _listed_run(run: Run) -> pb.Run:
+    """A run as lists show it: without params larger than MAX_PARAMS_BYTES (only runs
+    stored before that cap have them; GetRun returns them)."""
+    if _json_bytes(run.params) > MAX_PARAMS_BYTES:
+        run = dataclasses.replace(run, params={})
+    return convert.run(run, graph=None, last_sequence=0)
+
+
+def _page(sources: Sequence[_Source], size: int, build: Callable[[_Source], _Item | None]
+          ) -> tuple[list[_Item], int | None]:
+    """A list answer's items: `build` of each source (None: left out) until `size` items or
+    PAGE_BYTES (always at least one item); and the index of the last source used when more
+    follow, for the next page token (None on the last page)."""
+    items: list[_Item] = []
+    total = 0
+    for index, source in enumerate(sources):
+        if len(items) == size:
+            return items, index - 1
+        item = build(source)
+        if item is None:
+            continue
+        total += item.ByteSize() + 8  # with the field's tag and length
+        if items and total > PAGE_BYTES:
+            return items, index - 1
+        items.append(item)
+    return items, None
 
 
 def _time(message: timestamp_pb2.Timestamp, field: str) -> datetime:
@@ -484,7 +535,33 @@ def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
     handlers["GetRun"] = grpc.unary_unary_rpc_method_handler(
         service.GetRun, request_deserializer=pb.GetRunRequest.FromString,
         response_serializer=None)
+    methods = pb.DESCRIPTOR.services_by_name["WorkflowService"].methods_by_name
+    for name, handler in handlers.items():
+        handlers[name] = _tolerant(handler, methods[name].input_type.full_name)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
     return service
 
+
+
+def _tolerant(handler: grpc.RpcMethodHandler[Any, Any], message_name: str
+              ) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with a request body that does not decode handed to the method as a
+    MalformedRequest (which it refuses with INVALID_ARGUMENT); gRPC would answer UNKNOWN."""
+    parse = handler.request_deserializer
+    assert parse is not None
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return MalformedRequest(message_name, str(exc) or "it does not decode")
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            handler.unary_stream, request_deserializer=tolerant,
+            response_serializer=handler.response_serializer)
+    assert handler.unary_unary is not None
+    return grpc.unary_unary_rpc_method_handler(
+        handler.unary_unary, request_deserializer=tolerant,
+        response_serializer=handler.response_serializer)
