@@ -4,7 +4,6 @@ idle connections under a low open-file limit, malformed request bodies and overs
 from __future__ import annotations
 
 import json
-import resource
 import socket
 import sqlite3
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, publish, running_daemon
+from daemon_harness import Daemon, flowplan, publish, running_daemon
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -128,3 +127,81 @@ def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(
             assert code is grpc.StatusCode.NOT_FOUND, (name, code)
             assert long_id[:128] + "…" in message and len(message) < 400, (name, message)
         assert d.process.poll() is None
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_idle_connections_do_not_starve_the_daemon_of_file_descriptors(
+        deployed: tuple[Path, Path, Path], make_repo: MakeRepo) -> None:
+    repo, store, state = deployed
+    # 256 files, soft and hard: raising the soft limit cannot help
+    d = Daemon(store, state, extra=["--handshake-timeout", "1s"], open_files=(256, 256))
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(400):  # TCP connections that never send a byte
+            idle.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+
+        def answers() -> bool:
+            with grpc.insecure_channel(d.address) as channel:  # a new connection
+                try:
+                    pb_grpc.WorkflowServiceStub(channel).ListWorkflows(
+                        pb.ListWorkflowsRequest(), timeout=2)
+                    return True
+                except grpc.RpcError as error:
+                    assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                    return False
+
+        wait_until(answers, "an answer while 400 idle connections are open", timeout=20)
+        make_repo({"workflows/late.yaml": "name: late\nnodes:\n  - {name: x, command: 'true'}\n"},
+                  root=repo)
+        publish(repo, store)
+
+        def rescanned() -> bool:
+            try:
+                return d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="late")
+                              ).workflow.name == "late"
+            except grpc.RpcError as error:
+                assert error.code() in (grpc.StatusCode.NOT_FOUND,  # type: ignore[attr-defined]
+                                        grpc.StatusCode.UNAVAILABLE)
+                return False
+
+        wait_until(rescanned, "the plan published meanwhile", timeout=20)
+        wait_until(lambda: all(closed_by_peer(s) for s in idle),
+                   "the daemon closing every idle connection", timeout=20)
+        assert d.process.poll() is None
+        assert "Too many open files" not in d.output()
+        assert '"max_connections": 128' in d.output()  # 256 files, 128 kept for its own
+    finally:
+        for sock in idle:
+            sock.close()
+        assert d.stop() == 0
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state, open_files=(256, 2048)) as d:
+        limits = Path(f"/proc/{d.process.pid}/limits").read_text()
+        assert [line.split()[3:5] for line in limits.splitlines()
+                if line.startswith("Max open files")] == [["2048", "2048"]]
+        assert '"max_connections": 1000' in d.output()  # 2048 files leave room for all
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["--max-connections", "0"], "flowplan serve: --max-connections 0: give a whole number"),
+    (["--idle-timeout", "nan"], "flowplan serve: --idle-timeout nan: give the seconds"),
+    (["--handshake-timeout", "0"], "the interval must be positive"),
+], ids=["connections", "idle", "handshake"])
+def test_connection_settings_it_cannot_serve_with_are_refused_by_name(
+        deployed: tuple[Path, Path, Path], settings: list[str], message: str) -> None:
+    _, store, state = deployed
+    result = flowplan("serve", "--store", store, "--state", state, *settings, check=False)
+    assert result.returncode == 2 and message in result.stderr
