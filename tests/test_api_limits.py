@@ -68,18 +68,19 @@ def test_params_are_capped_and_pages_fit_a_default_client(
         d.wait_run(run.run_id)
         assert d.stop() == 0
     # 90 runs at the cap (5.9 MB together) and 3 stored before it with 3 MB params each:
-    # one page of them is more than a default client (4 MB) receives
+    # one page of them is more than a default client (4 MB) receives; 150 small ones after
     db = sqlite3.connect(state / "state.sqlite3")
     columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
     copy = ", ".join(":run_id" if c == "run_id" else "coalesce(:params, params)"
                      if c == "params" else c for c in columns)
     huge = json.dumps({"blob": "y" * 3_000_000})
     with db:
-        for n in range(93):
+        for n in range(243):
             db.execute(f"INSERT INTO runs ({', '.join(columns)}) SELECT {copy} FROM runs"
                        " WHERE run_id = :original",
                        {"run_id": f"{run.run_id}{n:03d}", "original": run.run_id,
-                        "params": huge if n >= 90 else None})
+                        "params": huge if 90 <= n < 93 else '{"blob": ""}' if n >= 93
+                        else None})
     db.close()
     with running_daemon(store, state) as d:  # the harness's channel: a default client
         listed: list[pb.Run] = []
@@ -92,13 +93,16 @@ def test_params_are_capped_and_pages_fit_a_default_client(
             token = page.next_page_token
             if not token:
                 break
-        assert len(listed) == 94 and len({r.run_id for r in listed}) == 94 and pages > 5
+        assert len(listed) == 244 and len({r.run_id for r in listed}) == 244 and pages > 5
+        assert [r.run_id for r in listed] == sorted((r.run_id for r in listed), reverse=True)
         by_id = {r.run_id: r for r in listed}
         for n in range(90, 93):  # listed without the params too big to list
             assert not by_id[f"{run.run_id}{n:03d}"].params.fields
         assert by_id[f"{run.run_id}000"].params.ByteSize() > 60_000
         whole = d.call("GetRun", pb.GetRunRequest(run_id=f"{run.run_id}090")).run
         assert len(whole.params["blob"]) == 3_000_000
+        shown = flowplan("runs", "--limit", "0", "--json", "--address", d.address)
+        assert len(json.loads(shown.stdout)["runs"]) == 244
 
 
 def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(

@@ -11,7 +11,7 @@ import collections
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -44,6 +44,7 @@ MAX_PARAMS_BYTES = 64 * 1024  # of a request's params as compact UTF-8 JSON
 PAGE_BYTES = 1024 * 1024  # a list answer stops before this, well under clients' 4 MB default
 MAX_NAME_CHARS = 128  # no workflow or node name (100) or id is longer
 _ANSWER_CACHE_SIZE = 256
+_RUN_BATCH = 100  # runs read from the store at a time for ListRuns
 
 _Source = TypeVar("_Source")
 _Item = TypeVar("_Item", bound=Message)
@@ -83,9 +84,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 return None
             return self._workflow(plan)
 
-        items, last = _page(names, size, build)
-        token = ("" if last is None else
-                 _encode_token(names[last], scope=f"workflows:{request.include_tombstones}"))
+        items, more = _page(names, size, build)
+        token = (_encode_token(items[-1].name, scope=f"workflows:{request.include_tombstones}")
+                 if more else "")
         return pb.ListWorkflowsResponse(workflows=items, next_page_token=token)
 
     @unary
@@ -112,9 +113,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             except (PlanError, OSError, ValueError):
                 return None  # logged by the watcher; a client sees the readable versions
 
-        items, last = _page(versions, size, build)
-        token = ("" if last is None else
-                 _encode_token(str(versions[last]), scope=f"versions:{request.workflow}"))
+        items, more = _page(versions, size, build)
+        token = (_encode_token(str(items[-1].version), scope=f"versions:{request.workflow}")
+                 if more else "")
         return pb.ListPlanVersionsResponse(plan_versions=items, next_page_token=token)
 
     @unary
@@ -197,15 +198,22 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             workflows = [request.workflow]
         status = _enum_name(pb.RunStatus, request.status, "status")
         trigger = _enum_name(pb.RunTrigger, request.trigger, "trigger")
-        runs: list[Run] = []
-        if workflows is None or workflows:
-            runs = self._p.store.list_runs(
-                workflows=workflows, statuses=[RunStatus(status)] if status else (),
-                trigger=RunTrigger(trigger.lower()) if trigger else None,
-                backfill_id=request.backfill_id or None, before_run_id=before,
-                limit=size + 1)
-        items, last = _page(runs, size, _listed_run)
-        token = "" if last is None else _encode_token(runs[last].run_id, scope=scope)
+
+        def runs() -> Iterator[Run]:  # in batches: a page of big runs reads few of them
+            position, wanted = before, size + 1
+            while wanted > 0 and (workflows is None or workflows):
+                batch = self._p.store.list_runs(
+                    workflows=workflows, statuses=[RunStatus(status)] if status else (),
+                    trigger=RunTrigger(trigger.lower()) if trigger else None,
+                    backfill_id=request.backfill_id or None, before_run_id=position,
+                    limit=min(wanted, _RUN_BATCH))
+                yield from batch
+                if len(batch) < min(wanted, _RUN_BATCH):
+                    return
+                position, wanted = batch[-1].run_id, wanted - len(batch)
+
+        items, more = _page(runs(), size, _listed_run)
+        token = _encode_token(items[-1].run_id, scope=scope) if more else ""
         return pb.ListRunsResponse(runs=items, next_page_token=token)
 
     def _tagged(self, tag: str) -> list[str]:
@@ -304,8 +312,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                              statuses=[BackfillStatus(status)] if status else [],
                                              before_backfill_id=before,
                                              limit=size + 1)
-        backfills, last = _page(items, size, convert.backfill)
-        token = "" if last is None else _encode_token(items[last].backfill_id, scope=scope)
+        backfills, more = _page(items, size, convert.backfill)
+        token = _encode_token(backfills[-1].backfill_id, scope=scope) if more else ""
         return pb.ListBackfillsResponse(backfills=backfills, next_page_token=token)
 
     @unary
@@ -445,24 +453,24 @@ def _listed_run(run: Run) -> pb.Run:
     return convert.run(run, graph=None, last_sequence=0)
 
 
-def _page(sources: Sequence[_Source], size: int, build: Callable[[_Source], _Item | None]
-          ) -> tuple[list[_Item], int | None]:
+def _page(sources: Iterable[_Source], size: int, build: Callable[[_Source], _Item | None]
+          ) -> tuple[list[_Item], bool]:
     """A list answer's items: `build` of each source (None: left out) until `size` items or
-    PAGE_BYTES (always at least one item); and the index of the last source used when more
-    follow, for the next page token (None on the last page)."""
+    PAGE_BYTES (always at least one item); and whether more follow (the next page starts
+    after the last item). Sources are taken one at a time: no more than the page needs."""
     items: list[_Item] = []
     total = 0
-    for index, source in enumerate(sources):
+    for source in sources:
         if len(items) == size:
-            return items, index - 1
+            return items, True
         item = build(source)
         if item is None:
             continue
         total += item.ByteSize() + 8  # with the field's tag and length
         if items and total > PAGE_BYTES:
-            return items, index - 1
+            return items, True
         items.append(item)
-    return items, None
+    return items, False
 
 
 def _time(message: timestamp_pb2.Timestamp, field: str) -> datetime:
