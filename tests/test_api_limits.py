@@ -13,6 +13,7 @@ import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, flowplan, publish, running_daemon
 from google.protobuf import struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -63,6 +64,15 @@ def test_params_are_capped_and_pages_fit_a_default_client(
         code, message, fields = refusal(refused.value)
         assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["params"])
         assert f"{MAX_PARAMS_BYTES:,}" in message
+        for name, request, field in [
+                ("StartRun", pb.StartRunRequest(workflow="echo", remarks="r" * 4097), "remarks"),
+                ("StartBackfill", pb.StartBackfillRequest(
+                    workflow="echo", failure_emails=["a@example.com"] * 101, dry_run=True,
+                    start_time=Timestamp(seconds=0), end_time=Timestamp(seconds=86_400)),
+                 "failure_emails")]:
+            with pytest.raises(grpc.RpcError) as refused:
+                d.call(name, request)
+            assert refusal(refused.value)[::2] == (grpc.StatusCode.INVALID_ARGUMENT, [field])
         run = d.call("StartRun", pb.StartRunRequest(workflow="echo",
                                                     params=blob(MAX_PARAMS_BYTES))).run
         d.wait_run(run.run_id)

@@ -11,7 +11,7 @@ import collections
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -43,6 +43,8 @@ MAX_PAGE_SIZE = 1000
 MAX_PARAMS_BYTES = 64 * 1024  # of a request's params as compact UTF-8 JSON
 PAGE_BYTES = 1024 * 1024  # a list answer stops before this, well under clients' 4 MB default
 MAX_NAME_CHARS = 128  # no workflow or node name (100) or id is longer
+MAX_REMARKS_CHARS = 4096
+MAX_FAILURE_EMAILS = 100
 _ANSWER_CACHE_SIZE = 256
 _RUN_BATCH = 100  # runs read from the store at a time for ListRuns
 
@@ -157,7 +159,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         _known_length(request.workflow, "workflow")
         run = start_run(self._p.engine, self._p.catalog, self._p.clock, request.workflow,
                         params=_params(request.params), queue=request.queue or None,
-                        remarks=request.remarks,
+                        remarks=_remarks(request.remarks),
                         logical_time=(_time(request.logical_time, "logical_time")
                                       if request.HasField("logical_time") else None))
         return pb.StartRunResponse(run=self._run(run.run_id, include_graph=True))
@@ -247,7 +249,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         answer = self._p.engine.resume_run(request.run_id, list(request.node_names),
                                            plan_version=request.plan_version or None,
                                            dry_run=request.dry_run,
-                                           remarks=request.remarks or None)
+                                           remarks=_remarks(request.remarks) or None)
         return pb.ResumeRunResponse(run_id=answer.run_id or "", node_names=answer.node_names,
                                     plan_version=answer.plan_version)
 
@@ -286,7 +288,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             workflow=request.workflow, start_time=_time(request.start_time, "start_time"),
             end_time=_time(request.end_time, "end_time"),
             max_parallel_runs=request.max_parallel_runs or None, queue=request.queue or None,
-            remarks=request.remarks, failure_emails=tuple(request.failure_emails),
+            remarks=_remarks(request.remarks), failure_emails=_emails(request.failure_emails),
             dry_run=request.dry_run,
             reprocess=convert.reprocess(_known(pb.Reprocess, request.reprocess, "reprocess"))))
         return pb.StartBackfillResponse(
@@ -438,6 +440,20 @@ def _params(message: struct_pb2.Struct) -> dict[str, Any]:
                            " bytes are accepted; pass large data by reference (a path or URL)",
                            field="params")
     return params
+
+
+def _remarks(text: str) -> str:
+    if len(text) > MAX_REMARKS_CHARS:
+        raise RequestError(f"remarks are {len(text):,} characters: at most"
+                           f" {MAX_REMARKS_CHARS:,} are accepted", field="remarks")
+    return text
+
+
+def _emails(addresses: Sequence[str]) -> tuple[str, ...]:
+    if len(addresses) > MAX_FAILURE_EMAILS:
+        raise RequestError(f"failure_emails has {len(addresses):,} addresses: at most"
+                           f" {MAX_FAILURE_EMAILS} are accepted", field="failure_emails")
+    return tuple(addresses)
 
 
 def _json_bytes(values: dict[str, Any]) -> int:
