@@ -143,6 +143,9 @@ def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(
         assert d.process.poll() is None
 
 
+BUSY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
 def closed_by_peer(sock: socket.socket) -> bool:
     sock.setblocking(False)
     try:
@@ -169,8 +172,8 @@ def test_idle_connections_do_not_starve_the_daemon_of_file_descriptors(
                     pb_grpc.WorkflowServiceStub(channel).ListWorkflows(
                         pb.ListWorkflowsRequest(), timeout=2)
                     return True
-                except grpc.RpcError as error:
-                    assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                except grpc.RpcError as error:  # refused beyond the cap, or slow to accept
+                    assert error.code() in BUSY, error  # type: ignore[attr-defined]
                     return False
 
         wait_until(answers, "an answer while 400 idle connections are open", timeout=20)
@@ -183,8 +186,7 @@ def test_idle_connections_do_not_starve_the_daemon_of_file_descriptors(
                 return d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="late")
                               ).workflow.name == "late"
             except grpc.RpcError as error:
-                assert error.code() in (grpc.StatusCode.NOT_FOUND,  # type: ignore[attr-defined]
-                                        grpc.StatusCode.UNAVAILABLE)
+                assert error.code() in {grpc.StatusCode.NOT_FOUND, *BUSY}, error  # type: ignore[attr-defined]
                 return False
 
         wait_until(rescanned, "the plan published meanwhile", timeout=20)
