@@ -228,9 +228,9 @@ class Daemon:
             # beyond the cap a new connection is closed at once: the fds stay for the daemon
             ("grpc.max_allowed_incoming_connections", self.max_connections),
             # closes a connection that never sends the HTTP/2 preface (an idle TCP socket)
-            ("grpc.server_handshake_timeout_ms", int(config.handshake_timeout_seconds * 1000)),
+            ("grpc.server_handshake_timeout_ms", _millis(config.handshake_timeout_seconds)),
             # closes a connection without a call in flight (GOAWAY: clients reconnect)
-            ("grpc.max_connection_idle_ms", int(config.idle_timeout_seconds * 1000)),
+            ("grpc.max_connection_idle_ms", _millis(config.idle_timeout_seconds)),
             ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)])
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -282,6 +282,11 @@ def raise_fd_limit() -> int:
         log.warning("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
         return soft
     return wanted
+
+
+def _millis(seconds: float) -> int:
+    """Seconds as a gRPC channel argument: whole milliseconds, at least 1, in an int32."""
+    return min(2**31 - 1, max(1, round(seconds * 1000)))
 
 
 def connection_cap(fd_limit: int, wanted: int) -> int:
