@@ -221,7 +221,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     def _tagged(self, tag: str) -> list[str]:
         key, sep, value = tag.partition("=")
         if not sep or not key:
-            raise RequestError(f"tag '{tag}' must be key=value (e.g. team=sales)", field="tag")
+            raise RequestError(f"tag '{shown(tag)}' must be key=value (e.g. team=sales)",
+                               field="tag")
         found = []
         for name in self._p.catalog.workflows():
             plan = self._p.catalog.latest(name)
