@@ -46,7 +46,8 @@ class Daemon:
 
     def __init__(self, store: Path, state: Path, *, extra: Sequence[str] = (),
                  port: int | None = None, token: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None,
+                 open_files: tuple[int, int] | None = None) -> None:
         self.store, self.state = store, state
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -54,9 +55,12 @@ class Daemon:
         self.log = state.parent / f"daemon-{self.port}.log"
         state.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+                   "--state", str(state), "--listen", self.address, "--kill-grace", "2", *extra]
+        if open_files is not None:  # (soft, hard) RLIMIT_NOFILE, set by a process that execs
+            command[1:1] = ["-c", _WITH_OPEN_FILES, *map(str, open_files)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "serve", "--store", str(store), "--state",
-             str(state), "--listen", self.address, "--kill-grace", "2", *extra],
+            command,
             stdout=self._log_file, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.channel = (grpc.secure_channel(self.address, credentials) if credentials
@@ -96,6 +100,11 @@ class Daemon:
                 return run
             time.sleep(0.05)
         raise AssertionError(f"run {run_id} did not finish in {timeout}s")
+
+
+_WITH_OPEN_FILES = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE,"
+                    " (int(sys.argv[1]), int(sys.argv[2])));"
+                    " os.execv(sys.executable, [sys.executable, *sys.argv[3:]])")
 
 
 def serving(channel: grpc.Channel, process: subprocess.Popen[bytes], log: Path,

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -57,6 +58,11 @@ log = logging.getLogger("flowplan.daemon")
 DEFAULT_LISTEN = "127.0.0.1:50051"
 STOP_GRACE_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # seconds for a new connection to send its HTTP/2 preface
+DEFAULT_IDLE_TIMEOUT = 300.0  # seconds a connection may stay open without a call
+RESERVED_FDS = 128  # for the daemon's own files: SQLite, logs, the shim, plan reads, git
+MAX_STREAMS_PER_CONNECTION = 100
 
 
 class UsageError(ValueError):
@@ -79,6 +85,9 @@ class ServeConfig:
     git_url: str | None = None
     git_branch: str = "main"
     sync_interval_seconds: float = 60.0
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT
+    idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
 
     def check(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -88,6 +97,13 @@ class ServeConfig:
         if not math.isfinite(self.kill_grace_seconds) or self.kill_grace_seconds < 0:
             raise UsageError(f"--kill-grace {self.kill_grace_seconds}: give the seconds between"
                              " SIGTERM and SIGKILL as a number >= 0")
+        if self.max_connections < 1:
+            raise UsageError(f"--max-connections {self.max_connections}: give a whole number"
+                             " >= 1")
+        for flag, seconds in (("--handshake-timeout", self.handshake_timeout_seconds),
+                              ("--idle-timeout", self.idle_timeout_seconds)):
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise UsageError(f"{flag} {seconds}: give the seconds as a number > 0")
         for flag, path in (("--store", self.store), ("--state", self.state)):
             if path.exists() and not path.is_dir():
                 raise UsageError(f"{flag} {path} is a file: give a folder (created if missing)")
@@ -116,6 +132,7 @@ class Daemon:
         config.check()
         self.config = config
         self.port: int | None = None
+        self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -134,6 +151,12 @@ class Daemon:
             raise UsageError(f"cannot use {self.config.state} as the state directory:"
                              f" {exc.strerror or exc}") from exc
         with lock:
+            fd_limit = raise_fd_limit()
+            self.max_connections = connection_cap(fd_limit, self.config.max_connections)
+            if self.max_connections < self.config.max_connections:
+                log.warning("the open-file limit (ulimit -n %d) allows %d connections, not"
+                            " --max-connections %d: raise the limit to allow more",
+                            fd_limit, self.max_connections, self.config.max_connections)
             return await self._run()
 
     async def _run(self) -> int:
@@ -187,7 +210,8 @@ class Daemon:
             "address": self.config.listen.rsplit(":", 1)[0] + f":{self.port}",
             "store": str(config.store), "state": str(config.state),
             "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
-            "token": bool(config.token)}})
+            "token": bool(config.token), "max_connections": self.max_connections,
+            "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
         notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
                f"\nMAINPID={os.getpid()}")
@@ -210,12 +234,20 @@ class Daemon:
 
     def _server(self) -> grpc.aio.Server:
         interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
+        config = self.config
         return grpc.aio.server(interceptors=interceptors, options=[
             # gRPC sets SO_REUSEPORT by default on Linux: a second daemon on the same
             # address would then also "listen" and take half of the calls at random.
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # beyond the cap a new connection is closed at once: the fds stay for the daemon
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            # closes a connection that never sends the HTTP/2 preface (an idle TCP socket)
+            ("grpc.server_handshake_timeout_ms", _millis(config.handshake_timeout_seconds)),
+            # closes a connection without a call in flight (GOAWAY: clients reconnect)
+            ("grpc.max_connection_idle_ms", _millis(config.idle_timeout_seconds)),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)])
 
     def _bind(self, server: grpc.aio.Server) -> int:
         config = self.config
@@ -257,6 +289,31 @@ class Daemon:
                 log.error("git sync failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.sync_interval_seconds)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-file limit to the hard one; the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft if soft != resource.RLIM_INFINITY else wanted
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit above fs.nr_open
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+        return soft
+    return wanted
+
+
+def _millis(seconds: float) -> int:
+    """Seconds as a gRPC channel argument: whole milliseconds, at least 1, in an int32."""
+    return min(2**31 - 1, max(1, round(seconds * 1000)))
+
+
+def connection_cap(fd_limit: int, wanted: int) -> int:
+    """`wanted` connections, fewer when the open-file limit would not keep RESERVED_FDS (or
+    half of a small limit) for the daemon's own files."""
+    return max(1, min(wanted, max(fd_limit - RESERVED_FDS, fd_limit // 2)))
 
 
 # ---- logging ----------------------------------------------------------------------------
@@ -333,6 +390,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser, *, store_required: bool
     parser.add_argument("--branch", default="main", help="the branch --git follows")
     parser.add_argument("--sync-interval", default="60s", type=_seconds,
                         help="how often --git fetches (e.g. 30s, 5m; default 60s)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        metavar="N", help="API connections open at once; more are closed at"
+                        f" once (default {DEFAULT_MAX_CONNECTIONS}, fewer if the open-file"
+                        " limit needs it)")
+    parser.add_argument("--handshake-timeout", default=f"{DEFAULT_HANDSHAKE_TIMEOUT:g}s",
+                        type=_seconds, metavar="DURATION",
+                        help="close a connection that has not begun HTTP/2 within this time"
+                             f" (default {DEFAULT_HANDSHAKE_TIMEOUT:g}s)")
+    parser.add_argument("--idle-timeout", default=f"{DEFAULT_IDLE_TIMEOUT:g}s", type=_seconds,
+                        metavar="DURATION",
+                        help="close a connection without a call for this long; clients"
+                             f" reconnect (default {DEFAULT_IDLE_TIMEOUT:g}s)")
     add_smtp_arguments(parser)
 
 
@@ -373,7 +442,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         insecure=args.insecure,
         synchronous=args.synchronous, kill_grace_seconds=args.kill_grace, smtp=smtp,
         git_url=args.git_url, git_branch=args.branch,
-        sync_interval_seconds=args.sync_interval)
+        sync_interval_seconds=args.sync_interval, max_connections=args.max_connections,
+        handshake_timeout_seconds=args.handshake_timeout,
+        idle_timeout_seconds=args.idle_timeout)
 
 
 def _bind_problem(listen: str) -> str:

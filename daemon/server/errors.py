@@ -18,6 +18,9 @@ from daemon.engine.engine import RunError
 
 log = logging.getLogger("flowplan.server")
 
+MAX_SHOWN_CHARS = 128  # of a client's value echoed in a message (names and ids are shorter)
+MAX_MESSAGE_CHARS = 1024  # of a status message: it travels in the trailers
+
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 
@@ -36,6 +39,25 @@ class RequestError(Exception):
         self.code = code
 
 
+class MalformedRequest:
+    """What a request body that is not a valid protobuf message decodes to: the handler
+    refuses it with INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
+
+    def __init__(self, message_name: str, reason: str) -> None:
+        self.message_name = message_name
+        self.reason = reason
+
+    def error(self) -> RequestError:
+        return RequestError(f"the request body is not a valid {self.message_name} protobuf"
+                            f" message ({self.reason}): send a serialized {self.message_name}",
+                            field="")
+
+
+def shown(value: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """A client's value as a message shows it: at most `limit` characters, then '…'."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
 def status_of(error: RunError | RequestError) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, RequestError):
         return error.code, str(error)
@@ -49,6 +71,7 @@ def status_of(error: RunError | RequestError) -> tuple[grpc.StatusCode, str]:
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RunError | RequestError
                 ) -> NoReturn:
     code, message = status_of(error)
+    message = shown(message, MAX_MESSAGE_CHARS)
     detail = any_pb2.Any()
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         detail.Pack(error_details_pb2.BadRequest(field_violations=[
@@ -69,6 +92,8 @@ def unary(method: Callable[[Any, _Request, Any], Awaitable[_Response]]
     @wraps(method)
     async def wrapper(self: Any, request: _Request, context: Any) -> _Response:
         try:
+            if isinstance(request, MalformedRequest):
+                raise request.error()
             return await method(self, request, context)
         except (RunError, RequestError) as exc:
             await abort(context, exc)
@@ -87,6 +112,8 @@ def stream(method: Callable[[Any, _Request, Any], AsyncIterator[_Response]]
     @wraps(method)
     async def wrapper(self: Any, request: _Request, context: Any) -> AsyncIterator[_Response]:
         try:
+            if isinstance(request, MalformedRequest):
+                raise request.error()
             async for item in method(self, request, context):
                 yield item
         except (RunError, RequestError) as exc:

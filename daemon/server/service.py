@@ -8,16 +8,18 @@ import asyncio
 import base64
 import binascii
 import collections
+import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import DecodeError, Message
 
 from compiler.plan import Plan, PlanError, WorkflowPlan
 from daemon.engine.clock import Clock
@@ -29,7 +31,7 @@ from daemon.scheduler.manual import start_run
 from daemon.scheduler.model import BackfillStatus
 from daemon.scheduler.scheduler import Scheduler, latest_plan
 from daemon.server import convert
-from daemon.server.errors import RequestError, stream, unary
+from daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary
 from daemon.server.logs import stream_log
 from daemon.state.store import StateStore
 from daemon.watcher import PlanCatalog
@@ -39,7 +41,16 @@ from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_PARAMS_BYTES = 64 * 1024  # of a request's params as compact UTF-8 JSON
+PAGE_BYTES = 1024 * 1024  # a list answer stops before this, well under clients' 4 MB default
+MAX_NAME_CHARS = 128  # no workflow or node name (100) or id is longer
+MAX_REMARKS_CHARS = 4096
+MAX_FAILURE_EMAILS = 100
 _ANSWER_CACHE_SIZE = 256
+_RUN_BATCH = 100  # runs read from the store at a time for ListRuns
+
+_Source = TypeVar("_Source")
+_Item = TypeVar("_Item", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +80,16 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         size = _page_size(request.page_size)
         after = _decode_token(request.page_token, scope=f"workflows:{request.include_tombstones}")
         names = [n for n in self._p.catalog.workflows() if after is None or n > after]
-        items = []
-        for name in names:
+
+        def build(name: str) -> pb.Workflow | None:
             plan = self._p.catalog.latest(name)
             if plan is None or (plan.tombstone and not request.include_tombstones):
-                continue
-            items.append(self._workflow(plan))
-            if len(items) == size + 1:
-                break
-        token = ""
-        if len(items) > size:
-            items = items[:size]
-            token = _encode_token(items[-1].name,
-                                  scope=f"workflows:{request.include_tombstones}")
+                return None
+            return self._workflow(plan)
+
+        items, more = _page(names, size, build)
+        token = (_encode_token(items[-1].name, scope=f"workflows:{request.include_tombstones}")
+                 if more else "")
         return pb.ListWorkflowsResponse(workflows=items, next_page_token=token)
 
     @unary
@@ -101,20 +109,22 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         before = _decode_token(request.page_token, scope=f"versions:{request.workflow}")
         versions = [v for v in reversed(self._p.catalog.versions(request.workflow))
                     if before is None or v < int(before)]
-        items = []
-        for version in versions[:size]:
+
+        def build(version: int) -> pb.PlanVersion | None:
             try:
-                items.append(convert.plan_version(self._p.catalog.get(request.workflow,
-                                                                      version)))
+                return convert.plan_version(self._p.catalog.get(request.workflow, version))
             except (PlanError, OSError, ValueError):
-                continue  # logged by the watcher; a client sees the readable versions
-        token = (_encode_token(str(versions[size - 1]), scope=f"versions:{request.workflow}")
-                 if len(versions) > size else "")
+                return None  # logged by the watcher; a client sees the readable versions
+
+        items, more = _page(versions, size, build)
+        token = (_encode_token(str(items[-1].version), scope=f"versions:{request.workflow}")
+                 if more else "")
         return pb.ListPlanVersionsResponse(plan_versions=items, next_page_token=token)
 
     @unary
     async def SetSchedulingStatus(self, request: pb.SetSchedulingStatusRequest, context: Any
                                   ) -> pb.SetSchedulingStatusResponse:
+        _known_length(request.workflow, "workflow")
         plan = latest_plan(self._p.catalog, request.workflow)
         self._p.scheduler.set_enabled(request.workflow, request.enabled)
         return pb.SetSchedulingStatusResponse(workflow=self._workflow(plan))
@@ -128,8 +138,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     def _latest_any(self, workflow: str) -> Plan:
         """The latest version, tombstones included."""
-        if not workflow:
-            raise RequestError("workflow is required", field="workflow")
+        _required(workflow, "workflow")
         plan = self._p.catalog.latest(workflow)
         if plan is None:
             raise RequestError(f"workflow '{workflow}' does not exist", field="workflow",
@@ -148,9 +157,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @unary
     async def StartRun(self, request: pb.StartRunRequest, context: Any
                        ) -> pb.StartRunResponse:
+        _known_length(request.workflow, "workflow")
         run = start_run(self._p.engine, self._p.catalog, self._p.clock, request.workflow,
                         params=_params(request.params), queue=request.queue or None,
-                        remarks=request.remarks,
+                        remarks=_remarks(request.remarks),
                         logical_time=(_time(request.logical_time, "logical_time")
                                       if request.HasField("logical_time") else None))
         return pb.StartRunResponse(run=self._run(run.run_id, include_graph=True))
@@ -191,30 +201,34 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             workflows = [request.workflow]
         status = _enum_name(pb.RunStatus, request.status, "status")
         trigger = _enum_name(pb.RunTrigger, request.trigger, "trigger")
-        runs: list[Run] = []
-        if workflows is None or workflows:
-            runs = self._p.store.list_runs(
-                workflows=workflows, statuses=[RunStatus(status)] if status else (),
-                trigger=RunTrigger(trigger.lower()) if trigger else None,
-                backfill_id=request.backfill_id or None, before_run_id=before,
-                limit=size + 1)
-        token = ""
-        if len(runs) > size:
-            runs = runs[:size]
-            token = _encode_token(runs[-1].run_id, scope=scope)
-        counts = self._p.store.node_counts([r.run_id for r in runs])
-        return pb.ListRunsResponse(
-            runs=[convert.run(r, graph=None, last_sequence=0, counts=counts[r.run_id])
-                  for r in runs],
-            next_page_token=token)
+
+        def runs() -> Iterator[Run]:  # in batches: a page of big runs reads few of them
+            position, wanted = before, size + 1
+            while wanted > 0 and (workflows is None or workflows):
+                batch = self._p.store.list_runs(
+                    workflows=workflows, statuses=[RunStatus(status)] if status else (),
+                    trigger=RunTrigger(trigger.lower()) if trigger else None,
+                    backfill_id=request.backfill_id or None, before_run_id=position,
+                    limit=min(wanted, _RUN_BATCH))
+                yield from batch
+                if len(batch) < min(wanted, _RUN_BATCH):
+                    return
+                position, wanted = batch[-1].run_id, wanted - len(batch)
+
+        items, more = _page(runs(), size, _listed_run)
+        token = _encode_token(items[-1].run_id, scope=scope) if more else ""
+        counts = self._p.store.node_counts([item.run_id for item in items])
+        for item in items:  # a few bytes each: not worth counting against the page budget
+            item.node_counts.CopyFrom(convert.node_counts(counts[item.run_id]))
+        return pb.ListRunsResponse(runs=items, next_page_token=token)
 
     def _tagged(self, tag: str) -> list[str]:
         """The workflows whose latest plan has the tag ("key=value", or "key" for any
         value) on the workflow or on one of its nodes."""
         key, sep, value = tag.partition("=")
         if not key:
-            raise RequestError(f"tag '{tag}' has no key: use key=value (e.g. team=sales) or"
-                               " key (any value)", field="tag")
+            raise RequestError(f"tag '{shown(tag)}' has no key: use key=value (e.g."
+                               " team=sales) or key (any value)", field="tag")
 
         def has(tags: dict[str, str]) -> bool:
             return key in tags and (not sep or tags[key] == value)
@@ -242,10 +256,12 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if not request.node_names:
             raise RequestError("name at least one node to resume from (node_names)",
                                field="node_names")
+        for index, name in enumerate(request.node_names):
+            _known_length(name, f"node_names[{index}]")
         answer = self._p.engine.resume_run(request.run_id, list(request.node_names),
                                            plan_version=request.plan_version or None,
                                            dry_run=request.dry_run,
-                                           remarks=request.remarks or None)
+                                           remarks=_remarks(request.remarks) or None)
         return pb.ResumeRunResponse(run_id=answer.run_id or "", node_names=answer.node_names,
                                     plan_version=answer.plan_version)
 
@@ -274,6 +290,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @unary
     async def StartBackfill(self, request: pb.StartBackfillRequest, context: Any
                             ) -> pb.StartBackfillResponse:
+        _known_length(request.workflow, "workflow")
         for name in ("start_time", "end_time"):
             if not request.HasField(name):
                 raise RequestError(f"{name} is required", field=name)
@@ -284,7 +301,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             workflow=request.workflow, start_time=_time(request.start_time, "start_time"),
             end_time=_time(request.end_time, "end_time"),
             max_parallel_runs=request.max_parallel_runs or None, queue=request.queue or None,
-            remarks=request.remarks, failure_emails=tuple(request.failure_emails),
+            remarks=_remarks(request.remarks), failure_emails=_emails(request.failure_emails),
             dry_run=request.dry_run,
             reprocess=convert.reprocess(_known(pb.Reprocess, request.reprocess, "reprocess"))))
         return pb.StartBackfillResponse(
@@ -310,12 +327,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                              statuses=[BackfillStatus(status)] if status else [],
                                              before_backfill_id=before,
                                              limit=size + 1)
-        token = ""
-        if len(items) > size:
-            items = items[:size]
-            token = _encode_token(items[-1].backfill_id, scope=scope)
-        return pb.ListBackfillsResponse(backfills=[convert.backfill(b) for b in items],
-                                        next_page_token=token)
+        backfills, more = _page(items, size, convert.backfill)
+        token = _encode_token(backfills[-1].backfill_id, scope=scope) if more else ""
+        return pb.ListBackfillsResponse(backfills=backfills, next_page_token=token)
 
     @unary
     async def CancelBackfill(self, request: pb.CancelBackfillRequest, context: Any
@@ -434,16 +448,78 @@ async def _first(*waits: Any) -> None:
 
 
 def _required(value: str, field: str) -> None:
+    """`value` is set and short enough to name something (else NOT_FOUND, not echoed whole)."""
     if not value:
         raise RequestError(f"{field} is required", field=field)
+    _known_length(value, field)
+
+
+def _known_length(value: str, field: str) -> None:
+    if len(value) > MAX_NAME_CHARS:
+        raise RequestError(f"{field} '{shown(value)}' ({len(value):,} characters) does not"
+                           f" exist: names and ids have at most {MAX_NAME_CHARS} characters",
+                           field=field, code=grpc.StatusCode.NOT_FOUND)
 
 
 def _params(message: struct_pb2.Struct) -> dict[str, Any]:
     try:
-        return convert.from_struct(message)
+        params = convert.from_struct(message)
     except (json_format.SerializeToJsonError, ValueError) as exc:
         raise RequestError("params must be JSON values: numbers must be finite (not NaN or"
                            " Infinity)", field="params") from exc
+    size = _json_bytes(params)
+    if size > MAX_PARAMS_BYTES:
+        raise RequestError(f"params are {size:,} bytes of JSON: at most {MAX_PARAMS_BYTES:,}"
+                           " bytes are accepted; pass large data by reference (a path or URL)",
+                           field="params")
+    return params
+
+
+def _remarks(text: str) -> str:
+    if len(text) > MAX_REMARKS_CHARS:
+        raise RequestError(f"remarks are {len(text):,} characters: at most"
+                           f" {MAX_REMARKS_CHARS:,} are accepted", field="remarks")
+    return text
+
+
+def _emails(addresses: Sequence[str]) -> tuple[str, ...]:
+    if len(addresses) > MAX_FAILURE_EMAILS:
+        raise RequestError(f"failure_emails has {len(addresses):,} addresses: at most"
+                           f" {MAX_FAILURE_EMAILS} are accepted", field="failure_emails")
+    return tuple(addresses)
+
+
+def _json_bytes(values: dict[str, Any]) -> int:
+    """The size of `values` as compact UTF-8 JSON: how params are measured."""
+    return len(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _listed_run(run: Run) -> pb.Run:
+    """A run as lists show it: without params larger than MAX_PARAMS_BYTES (only runs
+    stored before that cap have them; GetRun returns them)."""
+    if _json_bytes(run.params) > MAX_PARAMS_BYTES:
+        run = dataclasses.replace(run, params={})
+    return convert.run(run, graph=None, last_sequence=0)
+
+
+def _page(sources: Iterable[_Source], size: int, build: Callable[[_Source], _Item | None]
+          ) -> tuple[list[_Item], bool]:
+    """A list answer's items: `build` of each source (None: left out) until `size` items or
+    PAGE_BYTES (always at least one item); and whether more follow (the next page starts
+    after the last item). Sources are taken one at a time: no more than the page needs."""
+    items: list[_Item] = []
+    total = 0
+    for source in sources:
+        if len(items) == size:
+            return items, True
+        item = build(source)
+        if item is None:
+            continue
+        total += item.ByteSize() + 8  # with the field's tag and length
+        if items and total > PAGE_BYTES:
+            return items, True
+        items.append(item)
+    return items, False
 
 
 def _time(message: timestamp_pb2.Timestamp, field: str) -> datetime:
@@ -516,7 +592,33 @@ def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
     handlers["GetRun"] = grpc.unary_unary_rpc_method_handler(
         service.GetRun, request_deserializer=pb.GetRunRequest.FromString,
         response_serializer=None)
+    methods = pb.DESCRIPTOR.services_by_name["WorkflowService"].methods_by_name
+    for name, handler in handlers.items():
+        handlers[name] = _tolerant(handler, methods[name].input_type.full_name)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
     return service
 
+
+
+def _tolerant(handler: grpc.RpcMethodHandler[Any, Any], message_name: str
+              ) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with a request body that does not decode handed to the method as a
+    MalformedRequest (which it refuses with INVALID_ARGUMENT); gRPC would answer UNKNOWN."""
+    parse = handler.request_deserializer
+    assert parse is not None
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return MalformedRequest(message_name, str(exc) or "it does not decode")
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            handler.unary_stream, request_deserializer=tolerant,
+            response_serializer=handler.response_serializer)
+    assert handler.unary_unary is not None
+    return grpc.unary_unary_rpc_method_handler(
+        handler.unary_unary, request_deserializer=tolerant,
+        response_serializer=handler.response_serializer)
