@@ -141,7 +141,7 @@ def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(
             assert code is grpc.StatusCode.NOT_FOUND, (name, code)
             assert long_id[:128] + "…" in message and len(message) < 400, (name, message)
         for name, request in [("StartRun", pb.StartRunRequest(workflow="echo", queue=long_id)),
-                              ("ListRuns", pb.ListRunsRequest(tag=long_id))]:
+                              ("ListRuns", pb.ListRunsRequest(tag="=" + long_id))]:
             with pytest.raises(grpc.RpcError) as refused:  # any message is cut at 1,024
                 d.call(name, request)
             code, message, _ = refusal(refused.value)
