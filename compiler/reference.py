@@ -147,6 +147,11 @@ def _type(node: dict[str, Any], definitions: dict[str, Any]) -> str:
         values = node.get("additionalProperties")
         if isinstance(values, dict):
             return f"mapping of names to {_plural(_type(values, definitions))}"
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1:
+            [(pattern, values)] = patterns.items()
+            return (f"mapping of names matching `{pattern}` to"
+                    f" {_plural(_type(values, definitions))}")
         return "mapping"
     if kind == "string":
         if node.get("format") == "email":
