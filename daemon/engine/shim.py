@@ -27,13 +27,27 @@ time: see `write_record`); then the answer. A command that cannot be executed is
 a shell would (a message in the log; exit status 127 if not found, 126 if not executable), by
 a stand-in `/bin/sh`, so that every started attempt has a process, a pid file and an exit file.
 
-When a child ends (SIGCHLD wakes the loop), the shim reaps it, writes `exit` (temporary file,
-then rename: a reader never sees half of it), then reports. A KILL for a process that is
-already reaped is ignored: its pid may belong to someone else by now.
+When a child ends (SIGCHLD wakes the loop), the shim SIGKILLs what is left of its process
+group (a background process the node left behind, children that ignored a TERM), then reaps
+it, writes `exit` (temporary file, then rename: a reader never sees half of it), then
+reports: an attempt that ended leaves nothing of its group behind. The one exception: a node
+that was sent a TERM (a timeout or cancel) and ended while other members of its group still
+run is held, unreaped and unreported, until they have ended too or the KILL that follows the
+grace arrives; so a child that handles TERM gets the grace, and a child that ignores it is
+killed. A KILL for a process that is already reaped is ignored: its pid may belong to someone
+else by now.
+
+Why signalling the group id is safe: the node is its group's leader (a new session; a session
+leader cannot leave its group), and the shim signals the group only while the node is its
+unreaped child, alive or a zombie. A zombie keeps its pid, and Linux hands out no pid that is
+still in use as a process id, group id or session id; so while the node is unreaped its id
+names its own group and nobody else's. A process that left the group (`setsid`, or
+`setpgid` to another group) is not reached: see docs/engine.md.
 
 When the daemon's end of the socket closes (it stopped, or was killed), the shim starts nothing
 more (a request still in the socket is dropped: a restarted daemon finds no log and launches it
 itself), keeps reaping and recording its children, and exits when none is left.
+Held nodes are then finished at once (nobody would send their KILL), and none is held after.
 """
 
 from __future__ import annotations
@@ -64,6 +78,8 @@ STAND_IN = ("/bin/sh", "-c", 'printf "%s\\n" "$1" >&2; exit "$2"', NAME)
 NOT_FOUND_ERRORS = (errno.ENOENT, errno.ENOTDIR)
 EXEC_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENOEXEC, errno.EPERM,
                errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ETXTBSY)
+ENDED = os.WEXITED | os.WNOHANG | os.WNOWAIT  # look at an ended child, leave it a zombie
+HOLD_POLL = 0.05  # seconds between looks at the groups of held nodes
 
 
 def frame(message: tuple[Any, ...]) -> bytes:
@@ -143,6 +159,24 @@ def write_record(path: str, pid: int, start: int | None) -> None:
     os.rename(path + ".tmp", path)
 
 
+def groups_in_use(pgids: set[int]) -> set[int]:
+    """Those of `pgids` whose group has a live member other than its leader (from /proc)."""
+    used = set()
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            pgrp = int(fields[2])
+            if pgrp in pgids and pgrp != int(entry.name) and fields[0] != b"Z":
+                used.add(pgrp)
+    return used
+
+
 def write_file(path: str, text: str) -> None:
     fd = os.open(path, FILE_FLAGS, 0o666)
     try:
@@ -170,6 +204,9 @@ class Shim:
         self.received = bytearray()
         self.unsent = bytearray()
         self.children: dict[int, str] = {}  # pid -> attempt folder, until it is reaped
+        self.stopping: set[int] = set()  # children sent a signal other than SIGKILL
+        self.held: dict[int, int] = {}  # ended children left unreaped: pid -> exit status
+        self.next_look = 0.0  # when to look at the held children's groups again
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.writable = False  # watching for room in the socket to send the rest
         self.epoll = select.epoll()
@@ -184,7 +221,8 @@ class Shim:
 
     def serve(self) -> None:
         while self.connected or self.children:
-            for fd, events in self.epoll.poll():
+            timeout = max(0.0, self.next_look - time.monotonic()) if self.held else -1
+            for fd, events in self.epoll.poll(timeout):
                 if fd == self.wakeup:
                     self.reap()
                 elif fd == self.sock_fd:
@@ -193,6 +231,8 @@ class Shim:
                     if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP
                                  | select.EPOLLERR):
                         self.receive()
+            if self.held and time.monotonic() >= self.next_look:
+                self.look_at_held()
             if self.unsent and self.connected:
                 self.flush()
 
@@ -242,6 +282,8 @@ class Shim:
             self.sock.close()
             self.received.clear()
             self.unsent.clear()
+            for pid in list(self.held):  # nobody would send the KILL that ends the grace
+                self.finish(pid)
 
     def daemon_gone(self) -> bool:
         return bool(self.hangup.poll(0))
@@ -262,9 +304,17 @@ class Shim:
                 self.report((STARTED, token, pid, start))
         elif message[0] == KILL:
             _, pid, signum = message
-            if pid in self.children:  # not reaped yet: the group is still the node's
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signum)
+            if pid not in self.children:
+                return  # reaped: its pid may name another process and group by now
+            if signum == signal.SIGKILL:
+                self.stopping.discard(pid)
+            else:
+                self.stopping.add(pid)
+            # unreaped (alive, or a zombie held): the group is still the node's
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signum)
+            if pid in self.held and signum == signal.SIGKILL:
+                self.finish(pid)
 
     def spawn(self, argv: tuple[str, ...], env: dict[str, str], cwd: str, attempt_dir: str
               ) -> tuple[int, int | None]:
@@ -294,27 +344,65 @@ class Shim:
         return pid, start
 
     def reap(self) -> None:
-        """Reap every child that ended; record and report each."""
+        """Finish every child that ended, or hold it (see the module's docstring)."""
         with contextlib.suppress(BlockingIOError):
             while os.read(self.wakeup, 512):
                 pass
         while self.children:
-            try:
-                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
-            except ChildProcessError:
-                break
+            ended = self.next_ended()
             if ended is None:
                 break
-            attempt_dir = self.children.pop(ended.si_pid, None)
-            if attempt_dir is None:
-                continue
+            pid = ended.si_pid
             code = ended.si_status
             if ended.si_code != os.CLD_EXITED:  # killed, or dumped core
                 code += SIGNAL_EXIT_BASE
-            with contextlib.suppress(OSError):  # else the folder went away under us
-                write_file(attempt_dir + "/exit.tmp", f"{code}\n")
-                os.rename(attempt_dir + "/exit.tmp", attempt_dir + "/exit")
-            self.report((EXITED, ended.si_pid, code))
+            if pid not in self.children:  # not a node of ours: just reap it
+                with contextlib.suppress(ChildProcessError):
+                    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+                continue
+            self.held[pid] = code
+            if pid not in self.stopping or not self.connected or not groups_in_use({pid}):
+                self.finish(pid)
+            else:
+                self.next_look = time.monotonic() + HOLD_POLL
+
+    def next_ended(self) -> os.waitid_result | None:
+        """An ended child not held yet, left unreaped (a zombie keeps its pid and group id)."""
+        if not self.held:  # the common case: one system call
+            try:
+                return os.waitid(os.P_ALL, 0, ENDED)
+            except ChildProcessError:
+                return None
+        for pid in self.children:  # P_ALL would return a held one again and again
+            if pid not in self.held:
+                with contextlib.suppress(ChildProcessError):
+                    ended = os.waitid(os.P_PID, pid, ENDED)
+                    if ended is not None:
+                        return ended
+        return None
+
+    def look_at_held(self) -> None:
+        """Finish the held children whose groups have emptied."""
+        in_use = groups_in_use(set(self.held))
+        for pid in [pid for pid in self.held if pid not in in_use]:
+            self.finish(pid)
+        self.next_look = time.monotonic() + HOLD_POLL
+
+    def finish(self, pid: int) -> None:
+        """Kill what is left of an ended child's group, then reap, record and report it."""
+        code = self.held.pop(pid)
+        self.stopping.discard(pid)
+        # the child is a zombie until the waitid below: its id names its group only (see the
+        # module's docstring)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, pid, os.WEXITED)
+        attempt_dir = self.children.pop(pid)
+        with contextlib.suppress(OSError):  # else the folder went away under us
+            write_file(attempt_dir + "/exit.tmp", f"{code}\n")
+            os.rename(attempt_dir + "/exit.tmp", attempt_dir + "/exit")
+        self.report((EXITED, pid, code))
 
 
 def main(argv: list[str]) -> int:
