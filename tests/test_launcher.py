@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, running, wait_until
+from conftest import ROOT, marked, running, wait_until
 
 from daemon.engine import launcher as launcher_module
 from daemon.engine import shim
@@ -206,6 +206,76 @@ def test_signal_group_kills_the_whole_process_tree(attempts, tmp_path):
         assert await handle.wait() == 128 + signal.SIGTERM
         wait_until(lambda: not running(pid), "the grandchild to die")
         handle.signal_group(signal.SIGKILL)  # after its end: ignored, whoever has the pid now
+
+    run(body)
+
+
+def state_of(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_node_that_ends_leaves_nothing_of_its_group(attempts, tmp_path):
+    """Exit 0 or not, what the node left behind in its group is killed when it ends."""
+    launcher = LocalLauncher()
+    mark = f"ends-{os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "FLOWPLAN_TEST_MARK": mark}
+
+    async def body() -> None:
+        for code in (0, 3):
+            spec = attempts.spec("/bin/sh", "-c", "sleep 60 & (trap '' TERM HUP; sleep 60) &"
+                                 f" echo up; exit {code}", env=env)
+            handle = attempts.track(await launcher.launch(spec))
+            assert await handle.wait() == code
+            assert spec.log_path.read_text() == "up\n"
+            wait_until(lambda: not marked(mark), "the node's background children to die")
+
+    run(body)
+
+
+def test_after_a_term_the_group_lives_until_the_kill_even_when_the_node_has_ended(
+        attempts, tmp_path):
+    """The node dies of the TERM, its children ignore it: the shim holds the node's end until
+    the KILL that follows the grace, then kills the whole group."""
+    launcher = LocalLauncher()
+    mark = f"ignore-{os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "FLOWPLAN_TEST_MARK": mark}
+    started = tmp_path / "started"
+
+    async def body() -> None:
+        handle = attempts.track(await launcher.launch(attempts.spec(
+            "/bin/sh", "-c", "for i in 1 2 3; do (trap '' TERM; exec sleep 60) & done;"
+            f" touch {started}; wait", env=env)))
+        wait_until(lambda: started.exists() and len(marked(mark)) == 4, "the node's children")
+        waiter = asyncio.ensure_future(handle.wait())
+        handle.signal_group(signal.SIGTERM)
+        wait_until(lambda: state_of(handle.pid) == "Z", "the node to die of the TERM")
+        await asyncio.sleep(0)  # the loop reads whatever the shim reported
+        assert len(marked(mark)) == 3 and not waiter.done()  # held: the group still runs
+        handle.signal_group(signal.SIGKILL)  # the grace is over
+        assert await waiter == 128 + signal.SIGTERM  # the node's own end
+        wait_until(lambda: not marked(mark), "the children that ignored TERM to die")
+
+    run(body)
+
+
+def test_a_child_that_handles_the_term_gets_the_grace(attempts, tmp_path):
+    """The node dies of the TERM at once; its child cleans up first, and the node's end is
+    reported when the child has ended, with no KILL."""
+    launcher = LocalLauncher()
+    cleaned, started = tmp_path / "cleaned", tmp_path / "started"
+    child = (f"trap 'sleep 0.3; echo cleaned > {cleaned}; exit 0' TERM; touch {started};"
+             " while :; do sleep 0.05; done")
+
+    async def body() -> None:
+        handle = attempts.track(await launcher.launch(attempts.spec(
+            "/bin/sh", "-c", f"sh -c \"{child}\" & wait")))
+        wait_until(started.exists, "the child")
+        handle.signal_group(signal.SIGTERM)
+        assert await handle.wait() == 128 + signal.SIGTERM
+        assert cleaned.read_text() == "cleaned\n"
 
     run(body)
 
