@@ -42,7 +42,17 @@ leader cannot leave its group), and the shim signals the group only while the no
 unreaped child, alive or a zombie. A zombie keeps its pid, and Linux hands out no pid that is
 still in use as a process id, group id or session id; so while the node is unreaped its id
 names its own group and nobody else's. A process that left the group (`setsid`, or
-`setpgid` to another group) is not reached: see docs/engine.md.
+`setpgid` to another group) is not reached by the group's signals; the cgroup is for those.
+
+A cgroup (v2) per attempt, where the machine lets the shim make them: at its start the shim
+makes `flowplan-shim-<pid>` under its own cgroup and checks that it can move itself into a
+cgroup there and back (not with FLOWPLAN_CGROUPS=off in its environment). Then every node
+starts in a cgroup of its own, `<that folder>/<n>` (the shim moves itself in for the
+`posix_spawn`, so the node is born there, and back out), whose path is written to the
+attempt's `cgroup` file; a node's end kills that cgroup too (`cgroup.kill`: processes that
+left the group with `setsid` included), and it is removed once empty. A held node's group is
+in use while its cgroup is populated (else: while /proc shows a live member). Where that is
+not possible, the process group alone does all this.
 
 When the daemon's end of the socket closes (it stopped, or was killed), the shim starts nothing
 more (a request still in the socket is dropped: a restarted daemon finds no log and launches it
@@ -80,6 +90,7 @@ EXEC_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENOEXEC, errno.E
                errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ETXTBSY)
 ENDED = os.WEXITED | os.WNOHANG | os.WNOWAIT  # look at an ended child, leave it a zombie
 HOLD_POLL = 0.05  # seconds between looks at the groups of held nodes
+CGROUP_SWITCH = "FLOWPLAN_CGROUPS"  # "off": process groups only
 
 
 def frame(message: tuple[Any, ...]) -> bytes:
@@ -177,6 +188,60 @@ def groups_in_use(pgids: set[int]) -> set[int]:
     return used
 
 
+def cgroup_home() -> str | None:
+    """The folder of this process's cgroup v2, if cgroup2 is mounted where it can be seen."""
+    try:
+        with open("/proc/self/cgroup") as lines:
+            own = next(line[3:].rstrip("\n") for line in lines if line.startswith("0::"))
+        with open("/proc/self/mountinfo") as lines:
+            for line in lines:
+                fields = line.split()
+                if fields[fields.index("-") + 1] == "cgroup2":
+                    root, mount = fields[3], fields[4]
+                    if own == root or own.startswith(root.rstrip("/") + "/"):
+                        return mount + own[len(root.rstrip("/")):]
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return None
+
+
+def make_cgroups() -> tuple[str, str] | None:
+    """(the shim's folder for its attempts' cgroups, the cgroup.procs file of its own cgroup),
+    or None when they cannot be used here."""
+    home = cgroup_home()
+    if home is None or os.environ.get(CGROUP_SWITCH) == "off":
+        return None
+    base = f"{home}/{NAME}-{os.getpid()}"
+    try:
+        os.mkdir(base)
+    except OSError:
+        return None
+    try:  # can we move into a cgroup there and back, and kill one?
+        os.mkdir(base + "/probe")
+        write_file(base + "/probe/cgroup.procs", "0")
+        write_file(home + "/cgroup.procs", "0")
+        os.rmdir(base + "/probe")
+        if not os.path.exists(base + "/cgroup.kill"):
+            raise OSError(errno.ENOTSUP, "no cgroup.kill (Linux before 5.14)")
+    except OSError:
+        with contextlib.suppress(OSError):
+            write_file(home + "/cgroup.procs", "0")
+        with contextlib.suppress(OSError):
+            os.rmdir(base + "/probe")
+        with contextlib.suppress(OSError):
+            os.rmdir(base)
+        return None
+    return base, home + "/cgroup.procs"
+
+
+def populated(cgroup: str) -> bool:
+    try:
+        with open(cgroup + "/cgroup.events", "rb") as events:
+            return b"populated 1" in events.read()
+    except OSError:
+        return False
+
+
 def write_file(path: str, text: str) -> None:
     fd = os.open(path, FILE_FLAGS, 0o666)
     try:
@@ -207,6 +272,10 @@ class Shim:
         self.stopping: set[int] = set()  # children sent a signal other than SIGKILL
         self.held: dict[int, int] = {}  # ended children left unreaped: pid -> exit status
         self.next_look = 0.0  # when to look at the held children's groups again
+        self.cgroups = make_cgroups()  # (our attempts' folder, our own cgroup.procs) or None
+        self.cgroup_count = 0
+        self.cgroup_of: dict[int, str] = {}  # pid -> its attempt's cgroup, until it is reaped
+        self.emptying: set[str] = set()  # killed cgroups to remove once empty
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.writable = False  # watching for room in the socket to send the rest
         self.epoll = select.epoll()
@@ -221,7 +290,8 @@ class Shim:
 
     def serve(self) -> None:
         while self.connected or self.children:
-            timeout = max(0.0, self.next_look - time.monotonic()) if self.held else -1
+            timeout = (max(0.0, self.next_look - time.monotonic())
+                       if self.held or self.emptying else -1)
             for fd, events in self.epoll.poll(timeout):
                 if fd == self.wakeup:
                     self.reap()
@@ -231,7 +301,7 @@ class Shim:
                     if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP
                                  | select.EPOLLERR):
                         self.receive()
-            if self.held and time.monotonic() >= self.next_look:
+            if (self.held or self.emptying) and time.monotonic() >= self.next_look:
                 self.look_at_held()
             if self.unsent and self.connected:
                 self.flush()
@@ -327,6 +397,7 @@ class Shim:
         log = os.open(attempt_dir + "/log", LOG_FLAGS, 0o666)
         actions = ((os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log, 1),
                    (os.POSIX_SPAWN_DUP2, log, 2))
+        cgroup = self.enter_cgroup()
         try:
             try:
                 pid, start = spawn(executable(argv[0], env), argv, env, actions)
@@ -336,12 +407,46 @@ class Shim:
                 code = NOT_FOUND if exc.errno in NOT_FOUND_ERRORS else NOT_EXECUTABLE
                 pid, start = spawn(STAND_IN[0], (*STAND_IN, f"flowplan: {argv[0]}:"
                                                  f" {exc.strerror}", str(code)), env, actions)
+        except BaseException:
+            if cgroup is not None:
+                self.leave_cgroup(cgroup)
+            raise
         finally:
             os.close(log)
         self.children[pid] = attempt_dir
+        if cgroup is not None and self.leave_cgroup(cgroup):
+            self.cgroup_of[pid] = cgroup
+            with contextlib.suppress(OSError):
+                write_file(attempt_dir + "/cgroup", cgroup + "\n")
         with contextlib.suppress(OSError):  # else the folder went away under us
             write_record(attempt_dir + "/pid", pid, start)
         return pid, start
+
+    def enter_cgroup(self) -> str | None:
+        """Move the shim into a new cgroup, so that the node it spawns next is born there."""
+        if self.cgroups is None:
+            return None
+        self.cgroup_count += 1
+        cgroup = f"{self.cgroups[0]}/{self.cgroup_count}"
+        try:
+            os.mkdir(cgroup)
+            write_file(cgroup + "/cgroup.procs", "0")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rmdir(cgroup)
+            return None  # this node gets its process group only
+        return cgroup
+
+    def leave_cgroup(self, cgroup: str) -> bool:
+        """Back to the shim's own cgroup. If that fails, the node's cgroup is never killed (the
+        shim is in it) and cgroups are used no more."""
+        assert self.cgroups is not None
+        try:
+            write_file(self.cgroups[1], "0")
+        except OSError:
+            self.cgroups = None
+            return False
+        return True
 
     def reap(self) -> None:
         """Finish every child that ended, or hold it (see the module's docstring)."""
@@ -361,7 +466,7 @@ class Shim:
                     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
                 continue
             self.held[pid] = code
-            if pid not in self.stopping or not self.connected or not groups_in_use({pid}):
+            if pid not in self.stopping or not self.connected or not self.in_use(pid):
                 self.finish(pid)
             else:
                 self.next_look = time.monotonic() + HOLD_POLL
@@ -381,17 +486,56 @@ class Shim:
                         return ended
         return None
 
+    def in_use(self, pid: int) -> bool:
+        """Does an ended child's group (or cgroup) still have a live member?"""
+        cgroup = self.cgroup_of.get(pid)
+        return populated(cgroup) if cgroup is not None else bool(groups_in_use({pid}))
+
     def look_at_held(self) -> None:
-        """Finish the held children whose groups have emptied."""
-        in_use = groups_in_use(set(self.held))
-        for pid in [pid for pid in self.held if pid not in in_use]:
+        """Finish the held children whose groups have emptied; remove emptied cgroups."""
+        with_cgroups = [pid for pid in self.held if pid in self.cgroup_of]
+        others = {pid for pid in self.held if pid not in self.cgroup_of}
+        in_use = groups_in_use(others) if others else set()
+        for pid in with_cgroups:
+            if not populated(self.cgroup_of[pid]):
+                self.finish(pid)
+        for pid in others - in_use:
             self.finish(pid)
+        for cgroup in list(self.emptying):
+            self.remove_cgroup(cgroup)
         self.next_look = time.monotonic() + HOLD_POLL
+
+    def remove_cgroup(self, cgroup: str) -> None:
+        try:
+            os.rmdir(cgroup)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:  # its killed processes are still exiting
+                if cgroup not in self.emptying:
+                    self.emptying.add(cgroup)
+                    self.next_look = time.monotonic() + HOLD_POLL
+                return
+        self.emptying.discard(cgroup)
+
+    def close(self) -> None:
+        """Remove the shim's cgroups before it exits (waiting a little for killed ones)."""
+        deadline = time.monotonic() + 1.0
+        while self.emptying and time.monotonic() < deadline:
+            for cgroup in list(self.emptying):
+                self.remove_cgroup(cgroup)
+            time.sleep(0.01)
+        if self.cgroups is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroups[0])
 
     def finish(self, pid: int) -> None:
         """Kill what is left of an ended child's group, then reap, record and report it."""
         code = self.held.pop(pid)
         self.stopping.discard(pid)
+        cgroup = self.cgroup_of.pop(pid, None)
+        if cgroup is not None:  # the processes that left the group too
+            with contextlib.suppress(OSError):
+                write_file(cgroup + "/cgroup.kill", "1")
+            self.remove_cgroup(cgroup)
         # the child is a zombie until the waitid below: its id names its group only (see the
         # module's docstring)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -412,7 +556,11 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[2]))
     sock.set_inheritable(False)
     sock.setblocking(False)
-    Shim(sock).serve()
+    shim = Shim(sock)
+    try:
+        shim.serve()
+    finally:
+        shim.close()
     return 0
 
 
