@@ -408,8 +408,9 @@ class Shim:
                 pid, start = spawn(STAND_IN[0], (*STAND_IN, f"flowplan: {argv[0]}:"
                                                  f" {exc.strerror}", str(code)), env, actions)
         except BaseException:
-            if cgroup is not None:
-                self.leave_cgroup(cgroup)
+            if cgroup is not None and self.leave_cgroup(cgroup):
+                with contextlib.suppress(OSError):
+                    os.rmdir(cgroup)
             raise
         finally:
             os.close(log)
