@@ -181,10 +181,14 @@ class QuickKill(Env):
     kill_grace_seconds = 0.3
 
 
-def test_an_attempt_leaves_nothing_behind_and_never_runs_beside_its_retry(tmp_path, make_repo):
+@pytest.mark.parametrize("cgroups", ["on", "off"])
+def test_an_attempt_leaves_nothing_behind_and_never_runs_beside_its_retry(
+        tmp_path, make_repo, monkeypatch, cgroups):
     """Children that ignore TERM die with the KILL after the grace although the node's shell
     died of the TERM, before the retry starts; a node that succeeds leaving a background child
-    leaves nothing either."""
+    leaves nothing either. With a cgroup per attempt where the machine allows it, and with
+    the process group alone (FLOWPLAN_CGROUPS=off: the shim reads it when it starts)."""
+    monkeypatch.setenv("FLOWPLAN_CGROUPS", cgroups)
     mark = f"retry-{tmp_path.name}-{time.monotonic_ns()}"
     trace = tmp_path / "trace"
     body_loop = f"while :; do echo $FLOWPLAN_ATTEMPT >> {trace}; sleep 0.05; done"
