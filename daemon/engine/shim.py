@@ -199,7 +199,7 @@ def cgroup_home() -> str | None:
                 if fields[fields.index("-") + 1] == "cgroup2":
                     root, mount = fields[3], fields[4]
                     if own == root or own.startswith(root.rstrip("/") + "/"):
-                        return mount + own[len(root.rstrip("/")):]
+                        return os.path.normpath(f"{mount}/{own[len(root):]}")
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     return None
