@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from certificates import certificates
-from conftest import ROOT, MakeRepo, running, wait_until
+from conftest import ROOT, MakeRepo, marked, running, wait_until
 from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
@@ -549,6 +549,29 @@ def test_the_cli_against_a_real_daemon(deployed: tuple[Path, Path, Path]) -> Non
         assert preview.returncode == 0 and "2026-05-02" in preview.stdout
     gone = cli(f"127.0.0.1:{free_port()}", "workflows", "--timeout", "2")
     assert gone.returncode == 3
+
+
+def test_a_cli_cancel_leaves_no_process_of_the_attempt(make_repo: MakeRepo,
+                                                      tmp_path: Path) -> None:
+    """The node's shell dies of the TERM, its children ignore it: `flowplan cancel` still
+    leaves none of them running (SIGKILL to the whole group after the grace)."""
+    mark = f"cancel-{tmp_path.name}-{time.monotonic_ns()}"
+    repo = make_repo({"workflows/stubborn.yaml": f"""
+        name: stubborn
+        nodes:
+          - name: body
+            command: "for i in 1 2 3; do (trap '' TERM; exec sleep 60) & done; wait"
+            env: {{FLOWPLAN_TEST_MARK: {mark}}}
+        """})
+    store = tmp_path / "store"
+    publish(repo, store)
+    with running_daemon(store, tmp_path / "state") as d:
+        run = d.call("StartRun", pb.StartRunRequest(workflow="stubborn")).run
+        wait_until(lambda: len(marked(mark)) == 4, "the node and its 3 children")
+        cancelled = cli(d.address, "cancel", run.run_id)
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        assert d.wait_run(run.run_id).status == pb.RUN_STATUS_CANCELLED
+        wait_until(lambda: not marked(mark), "every process of the attempt to be gone")
 
 
 def test_serve_git_publishes_the_branch_head_on_an_interval(make_repo: MakeRepo,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import running
+from conftest import marked, running, wait_until
 
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
@@ -175,6 +175,51 @@ nodes:
         assert not running(grandchild)
 
     drive(tmp_path, make_repo, body)
+
+
+class QuickKill(Env):
+    kill_grace_seconds = 0.3
+
+
+@pytest.mark.parametrize("cgroups", ["on", "off"])
+def test_an_attempt_leaves_nothing_behind_and_never_runs_beside_its_retry(
+        tmp_path, make_repo, monkeypatch, cgroups):
+    """Children that ignore TERM die with the KILL after the grace although the node's shell
+    died of the TERM, before the retry starts; a node that succeeds leaving a background child
+    leaves nothing either. With a cgroup per attempt where the machine allows it, and with
+    the process group alone (FLOWPLAN_CGROUPS=off: the shim reads it when it starts)."""
+    monkeypatch.setenv("FLOWPLAN_CGROUPS", cgroups)
+    mark = f"retry-{tmp_path.name}-{time.monotonic_ns()}"
+    trace = tmp_path / "trace"
+    body_loop = f"while :; do echo $FLOWPLAN_ATTEMPT >> {trace}; sleep 0.05; done"
+    files = {"workflows/k.yaml": f"""
+name: k
+nodes:
+  - name: stuck
+    command: >-
+      echo start $FLOWPLAN_ATTEMPT >> {trace};
+      for i in 1 2 3; do (trap '' TERM; {body_loop}) & done; wait
+    timeout: 500ms
+    retries: 1
+    retry_delay: 0
+    env: {{FLOWPLAN_TEST_MARK: {mark}}}
+  - name: bg
+    command: sleep 60 & echo ok
+    env: {{FLOWPLAN_TEST_MARK: {mark}}}
+"""}
+
+    async def body(env: Env) -> None:
+        env.publish(files)
+        done = await env.engine.wait_run(env.start("k"))
+        assert done.status is RunStatus.FAILED
+        assert [a.error for a in done.node("stuck").attempts] == ["timed out after 0.5s"] * 2
+        assert done.node("bg").status is NodeStatus.SUCCEEDED
+        lines = trace.read_text().split("\n")
+        second = lines.index("start 2")
+        assert "1" in lines[:second] and "1" not in lines[second:]  # never beside attempt 2
+        wait_until(lambda: not marked(mark), "every process of the run to be gone")
+
+    drive(tmp_path, make_repo, body, env_type=QuickKill)
 
 
 RESUME_V1 = """

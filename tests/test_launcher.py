@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, running, wait_until
+from conftest import ROOT, marked, running, wait_until
 
 from daemon.engine import launcher as launcher_module
 from daemon.engine import shim
@@ -107,7 +107,8 @@ def test_exit_codes_signals_log_and_records(attempts):
         assert (folder / "exit").read_text() == "3\n"
         assert int((folder / "pid").read_text()) == handle.pid
         assert start is not None and read_record(folder) == (handle.pid, start)
-        assert sorted(p.name for p in folder.iterdir()) == ["exit", "log", "pid"]
+        assert sorted(p.name for p in folder.iterdir()) in (
+            ["exit", "log", "pid"], ["cgroup", "exit", "log", "pid"])  # with a cgroup v2
 
         for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
             handle = await launcher.launch(attempts.spec("/bin/sh", "-c", f"kill -{signum} $$"))
@@ -206,6 +207,115 @@ def test_signal_group_kills_the_whole_process_tree(attempts, tmp_path):
         assert await handle.wait() == 128 + signal.SIGTERM
         wait_until(lambda: not running(pid), "the grandchild to die")
         handle.signal_group(signal.SIGKILL)  # after its end: ignored, whoever has the pid now
+
+    run(body)
+
+
+@pytest.fixture(params=["cgroups", "process-group"])
+def kill_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test twice: with a cgroup per attempt where this machine allows one, and with the
+    process group alone (the shim reads FLOWPLAN_CGROUPS when it starts: one per event loop)."""
+    if request.param == "process-group":
+        monkeypatch.setenv(shim.CGROUP_SWITCH, "off")
+    return str(request.param)
+
+
+def with_cgroups() -> bool:
+    """Can a shim on this machine give each attempt a cgroup?"""
+    made = shim.make_cgroups()
+    if made is None:
+        return False
+    os.rmdir(made[0])
+    return True
+
+
+def state_of(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_node_that_ends_leaves_nothing_of_its_group(attempts, tmp_path, kill_path):
+    """Exit 0 or not, what the node left behind in its group is killed when it ends."""
+    launcher = LocalLauncher()
+    mark = f"ends-{os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "FLOWPLAN_TEST_MARK": mark}
+
+    async def body() -> None:
+        for code in (0, 3):
+            spec = attempts.spec("/bin/sh", "-c", "sleep 60 & (trap '' TERM HUP; sleep 60) &"
+                                 f" echo up; exit {code}", env=env)
+            handle = attempts.track(await launcher.launch(spec))
+            assert await handle.wait() == code
+            assert (spec.attempt_dir / "cgroup").exists() == (
+                kill_path == "cgroups" and with_cgroups())
+            assert spec.log_path.read_text() == "up\n"
+            wait_until(lambda: not marked(mark), "the node's background children to die")
+
+    run(body)
+
+
+def test_after_a_term_the_group_lives_until_the_kill_even_when_the_node_has_ended(
+        attempts, tmp_path, kill_path):
+    """The node dies of the TERM, its children ignore it: the shim holds the node's end until
+    the KILL that follows the grace, then kills the whole group."""
+    launcher = LocalLauncher()
+    mark = f"ignore-{os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "FLOWPLAN_TEST_MARK": mark}
+    started = tmp_path / "started"
+
+    async def body() -> None:
+        handle = attempts.track(await launcher.launch(attempts.spec(
+            "/bin/sh", "-c", "for i in 1 2 3; do (trap '' TERM; exec sleep 60) & done;"
+            f" touch {started}; wait", env=env)))
+        wait_until(lambda: started.exists() and len(marked(mark)) == 4, "the node's children")
+        waiter = asyncio.ensure_future(handle.wait())
+        handle.signal_group(signal.SIGTERM)
+        wait_until(lambda: state_of(handle.pid) == "Z", "the node to die of the TERM")
+        await asyncio.sleep(0)  # the loop reads whatever the shim reported
+        assert len(marked(mark)) == 3 and not waiter.done()  # held: the group still runs
+        handle.signal_group(signal.SIGKILL)  # the grace is over
+        assert await waiter == 128 + signal.SIGTERM  # the node's own end
+        wait_until(lambda: not marked(mark), "the children that ignored TERM to die")
+
+    run(body)
+
+
+def test_a_child_that_handles_the_term_gets_the_grace(attempts, tmp_path, kill_path):
+    """The node dies of the TERM at once; its child cleans up first, and the node's end is
+    reported when the child has ended, with no KILL."""
+    launcher = LocalLauncher()
+    cleaned, started = tmp_path / "cleaned", tmp_path / "started"
+    child = (f"trap 'sleep 0.3; echo cleaned > {cleaned}; exit 0' TERM; touch {started};"
+             " while :; do sleep 0.05; done")
+
+    async def body() -> None:
+        handle = attempts.track(await launcher.launch(attempts.spec(
+            "/bin/sh", "-c", f"sh -c \"{child}\" & wait")))
+        wait_until(started.exists, "the child")
+        handle.signal_group(signal.SIGTERM)
+        assert await handle.wait() == 128 + signal.SIGTERM
+        assert cleaned.read_text() == "cleaned\n"
+
+    run(body)
+
+
+@pytest.mark.skipif(not with_cgroups(), reason="no cgroup v2 that this user can delegate")
+def test_with_a_cgroup_a_setsid_escape_dies_with_its_node_and_the_cgroup_goes(attempts,
+                                                                             tmp_path):
+    launcher = LocalLauncher()
+    mark = f"setsid-{os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "FLOWPLAN_TEST_MARK": mark}
+
+    async def body() -> None:
+        spec = attempts.spec("/bin/sh", "-c", "setsid sleep 60 & exit 0", env=env)
+        handle = attempts.track(await launcher.launch(spec))
+        assert await handle.wait() == 0
+        cgroup = Path((spec.attempt_dir / "cgroup").read_text().strip())
+        assert cgroup.parent.name.startswith(f"{SUPERVISOR_NAME}-")
+        wait_until(lambda: not marked(mark), "the process that left the group to die")
+        wait_until(lambda: not cgroup.exists(), "the attempt's cgroup to be removed")
 
     run(body)
 
@@ -374,6 +484,30 @@ def test_a_node_whose_shim_died_is_killed_and_lost(tmp_path, daemons):
     assert recovered == Recovered(lost=True, pid=daemon.pid)
     wait_until(lambda: not running(daemon.pid), "the orphan to be killed")
     assert read_exit(folder) is None
+
+
+@pytest.mark.skipif(not with_cgroups(), reason="no cgroup v2 that this user can delegate")
+def test_a_lost_node_is_killed_through_its_cgroup(attempts, tmp_path):
+    """Its shim killed: the daemon kills the node's cgroup, what left the group included, and
+    removes the dead shim's cgroups."""
+    launcher = LocalLauncher()
+    mark = f"lost-{os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "FLOWPLAN_TEST_MARK": mark}
+    started = tmp_path / "started"
+
+    async def body() -> None:
+        spec = attempts.spec("/bin/sh", "-c", f"setsid sleep 60 & touch {started}; sleep 60",
+                             env=env)
+        handle = attempts.track(await launcher.launch(spec))
+        wait_until(lambda: started.exists() and len(marked(mark)) == 3, "the node")
+        cgroup = Path((spec.attempt_dir / "cgroup").read_text().strip())
+        os.kill(parent_of(handle.pid), signal.SIGKILL)
+        with pytest.raises(ProcessLostError, match="the flowplan shim ended"):
+            await handle.wait()
+        wait_until(lambda: not marked(mark), "every process of the node to die")
+        assert not cgroup.parent.exists()
+
+    run(body)
 
 
 def test_the_shim_dying_under_a_live_daemon_kills_its_nodes(attempts, tmp_path):

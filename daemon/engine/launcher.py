@@ -11,13 +11,15 @@ the daemon talks to it over a socket pair. Per attempt the folder holds:
            of /proc/PID/stat: clock ticks since boot, modulo 2**31, as seconds since the
            epoch); written under a temporary name, then renamed
     exit   its exit status (128 + N for signal N) once it ended; temporary name, then renamed
+    cgroup the path of the node's cgroup, where the shim made one (see shim.py)
 
 A restarted daemon reads those files (`LocalLauncher.recover`): an `exit` file means the
 attempt finished; a live node whose pid and start time match the folder's record (and the
 state store's, when it has them) and whose parent is a live shim is adopted: the shim that
 started it records its end. No `log` means the node never started. Anything else is `lost`:
 the node ended and nothing recorded its status, or it runs with no shim to record it (its
-shim was killed), and then it is killed, so that a retry does not run beside it.
+shim was killed), and then it is killed, so that a retry does not run beside it: its process
+group while the node itself is alive, its cgroup (if it had one) in any case.
 
 Why one shim and not one supervisor per attempt: creating a process is most of what an
 attempt costs here (about 0.5 ms), and a `/bin/sh` supervisor per attempt doubled the
@@ -170,6 +172,38 @@ def _is_shim(pid: int) -> bool:
     except OSError:
         return False
     return SUPERVISOR_NAME.encode() in argv
+
+
+def kill_cgroup(attempt_dir: Path) -> None:
+    """Kill and remove the attempt's cgroup, if it had one and its shim is gone (a live shim
+    does it when the node ends). Its members are what the node started, `setsid` escapes
+    included; a process born in it stays there unless moved out with write access to it."""
+    try:
+        cgroup = (attempt_dir / "cgroup").read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    owner = os.path.basename(os.path.dirname(cgroup)).removeprefix(f"{SUPERVISOR_NAME}-")
+    if not owner.isdigit():
+        return  # not one a shim made
+    shim = _stat(int(owner))
+    if shim is not None and shim.state != "Z" and _is_shim(int(owner)):
+        return  # its shim lives: it kills the cgroup when the node ends
+    with contextlib.suppress(OSError):
+        Path(cgroup, "cgroup.kill").write_text("1")
+    deadline = time.monotonic() + RECORD_WAIT
+    while True:  # its processes take a moment to exit
+        try:
+            os.rmdir(cgroup)
+        except FileNotFoundError:
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+            continue
+        break
+    with contextlib.suppress(OSError):  # the dead shim's folder, after its last node
+        os.rmdir(os.path.dirname(cgroup))
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -356,6 +390,7 @@ class _Channel:
             if handle.pid_start is not None and _shim.process_start(
                     handle.pid) == handle.pid_start:
                 _signal_group(handle.pid, signal.SIGKILL)
+            kill_cgroup(Path(handle.attempt_dir))
             log.warning("the shim ended while pid %d ran (%s): killed", handle.pid,
                         handle.attempt_dir)
             handle.fail(ProcessLostError(SHIM_ENDED))
@@ -437,6 +472,7 @@ class _Adopted:
                 if code is None:
                     log.warning("the shim of pid %d ended without recording its status (%s)",
                                 self.pid, self._dir)
+                    kill_cgroup(self._dir)  # what the node left behind
                     raise ProcessLostError(SHIM_ENDED_UNRECORDED)
                 return code
             await asyncio.sleep(delay)
@@ -470,6 +506,7 @@ class LocalLauncher:
                 if code is not None:
                     return Recovered(exit_code=code)
                 _kill_unrecorded(attempt_dir)
+                kill_cgroup(attempt_dir)
                 return Recovered(lost=True)
             pid = record[0]
         live = _stat(pid)
@@ -487,6 +524,7 @@ class LocalLauncher:
         code = read_exit(attempt_dir)  # it may have finished while we looked
         if code is not None:
             return Recovered(exit_code=code, pid=pid)
+        kill_cgroup(attempt_dir)
         return Recovered(lost=True, pid=pid)
 
 

@@ -27,13 +27,37 @@ time: see `write_record`); then the answer. A command that cannot be executed is
 a shell would (a message in the log; exit status 127 if not found, 126 if not executable), by
 a stand-in `/bin/sh`, so that every started attempt has a process, a pid file and an exit file.
 
-When a child ends (SIGCHLD wakes the loop), the shim reaps it, writes `exit` (temporary file,
-then rename: a reader never sees half of it), then reports. A KILL for a process that is
-already reaped is ignored: its pid may belong to someone else by now.
+When a child ends (SIGCHLD wakes the loop), the shim SIGKILLs what is left of its process
+group (a background process the node left behind, children that ignored a TERM), then reaps
+it, writes `exit` (temporary file, then rename: a reader never sees half of it), then
+reports: an attempt that ended leaves nothing of its group behind. The one exception: a node
+that was sent a TERM (a timeout or cancel) and ended while other members of its group still
+run is held, unreaped and unreported, until they have ended too or the KILL that follows the
+grace arrives; so a child that handles TERM gets the grace, and a child that ignores it is
+killed. A KILL for a process that is already reaped is ignored: its pid may belong to someone
+else by now.
+
+Why signalling the group id is safe: the node is its group's leader (a new session; a session
+leader cannot leave its group), and the shim signals the group only while the node is its
+unreaped child, alive or a zombie. A zombie keeps its pid, and Linux hands out no pid that is
+still in use as a process id, group id or session id; so while the node is unreaped its id
+names its own group and nobody else's. A process that left the group (`setsid`, or
+`setpgid` to another group) is not reached by the group's signals; the cgroup is for those.
+
+A cgroup (v2) per attempt, where the machine lets the shim make them: at its start the shim
+makes `flowplan-shim-<pid>` under its own cgroup and checks that it can move itself into a
+cgroup there and back (not with FLOWPLAN_CGROUPS=off in its environment). Then every node
+starts in a cgroup of its own, `<that folder>/<n>` (the shim moves itself in for the
+`posix_spawn`, so the node is born there, and back out), whose path is written to the
+attempt's `cgroup` file; a node's end kills that cgroup too (`cgroup.kill`: processes that
+left the group with `setsid` included), and it is removed once empty. A held node's group is
+in use while its cgroup is populated (else: while /proc shows a live member). Where that is
+not possible, the process group alone does all this.
 
 When the daemon's end of the socket closes (it stopped, or was killed), the shim starts nothing
 more (a request still in the socket is dropped: a restarted daemon finds no log and launches it
 itself), keeps reaping and recording its children, and exits when none is left.
+Held nodes are then finished at once (nobody would send their KILL), and none is held after.
 """
 
 from __future__ import annotations
@@ -64,6 +88,9 @@ STAND_IN = ("/bin/sh", "-c", 'printf "%s\\n" "$1" >&2; exit "$2"', NAME)
 NOT_FOUND_ERRORS = (errno.ENOENT, errno.ENOTDIR)
 EXEC_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENOEXEC, errno.EPERM,
                errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ETXTBSY)
+ENDED = os.WEXITED | os.WNOHANG | os.WNOWAIT  # look at an ended child, leave it a zombie
+HOLD_POLL = 0.05  # seconds between looks at the groups of held nodes
+CGROUP_SWITCH = "FLOWPLAN_CGROUPS"  # "off": process groups only
 
 
 def frame(message: tuple[Any, ...]) -> bytes:
@@ -143,6 +170,78 @@ def write_record(path: str, pid: int, start: int | None) -> None:
     os.rename(path + ".tmp", path)
 
 
+def groups_in_use(pgids: set[int]) -> set[int]:
+    """Those of `pgids` whose group has a live member other than its leader (from /proc)."""
+    used = set()
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            pgrp = int(fields[2])
+            if pgrp in pgids and pgrp != int(entry.name) and fields[0] != b"Z":
+                used.add(pgrp)
+    return used
+
+
+def cgroup_home() -> str | None:
+    """The folder of this process's cgroup v2, if cgroup2 is mounted where it can be seen."""
+    try:
+        with open("/proc/self/cgroup") as lines:
+            own = next(line[3:].rstrip("\n") for line in lines if line.startswith("0::"))
+        with open("/proc/self/mountinfo") as lines:
+            for line in lines:
+                fields = line.split()
+                if fields[fields.index("-") + 1] == "cgroup2":
+                    root, mount = fields[3], fields[4]
+                    if own == root or own.startswith(root.rstrip("/") + "/"):
+                        return os.path.normpath(f"{mount}/{own[len(root):]}")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return None
+
+
+def make_cgroups() -> tuple[str, str] | None:
+    """(the shim's folder for its attempts' cgroups, the cgroup.procs file of its own cgroup),
+    or None when they cannot be used here."""
+    home = cgroup_home()
+    if home is None or os.environ.get(CGROUP_SWITCH) == "off":
+        return None
+    base = f"{home}/{NAME}-{os.getpid()}"
+    try:
+        os.mkdir(base)
+    except OSError:
+        return None
+    try:  # can we move into a cgroup there and back, and kill one?
+        os.mkdir(base + "/probe")
+        write_file(base + "/probe/cgroup.procs", "0")
+        write_file(home + "/cgroup.procs", "0")
+        os.rmdir(base + "/probe")
+        if not os.path.exists(base + "/cgroup.kill"):
+            raise OSError(errno.ENOTSUP, "no cgroup.kill (Linux before 5.14)")
+    except OSError:
+        with contextlib.suppress(OSError):
+            write_file(home + "/cgroup.procs", "0")
+        with contextlib.suppress(OSError):
+            os.rmdir(base + "/probe")
+        with contextlib.suppress(OSError):
+            os.rmdir(base)
+        return None
+    return base, home + "/cgroup.procs"
+
+
+def populated(cgroup: str) -> bool:
+    try:
+        with open(cgroup + "/cgroup.events", "rb") as events:
+            return b"populated 1" in events.read()
+    except OSError:
+        return False
+
+
 def write_file(path: str, text: str) -> None:
     fd = os.open(path, FILE_FLAGS, 0o666)
     try:
@@ -170,6 +269,13 @@ class Shim:
         self.received = bytearray()
         self.unsent = bytearray()
         self.children: dict[int, str] = {}  # pid -> attempt folder, until it is reaped
+        self.stopping: set[int] = set()  # children sent a signal other than SIGKILL
+        self.held: dict[int, int] = {}  # ended children left unreaped: pid -> exit status
+        self.next_look = 0.0  # when to look at the held children's groups again
+        self.cgroups = make_cgroups()  # (our attempts' folder, our own cgroup.procs) or None
+        self.cgroup_count = 0
+        self.cgroup_of: dict[int, str] = {}  # pid -> its attempt's cgroup, until it is reaped
+        self.emptying: set[str] = set()  # killed cgroups to remove once empty
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.writable = False  # watching for room in the socket to send the rest
         self.epoll = select.epoll()
@@ -184,7 +290,9 @@ class Shim:
 
     def serve(self) -> None:
         while self.connected or self.children:
-            for fd, events in self.epoll.poll():
+            timeout = (max(0.0, self.next_look - time.monotonic())
+                       if self.held or self.emptying else -1)
+            for fd, events in self.epoll.poll(timeout):
                 if fd == self.wakeup:
                     self.reap()
                 elif fd == self.sock_fd:
@@ -193,6 +301,8 @@ class Shim:
                     if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP
                                  | select.EPOLLERR):
                         self.receive()
+            if (self.held or self.emptying) and time.monotonic() >= self.next_look:
+                self.look_at_held()
             if self.unsent and self.connected:
                 self.flush()
 
@@ -242,6 +352,8 @@ class Shim:
             self.sock.close()
             self.received.clear()
             self.unsent.clear()
+            for pid in list(self.held):  # nobody would send the KILL that ends the grace
+                self.finish(pid)
 
     def daemon_gone(self) -> bool:
         return bool(self.hangup.poll(0))
@@ -262,9 +374,17 @@ class Shim:
                 self.report((STARTED, token, pid, start))
         elif message[0] == KILL:
             _, pid, signum = message
-            if pid in self.children:  # not reaped yet: the group is still the node's
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signum)
+            if pid not in self.children:
+                return  # reaped: its pid may name another process and group by now
+            if signum == signal.SIGKILL:
+                self.stopping.discard(pid)
+            else:
+                self.stopping.add(pid)
+            # unreaped (alive, or a zombie held): the group is still the node's
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signum)
+            if pid in self.held and signum == signal.SIGKILL:
+                self.finish(pid)
 
     def spawn(self, argv: tuple[str, ...], env: dict[str, str], cwd: str, attempt_dir: str
               ) -> tuple[int, int | None]:
@@ -277,6 +397,7 @@ class Shim:
         log = os.open(attempt_dir + "/log", LOG_FLAGS, 0o666)
         actions = ((os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log, 1),
                    (os.POSIX_SPAWN_DUP2, log, 2))
+        cgroup = self.enter_cgroup()
         try:
             try:
                 pid, start = spawn(executable(argv[0], env), argv, env, actions)
@@ -286,35 +407,147 @@ class Shim:
                 code = NOT_FOUND if exc.errno in NOT_FOUND_ERRORS else NOT_EXECUTABLE
                 pid, start = spawn(STAND_IN[0], (*STAND_IN, f"flowplan: {argv[0]}:"
                                                  f" {exc.strerror}", str(code)), env, actions)
+        except BaseException:
+            if cgroup is not None and self.leave_cgroup(cgroup):
+                with contextlib.suppress(OSError):
+                    os.rmdir(cgroup)
+            raise
         finally:
             os.close(log)
         self.children[pid] = attempt_dir
+        if cgroup is not None and self.leave_cgroup(cgroup):
+            self.cgroup_of[pid] = cgroup
+            with contextlib.suppress(OSError):
+                write_file(attempt_dir + "/cgroup", cgroup + "\n")
         with contextlib.suppress(OSError):  # else the folder went away under us
             write_record(attempt_dir + "/pid", pid, start)
         return pid, start
 
+    def enter_cgroup(self) -> str | None:
+        """Move the shim into a new cgroup, so that the node it spawns next is born there."""
+        if self.cgroups is None:
+            return None
+        self.cgroup_count += 1
+        cgroup = f"{self.cgroups[0]}/{self.cgroup_count}"
+        try:
+            os.mkdir(cgroup)
+            write_file(cgroup + "/cgroup.procs", "0")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rmdir(cgroup)
+            return None  # this node gets its process group only
+        return cgroup
+
+    def leave_cgroup(self, cgroup: str) -> bool:
+        """Back to the shim's own cgroup. If that fails, the node's cgroup is never killed (the
+        shim is in it) and cgroups are used no more."""
+        assert self.cgroups is not None
+        try:
+            write_file(self.cgroups[1], "0")
+        except OSError:
+            self.cgroups = None
+            return False
+        return True
+
     def reap(self) -> None:
-        """Reap every child that ended; record and report each."""
+        """Finish every child that ended, or hold it (see the module's docstring)."""
         with contextlib.suppress(BlockingIOError):
             while os.read(self.wakeup, 512):
                 pass
         while self.children:
-            try:
-                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
-            except ChildProcessError:
-                break
+            ended = self.next_ended()
             if ended is None:
                 break
-            attempt_dir = self.children.pop(ended.si_pid, None)
-            if attempt_dir is None:
-                continue
+            pid = ended.si_pid
             code = ended.si_status
             if ended.si_code != os.CLD_EXITED:  # killed, or dumped core
                 code += SIGNAL_EXIT_BASE
-            with contextlib.suppress(OSError):  # else the folder went away under us
-                write_file(attempt_dir + "/exit.tmp", f"{code}\n")
-                os.rename(attempt_dir + "/exit.tmp", attempt_dir + "/exit")
-            self.report((EXITED, ended.si_pid, code))
+            if pid not in self.children:  # not a node of ours: just reap it
+                with contextlib.suppress(ChildProcessError):
+                    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+                continue
+            self.held[pid] = code
+            if pid not in self.stopping or not self.connected or not self.in_use(pid):
+                self.finish(pid)
+            else:
+                self.next_look = time.monotonic() + HOLD_POLL
+
+    def next_ended(self) -> os.waitid_result | None:
+        """An ended child not held yet, left unreaped (a zombie keeps its pid and group id)."""
+        if not self.held:  # the common case: one system call
+            try:
+                return os.waitid(os.P_ALL, 0, ENDED)
+            except ChildProcessError:
+                return None
+        for pid in self.children:  # P_ALL would return a held one again and again
+            if pid not in self.held:
+                with contextlib.suppress(ChildProcessError):
+                    ended = os.waitid(os.P_PID, pid, ENDED)
+                    if ended is not None:
+                        return ended
+        return None
+
+    def in_use(self, pid: int) -> bool:
+        """Does an ended child's group (or cgroup) still have a live member?"""
+        cgroup = self.cgroup_of.get(pid)
+        return populated(cgroup) if cgroup is not None else bool(groups_in_use({pid}))
+
+    def look_at_held(self) -> None:
+        """Finish the held children whose groups have emptied; remove emptied cgroups."""
+        with_cgroups = [pid for pid in self.held if pid in self.cgroup_of]
+        others = {pid for pid in self.held if pid not in self.cgroup_of}
+        in_use = groups_in_use(others) if others else set()
+        for pid in with_cgroups:
+            if not populated(self.cgroup_of[pid]):
+                self.finish(pid)
+        for pid in others - in_use:
+            self.finish(pid)
+        for cgroup in list(self.emptying):
+            self.remove_cgroup(cgroup)
+        self.next_look = time.monotonic() + HOLD_POLL
+
+    def remove_cgroup(self, cgroup: str) -> None:
+        try:
+            os.rmdir(cgroup)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:  # its killed processes are still exiting
+                if cgroup not in self.emptying:
+                    self.emptying.add(cgroup)
+                    self.next_look = time.monotonic() + HOLD_POLL
+                return
+        self.emptying.discard(cgroup)
+
+    def close(self) -> None:
+        """Remove the shim's cgroups before it exits (waiting a little for killed ones)."""
+        deadline = time.monotonic() + 1.0
+        while self.emptying and time.monotonic() < deadline:
+            for cgroup in list(self.emptying):
+                self.remove_cgroup(cgroup)
+            time.sleep(0.01)
+        if self.cgroups is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroups[0])
+
+    def finish(self, pid: int) -> None:
+        """Kill what is left of an ended child's group, then reap, record and report it."""
+        code = self.held.pop(pid)
+        self.stopping.discard(pid)
+        cgroup = self.cgroup_of.pop(pid, None)
+        if cgroup is not None:  # the processes that left the group too
+            with contextlib.suppress(OSError):
+                write_file(cgroup + "/cgroup.kill", "1")
+            self.remove_cgroup(cgroup)
+        # the child is a zombie until the waitid below: its id names its group only (see the
+        # module's docstring)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, pid, os.WEXITED)
+        attempt_dir = self.children.pop(pid)
+        with contextlib.suppress(OSError):  # else the folder went away under us
+            write_file(attempt_dir + "/exit.tmp", f"{code}\n")
+            os.rename(attempt_dir + "/exit.tmp", attempt_dir + "/exit")
+        self.report((EXITED, pid, code))
 
 
 def main(argv: list[str]) -> int:
@@ -324,7 +557,11 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[2]))
     sock.set_inheritable(False)
     sock.setblocking(False)
-    Shim(sock).serve()
+    shim = Shim(sock)
+    try:
+        shim.serve()
+    finally:
+        shim.close()
     return 0
 
 
