@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import signal
+import sqlite3
 import ssl
 import sys
 import time
@@ -45,7 +46,7 @@ from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
 from daemon.server.service import SERVICE_NAME, Parts, register
 from daemon.state.lock import StateInUseError, lock_state
-from daemon.state.store import StateError, StateStore
+from daemon.state.store import StateError, StateStore, damaged
 from daemon.watcher import PlanCatalog, watch_plans
 
 log = logging.getLogger("flowplan.daemon")
@@ -149,10 +150,16 @@ class Daemon:
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
         closing = asyncio.Event()
 
-        await sender.start()
-        await engine.start()
-        scheduler.recover()
-        backfills.recover()
+        try:
+            await sender.start()
+            await engine.start()
+            scheduler.recover()
+            backfills.recover()
+        except sqlite3.DatabaseError as exc:  # damage quick_check does not see (indexes)
+            await engine.stop()
+            await sender.stop(grace_seconds=0)
+            store.close()
+            raise damaged(store.path, exc) from exc
 
         server = self._server()
         health_service = health.aio.HealthServicer()
