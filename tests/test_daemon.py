@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 from certificates import certificates
-from conftest import ROOT, MakeRepo, running
+from conftest import ROOT, MakeRepo, running, wait_until
 from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
@@ -482,6 +482,36 @@ def test_a_run_in_flight_survives_a_daemon_stop(deployed: tuple[Path, Path, Path
         finished = again.wait_run(run.run_id)
         assert finished.status == pb.RUN_STATUS_SUCCEEDED
         assert [a.number for a in finished.nodes[0].attempts] == [1]  # adopted, not rerun
+        assert again.stop() == 0
+
+
+def test_a_run_whose_plan_was_edited_while_down_is_failed_with_its_node_stopped(
+        deployed: tuple[Path, Path, Path]) -> None:
+    """A run that cannot be recovered: the node it left running is stopped, its attempt and
+    node are closed with the reason, and `status` still shows its nodes."""
+    _, store, state = deployed
+    d = Daemon(store, state)
+    run = d.call("StartRun", pb.StartRunRequest(workflow="slow", params=params(seconds="60"))).run
+    pid = attempt_pid(state, run.run_id)
+    d.stop(signal.SIGKILL)
+    plan_file = store / "slow" / "1.json"
+    plan_file.chmod(0o644)
+    plan_file.write_text(plan_file.read_text().replace("echo started", "echo edited"))
+    assert running(pid)
+    with running_daemon(store, state) as again:
+        finished = again.wait_run(run.run_id)
+        assert finished.status == pb.RUN_STATUS_FAILED
+        wait_until(lambda: not running(pid), "the node process to be stopped")
+        [node] = finished.nodes
+        assert node.status == pb.NODE_STATUS_FAILED
+        assert node.skip_reason.startswith("cannot recover: ")
+        [attempt] = node.attempts
+        assert attempt.status == pb.ATTEMPT_STATUS_FAILED
+        assert attempt.exit_code == 143  # SIGTERM to its group, within the grace
+        assert attempt.error.startswith("stopped: cannot recover: ")
+        shown = cli(again.address, "status", run.run_id)
+        assert shown.returncode == 0
+        assert "wait" in shown.stdout and "stopped: cannot recover" in shown.stdout
         assert again.stop() == 0
 
 

@@ -51,7 +51,7 @@ from daemon.engine.queues import ResourceQueue, capacity_of
 from daemon.engine.resume import ResumeError, ResumePlan, plan_resume
 from daemon.engine.spark import attempt_application_id
 from daemon.engine.triggers import Readiness, readiness
-from daemon.state.store import StateStore
+from daemon.state.store import ClosedAttempt, StateStore
 
 log = logging.getLogger("flowplan.engine")
 
@@ -818,10 +818,68 @@ class Engine:
         self._maybe_finish(state)
 
     def _fail_unrecoverable(self, run: Run, reason: str) -> None:
-        pending = [n.name for n in run.nodes if not n.status.finished]
-        self._store.set_node_status(run.run_id, pending, NodeStatus.FAILED, at=self._clock.now(),
-                                    skip_reason=f"cannot recover: {reason}")
-        self._store.set_run_status(run.run_id, RunStatus.FAILED, at=self._clock.now())
+        """Fail a run whose plan cannot be loaded any more. Its attempts still running are
+        stopped first (group SIGTERM, SIGKILL after the grace): until then its rows stay as
+        they are, so a crash meanwhile does it again at the next start. Then its attempts,
+        nodes and the run are closed in one commit; the nodes keep their rows (the graph)."""
+        why = f"cannot recover: {reason}"
+        closed: list[ClosedAttempt] = []
+        alive: list[tuple[str, int, ProcessHandle]] = []
+        for node in run.nodes:
+            last = node.attempts[-1] if node.attempts else None
+            if last is None or last.status is not AttemptStatus.RUNNING:
+                continue
+            found = self._launcher.recover(Path(last.log_path or "").parent, last.pid,
+                                           last.pid_start)
+            if found.handle is not None:
+                alive.append((node.name, last.number, found.handle))
+            else:
+                closed.append(_ended(node.name, last.number, found.exit_code,
+                                     LOST if found.lost else None if found.exit_code is not None
+                                     else why))
+        unfinished = [n.name for n in run.nodes if not n.status.finished]
+        if not alive:
+            self._store.fail_unrecoverable(run.run_id, unfinished, closed, reason=why,
+                                           at=self._clock.now())
+            return
+        log.warning("run %s: stopping %d node process(es) it left running", run.run_id,
+                    len(alive))
+        self._spawn(self._stop_unrecoverable(run.run_id, unfinished, closed, alive, why))
+
+    async def _stop_unrecoverable(self, run_id: str, unfinished: list[str],
+                                  closed: list[ClosedAttempt],
+                                  alive: list[tuple[str, int, ProcessHandle]], why: str) -> None:
+        waiters = [asyncio.ensure_future(handle.wait()) for _, _, handle in alive]
+        for _, _, handle in alive:
+            handle.signal_group(signal.SIGTERM)
+        grace: asyncio.Future[Any] = asyncio.ensure_future(
+            self._clock.sleep(self._settings.kill_grace_seconds))
+        ended: asyncio.Future[list[Any]] = asyncio.gather(*waiters, return_exceptions=True)
+        try:
+            await asyncio.wait({ended, grace}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            grace.cancel()
+        for (_, _, handle), waiter in zip(alive, waiters, strict=True):
+            if not waiter.done():
+                handle.signal_group(signal.SIGKILL)
+        for (name, number, _), code in zip(alive, await ended, strict=True):
+            if isinstance(code, ProcessLostError):
+                closed.append(_ended(name, number, None, str(code)))
+            elif isinstance(code, BaseException):
+                raise code
+            else:
+                closed.append(_ended(name, number, code, f"stopped: {why}"))
+        self._store.fail_unrecoverable(run_id, unfinished, closed, reason=why,
+                                       at=self._clock.now())
+
+
+def _ended(node: str, number: int, code: int | None, error: str | None) -> ClosedAttempt:
+    """An attempt's end as recorded for a run that cannot be recovered: its own result
+    when it finished by itself, else FAILED with `error`."""
+    if error is None and code is not None and code != 0:
+        error = f"exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
+    status = AttemptStatus.SUCCEEDED if error is None else AttemptStatus.FAILED
+    return ClosedAttempt(node=node, number=number, status=status, exit_code=code, error=error)
 
 
 def _queue_for(node: NodePlan, override: str | None) -> str:

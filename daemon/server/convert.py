@@ -98,7 +98,8 @@ def edges(graph: WorkflowPlan) -> list[pb.Edge]:
 
 def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
         cancel_requested_at: datetime | None = None) -> pb.Run:
-    """A run; with `graph`, its nodes (in the graph's order) and edges too."""
+    """A run with the nodes it was loaded with (in the graph's order); with `graph`, its
+    tags and edges too. A run whose plan cannot be read any more keeps its nodes."""
     message = pb.Run(
         run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
         status=enum_value(pb.RunStatus, "RUN_STATUS", r.status.value),
@@ -111,9 +112,9 @@ def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
         data_interval_start=timestamp(r.data_interval_start),
         data_interval_end=timestamp(r.data_interval_end), queue=r.queue_override or "",
         cancel_requested_at=timestamp(cancel_requested_at), last_sequence=last_sequence)
+    message.nodes.extend(node_run(n) for n in r.nodes)
     if graph is not None:
         message.tags.update(graph.tags)
-        message.nodes.extend(node_run(n) for n in r.nodes)
         message.edges.extend(edges(graph))
     return message
 

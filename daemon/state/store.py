@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,17 @@ from daemon.state.migrations import MIGRATIONS
 DB_FILE = "state.sqlite3"
 
 log = logging.getLogger("flowplan.state")
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedAttempt:
+    """How an attempt of a run that cannot be recovered ended (`fail_unrecoverable`)."""
+
+    node: str
+    number: int
+    status: AttemptStatus
+    exit_code: int | None
+    error: str | None
 
 
 class StateError(Exception):
@@ -295,6 +307,20 @@ class StateStore:
                        " AND name = ?",
                        (node_status.value, ts(next_attempt_at), run_id, node))
             self._event(run_id, node, node_status.value, number, at)
+
+    def fail_unrecoverable(self, run_id: str, nodes: Sequence[str],
+                           attempts: Sequence[ClosedAttempt], *, reason: str, at: datetime
+                           ) -> None:
+        """In one commit: the run's open `attempts` closed with what is known of them, its
+        unfinished `nodes` FAILED with `reason`, the run FAILED."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE attempts SET status = ?, finished_at = ?, exit_code = ?, error = ?"
+                " WHERE run_id = ? AND node = ? AND number = ? AND status = 'RUNNING'",
+                [(a.status.value, ts(at), a.exit_code, a.error, run_id, a.node, a.number)
+                 for a in attempts])
+            self.set_node_status(run_id, nodes, NodeStatus.FAILED, at=at, skip_reason=reason)
+            self.set_run_status(run_id, RunStatus.FAILED, at=at)
 
     # ---- reads --------------------------------------------------------------------------
 
