@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,10 +52,11 @@ from daemon.engine.queues import ResourceQueue, capacity_of
 from daemon.engine.resume import ResumeError, ResumePlan, plan_resume
 from daemon.engine.spark import attempt_application_id
 from daemon.engine.triggers import Readiness, readiness
-from daemon.state.store import ClosedAttempt, StateStore
+from daemon.state.store import ClosedAttempt, StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.engine")
 
+WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.05, 2.0  # seconds between commits the disk refuses
 LOST = "lost: the process ended while the daemon was down and left no exit status"
 _EXIT_MEANINGS = {126: ": command not executable (see the log)",
                   127: ": command not found (see the log)",
@@ -237,6 +239,42 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
 
+    # ---- writes the disk refuses -------------------------------------------------------
+
+    async def _durably(self, write: Callable[[], object], *, tried: bool = False) -> None:
+        """Run `write` (store writes, then what follows from them) until its commit
+        succeeds: while the state database cannot be written (a full disk), retry with
+        backoff. The outcome waits in memory; nothing acts on it before it is committed."""
+        delay = WRITE_RETRY_FIRST
+        while True:
+            if tried:
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX)
+            tried = True
+            try:
+                write()
+                return
+            except StateWriteError as exc:
+                log.debug("retrying in %.2fs: %s", delay, exc)
+
+    def _now_or_later(self, write: Callable[[], object]) -> None:
+        """`write` now or, when the state cannot be written, by `_durably` in a task of
+        its own; for callers that cannot wait. `write` must be safe to run again."""
+        try:
+            write()
+        except StateWriteError:
+            self._spawn(self._durably(write, tried=True))
+
+    def _record_process(self, run_id: str, node: str, number: int, pid: int,
+                        pid_start: int | None) -> None:
+        """Store the node's pid: best effort, since the attempt folder's `pid` file has it
+        too (`LocalLauncher.recover` reads it when the store has none)."""
+        try:
+            self._store.set_attempt_process(run_id, node, number, pid, pid_start)
+        except StateWriteError as exc:
+            log.warning("run %s node %s attempt %d: pid %d not stored: %s", run_id, node,
+                        number, pid, exc)
+
     # ---- creating runs ------------------------------------------------------------------
 
     def create_run(self, plan: Plan, *, trigger: RunTrigger, logical_time: datetime,
@@ -355,14 +393,19 @@ class Engine:
                     continue
                 lane.active += 1
                 self._runs[head.run_id] = state
-                self._set_run_status(state, RunStatus.RUNNING)
-                self._evaluate(state, [n for n, s in state.nodes.items()
-                                       if s.status is NodeStatus.PENDING])
-                self._maybe_finish(state)
+                self._now_or_later(partial(self._begin, state))
         finally:
             self._admitting.discard(key)
             if not lane.pending and not lane.active:
                 self._lanes.pop(key, None)
+
+    def _begin(self, state: _Run) -> None:
+        """An admitted run: RUNNING, and its first nodes started."""
+        if state.status is RunStatus.PENDING:
+            self._set_run_status(state, RunStatus.RUNNING)
+        self._evaluate(state, [n for n, s in state.nodes.items()
+                               if s.status is NodeStatus.PENDING])
+        self._maybe_finish(state)
 
     def _lane_limit(self, key: LaneKey, head: _Queued) -> int:
         if key[0] == "backfill":
@@ -434,7 +477,7 @@ class Engine:
                 except Exception as exc:  # a bug must fail one node, never stall its run
                     log.exception("run %s node %s: internal error", run.header.run_id,
                                   node.name)
-                    outcome = self._finish(run, node, max(node.attempts, 1), None,
+                    outcome = await self._finish(run, node, max(node.attempts, 1), None,
                                            f"internal error: {exc}", retryable=False)
                 finally:
                     queue.release()
@@ -443,10 +486,11 @@ class Engine:
                     break  # final status already written
                 await self._retry_delay(run, outcome)
             if run.cancel.is_set() and not node.status.finished:
-                self._set_node_status(run, [node], NodeStatus.CANCELLED)
+                await self._durably(
+                    lambda: self._set_node_status(run, [node], NodeStatus.CANCELLED))
         finally:
             if not self._stopping:
-                self._after_final(run, node)
+                self._now_or_later(lambda: self._after_final(run, node))
 
     async def _retry_delay(self, run: _Run, until: datetime) -> None:
         delay = (until - self._clock.now()).total_seconds()
@@ -463,7 +507,7 @@ class Engine:
         """One attempt. Returns when the next attempt is due, or None when the node is final."""
         if run.cancel.is_set():
             if recovered is not None and recovered.handle is None:  # its row is RUNNING
-                self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
+                await self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
                              cancelled=True)
             if recovered is None or recovered.handle is None:
                 return None
@@ -485,15 +529,16 @@ class Engine:
                     plan, queue_plan, variables,
                     sources_dir=self._settings.state_dir / "sources", attempt_dir=attempt_dir)
             except CommandError as exc:
-                self._store.start_attempt(attempt)
+                await self._durably(lambda: self._store.start_attempt(attempt))
                 node.attempts = number
-                return self._finish(run, node, number, None, mask(str(exc), run.secrets),
+                return await self._finish(run, node, number, None, mask(str(exc), run.secrets),
                                     retryable=False)
             env = attempt_env(self._settings.base_env, variables, node_env,
                               workspace=run.context.workspace,
                               sqlite_db=self._settings.state_dir / "sqlite"
                               / f"{run.header.workflow}.sqlite3")
-            self._store.start_attempt(attempt)  # intent first, then the launch
+            # intent first, then the launch (on a full disk: once it can be written)
+            await self._durably(lambda: self._store.start_attempt(attempt))
             node.attempts = number
             run.set_node_status(node, NodeStatus.RUNNING)
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
@@ -501,38 +546,38 @@ class Engine:
                 handle = await self._launcher.launch(LaunchSpec(
                     argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
             except OSError as exc:  # e.g. a queue's python interpreter that does not exist
-                return self._finish(run, node, number, None,
+                return await self._finish(run, node, number, None,
                                     f"cannot start {argv[0]}: {exc.strerror or exc}")
-            self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
-                                            process_start(handle.pid))
+            self._record_process(run.header.run_id, node.name, number, handle.pid,
+                                 process_start(handle.pid))
             timeout = plan.timeout_seconds
         elif recovered.handle is not None:
             handle = recovered.handle
             number = node.attempts
-            self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
-                                            process_start(handle.pid))  # maybe never stored
+            self._record_process(run.header.run_id, node.name, number, handle.pid,
+                                 process_start(handle.pid))  # maybe never stored
             elapsed = (self._clock.now() - self._attempt_started(run, node)).total_seconds()
             timeout = (None if plan.timeout_seconds is None
                        else max(0.0, plan.timeout_seconds - elapsed))
         else:
             number = node.attempts
             if recovered.lost:
-                return self._finish(run, node, number, None, LOST)
-            return self._finish(run, node, number, recovered.exit_code, None)
+                return await self._finish(run, node, number, None, LOST)
+            return await self._finish(run, node, number, recovered.exit_code, None)
         node.handle = handle
         try:
             code, reason = await self._wait(run, handle, timeout)
         except ProcessLostError as lost:
-            return self._finish(run, node, number, None, str(lost))
+            return await self._finish(run, node, number, None, str(lost))
         finally:
             node.handle = None
         if reason == "cancelled":
-            self._finish(run, node, number, code, "cancelled", cancelled=True)
+            await self._finish(run, node, number, code, "cancelled", cancelled=True)
             return None
         if reason == "timeout":
-            return self._finish(run, node, number, code,
+            return await self._finish(run, node, number, code,
                                 f"timed out after {plan.timeout_seconds:g}s")
-        return self._finish(run, node, number, code, None)
+        return await self._finish(run, node, number, code, None)
 
     async def _wait(self, run: _Run, handle: ProcessHandle, timeout: float | None
                     ) -> tuple[int, str | None]:
@@ -559,10 +604,11 @@ class Engine:
             if not waiter.done():  # the engine is stopping: the process lives on
                 waiter.cancel()
 
-    def _finish(self, run: _Run, node: _Node, number: int, code: int | None,
-                error: str | None, *, retryable: bool = True, cancelled: bool = False
-                ) -> datetime | None:
-        """Record an attempt's end and the node's next status in one commit."""
+    async def _finish(self, run: _Run, node: _Node, number: int, code: int | None,
+                      error: str | None, *, retryable: bool = True, cancelled: bool = False
+                      ) -> datetime | None:
+        """Record an attempt's end and the node's next status in one commit (on a full
+        disk: kept here and retried until it is written; nothing acts on it before)."""
         now = self._clock.now()
         plan = node.plan
         succeeded = code == 0 and error is None
@@ -581,12 +627,12 @@ class Engine:
                 node_status = NodeStatus.FAILED
         if error is None and code not in (0, None):
             error = f"exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
-        self._store.finish_attempt(run.header.run_id, node.name, number, status=attempt_status,
-                                   at=now, exit_code=code, error=error, node_status=node_status,
-                                   next_attempt_at=next_at,
-                                   spark_application_id=attempt_application_id(
-                                       run.graph.queues.get(node.queue),
-                                       self._attempt_dir(run, node.name, number)))
+        application_id = attempt_application_id(run.graph.queues.get(node.queue),
+                                                self._attempt_dir(run, node.name, number))
+        await self._durably(lambda: self._store.finish_attempt(
+            run.header.run_id, node.name, number, status=attempt_status, at=now,
+            exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
+            spark_application_id=application_id))
         run.set_node_status(node, node_status)
         self._emit(run.header.run_id, node.name, node_status.value, number)
         return next_at
@@ -670,8 +716,11 @@ class Engine:
             if run is None or run.status.finished:
                 continue
             self._store.request_cancel(run_id, at=now)  # intent first
-            self._apply_cancel(run)
-            self._maybe_finish(run)
+            self._now_or_later(partial(self._cancel_now, run))
+
+    def _cancel_now(self, run: _Run) -> None:
+        self._apply_cancel(run)
+        self._maybe_finish(run)
 
     def _apply_cancel(self, run: _Run) -> None:
         """Cancel idle nodes now; running attempts see `run.cancel` and are killed."""
@@ -802,8 +851,8 @@ class Engine:
                 if last.pid is None and recovered.pid is not None and recovered.handle is None:
                     # launched, then the crash came before its pid was stored; it has ended
                     # since, so its start time cannot be known any more
-                    self._store.set_attempt_process(run.run_id, node.name, last.number,
-                                                    recovered.pid, None)
+                    self._record_process(run.run_id, node.name, last.number, recovered.pid,
+                                         None)
                 log.info("run %s node %s attempt %d: %s", run.run_id, node.name, last.number,
                          "adopted" if recovered.handle else "never started"
                          if recovered.never_started else "lost" if recovered.lost
@@ -839,8 +888,9 @@ class Engine:
                                      else why))
         unfinished = [n.name for n in run.nodes if not n.status.finished]
         if not alive:
-            self._store.fail_unrecoverable(run.run_id, unfinished, closed, reason=why,
-                                           at=self._clock.now())
+            now = self._clock.now()
+            self._now_or_later(lambda: self._store.fail_unrecoverable(
+                run.run_id, unfinished, closed, reason=why, at=now))
             return
         log.warning("run %s: stopping %d node process(es) it left running", run.run_id,
                     len(alive))
@@ -869,8 +919,9 @@ class Engine:
                 raise code
             else:
                 closed.append(_ended(name, number, code, f"stopped: {why}"))
-        self._store.fail_unrecoverable(run_id, unfinished, closed, reason=why,
-                                       at=self._clock.now())
+        now = self._clock.now()
+        await self._durably(lambda: self._store.fail_unrecoverable(
+            run_id, unfinished, closed, reason=why, at=now))
 
 
 def _ended(node: str, number: int, code: int | None, error: str | None) -> ClosedAttempt:

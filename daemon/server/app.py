@@ -46,7 +46,7 @@ from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
 from daemon.server.service import SERVICE_NAME, Parts, register
 from daemon.state.lock import StateInUseError, lock_state
-from daemon.state.store import StateError, StateStore, damaged
+from daemon.state.store import StateError, StateStore, StateWriteError, damaged
 from daemon.watcher import PlanCatalog, watch_plans
 
 log = logging.getLogger("flowplan.daemon")
@@ -54,6 +54,7 @@ log = logging.getLogger("flowplan.daemon")
 DEFAULT_LISTEN = "127.0.0.1:50051"
 STOP_GRACE_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
+WRITE_WATCH_SECONDS = 0.5  # how often health looks at (and probes) a failing database
 
 
 class UsageError(ValueError):
@@ -155,11 +156,13 @@ class Daemon:
             await engine.start()
             scheduler.recover()
             backfills.recover()
-        except sqlite3.DatabaseError as exc:  # damage quick_check does not see (indexes)
+        except (sqlite3.DatabaseError, StateWriteError) as exc:
             await engine.stop()
             await sender.stop(grace_seconds=0)
             store.close()
-            raise damaged(store.path, exc) from exc
+            if isinstance(exc, StateWriteError):  # a full disk: recovery cannot record
+                raise StateError(f"{exc}: free disk space under {config.state}") from exc
+            raise damaged(store.path, exc) from exc  # damage quick_check does not see
 
         server = self._server()
         health_service = health.aio.HealthServicer()
@@ -178,6 +181,8 @@ class Daemon:
         tasks = [asyncio.ensure_future(scheduler.run()),
                  asyncio.ensure_future(watch_plans(catalog, lambda _: scheduler.wake(),
                                                    stop_watch))]
+        tasks.append(asyncio.ensure_future(watch_writes(store, health_service, scheduler,
+                                                        stop_watch)))
         if config.git_url:
             tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
         log.info("listening", extra={"fields": {
@@ -243,6 +248,28 @@ class Daemon:
                 log.error("git sync failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.sync_interval_seconds)
+
+
+async def watch_writes(store: StateStore, health_service: health.aio.HealthServicer,
+                       scheduler: Scheduler, stop: asyncio.Event) -> None:
+    """Health NOT_SERVING while the state database cannot be written (a full disk): probe it
+    meanwhile, and when it can be written again, SERVING and wake the scheduler (a tick it
+    could not record is due again)."""
+    failing = False
+    while not stop.is_set():
+        if store.write_error is not None:
+            with contextlib.suppress(StateWriteError):
+                store.probe_write()
+        if (store.write_error is not None) != failing:
+            failing = not failing
+            status = (health_pb2.HealthCheckResponse.NOT_SERVING if failing
+                      else health_pb2.HealthCheckResponse.SERVING)
+            for name in ("", SERVICE_NAME):
+                await health_service.set(name, status)
+            if not failing:
+                scheduler.wake()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WRITE_WATCH_SECONDS)
 
 
 # ---- logging ----------------------------------------------------------------------------

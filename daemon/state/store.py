@@ -59,6 +59,22 @@ class StateError(Exception):
     """The state database cannot be used (newer schema, corrupt file)."""
 
 
+class StateWriteError(Exception):
+    """A commit the disk refused (full, an I/O error) was rolled back: nothing of it was
+    written, and the same write may succeed later. `StateStore.write_error` says why until a
+    commit succeeds again."""
+
+
+_REFUSED_WRITES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
+                             sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+                             sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL})
+
+
+def _refused_write(exc: sqlite3.OperationalError) -> bool:
+    """The disk (or another process) refused the write, not the SQL: worth retrying."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _REFUSED_WRITES
+
+
 def damaged(path: Path, exc: sqlite3.Error) -> StateError:
     """The one-line refusal of a database SQLite cannot use."""
     return StateError(f"{path}: {exc}: restore the database from a backup"
@@ -96,6 +112,7 @@ class StateStore:
             raise damaged(self.path, exc) from exc
         self._db.row_factory = sqlite3.Row
         self._in_tx = False
+        self.write_error: str | None = None  # why commits fail, while they do
         try:
             self._refuse_empty_beside_runs(state_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -110,6 +127,9 @@ class StateStore:
         except StateError:
             self._db.close()
             raise
+        except StateWriteError as exc:  # a migration on a full disk
+            self._db.close()
+            raise StateError(f"{exc}: free disk space under {state_dir}") from exc
         self._checkpointer: _Checkpointer | None = None
         if checkpoint_every is not None:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -155,21 +175,43 @@ class StateStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One durable transaction; nested use joins the outer one."""
+        """One durable transaction; nested use joins the outer one. A write the disk refuses
+        (full, I/O error, locked) raises StateWriteError, after a rollback."""
         if self._in_tx:
             yield self._db
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
         try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:  # a failed COMMIT can leave it open
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _refused_write(exc):
+                raise self._write_failed(exc) from exc
+            raise
         finally:
             self._in_tx = False
+        if self.write_error is not None:
+            log.warning("the state database %s can be written again", self.path)
+            self.write_error = None
+
+    def _write_failed(self, exc: sqlite3.OperationalError) -> StateWriteError:
+        if self.write_error is None:
+            log.error("cannot write the state database %s: %s: what cannot be recorded waits"
+                      " in memory and is retried (free disk space under %s)", self.path, exc,
+                      self.path.parent)
+        self.write_error = str(exc)
+        return StateWriteError(f"cannot write the state database {self.path}: {exc}")
+
+    def probe_write(self) -> None:
+        """A commit that writes a page (the header's user_version, unchanged): raises
+        StateWriteError while the database cannot be written."""
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version={int(version)}")
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -654,11 +696,16 @@ class _Checkpointer:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA synchronous={synchronous}")
+            failing = False
             while not self._stop.wait(interval):
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # e.g. a full disk: the WAL grows, commits go on
-                    log.warning("WAL checkpoint of %s failed: %s", path, exc)
+                    if not failing:  # once per outage, not every second
+                        log.warning("WAL checkpoints of %s fail: %s", path, exc)
+                    failing = True
+                else:
+                    failing = False
         finally:
             db.close()
 
