@@ -227,7 +227,10 @@ class Engine:
               ) -> None:
         event = StatusEvent(run_id, node, status, self._clock.now(), attempt)
         for listener in list(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a listener must not stop the change it hears of halfway
+                log.exception("a listener of run %s failed", run_id)
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
