@@ -64,15 +64,21 @@ def fill(path: Path) -> None:
 
 
 def pin_wal(path: Path) -> sqlite3.Connection:
-    """A reader whose snapshot ends in the WAL: while it is open, SQLite cannot restart the
-    WAL from its beginning, so every commit needs new space. (A reader that begins when
-    the WAL is fully checkpointed reads the database file and pins nothing: hence a commit,
-    of the header's unchanged user_version, right before it.)"""
+    """A reader whose snapshot ends at the end of the WAL file: while it is open, SQLite
+    cannot restart the WAL from its beginning, so every commit needs new space.
+
+    Commits of the header's unchanged user_version (one frame each) go on until one lands
+    past the file's old end: a WAL restarted earlier rewrites a file that is longer than
+    what it holds. (A reader that begins on a fully checkpointed WAL would pin nothing:
+    the last of those commits is right before it.)"""
     reader = sqlite3.connect(path, isolation_level=None)
-    reader.execute("BEGIN IMMEDIATE")
+    wal = path.with_name(path.name + "-wal")
+    end = wal.stat().st_size
     version = reader.execute("PRAGMA user_version").fetchone()[0]
-    reader.execute(f"PRAGMA user_version={int(version)}")
-    reader.execute("COMMIT")
+    while True:
+        reader.execute(f"PRAGMA user_version={int(version)}")
+        if wal.stat().st_size > end:
+            break
     reader.execute("BEGIN")
     reader.execute("SELECT COUNT(*) FROM runs").fetchone()
     return reader
