@@ -143,7 +143,8 @@ def test_a_full_disk_keeps_the_outcome_until_it_can_be_written(
             assert "can be written again" in d.output()
         else:  # no exit file could be written: the status is truly lost
             assert not ended.HasField("exit_code")
-            assert ended.error.startswith("lost: ")
+            assert ended.error.startswith("lost: the node ended but its exit status could not"
+                                          " be written")
         assert nodes["after"].status == pb.NODE_STATUS_SUCCEEDED
         assert d.stop() == 0
     finally:

@@ -58,6 +58,8 @@ log = logging.getLogger("flowplan.engine")
 
 WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.05, 2.0  # seconds between commits the disk refuses
 LOST = "lost: the process ended while the daemon was down and left no exit status"
+LOST_UNWRITTEN = ("lost: the node ended but its exit status could not be written (exit.tmp is"
+                  " empty: was the disk full?)")
 _EXIT_MEANINGS = {126: ": command not executable (see the log)",
                   127: ": command not found (see the log)",
                   137: " (killed by SIGKILL)", 143: " (terminated by SIGTERM)"}
@@ -565,7 +567,9 @@ class Engine:
         else:
             number = node.attempts
             if recovered.lost:
-                return await self._finish(run, node, number, None, LOST)
+                unwritten = (self._attempt_dir(run, node.name, number) / "exit.tmp").exists()
+                return await self._finish(run, node, number, None,
+                                          LOST_UNWRITTEN if unwritten else LOST)
             return await self._finish(run, node, number, recovered.exit_code, None)
         node.handle = handle
         try:
