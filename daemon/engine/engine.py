@@ -483,7 +483,7 @@ class Engine:
                     log.exception("run %s node %s: internal error", run.header.run_id,
                                   node.name)
                     outcome = await self._finish(run, node, max(node.attempts, 1), None,
-                                           f"internal error: {exc}", retryable=False)
+                                                 f"internal error: {exc}", retryable=False)
                 finally:
                     queue.release()
                 recovered = None
@@ -513,7 +513,7 @@ class Engine:
         if run.cancel.is_set():
             if recovered is not None and recovered.handle is None:  # its row is RUNNING
                 await self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
-                             cancelled=True)
+                                   cancelled=True)
             if recovered is None or recovered.handle is None:
                 return None
         plan = node.plan
@@ -536,8 +536,8 @@ class Engine:
             except CommandError as exc:
                 await self._durably(lambda: self._store.start_attempt(attempt))
                 node.attempts = number
-                return await self._finish(run, node, number, None, mask(str(exc), run.secrets),
-                                    retryable=False)
+                return await self._finish(run, node, number, None,
+                                          mask(str(exc), run.secrets), retryable=False)
             env = attempt_env(self._settings.base_env, variables, node_env,
                               workspace=run.context.workspace,
                               sqlite_db=self._settings.state_dir / "sqlite"
@@ -552,7 +552,7 @@ class Engine:
                     argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
             except OSError as exc:  # e.g. a queue's python interpreter that does not exist
                 return await self._finish(run, node, number, None,
-                                    f"cannot start {argv[0]}: {exc.strerror or exc}")
+                                          f"cannot start {argv[0]}: {exc.strerror or exc}")
             self._record_process(run.header.run_id, node.name, number, handle.pid,
                                  process_start(handle.pid))
             timeout = plan.timeout_seconds
@@ -583,7 +583,7 @@ class Engine:
             return None
         if reason == "timeout":
             return await self._finish(run, node, number, code,
-                                f"timed out after {plan.timeout_seconds:g}s")
+                                      f"timed out after {plan.timeout_seconds:g}s")
         return await self._finish(run, node, number, code, None)
 
     async def _wait(self, run: _Run, handle: ProcessHandle, timeout: float | None
@@ -889,10 +889,10 @@ class Engine:
                                            last.pid_start)
             if found.handle is not None:
                 alive.append((node.name, last.number, found.handle))
+            elif found.exit_code is not None:  # it ended by itself while the daemon was down
+                closed.append(_ended(node.name, last.number, found.exit_code, None))
             else:
-                closed.append(_ended(node.name, last.number, found.exit_code,
-                                     LOST if found.lost else None if found.exit_code is not None
-                                     else why))
+                closed.append(_ended(node.name, last.number, None, LOST if found.lost else why))
         unfinished = [n.name for n in run.nodes if not n.status.finished]
         if not alive:
             now = self._clock.now()
