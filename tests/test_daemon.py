@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from daemon.state.store import StateStore
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -432,24 +433,58 @@ def test_a_state_directory_that_cannot_be_made_is_refused(deployed: tuple[Path, 
     assert f"cannot use {inside} as the state directory: Not a directory" in result.stderr
 
 
-@pytest.mark.parametrize("damage", ["newer", "not-a-database"])
+def damage_pages(path: Path) -> None:
+    """A database with history whose pages after the schema are overwritten with noise."""
+    db = sqlite3.connect(path)
+    db.executemany("INSERT INTO run_events (run_id, sequence, status, at) VALUES (?,?,?,?)",
+                   [(f"run-{i:05d}", 1, "SUCCEEDED", "2026-01-01") for i in range(5000)])
+    db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        for page in range(size // 4096 // 2, size // 4096, 3):
+            file.seek(page * 4096)
+            file.write(bytes(range(256)) * 16)
+
+
+@pytest.mark.parametrize("damage", ["newer", "not-a-database", "random-pages", "a-folder",
+                                    "empty-beside-runs", "missing-beside-runs"])
 def test_a_state_database_it_cannot_use_stops_it_with_a_sentence(
         deployed: tuple[Path, Path, Path], damage: str) -> None:
     _, store, state = deployed
     state.mkdir()
+    db_path = state / "state.sqlite3"
     if damage == "newer":
-        db = sqlite3.connect(state / "state.sqlite3")
+        db = sqlite3.connect(db_path)
         db.execute("PRAGMA user_version=999")
         db.close()
-    else:
-        (state / "state.sqlite3").write_text("junk\n" * 100)
+    elif damage == "not-a-database":
+        db_path.write_text("junk\n" * 100)
+    elif damage == "random-pages":
+        StateStore(state).close()
+        damage_pages(db_path)
+    elif damage == "a-folder":
+        db_path.mkdir()
+    else:  # a database lost (or emptied) while the run folders stayed
+        for n in range(3):
+            (state / "runs" / f"20260101T000000-{n}" / "workspace").mkdir(parents=True)
+        if damage == "empty-beside-runs":
+            db_path.write_bytes(b"")
     result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
                              "--state", str(state), "--listen", f"127.0.0.1:{free_port()}"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert result.returncode == 1
+                            capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    expected = "upgrade flowplan" if damage == "newer" else "restore the database from a backup"
-    assert result.stderr.startswith(f"flowplan serve: {state / 'state.sqlite3'}: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    expected = {"newer": "upgrade flowplan", "a-folder": "a folder is where the database file"
+                " goes: move it away and restore the database from a backup",
+                "empty-beside-runs": f"holds 3 run folder(s): restore the database from a"
+                f" backup (docs/operations.md), or, to start over without that history, move"
+                f" {state / 'runs'} away",
+                "missing-beside-runs": "the database is missing or empty but"
+                }.get(damage, "restore the database from a backup")
+    assert result.stderr.startswith(f"flowplan serve: {db_path}: ")
     assert expected in result.stderr
 
 
@@ -484,6 +519,36 @@ def test_a_run_in_flight_survives_a_daemon_stop(deployed: tuple[Path, Path, Path
         finished = again.wait_run(run.run_id)
         assert finished.status == pb.RUN_STATUS_SUCCEEDED
         assert [a.number for a in finished.nodes[0].attempts] == [1]  # adopted, not rerun
+        assert again.stop() == 0
+
+
+def test_a_run_whose_plan_was_edited_while_down_is_failed_with_its_node_stopped(
+        deployed: tuple[Path, Path, Path]) -> None:
+    """A run that cannot be recovered: the node it left running is stopped, its attempt and
+    node are closed with the reason, and `status` still shows its nodes."""
+    _, store, state = deployed
+    d = Daemon(store, state)
+    run = d.call("StartRun", pb.StartRunRequest(workflow="slow", params=params(seconds="60"))).run
+    pid = attempt_pid(state, run.run_id)
+    d.stop(signal.SIGKILL)
+    plan_file = store / "slow" / "1.json"
+    plan_file.chmod(0o644)
+    plan_file.write_text(plan_file.read_text().replace("echo started", "echo edited"))
+    assert running(pid)
+    with running_daemon(store, state) as again:
+        finished = again.wait_run(run.run_id)
+        assert finished.status == pb.RUN_STATUS_FAILED
+        wait_until(lambda: not running(pid), "the node process to be stopped")
+        [node] = finished.nodes
+        assert node.status == pb.NODE_STATUS_FAILED
+        assert node.skip_reason.startswith("cannot recover: ")
+        [attempt] = node.attempts
+        assert attempt.status == pb.ATTEMPT_STATUS_FAILED
+        assert attempt.exit_code == 143  # SIGTERM to its group, within the grace
+        assert attempt.error.startswith("stopped: cannot recover: ")
+        shown = cli(again.address, "status", run.run_id)
+        assert shown.returncode == 0
+        assert "wait" in shown.stdout and "stopped: cannot recover" in shown.stdout
         assert again.stop() == 0
 
 

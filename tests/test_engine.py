@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,36 @@ def test_cancel_of_retrying_node_stops_the_retry(tmp_path):
         assert len(done.node("a").attempts) == 1
 
     run(tmp_path, CHAIN, body)
+
+
+def test_a_result_the_database_refuses_waits_in_memory_and_is_committed_later(tmp_path):
+    """While another connection holds SQLite's write lock (busy_timeout 0: refused at
+    once, as a full disk refuses), a's end is kept and retried; b starts only once it is
+    committed, and a listener that fails does not stop the run."""
+
+    def deaf(event: Any) -> None:
+        raise RuntimeError("a listener that fails")
+
+    async def body(h: Harness) -> None:
+        h.engine.subscribe(deaf)
+        h.launcher.scripts["a"] = [Behaviour(code=0, seconds=1)]
+        run_id = h.start()
+        await h.clock.advance(0)
+        h.store._db.execute("PRAGMA busy_timeout=0")
+        blocker = sqlite3.connect(h.store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        await h.clock.advance(30)  # a ended at 1; every commit since was refused
+        assert h.store.write_error == "database is locked"
+        assert h.node_times("b") == []
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert h.engine.get_run(run_id).node("a").status is NodeStatus.RUNNING
+        await h.clock.advance(2)  # the next retry (backoff up to 2 s) commits
+        assert h.store.write_error is None
+        await h.clock.advance(10)
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.SUCCEEDED
+        assert done.node("a").attempts[0].finished_at == T0 + timedelta(seconds=1)
+
+    h = run(tmp_path, CHAIN, body)
+    assert len(h.node_times("b")) == 1 and h.node_times("b")[0] > 30  # after the release

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -383,3 +384,25 @@ def test_one_broken_workflow_does_not_stop_the_others(tmp_path: Path,
     world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
     assert world.logical_times(workflow="w") == ["2026-05-01T12:01:00+00:00"]
     assert "scheduling x failed" in caplog.text
+
+
+def test_a_tick_the_database_refuses_is_recorded_once_it_can_be(tmp_path: Path) -> None:
+    """Another connection holds SQLite's write lock (busy_timeout 0: refused at once, as a
+    full disk refuses): the 12:02 tick waits, and its run comes within a second of the
+    release, with no wake."""
+    catalog = published(workflow('{every: 1m, timezone: UTC}'))
+
+    async def body(world: World) -> None:
+        await world.clock.advance(60)
+        world.store._db.execute("PRAGMA busy_timeout=0")
+        blocker = sqlite3.connect(world.store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        await world.clock.advance(60)
+        assert world.logical_times() == ["2026-05-01T12:01:00+00:00"]
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await world.clock.advance(1)
+        assert world.logical_times() == ["2026-05-01T12:01:00+00:00",
+                                         "2026-05-01T12:02:00+00:00"]
+
+    play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)

@@ -80,3 +80,18 @@ def test_a_file_that_is_not_a_database_is_refused_with_a_way_out(tmp_path: Path)
     with pytest.raises(StateError, match=r"state.sqlite3: file is not a database: restore the"
                                           r" database from a backup"):
         StateStore(tmp_path)
+
+
+def test_an_empty_database_beside_run_folders_is_refused_until_they_are_moved_away(
+        tmp_path: Path) -> None:
+    """A lost database must not start over silently; moving `runs/` away is the deliberate
+    way to start over."""
+    (tmp_path / "runs" / "20260101T000000-1").mkdir(parents=True)
+    (tmp_path / DB_FILE).write_bytes(b"")
+    with pytest.raises(StateError, match=r"missing or empty but .*runs holds 1 run folder"):
+        StateStore(tmp_path)
+    (tmp_path / "runs").rename(tmp_path / "runs.old")
+    StateStore(tmp_path).close()
+    (tmp_path / "runs").mkdir()  # a database with its schema: run folders are its own
+    (tmp_path / "runs" / "20260101T000000-2").mkdir()
+    StateStore(tmp_path).close()

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,11 +54,14 @@ from daemon.engine.queues import ResourceQueue, capacity_of
 from daemon.engine.resume import ResumeError, ResumePlan, plan_resume
 from daemon.engine.spark import attempt_application_id
 from daemon.engine.triggers import Readiness, readiness
-from daemon.state.store import StateStore
+from daemon.state.store import ClosedAttempt, StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.engine")
 
+WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.05, 2.0  # seconds between commits the disk refuses
 LOST = "lost: the process ended while the daemon was down and left no exit status"
+LOST_UNWRITTEN = ("lost: the node ended but its exit status could not be written (exit.tmp is"
+                  " empty: was the disk full?)")
 _EXIT_MEANINGS = {126: ": command not executable (see the log)",
                   127: ": command not found (see the log)",
                   137: " (killed by SIGKILL)", 143: " (terminated by SIGTERM)"}
@@ -228,7 +232,10 @@ class Engine:
               ) -> None:
         event = StatusEvent(run_id, node, status, self._clock.now(), attempt)
         for listener in list(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a listener must not stop the change it hears of halfway
+                log.exception("a listener of run %s failed", run_id)
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
@@ -239,6 +246,42 @@ class Engine:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
+
+    # ---- writes the disk refuses -------------------------------------------------------
+
+    async def _durably(self, write: Callable[[], object], *, tried: bool = False) -> None:
+        """Run `write` (store writes, then what follows from them) until its commit
+        succeeds: while the state database cannot be written (a full disk), retry with
+        backoff. The outcome waits in memory; nothing acts on it before it is committed."""
+        delay = WRITE_RETRY_FIRST
+        while True:
+            if tried:
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX)
+            tried = True
+            try:
+                write()
+                return
+            except StateWriteError as exc:
+                log.debug("retrying in %.2fs: %s", delay, exc)
+
+    def _now_or_later(self, write: Callable[[], object]) -> None:
+        """`write` now or, when the state cannot be written, by `_durably` in a task of
+        its own; for callers that cannot wait. `write` must be safe to run again."""
+        try:
+            write()
+        except StateWriteError:
+            self._spawn(self._durably(write, tried=True))
+
+    def _record_process(self, run_id: str, node: str, number: int, pid: int,
+                        pid_start: int | None) -> None:
+        """Store the node's pid: best effort, since the attempt folder's `pid` file has it
+        too (`LocalLauncher.recover` reads it when the store has none)."""
+        try:
+            self._store.set_attempt_process(run_id, node, number, pid, pid_start)
+        except StateWriteError as exc:
+            log.warning("run %s node %s attempt %d: pid %d not stored: %s", run_id, node,
+                        number, pid, exc)
 
     # ---- creating runs ------------------------------------------------------------------
 
@@ -358,14 +401,19 @@ class Engine:
                     continue
                 lane.active += 1
                 self._runs[head.run_id] = state
-                self._set_run_status(state, RunStatus.RUNNING)
-                self._evaluate(state, [n for n, s in state.nodes.items()
-                                       if s.status is NodeStatus.PENDING])
-                self._maybe_finish(state)
+                self._now_or_later(partial(self._begin, state))
         finally:
             self._admitting.discard(key)
             if not lane.pending and not lane.active:
                 self._lanes.pop(key, None)
+
+    def _begin(self, state: _Run) -> None:
+        """An admitted run: RUNNING, and its first nodes started."""
+        if state.status is RunStatus.PENDING:
+            self._set_run_status(state, RunStatus.RUNNING)
+        self._evaluate(state, [n for n, s in state.nodes.items()
+                               if s.status is NodeStatus.PENDING])
+        self._maybe_finish(state)
 
     def _lane_limit(self, key: LaneKey, head: _Queued) -> int:
         if key[0] == "backfill":
@@ -437,8 +485,8 @@ class Engine:
                 except Exception as exc:  # a bug must fail one node, never stall its run
                     log.exception("run %s node %s: internal error", run.header.run_id,
                                   node.name)
-                    outcome = self._finish(run, node, max(node.attempts, 1), None,
-                                           f"internal error: {exc}", retryable=False)
+                    outcome = await self._finish(run, node, max(node.attempts, 1), None,
+                                                 f"internal error: {exc}", retryable=False)
                 finally:
                     queue.release()
                 recovered = None
@@ -446,10 +494,11 @@ class Engine:
                     break  # final status already written
                 await self._retry_delay(run, outcome)
             if run.cancel.is_set() and not node.status.finished:
-                self._set_node_status(run, [node], NodeStatus.CANCELLED)
+                await self._durably(
+                    lambda: self._set_node_status(run, [node], NodeStatus.CANCELLED))
         finally:
             if not self._stopping:
-                self._after_final(run, node)
+                self._now_or_later(lambda: self._after_final(run, node))
 
     async def _retry_delay(self, run: _Run, until: datetime) -> None:
         delay = (until - self._clock.now()).total_seconds()
@@ -466,8 +515,8 @@ class Engine:
         """One attempt. Returns when the next attempt is due, or None when the node is final."""
         if run.cancel.is_set():
             if recovered is not None and recovered.handle is None:  # its row is RUNNING
-                self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
-                             cancelled=True)
+                await self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
+                                   cancelled=True)
             if recovered is None or recovered.handle is None:
                 return None
         plan = node.plan
@@ -493,11 +542,12 @@ class Engine:
                 if (problem := process_problem(argv, node_env, env)) is not None:
                     raise CommandError(problem)
             except CommandError as exc:
-                self._store.start_attempt(attempt)
+                await self._durably(lambda: self._store.start_attempt(attempt))
                 node.attempts = number
-                return self._finish(run, node, number, None, mask(str(exc), run.secrets),
-                                    retryable=False)
-            self._store.start_attempt(attempt)  # intent first, then the launch
+                return await self._finish(run, node, number, None,
+                                          mask(str(exc), run.secrets), retryable=False)
+            # intent first, then the launch (on a full disk: once it can be written)
+            await self._durably(lambda: self._store.start_attempt(attempt))
             node.attempts = number
             run.set_node_status(node, NodeStatus.RUNNING)
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
@@ -505,38 +555,40 @@ class Engine:
                 handle = await self._launcher.launch(LaunchSpec(
                     argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
             except OSError as exc:  # e.g. a queue's python interpreter that does not exist
-                return self._finish(run, node, number, None,
-                                    f"cannot start {argv[0]}: {exc.strerror or exc}")
-            self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
-                                            process_start(handle.pid))
+                return await self._finish(run, node, number, None,
+                                          f"cannot start {argv[0]}: {exc.strerror or exc}")
+            self._record_process(run.header.run_id, node.name, number, handle.pid,
+                                 process_start(handle.pid))
             timeout = plan.timeout_seconds
         elif recovered.handle is not None:
             handle = recovered.handle
             number = node.attempts
-            self._store.set_attempt_process(run.header.run_id, node.name, number, handle.pid,
-                                            process_start(handle.pid))  # maybe never stored
+            self._record_process(run.header.run_id, node.name, number, handle.pid,
+                                 process_start(handle.pid))  # maybe never stored
             elapsed = (self._clock.now() - self._attempt_started(run, node)).total_seconds()
             timeout = (None if plan.timeout_seconds is None
                        else max(0.0, plan.timeout_seconds - elapsed))
         else:
             number = node.attempts
             if recovered.lost:
-                return self._finish(run, node, number, None, LOST)
-            return self._finish(run, node, number, recovered.exit_code, None)
+                unwritten = (self._attempt_dir(run, node.name, number) / "exit.tmp").exists()
+                return await self._finish(run, node, number, None,
+                                          LOST_UNWRITTEN if unwritten else LOST)
+            return await self._finish(run, node, number, recovered.exit_code, None)
         node.handle = handle
         try:
             code, reason = await self._wait(run, handle, timeout)
         except ProcessLostError as lost:
-            return self._finish(run, node, number, None, str(lost))
+            return await self._finish(run, node, number, None, str(lost))
         finally:
             node.handle = None
         if reason == "cancelled":
-            self._finish(run, node, number, code, "cancelled", cancelled=True)
+            await self._finish(run, node, number, code, "cancelled", cancelled=True)
             return None
         if reason == "timeout":
-            return self._finish(run, node, number, code,
-                                f"timed out after {plan.timeout_seconds:g}s")
-        return self._finish(run, node, number, code, None)
+            return await self._finish(run, node, number, code,
+                                      f"timed out after {plan.timeout_seconds:g}s")
+        return await self._finish(run, node, number, code, None)
 
     async def _build_command(self, plan: NodePlan, queue: QueuePlan,
                              variables: Mapping[str, Any], attempt_dir: Path
@@ -576,10 +628,11 @@ class Engine:
             if not waiter.done():  # the engine is stopping: the process lives on
                 waiter.cancel()
 
-    def _finish(self, run: _Run, node: _Node, number: int, code: int | None,
-                error: str | None, *, retryable: bool = True, cancelled: bool = False
-                ) -> datetime | None:
-        """Record an attempt's end and the node's next status in one commit."""
+    async def _finish(self, run: _Run, node: _Node, number: int, code: int | None,
+                      error: str | None, *, retryable: bool = True, cancelled: bool = False
+                      ) -> datetime | None:
+        """Record an attempt's end and the node's next status in one commit (on a full
+        disk: kept here and retried until it is written; nothing acts on it before)."""
         now = self._clock.now()
         plan = node.plan
         succeeded = code == 0 and error is None
@@ -598,12 +651,12 @@ class Engine:
                 node_status = NodeStatus.FAILED
         if error is None and code not in (0, None):
             error = f"exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
-        self._store.finish_attempt(run.header.run_id, node.name, number, status=attempt_status,
-                                   at=now, exit_code=code, error=error, node_status=node_status,
-                                   next_attempt_at=next_at,
-                                   spark_application_id=attempt_application_id(
-                                       run.graph.queues.get(node.queue),
-                                       self._attempt_dir(run, node.name, number)))
+        application_id = attempt_application_id(run.graph.queues.get(node.queue),
+                                                self._attempt_dir(run, node.name, number))
+        await self._durably(lambda: self._store.finish_attempt(
+            run.header.run_id, node.name, number, status=attempt_status, at=now,
+            exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
+            spark_application_id=application_id))
         run.set_node_status(node, node_status)
         self._emit(run.header.run_id, node.name, node_status.value, number)
         return next_at
@@ -687,8 +740,11 @@ class Engine:
             if run is None or run.status.finished:
                 continue
             self._store.request_cancel(run_id, at=now)  # intent first
-            self._apply_cancel(run)
-            self._maybe_finish(run)
+            self._now_or_later(partial(self._cancel_now, run))
+
+    def _cancel_now(self, run: _Run) -> None:
+        self._apply_cancel(run)
+        self._maybe_finish(run)
 
     def _apply_cancel(self, run: _Run) -> None:
         """Cancel idle nodes now; running attempts see `run.cancel` and are killed."""
@@ -821,8 +877,8 @@ class Engine:
                 if last.pid is None and recovered.pid is not None and recovered.handle is None:
                     # launched, then the crash came before its pid was stored; it has ended
                     # since, so its start time cannot be known any more
-                    self._store.set_attempt_process(run.run_id, node.name, last.number,
-                                                    recovered.pid, None)
+                    self._record_process(run.run_id, node.name, last.number, recovered.pid,
+                                         None)
                 log.info("run %s node %s attempt %d: %s", run.run_id, node.name, last.number,
                          "adopted" if recovered.handle else "never started"
                          if recovered.never_started else "lost" if recovered.lost
@@ -837,10 +893,70 @@ class Engine:
         self._maybe_finish(state)
 
     def _fail_unrecoverable(self, run: Run, reason: str) -> None:
-        pending = [n.name for n in run.nodes if not n.status.finished]
-        self._store.set_node_status(run.run_id, pending, NodeStatus.FAILED, at=self._clock.now(),
-                                    skip_reason=f"cannot recover: {reason}")
-        self._store.set_run_status(run.run_id, RunStatus.FAILED, at=self._clock.now())
+        """Fail a run whose plan cannot be loaded any more. Its attempts still running are
+        stopped first (group SIGTERM, SIGKILL after the grace): until then its rows stay as
+        they are, so a crash meanwhile does it again at the next start. Then its attempts,
+        nodes and the run are closed in one commit; the nodes keep their rows (the graph)."""
+        why = f"cannot recover: {reason}"
+        closed: list[ClosedAttempt] = []
+        alive: list[tuple[str, int, ProcessHandle]] = []
+        for node in run.nodes:
+            last = node.attempts[-1] if node.attempts else None
+            if last is None or last.status is not AttemptStatus.RUNNING:
+                continue
+            found = self._launcher.recover(Path(last.log_path or "").parent, last.pid,
+                                           last.pid_start)
+            if found.handle is not None:
+                alive.append((node.name, last.number, found.handle))
+            elif found.exit_code is not None:  # it ended by itself while the daemon was down
+                closed.append(_ended(node.name, last.number, found.exit_code, None))
+            else:
+                closed.append(_ended(node.name, last.number, None, LOST if found.lost else why))
+        unfinished = [n.name for n in run.nodes if not n.status.finished]
+        if not alive:
+            now = self._clock.now()
+            self._now_or_later(lambda: self._store.fail_unrecoverable(
+                run.run_id, unfinished, closed, reason=why, at=now))
+            return
+        log.warning("run %s: stopping %d node process(es) it left running", run.run_id,
+                    len(alive))
+        self._spawn(self._stop_unrecoverable(run.run_id, unfinished, closed, alive, why))
+
+    async def _stop_unrecoverable(self, run_id: str, unfinished: list[str],
+                                  closed: list[ClosedAttempt],
+                                  alive: list[tuple[str, int, ProcessHandle]], why: str) -> None:
+        waiters = [asyncio.ensure_future(handle.wait()) for _, _, handle in alive]
+        for _, _, handle in alive:
+            handle.signal_group(signal.SIGTERM)
+        grace: asyncio.Future[Any] = asyncio.ensure_future(
+            self._clock.sleep(self._settings.kill_grace_seconds))
+        ended: asyncio.Future[list[Any]] = asyncio.gather(*waiters, return_exceptions=True)
+        try:
+            await asyncio.wait({ended, grace}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            grace.cancel()
+        for (_, _, handle), waiter in zip(alive, waiters, strict=True):
+            if not waiter.done():
+                handle.signal_group(signal.SIGKILL)
+        for (name, number, _), code in zip(alive, await ended, strict=True):
+            if isinstance(code, ProcessLostError):
+                closed.append(_ended(name, number, None, str(code)))
+            elif isinstance(code, BaseException):
+                raise code
+            else:
+                closed.append(_ended(name, number, code, f"stopped: {why}"))
+        now = self._clock.now()
+        await self._durably(lambda: self._store.fail_unrecoverable(
+            run_id, unfinished, closed, reason=why, at=now))
+
+
+def _ended(node: str, number: int, code: int | None, error: str | None) -> ClosedAttempt:
+    """An attempt's end as recorded for a run that cannot be recovered: its own result
+    when it finished by itself, else FAILED with `error`."""
+    if error is None and code is not None and code != 0:
+        error = f"exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
+    status = AttemptStatus.SUCCEEDED if error is None else AttemptStatus.FAILED
+    return ClosedAttempt(node=node, number=number, status=status, exit_code=code, error=error)
 
 
 def _queue_for(node: NodePlan, override: str | None) -> str:

@@ -9,6 +9,7 @@ run replaces the failed one it resumes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -22,12 +23,13 @@ from daemon.engine.model import RunStatus, RunTrigger
 from daemon.scheduler.model import Backfill, BackfillStatus, Reprocess
 from daemon.scheduler.scheduler import Catalog, data_interval, latest_plan
 from daemon.scheduler.ticks import TooManyTicks, ticks_between
-from daemon.state.store import StateStore
+from daemon.state.store import StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.backfills")
 
 MAX_TICKS = 100_000
 MAX_PARALLEL_RUNS = 1000
+FINISH_RETRY_SECONDS = 1.0
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -160,7 +162,16 @@ class Backfills:
             return
         backfill_id = self._store.run_backfill_id(event.run_id)
         if backfill_id is not None:
+            self._finish_soon(backfill_id)
+
+    def _finish_soon(self, backfill_id: str) -> None:
+        """`_maybe_finish`, tried again every second while the state database cannot be
+        written (a full disk): its last run's end must still end the backfill."""
+        try:
             self._maybe_finish(backfill_id)
+        except StateWriteError:
+            asyncio.get_running_loop().call_later(FINISH_RETRY_SECONDS, self._finish_soon,
+                                                  backfill_id)
 
     def _maybe_finish(self, backfill_id: str) -> None:
         if self._store.backfill_unfinished(backfill_id):

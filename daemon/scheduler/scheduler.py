@@ -33,9 +33,11 @@ from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError
 from daemon.engine.model import RunTrigger
 from daemon.scheduler.ticks import iter_ticks, next_ticks, previous_tick, ticks_between
-from daemon.state.store import StateStore
+from daemon.state.store import StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.scheduler")
+
+WRITE_RETRY_SECONDS = 1.0  # a pass the state database refused is tried again this soon
 
 
 class Catalog(Protocol):
@@ -95,6 +97,7 @@ class Scheduler:
         self._settings = settings or SchedulerSettings()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._unrecorded = False  # a tick's run could not be stored: `recover` at next pass
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -137,9 +140,19 @@ class Scheduler:
     def tick(self, now: datetime) -> datetime | None:
         """One pass at `now`: create the due runs. Returns the earliest next tick."""
         earliest: datetime | None = None
+        if self._unrecorded:  # ticks recorded while their runs could not be
+            self._unrecorded = False
+            try:
+                self.recover()
+            except StateWriteError:
+                self._unrecorded = True
         for workflow in self._catalog.workflows():
             try:
                 upcoming = self._pass(workflow, now)
+            except StateWriteError as exc:  # a full disk: the cursor did not move
+                log.warning("scheduling %s: %s; trying again in %gs", workflow, exc,
+                            WRITE_RETRY_SECONDS)
+                upcoming = now + timedelta(seconds=WRITE_RETRY_SECONDS)
             except Exception:  # one broken workflow must not stop the others' schedules
                 log.exception("scheduling %s failed", workflow)
                 continue
@@ -212,6 +225,11 @@ class Scheduler:
                                     data_interval=data_interval(schedule, tick), run_id=run_id)
         except sqlite3.IntegrityError:
             log.warning("%s: the tick %s already has its run", plan.workflow, tick.isoformat())
+            return False
+        except StateWriteError as exc:  # its tick is recorded: the next pass creates it
+            log.warning("%s: the run of the tick %s waits: %s", plan.workflow,
+                        tick.isoformat(), exc)
+            self._unrecorded = True
             return False
         except RunError as exc:
             log.error("%s: no run for the tick %s: %s", plan.workflow, tick.isoformat(), exc)

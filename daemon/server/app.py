@@ -21,6 +21,7 @@ import os
 import resource
 import signal
 import socket
+import sqlite3
 import ssl
 import sys
 import time
@@ -50,7 +51,7 @@ from daemon.server.auth import TokenInterceptor
 from daemon.server.service import SERVICE_NAME, Parts, register
 from daemon.server.systemd import notify
 from daemon.state.lock import StateInUseError, lock_state
-from daemon.state.store import StateError, StateStore
+from daemon.state.store import StateError, StateStore, StateWriteError, damaged
 from daemon.watcher import PlanCatalog, watch_plans
 
 log = logging.getLogger("flowplan.daemon")
@@ -63,6 +64,7 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # seconds for a new connection to send its HTT
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds a connection may stay open without a call
 RESERVED_FDS = 128  # for the daemon's own files: SQLite, logs, the shim, plan reads, git
 MAX_STREAMS_PER_CONNECTION = 100
+WRITE_WATCH_SECONDS = 0.5  # how often health looks at (and probes) a failing database
 
 
 class UsageError(ValueError):
@@ -192,10 +194,18 @@ class Daemon:
             store.close()
             raise
 
-        await sender.start()
-        await engine.start()
-        scheduler.recover()
-        backfills.recover()
+        try:
+            await sender.start()
+            await engine.start()
+            scheduler.recover()
+            backfills.recover()
+        except (sqlite3.DatabaseError, StateWriteError) as exc:
+            await engine.stop()
+            await sender.stop(grace_seconds=0)
+            store.close()
+            if isinstance(exc, StateWriteError):  # a full disk: recovery cannot record
+                raise StateError(f"{exc}: free disk space under {config.state}") from exc
+            raise damaged(store.path, exc) from exc  # damage quick_check does not see
         await server.start()
         for name in ("", SERVICE_NAME):
             await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -204,6 +214,8 @@ class Daemon:
         tasks = [asyncio.ensure_future(scheduler.run()),
                  asyncio.ensure_future(watch_plans(catalog, lambda _: scheduler.wake(),
                                                    stop_watch))]
+        tasks.append(asyncio.ensure_future(watch_writes(store, health_service, scheduler,
+                                                        stop_watch)))
         if config.git_url:
             tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
         log.info("listening", extra={"fields": {
@@ -314,6 +326,28 @@ def connection_cap(fd_limit: int, wanted: int) -> int:
     """`wanted` connections, fewer when the open-file limit would not keep RESERVED_FDS (or
     half of a small limit) for the daemon's own files."""
     return max(1, min(wanted, max(fd_limit - RESERVED_FDS, fd_limit // 2)))
+
+
+async def watch_writes(store: StateStore, health_service: health.aio.HealthServicer,
+                       scheduler: Scheduler, stop: asyncio.Event) -> None:
+    """Health NOT_SERVING while the state database cannot be written (a full disk): probe it
+    meanwhile, and when it can be written again, SERVING and wake the scheduler (a tick it
+    could not record is due again)."""
+    failing = False
+    while not stop.is_set():
+        if store.write_error is not None:
+            with contextlib.suppress(StateWriteError):
+                store.probe_write()
+        if (store.write_error is not None) != failing:
+            failing = not failing
+            status = (health_pb2.HealthCheckResponse.NOT_SERVING if failing
+                      else health_pb2.HealthCheckResponse.SERVING)
+            for name in ("", SERVICE_NAME):
+                await health_service.set(name, status)
+            if not failing:
+                scheduler.wake()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WRITE_WATCH_SECONDS)
 
 
 # ---- logging ----------------------------------------------------------------------------

@@ -105,8 +105,10 @@ def node_counts(counts: Mapping[NodeStatus, int]) -> pb.NodeCounts:
 def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
         cancel_requested_at: datetime | None = None,
         counts: Mapping[NodeStatus, int] | None = None) -> pb.Run:
-    """A run; with `graph`, its nodes (in the graph's order, with their tags) and edges
-    too; with `counts` (else from its nodes, when it has them), its nodes by status."""
+    """A run with the nodes it was loaded with (in the graph's order), with `counts` (else
+    from its nodes, when it has them) its nodes by status; with `graph`, its tags, its
+    nodes' tags and its edges too. A run whose plan cannot be read any more keeps its
+    nodes."""
     message = pb.Run(
         run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
         status=enum_value(pb.RunStatus, "RUN_STATUS", r.status.value),
@@ -125,13 +127,13 @@ def run(r: Run, *, graph: WorkflowPlan | None, last_sequence: int,
             counts[n.status] = counts.get(n.status, 0) + 1
     if counts is not None:
         message.node_counts.CopyFrom(node_counts(counts))
+    tags = {n.name: n.tags for n in graph.nodes} if graph is not None else {}
+    for n in r.nodes:
+        node = message.nodes.add()
+        node.CopyFrom(node_run(n))
+        node.tags.update(tags.get(n.name, {}))
     if graph is not None:
         message.tags.update(graph.tags)
-        tags = {n.name: n.tags for n in graph.nodes}
-        for n in r.nodes:
-            node = message.nodes.add()
-            node.CopyFrom(node_run(n))
-            node.tags.update(tags.get(n.name, {}))
         message.edges.extend(edges(graph))
     return message
 

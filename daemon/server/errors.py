@@ -1,6 +1,7 @@
 """Errors for gRPC clients: a refused request becomes a status code with a
-`google.rpc.BadRequest` naming the field; anything unexpected becomes INTERNAL, logged,
-and never takes the daemon down."""
+`google.rpc.BadRequest` naming the field; a change the state database cannot record (a full
+disk) becomes UNAVAILABLE; anything unexpected becomes INTERNAL, logged, and never takes the
+daemon down."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from daemon.engine.engine import RunError
+from daemon.state.store import StateWriteError
 
 log = logging.getLogger("flowplan.server")
 
@@ -85,6 +87,12 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RunError | R
     raise AssertionError("unreachable")  # abort raises
 
 
+def unwritable(error: StateWriteError) -> str:
+    """UNAVAILABLE's message: the call changed nothing and can be repeated."""
+    return (f"{error}: nothing was changed; call again once the daemon's disk has room"
+            " (health is NOT_SERVING until then)")
+
+
 def unary(method: Callable[[Any, _Request, Any], Awaitable[_Response]]
           ) -> Callable[[Any, _Request, Any], Awaitable[_Response]]:
     """Turn refusals into statuses, and a bug into INTERNAL instead of a dead daemon."""
@@ -98,6 +106,9 @@ def unary(method: Callable[[Any, _Request, Any], Awaitable[_Response]]
         except (RunError, RequestError) as exc:
             await abort(context, exc)
         except grpc.aio.AbortError:
+            raise
+        except StateWriteError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, unwritable(exc))
             raise
         except Exception as exc:
             log.exception("%s failed", method.__name__)
@@ -120,6 +131,8 @@ def stream(method: Callable[[Any, _Request, Any], AsyncIterator[_Response]]
             await abort(context, exc)
         except grpc.aio.AbortError:
             raise
+        except StateWriteError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, unwritable(exc))
         except Exception as exc:
             log.exception("%s failed", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")

@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,41 @@ DB_FILE = "state.sqlite3"
 log = logging.getLogger("flowplan.state")
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedAttempt:
+    """How an attempt of a run that cannot be recovered ended (`fail_unrecoverable`)."""
+
+    node: str
+    number: int
+    status: AttemptStatus
+    exit_code: int | None
+    error: str | None
+
+
 class StateError(Exception):
     """The state database cannot be used (newer schema, corrupt file)."""
+
+
+class StateWriteError(Exception):
+    """A commit the disk refused (full, an I/O error) was rolled back: nothing of it was
+    written, and the same write may succeed later. `StateStore.write_error` says why until a
+    commit succeeds again."""
+
+
+_REFUSED_WRITES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
+                             sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+                             sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL})
+
+
+def _refused_write(exc: sqlite3.OperationalError) -> bool:
+    """The disk (or another process) refused the write, not the SQL: worth retrying."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _REFUSED_WRITES
+
+
+def damaged(path: Path, exc: sqlite3.Error) -> StateError:
+    """The one-line refusal of a database SQLite cannot use."""
+    return StateError(f"{path}: {exc}: restore the database from a backup"
+                      " (docs/operations.md), or give another --state")
 
 
 def ts(value: datetime | None) -> str | None:
@@ -66,22 +101,35 @@ class StateStore:
             raise ValueError("synchronous must be NORMAL or FULL")
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / DB_FILE
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path.is_dir():
+            raise StateError(f"{self.path}: a folder is where the database file goes: move it"
+                             " away and restore the database from a backup"
+                             " (docs/operations.md), or give another --state")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.Error as exc:  # unreadable, a broken link
+            raise damaged(self.path, exc) from exc
         self._db.row_factory = sqlite3.Row
         self._in_tx = False
+        self.write_error: str | None = None  # why commits fail, while they do
         try:
+            self._refuse_empty_beside_runs(state_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=10000")
+            self._check_pages()
             self._migrate()
         except sqlite3.DatabaseError as exc:  # not a database, corrupt, unreadable
             self._db.close()
-            raise StateError(f"{self.path}: {exc}: restore the database from a backup"
-                             " (docs/operations.md), or give another --state") from exc
+            raise damaged(self.path, exc) from exc
         except StateError:
             self._db.close()
             raise
+        except StateWriteError as exc:  # a migration on a full disk
+            self._db.close()
+            raise StateError(f"{exc}: free disk space under {state_dir}") from exc
         self._checkpointer: _Checkpointer | None = None
         if checkpoint_every is not None:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -91,6 +139,28 @@ class StateStore:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self._db.close()
+
+    def _refuse_empty_beside_runs(self, state_dir: Path) -> None:
+        """A missing, empty or schema-less database beside run folders lost its history:
+        starting on it would forget every run and reuse nothing safely."""
+        fresh = (self._db.execute("PRAGMA user_version").fetchone()[0] == 0 and
+                 self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0)
+        runs = state_dir / "runs"
+        if not fresh or not runs.is_dir():
+            return
+        count = sum(1 for entry in os.scandir(runs) if entry.is_dir())
+        if count:
+            raise StateError(
+                f"{self.path}: the database is missing or empty but {runs} holds {count} run"
+                " folder(s): restore the database from a backup (docs/operations.md), or, to"
+                f" start over without that history, move {runs} away")
+
+    def _check_pages(self) -> None:
+        """`PRAGMA quick_check`: every page readable and well formed (about 25 ms for 10,000
+        runs), so that damage stops the start instead of a later query."""
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({rows[0][0]})")
 
     def _migrate(self) -> None:
         current = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -105,21 +175,43 @@ class StateStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One durable transaction; nested use joins the outer one."""
+        """One durable transaction; nested use joins the outer one. A write the disk refuses
+        (full, I/O error, locked) raises StateWriteError, after a rollback."""
         if self._in_tx:
             yield self._db
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
         try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:  # a failed COMMIT can leave it open
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _refused_write(exc):
+                raise self._write_failed(exc) from exc
+            raise
         finally:
             self._in_tx = False
+        if self.write_error is not None:
+            log.warning("the state database %s can be written again", self.path)
+            self.write_error = None
+
+    def _write_failed(self, exc: sqlite3.OperationalError) -> StateWriteError:
+        if self.write_error is None:
+            log.error("cannot write the state database %s: %s: what cannot be recorded waits"
+                      " in memory and is retried (free disk space under %s)", self.path, exc,
+                      self.path.parent)
+        self.write_error = str(exc)
+        return StateWriteError(f"cannot write the state database {self.path}: {exc}")
+
+    def probe_write(self) -> None:
+        """A commit that writes a page (the header's user_version, unchanged): raises
+        StateWriteError while the database cannot be written."""
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version={int(version)}")
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -257,6 +349,20 @@ class StateStore:
                        " AND name = ?",
                        (node_status.value, ts(next_attempt_at), run_id, node))
             self._event(run_id, node, node_status.value, number, at)
+
+    def fail_unrecoverable(self, run_id: str, nodes: Sequence[str],
+                           attempts: Sequence[ClosedAttempt], *, reason: str, at: datetime
+                           ) -> None:
+        """In one commit: the run's open `attempts` closed with what is known of them, its
+        unfinished `nodes` FAILED with `reason`, the run FAILED."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE attempts SET status = ?, finished_at = ?, exit_code = ?, error = ?"
+                " WHERE run_id = ? AND node = ? AND number = ? AND status = 'RUNNING'",
+                [(a.status.value, ts(at), a.exit_code, a.error, run_id, a.node, a.number)
+                 for a in attempts])
+            self.set_node_status(run_id, nodes, NodeStatus.FAILED, at=at, skip_reason=reason)
+            self.set_run_status(run_id, RunStatus.FAILED, at=at)
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -602,11 +708,16 @@ class _Checkpointer:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA synchronous={synchronous}")
+            failing = False
             while not self._stop.wait(interval):
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # e.g. a full disk: the WAL grows, commits go on
-                    log.warning("WAL checkpoint of %s failed: %s", path, exc)
+                    if not failing:  # once per outage, not every second
+                        log.warning("WAL checkpoints of %s fail: %s", path, exc)
+                    failing = True
+                else:
+                    failing = False
         finally:
             db.close()
 
