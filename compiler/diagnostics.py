@@ -70,6 +70,9 @@ class Code(StrEnum):
     UNKNOWN_VARIABLE = "FP502"
     UNKNOWN_PARAM = "FP503"
     UNKNOWN_FILTER = "FP504"
+    TEMPLATE_UNQUOTABLE = "FP505"  # a value where quoting cannot work (backticks, heredoc...)
+    RAW_PARAM = "FP506"  # a warning: `| raw` pastes a param unquoted into a command or SQL
+    RAW_MISPLACED = "FP507"  # `| raw` that is not the expression's last filter
 
     SETTINGS_UNKNOWN_QUEUE = "FP601"  # defaults.queue names no queue
 
