@@ -6,6 +6,7 @@ end-to-end test starts runs with injection payloads through the CLI against a re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sqlite3
@@ -255,3 +256,47 @@ def test_run_params_never_run_as_shell_or_sql(make_repo: MakeRepo, tmp_path: Pat
     assert not pwned.exists()
     with sqlite3.connect(state / "sqlite" / "inj.sqlite3") as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def _template(literal: str) -> str:
+    """`literal` as template text (a `${` in it is written `$${`)."""
+    return literal.replace("${", "$${")
+
+
+SHELL_TEXT = st.text(st.sampled_from(list("'\"\\`$(){}#\n< ;|a-=")), max_size=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=SHELL_TEXT, after=SHELL_TEXT)
+def test_no_command_text_around_a_value_lets_it_run(before: str, after: str,
+                                                    tmp_path_factory) -> None:
+    """Whatever shell text surrounds `${ params.x }`, either check refuses the place or no
+    quoting of an injection payload runs it (the text itself may well be a syntax error)."""
+    folder = tmp_path_factory.mktemp("sh")
+    template = _template(before + (" " if before.endswith("$") else "")) + "${ params.x }"
+    template += _template(after)
+    if check(template, frozenset({"x"}), "shell"):
+        return
+    touch = f"touch {folder}/pwned"
+    value = (f"$({touch})'$({touch})\"$({touch})`{touch}`\n{touch}\n"
+             f"'\"; {touch}; echo \"'; {touch}; #\\")
+    subprocess.run(["/bin/sh", "-c", render(template, {"params": {"x": value}}, "shell")],
+                   cwd=folder, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert not (folder / "pwned").exists(), template
+
+
+SQL_TEXT = st.text(st.sampled_from(list("'\"`[]-/*\n; a")), max_size=12)
+
+
+@PROPERTY
+@given(before=SQL_TEXT, after=SQL_TEXT)
+def test_no_sql_text_around_a_value_lets_it_run(before: str, after: str) -> None:
+    template = _template(before) + "${ params.x }" + _template(after)
+    if check(template, frozenset({"x"}), "sqlite"):
+        return
+    value = "'\"`]*/\n; CREATE TABLE pwned(a); -- \n; CREATE TABLE pwned(a); /*"
+    with sqlite3.connect(":memory:", isolation_level=None) as db:
+        # the text around may be no SQL at all; statements before an error ran and count
+        with contextlib.suppress(sqlite3.Error):
+            db.executescript(render(template, {"params": {"x": value}}, "sqlite"))
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [], template
