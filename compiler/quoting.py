@@ -84,6 +84,8 @@ class _ShellScanner:
         self.found: dict[int, Context | str] = {}
         self.stack: list[list[str | int]] = [["word", 0]]
         self.heredocs: list[tuple[str, bool]] = []
+        self.case_in_sub = False  # a `case` inside $(...): its `a)` patterns look like ends
+        self.escaped: set[int] = set()  # positions of characters escaped by a backslash
 
     def run(self) -> dict[int, Context | str]:
         text, i = self.text, 0
@@ -93,13 +95,25 @@ class _ShellScanner:
 
     def _at_mark(self, i: int) -> None:
         refused = [_SHELL_REFUSED[str(f[0])] for f in self.stack if f[0] in _SHELL_REFUSED]
+        if self.case_in_sub:
+            refused.append("it follows a 'case' inside $(...), whose 'pattern)' cannot be told"
+                           " from the end of the $(...)")
         self.found[i] = refused[-1] if refused else _SHELL_CONTEXT[str(self.stack[-1][0])]
 
     def _escape(self, i: int) -> int:
         """A backslash at `i` escapes the next character: skip both."""
         if i + 1 in self.marks:
             self.found[i + 1] = "it follows a backslash, which would escape its quoting"
+        self.escaped.add(i + 1)
         return i + 2
+
+    def _word_start(self, i: int) -> bool:
+        """Whether a word starts at `i`: after an unescaped blank or operator, looking
+        through backslash-newline line continuations (which the shell removes)."""
+        j = i - 1
+        while j >= 0 and j in self.escaped and self.text[j] == "\n":
+            j -= 2
+        return j < 0 or (self.text[j] in _SHELL_BREAK and j not in self.escaped)
 
     def _step(self, i: int) -> int:
         text, frame = self.text, self.stack[-1]
@@ -168,13 +182,16 @@ class _ShellScanner:
             return self._escape(i)
         if char in "'\"":
             self.stack.append(["single" if char == "'" else "double", 0])
-        elif char == "#" and (i == 0 or text[i - 1] in _SHELL_BREAK):
+        elif char == "#" and self._word_start(i):
             self.stack.append(["comment", 0])
         elif text.startswith("$'", i):
             self.stack.append(["ansi", 0])
             return i + 2
         elif char in "$`":
             return self._substitution(i)
+        elif (frame[0] == "sub" and text.startswith("case", i) and text[i + 4:i + 5].isspace()
+              and self._word_start(i)):
+            self.case_in_sub = True
         elif frame[0] == "sub" and char in "()":
             if char == "(":
                 frame[1] = int(frame[1]) + 1

@@ -155,6 +155,7 @@ def test_raw_pastes_the_text_and_check_warns_when_it_reads_params() -> None:
     ("echo $(( ${ params.v } + 1 ))", "shell", "arithmetic"),
     ("echo $'${ params.v }'", "shell", "$'...'"),
     ("echo \\${ params.v }", "shell", "backslash"),
+    ("echo \"$(case a in a) echo ${ params.v };; esac)\"", "shell", "'case'"),
     ("echo \"\\${ params.v }\"", "shell", "backslash"),
     ("SELECT [${ params.v }]", "sqlite", "[...]"),
     ("SELECT \"${ params.v }\"", "spark_sql", "doubleQuotedIdentifiers"),
@@ -175,12 +176,14 @@ def test_places_where_no_quoting_is_safe_are_refused(template: str, language: st
     "echo a#${ params.v }", "echo \"$(echo ${ params.v })\"", "echo '#' ${ params.v }",
     "cat <<EOF\nhi\nEOF\necho ${ params.v }", "echo $# ${ params.v }",
     "echo 'it''s ${ params.v }'", "x=$(( 1 + 2 )); echo $x ${ params.v }",
+    "echo \\;#${ params.v }", "echo a\\\n#${ params.v }",  # an escaped ; or newline: no comment
+    "echo a \\\n# ${ params.v }\necho ${ params.v }",  # a comment after a line continuation
 ])
 def test_ordinary_shell_places_are_quoted(template: str) -> None:
     assert check(template, frozenset({"v"}), "shell") == ()
-    value = "a'; touch /nonexistent/pwned; echo \"$(id)\"`id`"
+    value = "a'; touch /nonexistent/pwned; echo \"$(id)\"`id`\nid"
     out = sh(render(template, {"params": {"v": value}}, "shell")).decode()
-    assert value in out
+    assert value in out or value.replace("\n", " ") in out
 
 
 def test_check_prints_the_raw_warning_with_its_place_and_exits_0(make_repo: MakeRepo) -> None:
