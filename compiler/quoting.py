@@ -83,7 +83,7 @@ class _ShellScanner:
         self.text, self.marks = text, marks
         self.found: dict[int, Context | str] = {}
         self.stack: list[list[str | int]] = [["word", 0]]
-        self.heredocs: list[tuple[str, bool]] = []
+        self.heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, <<-, quoted)
         self.case_in_sub = False  # a `case` inside $(...): its `a)` patterns look like ends
         self.escaped: set[int] = set()  # positions of characters escaped by a backslash
 
@@ -170,6 +170,8 @@ class _ShellScanner:
     def _substitution(self, i: int) -> int:
         """`$((`, `$(`, `${` or a backtick at `i` opens a frame; else one character."""
         text = self.text
+        if text.startswith("$$", i):  # the shell's process id: the second $ opens nothing
+            return i + 2
         for opener, kind in (("$((", "arith"), ("$(", "sub"), ("${", "param"), ("`", "backtick")):
             if text.startswith(opener, i) and not (set(range(i, i + len(opener))) & self.marks):
                 self.stack.append([kind, 0])
@@ -214,6 +216,7 @@ class _ShellScanner:
         while i < len(text) and text[i] in " \t":
             i += 1
         delimiter: list[str] = []
+        quoted = False
         while i < len(text) and text[i] not in _SHELL_BREAK:
             if i in self.marks:
                 self.found[i] = "it is in a here-document's delimiter"
@@ -223,30 +226,38 @@ class _ShellScanner:
                 for mark in self.marks & set(range(i, end)):
                     self.found[mark] = "it is in a here-document's delimiter"
                 delimiter.append(text[i + 1:end])
-                i = end + 1
+                quoted, i = True, end + 1
             elif text[i] == "\\":
                 delimiter.append(text[i + 1:i + 2])
-                i += 2
+                quoted, i = True, i + 2
             else:
                 delimiter.append(text[i])
                 i += 1
         if delimiter:
-            self.heredocs.append(("".join(delimiter), strip))
+            self.heredocs.append(("".join(delimiter), strip, quoted))
         return i
 
     def _heredoc_bodies(self, i: int) -> int:
+        """Skip the bodies of the pending here-documents, which start at `i`; in the body of
+        an unquoted delimiter a line ending in an unescaped backslash goes on on the next."""
         text = self.text
-        for delimiter, strip in self.heredocs:
+        for delimiter, strip, quoted in self.heredocs:
+            line = ""
             while i < len(text):
                 end = text.find("\n", i)
                 end = len(text) if end == -1 else end
                 for mark in self.marks & set(range(i, end)):
                     self.found[mark] = ("it is inside a here-document, where a value could end"
                                         " the document or be expanded")
-                line = text[i:end]
+                part = text[i:end].lstrip("\t") if strip else text[i:end]
                 i = end + 1
-                if (line.lstrip("\t") if strip else line) == delimiter:
+                if not quoted and (len(part) - len(part.rstrip("\\"))) % 2 == 1:
+                    line += part[:-1]
+                    continue
+                line += part
+                if line == delimiter:
                     break
+                line = ""
         self.heredocs.clear()
         return i
 

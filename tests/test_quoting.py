@@ -150,6 +150,7 @@ def test_raw_pastes_the_text_and_check_warns_when_it_reads_params() -> None:
     ("cat <<EOF\n${ params.v }\nEOF", "shell", "here-document"),
     ("cat <<-'EOF'\n\tx ${ params.v }\n\tEOF", "shell", "here-document"),
     ("cat <<${ params.v }\nx\n", "shell", "delimiter"),
+    ("cat <<a\nx\\\na\n${ params.v }\na", "shell", "here-document"),  # x\<newline>a: no end
     ("echo $${HOME:-${ params.v }}", "shell", "${...} expansion"),
     ("echo \"$${HOME:-'${ params.v }'}\"", "shell", "${...} expansion"),
     ("echo $(( ${ params.v } + 1 ))", "shell", "arithmetic"),
@@ -178,6 +179,8 @@ def test_places_where_no_quoting_is_safe_are_refused(template: str, language: st
     "echo 'it''s ${ params.v }'", "x=$(( 1 + 2 )); echo $x ${ params.v }",
     "echo \\;#${ params.v }", "echo a\\\n#${ params.v }",  # an escaped ; or newline: no comment
     "echo a \\\n# ${ params.v }\necho ${ params.v }",  # a comment after a line continuation
+    "echo $$${x ${ params.v }",  # $$ is the process id, not the start of a ${...}
+    "cat <<'a'\nx\\\na\necho ${ params.v }",  # a quoted delimiter: no line continuation
 ])
 def test_ordinary_shell_places_are_quoted(template: str) -> None:
     assert check(template, frozenset({"v"}), "shell") == ()
