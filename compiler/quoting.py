@@ -30,6 +30,7 @@ class Context(StrEnum):
     SHELL_DOUBLE = "shell double"  # inside "..."
     SHELL_COMMENT = "shell comment"  # after # to the end of the line
     SQL_VALUE = "sql value"  # outside literals: the value becomes a literal
+    SQL_VALUE_AFTER_WORD = "sql value after a word"  # x${v}: a space keeps x'..' no prefix
     SQL_SINGLE = "sql single"  # inside a '...' string literal
     SQL_DOUBLE = "sql double"  # inside "..." (SQLite: an identifier or a string)
     SQL_BACKTICK = "sql backtick"  # inside a `...` identifier
@@ -298,6 +299,9 @@ class _SqlScanner:
             char = text[i]
             if i in marks:
                 self.found[i] = self._context(kind)
+                if (self.found[i] is Context.SQL_VALUE and i and i - 1 not in marks
+                        and (text[i - 1].isalnum() or text[i - 1] == "_")):
+                    self.found[i] = Context.SQL_VALUE_AFTER_WORD
             elif kind == "value":
                 if char in "'\"`":
                     kind = char
@@ -351,8 +355,10 @@ def sql_quote(value: object, context: Context, language: Language) -> str:
     numbers, None is NULL, a bool TRUE/FALSE, a list its items separated by commas), its text
     escaped inside a literal or a quoted name, and inert inside a comment."""
     spark = language == "spark_sql"
-    if context is Context.SQL_VALUE:
-        return _sql_value(value, spark, nested=False)
+    if context in (Context.SQL_VALUE, Context.SQL_VALUE_AFTER_WORD):
+        sql = _sql_value(value, spark, nested=False)
+        # glued to a word, a string would take it as a prefix: r'..' raw, x'..' hex
+        return " " + sql if context is Context.SQL_VALUE_AFTER_WORD and "'" in sql else sql
     text = str(value)
     if context is Context.SQL_SINGLE:
         return _spark_escape(text, "'") if spark else text.replace("'", "''")

@@ -306,3 +306,24 @@ def test_no_sql_text_around_a_value_lets_it_run(before: str, after: str) -> None
         with contextlib.suppress(sqlite3.Error):
             db.executescript(render(template, {"params": {"x": value}}, "sqlite"))
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == [], template
+
+
+def test_spark_runner_splits_raw_strings_as_spark_lexes_them() -> None:
+    """A raw r'...' ends at its first quote: a backslash before it escapes nothing, so the
+    value after it is in a literal of its own, not spliced into the raw string."""
+    script = render("SELECT r'a\\', '${ params.x }' AS v;\nSELECT 2",
+                    {"params": {"x": "'; CREATE TABLE pwned(a); --"}}, "spark_sql")
+    assert [text for _, text in spark_sql.statements(script)] == [
+        "SELECT r'a\\', '\\'; CREATE TABLE pwned(a); --' AS v", "SELECT 2"]
+    assert [text for _, text in spark_sql.statements("SELECT bar'x;'; SELECT R\"\\\";")] == [
+        "SELECT bar'x;'", "SELECT R\"\\\""]
+
+
+@pytest.mark.parametrize("language", ["sqlite", "spark_sql"])
+def test_a_string_glued_to_a_word_does_not_take_it_as_a_prefix(language: str) -> None:
+    """`r${ v }` must not become Spark's raw string r'...', nor `x${ v }` a hex literal."""
+    value = "\\'; CREATE TABLE pwned(a); --"
+    script = render("SELECT r${ params.v }, x${ params.v }, t_${ params.n };\nSELECT 2",
+                    {"params": {"v": value, "n": 3}}, language)  # type: ignore[arg-type]
+    assert "SELECT r '" in script and ", x '" in script and "t_3;" in script
+    assert [text for _, text in spark_sql.statements(script)][1:] == ["SELECT 2"]
