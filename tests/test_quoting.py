@@ -326,4 +326,10 @@ def test_a_string_glued_to_a_word_does_not_take_it_as_a_prefix(language: str) ->
     script = render("SELECT r${ params.v }, x${ params.v }, t_${ params.n };\nSELECT 2",
                     {"params": {"v": value, "n": 3}}, language)  # type: ignore[arg-type]
     assert "SELECT r '" in script and ", x '" in script and "t_3;" in script
-    assert [text for _, text in spark_sql.statements(script)][1:] == ["SELECT 2"]
+    if language == "spark_sql":
+        assert [text for _, text in spark_sql.statements(script)][1:] == ["SELECT 2"]
+        return
+    with sqlite3.connect(":memory:", isolation_level=None) as db:
+        with contextlib.suppress(sqlite3.Error):  # no such column r: the point is what ran
+            db.executescript(script)
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
