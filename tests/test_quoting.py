@@ -333,3 +333,14 @@ def test_a_string_glued_to_a_word_does_not_take_it_as_a_prefix(language: str) ->
         with contextlib.suppress(sqlite3.Error):  # no such column r: the point is what ran
             db.executescript(script)
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+@PROPERTY
+@given(text=st.text(max_size=60), language=st.sampled_from(["shell", "sqlite", "spark_sql"]))
+def test_check_and_render_never_crash_on_any_template(text: str, language: str) -> None:
+    template = text + "${ params.x }" + text[::-1]
+    problems = check(template, frozenset({"x"}), language)  # type: ignore[arg-type]
+    try:
+        render(template, {"params": {"x": "v"}}, language)  # type: ignore[arg-type]
+    except TemplateError:
+        assert problems  # what fails to render, check has reported
