@@ -16,7 +16,6 @@ from enum import StrEnum
 from typing import Final, Literal
 
 Language = Literal["text", "shell", "sqlite", "spark_sql"]
-LANGUAGES: Final[tuple[Language, ...]] = ("text", "shell", "sqlite", "spark_sql")
 
 _MARK: Final = "x"  # stands for an expression in the scanned text: a plain word character
 
