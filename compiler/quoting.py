@@ -86,6 +86,7 @@ class _ShellScanner:
         self.heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, <<-, quoted)
         self.case_in_sub = False  # a `case` inside $(...): its `a)` patterns look like ends
         self.escaped: set[int] = set()  # positions of characters escaped by a backslash
+        self.closers: set[int] = set()  # the `)` ending a $(...) or $((...)): not operators
 
     def run(self) -> dict[int, Context | str]:
         text, i = self.text, 0
@@ -113,7 +114,8 @@ class _ShellScanner:
         j = i - 1
         while j >= 0 and j in self.escaped and self.text[j] == "\n":
             j -= 2
-        return j < 0 or (self.text[j] in _SHELL_BREAK and j not in self.escaped)
+        return j < 0 or (self.text[j] in _SHELL_BREAK and j not in self.escaped
+                         and j not in self.closers)
 
     def _step(self, i: int) -> int:
         text, frame = self.text, self.stack[-1]
@@ -141,6 +143,7 @@ class _ShellScanner:
         elif kind == "arith":
             if text.startswith("))", i) and frame[1] == 0:
                 self.stack.pop()
+                self.closers.add(i + 1)
                 return i + 2
             if char in "()":
                 frame[1] = int(frame[1]) + (1 if char == "(" else -1)
@@ -199,6 +202,7 @@ class _ShellScanner:
                 frame[1] = int(frame[1]) + 1
             elif frame[1] == 0:
                 self.stack.pop()
+                self.closers.add(i)
             else:
                 frame[1] = int(frame[1]) - 1
         elif text.startswith("<<<", i):

@@ -180,6 +180,7 @@ def test_places_where_no_quoting_is_safe_are_refused(template: str, language: st
     "echo \\;#${ params.v }", "echo a\\\n#${ params.v }",  # an escaped ; or newline: no comment
     "echo a \\\n# ${ params.v }\necho ${ params.v }",  # a comment after a line continuation
     "echo $$${x ${ params.v }",  # $$ is the process id, not the start of a ${...}
+    "echo $(echo a)#${ params.v }", "echo $((1))#${ params.v }",  # no comment: one word
     "cat <<'a'\nx\\\na\necho ${ params.v }",  # a quoted delimiter: no line continuation
 ])
 def test_ordinary_shell_places_are_quoted(template: str) -> None:
