@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from compiler import __version__, templating
-from compiler.diagnostics import Code, Diagnostic, has_errors
+from compiler.diagnostics import Code, Diagnostic, Severity, has_errors
 from compiler.models import SettingsSpec
 from compiler.parsing import parse_yaml
 from compiler.plan import Plan, SourcePlan, make_plan
+from compiler.quoting import Language
 from compiler.repo import SETTINGS_FILE, RepoSnapshot, SourceProblem
 from compiler.resolve import resolve_workflow, source_plan
-from compiler.validate import FileCheck, check_settings, check_workflow
+from compiler.validate import FileCheck, check_settings, check_workflow, sql_language
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ def compile_repo(repo: RepoSnapshot, *, cache: CompileCache | None = None,
 
     invalid_files = _check_duplicate_names(checks, diagnostics)
     for path, check in checks.items():
-        if _check_sources(check, sources, diagnostics):
+        if _check_sources(check, sources, settings, diagnostics):
             invalid_files.add(path)
 
     built: list[Plan] = []
@@ -164,7 +165,7 @@ def _check_chunk(items: list[tuple[str, bytes]], repo: RepoSnapshot,
     checks = []
     for path, data in items:
         check = _check_file(path, data, settings)
-        if _check_sources(check, sources, check.diagnostics):
+        if _check_sources(check, sources, settings, check.diagnostics):
             check.complete = False
         check.header, check.nodes = None, []
         checks.append(check)
@@ -218,11 +219,11 @@ class _SourceCache:
             self.read[path] = data
         return self.read[path]
 
-    def sql_problems(self, path: str, params: frozenset[str] | None
-                     ) -> tuple[templating.TemplateProblem, ...]:
+    def sql_problems(self, path: str, params: frozenset[str] | None,
+                     language: Language) -> tuple[templating.TemplateProblem, ...]:
         data = self.read[path]
         assert isinstance(data, bytes)
-        return templating.check(data.decode("utf-8"), params)
+        return templating.check(data.decode("utf-8"), params, language)
 
     def plan(self, path: str) -> SourcePlan:
         if path not in self.embedded:
@@ -232,8 +233,10 @@ class _SourceCache:
         return self.embedded[path]
 
 
-def _check_sources(check: FileCheck, sources: _SourceCache, out: list[Diagnostic]) -> bool:
-    """Diagnostics for each node's source, and templates in `.sql` sources. True if any."""
+def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSpec | None,
+                   out: list[Diagnostic]) -> bool:
+    """Diagnostics for each node's source, and templates in `.sql` sources (rendered for
+    their queue's SQL dialect). True if any is an error."""
     found = False
     params = frozenset(check.header.params) if check.header is not None else None
     for node in check.nodes:
@@ -247,12 +250,13 @@ def _check_sources(check: FileCheck, sources: _SourceCache, out: list[Diagnostic
             found = True
             continue
         if node.type == "sql":
-            for problem in sources.sql_problems(path, params):
+            language = sql_language(node.spec, check.header, settings)
+            for problem in sources.sql_problems(path, params, language):
                 line, column = _offset_position(data, problem.offset)
                 out.append(Diagnostic(path, line, column, problem.code,
                                       f"{problem.message} (in node '{node.name}' of"
-                                      f" {check.file})"))
-                found = True
+                                      f" {check.file})", problem.severity))
+                found = found or problem.severity is Severity.ERROR
     return found
 
 

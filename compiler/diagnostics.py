@@ -73,6 +73,9 @@ class Code(StrEnum):
     UNKNOWN_FILTER = "FP504"
     TEMPLATE_UNSAFE = "FP505"  # a private attribute or a mutating method: the sandbox refuses
     TEMPLATE_LIMIT = "FP506"  # literals whose value exceeds a template limit (7 ** (10 ** 8))
+    TEMPLATE_UNQUOTABLE = "FP507"  # a value where quoting cannot work (backticks, heredoc...)
+    RAW_PARAM = "FP508"  # a warning: `| raw` pastes a param unquoted into a command or SQL
+    RAW_MISPLACED = "FP509"  # `| raw` that is not the expression's last filter
 
     SETTINGS_UNKNOWN_QUEUE = "FP601"  # defaults.queue names no queue
 

@@ -8,6 +8,10 @@ What a render may build is bounded (the `MAX_*` limits): the operations that can
 value measure their result before building it and raise `LimitError` past a limit. `check`
 refuses what would fail whatever the values: private attributes, mutating methods, literal
 parts over a limit.
+
+In a shell command or a SQL source (the `language`), every value is quoted for the place it
+sits (see `compiler.quoting`): one shell word, one SQL literal. `${ x | raw }` pastes the text
+as it is; `check` warns when such a value reads `params`.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.parser import Parser
-from jinja2.runtime import Context
+from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
-from compiler.diagnostics import Code, did_you_mean
+from compiler.diagnostics import Code, Severity, did_you_mean
+from compiler.quoting import Context, Language, QuotingError, contexts, shell_quote, sql_quote
 
 VARIABLES: Final = frozenset({
     "ds", "ds_nodash", "ts", "data_interval_start", "data_interval_end", "logical_time",
@@ -60,6 +65,7 @@ class TemplateProblem:
     offset: int
     code: Code
     message: str
+    severity: Severity = Severity.ERROR
 
 
 class TemplateError(ValueError):
@@ -221,10 +227,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _bounded_filter(name, function)
                         for name, function in self.filters.items()}
 
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+    def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
         return _binop(operator, left, right)
 
-    def call(__self, __context: Context, __obj: Any,  # noqa: N805 -- as jinja2 names them
+    def call(__self, __context: JinjaContext, __obj: Any,  # noqa: N805 -- as jinja2 names them
              *args: Any, **kwargs: Any) -> Any:
         if args and getattr(__obj, "__name__", "") == "join":
             args = (_listed(args[0]), *args[1:])  # measured before it is joined
@@ -310,6 +316,21 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
 _ENV: Final = BoundedSandbox()
 
 
+class Raw(str):
+    """A value written `${ x | raw }`: pasted into a command or SQL text without quoting."""
+
+    __slots__ = ()
+
+
+def _raw(value: Any) -> Raw:
+    if isinstance(value, Undefined):
+        str(value)  # a strict undefined value raises here, naming itself
+    return Raw(value)
+
+
+_ENV.filters["raw"] = _raw
+
+
 def split(template: str) -> Iterator[str | Expression]:
     """The literal pieces and expressions of a template, in order.
 
@@ -360,65 +381,119 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def check(template: str, params: frozenset[str] | None) -> tuple[TemplateProblem, ...]:
-    """Every problem of a template: syntax, unknown variables, unknown `params.*`, filters.
+def check(template: str, params: frozenset[str] | None, language: Language = "text"
+          ) -> tuple[TemplateProblem, ...]:
+    """Every problem of a template: syntax, unknown variables, unknown `params.*`, filters,
+    what the sandbox would refuse whatever the values, and in a shell command or SQL source,
+    expressions whose place cannot be quoted and raw values read from params (warnings).
 
     `params` are the workflow's parameter names; None means they are unknown (the params
     are invalid) and `params.*` names are not checked.
     """
     if "${" not in template:
         return ()
-    return _check_cached(template, params)
+    return _check_cached(template, params, language)
 
 
 @lru_cache(maxsize=65536)
-def _check_cached(template: str, params: frozenset[str] | None) -> tuple[TemplateProblem, ...]:
+def _check_cached(template: str, params: frozenset[str] | None, language: Language
+                  ) -> tuple[TemplateProblem, ...]:
     problems: list[TemplateProblem] = []
     try:
         pieces = list(split(template))
     except TemplateError as exc:
         return (TemplateProblem(exc.args[1], Code.TEMPLATE_SYNTAX, exc.args[0]),)
+    places = iter(_contexts(template, language))
     for piece in pieces:
         if isinstance(piece, Expression):
-            problems.extend(_check_expression(piece, params))
+            problems.extend(_check_expression(piece, params, language, next(places)))
     return tuple(problems)
 
 
-def _check_expression(expr: Expression, params: frozenset[str] | None
-                      ) -> list[TemplateProblem]:
+def _check_expression(expr: Expression, params: frozenset[str] | None, language: Language,
+                      place: Context | str) -> list[TemplateProblem]:
     analysis = _analyse(expr.source)
     if isinstance(analysis, str):
         return [TemplateProblem(expr.offset, Code.TEMPLATE_SYNTAX, analysis)]
-    names, param_refs, filters, refused = analysis
     problems = [
         TemplateProblem(expr.offset, Code.UNKNOWN_VARIABLE,
                         f"'{name}' is not a template variable{did_you_mean(name, VARIABLES)}")
-        for name in sorted(names - VARIABLES)
+        for name in sorted(analysis.names - VARIABLES)
     ]
     problems += [
         TemplateProblem(expr.offset, Code.UNKNOWN_FILTER, f"'{name}' is not a Jinja2 filter"
                         f" or test{did_you_mean(name, [*_ENV.filters, *_ENV.tests])}")
-        for name in sorted(filters)
+        for name in sorted(analysis.unknown_filters)
     ]
-    problems += [TemplateProblem(expr.offset, code, message) for code, message in refused]
+    problems += [TemplateProblem(expr.offset, code, message)
+                 for code, message in analysis.refused]
     if params is not None:
         problems += [
             TemplateProblem(expr.offset, Code.UNKNOWN_PARAM,
                             f"'params.{name}' is not declared in the workflow's params"
                             f"{did_you_mean(name, params)}")
-            for name in sorted(param_refs - params)
+            for name in sorted(analysis.param_refs - params)
         ]
+    if language == "text":
+        return problems
+    what = "shell command" if language == "shell" else "SQL"
+    if analysis.raw_misplaced:
+        problems.append(TemplateProblem(
+            expr.offset, Code.RAW_MISPLACED,
+            f"'| raw' in '${{{expr.source}}}' has no effect: it must be the expression's last"
+            " filter, e.g. '${ x | trim | raw }'"))
+    if analysis.raw:
+        if "params" in analysis.names:
+            problems.append(TemplateProblem(
+                expr.offset, Code.RAW_PARAM,
+                f"'${{{expr.source}}}' pastes a run parameter into the {what} unquoted: whoever"
+                " starts a run can inject code; drop '| raw' unless the text must be"
+                f" {what} syntax", Severity.WARNING))
+    elif not isinstance(place, Context):
+        problems.append(TemplateProblem(
+            expr.offset, Code.TEMPLATE_UNQUOTABLE,
+            f"'${{{expr.source}}}' cannot be quoted in this {what}: {place}"
+            f"{_UNQUOTABLE_HINT[language]}"))
     return problems
+
+
+_UNQUOTABLE_HINT: Final[dict[str, str]] = {
+    "shell": "; pass the value through env: and read it as \"$NAME\", or write '| raw' to"
+             " paste it unquoted",
+    "sqlite": "; or write '| raw' to paste it unquoted",
+    "spark_sql": "; or write '| raw' to paste it unquoted",
+}
+
+
+@lru_cache(maxsize=16384)
+def _contexts(template: str, language: Language) -> tuple[Context | str, ...]:
+    """The quoting context of each expression of a valid template, in order."""
+    literals = [""]
+    for piece in split(template):
+        if isinstance(piece, Expression):
+            literals.append("")
+        else:
+            literals[-1] += piece
+    return tuple(contexts(literals, language))
 
 
 _Refusal = tuple[Code, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Analysis:
+    names: frozenset[str]  # variables read
+    param_refs: frozenset[str]  # params.* read
+    unknown_filters: frozenset[str]  # unknown filters and tests
+    refused: tuple[_Refusal, ...]  # what the sandbox would refuse whatever the values
+    raw: bool  # the last filter is `raw`
+    raw_misplaced: bool  # `raw` somewhere else, where it does nothing
+
+
 @lru_cache(maxsize=16384)
-def _analyse(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str],
-                                   tuple[_Refusal, ...]] | str:
-    """(names read, params.* read, unknown filters/tests, what the sandbox would refuse)
-    of an expression, or its error."""
+def _analyse(source: str) -> _Analysis | str:
+    """What an expression reads, which filters it uses and what the sandbox would refuse,
+    or its error."""
     if not source.strip():
         return "empty expression '${}'"
     try:
@@ -450,7 +525,10 @@ def _analyse(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str
         refused = [*_refused_access(every), *_literal_limits(tree)]
     except RecursionError:
         return "template expression is nested too deeply"
-    return frozenset(names), frozenset(param_refs), frozenset(unknown), tuple(refused)
+    raws = [n for n in every if isinstance(n, nodes.Filter) and n.name == "raw"]
+    last = bool(raws) and raws[0] is tree
+    return _Analysis(frozenset(names), frozenset(param_refs), frozenset(unknown),
+                     tuple(refused), raw=last, raw_misplaced=len(raws) > last)
 
 
 def _refused_access(every: list[nodes.Node]) -> Iterator[_Refusal]:
@@ -528,36 +606,42 @@ def _compiled(source: str) -> Any:
     return _ENV.compile_expression(source, undefined_to_none=False)
 
 
-def render(template: str, context: Mapping[str, Any]) -> str:
+def render(template: str, context: Mapping[str, Any], language: Language = "text") -> str:
     """Render a template with the run's variables; raises `TemplateError` with the reason.
 
+    In a shell command or a SQL source each value is quoted for its place (`compiler.quoting`);
+    a `Raw` value, and every value of plain text (`args`, `env`), is pasted as its `str()`.
     The limits above bound what it builds: past one, it raises `LimitError`.
     """
     if "$" not in template:
         return template
     token = _work.set([0])
     try:
-        return _render(template, context)
+        return _render(template, context, language)
     finally:
         _work.reset(token)
 
 
-def _render(template: str, context: Mapping[str, Any]) -> str:
+def _render(template: str, context: Mapping[str, Any], language: Language) -> str:
     out: list[str] = []
     total = 0
+    places = iter(_contexts(template, language))
     for piece in split(template):
         if isinstance(piece, str):
             out.append(piece)
             total += len(piece)
             continue
-        try:  # str() inside: a strict undefined value raises only when it is printed
+        place = next(places)
+        try:
             value = _compiled(piece.source)(**context)
+            if isinstance(value, Undefined):
+                str(value)  # a strict undefined value raises only when it is printed
             _charge(_size(value), "its value")
-            out.append(str(value))
         except LimitError as exc:
             raise LimitError(f"cannot render '${{{_short(piece.source)}}}': {exc}") from exc
         except Exception as exc:  # jinja2 raises many types; each means "cannot render"
             raise TemplateError(f"cannot render '${{{piece.source}}}': {exc}") from exc
+        out.append(_quote(piece, value, place, language))
         total += len(out[-1])
     if total > MAX_RENDERED_CHARS:
         raise LimitError(f"the rendered text would have {total:,} characters; the limit is"
@@ -567,3 +651,17 @@ def _render(template: str, context: Mapping[str, Any]) -> str:
 
 def _short(source: str) -> str:
     return source if len(source) <= 200 else f"{source[:200]}..."
+
+
+def _quote(expr: Expression, value: Any, place: Context | str, language: Language) -> str:
+    if isinstance(value, Raw) or place is Context.TEXT:
+        return str(value)
+    if not isinstance(place, Context):
+        raise TemplateError(f"cannot render '${{{expr.source}}}': it cannot be quoted here:"
+                            f" {place}{_UNQUOTABLE_HINT[language]}")
+    try:
+        if language == "shell":
+            return shell_quote(str(value), place)
+        return sql_quote(value, place, language)
+    except QuotingError as exc:
+        raise TemplateError(f"cannot render '${{{expr.source}}}': {exc}") from exc

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from compiler import templating
-from compiler.diagnostics import Code, Diagnostic, did_you_mean
+from compiler.diagnostics import Code, Diagnostic, did_you_mean, has_errors
 from compiler.models import NodeSpec, NodeType, QueueSpec, SettingsSpec, WorkflowHeaderSpec
 from compiler.parsing import Document, Path
+from compiler.quoting import Language
 
 _EXTENSION_TYPES: dict[str, NodeType] = {".sh": "shell", ".py": "python", ".sql": "sql"}
 _M = TypeVar("_M", bound=BaseModel)
@@ -241,7 +242,7 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
     if header is not None:
         _check_schedule(result, header)
     _check_templates(result, header)
-    result.complete = all_valid and header is not None and not result.diagnostics
+    result.complete = all_valid and header is not None and not has_errors(result.diagnostics)
     return result.seal()
 
 
@@ -482,22 +483,33 @@ def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> No
     params = frozenset(header.params) if header is not None else None
     for node in result.nodes:
         spec = node.spec
-        fields: list[tuple[Path, str]] = [
-            (("nodes", node.index, "args", i), arg) for i, arg in enumerate(spec.args)]
+        fields: list[tuple[Path, str, Language]] = [
+            (("nodes", node.index, "args", i), arg, "text") for i, arg in enumerate(spec.args)]
         if spec.command is not None:
-            fields.append((("nodes", node.index, "command"), spec.command))
-        fields += [(("nodes", node.index, "env", key), value) for key, value in spec.env.items()]
-        for path, template in fields:
+            fields.append((("nodes", node.index, "command"), spec.command, "shell"))
+        fields += [(("nodes", node.index, "env", key), value, "text")
+                   for key, value in spec.env.items()]
+        for path, template, language in fields:
             if "\0" in template:
                 result.error(path, Code.INVALID_VALUE,
                              f"{'.'.join(map(str, path))}: contains a NUL character, which no"
                              " process argument or environment can hold")
-            for problem in templating.check(template, params):
+            for problem in templating.check(template, params, language):
                 assert result.document is not None
                 line, column = _template_position(result.document, path, template,
                                                   problem.offset)
-                result.diagnostics.append(
-                    Diagnostic(result.file, line, column, problem.code, problem.message))
+                result.diagnostics.append(Diagnostic(result.file, line, column, problem.code,
+                                                     problem.message, problem.severity))
+
+
+def sql_language(node: NodeSpec, header: WorkflowHeaderSpec | None,
+                 settings: SettingsSpec | None) -> Language:
+    """The SQL dialect a `.sql` node's source is rendered for: its queue's executor."""
+    if settings is None:
+        return "sqlite"
+    name = node.queue or (header.queue if header is not None else None) or settings.defaults.queue
+    queue = settings.queues.get(name) if name is not None else None
+    return "spark_sql" if queue is not None and queue.executor == "spark" else "sqlite"
 
 
 _TEMPLATE_START = re.compile(r"(?<!\$)\$\{")

@@ -4,7 +4,8 @@ A case is a folder `tests/cases/<valid|invalid>/<name>/` holding a repository
 (`workflows/`, optionally `flowplan.yaml` and job sources) and its expectation:
 
     expected.txt        every diagnostic, `str(diagnostic)` one per line, in the order
-                        `compile_repo` returns them (absent: no diagnostics at all)
+                        `compile_repo` returns them, a warning followed by ` [warning]`
+                        (absent: no diagnostics at all)
     failed.txt          `result.failed`, one workflow name per line (absent: none failed)
     expected/<w>.json   `plan.to_json()` of every plan produced (absent: no plans)
 
@@ -28,6 +29,7 @@ import shutil
 from pathlib import Path
 
 from compiler.compile import CompileResult, compile_repo
+from compiler.diagnostics import Severity
 from compiler.repo import read_repo
 
 CASES = Path(__file__).resolve().parent / "cases"
@@ -75,7 +77,9 @@ def outcome_files(result: CompileResult) -> dict[str, str]:
     """The expectation files, by path relative to the case folder, that `result` makes."""
     files: dict[str, str] = {}
     if result.diagnostics:
-        files[DIAGNOSTICS] = "".join(f"{d}\n" for d in result.diagnostics)
+        files[DIAGNOSTICS] = "".join(
+            f"{d}{' [warning]' if d.severity is Severity.WARNING else ''}\n"
+            for d in result.diagnostics)
     if result.failed:
         files[FAILED] = "".join(f"{name}\n" for name in result.failed)
     for plan in result.plans:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from compiler import templating
@@ -174,7 +174,7 @@ def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any]
     try:
         args = [templating.render(arg, variables) for arg in node.args]
         env = {key: templating.render(value, variables) for key, value in node.env.items()}
-        command = (templating.render(node.command, variables)
+        command = (templating.render(node.command, variables, "shell")
                    if node.command is not None else None)
     except templating.TemplateError as exc:
         raise CommandError(str(exc)) from exc
@@ -185,7 +185,7 @@ def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any]
         return ("/bin/sh", "-c", command), env
     assert node.source is not None
     if node.type == "sql":
-        query = _render_sql(node.source, variables, attempt_dir)
+        query = _render_sql(node.source, variables, attempt_dir, "sqlite")
         return (sys.executable, "-m", "daemon.engine.sql", str(query)), env
     path = str(source_file(sources_dir, node.source))
     if node.type == "python":
@@ -193,10 +193,12 @@ def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any]
     return ("/bin/sh", path, *args), env
 
 
-def _render_sql(source: SourcePlan, variables: Mapping[str, Any], attempt_dir: Path) -> Path:
-    """The rendered `.sql` source, as `query.sql` in the attempt folder."""
+def _render_sql(source: SourcePlan, variables: Mapping[str, Any], attempt_dir: Path,
+                dialect: Literal["sqlite", "spark_sql"]) -> Path:
+    """The rendered `.sql` source, each value a literal of `dialect`, as `query.sql` in the
+    attempt folder."""
     try:
-        sql = templating.render(source.text, variables)
+        sql = templating.render(source.text, variables, dialect)
     except templating.TemplateError as exc:
         raise CommandError(f"{source.path}: {exc}") from exc
     attempt_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +221,7 @@ def _spark_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any
         raise CommandError(spark.not_found_message(node.queue))
     files: list[Path] = []
     if node.type == "sql":
-        query = _render_sql(node.source, variables, attempt_dir)
+        query = _render_sql(node.source, variables, attempt_dir, "spark_sql")
         if spark.cluster_mode(queue):  # the driver is remote: ship the query beside it
             files, job_args = [query], [query.name]
         else:

@@ -24,16 +24,17 @@ MAX_ROWS = 10_000  # of the last statement, printed to the log
 
 def statements(script: str) -> Iterator[tuple[int, str]]:
     """(first line, text) of each statement of `script`, split at `;` outside string
-    literals, quoted identifiers and comments (`-- ...`, nestable `/* ... */`).
+    literals (raw `r'...'` ones end at their first quote, as Spark lexes them), quoted
+    identifiers and comments (`-- ...`, nestable `/* ... */`).
     Statements that hold nothing but comments and blanks are left out."""
-    start, line, depth, quote = 0, 1, 0, ""
+    start, line, depth, quote, raw = 0, 1, 0, "", False
     text_line, has_code = 1, False  # the statement's first line; whether it has code yet
     i, end = 0, len(script)
     while i < end:
         char = script[i]
         pair = script[i:i + 2]
         if quote:
-            if char == "\\" and quote != "`":
+            if char == "\\" and quote != "`" and not raw:
                 i += 1  # an escaped character, e.g. \' in a string
                 line += script[i:i + 1] == "\n"
             elif char == quote:
@@ -49,10 +50,13 @@ def statements(script: str) -> Iterator[tuple[int, str]]:
             continue
         elif pair == "/*":
             depth, i = 1, i + 1
-        elif char in "'\"`":
-            quote = char
+        elif char in "'\"`" or (char in "rR" and script[i + 1:i + 2] in ("'", '"')
+                                 and not (i and (script[i - 1].isalnum() or script[i - 1] == "_"))):
+            raw = char in "rR"
             if not has_code:
                 start, text_line, has_code = i, line, True
+            i += raw
+            quote = script[i]
         elif char == ";":
             if has_code:
                 yield text_line, script[start:i].strip()
