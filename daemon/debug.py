@@ -30,6 +30,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from compiler import cli as compiler_cli
+from compiler import console, report
 from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
@@ -107,11 +108,11 @@ def cmd_debug(args: argparse.Namespace) -> int:
         print(f"flowplan debug: {exc}", file=sys.stderr)
         return EXIT_USAGE
     result = compile_repo(read_repo(root))
-    plan = compiler_cli.plan_or_report(result, workflow, command="debug")
+    plan = report.plan_or_report(result, workflow, command="debug")
     if plan is None or plan.content is None:
         return EXIT_FAILED
     # the run goes ahead: show only what concerns its own file (warnings)
-    compiler_cli.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
+    report.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
         d for d in result.diagnostics if d.file == plan.content.file)))
 
     queue: str | None = args.queue
@@ -151,7 +152,7 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
                     settings=EngineSettings(state_dir=state_dir,
                                             kill_grace_seconds=KILL_GRACE_SECONDS))
     live = out.isatty() and os.environ.get("TERM") != "dumb"
-    view: _View = (_Table(plan, out, color=compiler_cli.use_color(out)) if live
+    view: _View = (_Table(plan, out, color=console.use_color(out)) if live
                    else _Lines(out))
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()

@@ -9,7 +9,8 @@ from pathlib import Path
 from conftest import ROOT
 
 PUBLIC = {"compiler", "compiler.plan", "compiler.store", "compiler.templating",
-          "compiler.compile", "compiler.repo", "compiler.cli", "compiler.git"}
+          "compiler.compile", "compiler.repo", "compiler.cli", "compiler.git",
+          "compiler.console", "compiler.report"}
 
 
 def _imports(folder: Path) -> dict[str, set[str]]:
