@@ -6,7 +6,9 @@ The public contract, the only modules `daemon/` may import:
 - `compiler.templating`: the `${ ... }` template language, to render node fields;
 - `compiler.compile` and `compiler.repo`: `compile_repo(read_repo(root))`, for commands
   that compile a working tree (`flowplan debug`, `flowplan up`, git hooks);
-- `compiler.git`: `publish_from_git`, for a daemon that follows a branch (`serve --git`).
+- `compiler.git`: `publish_from_git`, for a daemon that follows a branch (`serve --git`);
+- `compiler.console`: terminal output for every command (colours, NO_COLOR, live views);
+- `compiler.report`: diagnostics and publish reports as `check` and `publish` print them.
 Everything else is internal.
 """
 

@@ -11,24 +11,26 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
 from compiler import graph, schema
 from compiler.compile import CompileResult, compile_repo
+from compiler.console import use_color
 from compiler.git import GitError, GitPublishReport, publish_from_git
-from compiler.plan import Plan
+from compiler.hooks import HookError, NotBareError, install_hooks
 from compiler.repo import RepoError, find_root, read_repo
-from compiler.report import github_report, json_report, text_report
-from compiler.store import Change, PlanStore, PublishReport
+from compiler.report import (
+    github_report,
+    json_report,
+    plan_or_report,
+    print_diagnostics,
+    print_publish_report,
+    text_report,
+)
+from compiler.store import PlanStore
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def use_color(stream: TextIO) -> bool:
-    """Colour for a terminal, unless NO_COLOR is set (https://no-color.org)."""
-    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,26 +102,6 @@ def _compile(repo: Path, *, plans: bool = True) -> CompileResult | int:
     return compile_repo(read_repo(root), plans=plans, workers=os.cpu_count() or 1)
 
 
-def print_diagnostics(result: CompileResult) -> None:
-    """Diagnostics for people, on stderr (coloured on a terminal)."""
-    if result.diagnostics:
-        sys.stderr.write(text_report(result.diagnostics, result.workflow_files,
-                                     color=use_color(sys.stderr)))
-
-
-def plan_or_report(result: CompileResult, workflow: str, *, command: str) -> Plan | None:
-    """The plan of `workflow`, or None after telling why not (invalid, or no such name)."""
-    try:
-        return result.plan(workflow)
-    except KeyError:
-        print_diagnostics(result)
-        known = ", ".join(p.workflow for p in result.plans) or "none"
-        state = "is invalid" if workflow in result.failed else "does not exist"
-        print(f"flowplan {command}: workflow '{workflow}' {state} (valid: {known})",
-              file=sys.stderr)
-        return None
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     result = _compile(args.repo, plans=False)
     if isinstance(result, int):
@@ -166,18 +148,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_INVALID
 
 
-def print_publish_report(report: PublishReport) -> None:
-    """What a publish changed, one line per workflow, on stdout."""
-    for item in report.published:
-        if item.change is Change.UNCHANGED:
-            print(f"{item.workflow}: unchanged (version {item.version})")
-        else:
-            print(f"{item.workflow}: version {item.version} ({item.change.value})")
-    for name, version in report.kept:
-        active = f"version {version} stays active" if version else "nothing published yet"
-        print(f"{name}: not published, invalid; {active}")
-
-
 def _publish_git(args: argparse.Namespace) -> int:
     if args.git is None:
         print("flowplan publish: --branch goes with --git", file=sys.stderr)
@@ -198,8 +168,6 @@ def _publish_git(args: argparse.Namespace) -> int:
 
 
 def cmd_hooks_install(args: argparse.Namespace) -> int:
-    from compiler.hooks import HookError, NotBareError, install_hooks  # imports this module
-
     try:
         installed = install_hooks(args.git_dir, args.store, branch=args.branch,
                                   force=args.force)

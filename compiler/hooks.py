@@ -27,7 +27,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from compiler.cli import print_diagnostics, print_publish_report
 from compiler.git import (
     DEFAULT_PATH,
     Git,
@@ -38,7 +37,7 @@ from compiler.git import (
     publish_branch,
 )
 from compiler.plan import PlanError
-from compiler.report import text_report
+from compiler.report import print_diagnostics, print_publish_report, text_report
 
 HOOKS: Final = ("pre-receive", "post-receive")
 MARKER: Final = "# flowplan hook, written by `flowplan hooks install`."

@@ -1,36 +1,37 @@
-"""Diagnostics for people (text, coloured on a terminal), programs (json) and GitHub Actions."""
+"""What the compiler's commands report: diagnostics for people (text, coloured on a
+terminal), programs (json) and GitHub Actions, and what a publish changed. `flowplan up`,
+`flowplan debug` and the git hooks print them the same way."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 
+from compiler.compile import CompileResult
+from compiler.console import BOLD, DIM, ERROR, OK, WARNING, Paint, use_color
 from compiler.diagnostics import Diagnostic, Severity
-
-_RED, _YELLOW, _GREEN, _BOLD, _DIM, _RESET = (
-    "\033[31m", "\033[33m", "\033[32m", "\033[1m", "\033[2m", "\033[0m")
+from compiler.plan import Plan
+from compiler.store import Change, PublishReport
 
 
 def text_report(diagnostics: Sequence[Diagnostic], workflows: int, *, color: bool) -> str:
     """One line per diagnostic, `file:line:col: severity CODE message`, then a summary."""
-
-    def paint(code: str, value: str) -> str:
-        return f"{code}{value}{_RESET}" if color else value
-
+    paint = Paint(color)
     lines = []
     for d in diagnostics:
-        level = paint(_RED if d.severity is Severity.ERROR else _YELLOW, d.severity.value)
-        place = paint(_BOLD, f"{d.file}:{d.line}:{d.column}:")
-        lines.append(f"{place} {level} {paint(_DIM, d.code.value)} {d.message}")
+        level = paint(ERROR if d.severity is Severity.ERROR else WARNING, d.severity.value)
+        place = paint(BOLD, f"{d.file}:{d.line}:{d.column}:")
+        lines.append(f"{place} {level} {paint(DIM, d.code.value)} {d.message}")
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
     warnings = len(diagnostics) - errors
     files = len({d.file for d in diagnostics if d.severity is Severity.ERROR})
     noun = "workflow" if workflows == 1 else "workflows"
     if errors:
-        summary = paint(_RED, f"{errors} error{'s' if errors != 1 else ''}"
+        summary = paint(ERROR, f"{errors} error{'s' if errors != 1 else ''}"
                         f" in {files} file{'s' if files != 1 else ''}")
     else:
-        summary = paint(_GREEN, f"{workflows} {noun} valid")
+        summary = paint(OK, f"{workflows} {noun} valid")
     if warnings:
         summary += f", {warnings} warning{'s' if warnings != 1 else ''}"
     lines.append(summary)
@@ -59,3 +60,35 @@ def _escape_data(value: str) -> str:
 
 def _escape_property(value: str) -> str:
     return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def print_diagnostics(result: CompileResult) -> None:
+    """Diagnostics for people, on stderr (coloured on a terminal)."""
+    if result.diagnostics:
+        sys.stderr.write(text_report(result.diagnostics, result.workflow_files,
+                                     color=use_color(sys.stderr)))
+
+
+def print_publish_report(report: PublishReport) -> None:
+    """What a publish changed, one line per workflow, on stdout."""
+    for item in report.published:
+        if item.change is Change.UNCHANGED:
+            print(f"{item.workflow}: unchanged (version {item.version})")
+        else:
+            print(f"{item.workflow}: version {item.version} ({item.change.value})")
+    for name, version in report.kept:
+        active = f"version {version} stays active" if version else "nothing published yet"
+        print(f"{name}: not published, invalid; {active}")
+
+
+def plan_or_report(result: CompileResult, workflow: str, *, command: str) -> Plan | None:
+    """The plan of `workflow`, or None after telling why not (invalid, or no such name)."""
+    try:
+        return result.plan(workflow)
+    except KeyError:
+        print_diagnostics(result)
+        known = ", ".join(p.workflow for p in result.plans) or "none"
+        state = "is invalid" if workflow in result.failed else "does not exist"
+        print(f"flowplan {command}: workflow '{workflow}' {state} (valid: {known})",
+              file=sys.stderr)
+        return None

@@ -26,10 +26,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
 from compiler import cli as compiler_cli
+from compiler import console, report
 from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
@@ -42,22 +43,15 @@ from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.plans import MemoryPlans
 from daemon.state.store import StateStore
 
+if TYPE_CHECKING:
+    from rich.text import Text
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEBUG_QUEUE = "dev"
 LOG_TAIL_LINES = 20
 KILL_GRACE_SECONDS = 5.0  # after Ctrl-C: SIGTERM, then SIGKILL this much later
 REDRAW_SECONDS = 0.1  # the live table is redrawn at most this often (and this often)
 
-_COLORS = {
-    "RUNNING": "\033[34m",  # blue
-    "SUCCEEDED": "\033[32m",  # green
-    "FAILED": "\033[31m",  # red
-    "RETRYING": "\033[33m",  # yellow
-    "PENDING": "\033[35m",  # purple
-    "SKIPPED": "\033[90m",  # grey
-    "CANCELLED": "\033[90m",
-}
-_BOLD, _DIM, _RESET = "\033[1m", "\033[2m", "\033[0m"
 _ACTIVE = frozenset({"RUNNING", "RETRYING", "FAILED"})
 
 
@@ -107,11 +101,11 @@ def cmd_debug(args: argparse.Namespace) -> int:
         print(f"flowplan debug: {exc}", file=sys.stderr)
         return EXIT_USAGE
     result = compile_repo(read_repo(root))
-    plan = compiler_cli.plan_or_report(result, workflow, command="debug")
+    plan = report.plan_or_report(result, workflow, command="debug")
     if plan is None or plan.content is None:
         return EXIT_FAILED
     # the run goes ahead: show only what concerns its own file (warnings)
-    compiler_cli.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
+    report.print_diagnostics(dataclasses.replace(result, diagnostics=tuple(
         d for d in result.diagnostics if d.file == plan.content.file)))
 
     queue: str | None = args.queue
@@ -150,9 +144,8 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
     engine = Engine(store=store, plans=plans, launcher=LocalLauncher(), clock=SystemClock(),
                     settings=EngineSettings(state_dir=state_dir,
                                             kill_grace_seconds=KILL_GRACE_SECONDS))
-    live = out.isatty() and os.environ.get("TERM") != "dumb"
-    view: _View = (_Table(plan, out, color=compiler_cli.use_color(out)) if live
-                   else _Lines(out))
+    view: _View = (_Table(plan, out, paint=console.Paint.for_stream(out))
+                   if console.is_terminal(out) else _Lines(out))
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     interrupts = 0
@@ -184,7 +177,7 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
         final = await engine.wait_run(run.run_id)
         ticker.cancel()
         view.end()
-        _summary(engine, final, out, color=view.color)
+        _summary(engine, final, out, paint=view.paint)
     except asyncio.CancelledError:
         view.end()
         print(f"\nleft without waiting; nodes may still be running. State and logs:"
@@ -207,24 +200,22 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
     return EXIT_OK if final.status is RunStatus.SUCCEEDED else EXIT_FAILED
 
 
-def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
-    def paint(code: str, text: str) -> str:
-        return f"{code}{text}{_RESET}" if color else text
-
+def _summary(engine: Engine, run: Run, out: TextIO, *, paint: console.Paint) -> None:
     counts: dict[str, int] = {}
     for node in run.nodes:
         counts[node.status.value] = counts.get(node.status.value, 0) + 1
     took = (f" in {duration((run.finished_at - run.started_at).total_seconds())}"
             if run.finished_at and run.started_at else "")
     detail = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-    status = paint(_BOLD + _COLORS.get(run.status.value, ""), run.status.value)
+    status = paint(f"{console.BOLD} {console.STATUS_STYLES.get(run.status.value, '')}",
+                   run.status.value)
     print(f"\nrun {run.run_id} {status}{took} ({detail})", file=out)
     for node in run.nodes:
         if node.status is not NodeStatus.FAILED or not node.attempts:
             continue
         attempt = node.attempts[-1]
         reason = f": {attempt.error}" if attempt.error else ""
-        print("\n" + paint(_BOLD, f"--- {node.name}, attempt {attempt.number}{reason}"),
+        print("\n" + paint(console.BOLD, f"--- {node.name}, attempt {attempt.number}{reason}"),
               file=out)
         lines = (tail(Path(attempt.log_path), LOG_TAIL_LINES, secrets=engine.secrets(run.run_id))
                  if attempt.log_path else None)
@@ -234,7 +225,8 @@ def _summary(engine: Engine, run: Run, out: TextIO, *, color: bool) -> None:
             print("(empty log)", file=out)
         else:
             if attempt.log_path:
-                print(paint(_DIM, f"last {len(lines)} lines of {attempt.log_path}"), file=out)
+                print(paint(console.DIM, f"last {len(lines)} lines of {attempt.log_path}"),
+                      file=out)
             print("\n".join(lines), file=out)
     out.flush()
 
@@ -267,7 +259,7 @@ class _View:
     """How the live statuses are shown. Events that come before `begin` (the run's own, as
     it is created) are held back until the header is out."""
 
-    color = False
+    paint = console.Paint(False)
 
     def __init__(self) -> None:
         self._held: list[StatusEvent] = []
@@ -338,25 +330,30 @@ class _Row:
 
 
 class _Table(_View):
-    """A compact table redrawn in place (at most every REDRAW_SECONDS)."""
+    """A compact table redrawn in place (a rich `Live`, at most every REDRAW_SECONDS)."""
 
-    def __init__(self, plan: Plan, out: TextIO, *, color: bool) -> None:
+    def __init__(self, plan: Plan, out: TextIO, *, paint: console.Paint) -> None:
+        from rich.live import Live
+
         assert plan.content is not None
         super().__init__()
         self._out = out
-        self.color = color
+        self.paint = paint
+        self._console = console.rich_console(out, paint)
         self._rows = {n.name: _Row(n.name) for n in plan.content.nodes}
         self._title = plan.workflow
         self._run_status = "PENDING"
         self._began = time.monotonic()
-        self._drawn = 0  # lines on screen from the last draw
         self._last_draw = 0.0
         self._dirty = True
         self._notes: list[str] = []
+        self._live = Live(console=self._console, auto_refresh=False, transient=False,
+                          redirect_stdout=False, redirect_stderr=False,
+                          get_renderable=self._renderable)  # draws nothing until started
 
     def header(self, run: Run) -> None:
-        self._out.write("\033[?25l")  # hide the cursor while redrawing
-        print(_header(run), file=self._out)
+        print(_header(run), file=self._out, flush=True)
+        self._live.start(refresh=False)  # hides the cursor while redrawing
         self._draw()
 
     def show(self, event: StatusEvent) -> None:
@@ -390,25 +387,26 @@ class _Table(_View):
                 self._draw()
 
     def end(self) -> None:
-        self._draw()
-        self._out.write("\033[?25h")
+        if self._live.is_started:
+            self._live.stop()  # the last table stays, the cursor comes back
         self._out.flush()
-
-    def _paint(self, code: str, text: str) -> str:
-        return f"{code}{text}{_RESET}" if self.color else text
 
     def _draw(self) -> None:
-        now = time.monotonic()
-        size = shutil.get_terminal_size()
-        lines = self._render(now, size.columns, max(3, size.lines - 4))
-        up = f"\033[{self._drawn}F" if self._drawn else ""
-        self._out.write(up + "\033[J" + "".join(line + "\n" for line in lines))
-        self._out.flush()
-        self._drawn = len(lines)
-        self._last_draw = now
+        if not self._live.is_started:
+            return
+        self._live.refresh()
+        self._last_draw = time.monotonic()
         self._dirty = False
 
-    def _render(self, now: float, columns: int, room: int) -> list[str]:
+    def _renderable(self) -> Text:
+        from rich.text import Text
+
+        size = self._console.size
+        return Text("\n", end="").join(
+            self._render(time.monotonic(), size.width, max(3, size.height - 4)))
+
+    def _render(self, now: float, columns: int, room: int) -> list[Text]:
+        paint = self.paint
         rows = list(self._rows.values())
         shown = rows
         if len(rows) + 2 > room:  # keep what needs attention, then the rest in order
@@ -419,15 +417,18 @@ class _Table(_View):
             chosen |= {id(r) for r in rest}
             shown = [r for r in rows if id(r) in chosen]
         width = min(max([len(r.name) for r in shown] + [4]), max(10, columns - 32))
-        lines = [self._paint(_BOLD, f"{'NODE':<{width}}  {'STATUS':<9}  ATTEMPT  DURATION")]
+        lines = [paint.text((f"{'NODE':<{width}}  {'STATUS':<9}  ATTEMPT  DURATION",
+                             console.BOLD))]
         for row in shown:
             name = row.name if len(row.name) <= width else row.name[:width - 1] + "~"
-            status = self._paint(_COLORS.get(row.status, ""), f"{row.status:<9}")
             attempt = str(row.attempt) if row.attempt else "-"
             took = "-"
             if row.started is not None:
                 took = duration((row.ended or now) - row.started)
-            lines.append(f"{name:<{width}}  {status}  {attempt:>7}  {took:>8}")
+            lines.append(paint.text(
+                f"{name:<{width}}  ",
+                (f"{row.status:<9}", console.STATUS_STYLES.get(row.status, "")),
+                f"  {attempt:>7}  {took:>8}"))
         hidden = len(rows) - len(shown)
         counts: dict[str, int] = {}
         for row in rows:
@@ -438,8 +439,9 @@ class _Table(_View):
         footer = f"{more}{totals}"
         if len(f"{self._title} {self._run_status} {took}: {footer}") >= columns:
             footer = footer[:max(0, columns - len(self._title) - len(took) - 16)]
-        run_status = self._paint(_COLORS.get(self._run_status, ""), self._run_status)
-        lines.append(f"{self._title} {run_status} {took}: {footer}")
-        lines.extend(note[:columns - 1] for note in self._notes)
+        lines.append(paint.text(
+            f"{self._title} ",
+            (self._run_status, console.STATUS_STYLES.get(self._run_status, "")),
+            f" {took}: {footer}"))
+        lines.extend(paint.text(note[:columns - 1]) for note in self._notes)
         return lines
-

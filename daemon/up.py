@@ -26,10 +26,10 @@ from typing import Any
 
 from watchfiles import awatch
 
-from compiler.cli import print_diagnostics, print_publish_report
 from compiler.compile import CompileResult, compile_repo
 from compiler.plan import Plan, WorkflowPlan
 from compiler.repo import RepoError, find_root, read_repo
+from compiler.report import print_diagnostics, print_publish_report
 from compiler.store import PlanStore
 from daemon.engine import spark
 from daemon.notify.sender import NO_SMTP

@@ -622,15 +622,17 @@ def test_backfill_wait_draws_a_bar_on_a_terminal_and_fails_with_a_failed_run(
     assert flowplan("backfill", "daily_sales", "--from", "2026-01-01", "--to", "2026-01-03",
                     "--wait") == 1
     out = capsys.readouterr().out
-    draws = out.split("\r\033[K")[1:]
-    assert len(draws) == 4  # one per poll, redrawn in place
+    assert out.count(f"{ESC}?25l") == out.count(f"{ESC}?25h") == 1  # no cursor while drawing
+    bar, after = out.split(f"{ESC}?25l", 1)[1].split(f"{ESC}?25h", 1)
+    draws = bar.split(f"\r{ESC}2K")  # redrawn in place on its line
+    assert len(draws) == 5  # one per poll, and the last one again as it ends
     assert draws[0].startswith(f"[{ESC}2m" + "░" * 40)
-    last = draws[-1].splitlines()
-    assert last[0].startswith("[" + f"{ESC}32m" + "█" * 27 + f"{ESC}0m{ESC}31m" + "█" * 13)
-    assert last[0].endswith("] 3/3  2 succeeded, 1 failed, 0 running, 0 pending")
-    assert last[1] == (f"backfill bf_1 {ESC}31mFAILED{ESC}0m: 3 runs (2 succeeded, 1 failed,"
-                       " 0 running, 0 pending)")
-    assert last[2] == "failed runs: flowplan runs --backfill bf_1 --status failed"
+    assert draws[-1].startswith("[" + f"{ESC}32m" + "█" * 27 + f"{ESC}0m{ESC}31m" + "█" * 13)
+    assert draws[-1].endswith("] 3/3  2 succeeded, 1 failed, 0 running, 0 pending\n")
+    assert after.splitlines() == [
+        f"backfill bf_1 {ESC}31mFAILED{ESC}0m: 3 runs (2 succeeded, 1 failed, 0 running,"
+        " 0 pending)",
+        "failed runs: flowplan runs --backfill bf_1 --status failed"]
 
 
 def test_backfill_wait_json_prints_one_object_per_change(fake, capsys):

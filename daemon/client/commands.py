@@ -28,7 +28,6 @@ import grpc
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
-from compiler import cli as compiler_cli
 from daemon.client import render
 from daemon.client.connection import (
     DEFAULT_ADDRESS,
@@ -318,8 +317,7 @@ def _handler(body: Body, parser: argparse.ArgumentParser
             return usage_error(exc)
         stdout = sys.stdout
         out = Output(stream=stdout, json=args.json,
-                     paint=render.Paint(compiler_cli.use_color(stdout)),
-                     live=stdout.isatty() and os.environ.get("TERM") != "dumb")
+                     paint=render.Paint.for_stream(stdout), live=render.is_terminal(stdout))
         with Client(target) as client:
             try:
                 return body(client, args, out)

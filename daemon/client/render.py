@@ -2,33 +2,29 @@
 progress. Pure functions of the messages (and of `now`, for what is still running), except
 the two progress views that write to a stream.
 
-Colours are the EMR console's, as `flowplan debug` draws them: blue running, green
-succeeded, red failed, yellow retrying, purple pending, grey skipped or cancelled. Times are
+Colours are the EMR console's, as `flowplan debug` draws them (`compiler.console`'s palette:
+blue running, green succeeded, red failed, yellow retrying, purple pending, grey skipped or
+cancelled), only on a terminal without NO_COLOR; a pipe gets the same text plain. Times are
 UTC, ISO 8601 (`2026-01-02T02:00:00Z`), as `--from`/`--to` and the JSON output read them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from google.protobuf.message import Message
 
+from compiler.console import BOLD, DIM, STATUS_STYLES, Paint, is_terminal, rich_console
 from flowplan.v1 import workflow_service_pb2 as pb
 
-COLORS = {
-    "RUNNING": "\033[34m",  # blue
-    "SUCCEEDED": "\033[32m",  # green
-    "FAILED": "\033[31m",  # red
-    "RETRYING": "\033[33m",  # yellow
-    "PENDING": "\033[35m",  # purple
-    "SKIPPED": "\033[90m",  # grey
-    "CANCELLED": "\033[90m",
-}
-BOLD, DIM, RESET = "\033[1m", "\033[2m", "\033[0m"
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.progress import Task, TaskID
+
+__all__ = ["Paint", "is_terminal"]  # the commands take both from here
 NONE = "-"
 
 FINISHED_RUN = frozenset({pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED,
@@ -103,20 +99,7 @@ def struct_text(fields: Iterable[tuple[str, object]]) -> str:
     return " ".join(f"{k}={value(v)}" for k, v in sorted(fields))
 
 
-# -- painting and tables -----------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Paint:
-    """Colours on (a terminal without NO_COLOR) or off."""
-
-    color: bool
-
-    def __call__(self, code: str, text: str) -> str:
-        return f"{code}{text}{RESET}" if self.color and code else text
-
-    def status(self, status: str, text: str | None = None) -> str:
-        return self(COLORS.get(status, ""), status if text is None else text)
-
+# -- tables --------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Status:
@@ -448,22 +431,26 @@ def progress_line(backfill: pb.Backfill, now: datetime) -> str:
 def progress_bar(progress: pb.BackfillProgress, width: int, paint: Paint) -> str:
     """`width` cells split in proportion to succeeded, failed, cancelled (solid), running
     (shaded) and pending (light) runs."""
-    segments = [(progress.succeeded, "█", COLORS["SUCCEEDED"]),
-                (progress.failed, "█", COLORS["FAILED"]),
-                (progress.cancelled, "█", COLORS["CANCELLED"]),
-                (progress.running, "▒", COLORS["RUNNING"]),
+    return "".join(paint(style, text) for text, style in _bar_segments(progress, width))
+
+
+def _bar_segments(progress: pb.BackfillProgress, width: int) -> list[tuple[str, str]]:
+    segments = [(progress.succeeded, "█", STATUS_STYLES["SUCCEEDED"]),
+                (progress.failed, "█", STATUS_STYLES["FAILED"]),
+                (progress.cancelled, "█", STATUS_STYLES["CANCELLED"]),
+                (progress.running, "▒", STATUS_STYLES["RUNNING"]),
                 (progress.pending, "░", DIM)]
     total = sum(count for count, _, _ in segments)
     if total <= 0:
-        return paint(DIM, "░" * width)
+        return [("░" * width, DIM)]
     out, done, edge = [], 0, 0
-    for count, char, code in segments:
+    for count, char, style in segments:
         done += count
         right = round(done * width / total)
         if right > edge:
-            out.append(paint(code, char * (right - edge)))
+            out.append((char * (right - edge), style))
         edge = right
-    return "".join(out)
+    return out
 
 
 class ProgressLines:
@@ -486,27 +473,40 @@ class ProgressLines:
 
 
 class ProgressBar:
-    """A bar redrawn in place on one terminal line."""
+    """A bar redrawn in place on one terminal line (a rich `Progress` with one task)."""
 
     def __init__(self, out: TextIO, paint: Paint) -> None:
-        self._out = out
-        self._paint = paint
-        self._drawn = False
+        from rich.progress import Progress, ProgressColumn
+
+        class BarColumn(ProgressColumn):
+            def render(self, task: Task) -> RenderableType:
+                return _bar_line(task.fields["backfill"], console.width, paint)
+
+        console = rich_console(out, paint)
+        self._progress = Progress(BarColumn(), console=console, auto_refresh=False,
+                                  redirect_stdout=False, redirect_stderr=False)
+        self._task: TaskID | None = None
 
     def update(self, backfill: pb.Backfill, now: datetime) -> None:
         p = backfill.progress
-        columns = shutil.get_terminal_size().columns
-        counts = f" {finished_count(p)}/{p.total}  {progress_counts(p)}"
-        if len(counts) + 13 >= columns:  # a line that wraps cannot be redrawn with \r
-            counts = f" {finished_count(p)}/{p.total}"
-        width = max(10, min(40, columns - len(counts) - 3))
-        line = f"[{progress_bar(p, width, self._paint)}]{counts}"
-        self._out.write("\r\033[K" + line)
-        self._out.flush()
-        self._drawn = True
+        if self._task is None:
+            self._task = self._progress.add_task(backfill.backfill_id, total=p.total,
+                                                 completed=finished_count(p), backfill=p)
+            self._progress.start()  # the first draw
+            return
+        self._progress.update(self._task, total=p.total, completed=finished_count(p),
+                              backfill=p, refresh=True)
 
     def end(self) -> None:
-        if self._drawn:
-            self._out.write("\n")
-            self._out.flush()
-            self._drawn = False
+        if self._task is not None:
+            self._progress.stop()  # leaves the last bar on its line
+            self._task = None
+
+
+def _bar_line(progress: pb.BackfillProgress, columns: int, paint: Paint) -> RenderableType:
+    """`[bar] finished/total  counts` fitted to `columns` (the counts go first)."""
+    counts = f" {finished_count(progress)}/{progress.total}  {progress_counts(progress)}"
+    if len(counts) + 13 >= columns:  # keep it on one line: a wrapped line cannot be redrawn
+        counts = f" {finished_count(progress)}/{progress.total}"
+    width = max(10, min(40, columns - len(counts) - 3))
+    return paint.text("[", *_bar_segments(progress, width), "]", counts)
