@@ -192,6 +192,16 @@ def _fresh_log(chunk: pb.GetNodeLogResponse, next_offset: int | None
                                  attempt=chunk.attempt)
 
 
+def _attempt_running(run: pb.Run, node: str, attempt: int) -> bool:
+    """Whether attempt `attempt` (0: the latest) of `node` in `run` is still running."""
+    for found in run.nodes:
+        if found.name == node and found.attempts:
+            chosen = (found.attempts[-1] if not attempt else
+                      next((a for a in found.attempts if a.number == attempt), None))
+            return chosen is not None and chosen.status == pb.ATTEMPT_STATUS_RUNNING
+    return False
+
+
 class _Base:
     """What both clients share: the target, the token, the retry policy."""
 
@@ -409,10 +419,12 @@ class Client(_Base):
             time.sleep(pause)
 
     def node_log(self, run_id: str, node: str, *, attempt: int = 0, offset: int = 0,
-                 follow: bool = True) -> Iterator[pb.GetNodeLogResponse]:
+                 follow: bool = True, until_end: bool = True
+                 ) -> Iterator[pb.GetNodeLogResponse]:
         """The log of one attempt of a node (0: the latest) from byte `offset`, in chunks;
-        with follow, until the attempt ends. After a reconnect it goes on from the next
-        byte, with the same attempt."""
+        with follow, until the attempt ends. The stream is opened again from the next byte,
+        with the same attempt, when it breaks, and with follow when it ends while the
+        attempt still runs (a daemon that stopped; until_end=False: stop there)."""
         next_offset: int | None = offset or None
 
         def open_stream() -> Iterable[pb.GetNodeLogResponse]:
@@ -421,12 +433,17 @@ class Client(_Base):
                                      offset=next_offset or 0, follow=follow),
                 timeout=self.target.timeout, metadata=self._metadata)
 
-        for chunk in self._follow(open_stream):
-            fresh = _fresh_log(chunk, next_offset)
-            attempt = chunk.attempt or attempt  # a reconnect stays with this attempt
-            next_offset = max(next_offset or 0, chunk.offset + len(chunk.data))
-            if fresh is not None:
-                yield fresh
+        while True:
+            for chunk in self._follow(open_stream):
+                fresh = _fresh_log(chunk, next_offset)
+                attempt = chunk.attempt or attempt  # a reconnect stays with this attempt
+                next_offset = max(next_offset or 0, chunk.offset + len(chunk.data))
+                if fresh is not None:
+                    yield fresh
+            if not (follow and until_end and _attempt_running(
+                    self.get_run(run_id), node, attempt)):
+                return
+            time.sleep(self.poll_seconds)
 
     # -- backfills ------------------------------------------------------------------------
 
@@ -618,7 +635,8 @@ class AsyncClient(_Base):
             await asyncio.sleep(pause)
 
     async def node_log(self, run_id: str, node: str, *, attempt: int = 0, offset: int = 0,
-                       follow: bool = True) -> AsyncIterator[pb.GetNodeLogResponse]:
+                       follow: bool = True, until_end: bool = True
+                       ) -> AsyncIterator[pb.GetNodeLogResponse]:
         next_offset: int | None = offset or None
 
         def open_stream() -> Any:
@@ -627,12 +645,17 @@ class AsyncClient(_Base):
                                      offset=next_offset or 0, follow=follow),
                 timeout=self.target.timeout, metadata=self._metadata)
 
-        async for chunk in self._follow(open_stream):
-            fresh = _fresh_log(chunk, next_offset)
-            attempt = chunk.attempt or attempt
-            next_offset = max(next_offset or 0, chunk.offset + len(chunk.data))
-            if fresh is not None:
-                yield fresh
+        while True:
+            async for chunk in self._follow(open_stream):
+                fresh = _fresh_log(chunk, next_offset)
+                attempt = chunk.attempt or attempt
+                next_offset = max(next_offset or 0, chunk.offset + len(chunk.data))
+                if fresh is not None:
+                    yield fresh
+            if not (follow and until_end and _attempt_running(
+                    await self.get_run(run_id), node, attempt)):
+                return
+            await asyncio.sleep(self.poll_seconds)
 
     async def start_backfill(self, workflow: str, *, start: datetime, end: datetime,
                              queue: str = "", remarks: str = "",

@@ -603,7 +603,7 @@ def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
 def cmd_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     sink = None if out.json else out.binary()
     for chunk in client.node_log(args.run_id, args.node, attempt=args.attempt or 0,
-                                 follow=args.follow):
+                                 follow=args.follow, until_end=False):
         if sink is None:
             out.message(chunk, one_line=True)
         elif chunk.data:
