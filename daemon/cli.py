@@ -110,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser, client = _build()
         parser.error(str(exc))
-    if not reordered or reordered[0] not in client:  # another command, --help, a typo
-        parser, client = _build()
+    if not reordered or (reordered[0] not in client and reordered != ["--version"]):
+        parser, client = _build()  # another command, --help, a typo: the whole parser
     args, extra = parser.parse_known_args(reordered)
     if extra:  # refused by the command's parser, with its usage (not the top level's)
         command_parser(parser, args).error(
