@@ -6,6 +6,7 @@ server or the engine)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -293,3 +294,14 @@ def test_a_client_command_starts_without_the_compiler_the_server_or_the_engine()
                      "    cli.main(['schema'])\n"
                      "print(json.dumps(sorted(sys.modules)))")
     assert "compiler.cli" in loaded
+
+
+def test_a_client_command_has_the_same_help_as_in_the_whole_parser(capsys):
+    from daemon import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["status", "--help"])
+    alone = capsys.readouterr().out
+    whole = cli.command_parser(cli.build_parser(), argparse.Namespace(command="status"))
+    assert alone == whole.format_help()
+    assert "daemon connection:" in alone and "--tls-ca FILE" in alone
