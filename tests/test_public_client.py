@@ -258,6 +258,36 @@ def test_the_async_client_has_the_same_methods(daemon):
     assert sync_names <= set(vars(AsyncClient))
 
 
+def test_the_async_client_tries_a_read_again_and_resumes_a_watch_across_a_restart(daemon):
+    notes: list[str] = []
+
+    async def script() -> Daemon:
+        async with AsyncClient(daemon.address, retry=PATIENT, on_reconnect=notes.append
+                               ) as client:
+            client.poll_seconds = 0.05
+            run = await client.start_run("ticker", params={"lines": "30"})
+            changes: list[pb.WatchRunResponse] = []
+
+            async def watch() -> None:
+                async for change in client.watch_run(run.run_id):
+                    changes.append(change)
+
+            watching = asyncio.create_task(watch())
+            while not changes:
+                await asyncio.sleep(0.01)
+            back = await asyncio.to_thread(restart, daemon, signal.SIGKILL)
+            await asyncio.wait_for(watching, timeout=60)
+            assert changes[-1].run_status == pb.RUN_STATUS_SUCCEEDED
+            sequences = [c.sequence for c in changes]
+            assert sequences == sorted(set(sequences))
+            assert (await client.get_run(run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
+            return back
+
+    back = asyncio.run(script())
+    back.stop()
+    assert notes[0].startswith("lost the daemon (UNAVAILABLE") and "reconnected" in notes
+
+
 def _loaded(code: str) -> set[str]:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=60, check=True)
