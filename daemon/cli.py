@@ -1,5 +1,10 @@
 """`flowplan`: one command for people and CI. The compiler's commands come from
-`compiler.cli`; the daemon's commands are added here as they are built."""
+`compiler.cli`; the daemon's commands are added here as they are built.
+
+A client command (`flowplan status RUN`) is parsed by a parser that holds only the client
+commands, so that it imports neither the compiler, nor the server, nor the engine: its
+start-up costs little more than `import grpc` (bench/cli.py). Every other command, `--help`
+and `completion` get the whole parser."""
 
 from __future__ import annotations
 
@@ -9,22 +14,27 @@ import sys
 from collections.abc import Collection, Sequence
 
 from compiler import __version__
-from compiler import cli as compiler_cli
-from daemon import debug, up
 from daemon.client import commands as client_commands
-from daemon.server import app as server_app
 
 
 def build_parser() -> argparse.ArgumentParser:
     return _build()[0]
 
 
-def _build() -> tuple[argparse.ArgumentParser, frozenset[str]]:
-    """The parser, and the names of the client commands."""
+def _build(*, full: bool = True) -> tuple[argparse.ArgumentParser, frozenset[str]]:
+    """The parser, and the names of the client commands. `full=False`: the client
+    commands alone, without importing the modules of the others."""
     parser = argparse.ArgumentParser(
         prog="flowplan", description="Declarative GitOps workflows: compile, publish, run.")
     parser.add_argument("--version", action="version", version=f"flowplan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if not full:
+        return parser, frozenset(client_commands.register(subparsers))
+    # imported here: these modules bring the compiler, the engine and the server with them
+    from compiler import cli as compiler_cli
+    from daemon import debug, up
+    from daemon.server import app as server_app
+
     compiler_cli.register(subparsers)
     debug.register(subparsers)
     client = frozenset(client_commands.register(subparsers))
@@ -94,11 +104,14 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
-    parser, client = _build()
+    parser, client = _build(full=False)
     try:
         reordered = options_after_command(sys.argv[1:] if argv is None else argv, client)
     except ValueError as exc:
+        parser, client = _build()
         parser.error(str(exc))
+    if not reordered or (reordered[0] not in client and reordered != ["--version"]):
+        parser, client = _build()  # another command, --help, a typo: the whole parser
     args, extra = parser.parse_known_args(reordered)
     if extra:  # refused by the command's parser, with its usage (not the top level's)
         command_parser(parser, args).error(

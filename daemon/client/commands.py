@@ -24,18 +24,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TextIO, TypeVar
 
-import grpc
-from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
-from daemon.client import render
+from daemon.client import connection, render
+from daemon.client.api import Client, ClientError, Retry
 from daemon.client.connection import (
     DEFAULT_ADDRESS,
     DEFAULT_TIMEOUT_SECONDS,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    Client,
     UsageError,
     report,
     target_from_options,
@@ -88,6 +86,7 @@ class Output:
 
     def message(self, message: Message, *, one_line: bool = False) -> None:
         """The message in protobuf's JSON mapping, proto field names."""
+        from google.protobuf import json_format  # only --json pays for it
         text = json_format.MessageToJson(message, preserving_proto_field_name=True,
                                          indent=None if one_line else 2)
         print(text, file=self.stream, flush=True)
@@ -318,10 +317,16 @@ def _handler(body: Body, parser: argparse.ArgumentParser
         stdout = sys.stdout
         out = Output(stream=stdout, json=args.json,
                      paint=render.Paint.for_stream(stdout), live=render.is_terminal(stdout))
-        with Client(target) as client:
+        # tried again after UNAVAILABLE only once the daemon has answered: a daemon that is
+        # not running is reported at once (exit 3), a restart during `watch` is not
+        retry = Retry(first_delay=connection.RECONNECT_FIRST_DELAY,
+                      max_delay=connection.RECONNECT_MAX_DELAY,
+                      give_up_after=connection.RECONNECT_GIVE_UP_SECONDS, before_answer=False)
+        with Client(target=target, retry=retry, on_reconnect=out.note) as client:
+            client.poll_seconds = POLL_SECONDS
             try:
                 return body(client, args, out)
-            except grpc.RpcError as err:
+            except ClientError as err:
                 return report(err, client, sys.stderr)
             except UsageError as exc:
                 return usage_error(exc)
@@ -437,17 +442,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _set_time(field: timestamp_pb2.Timestamp, moment: datetime | None) -> None:
-    if moment is not None:
-        field.FromDatetime(moment)
-
-
 # -- workflows ---------------------------------------------------------------------------
 
 def cmd_workflows(client: Client, args: argparse.Namespace, out: Output) -> int:
     def fetch(token: str) -> tuple[Sequence[pb.Workflow], str]:
-        page = client.list_workflows(pb.ListWorkflowsRequest(
-            page_token=token, include_tombstones=args.all))
+        page = client.list_workflows(page_token=token, include_tombstones=args.all)
         return page.workflows, page.next_page_token
 
     workflows = _all_pages(fetch)
@@ -462,8 +461,7 @@ def cmd_workflows(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def cmd_versions(client: Client, args: argparse.Namespace, out: Output) -> int:
     def fetch(token: str) -> tuple[Sequence[pb.PlanVersion], str]:
-        page = client.list_plan_versions(pb.ListPlanVersionsRequest(
-            workflow=args.workflow, page_token=token))
+        page = client.list_plan_versions(args.workflow, page_token=token)
         return page.plan_versions, page.next_page_token
 
     versions = _all_pages(fetch)
@@ -478,11 +476,9 @@ def cmd_versions(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def _set_scheduling(client: Client, args: argparse.Namespace, out: Output, *,
                     enabled: bool) -> int:
-    response = client.set_scheduling_status(pb.SetSchedulingStatusRequest(
-        workflow=args.workflow, enabled=enabled))
-    workflow = response.workflow
+    workflow = client.set_scheduling(args.workflow, enabled=enabled)
     if out.json:
-        out.message(response)
+        out.message(pb.SetSchedulingStatusResponse(workflow=workflow))
         return EXIT_OK
     text = f"{workflow.name or args.workflow}: scheduling {render.scheduling_text(workflow)}"
     next_tick = render.when(workflow, "next_tick")
@@ -501,15 +497,10 @@ def cmd_unpause(client: Client, args: argparse.Namespace, out: Output) -> int:
 # -- runs --------------------------------------------------------------------------------
 
 def cmd_run(client: Client, args: argparse.Namespace, out: Output) -> int:
-    request = pb.StartRunRequest(workflow=args.workflow, queue=args.queue or "",
-                                 remarks=args.remarks or "")
-    if args.param:
-        request.params.update(dict(args.param))
-    _set_time(request.logical_time, args.logical_time)
-    response = client.start_run(request)
-    run = response.run
+    run = client.start_run(args.workflow, params=dict(args.param), queue=args.queue or "",
+                           remarks=args.remarks or "", logical_time=args.logical_time)
     if out.json:
-        out.message(response, one_line=args.wait)
+        out.message(pb.StartRunResponse(run=run), one_line=args.wait)
     else:
         out.line(f"started run {run.run_id} of {run.workflow or args.workflow}"
                  f" (plan version {run.plan_version}, logical time"
@@ -528,15 +519,9 @@ def follow_run(client: Client, run_id: str, out: Output) -> int:
     stream after the last sequence seen when it breaks. 0 if the run succeeded, else 1."""
     last = 0
     status: int = pb.RUN_STATUS_UNSPECIFIED
-
-    def open_stream() -> Iterable[pb.WatchRunResponse]:
-        return client.watch_run(pb.WatchRunRequest(run_id=run_id, after_sequence=last))
-
     try:
         while True:
-            for change in client.follow(open_stream, note=out.note):
-                if change.sequence and change.sequence <= last:
-                    continue  # already shown (a server that repeats after a reconnect)
+            for change in client.watch_run(run_id, after_sequence=last, until_end=False):
                 last = change.sequence or last
                 status = change.run_status
                 if out.json:
@@ -546,7 +531,7 @@ def follow_run(client: Client, run_id: str, out: Output) -> int:
             if status in render.FINISHED_RUN:
                 break
             # the stream ended before a change that finishes the run: ask the run itself
-            run = client.get_run(pb.GetRunRequest(run_id=run_id)).run
+            run = client.get_run(run_id, include_graph=False)
             if run.status in render.FINISHED_RUN:
                 status = run.status
                 break
@@ -561,19 +546,16 @@ def follow_run(client: Client, run_id: str, out: Output) -> int:
 
 
 def cmd_runs(client: Client, args: argparse.Namespace, out: Output) -> int:
-    base = pb.ListRunsRequest(
-        workflow=args.workflow or "", tag=args.tag or "", backfill_id=args.backfill or "",
-        status=RUN_STATUSES.get(args.status or "", pb.RUN_STATUS_UNSPECIFIED),
-        trigger=TRIGGERS.get(args.trigger or "", pb.RUN_TRIGGER_UNSPECIFIED))
     limit: int = args.limit
     runs: list[pb.Run] = []
     token = ""
     while True:
-        request = pb.ListRunsRequest()
-        request.CopyFrom(base)
-        request.page_token = token
-        request.page_size = min(limit - len(runs), MAX_PAGE_SIZE) if limit else MAX_PAGE_SIZE
-        page = client.list_runs(request)
+        page = client.list_runs(
+            workflow=args.workflow or "", tag=args.tag or "", backfill_id=args.backfill or "",
+            status=RUN_STATUSES.get(args.status or "", pb.RUN_STATUS_UNSPECIFIED),
+            trigger=TRIGGERS.get(args.trigger or "", pb.RUN_TRIGGER_UNSPECIFIED),
+            page_token=token,
+            page_size=min(limit - len(runs), MAX_PAGE_SIZE) if limit else MAX_PAGE_SIZE)
         runs.extend(page.runs)
         token = page.next_page_token
         if not token or (limit and len(runs) >= limit):
@@ -593,7 +575,7 @@ def cmd_runs(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.get_run(pb.GetRunRequest(run_id=args.run_id, include_graph=True))
+    response = pb.GetRunResponse(run=client.get_run(args.run_id, include_graph=True))
     if out.json:
         out.message(response)
         return EXIT_OK
@@ -613,36 +595,22 @@ def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
-    attempt: int = args.attempt or 0
-    next_offset: int | None = None  # after the last byte written
-
-    def open_stream() -> Iterable[pb.GetNodeLogResponse]:
-        return client.get_node_log(pb.GetNodeLogRequest(
-            run_id=args.run_id, node_name=args.node, attempt=attempt,
-            offset=next_offset or 0, follow=args.follow))
-
     sink = None if out.json else out.binary()
-    chunks = client.follow(open_stream, note=out.note) if args.follow else open_stream()
-    for chunk in chunks:
-        data = chunk.data
-        if next_offset is not None and chunk.offset < next_offset:  # a repeat after reconnect
-            data = data[next_offset - chunk.offset:]
-        attempt = chunk.attempt or attempt  # a reconnect stays with this attempt
-        next_offset = max(next_offset or 0, chunk.offset + len(chunk.data))
+    for chunk in client.node_log(args.run_id, args.node, attempt=args.attempt or 0,
+                                 follow=args.follow, until_end=False):
         if sink is None:
             out.message(chunk, one_line=True)
-        elif data:
-            sink.write(data)
+        elif chunk.data:
+            sink.write(chunk.data)
             sink.flush()
     return EXIT_OK
 
 
 def cmd_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.cancel_run(pb.CancelRunRequest(run_id=args.run_id))
+    run = client.cancel_run(args.run_id)
     if out.json:
-        out.message(response)
+        out.message(pb.CancelRunResponse(run=run))
         return EXIT_OK
-    run = response.run
     status = render.run_status(run.status)
     if run.status in render.FINISHED_RUN:
         out.line(f"run {args.run_id} {out.paint.status(status)}")
@@ -653,9 +621,8 @@ def cmd_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_resume(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.resume_run(pb.ResumeRunRequest(
-        run_id=args.run_id, node_names=args.node, plan_version=args.plan_version or 0,
-        dry_run=args.dry_run, remarks=args.remarks or ""))
+    response = client.resume_run(args.run_id, args.node, plan_version=args.plan_version or 0,
+                                 dry_run=args.dry_run, remarks=args.remarks or "")
     if out.json:
         out.message(response)
         return EXIT_OK
@@ -671,14 +638,11 @@ def cmd_resume(client: Client, args: argparse.Namespace, out: Output) -> int:
 # -- backfills ---------------------------------------------------------------------------
 
 def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
-    request = pb.StartBackfillRequest(
-        workflow=args.workflow, queue=args.queue or "", remarks=args.remarks or "",
-        failure_emails=args.failure_email, max_parallel_runs=args.parallel or 0,
-        dry_run=args.dry_run,
+    response = client.start_backfill(
+        args.workflow, start=args.start, end=args.end, queue=args.queue or "",
+        remarks=args.remarks or "", failure_emails=args.failure_email,
+        max_parallel_runs=args.parallel or 0, dry_run=args.dry_run,
         reprocess=REPROCESS[args.reprocess or "all"])  # sent, not left to UNSPECIFIED
-    _set_time(request.start_time, args.start)
-    _set_time(request.end_time, args.end)
-    response = client.start_backfill(request)
     wait = args.wait and bool(response.backfill_id)
     times = [render.stamp(t.ToDatetime(tzinfo=UTC)) for t in response.logical_times]
     if out.json:
@@ -707,12 +671,10 @@ def wait_backfill(client: Client, backfill_id: str, out: Output) -> int:
         render.ProgressBar(out.stream, out.paint) if out.live else
         render.ProgressLines(out.stream))
     shown: pb.Backfill | None = None
-    request = pb.GetBackfillRequest(backfill_id=backfill_id)
     try:
         while True:
-            response = client.retry_unavailable(lambda: client.get_backfill(request),
-                                                note=out.note)
-            backfill = response.backfill
+            backfill = client.get_backfill(backfill_id)  # tried again through a restart
+            response = pb.GetBackfillResponse(backfill=backfill)
             if out.json:
                 if shown is None or (shown.status, shown.progress) != (
                         backfill.status, backfill.progress):
@@ -740,7 +702,7 @@ def wait_backfill(client: Client, backfill_id: str, out: Output) -> int:
 
 
 def cmd_cancel_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.cancel_backfill(pb.CancelBackfillRequest(backfill_id=args.backfill_id))
+    response = client.cancel_backfill(args.backfill_id)
     if out.json:
         out.message(response)
         return EXIT_OK
@@ -754,9 +716,9 @@ def cmd_cancel_backfill(client: Client, args: argparse.Namespace, out: Output) -
 
 def cmd_backfills(client: Client, args: argparse.Namespace, out: Output) -> int:
     def fetch(token: str) -> tuple[Sequence[pb.Backfill], str]:
-        page = client.list_backfills(pb.ListBackfillsRequest(
+        page = client.list_backfills(
             workflow=args.workflow or "", page_token=token, page_size=MAX_PAGE_SIZE,
-            status=BACKFILL_STATUSES.get(args.status or "", pb.BACKFILL_STATUS_UNSPECIFIED)))
+            status=BACKFILL_STATUSES.get(args.status or "", pb.BACKFILL_STATUS_UNSPECIFIED))
         return page.backfills, page.next_page_token
 
     backfills = _all_pages(fetch)
@@ -770,7 +732,7 @@ def cmd_backfills(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_backfill_status(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.get_backfill(pb.GetBackfillRequest(backfill_id=args.backfill_id))
+    response = pb.GetBackfillResponse(backfill=client.get_backfill(args.backfill_id))
     if out.json:
         out.message(response)
     else:
@@ -785,11 +747,11 @@ def cmd_notifications(client: Client, args: argparse.Namespace, out: Output) -> 
     items: list[pb.Notification] = []
     token = ""
     while True:
-        page = client.list_notifications(pb.ListNotificationsRequest(
+        page = client.list_notifications(
             run_id=args.run or "", page_token=token,
             status=NOTIFICATION_STATUSES.get(args.status or "",
                                              pb.NOTIFICATION_STATUS_UNSPECIFIED),
-            page_size=min(limit - len(items), MAX_PAGE_SIZE) if limit else MAX_PAGE_SIZE))
+            page_size=min(limit - len(items), MAX_PAGE_SIZE) if limit else MAX_PAGE_SIZE)
         items.extend(page.notifications)
         token = page.next_page_token
         if not token or (limit and len(items) >= limit):

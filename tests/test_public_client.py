@@ -1,0 +1,337 @@
+"""The public Python client (`flowplan.client`) against a real `flowplan serve`: a run started,
+waited for, failed and resumed; the watch and log iterators, also across a daemon restart;
+retries on UNAVAILABLE for reads and none for StartRun; the error type; sync and asyncio.
+And what `import flowplan.client` and a client command import (not the compiler, the
+server or the engine)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest import ROOT, MakeRepo, wait_until
+from daemon_harness import Daemon, publish
+
+from flowplan.client import AsyncClient, Client, ClientError, Retry
+from flowplan.v1 import workflow_service_pb2 as pb
+
+FILES = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    "workflows/chain.yaml": """
+        name: chain
+        params: {region: eu, code: "0"}
+        nodes:
+          - {name: a, command: "echo a ${params.region}"}
+          - {name: b, command: "echo b; exit ${params.code}", upstream: [a]}
+          - {name: c, command: "echo c", upstream: [b]}
+        """,
+    "workflows/ticker.yaml": """
+        name: ticker
+        params: {lines: "30"}
+        nodes:
+          - name: tick
+            command: "for i in $(seq 1 ${params.lines}); do echo line $i; sleep 0.1; done"
+          - {name: after, command: "echo done", upstream: [tick]}
+        """,
+}
+PATIENT = Retry(first_delay=0.05, max_delay=0.5, give_up_after=60.0)
+
+
+@pytest.fixture
+def deployed(make_repo: MakeRepo, tmp_path: Path) -> tuple[Path, Path]:
+    store = tmp_path / "store"
+    publish(make_repo(FILES), store)
+    return store, tmp_path / "state"
+
+
+@pytest.fixture
+def daemon(deployed: tuple[Path, Path]) -> Iterator[Daemon]:
+    d = Daemon(*deployed)
+    try:
+        yield d
+    finally:
+        if d.process.poll() is None:
+            d.stop(signal.SIGKILL)
+
+
+def _event(change: pb.WatchRunResponse) -> tuple[int, int, str, int]:
+    """A status change without the node's details (a replay shows the node as it is now)."""
+    return change.sequence, change.run_status, change.node.name, change.node.status
+
+
+def restart(d: Daemon, signum: int) -> Daemon:
+    """Stop `d` with `signum` and start a daemon on the same port, store and state."""
+    d.stop(signum)
+    return Daemon(d.store, d.state, port=d.port)
+
+
+def test_the_documented_example_starts_a_run(daemon):
+    run = Client(daemon.address).start_run("chain")
+    assert run.workflow == "chain" and run.run_id.startswith("wr_")
+    assert daemon.wait_run(run.run_id).status == pb.RUN_STATUS_SUCCEEDED
+
+
+def test_start_wait_fail_and_resume_from_the_failed_node(daemon):
+    with Client(daemon.address) as client:
+        run = client.start_run("chain", params={"code": 3}, remarks="from a script")
+        ended = client.wait_run(run.run_id, timeout=30)
+        assert ended.status == pb.RUN_STATUS_FAILED
+        assert {n.name: n.status for n in ended.nodes} == {
+            "a": pb.NODE_STATUS_SUCCEEDED, "b": pb.NODE_STATUS_FAILED,
+            "c": pb.NODE_STATUS_SKIPPED}
+        assert ended.nodes[1].attempts[-1].exit_code == 3
+
+        dry = client.resume_run(run.run_id, ["b"], dry_run=True)
+        assert (dry.run_id, list(dry.node_names)) == ("", ["b"])
+        resumed = client.resume_run(run.run_id, ["b"])
+        assert list(resumed.node_names) == ["b"]
+        # the params are the failed run's: b fails again, a is copied from the first run
+        again = client.wait_run(resumed.run_id, timeout=30)
+        assert again.status == pb.RUN_STATUS_FAILED
+        assert again.nodes[0].copied_from_run_id == run.run_id
+
+        listed = client.list_runs(workflow="chain", status=pb.RUN_STATUS_FAILED)
+        assert [r.run_id for r in listed.runs] == [resumed.run_id, run.run_id]
+        assert client.get_workflow("chain").name == "chain"
+        assert [w.name for w in client.list_workflows().workflows] == ["chain", "ticker"]
+        assert [v.version for v in client.list_plan_versions("chain").plan_versions] == [1]
+        with pytest.raises(ClientError) as caught:  # a manual workflow has no switch
+            client.set_scheduling("chain", enabled=False)
+        assert caught.value.code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_wait_run_gives_up_after_its_timeout(daemon):
+    with Client(daemon.address) as client:
+        run = client.start_run("ticker", params={"lines": "100"})
+        with pytest.raises(TimeoutError, match=f"run {run.run_id} has not ended after 0.3s"):
+            client.wait_run(run.run_id, timeout=0.3)
+        assert client.cancel_run(run.run_id).cancel_requested_at.seconds > 0
+        assert client.wait_run(run.run_id, timeout=30).status == pb.RUN_STATUS_CANCELLED
+
+
+def test_watch_and_log_iterators(daemon):
+    with Client(daemon.address) as client:
+        run = client.start_run("ticker", params={"lines": "5"})
+        changes = list(client.watch_run(run.run_id))
+        assert changes[-1].run_status == pb.RUN_STATUS_SUCCEEDED
+        sequences = [c.sequence for c in changes]
+        assert sequences == sorted(set(sequences))
+        assert list(client.watch_run(run.run_id, after_sequence=sequences[-2])) == changes[-1:]
+        log = b"".join(c.data for c in client.node_log(run.run_id, "tick", follow=False))
+        assert log == b"".join(b"line %d\n" % i for i in range(1, 6))
+        tail = b"".join(c.data for c in client.node_log(run.run_id, "tick", offset=7))
+        assert tail == log[7:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_watch_and_log_follow_go_on_across_a_daemon_restart(daemon, signum):
+    """SIGTERM ends the streams cleanly, SIGKILL breaks them (UNAVAILABLE): either way the
+    iterators go on once the daemon is back, without repeating or skipping anything."""
+    notes: list[str] = []
+    client = Client(daemon.address, retry=PATIENT, on_reconnect=notes.append)
+    client.poll_seconds = 0.05
+    run = client.start_run("ticker", params={"lines": "40"})
+    changes: list[pb.WatchRunResponse] = []
+    log: list[bytes] = []
+    failures: list[BaseException] = []
+
+    def consume(items: Iterator[Any], into: list[Any]) -> None:
+        try:
+            into.extend(items)
+        except BaseException as exc:  # reported by the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=consume, args=(client.watch_run(run.run_id), changes)),
+               threading.Thread(target=consume, args=(
+                   (c.data for c in client.node_log(run.run_id, "tick")), log))]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: b"line 3\n" in b"".join(log), "the first lines of the log")
+    daemon = restart(daemon, signum)
+    try:
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not failures, failures
+        assert changes[-1].run_status == pb.RUN_STATUS_SUCCEEDED
+        assert b"".join(log) == b"".join(b"line %d\n" % i for i in range(1, 41))
+        with Client(daemon.address) as fresh:  # the whole history, read in one go
+            assert [_event(c) for c in changes] == [
+                _event(c) for c in fresh.watch_run(run.run_id)]
+        if signum == signal.SIGKILL:
+            assert any(n.startswith("lost the daemon (UNAVAILABLE") for n in notes), notes
+            assert "reconnected" in notes
+    finally:
+        client.close()
+        daemon.stop(signal.SIGKILL)
+
+
+def test_a_read_is_tried_again_on_unavailable_until_the_daemon_is_back(daemon):
+    notes: list[str] = []
+    with Client(daemon.address, retry=PATIENT, on_reconnect=notes.append) as client:
+        run = client.start_run("chain")
+        client.wait_run(run.run_id, timeout=30)
+        daemon.stop()
+        answer: list[pb.Run] = []
+        reader = threading.Thread(target=lambda: answer.append(client.get_run(run.run_id)))
+        reader.start()
+        wait_until(lambda: notes, "the client noticing that the daemon is gone")
+        back = Daemon(daemon.store, daemon.state, port=daemon.port)
+        try:
+            reader.join(timeout=60)
+            assert [r.run_id for r in answer] == [run.run_id]
+            assert notes[0].startswith("lost the daemon (UNAVAILABLE:")
+            assert notes[-1] == "reconnected"
+        finally:
+            back.stop()
+
+
+def test_start_run_is_sent_once_even_with_retries(daemon):
+    with Client(daemon.address, retry=PATIENT) as client:
+        client.list_workflows()  # the daemon has answered this client
+        daemon.stop()
+        began = time.monotonic()
+        with pytest.raises(ClientError) as caught:
+            client.start_run("chain")
+        assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - began < 5  # not tried again for 60 s
+        with pytest.raises(ClientError) as caught:  # a read that may not retry gives up
+            Client(daemon.address, retry=Retry(give_up_after=0)).get_run("wr_x")
+        assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+
+
+def test_errors_carry_the_code_the_message_and_the_fields(daemon):
+    with Client(daemon.address) as client:
+        with pytest.raises(ClientError) as caught:
+            client.start_run("chain", params={"regoin": "us"})
+        error = caught.value
+        assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in error.violations] == ["params.regoin"]
+        assert error.message and str(error).startswith("INVALID_ARGUMENT: ")
+        with pytest.raises(ClientError) as caught:
+            client.get_run("wr_nope")
+        assert (caught.value.code, caught.value.violations) == (grpc.StatusCode.NOT_FOUND, ())
+
+
+def test_the_options_come_from_the_environment_like_the_cli(daemon, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("")
+    with pytest.raises(ValueError, match=f"token file {token_file} is empty"):
+        Client(environ={"FLOWPLAN_TOKEN_FILE": str(token_file)})
+    client = Client(environ={"FLOWPLAN_ADDRESS": daemon.address}, timeout=5)
+    assert (client.target.address, client.target.unary_timeout) == (daemon.address, 5)
+    assert client.list_workflows().workflows
+    client.close()
+
+
+def test_the_async_client_has_the_same_methods(daemon):
+    async def script() -> None:
+        async with AsyncClient(daemon.address) as client:
+            run = await client.start_run("chain", params={"code": "1"})
+            ended = await client.wait_run(run.run_id, timeout=30)
+            assert ended.status == pb.RUN_STATUS_FAILED
+            changes = [c async for c in client.watch_run(run.run_id)]
+            assert changes[-1].run_status == pb.RUN_STATUS_FAILED
+            log = b"".join([c.data async for c in client.node_log(run.run_id, "a")])
+            assert log == b"a eu\n"
+            resumed = await client.resume_run(run.run_id, ["b"])
+            again = await client.wait_run(resumed.run_id, timeout=30)
+            assert again.nodes[0].copied_from_run_id == run.run_id
+            with pytest.raises(ClientError) as caught:
+                await client.start_run("chain", params={"regoin": "us"})
+            assert [v.field for v in caught.value.violations] == ["params.regoin"]
+            assert (await client.list_runs(workflow="chain")).runs
+
+    asyncio.run(script())
+    sync_names = {n for n in vars(Client) if not n.startswith("_")} - {"connected"}
+    assert sync_names <= set(vars(AsyncClient))
+
+
+def test_the_async_client_tries_a_read_again_and_resumes_a_watch_across_a_restart(daemon):
+    notes: list[str] = []
+
+    async def script() -> Daemon:
+        async with AsyncClient(daemon.address, retry=PATIENT, on_reconnect=notes.append
+                               ) as client:
+            client.poll_seconds = 0.05
+            run = await client.start_run("ticker", params={"lines": "30"})
+            changes: list[pb.WatchRunResponse] = []
+
+            async def watch() -> None:
+                async for change in client.watch_run(run.run_id):
+                    changes.append(change)
+
+            watching = asyncio.create_task(watch())
+            while not changes:
+                await asyncio.sleep(0.01)
+            back = await asyncio.to_thread(restart, daemon, signal.SIGKILL)
+            await asyncio.wait_for(watching, timeout=60)
+            assert changes[-1].run_status == pb.RUN_STATUS_SUCCEEDED
+            sequences = [c.sequence for c in changes]
+            assert sequences == sorted(set(sequences))
+            assert (await client.get_run(run.run_id)).status == pb.RUN_STATUS_SUCCEEDED
+            return back
+
+    back = asyncio.run(script())
+    back.stop()
+    assert notes[0].startswith("lost the daemon (UNAVAILABLE") and "reconnected" in notes
+
+
+def _loaded(code: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+HEAVY = ("compiler.compile", "compiler.plan", "compiler.cli", "daemon.server",
+         "daemon.engine", "daemon.scheduler", "daemon.state", "pydantic", "jinja2",
+         "croniter")
+
+
+def test_importing_the_client_imports_neither_the_compiler_nor_the_server():
+    loaded = _loaded("import json, sys; import flowplan.client;"
+                     " print(json.dumps(sorted(sys.modules)))")
+    assert "daemon.client.api" in loaded
+    assert not {m for m in loaded if m.startswith(HEAVY)}
+
+
+def test_a_client_command_starts_without_the_compiler_the_server_or_the_engine():
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    loaded = _loaded(
+        "import json, sys; from daemon import cli\n"
+        f"code = cli.main(['status', 'wr_x', '--address', '{address}'])\n"
+        "assert code == 3, code\n"
+        "print(json.dumps(sorted(sys.modules)))")
+    assert "daemon.client.commands" in loaded
+    assert not {m for m in loaded if m.startswith(HEAVY)}
+    # any other command gets the whole parser
+    loaded = _loaded("import json, sys; from daemon import cli\n"
+                     "import contextlib, io\n"
+                     "with contextlib.redirect_stdout(io.StringIO()):\n"
+                     "    cli.main(['schema'])\n"
+                     "print(json.dumps(sorted(sys.modules)))")
+    assert "compiler.cli" in loaded
+
+
+def test_a_client_command_has_the_same_help_as_in_the_whole_parser(capsys):
+    from daemon import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["status", "--help"])
+    alone = capsys.readouterr().out
+    whole = cli.command_parser(cli.build_parser(), argparse.Namespace(command="status"))
+    assert alone == whole.format_help()
+    assert "daemon connection:" in alone and "--tls-ca FILE" in alone
