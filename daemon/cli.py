@@ -12,7 +12,7 @@ from compiler import __version__
 from compiler import cli as compiler_cli
 from daemon import debug, up
 from daemon.client import commands as client_commands
-from daemon.server import app as server_app
+from daemon.server import command as serve_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def _build() -> tuple[argparse.ArgumentParser, frozenset[str]]:
     compiler_cli.register(subparsers)
     debug.register(subparsers)
     client = frozenset(client_commands.register(subparsers))
-    server_app.register_command(subparsers)
+    serve_command.register_command(subparsers)
     up.register(subparsers)
     completion = subparsers.add_parser(
         "completion", help="print the shell completion script for bash or zsh",
