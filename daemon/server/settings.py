@@ -325,7 +325,7 @@ class Loaded:
             token=token_text, tls_cert=tls_files[0], tls_key=tls_files[1],
             tls_client_ca=tls_files[2], insecure=server.insecure,
             synchronous=server.synchronous, kill_grace_seconds=server.kill_grace,
-            smtp=self._smtp(), git_url=git.url, git_branch=git.branch,
+            smtp=self.smtp(), git_url=git.url, git_branch=git.branch,
             sync_interval_seconds=git.sync_interval, max_connections=server.max_connections,
             handshake_timeout_seconds=server.handshake_timeout,
             idle_timeout_seconds=server.idle_timeout)
@@ -340,7 +340,8 @@ class Loaded:
             raise UsageError(f"cannot read {path} ({self.name(setting)}):"
                              f" {exc.strerror}") from exc
 
-    def _smtp(self) -> SmtpSettings | None:
+    def smtp(self) -> SmtpSettings | None:
+        """The SMTP settings, or None without a host (messages recorded, not sent)."""
         smtp = self.settings.smtp
         values = {"host": smtp.host, "port": smtp.port, "from": smtp.from_address,
                   "starttls": smtp.starttls, "user": smtp.user,
