@@ -5,6 +5,7 @@ it, and a daemon that serves from the file alone."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -18,6 +19,9 @@ from certificates import certificates
 from conftest import ROOT
 from daemon_harness import free_port, pb, pb_grpc, serving
 
+from daemon.notify.settings import DEFAULT_TIMEOUT
+from daemon.server.command import add_serve_arguments
+from daemon.server.config import SMTP_TIMEOUT
 from daemon.server.settings import SETTINGS
 
 SECRET = "t0ken-never-printed"
@@ -180,3 +184,13 @@ def test_every_setting_is_documented_with_its_flag_variable_and_key() -> None:
     for setting in SETTINGS:
         assert any(f"`{setting.flag}" in row and f"`{setting.env}`" in row
                    and f"`{setting.key}`" in row for row in rows), setting
+
+
+def test_every_flag_of_serve_is_a_setting_and_every_setting_a_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    flags = {action.option_strings[0]: action.dest for action in parser._actions
+             if action.option_strings and action.dest not in ("help", "settings",
+                                                              "print_config")}
+    assert flags == {setting.flag: setting.dest for setting in SETTINGS}
+    assert SMTP_TIMEOUT == DEFAULT_TIMEOUT  # the help's default is the one SmtpSettings has

@@ -40,8 +40,9 @@ from daemon.notify import (
     SmtpSettings,
 )
 from daemon.notify.messages import TAIL_BYTES, Draft, Kind, tail_text
+from daemon.server.command import add_serve_arguments
 from daemon.server.config import UsageError
-from daemon.server.settings import add_serve_arguments, load_settings
+from daemon.server.settings import load_settings
 from daemon.state.store import StateStore, ts
 
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)

@@ -8,8 +8,10 @@ import ipaddress
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from daemon.notify.settings import SmtpSettings
+if TYPE_CHECKING:  # the notify package is the daemon's: not for `flowplan --help`
+    from daemon.notify.settings import SmtpSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a node's process group
@@ -18,6 +20,7 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # seconds for a new connection to send its HTT
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds a connection may stay open without a call
 DEFAULT_SYNC_INTERVAL = 60.0  # seconds between two `--git` fetches
 DEFAULT_BRANCH = "main"
+SMTP_TIMEOUT = 30.0  # seconds per SMTP connection and command (SmtpSettings.timeout)
 
 
 class UsageError(ValueError):
@@ -74,6 +77,15 @@ class ServeConfig:
 
 LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0 takes a free"
                  " port)")
+
+
+def parse_seconds(text: str) -> float:
+    """A duration: seconds ("90", "1.5"), or a number with s, m or h ("30s", "5m", "1h").
+    ValueError if it is neither (the sign and size are for the caller to check)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
 
 
 def listen_problem(listen: str) -> bool:

@@ -19,6 +19,7 @@ those files, so nothing secret can be printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -32,7 +33,6 @@ from pydantic import AfterValidator as After
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.notify.settings import DEFAULT_TIMEOUT as SMTP_TIMEOUT
 from daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
 from daemon.server.config import (
     DEFAULT_BRANCH,
@@ -43,9 +43,11 @@ from daemon.server.config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SYNC_INTERVAL,
     LISTEN_WANTED,
+    SMTP_TIMEOUT,
     ServeConfig,
     UsageError,
     listen_problem,
+    parse_seconds,
 )
 from daemon.server.tls import TlsFileError, check_tls_files
 
@@ -109,13 +111,9 @@ BY_PLACE: Final = {(s.table, s.key): s for s in SETTINGS}
 
 def _duration(value: Any) -> Any:
     """"30s", "5m", "1h" or "30" as seconds; anything else as it is (for the type check)."""
-    if isinstance(value, str) and value:
-        units = {"s": 1, "m": 60, "h": 3600}
-        number, unit = (value[:-1], units[value[-1]]) if value[-1] in units else (value, 1)
-        try:
-            return float(number) * unit
-        except ValueError:
-            return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return parse_seconds(value)
     return value
 
 
@@ -320,7 +318,7 @@ class Loaded:
         except TlsFileError as exc:
             raise UsageError(str(exc)) from exc
         git = self.settings.git
-        return ServeConfig(
+        config = ServeConfig(
             store=folders["store"], state=folders["state"], listen=server.listen,
             token=token_text, tls_cert=tls_files[0], tls_key=tls_files[1],
             tls_client_ca=tls_files[2], insecure=server.insecure,
@@ -329,6 +327,8 @@ class Loaded:
             sync_interval_seconds=git.sync_interval, max_connections=server.max_connections,
             handshake_timeout_seconds=server.handshake_timeout,
             idle_timeout_seconds=server.idle_timeout)
+        config.check()  # what is left: an address that is not loopback without authentication
+        return config
 
     def _read(self, setting: Setting) -> bytes | None:
         path: Path | None = self.settings.value(setting)
@@ -415,85 +415,3 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.envi
                  else f"{layer.file}: [{setting.table}] {setting.key}")
         raise UsageError(f"{where}: must be {setting.wanted}, got {shown}") from None
     return Loaded(settings, origins, file)
-
-
-# ---- the flags --------------------------------------------------------------------------
-
-def seconds(text: str) -> float:
-    """A flag's duration: seconds, or a number with s, m or h."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError) as exc:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a duration like 30s or 5m") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the interval must be positive")
-    return value
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `flowplan serve`: each one a setting of `SETTINGS` (its default, shown in
-    the help, applies when neither the environment nor the settings file gives it)."""
-    parser.add_argument("--settings", type=Path, default=None, metavar="FILE",
-                        help="the settings file (TOML: [server], [tls], [git], [smtp]);"
-                             " environment variables FLOWPLAN_<TABLE>_<KEY> override it,"
-                             " flags override both")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the effective settings, with where each came from, and"
-                             " exit")
-    parser.add_argument("--store", type=Path, help="the plan store (what `flowplan publish`"
-                                                   " writes); required")
-    parser.add_argument("--state", type=Path,
-                        help="the state directory (SQLite database, logs, attempt folders);"
-                             " required")
-    parser.add_argument("--listen",
-                        help=f"host:port to serve gRPC on (default {DEFAULT_LISTEN})")
-    parser.add_argument("--token-file", type=Path,
-                        help="require `authorization: Bearer <token>` with this file's token")
-    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
-    parser.add_argument("--tls-client-ca", type=Path,
-                        help="require client certificates signed by this CA (mTLS)")
-    parser.add_argument("--insecure", action="store_true", default=None,
-                        help="allow a non-loopback address without token or TLS")
-    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"),
-                        help="SQLite durability: NORMAL (default) survives a crash of"
-                             " flowplan; FULL also a power loss (slower commits)")
-    parser.add_argument("--kill-grace", type=float, metavar="SECONDS",
-                        help="after SIGTERM to a node on timeout or cancel, SIGKILL this late"
-                             f" (default {DEFAULT_KILL_GRACE:g})")
-    parser.add_argument("--log-format", choices=("json", "text"),
-                        help="structured JSON lines (default) or text, on stderr")
-    parser.add_argument("--git", dest="git_url", metavar="URL_OR_PATH",
-                        help="publish this repository's branch head on an interval (the pull"
-                             " alternative to git hooks)")
-    parser.add_argument("--branch", help=f"the branch --git follows (default {DEFAULT_BRANCH})")
-    parser.add_argument("--sync-interval", type=seconds,
-                        help="how often --git fetches (e.g. 30s, 5m; default"
-                             f" {DEFAULT_SYNC_INTERVAL:g}s)")
-    parser.add_argument("--max-connections", type=int, metavar="N",
-                        help="API connections open at once; more are closed at once (default"
-                             f" {DEFAULT_MAX_CONNECTIONS}, fewer if the open-file limit needs"
-                             " it)")
-    parser.add_argument("--handshake-timeout", type=seconds, metavar="DURATION",
-                        help="close a connection that has not begun HTTP/2 within this time"
-                             f" (default {DEFAULT_HANDSHAKE_TIMEOUT:g}s)")
-    parser.add_argument("--idle-timeout", type=seconds, metavar="DURATION",
-                        help="close a connection without a call for this long; clients"
-                             f" reconnect (default {DEFAULT_IDLE_TIMEOUT:g}s)")
-    group = parser.add_argument_group(
-        "notifications (SMTP)", "e-mail for on_failure, backfill failures and node notify;"
-        " without a host, messages are recorded in the outbox and not sent")
-    group.add_argument("--smtp-host", metavar="HOST", help="SMTP server")
-    group.add_argument("--smtp-port", type=int, metavar="PORT",
-                       help="default 587 with --smtp-starttls, else 25")
-    group.add_argument("--smtp-from", metavar="ADDRESS",
-                       help="sender address; default flowplan@<this host's name>")
-    group.add_argument("--smtp-starttls", action=argparse.BooleanOptionalAction, default=None,
-                       help="upgrade the connection with STARTTLS (required when on)")
-    group.add_argument("--smtp-user", metavar="USER",
-                       help="log in as USER (needs --smtp-password-file)")
-    group.add_argument("--smtp-password-file", type=Path, metavar="FILE",
-                       help="file holding the SMTP password (one line)")
-    group.add_argument("--smtp-timeout", type=seconds, metavar="DURATION",
-                       help=f"per connection and command (default {SMTP_TIMEOUT:g}s)")
