@@ -84,18 +84,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective settings, with where each came from, and"
                              " exit")
-    parser.add_argument("--store", type=Path, help="the plan store (what `flowplan publish`"
-                                                   " writes); required")
-    parser.add_argument("--state", type=Path,
+    parser.add_argument("--store", type=Path, metavar="DIR",
+                        help="the plan store (what `flowplan publish` writes); required")
+    parser.add_argument("--state", type=Path, metavar="DIR",
                         help="the state directory (SQLite database, logs, attempt folders);"
                              " required")
-    parser.add_argument("--listen",
+    parser.add_argument("--listen", metavar="HOST:PORT",
                         help=f"host:port to serve gRPC on (default {DEFAULT_LISTEN})")
-    parser.add_argument("--token-file", type=Path,
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
                         help="require `authorization: Bearer <token>` with this file's token")
-    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
-    parser.add_argument("--tls-client-ca", type=Path,
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE",
+                        help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE",
+                        help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-client-ca", type=Path, metavar="FILE",
                         help="require client certificates signed by this CA (mTLS)")
     parser.add_argument("--insecure", action="store_true", default=None,
                         help="allow a non-loopback address without token or TLS")
@@ -111,7 +113,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="publish this repository's branch head on an interval (the pull"
                              " alternative to git hooks)")
     parser.add_argument("--branch", help=f"the branch --git follows (default {DEFAULT_BRANCH})")
-    parser.add_argument("--sync-interval", type=seconds,
+    parser.add_argument("--sync-interval", type=seconds, metavar="DURATION",
                         help="how often --git fetches (e.g. 30s, 5m; default"
                              f" {DEFAULT_SYNC_INTERVAL:g}s)")
     parser.add_argument("--max-connections", type=int, metavar="N",
