@@ -1,7 +1,8 @@
 """The settings of `flowplan serve`: where each comes from, and which wins.
 
-Every setting has a flag, an environment variable and a key of the TOML settings file
-(`--settings FILE`); `SETTINGS` lists them (docs/operations.md has the table). A flag wins
+Every setting has a flag (daemon/server/command.py), an environment variable and a key of
+the TOML settings file (`--settings FILE`); `SETTINGS` lists them (docs/operations.md has the
+table). A flag wins
 over the environment, the environment over the file, the file over the default. The values
 are validated by one pydantic-settings model, `ServeSettings`; a value it refuses is named
 where it was given: the flag, the variable, or the file and its `[table] key`, e.g.
