@@ -33,12 +33,12 @@ def _build(*, full: bool = True) -> tuple[argparse.ArgumentParser, frozenset[str
     # imported here: these modules bring the compiler, the engine and the server with them
     from compiler import cli as compiler_cli
     from daemon import debug, up
-    from daemon.server import app as server_app
+    from daemon.server import command as serve_command
 
     compiler_cli.register(subparsers)
     debug.register(subparsers)
     client = frozenset(client_commands.register(subparsers))
-    server_app.register_command(subparsers)
+    serve_command.register_command(subparsers)
     up.register(subparsers)
     completion = subparsers.add_parser(
         "completion", help="print the shell completion script for bash or zsh",

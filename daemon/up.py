@@ -34,7 +34,9 @@ from compiler.store import PlanStore
 from daemon.engine import spark
 from daemon.notify.sender import NO_SMTP
 from daemon.scheduler.ticks import next_ticks
-from daemon.server.app import DEFAULT_LISTEN, Daemon, ServeConfig, UsageError, setup_logging
+from daemon.server.app import Daemon
+from daemon.server.config import DEFAULT_LISTEN, ServeConfig, UsageError
+from daemon.server.logging import setup_logging
 from daemon.state.store import StateError
 
 log = logging.getLogger("flowplan.up")

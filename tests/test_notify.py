@@ -37,12 +37,12 @@ from daemon.notify import (
     OutboxSender,
     OutboxStatus,
     RetryPolicy,
-    SettingsError,
     SmtpSettings,
-    add_smtp_arguments,
-    smtp_settings_from_args,
 )
 from daemon.notify.messages import TAIL_BYTES, Draft, Kind, tail_text
+from daemon.server.command import add_serve_arguments
+from daemon.server.config import UsageError
+from daemon.server.settings import load_settings
 from daemon.state.store import StateStore, ts
 
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
@@ -525,11 +525,9 @@ def test_login_with_the_password_file(tmp_path: Path) -> None:
     smtp = Server(free_port(), authenticator=authenticator, auth_require_tls=False)
     smtp.start()
     (tmp_path / "password").write_text("hunter2\n")
-    parser = argparse.ArgumentParser()
-    add_smtp_arguments(parser)
-    settings = smtp_settings_from_args(parser.parse_args(
+    settings = smtp_from(
         ["--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.port), "--smtp-user", "flow",
-         "--smtp-password-file", str(tmp_path / "password"), "--smtp-from", "f@example.org"]))
+         "--smtp-password-file", str(tmp_path / "password"), "--smtp-from", "f@example.org"])
     assert settings is not None and "hunter2" not in repr(settings)
     outbox = Outbox(StateStore(tmp_path / "state"))
     sender = OutboxSender(outbox, settings, clock=SystemClock())
@@ -563,35 +561,39 @@ def test_a_failing_listener_never_fails_the_engine(tmp_path: Path, caplog: Any) 
 
 # ---- settings and log tails ---------------------------------------------------------------
 
+def smtp_from(argv: list[str]) -> SmtpSettings | None:
+    """The SMTP settings `flowplan serve` would use with these flags (no FLOWPLAN_* variables)."""
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return load_settings(parser.parse_args(argv), environ={}).smtp()
+
+
 def test_settings_from_a_toml_file_with_flags_over_it(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "secret").write_text("pw\n")
     file = tmp_path / "conf" / "flowplan.toml"
     file.write_text('[smtp]\nhost = "mail.example.com"\nstarttls = true\nuser = "flow"\n'
                     'password_file = "secret"\nfrom = "Flowplan <fp@example.com>"\n'
-                    '[grpc]\naddress = "ignored here"\n')
-    parser = argparse.ArgumentParser()
-    add_smtp_arguments(parser)
+                    '[server]\nlisten = "127.0.0.1:50051"\n')
 
-    settings = smtp_settings_from_args(parser.parse_args(["--settings", str(file)]))
+    settings = smtp_from(["--settings", str(file)])
     assert settings == SmtpSettings(host="mail.example.com", port=587,
                                     from_address="Flowplan <fp@example.com>", starttls=True,
                                     username="flow", password="pw")
     assert settings.domain == "example.com"
-    settings = smtp_settings_from_args(parser.parse_args(
-        ["--settings", str(file), "--smtp-host", "relay", "--no-smtp-starttls",
-         "--smtp-port", "2525"]))
+    settings = smtp_from(["--settings", str(file), "--smtp-host", "relay", "--no-smtp-starttls",
+                          "--smtp-port", "2525"])
     assert settings is not None
     assert (settings.host, settings.port, settings.starttls) == ("relay", 2525, False)
-    assert smtp_settings_from_args(parser.parse_args([])) is None
+    assert smtp_from([]) is None
 
     file.write_text('[smtp]\nhost = "h"\nprot = 25\n')
-    with pytest.raises(SettingsError, match=r"unknown key\(s\) in \[smtp\]: prot"):
-        smtp_settings_from_args(parser.parse_args(["--settings", str(file)]))
-    with pytest.raises(SettingsError, match="needs a password file"):
-        smtp_settings_from_args(parser.parse_args(["--smtp-host", "h", "--smtp-user", "u"]))
-    with pytest.raises(SettingsError, match="not an e-mail address"):
-        smtp_settings_from_args(parser.parse_args(["--smtp-host", "h", "--smtp-from", "nope"]))
+    with pytest.raises(UsageError, match=r"unknown key\(s\) in \[smtp\]: prot"):
+        smtp_from(["--settings", str(file)])
+    with pytest.raises(UsageError, match="needs a password file"):
+        smtp_from(["--smtp-host", "h", "--smtp-user", "u"])
+    with pytest.raises(UsageError, match="not an e-mail address"):
+        smtp_from(["--smtp-host", "h", "--smtp-from", "nope"])
 
 
 def test_log_tail_limits_and_never_shows_part_of_a_secret() -> None:

@@ -2,7 +2,7 @@
 
 Wiring, in the daemon:
 
-    settings = smtp_settings_from_args(args)            # None: record, do not send
+    settings = config.smtp     # daemon/server/settings.py; None: record, do not send
     sender = OutboxSender(Outbox(store), settings, clock=clock)
     notifier = Notifier(store=store, plans=plans, sender=sender)
     engine.subscribe(notifier.on_event)                 # before engine.start()
@@ -16,12 +16,7 @@ Wiring, in the daemon:
 from daemon.notify.notifier import Notifier
 from daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
 from daemon.notify.sender import OutboxSender, RetryPolicy
-from daemon.notify.settings import (
-    SettingsError,
-    SmtpSettings,
-    add_smtp_arguments,
-    smtp_settings_from_args,
-)
+from daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
 
 __all__ = ["Notifier", "Outbox", "OutboxRow", "OutboxSender", "OutboxStatus", "RetryPolicy",
-           "SettingsError", "SmtpSettings", "add_smtp_arguments", "smtp_settings_from_args"]
+           "SettingsError", "SmtpSettings", "smtp_settings"]

@@ -1,8 +1,9 @@
-"""SMTP settings of the daemon: from command-line flags, a TOML settings file, or both (a
-flag wins over the file). No SMTP host at all means notifications are recorded in the
+"""SMTP settings of the daemon. No SMTP host at all means notifications are recorded in the
 outbox and not sent.
 
-The settings file is TOML (read with the standard library's `tomllib`); its `[smtp]` table:
+Where they come from (the `--smtp-*` flags, FLOWPLAN_SMTP_* variables, the `[smtp]` table
+of the `--settings` file) is daemon/server/settings.py; `smtp_settings` turns the values of
+that table into `SmtpSettings`:
 
     [smtp]
     host = "smtp.example.com"
@@ -11,15 +12,11 @@ The settings file is TOML (read with the standard library's `tomllib`); its `[sm
     starttls = true
     user = "flowplan"
     password_file = "/etc/flowplan/smtp-password"   # relative: to the settings file
-
-Other tables of the file belong to other parts of the daemon and are not read here.
 """
 
 from __future__ import annotations
 
-import argparse
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -27,9 +24,6 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Final
 
-SMTP_TABLE: Final = "smtp"
-FILE_KEYS: Final = frozenset({"host", "port", "from", "starttls", "user", "password_file",
-                              "timeout"})
 DEFAULT_TIMEOUT: Final = 30.0
 
 
@@ -84,64 +78,6 @@ def check_address(text: str, *, what: str) -> str:
     except (ValueError, IndexError) as exc:
         raise SettingsError(f"{what} {text!r} is not an e-mail address: {exc}") from exc
     return text
-
-
-def add_smtp_arguments(parser: argparse.ArgumentParser, *, settings_flag: bool = True) -> None:
-    """The SMTP flags of `flowplan serve` (and `--settings FILE` unless the caller adds it)."""
-    group = parser.add_argument_group(
-        "notifications (SMTP)", "e-mail for on_failure, backfill failures and node notify;"
-        " without a host, messages are recorded in the outbox and not sent")
-    if settings_flag:
-        parser.add_argument("--settings", type=Path, default=None, metavar="FILE",
-                            help="daemon settings file (TOML); flags override its values")
-    group.add_argument("--smtp-host", default=None, metavar="HOST", help="SMTP server")
-    group.add_argument("--smtp-port", type=int, default=None, metavar="PORT",
-                       help="default 587 with --smtp-starttls, else 25")
-    group.add_argument("--smtp-from", default=None, metavar="ADDRESS",
-                       help="sender address; default flowplan@<this host's name>")
-    group.add_argument("--smtp-starttls", action=argparse.BooleanOptionalAction, default=None,
-                       help="upgrade the connection with STARTTLS (required when on)")
-    group.add_argument("--smtp-user", default=None, metavar="USER",
-                       help="log in as USER (needs --smtp-password-file)")
-    group.add_argument("--smtp-password-file", type=Path, default=None, metavar="FILE",
-                       help="file holding the SMTP password (one line)")
-
-
-def smtp_settings_from_args(args: argparse.Namespace) -> SmtpSettings | None:
-    """The settings named by `add_smtp_arguments` flags over the `--settings` file, or None
-    when no SMTP host is configured."""
-    path: Path | None = getattr(args, "settings", None)
-    values: dict[str, Any] = dict(load_settings_file(path)) if path is not None else {}
-    base = path.parent if path is not None else Path.cwd()
-    for key, flag in (("host", "smtp_host"), ("port", "smtp_port"), ("from", "smtp_from"),
-                      ("starttls", "smtp_starttls"), ("user", "smtp_user")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            values[key] = value
-    password_file = getattr(args, "smtp_password_file", None)
-    if password_file is not None:
-        values["password_file"] = password_file
-        base = Path.cwd()
-    return smtp_settings(values, base=base)
-
-
-def load_settings_file(path: Path) -> Mapping[str, Any]:
-    """The `[smtp]` table of a TOML settings file (empty when the file has none)."""
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not a TOML file: {exc}") from exc
-    table = data.get(SMTP_TABLE, {})
-    if not isinstance(table, dict):
-        raise SettingsError(f"{path}: `{SMTP_TABLE}` must be a table ([{SMTP_TABLE}])")
-    unknown = sorted(set(table) - FILE_KEYS)
-    if unknown:
-        raise SettingsError(f"{path}: unknown key(s) in [{SMTP_TABLE}]: {', '.join(unknown)};"
-                            f" known: {', '.join(sorted(FILE_KEYS))}")
-    return table
 
 
 def smtp_settings(values: Mapping[str, Any], *, base: Path) -> SmtpSettings | None:

@@ -1,33 +1,25 @@
-"""`flowplan serve`: one asyncio process with the state store, the plan watcher, the engine,
+"""The daemon: one asyncio process with the state store, the plan watcher, the engine,
 the scheduler, backfills, notifications and the gRPC server.
 
 Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING; streams
 end cleanly; the server stops accepting and gives in-flight calls a grace period; the
 scheduler and watcher stop; the engine stops driving runs and leaves node processes running
 (the next start adopts them); pending e-mails stay in the outbox; exit 0.
+
+Its settings: daemon/server/settings.py (the command: daemon/server/command.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
-import ipaddress
-import json
 import logging
-import math
 import os
 import resource
 import signal
 import socket
 import sqlite3
-import ssl
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,17 +29,11 @@ from compiler.store import PlanStore
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings
 from daemon.engine.launcher import LocalLauncher
-from daemon.notify import (
-    Notifier,
-    Outbox,
-    OutboxSender,
-    add_smtp_arguments,
-    smtp_settings_from_args,
-)
-from daemon.notify.settings import SettingsError, SmtpSettings
+from daemon.notify import Notifier, Outbox, OutboxSender
 from daemon.scheduler.backfills import Backfills
 from daemon.scheduler.scheduler import Scheduler
 from daemon.server.auth import TokenInterceptor
+from daemon.server.config import ServeConfig, UsageError
 from daemon.server.service import SERVICE_NAME, Parts, register
 from daemon.server.systemd import notify
 from daemon.state.lock import StateInUseError, lock_state
@@ -56,77 +42,11 @@ from daemon.watcher import PlanCatalog, watch_plans
 
 log = logging.getLogger("flowplan.daemon")
 
-DEFAULT_LISTEN = "127.0.0.1:50051"
 STOP_GRACE_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
-DEFAULT_MAX_CONNECTIONS = 1000
-DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # seconds for a new connection to send its HTTP/2 preface
-DEFAULT_IDLE_TIMEOUT = 300.0  # seconds a connection may stay open without a call
 RESERVED_FDS = 128  # for the daemon's own files: SQLite, logs, the shim, plan reads, git
 MAX_STREAMS_PER_CONNECTION = 100
 WRITE_WATCH_SECONDS = 0.5  # how often health looks at (and probes) a failing database
-
-
-class UsageError(ValueError):
-    """A setting the daemon refuses to start with."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServeConfig:
-    store: Path
-    state: Path
-    listen: str = DEFAULT_LISTEN
-    token: str | None = None
-    tls_cert: bytes | None = None
-    tls_key: bytes | None = None
-    tls_client_ca: bytes | None = None
-    insecure: bool = False
-    synchronous: str = "NORMAL"
-    kill_grace_seconds: float = 10.0
-    smtp: SmtpSettings | None = None
-    git_url: str | None = None
-    git_branch: str = "main"
-    sync_interval_seconds: float = 60.0
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT
-    idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
-
-    def check(self) -> None:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise UsageError(f"--listen {self.listen}: give host:port with a port from 0 to 65535"
-                             " (e.g. 127.0.0.1:50051; 0 takes a free port)")
-        if not math.isfinite(self.kill_grace_seconds) or self.kill_grace_seconds < 0:
-            raise UsageError(f"--kill-grace {self.kill_grace_seconds}: give the seconds between"
-                             " SIGTERM and SIGKILL as a number >= 0")
-        if self.max_connections < 1:
-            raise UsageError(f"--max-connections {self.max_connections}: give a whole number"
-                             " >= 1")
-        for flag, seconds in (("--handshake-timeout", self.handshake_timeout_seconds),
-                              ("--idle-timeout", self.idle_timeout_seconds)):
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise UsageError(f"{flag} {seconds}: give the seconds as a number > 0")
-        for flag, path in (("--store", self.store), ("--state", self.state)):
-            if path.exists() and not path.is_dir():
-                raise UsageError(f"{flag} {path} is a file: give a folder (created if missing)")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise UsageError("--tls-cert and --tls-key go together")
-        if self.tls_client_ca and not self.tls_cert:
-            raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
-        if not is_loopback(self.listen) and not (self.token or self.tls_cert or self.insecure):
-            raise UsageError(
-                f"refusing to listen on {self.listen} without authentication: give"
-                " --token-file or --tls-cert/--tls-key, or --insecure to accept the risk")
-
-
-def is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Daemon:
@@ -350,137 +270,6 @@ async def watch_writes(store: StateStore, health_service: health.aio.HealthServi
             await asyncio.wait_for(stop.wait(), WRITE_WATCH_SECONDS)
 
 
-# ---- logging ----------------------------------------------------------------------------
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message and the record's `fields`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "logger": record.name,
-            "message": record.getMessage()}
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        fields = getattr(record, "fields", None)
-        if fields:
-            text += " " + " ".join(f"{k}={v}" for k, v in fields.items())
-        return text
-
-
-def setup_logging(fmt: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-# ---- the command ------------------------------------------------------------------------
-
-def register_command(subparsers: Any) -> None:
-    serve = subparsers.add_parser(
-        "serve", help="run the daemon: scheduler, executor and gRPC API",
-        description="Run the flowplan daemon over a plan store. See docs/operations.md.")
-    add_serve_arguments(serve)
-    serve.set_defaults(handler=cmd_serve)
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser, *, store_required: bool = True
-                        ) -> None:
-    parser.add_argument("--store", type=Path, required=store_required,
-                        help="the plan store (what `flowplan publish` writes)")
-    parser.add_argument("--state", type=Path, required=store_required,
-                        help="the state directory (SQLite database, logs, attempt folders)")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN,
-                        help=f"host:port to serve gRPC on (default {DEFAULT_LISTEN})")
-    parser.add_argument("--token-file", type=Path,
-                        help="require `authorization: Bearer <token>` with this file's token")
-    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
-    parser.add_argument("--tls-client-ca", type=Path,
-                        help="require client certificates signed by this CA (mTLS)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="allow a non-loopback address without token or TLS")
-    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL",
-                        help="SQLite durability: NORMAL survives a crash of flowplan; FULL"
-                             " also a power loss (slower commits)")
-    parser.add_argument("--kill-grace", type=float, default=10.0, metavar="SECONDS",
-                        help="after SIGTERM to a node on timeout or cancel, SIGKILL this late")
-    parser.add_argument("--log-format", choices=("json", "text"), default="json",
-                        help="structured JSON lines (default) or text, on stderr")
-    parser.add_argument("--git", dest="git_url", metavar="URL_OR_PATH",
-                        help="publish this repository's branch head on an interval (the pull"
-                             " alternative to git hooks)")
-    parser.add_argument("--branch", default="main", help="the branch --git follows")
-    parser.add_argument("--sync-interval", default="60s", type=_seconds,
-                        help="how often --git fetches (e.g. 30s, 5m; default 60s)")
-    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
-                        metavar="N", help="API connections open at once; more are closed at"
-                        f" once (default {DEFAULT_MAX_CONNECTIONS}, fewer if the open-file"
-                        " limit needs it)")
-    parser.add_argument("--handshake-timeout", default=f"{DEFAULT_HANDSHAKE_TIMEOUT:g}s",
-                        type=_seconds, metavar="DURATION",
-                        help="close a connection that has not begun HTTP/2 within this time"
-                             f" (default {DEFAULT_HANDSHAKE_TIMEOUT:g}s)")
-    parser.add_argument("--idle-timeout", default=f"{DEFAULT_IDLE_TIMEOUT:g}s", type=_seconds,
-                        metavar="DURATION",
-                        help="close a connection without a call for this long; clients"
-                             f" reconnect (default {DEFAULT_IDLE_TIMEOUT:g}s)")
-    add_smtp_arguments(parser)
-
-
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError) as exc:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a duration like 30s or 5m") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the interval must be positive")
-    return value
-
-
-def config_from_args(args: argparse.Namespace) -> ServeConfig:
-    def read(path: Path | None) -> bytes | None:
-        if path is None:
-            return None
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-
-    token = read(args.token_file)
-    token_text = token.decode().strip() if token is not None else None
-    if token is not None and not token_text:
-        raise UsageError(f"{args.token_file} is empty: put the token in it")
-    try:
-        smtp = smtp_settings_from_args(args)
-    except SettingsError as exc:
-        raise UsageError(str(exc)) from exc
-    tls_cert, tls_key, tls_client_ca = (read(args.tls_cert), read(args.tls_key),
-                                        read(args.tls_client_ca))
-    _check_tls_files(args.tls_cert, args.tls_key, args.tls_client_ca)
-    return ServeConfig(
-        store=args.store.resolve(), state=args.state.resolve(), listen=args.listen,
-        token=token_text, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-        insecure=args.insecure,
-        synchronous=args.synchronous, kill_grace_seconds=args.kill_grace, smtp=smtp,
-        git_url=args.git_url, git_branch=args.branch,
-        sync_interval_seconds=args.sync_interval, max_connections=args.max_connections,
-        handshake_timeout_seconds=args.handshake_timeout,
-        idle_timeout_seconds=args.idle_timeout)
-
-
 def _bind_problem(listen: str) -> str:
     """Why `listen` cannot be bound, in words, found by binding it once more ourselves."""
     host, _, port = listen.rpartition(":")
@@ -500,39 +289,6 @@ def _bind_problem(listen: str) -> str:
                             " daemon) listens there; stop it or choose another --listen")
                 return f"{exc.strerror or exc}; choose an address of this host for --listen"
     return "gRPC could not bind it; choose another --listen"
-
-
-def _check_tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
-    """Load the TLS files as the server would, so that a bad one is named here (gRPC only
-    says it failed to bind)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        if cert is not None and key is not None:  # a password callback: never a prompt
-            context.load_cert_chain(cert, key, password=lambda: b"")
-    except ssl.SSLError as exc:
-        raise UsageError(f"--tls-cert {cert} and --tls-key {key} do not load"
-                         f" ({exc.reason or 'not PEM'}): give a PEM certificate and its"
-                         " matching private key, unencrypted") from exc
-    try:
-        if client_ca is not None:
-            context.load_verify_locations(cafile=client_ca)
-    except ssl.SSLError as exc:
-        raise UsageError(f"--tls-client-ca {client_ca} does not load"
-                         f" ({exc.reason or 'not PEM'}): give the PEM certificate of the CA"
-                         " that signs client certificates") from exc
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    setup_logging(args.log_format)
-    try:
-        config = config_from_args(args)
-        return asyncio.run(serve(config))
-    except UsageError as exc:
-        print(f"flowplan serve: {exc}", file=sys.stderr)
-        return 2
-    except StateError as exc:
-        print(f"flowplan serve: {exc}", file=sys.stderr)
-        return 1
 
 
 async def serve(config: ServeConfig) -> int:
