@@ -34,11 +34,11 @@ from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
 from daemon.client.render import duration
+from daemon.domain import NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.commands import mask_end, masked_params
 from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.plans import MemoryPlans
 from daemon.state.store import StateStore
 

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from compiler.store import PlanStore
+from daemon.domain import Attempt, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
-from daemon.engine.model import Attempt, RunStatus, RunTrigger
 from daemon.engine.plans import StorePlans
 from daemon.state.store import StateStore
 

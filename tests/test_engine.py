@@ -17,9 +17,9 @@ from engine_fakes import Behaviour, FakeLauncher
 from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import MemorySources, RepoSnapshot
+from daemon.domain import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.clock import FakeClock
 from daemon.engine.engine import Engine, EngineSettings, RunError
-from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.plans import MemoryPlans
 from daemon.state.store import StateStore
 

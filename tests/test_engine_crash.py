@@ -31,6 +31,7 @@ from conftest import ROOT, running, wait_until
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
+from daemon.domain import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
 from daemon.engine.engine import LOST
 from daemon.engine.launcher import (
     SHIM_ENDED,
@@ -42,7 +43,6 @@ from daemon.engine.launcher import (
     process_start,
     recorded_pid,
 )
-from daemon.engine.model import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
 from daemon.state.store import StateStore
 
 DRIVER = ROOT / "tests" / "engine_crash_driver.py"

@@ -16,10 +16,10 @@ from conftest import marked, running, wait_until
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
+from daemon.domain import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings, RunError
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.plans import StorePlans
 from daemon.state.store import StateStore
 

@@ -25,11 +25,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
+from daemon.domain import RunStatus, RunTrigger
 from daemon.engine.clock import Clock, FakeClock, SystemClock
 from daemon.engine.commands import mask
 from daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import RunStatus, RunTrigger
 from daemon.engine.plans import StorePlans
 from daemon.notify import (
     Notifier,

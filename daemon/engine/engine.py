@@ -23,6 +23,15 @@ from typing import Any, Protocol
 
 from compiler.plan import NodePlan, Plan, QueuePlan, WorkflowPlan
 from daemon import ids
+from daemon.domain import (
+    Attempt,
+    AttemptStatus,
+    NodeRun,
+    NodeStatus,
+    Run,
+    RunStatus,
+    RunTrigger,
+)
 from daemon.engine.clock import Clock
 from daemon.engine.commands import (
     CommandError,
@@ -40,15 +49,6 @@ from daemon.engine.launcher import (
     ProcessLostError,
     Recovered,
     process_start,
-)
-from daemon.engine.model import (
-    Attempt,
-    AttemptStatus,
-    NodeRun,
-    NodeStatus,
-    Run,
-    RunStatus,
-    RunTrigger,
 )
 from daemon.engine.queues import ResourceQueue, capacity_of
 from daemon.engine.resume import ResumeError, ResumePlan, plan_resume

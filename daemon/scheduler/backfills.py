@@ -17,10 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from daemon import ids
+from daemon.domain import Backfill, BackfillStatus, Reprocess, RunStatus, RunTrigger
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError, StatusEvent
-from daemon.engine.model import RunStatus, RunTrigger
-from daemon.scheduler.model import Backfill, BackfillStatus, Reprocess
 from daemon.scheduler.scheduler import Catalog, data_interval, latest_plan
 from daemon.scheduler.ticks import TooManyTicks, ticks_between
 from daemon.state.store import StateStore, StateWriteError

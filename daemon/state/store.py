@@ -26,17 +26,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.model import (
+from daemon.domain import (
     Attempt,
     AttemptStatus,
+    Backfill,
+    BackfillProgress,
+    BackfillStatus,
+    DuplicateRunError,
     NodeRun,
     NodeStatus,
+    Reprocess,
     Run,
     RunEvent,
     RunStatus,
     RunTrigger,
 )
-from daemon.scheduler.model import Backfill, BackfillProgress, BackfillStatus, Reprocess
 from daemon.state.migrations import MIGRATIONS
 
 DB_FILE = "state.sqlite3"
@@ -224,7 +228,18 @@ class StateStore:
         self.insert_runs([run], graph_version=graph_version)
 
     def insert_runs(self, runs: Sequence[Run], *, graph_version: int | None = None) -> None:
-        """Many runs in one commit (a backfill); `graph_version` defaults to each run's own."""
+        """Many runs in one commit (a backfill); `graph_version` defaults to each run's own.
+        A run that exists already (its id, or its workflow, logical time and trigger) raises
+        DuplicateRunError, and none of `runs` is written."""
+        try:
+            self._insert_runs(runs, graph_version)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRunError(
+                f"{', '.join(r.run_id for r in runs[:3])}{' ...' if len(runs) > 3 else ''}:"
+                f" a run with this id or of this workflow, logical time and trigger exists"
+                f" already ({exc})") from exc
+
+    def _insert_runs(self, runs: Sequence[Run], graph_version: int | None) -> None:
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO runs (run_id, workflow, plan_version, plan_digest, graph_version,"
