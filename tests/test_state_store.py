@@ -1,4 +1,4 @@
-"""The state database itself (daemon/state/database.py and store.py): opening, schema and WAL checkpoints."""
+"""The state database itself (daemon/state/database.py, store.py): opening, schema, WAL."""
 
 from __future__ import annotations
 
