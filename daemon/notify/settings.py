@@ -22,10 +22,11 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Final
+
+from compiler.values import is_email_address
 
 SMTP_TABLE: Final = "smtp"
 FILE_KEYS: Final = frozenset({"host", "port", "from", "starttls", "user", "password_file",
@@ -75,14 +76,10 @@ class SmtpSettings:
 
 def check_address(text: str, *, what: str) -> str:
     """`text` is one address (`a@b.c` or `Name <a@b.c>`); returns it, else SettingsError."""
-    name, address = parseaddr(text)
-    local, at, domain = address.partition("@")
-    if not (local and at and domain) or not address.isascii():
-        raise SettingsError(f"{what} {text!r} is not an e-mail address")
-    try:
-        Address(display_name=name, addr_spec=address)
-    except (ValueError, IndexError) as exc:
-        raise SettingsError(f"{what} {text!r} is not an e-mail address: {exc}") from exc
+    _, address = parseaddr(text)
+    if not is_email_address(address):
+        raise SettingsError(f"{what} {text!r} is not an e-mail address such as"
+                            " flowplan@example.com or 'Flowplan <flowplan@example.com>'")
     return text
 
 

@@ -34,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from compiler.store import PlanStore
+from compiler.values import duration_option as _seconds
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings
 from daemon.engine.launcher import LocalLauncher
@@ -439,15 +440,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser, *, store_required: bool
     add_smtp_arguments(parser)
 
 
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError) as exc:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a duration like 30s or 5m") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the interval must be positive")
-    return value
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
