@@ -6,7 +6,10 @@ The public contract, the only modules `daemon/` may import:
 - `compiler.templating`: the `${ ... }` template language, to render node fields;
 - `compiler.compile` and `compiler.repo`: `compile_repo(read_repo(root))`, for commands
   that compile a working tree (`flowplan debug`, `flowplan up`, git hooks);
-- `compiler.git`: `publish_from_git`, for a daemon that follows a branch (`serve --git`).
+- `compiler.git`: `publish_from_git`, for a daemon that follows a branch (`serve --git`);
+- `compiler.values`: the grammars both sides share -- e-mail addresses
+  (`is_email_address`), duration flags (`duration_option`), `--param K=V` (`param_option`);
+- `compiler.files`: `FileLock`, the one file lock (plan store, git, the daemon's state).
 Everything else is internal.
 """
 
