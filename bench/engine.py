@@ -62,10 +62,10 @@ from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import read_repo
 from daemon.cli import tune_gc
+from daemon.domain import Run, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings
 from daemon.engine.launcher import LaunchSpec, LocalLauncher
-from daemon.engine.model import Run, RunStatus, RunTrigger
 from daemon.engine.plans import MemoryPlans
 from daemon.state.store import StateStore
 

@@ -66,23 +66,70 @@ def read_regular(path: str | Path, *, limit: int, follow_symlinks: bool = True,
         os.close(fd)
 
 
+class FileLock:
+    """An exclusive `flock` held on a lock file: the one lock helper of flowplan (the plan
+    store's publishers, git-driven publishes and fetch caches, one daemon per state folder).
+
+    The kernel drops the lock when its holder dies (`kill -9` included), so a crash never
+    leaves a stale lock; the descriptor is not inheritable, so child processes never hold it.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, path: Path, *, wait: bool = True, mode: int = 0o644) -> FileLock:
+        """Lock `path` (created if missing, with `mode`). `wait=False` raises
+        `BlockingIOError` instead of waiting while another holder has it. A FIFO or another
+        non-regular file there raises `NotRegularFileError` instead of a traceback from
+        `open` (a FIFO is not seekable) or a wait."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        try:
+            mode_found = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode_found):
+                raise NotRegularFileError(
+                    0, f"not a regular file ({kind_of(mode_found)}); remove it", str(path))
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd)
+
+    def note(self, text: str) -> None:
+        """Record who holds the lock (e.g. a pid) in the file, for whoever is refused."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, text.encode(), 0)
+
+    def release(self) -> None:
+        """Give the lock up (closing the only descriptor drops the flock); idempotent."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def lock_note(path: Path) -> str:
+    """What the holder of the lock file `path` recorded with `FileLock.note` ("" if unknown)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, 200, 0).decode().strip()
+        finally:
+            os.close(fd)
+    return ""
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive `flock` on the lock file `path` (created if missing).
-
-    A FIFO or another non-regular file there raises `NotRegularFileError` instead of a
-    traceback from `open` (a FIFO is not seekable) or a wait.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFileError(0, f"not a regular file ({kind_of(mode)}); remove it",
-                                      str(path))
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    """Hold the `FileLock` on `path` (its folder and the file created if missing) for the
+    `with` block, waiting for another holder to give it up."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock.acquire(path):
+        yield

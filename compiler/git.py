@@ -272,7 +272,6 @@ def publish_lock(store: Path) -> Iterator[None]:
     Separate from the store's own `.lock`, which `PlanStore.publish` takes inside it (flock
     locks are per open file: taking `.lock` twice in one process would wait forever).
     """
-    store.mkdir(parents=True, exist_ok=True)
     with _locked(store / PUBLISH_LOCK):
         yield
 
@@ -319,7 +318,6 @@ def local_url(url: str) -> str:
 
 @contextlib.contextmanager
 def _cache_lock(cache: Path) -> Iterator[None]:
-    cache.parent.mkdir(parents=True, exist_ok=True)
     with _locked(cache.with_name(cache.name + ".lock")):
         yield
 

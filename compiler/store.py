@@ -88,7 +88,6 @@ class PlanStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """The publishers' lock; `OSError` (`NotRegularFileError`) if `.lock` is unusable."""
-        self.root.mkdir(parents=True, exist_ok=True)
         with locked(self.root / LOCK_FILE):
             yield
 

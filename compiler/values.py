@@ -3,10 +3,15 @@ windows, intervals, time zones, start times, cron expressions and e-mail address
 
 Each raises `PydanticCustomError` whose type is the diagnostic code, so that a pydantic
 error can be turned into a diagnostic without guessing.
+
+The same grammars serve the daemon and the command line (the end of this module): one
+e-mail address check, one duration grammar, one meaning of `--param K=V`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import re
 import zoneinfo
@@ -212,7 +217,63 @@ def _cron_valid(expression: str) -> bool:
 
 
 def email(value: Any) -> str:
-    if isinstance(value, str) and len(value) <= 254 and _EMAIL_RE.fullmatch(value):
+    if isinstance(value, str) and is_email_address(value):
         return value
     raise _fail(Code.INVALID_EMAIL,
                 "'{value}' is not an e-mail address such as team@example.com", value=str(value))
+
+
+# ---- the same grammars for the daemon and the command line --------------------------------
+
+ParamValue = str | int | float | bool | None
+
+
+def is_email_address(text: str) -> bool:
+    """The one e-mail address check (workflow files, backfill requests, SMTP settings): an
+    address such as team@example.com, at most 254 characters."""
+    return len(text) <= 254 and _EMAIL_RE.fullmatch(text) is not None
+
+
+def duration_option(text: str) -> float:
+    """A duration flag (`--sync-interval`, `--timeout`...): seconds (`90`, `0.5`) or the
+    workflow file's grammar (`30s`, `5m`, `1h30m`, `500ms`); above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = duration(text) if _DURATION_RE.fullmatch(text.strip()) else math.nan
+        except PydanticCustomError:  # over 366 days
+            seconds = math.nan
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a duration: give seconds (90) or a duration such as 30s, 5m or"
+            " 1h30m")
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}': the interval must be positive")
+    return seconds
+
+
+def param_option(text: str) -> tuple[str, ParamValue]:
+    """`--param K=V` of `flowplan run` and `flowplan debug`: V as `param_value` reads it."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected K=V, got '{text}'")
+    return key, param_value(raw)
+
+
+def param_value(raw: str) -> ParamValue:
+    """`raw` as a JSON scalar when it is one, else as written: `5` -> 5, `true` -> True,
+    `"5"` -> "5", `abc` -> "abc". Lists and objects, numbers that are not finite and whole
+    numbers a double cannot hold exactly (params travel as a protobuf Struct) stay text."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 else raw
+    if isinstance(value, float):
+        return value if math.isfinite(value) else raw
+    return raw

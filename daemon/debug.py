@@ -34,12 +34,14 @@ from compiler import console, report
 from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
+from compiler.values import ParamValue
+from compiler.values import param_option as _param
 from daemon.client.render import duration
+from daemon.domain import NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.commands import mask_end, masked_params
 from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.plans import MemoryPlans
 from daemon.state.store import StateStore
 
@@ -72,18 +74,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     debug.add_argument("--keep", action="store_true",
                        help="keep the state folder with the nodes' logs, and print its path")
     debug.add_argument("--param", action="append", default=[], type=_param, metavar="K=V",
-                       help="a run parameter (a string); repeat for more")
+                       help="a run parameter; V is read as a JSON scalar when it is one (as for"
+                            " `flowplan run`); repeat for more")
     debug.add_argument("--ds", type=_ds, default=None, metavar="YYYY-MM-DD",
                        help="logical date: 00:00 of that day in the workflow's timezone"
                             " (default: now)")
     debug.set_defaults(handler=cmd_debug)
 
 
-def _param(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected K=V, got '{text}'")
-    return key.strip(), value
 
 
 def _ds(text: str) -> date:
@@ -131,7 +129,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
 
 async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
-                    params: dict[str, str], out: TextIO, queue: str | None = None,
+                    params: dict[str, ParamValue], out: TextIO, queue: str | None = None,
                     keep: bool = True) -> int:
     """Run `plan` to its end on an engine of its own, on `queue` (default: the `dev` queue
     when defined); returns the exit code. Without `keep`, `state_dir` is removed at the end

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from compiler.store import PlanStore
+from daemon.domain import Attempt, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
-from daemon.engine.model import Attempt, RunStatus, RunTrigger
-from daemon.engine.plans import StorePlans
 from daemon.state.store import StateStore
+from daemon.watcher import PlanCatalog
 
 LOGICAL_TIME = datetime(2026, 3, 29, 1, tzinfo=UTC)
 POINTS = ("after-intent", "after-launch", "before-finish", "after-finish")
@@ -111,7 +111,7 @@ async def main(args: argparse.Namespace) -> None:
     state_dir = Path(args.state)
     store = CrashingStore(state_dir, point, node)
     plans = PlanStore(Path(args.store))
-    engine = Engine(store=store, plans=StorePlans(plans),
+    engine = Engine(store=store, plans=PlanCatalog(plans),
                     launcher=CrashingLauncher(point, node), clock=SystemClock(),
                     settings=EngineSettings(state_dir=state_dir, kill_grace_seconds=1.0))
     await engine.start()

@@ -1,15 +1,66 @@
-"""A scripted launcher for engine tests on a fake clock: no processes, no sleeping."""
+"""A fake clock and a scripted launcher for engine tests: no processes, no sleeping."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
-from daemon.engine.clock import FakeClock
 from daemon.engine.launcher import LaunchSpec, Recovered
+
+T = TypeVar("T")
+
+
+class FakeClock:
+    """A clock that moves only when told: `await clock.advance(30)`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers,
+                       (self._now + timedelta(seconds=seconds), next(self._order), future))
+        await future
+
+    async def run_bounded(self, function: Callable[[], T], seconds: float) -> T:
+        return function()
+
+    @property
+    def sleepers(self) -> int:
+        return sum(not f.done() for _, _, f in self._sleepers)
+
+    async def settle(self) -> None:
+        """Let every task that can run without time passing run."""
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking each sleeper in deadline order."""
+        target = self._now + timedelta(seconds=seconds)
+        await self.settle()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, future = heapq.heappop(self._sleepers)
+            self._now = max(self._now, deadline)
+            if not future.done():
+                future.set_result(None)
+            await self.settle()
+        self._now = target
+        await self.settle()
 
 
 @dataclass

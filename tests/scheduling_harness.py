@@ -9,13 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine_fakes import FakeLauncher
+from engine_fakes import FakeClock, FakeLauncher
 from test_engine import compile_one
 
 from compiler.plan import Plan, PlanError
-from daemon.engine.clock import FakeClock
+from daemon.domain import Run
 from daemon.engine.engine import Engine, EngineSettings
-from daemon.engine.model import Run
 from daemon.scheduler.backfills import Backfills
 from daemon.scheduler.scheduler import Scheduler, SchedulerSettings
 from daemon.state.store import StateStore

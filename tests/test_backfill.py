@@ -13,12 +13,11 @@ import pytest
 from engine_fakes import Behaviour
 from scheduling_harness import Catalog, World, play
 
+from daemon.domain import BackfillStatus, Reprocess, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings, RunError
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import RunStatus, RunTrigger
 from daemon.scheduler.backfills import BackfillRequest, Backfills
-from daemon.scheduler.model import BackfillStatus, Reprocess
 from daemon.state.store import StateStore
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -170,6 +170,22 @@ def test_secret_params_are_masked_in_the_header_and_the_log_tail(make_repo, tmp_
     assert "hunter2-secret" not in done.stdout + done.stderr
 
 
+def test_param_values_are_read_as_flowplan_run_reads_them(make_repo, tmp_path):
+    """One meaning of `--param K=V` for `run` and `debug`: V is a JSON scalar when it is one."""
+    repo = make_repo({"workflows/w.yaml": """
+        name: w
+        params: {n: 0, full: false, code: "", region: ""}
+        nodes:
+          - name: n
+            command: "true"
+        """})
+    done = flowplan("debug", repo, "w", "--param", "n=5", "--param", "full=true", "--param",
+                    'code="007"', "--param", "region=eu", "--keep", tmp=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stored_run(done.stdout).params == {"n": 5, "full": True, "code": "007",
+                                              "region": "eu"}
+
+
 @pytest.mark.parametrize("bad", ["novalue", "=v"])
 def test_param_without_key_or_equals_is_a_usage_error(make_repo, tmp_path, bad):
     repo = make_repo({"workflows/chain.yaml": CHAIN})

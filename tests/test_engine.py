@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fakes import Behaviour, FakeLauncher
+from engine_fakes import Behaviour, FakeClock, FakeLauncher
 
 from compiler.compile import compile_repo
 from compiler.plan import Plan
 from compiler.repo import MemorySources, RepoSnapshot
-from daemon.engine.clock import FakeClock
+from daemon.domain import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.engine import Engine, EngineSettings, RunError
-from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.plans import MemoryPlans
 from daemon.state.store import StateStore
 

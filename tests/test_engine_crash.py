@@ -31,8 +31,10 @@ from conftest import ROOT, running, wait_until
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
+from daemon.domain import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
 from daemon.engine.engine import LOST
 from daemon.engine.launcher import (
+    RECORD_MODULUS,
     SHIM_ENDED,
     SHIM_ENDED_UNRECORDED,
     SUPERVISOR_NAME,
@@ -40,13 +42,21 @@ from daemon.engine.launcher import (
     LocalLauncher,
     Recovered,
     process_start,
-    recorded_pid,
+    read_record,
 )
-from daemon.engine.model import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
 from daemon.state.store import StateStore
 
 DRIVER = ROOT / "tests" / "engine_crash_driver.py"
 WAIT = 10.0  # seconds: the longest any single wait of these tests may take
+
+
+def recorded_pid(attempt_dir: Path) -> int | None:
+    """The pid of the attempt's node if that very process is alive (or a zombie)."""
+    record = read_record(attempt_dir)
+    if record is None:
+        return None
+    start = process_start(record[0])
+    return record[0] if start is not None and record[1] == start % RECORD_MODULUS else None
 
 JOB = """\
 #!/bin/sh

@@ -16,12 +16,12 @@ from conftest import marked, running, wait_until
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
+from daemon.domain import NodeStatus, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock
 from daemon.engine.engine import Engine, EngineSettings, RunError
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import NodeStatus, RunStatus, RunTrigger
-from daemon.engine.plans import StorePlans
 from daemon.state.store import StateStore
+from daemon.watcher import PlanCatalog
 
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 2026-03-29 in Amsterdam
 
@@ -39,7 +39,8 @@ class Env:
         self.make_repo = make_repo
         self.store = PlanStore(tmp / "store")
         self.state_dir = tmp / "state"
-        self.engine = Engine(store=StateStore(self.state_dir), plans=StorePlans(self.store),
+        self.catalog = PlanCatalog(self.store)
+        self.engine = Engine(store=StateStore(self.state_dir), plans=self.catalog,
                              launcher=LocalLauncher(), clock=SystemClock(),
                              settings=EngineSettings(
                                  state_dir=self.state_dir,
@@ -49,6 +50,7 @@ class Env:
         result = compile_repo(read_repo(self.make_repo(files)))
         assert result.ok, [str(d) for d in result.diagnostics]
         self.store.publish(result.plans)
+        self.catalog.rescan()
 
     def start(self, workflow: str, **kwargs: Any) -> str:
         plan = self.store.latest(workflow)

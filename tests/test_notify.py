@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from engine_fakes import FakeClock
 
 from compiler.compile import compile_repo
 from compiler.repo import read_repo
 from compiler.store import PlanStore
-from daemon.engine.clock import Clock, FakeClock, SystemClock
+from daemon.domain import RunStatus, RunTrigger
+from daemon.engine.clock import Clock, SystemClock
 from daemon.engine.commands import mask
 from daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from daemon.engine.launcher import LocalLauncher
-from daemon.engine.model import RunStatus, RunTrigger
-from daemon.engine.plans import StorePlans
 from daemon.notify import (
     Notifier,
     Outbox,
@@ -44,6 +44,7 @@ from daemon.server.command import add_serve_arguments
 from daemon.server.config import UsageError
 from daemon.server.settings import load_settings
 from daemon.state.store import StateStore, ts
+from daemon.watcher import PlanCatalog
 
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
 SECRET = "s3cr3t-t0ken-value"
@@ -141,13 +142,14 @@ class Env:
         self.make_repo = make_repo
         self.plans = PlanStore(tmp / "store")
         self.state = StateStore(tmp / "state")
-        self.engine = Engine(store=self.state, plans=StorePlans(self.plans),
+        self.catalog = PlanCatalog(self.plans)
+        self.engine = Engine(store=self.state, plans=self.catalog,
                              launcher=LocalLauncher(), clock=SystemClock(),
                              settings=EngineSettings(state_dir=tmp / "state",
                                                      kill_grace_seconds=1.0))
         self.outbox = Outbox(self.state)
         self.sender = OutboxSender(self.outbox, settings, clock=clock or SystemClock())
-        self.notifier = Notifier(store=self.state, plans=StorePlans(self.plans),
+        self.notifier = Notifier(store=self.state, plans=self.catalog,
                                  sender=self.sender)
         self.engine.subscribe(self.notifier.on_event)
 
@@ -155,6 +157,7 @@ class Env:
         result = compile_repo(read_repo(self.make_repo(files)))
         assert result.ok, [str(d) for d in result.diagnostics]
         self.plans.publish(result.plans)
+        self.catalog.rescan()
 
     async def run(self, workflow: str, **kwargs: Any) -> str:
         plan = self.plans.latest(workflow)
@@ -547,7 +550,7 @@ def test_login_with_the_password_file(tmp_path: Path) -> None:
 
 def test_a_failing_listener_never_fails_the_engine(tmp_path: Path, caplog: Any) -> None:
     state = StateStore(tmp_path / "state")
-    notifier = Notifier(store=state, plans=StorePlans(PlanStore(tmp_path / "store")),
+    notifier = Notifier(store=state, plans=PlanCatalog(PlanStore(tmp_path / "store")),
                         sender=OutboxSender(Outbox(state), None, clock=SystemClock()))
     state.close()  # every read now raises
     notifier.on_event(StatusEvent("wr_1", None, "FAILED", LOGICAL))

@@ -16,8 +16,8 @@ import pytest
 from engine_fakes import Behaviour
 from scheduling_harness import Catalog, World, play
 
+from daemon.domain import RunStatus, RunTrigger
 from daemon.engine.engine import RunError
-from daemon.engine.model import RunStatus, RunTrigger
 from daemon.scheduler.manual import start_run
 from daemon.scheduler.scheduler import SchedulerSettings
 from daemon.state.store import StateStore

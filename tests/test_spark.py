@@ -34,9 +34,9 @@ from test_engine_real import Env as RealEnv
 from test_engine_real import drive as real_drive
 
 from compiler.plan import NodePlan, QueuePlan
+from daemon.domain import NodeStatus, RunStatus
 from daemon.engine import spark
 from daemon.engine.commands import CommandError, build_command
-from daemon.engine.model import NodeStatus, RunStatus
 from daemon.engine.spark_sql import statements
 
 LOGICAL = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)

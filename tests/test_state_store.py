@@ -1,4 +1,4 @@
-"""The state database itself (daemon/state/store.py): opening, schema and WAL checkpoints."""
+"""The state database itself (daemon/state/database.py, store.py): opening, schema, WAL."""
 
 from __future__ import annotations
 
@@ -95,3 +95,24 @@ def test_an_empty_database_beside_run_folders_is_refused_until_they_are_moved_aw
     (tmp_path / "runs").mkdir()  # a database with its schema: run folders are its own
     (tmp_path / "runs" / "20260101T000000-2").mkdir()
     StateStore(tmp_path).close()
+
+
+def test_a_second_run_of_the_same_tick_raises_the_stores_own_error(tmp_path: Path) -> None:
+    """The store speaks its domain, not sqlite3: callers catch DuplicateRunError."""
+    from daemon.domain import DuplicateRunError, Run, RunStatus, RunTrigger
+
+    def run(run_id: str) -> Run:
+        return Run(run_id=run_id, workflow="wf", plan_version=1, plan_digest="d",
+                   trigger=RunTrigger.SCHEDULE, logical_time=AT, status=RunStatus.PENDING,
+                   created_at=AT)
+
+    store = StateStore(tmp_path)
+    try:
+        store.insert_run(run("r1"), graph_version=1)
+        with pytest.raises(DuplicateRunError, match="r2: a run with this id or of this"):
+            store.insert_run(run("r2"), graph_version=1)
+        with pytest.raises(DuplicateRunError, match="r1:"):
+            store.insert_run(run("r1"), graph_version=1)
+        assert [r.run_id for r in store.list_runs(workflow="wf")] == ["r1"]
+    finally:
+        store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.engine.model import NodeStatus as S
+from daemon.domain import NodeStatus as S
 from daemon.engine.triggers import Readiness as R
 from daemon.engine.triggers import readiness
 

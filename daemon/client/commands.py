@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import os
 import sys
 import time
@@ -26,6 +24,8 @@ from typing import BinaryIO, TextIO, TypeVar
 
 from google.protobuf.message import Message
 
+from compiler.values import duration_option as _seconds
+from compiler.values import param_option as _param
 from daemon.client import connection, render
 from daemon.client.api import Client, ClientError, Retry
 from daemon.client.connection import (
@@ -43,7 +43,6 @@ from flowplan.v1 import workflow_service_pb2 as pb
 POLL_SECONDS = 0.5  # `backfill --wait` asks for the backfill's progress this often
 MAX_PAGE_SIZE = 1000
 
-ParamValue = str | int | float | bool | None
 T = TypeVar("T")
 
 RUN_STATUSES = {"pending": pb.RUN_STATUS_PENDING, "running": pb.RUN_STATUS_RUNNING,
@@ -335,29 +334,8 @@ def _handler(body: Body, parser: argparse.ArgumentParser
 
 # -- option types ------------------------------------------------------------------------
 
-def _param(text: str) -> tuple[str, ParamValue]:
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected K=V, got '{text}'")
-    return key, param_value(raw)
 
 
-def param_value(raw: str) -> ParamValue:
-    """`raw` as a JSON scalar when it is one, else as written: `5` -> 5, `true` -> True,
-    `"5"` -> "5", `abc` -> "abc". Lists and objects, numbers that are not finite and whole
-    numbers a double cannot hold exactly (params travel as a protobuf Struct) stay text."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return raw
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value if abs(value) <= 2**53 else raw
-    if isinstance(value, float):
-        return value if math.isfinite(value) else raw
-    return raw
 
 
 def _time(text: str) -> datetime:
@@ -414,14 +392,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected seconds above 0, got '{text}'")
-    return value
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -121,15 +121,6 @@ def read_record(attempt_dir: Path) -> tuple[int, int] | None:
     return (int(text), mtime // 1_000_000_000) if text.isdigit() else None
 
 
-def recorded_pid(attempt_dir: Path) -> int | None:
-    """The pid of the attempt's node if that very process is alive (or a zombie)."""
-    record = read_record(attempt_dir)
-    if record is None:
-        return None
-    start = _shim.process_start(record[0])
-    return record[0] if start is not None and record[1] == start % RECORD_MODULUS else None
-
-
 def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text().strip()

@@ -1,31 +1,12 @@
-"""Plan providers for the engine: the plan store (verified, cached: versions are immutable),
-or plans held in memory (debug runs of an unpublished working tree)."""
+"""Plans held in memory, for debug runs of an unpublished working tree. The daemon's plan
+provider over the plan store is `daemon.watcher.PlanCatalog`; both fit the engine's
+`PlanProvider`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from compiler.plan import Plan, PlanError
-from compiler.store import PlanStore
-
-
-class StorePlans:
-    def __init__(self, store: PlanStore) -> None:
-        self._store = store
-        self._cache: dict[tuple[str, int], Plan] = {}
-
-    def get(self, workflow: str, version: int) -> Plan:
-        key = (workflow, version)
-        if key not in self._cache:
-            self._cache[key] = self._store.load(workflow, version)
-        return self._cache[key]
-
-    def latest(self, workflow: str) -> Plan | None:
-        versions = self._store.versions(workflow)
-        return self.get(workflow, versions[-1]) if versions else None
-
-    def workflows(self) -> list[str]:
-        return self._store.workflows()
 
 
 class MemoryPlans:

@@ -24,10 +24,6 @@ class ResourceQueue:
         self._waiters: dict[Hashable, deque[asyncio.Future[None]]] = {}
         self._turns: deque[Hashable] = deque()  # lanes with waiters, in serving order
 
-    @property
-    def waiting(self) -> int:
-        return sum(not f.done() for waiters in self._waiters.values() for f in waiters)
-
     async def acquire(self, lane: Hashable = None) -> None:
         if self.running < self.capacity and not self._turns:
             self.running += 1

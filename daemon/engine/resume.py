@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from compiler.plan import WorkflowPlan
-from daemon.engine.model import Run
+from daemon.domain import Run
 
 
 class ResumeError(ValueError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-from daemon.engine.model import NodeStatus
+from daemon.domain import NodeStatus
 
 
 class Readiness(Enum):

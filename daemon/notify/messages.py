@@ -19,8 +19,8 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from compiler.plan import NotifyPlan, WorkflowPlan
+from daemon.domain import NodeRun, NodeStatus, Run, RunStatus
 from daemon.engine.commands import mask, mask_end
-from daemon.engine.model import NodeRun, NodeStatus, Run, RunStatus
 
 TAIL_LINES: Final = 50
 TAIL_BYTES: Final = 4096

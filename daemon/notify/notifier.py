@@ -10,16 +10,15 @@ recorded is logged, and the run goes on.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from compiler.plan import NodePlan, Plan, WorkflowPlan
+from daemon.domain import Attempt, NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.commands import secret_values
 from daemon.engine.engine import StatusEvent
-from daemon.engine.model import Attempt, NodeStatus, Run, RunStatus, RunTrigger
 from daemon.notify.messages import (
     MAX_LISTED_RUNS,
     BackfillInfo,
@@ -31,7 +30,7 @@ from daemon.notify.messages import (
     tail_text,
 )
 from daemon.notify.sender import OutboxSender
-from daemon.state.store import StateStore, parse_ts
+from daemon.state.store import StateStore
 
 log = logging.getLogger("flowplan.notify")
 
@@ -131,19 +130,15 @@ class Notifier:
             return False
 
     def _backfill_finished(self, backfill_id: str) -> bool:
-        with self._store.transaction() as db:
-            row = db.execute(
-                "SELECT backfill_id, workflow, start_time, end_time, status, remarks,"
-                " failure_emails FROM backfills WHERE backfill_id = ?",
-                (backfill_id,)).fetchone()
-        if row is None:
+        backfill = self._store.get_backfill(backfill_id)
+        if backfill is None:
             log.warning("backfill %s does not exist: no notification", backfill_id)
             return False
         info = BackfillInfo(
-            backfill_id=row["backfill_id"], workflow=row["workflow"],
-            start_time=_instant(row["start_time"]), end_time=_instant(row["end_time"]),
-            status=row["status"], remarks=row["remarks"],
-            failure_emails=tuple(json.loads(row["failure_emails"] or "[]")))
+            backfill_id=backfill.backfill_id, workflow=backfill.workflow,
+            start_time=backfill.start_time, end_time=backfill.end_time,
+            status=backfill.status.value, remarks=backfill.remarks,
+            failure_emails=backfill.failure_emails)
         latest: dict[datetime, Run] = {}
         for run in self._store.list_runs(backfill_id=backfill_id, limit=_ALL_RUNS):
             latest.setdefault(run.logical_time, run)  # newest first: the first is the latest
@@ -226,8 +221,3 @@ class Notifier:
 def _subscribed(node: NodePlan | None, status: NodeStatus) -> bool:
     return node is not None and node.notify is not None and status.value.lower() in node.notify.on
 
-
-def _instant(text: str) -> datetime:
-    value = parse_ts(text)
-    assert value is not None
-    return value

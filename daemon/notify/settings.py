@@ -19,10 +19,11 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Final
+
+from compiler.values import is_email_address
 
 DEFAULT_TIMEOUT: Final = 30.0
 
@@ -69,14 +70,10 @@ class SmtpSettings:
 
 def check_address(text: str, *, what: str) -> str:
     """`text` is one address (`a@b.c` or `Name <a@b.c>`); returns it, else SettingsError."""
-    name, address = parseaddr(text)
-    local, at, domain = address.partition("@")
-    if not (local and at and domain) or not address.isascii():
-        raise SettingsError(f"{what} {text!r} is not an e-mail address")
-    try:
-        Address(display_name=name, addr_spec=address)
-    except (ValueError, IndexError) as exc:
-        raise SettingsError(f"{what} {text!r} is not an e-mail address: {exc}") from exc
+    _, address = parseaddr(text)
+    if not is_email_address(address):
+        raise SettingsError(f"{what} {text!r} is not an e-mail address such as"
+                            " flowplan@example.com or 'Flowplan <flowplan@example.com>'")
     return text
 
 

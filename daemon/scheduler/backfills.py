@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from compiler.values import is_email_address
 from daemon import ids
+from daemon.domain import Backfill, BackfillStatus, Reprocess, RunStatus, RunTrigger
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError, StatusEvent
-from daemon.engine.model import RunStatus, RunTrigger
-from daemon.scheduler.model import Backfill, BackfillStatus, Reprocess
 from daemon.scheduler.scheduler import Catalog, data_interval, latest_plan
 from daemon.scheduler.ticks import TooManyTicks, ticks_between
 from daemon.state.store import StateStore, StateWriteError
@@ -30,7 +29,6 @@ log = logging.getLogger("flowplan.backfills")
 MAX_TICKS = 100_000
 MAX_PARALLEL_RUNS = 1000
 FINISH_RETRY_SECONDS = 1.0
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +210,6 @@ def _check(request: BackfillRequest, queues: Collection[str]) -> None:
         raise RunError(f"queue '{request.queue}' is not defined; defined:"
                        f" {', '.join(sorted(queues))}", field="queue")
     for index, address in enumerate(request.failure_emails):
-        if not _EMAIL.match(address):
+        if not is_email_address(address):
             raise RunError(f"'{address}' is not an e-mail address",
                            field=f"failure_emails[{index}]")

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from compiler.plan import Plan
+from daemon.domain import Run, RunTrigger
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError
-from daemon.engine.model import Run, RunTrigger
 from daemon.scheduler.scheduler import Catalog, latest_plan
 
 _SCALARS = (str, int, float, bool, type(None))

@@ -22,16 +22,15 @@ import asyncio
 import collections
 import itertools
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from compiler.plan import Plan, SchedulePlan
 from daemon import ids
+from daemon.domain import DuplicateRunError, RunTrigger
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, RunError
-from daemon.engine.model import RunTrigger
 from daemon.scheduler.ticks import iter_ticks, next_ticks, previous_tick, ticks_between
 from daemon.state.store import StateStore, StateWriteError
 
@@ -223,7 +222,7 @@ class Scheduler:
         try:
             self._engine.create_run(plan, trigger=RunTrigger.SCHEDULE, logical_time=tick,
                                     data_interval=data_interval(schedule, tick), run_id=run_id)
-        except sqlite3.IntegrityError:
+        except DuplicateRunError:
             log.warning("%s: the tick %s already has its run", plan.workflow, tick.isoformat())
             return False
         except StateWriteError as exc:  # its tick is recorded: the next pass creates it

@@ -80,12 +80,15 @@ LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0
 
 
 def parse_seconds(text: str) -> float:
-    """A duration: seconds ("90", "1.5"), or a number with s, m or h ("30s", "5m", "1h").
-    ValueError if it is neither (the sign and size are for the caller to check)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
+    """A duration in flowplan's one grammar (`compiler.values.duration`, as in workflow
+    files): seconds ("90", "1.5") or "30s", "5m", "1h30m", "500ms". ValueError if it is
+    neither (the sign and size are for the caller to check)."""
+    try:
+        return float(text)
+    except ValueError:
+        from compiler.values import duration  # its imports only when a unit is written
+
+        return duration(text.strip())  # PydanticCustomError is a ValueError
 
 
 def listen_problem(listen: str) -> bool:

@@ -10,10 +10,18 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from compiler.plan import NodePlan, Plan, SchedulePlan, WorkflowPlan
+from daemon.domain import (
+    Attempt,
+    Backfill,
+    NodeRun,
+    NodeStatus,
+    Reprocess,
+    Run,
+    RunEvent,
+    RunStatus,
+)
 from daemon.engine.commands import masked_params
-from daemon.engine.model import Attempt, NodeRun, NodeStatus, Run, RunEvent, RunStatus
 from daemon.notify.outbox import OutboxRow
-from daemon.scheduler.model import Backfill, Reprocess
 from daemon.scheduler.scheduler import SwitchState
 from flowplan.v1 import workflow_service_pb2 as pb
 

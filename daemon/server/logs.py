@@ -16,7 +16,7 @@ import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import BinaryIO
 
-from daemon.engine.model import Attempt, AttemptStatus
+from daemon.domain import Attempt, AttemptStatus
 from daemon.state.store import StateStore
 
 CHUNK = 64 * 1024

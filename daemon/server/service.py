@@ -22,13 +22,12 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import DecodeError, Message
 
 from compiler.plan import Plan, PlanError, WorkflowPlan
+from daemon.domain import BackfillStatus, Run, RunStatus, RunTrigger
 from daemon.engine.clock import Clock
 from daemon.engine.engine import Engine, StatusEvent
-from daemon.engine.model import Run, RunStatus, RunTrigger
 from daemon.notify.outbox import Outbox, OutboxStatus
 from daemon.scheduler.backfills import BackfillRequest, Backfills
 from daemon.scheduler.manual import start_run
-from daemon.scheduler.model import BackfillStatus
 from daemon.scheduler.scheduler import Scheduler, latest_plan
 from daemon.server import convert
 from daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary

@@ -1,5 +1,7 @@
-"""The engine's own frozen types: runs, node runs, attempts. No protobuf here: the gRPC
-layer translates at its edge."""
+"""The daemon's domain model: runs, node runs, attempts, run events, backfills, and the
+errors the state store raises. A leaf: it imports nothing of the daemon, so the engine, the
+scheduler, the state store, the server and the notifier all build on it. No protobuf here:
+the gRPC layer translates at its edge."""
 
 from __future__ import annotations
 
@@ -123,3 +125,59 @@ class RunEvent:
     status: str
     attempt: int | None
     at: datetime
+
+class BackfillStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self is not BackfillStatus.RUNNING
+
+
+class Reprocess(StrEnum):
+    """Which ticks of the range a backfill runs."""
+
+    MISSING = "missing"  # ticks with no successful run yet
+    FAILED = "failed"  # ticks whose latest run failed
+    ALL = "all"  # every tick
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillProgress:
+    """Counts over the backfill's ticks, each by the status of its latest run."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+    cancelled: int = 0
+
+    @property
+    def unfinished(self) -> int:
+        return self.running + self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    backfill_id: str
+    workflow: str
+    start_time: datetime
+    end_time: datetime
+    status: BackfillStatus
+    max_parallel_runs: int
+    reprocess: Reprocess
+    created_at: datetime
+    queue_override: str | None = None
+    remarks: str = ""
+    failure_emails: tuple[str, ...] = ()
+    finished_at: datetime | None = None
+    progress: BackfillProgress = field(default_factory=BackfillProgress)
+
+
+class DuplicateRunError(Exception):
+    """The state store refused a run that already exists: its id, or the run of the same
+    workflow, logical time and trigger (one run per schedule tick)."""
