@@ -8,8 +8,8 @@ The public contract, the only modules `daemon/` may import:
   that compile a working tree (`flowplan debug`, `flowplan up`, git hooks);
 - `compiler.git`: `publish_from_git`, for a daemon that follows a branch (`serve --git`);
 - `compiler.console`: terminal output for every command (colours, NO_COLOR, live views);
-- `compiler.report`: diagnostics and publish reports as `check` and `publish` print them.
-- `compiler.values`: the grammars both sides share -- e-mail addresses
+- `compiler.report`: diagnostics and publish reports as `check` and `publish` print them;
+- `compiler.grammars`: the grammars both sides share -- e-mail addresses
   (`is_email_address`), duration flags (`duration_option`), `--param K=V` (`param_option`);
 - `compiler.files`: `FileLock`, the one file lock (plan store, git, the daemon's state).
 Everything else is internal.

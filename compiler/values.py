@@ -4,14 +4,12 @@ windows, intervals, time zones, start times, cron expressions and e-mail address
 Each raises `PydanticCustomError` whose type is the diagnostic code, so that a pydantic
 error can be turned into a diagnostic without guessing.
 
-The same grammars serve the daemon and the command line (the end of this module): one
-e-mail address check, one duration grammar, one meaning of `--param K=V`.
+The grammars the daemon and the command line share with workflow files (e-mail addresses,
+durations, `--param K=V`) are in `compiler.grammars`, which imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
 import zoneinfo
@@ -23,21 +21,17 @@ from croniter import croniter
 from pydantic_core import PydanticCustomError
 
 from compiler.diagnostics import Code
+from compiler.grammars import MAX_DURATION_SECONDS, is_email_address, parse_duration
 
 NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
 PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION_RE: Final = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+")
-_DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TIME_RE: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _EVERY_RE: Final = re.compile(r"([1-9][0-9]*)(h|m)")
-_EMAIL_RE: Final = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _CRON_MACROS: Final = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily",
                                  "@midnight", "@hourly"})
 MAX_EVERY_MINUTES: Final = 1439
 MAX_EVERY_HOURS: Final = 23
-_MAX_DURATION: Final = 366 * 86400
 
 
 def _fail(code: Code, message: str, **context: Any) -> PydanticCustomError:
@@ -89,15 +83,19 @@ def duration(value: Any) -> float:
     if isinstance(value, bool):
         raise _fail(Code.INVALID_DURATION, "expected a duration such as 30s, 10m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value) if abs(value) <= _MAX_DURATION else math.inf  # no OverflowError
-    elif isinstance(value, str) and _DURATION_RE.fullmatch(value.strip()):
-        seconds = sum(float(n) * _UNIT_SECONDS[u]
-                      for n, u in _DURATION_PART_RE.findall(value.strip()))
+        seconds = float(value) if abs(value) <= MAX_DURATION_SECONDS else math.inf
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value, numbers=False)
+        except ValueError:
+            raise _fail(Code.INVALID_DURATION,
+                        "'{value}' is not a duration: use seconds (600) or a string such as"
+                        " 30s, 10m, 1h or 1h30m", value=str(value)) from None
     else:
         raise _fail(Code.INVALID_DURATION,
                     "'{value}' is not a duration: use seconds (600) or a string such as 30s,"
                     " 10m, 1h or 1h30m", value=str(value))
-    if not 0 <= seconds <= _MAX_DURATION:  # also false for NaN
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:  # also false for NaN
         raise _fail(Code.INVALID_DURATION, "duration must be between 0 and 366 days")
     return seconds
 
@@ -221,59 +219,3 @@ def email(value: Any) -> str:
         return value
     raise _fail(Code.INVALID_EMAIL,
                 "'{value}' is not an e-mail address such as team@example.com", value=str(value))
-
-
-# ---- the same grammars for the daemon and the command line --------------------------------
-
-ParamValue = str | int | float | bool | None
-
-
-def is_email_address(text: str) -> bool:
-    """The one e-mail address check (workflow files, backfill requests, SMTP settings): an
-    address such as team@example.com, at most 254 characters."""
-    return len(text) <= 254 and _EMAIL_RE.fullmatch(text) is not None
-
-
-def duration_option(text: str) -> float:
-    """A duration flag (`--sync-interval`, `--timeout`...): seconds (`90`, `0.5`) or the
-    workflow file's grammar (`30s`, `5m`, `1h30m`, `500ms`); above 0."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = duration(text) if _DURATION_RE.fullmatch(text.strip()) else math.nan
-        except PydanticCustomError:  # over 366 days
-            seconds = math.nan
-    if not math.isfinite(seconds):
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a duration: give seconds (90) or a duration such as 30s, 5m or"
-            " 1h30m")
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}': the interval must be positive")
-    return seconds
-
-
-def param_option(text: str) -> tuple[str, ParamValue]:
-    """`--param K=V` of `flowplan run` and `flowplan debug`: V as `param_value` reads it."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected K=V, got '{text}'")
-    return key, param_value(raw)
-
-
-def param_value(raw: str) -> ParamValue:
-    """`raw` as a JSON scalar when it is one, else as written: `5` -> 5, `true` -> True,
-    `"5"` -> "5", `abc` -> "abc". Lists and objects, numbers that are not finite and whole
-    numbers a double cannot hold exactly (params travel as a protobuf Struct) stay text."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return raw
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value if abs(value) <= 2**53 else raw
-    if isinstance(value, float):
-        return value if math.isfinite(value) else raw
-    return raw

@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 from compiler import cli as compiler_cli
 from compiler import console, report
 from compiler.compile import compile_repo
+from compiler.grammars import ParamValue
+from compiler.grammars import param_option as _param
 from compiler.plan import Plan
 from compiler.repo import RepoError, find_root, read_repo
-from compiler.values import ParamValue
-from compiler.values import param_option as _param
 from daemon.client.render import duration
 from daemon.domain import NodeStatus, Run, RunStatus, RunTrigger
 from daemon.engine.clock import SystemClock

@@ -28,7 +28,8 @@ from conftest import ROOT
 
 PUBLIC = {"compiler", "compiler.plan", "compiler.store", "compiler.templating",
           "compiler.compile", "compiler.repo", "compiler.cli", "compiler.git",
-          "compiler.console", "compiler.report", "compiler.values", "compiler.files"}
+          "compiler.console", "compiler.report", "compiler.values", "compiler.files",
+          "compiler.grammars"}
 
 LAYERS: list[set[str]] = [
     {"daemon.domain", "daemon.ids"},

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from compiler.values import duration, duration_option, is_email_address, param_option
+from compiler.grammars import duration_option, is_email_address, param_option
+from compiler.values import duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -62,3 +63,10 @@ def test_param_values_are_json_scalars_when_they_are_one(text: str,
 def test_a_param_without_key_or_equals_is_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="expected K=V"):
         param_option(text)
+
+
+def test_an_smtp_sender_may_name_a_host_alone() -> None:
+    """The default sender is flowplan@<host name>, and host names often have no dot."""
+    assert is_email_address("flowplan@buildhost", host_alone=True)
+    assert not is_email_address("flowplan@buildhost")  # a workflow's recipients need a domain
+    assert not is_email_address("flowplan@", host_alone=True)

@@ -24,8 +24,8 @@ from typing import BinaryIO, TextIO, TypeVar
 
 from google.protobuf.message import Message
 
-from compiler.values import duration_option as _seconds
-from compiler.values import param_option as _param
+from compiler.grammars import duration_option as _seconds
+from compiler.grammars import param_option as _param
 from daemon.client import connection, render
 from daemon.client.api import Client, ClientError, Retry
 from daemon.client.connection import (

@@ -23,7 +23,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Final
 
-from compiler.values import is_email_address
+from compiler.grammars import is_email_address
 
 DEFAULT_TIMEOUT: Final = 30.0
 
@@ -71,7 +71,7 @@ class SmtpSettings:
 def check_address(text: str, *, what: str) -> str:
     """`text` is one address (`a@b.c` or `Name <a@b.c>`); returns it, else SettingsError."""
     _, address = parseaddr(text)
-    if not is_email_address(address):
+    if not is_email_address(address, host_alone=True):
         raise SettingsError(f"{what} {text!r} is not an e-mail address such as"
                             " flowplan@example.com or 'Flowplan <flowplan@example.com>'")
     return text

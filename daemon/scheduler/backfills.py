@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from compiler.values import is_email_address
+from compiler.grammars import is_email_address
 from daemon import ids
 from daemon.domain import Backfill, BackfillStatus, Reprocess, RunStatus, RunTrigger
 from daemon.engine.clock import Clock

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from compiler.grammars import parse_duration
+
 if TYPE_CHECKING:  # the notify package is the daemon's: not for `flowplan --help`
     from daemon.notify.settings import SmtpSettings
 
@@ -80,15 +82,10 @@ LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0
 
 
 def parse_seconds(text: str) -> float:
-    """A duration in flowplan's one grammar (`compiler.values.duration`, as in workflow
+    """A duration in flowplan's one grammar (`compiler.grammars`, as in workflow
     files): seconds ("90", "1.5") or "30s", "5m", "1h30m", "500ms". ValueError if it is
     neither (the sign and size are for the caller to check)."""
-    try:
-        return float(text)
-    except ValueError:
-        from compiler.values import duration  # its imports only when a unit is written
-
-        return duration(text.strip())  # PydanticCustomError is a ValueError
+    return parse_duration(text)
 
 
 def listen_problem(listen: str) -> bool:
