@@ -29,17 +29,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from compiler.compile import compile_repo
-from compiler.plan import Plan
-from compiler.repo import MemorySources, RepoSnapshot
-from daemon.cli import tune_gc
-from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings
-from daemon.engine.launcher import LocalLauncher
-from daemon.engine.plans import MemoryPlans
-from daemon.scheduler.backfills import BackfillRequest, Backfills
-from daemon.scheduler.ticks import ticks_between
-from daemon.state.store import StateStore
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import Plan
+from flowplan.compiler.repo import MemorySources, RepoSnapshot
+from flowplan.daemon.cli import tune_gc
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.engine import Engine, EngineSettings
+from flowplan.daemon.engine.launcher import LocalLauncher
+from flowplan.daemon.engine.plans import MemoryPlans
+from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
+from flowplan.daemon.scheduler.ticks import ticks_between
+from flowplan.daemon.state.store import StateStore
 
 SETTINGS = b"queues:\n  default: {concurrency: 16}\n"
 END = datetime(2026, 6, 1, tzinfo=UTC)

@@ -14,7 +14,7 @@ The listener then closes the connection, the command exits 3 (UNAVAILABLE), and 
 wall time is shown too. Target: start-up <= 1.3x the floor (PASS/MISS).
 
 Also shown: `python -c pass` (the interpreter alone), `flowplan --version`, and, for
-comparison, `import daemon.cli` plus the modules the whole parser needs (the compiler, the
+comparison, `import flowplan.daemon.cli` plus the modules the whole parser needs (the compiler, the
 server, the engine: what every command paid before the client commands had a parser of
 their own).
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.3
 FLOOR_CODE = "import grpc; from flowplan.v1 import workflow_service_pb2_grpc"
-FULL_PARSER_CODE = "from daemon import cli; cli.build_parser()"
+FULL_PARSER_CODE = "from flowplan.daemon import cli; cli.build_parser()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class Figure:
 
 def flowplan_command() -> list[str]:
     found = shutil.which("flowplan", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "daemon.cli"]
+    return [found] if found else [sys.executable, "-m", "flowplan.daemon.cli"]
 
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
@@ -112,7 +112,7 @@ def measure(repeat: int) -> list[Figure]:
         "python -c pass": lambda: wall([*python, "-c", "pass"], env),
         "floor: import grpc + stubs": lambda: wall([*python, "-c", FLOOR_CODE], env),
         "flowplan --version": lambda: wall([*flowplan, "--version"], env),
-        "before: import daemon.cli + whole parser": lambda: wall(
+        "before: import flowplan.daemon.cli + whole parser": lambda: wall(
             [*python, "-c", FULL_PARSER_CODE], env),
     }
     samples: dict[str, list[float]] = {name: [] for name in runs}

@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon.state.store import StateStore
+from flowplan.daemon.state.store import StateStore
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ of --repeat runs, in one table:
 
 - floor: libyaml's C parser composing every workflow file (`yaml.compose(text,
   Loader=yaml.CSafeLoader)`), texts already in memory; and the same with reading the files;
-- start-up: `python -c pass`, `python -c "import compiler.compile"`, `flowplan --version`;
+- start-up: `python -c pass`, `python -c "import flowplan.compiler.compile"`, `flowplan --version`;
 - cold `flowplan check REPO` and `flowplan compile REPO --out DIR` as subprocesses;
 - in-process: cold `compile_repo(read_repo(root), plans=False)` (and plans=True) with a
   fresh `CompileCache`, and the re-check after one file changed with a warm cache;
@@ -41,8 +41,8 @@ from typing import Any
 
 import yaml
 
-from compiler.compile import CompileCache, compile_repo
-from compiler.repo import read_repo
+from flowplan.compiler.compile import CompileCache, compile_repo
+from flowplan.compiler.repo import read_repo
 
 CHECK_TARGET_RATIO = 2.0  # cold `flowplan check` <= 2x the floor
 RECHECK_TARGET_SECONDS = 0.100  # re-check after one file changed
@@ -407,12 +407,12 @@ def run_command(argv: list[str], *, what: str) -> subprocess.CompletedProcess[by
 
 def flowplan_command() -> list[str]:
     found = shutil.which("flowplan")
-    return [found] if found else [sys.executable, "-m", "daemon.cli"]
+    return [found] if found else [sys.executable, "-m", "flowplan.daemon.cli"]
 
 
 def clear_module_caches() -> None:
     """Forget the compiler's process-wide memo caches, so that an in-process run is cold."""
-    from compiler import templating, values
+    from flowplan.compiler import templating, values
 
     for holder, name in ((templating, "_analyse"), (templating, "_compiled"),
                          (values, "_zone_exists"), (values, "_cron_valid")):
@@ -504,8 +504,9 @@ def measure(repo: Repo, repeat: int, flowplan: list[str]) -> list[Row]:
                                                        what="python -c pass"))
     rows.append(Row("start-up: python -c pass", python_start, per_file=False))
     import_time = best_of(repeat, lambda: run_command(
-        [sys.executable, "-c", "import compiler.compile"], what="import compiler.compile"))
-    rows.append(Row("start-up: python -c 'import compiler.compile'", import_time,
+        [sys.executable, "-c", "import flowplan.compiler.compile"],
+        what="import flowplan.compiler.compile"))
+    rows.append(Row("start-up: python -c 'import flowplan.compiler.compile'", import_time,
                     per_file=False))
     cli_start = best_of(repeat, lambda: run_command([*flowplan, "--version"],
                                                     what="flowplan --version"))
@@ -566,7 +567,7 @@ def measure(repo: Repo, repeat: int, flowplan: list[str]) -> list[Row]:
     rows.append(Row("in-process: cold compile_repo(plans=True)", cold_plans))
 
     try:
-        from compiler.parsing import parse_yaml
+        from flowplan.compiler.parsing import parse_yaml
     except ImportError:  # an internal; the figure is a breakdown only
         parse_yaml = None  # type: ignore[assignment]
     if parse_yaml is not None:

@@ -30,7 +30,7 @@ Figures (targets from the issue):
 
 A total is wall-clock from `create_run` (which commits the run's rows) to `wait_run`
 returning; compiling the plan and opening the store are not in it. The process applies the
-garbage-collector settings of the `flowplan` command (`daemon.cli.tune_gc`), as the daemon
+garbage-collector settings of the `flowplan` command (`flowplan.daemon.cli.tune_gc`), as the daemon
 does. `--quick` runs 300 independent nodes and a 1,000-node DAG instead (~10 s). With
 `--profile`, the independent-nodes run is profiled (cProfile) and the top functions by
 own time are printed after the table.
@@ -58,16 +58,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from compiler.compile import compile_repo
-from compiler.plan import Plan
-from compiler.repo import read_repo
-from daemon.cli import tune_gc
-from daemon.domain import Run, RunStatus, RunTrigger
-from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings
-from daemon.engine.launcher import LaunchSpec, LocalLauncher
-from daemon.engine.plans import MemoryPlans
-from daemon.state.store import StateStore
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import Plan
+from flowplan.compiler.repo import read_repo
+from flowplan.daemon.cli import tune_gc
+from flowplan.daemon.domain import Run, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.engine import Engine, EngineSettings
+from flowplan.daemon.engine.launcher import LaunchSpec, LocalLauncher
+from flowplan.daemon.engine.plans import MemoryPlans
+from flowplan.daemon.state.store import StateStore
 
 CONCURRENCY = 16
 HUB_FANOUT = 99  # a DAG block: one hub node, then this many nodes after it

@@ -280,9 +280,10 @@ def main() -> int:
     processes: list[subprocess.Popen[Any]] = []
     stop_load = threading.Event()
     try:
-        subprocess.run([sys.executable, "-m", "daemon.cli", "publish", str(repo(work / "repo")),
+        subprocess.run([sys.executable, "-m", "flowplan.daemon.cli", "publish",
+                        str(repo(work / "repo")),
                         "--store", str(store)], check=True, capture_output=True, cwd=ROOT)
-        daemon = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--store",
+        daemon = subprocess.Popen([sys.executable, "-m", "flowplan.daemon.cli", "serve", "--store",
                                    str(store), "--state", str(state), "--listen", address],
                                   stderr=subprocess.DEVNULL, cwd=ROOT)
         processes.append(daemon)

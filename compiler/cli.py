@@ -12,13 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from compiler import graph, schema
-from compiler.compile import CompileResult, compile_repo
-from compiler.console import use_color
-from compiler.git import GitError, GitPublishReport, publish_from_git
-from compiler.hooks import HookError, NotBareError, install_hooks
-from compiler.repo import RepoError, find_root, read_repo
-from compiler.report import (
+from flowplan.compiler import graph, schema
+from flowplan.compiler.compile import CompileResult, compile_repo
+from flowplan.compiler.console import use_color
+from flowplan.compiler.git import GitError, GitPublishReport, publish_from_git
+from flowplan.compiler.hooks import HookError, NotBareError, install_hooks
+from flowplan.compiler.repo import RepoError, find_root, read_repo
+from flowplan.compiler.report import (
     github_report,
     json_report,
     plan_or_report,
@@ -26,7 +26,7 @@ from compiler.report import (
     print_publish_report,
     text_report,
 )
-from compiler.store import PlanStore
+from flowplan.compiler.store import PlanStore
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 

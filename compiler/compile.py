@@ -15,15 +15,15 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from compiler import __version__, templating
-from compiler.diagnostics import Code, Diagnostic, Severity, has_errors
-from compiler.models import SettingsSpec
-from compiler.parsing import parse_yaml
-from compiler.plan import Plan, SourcePlan, make_plan
-from compiler.quoting import Language
-from compiler.repo import SETTINGS_FILE, RepoSnapshot, SourceProblem
-from compiler.resolve import resolve_workflow, source_plan
-from compiler.validate import FileCheck, check_settings, check_workflow, sql_language
+from flowplan.compiler import __version__, templating
+from flowplan.compiler.diagnostics import Code, Diagnostic, Severity, has_errors
+from flowplan.compiler.models import SettingsSpec
+from flowplan.compiler.parsing import parse_yaml
+from flowplan.compiler.plan import Plan, SourcePlan, make_plan
+from flowplan.compiler.quoting import Language
+from flowplan.compiler.repo import SETTINGS_FILE, RepoSnapshot, SourceProblem
+from flowplan.compiler.resolve import resolve_workflow, source_plan
+from flowplan.compiler.validate import FileCheck, check_settings, check_workflow, sql_language
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ It lives in the compiler, importing nothing of it, because the compiler's own co
 (`check`, `publish`, the git hooks) colour their output and the compiler must not import the
 daemon; the daemon's commands (`up`, `debug`, `serve`) and the client's tables and progress
 bar use it from here. What the compiler's commands print and share with `up`, `debug` and
-the hooks (diagnostics, a publish report) is in `compiler.report`.
+the hooks (diagnostics, a publish report) is in `flowplan.compiler.report`.
 
 - Colours only on a terminal, and never when `NO_COLOR` is set (https://no-color.org) or
   `TERM=dumb`: a pipe, a file or CI gets plain text, byte for byte what a test compares.

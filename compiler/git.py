@@ -30,10 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from compiler.compile import CompileResult, compile_repo
-from compiler.files import locked
-from compiler.repo import read_repo
-from compiler.store import PlanStore, PublishReport
+from flowplan.compiler.compile import CompileResult, compile_repo
+from flowplan.compiler.files import locked
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore, PublishReport
 
 SHA_RE: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256 object names
 PUBLISH_LOCK: Final = ".git-publish.lock"  # in the store: one git-driven publish at a time

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compiler.plan import WorkflowPlan
+from flowplan.compiler.plan import WorkflowPlan
 
 
 def mermaid(plan: WorkflowPlan) -> str:

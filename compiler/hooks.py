@@ -9,7 +9,8 @@
 A hook file is a small shell script that runs this module with the Python interpreter that
 installed it, by absolute path, so that it works in the bare environment git gives hooks:
 
-    exec /usr/bin/python3 -P -m compiler.hooks post-receive --branch main --store /srv/plans
+    exec /usr/bin/python3 -P -m flowplan.compiler.hooks post-receive --branch main \
+        --store /srv/plans
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from compiler.git import (
+from flowplan.compiler.git import (
     DEFAULT_PATH,
     Git,
     GitError,
@@ -36,8 +37,8 @@ from compiler.git import (
     is_zero,
     publish_branch,
 )
-from compiler.plan import PlanError
-from compiler.report import print_diagnostics, print_publish_report, text_report
+from flowplan.compiler.plan import PlanError
+from flowplan.compiler.report import print_diagnostics, print_publish_report, text_report
 
 HOOKS: Final = ("pre-receive", "post-receive")
 MARKER: Final = "# flowplan hook, written by `flowplan hooks install`."
@@ -89,7 +90,7 @@ def parse_updates(text: str) -> list[Update]:
 
 def hook_script(hook: str, *, branch: str, store: Path, python: str) -> str:
     """The file git runs: exec this module with absolute paths, nothing taken from PATH."""
-    args = [python, "-P", "-m", "compiler.hooks", hook, "--branch", branch]
+    args = [python, "-P", "-m", "flowplan.compiler.hooks", hook, "--branch", branch]
     if hook == "post-receive":
         args += ["--store", str(store)]
     return f"#!/bin/sh\n{MARKER}\n# {_PURPOSE[hook]}\nexec {shlex.join(args)}\n"
@@ -152,9 +153,9 @@ def install_hooks(git_dir: Path, store: Path, *, branch: str = "main", force: bo
 
 
 def _check_importable(python: str) -> None:
-    """The hooks run `python -m compiler.hooks` with git's bare environment: try it now."""
+    """The hooks run `python -m flowplan.compiler.hooks` with git's bare environment: try it now."""
     try:
-        done = subprocess.run([python, "-P", "-c", "import compiler.hooks"],
+        done = subprocess.run([python, "-P", "-c", "import flowplan.compiler.hooks"],
                               env={"PATH": DEFAULT_PATH}, cwd="/", capture_output=True,
                               text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

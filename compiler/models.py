@@ -19,7 +19,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from compiler import values
+from flowplan.compiler import values
 
 # Each value type says in JSON Schema what the YAML may contain (before parsing), so that
 # editors accept `30s` for a duration. Only draft-07 constructs: yaml-language-server.

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import yaml
 
-from compiler.diagnostics import Code, Diagnostic
+from flowplan.compiler.diagnostics import Code, Diagnostic
 
 _Parser: Any
 try:  # libyaml is in every PyYAML wheel; the pure-Python parser behaves the same, slower.

@@ -1,11 +1,11 @@
 """docs/workflow-reference.md, generated from the models the compiler validates with.
 
 Every key of the workflow file and of `flowplan.yaml` with its type, default and constraints,
-read from the pydantic models (`compiler.models`: field order, defaults, descriptions) and
-from the JSON Schema they generate (`compiler.schema`, committed under `compiler/schemas/`:
+read from the pydantic models (`flowplan.compiler.models`: field order, defaults, descriptions) and
+from the JSON Schema they generate (`flowplan.compiler.schema`, committed under `compiler/schemas/`:
 types, patterns, ranges, enums). Nothing here is written by hand per key, so the page cannot
 drift from the code; `tests/test_reference.py` fails when the committed page differs from
-what this module generates. Regenerate with `python -m compiler.reference`.
+what this module generates. Regenerate with `python -m flowplan.compiler.reference`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from compiler.models import (
+from flowplan.compiler.models import (
     DefaultsSpec,
     FailureNotifySpec,
     NodeSpec,
@@ -28,10 +28,10 @@ from compiler.models import (
     SettingsSpec,
     WorkflowSpec,
 )
-from compiler.schema import SCHEMAS, json_schema
+from flowplan.compiler.schema import SCHEMAS, json_schema
 
 REFERENCE_PATH: Final = Path(__file__).resolve().parent.parent / "docs" / "workflow-reference.md"
-REGENERATE: Final = "python -m compiler.reference"
+REGENERATE: Final = "python -m flowplan.compiler.reference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ def _section(section: Section, schema: dict[str, Any]) -> str:
     properties: dict[str, Any] = node["properties"]
     required = set(node.get("required", ()))
     lines = [f"## {section.title}", "",
-             f"Where: {section.where}. Model: `compiler.models.{name}`.", "",
+             f"Where: {section.where}. Model: `flowplan.compiler.models.{name}`.", "",
              "| key | type | default | notes |", "| --- | --- | --- | --- |"]
     definitions: dict[str, Any] = schema.get("definitions", {})
     for key, field in model.model_fields.items():

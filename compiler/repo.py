@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
-from compiler.diagnostics import Code
-from compiler.files import NotRegularFileError, read_regular
-from compiler.parsing import MAX_FILE_BYTES
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.files import NotRegularFileError, read_regular
+from flowplan.compiler.parsing import MAX_FILE_BYTES
 
 SETTINGS_FILE: Final = "flowplan.yaml"
 WORKFLOWS_DIR: Final = "workflows"

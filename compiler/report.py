@@ -8,11 +8,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from compiler.compile import CompileResult
-from compiler.console import BOLD, DIM, ERROR, OK, WARNING, Paint, use_color
-from compiler.diagnostics import Diagnostic, Severity
-from compiler.plan import Plan
-from compiler.store import Change, PublishReport
+from flowplan.compiler.compile import CompileResult
+from flowplan.compiler.console import BOLD, DIM, ERROR, OK, WARNING, Paint, use_color
+from flowplan.compiler.diagnostics import Diagnostic, Severity
+from flowplan.compiler.plan import Plan
+from flowplan.compiler.store import Change, PublishReport
 
 
 def text_report(diagnostics: Sequence[Diagnostic], workflows: int, *, color: bool) -> str:

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from compiler.models import QueueSpec, ScheduleSpec, SettingsSpec, WorkflowHeaderSpec
-from compiler.plan import (
+from flowplan.compiler.models import QueueSpec, ScheduleSpec, SettingsSpec, WorkflowHeaderSpec
+from flowplan.compiler.plan import (
     NodePlan,
     NotifyPlan,
     QueuePlan,
@@ -21,7 +21,7 @@ from compiler.plan import (
     SourcePlan,
     WorkflowPlan,
 )
-from compiler.validate import CheckedNode
+from flowplan.compiler.validate import CheckedNode
 
 _T = TypeVar("_T")
 

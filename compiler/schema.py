@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from compiler.models import SettingsSpec, WorkflowSpec
-from compiler.plan import Plan
+from flowplan.compiler.models import SettingsSpec, WorkflowSpec
+from flowplan.compiler.plan import Plan
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
@@ -55,7 +55,7 @@ def _draft07(node: Any) -> Any:
 
 
 def write_all(folder: Path) -> list[Path]:
-    """Regenerate the committed schema files (run `python -m compiler.schema`)."""
+    """Regenerate the committed schema files (run `python -m flowplan.compiler.schema`)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in SCHEMAS:

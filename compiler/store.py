@@ -18,9 +18,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from compiler.files import locked
-from compiler.plan import Plan, PlanError, load_plan, tombstone_plan
-from compiler.values import NAME_RE
+from flowplan.compiler.files import locked
+from flowplan.compiler.plan import Plan, PlanError, load_plan, tombstone_plan
+from flowplan.compiler.values import NAME_RE
 
 _VERSION_RE: Final = re.compile(r"([1-9][0-9]*)\.json")
 LOCK_FILE: Final = ".lock"

@@ -10,8 +10,8 @@ refuses what would fail whatever the values: private attributes, mutating method
 parts over a limit.
 
 In a shell command or a SQL source (the `language`), every value is quoted for the place it
-sits (see `compiler.quoting`): one shell word, one SQL literal. `${ x | raw }` pastes the text
-as it is; `check` warns when such a value reads `params`.
+sits (see `flowplan.compiler.quoting`): one shell word, one SQL literal. `${ x | raw }`
+pastes the text as it is; `check` warns when such a value reads `params`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,15 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
-from compiler.diagnostics import Code, Severity, did_you_mean
-from compiler.quoting import Context, Language, QuotingError, contexts, shell_quote, sql_quote
+from flowplan.compiler.diagnostics import Code, Severity, did_you_mean
+from flowplan.compiler.quoting import (
+    Context,
+    Language,
+    QuotingError,
+    contexts,
+    shell_quote,
+    sql_quote,
+)
 
 VARIABLES: Final = frozenset({
     "ds", "ds_nodash", "ts", "data_interval_start", "data_interval_end", "logical_time",
@@ -609,8 +616,9 @@ def _compiled(source: str) -> Any:
 def render(template: str, context: Mapping[str, Any], language: Language = "text") -> str:
     """Render a template with the run's variables; raises `TemplateError` with the reason.
 
-    In a shell command or a SQL source each value is quoted for its place (`compiler.quoting`);
-    a `Raw` value, and every value of plain text (`args`, `env`), is pasted as its `str()`.
+    In a shell command or a SQL source each value is quoted for its place
+    (`flowplan.compiler.quoting`); a `Raw` value, and every value of plain text (`args`,
+    `env`), is pasted as its `str()`.
     The limits above bound what it builds: past one, it raises `LimitError`.
     """
     if "$" not in template:

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from compiler import templating
-from compiler.diagnostics import Code, Diagnostic, did_you_mean, has_errors
-from compiler.models import NodeSpec, NodeType, QueueSpec, SettingsSpec, WorkflowHeaderSpec
-from compiler.parsing import Document, Path
-from compiler.quoting import Language
+from flowplan.compiler import templating
+from flowplan.compiler.diagnostics import Code, Diagnostic, did_you_mean, has_errors
+from flowplan.compiler.models import NodeSpec, NodeType, QueueSpec, SettingsSpec, WorkflowHeaderSpec
+from flowplan.compiler.parsing import Document, Path
+from flowplan.compiler.quoting import Language
 
 _EXTENSION_TYPES: dict[str, NodeType] = {".sh": "shell", ".py": "python", ".sql": "sql"}
 _M = TypeVar("_M", bound=BaseModel)
@@ -144,7 +144,7 @@ def _describe(value: Any) -> str:
 
 def _model_at(prefix: Path, loc: list[str | int]) -> Iterable[str]:
     """The keys allowed at the place of an unknown key, for "did you mean"."""
-    from compiler import models
+    from flowplan.compiler import models
 
     names = [p for p in (*prefix, *loc[:-1]) if isinstance(p, str)]
     tables: dict[tuple[str, ...], type[BaseModel]] = {
@@ -247,7 +247,7 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
 
 
 def _is_name(value: str) -> bool:
-    from compiler.values import NAME_RE
+    from flowplan.compiler.values import NAME_RE
 
     return bool(NAME_RE.fullmatch(value))
 

@@ -5,7 +5,7 @@ Each raises `PydanticCustomError` whose type is the diagnostic code, so that a p
 error can be turned into a diagnostic without guessing.
 
 The grammars the daemon and the command line share with workflow files (e-mail addresses,
-durations, `--param K=V`) are in `compiler.grammars`, which imports nothing heavy.
+durations, `--param K=V`) are in `flowplan.compiler.grammars`, which imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, Final
 from croniter import croniter
 from pydantic_core import PydanticCustomError
 
-from compiler.diagnostics import Code
-from compiler.grammars import MAX_DURATION_SECONDS, is_email_address, parse_duration
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.grammars import MAX_DURATION_SECONDS, is_email_address, parse_duration
 
 NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
 PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")

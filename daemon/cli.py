@@ -1,5 +1,5 @@
 """`flowplan`: one command for people and CI. The compiler's commands come from
-`compiler.cli`; the daemon's commands are added here as they are built.
+`flowplan.compiler.cli`; the daemon's commands are added here as they are built.
 
 A client command (`flowplan status RUN`) is parsed by a parser that holds only the client
 commands, so that it imports neither the compiler, nor the server, nor the engine: its
@@ -13,8 +13,8 @@ import gc
 import sys
 from collections.abc import Collection, Sequence
 
-from compiler import __version__
-from daemon.client import commands as client_commands
+from flowplan.compiler import __version__
+from flowplan.daemon.client import commands as client_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +31,9 @@ def _build(*, full: bool = True) -> tuple[argparse.ArgumentParser, frozenset[str
     if not full:
         return parser, frozenset(client_commands.register(subparsers))
     # imported here: these modules bring the compiler, the engine and the server with them
-    from compiler import cli as compiler_cli
-    from daemon import debug, up
-    from daemon.server import command as serve_command
+    from flowplan.compiler import cli as compiler_cli
+    from flowplan.daemon import debug, up
+    from flowplan.daemon.server import command as serve_command
 
     compiler_cli.register(subparsers)
     debug.register(subparsers)

@@ -29,21 +29,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
-from compiler import cli as compiler_cli
-from compiler import console, report
-from compiler.compile import compile_repo
-from compiler.grammars import ParamValue
-from compiler.grammars import param_option as _param
-from compiler.plan import Plan
-from compiler.repo import RepoError, find_root, read_repo
-from daemon.client.render import duration
-from daemon.domain import NodeStatus, Run, RunStatus, RunTrigger
-from daemon.engine.clock import SystemClock
-from daemon.engine.commands import mask_end, masked_params
-from daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
-from daemon.engine.launcher import LocalLauncher
-from daemon.engine.plans import MemoryPlans
-from daemon.state.store import StateStore
+from flowplan.compiler import cli as compiler_cli
+from flowplan.compiler import console, report
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.grammars import ParamValue
+from flowplan.compiler.grammars import param_option as _param
+from flowplan.compiler.plan import Plan
+from flowplan.compiler.repo import RepoError, find_root, read_repo
+from flowplan.daemon.client.render import duration
+from flowplan.daemon.domain import NodeStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.commands import mask_end, masked_params
+from flowplan.daemon.engine.engine import Engine, EngineSettings, RunError, StatusEvent
+from flowplan.daemon.engine.launcher import LocalLauncher
+from flowplan.daemon.engine.plans import MemoryPlans
+from flowplan.daemon.state.store import StateStore
 
 if TYPE_CHECKING:
     from rich.text import Text

@@ -26,18 +26,18 @@ from typing import Any
 
 from watchfiles import awatch
 
-from compiler.compile import CompileResult, compile_repo
-from compiler.plan import Plan, WorkflowPlan
-from compiler.repo import RepoError, find_root, read_repo
-from compiler.report import print_diagnostics, print_publish_report
-from compiler.store import PlanStore
-from daemon.engine import spark
-from daemon.notify.sender import NO_SMTP
-from daemon.scheduler.ticks import next_ticks
-from daemon.server.app import Daemon
-from daemon.server.config import DEFAULT_LISTEN, ServeConfig, UsageError
-from daemon.server.logging import setup_logging
-from daemon.state.store import StateError
+from flowplan.compiler.compile import CompileResult, compile_repo
+from flowplan.compiler.plan import Plan, WorkflowPlan
+from flowplan.compiler.repo import RepoError, find_root, read_repo
+from flowplan.compiler.report import print_diagnostics, print_publish_report
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.engine import spark
+from flowplan.daemon.notify.sender import NO_SMTP
+from flowplan.daemon.scheduler.ticks import next_ticks
+from flowplan.daemon.server.app import Daemon
+from flowplan.daemon.server.config import DEFAULT_LISTEN, ServeConfig, UsageError
+from flowplan.daemon.server.logging import setup_logging
+from flowplan.daemon.state.store import StateError
 
 log = logging.getLogger("flowplan.up")
 

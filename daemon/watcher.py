@@ -16,8 +16,8 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from compiler.plan import Plan, PlanError
-from compiler.store import PlanStore
+from flowplan.compiler.plan import Plan, PlanError
+from flowplan.compiler.store import PlanStore
 
 log = logging.getLogger("flowplan.plans")
 

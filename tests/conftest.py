@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+FLOWPLAN = (sys.executable, "-m", "flowplan.daemon.cli")  # the CLI, as tests run it
 
 
 def running(pid: int) -> bool:

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -30,7 +29,7 @@ def free_port() -> int:
 
 
 def flowplan(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+    result = subprocess.run([*FLOWPLAN, *map(str, args)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(result.stdout + result.stderr)
@@ -55,7 +54,7 @@ class Daemon:
         self.log = state.parent / f"daemon-{self.port}.log"
         state.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+        command = [*FLOWPLAN, "serve", "--store", str(store),
                    "--state", str(state), "--listen", self.address, "--kill-grace", "2", *extra]
         if open_files is not None:  # (soft, hard) RLIMIT_NOFILE, set by a process that execs
             command[1:1] = ["-c", _WITH_OPEN_FILES, *map(str, open_files)]

@@ -34,13 +34,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from compiler.store import PlanStore
-from daemon.domain import Attempt, RunStatus, RunTrigger
-from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings, StatusEvent
-from daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
-from daemon.state.store import StateStore
-from daemon.watcher import PlanCatalog
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.domain import Attempt, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.engine import Engine, EngineSettings, StatusEvent
+from flowplan.daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
+from flowplan.daemon.state.store import StateStore
+from flowplan.daemon.watcher import PlanCatalog
 
 LOGICAL_TIME = datetime(2026, 3, 29, 1, tzinfo=UTC)
 POINTS = ("after-intent", "after-launch", "before-finish", "after-finish")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from daemon.engine.launcher import LaunchSpec, Recovered
+from flowplan.daemon.engine.launcher import LaunchSpec, Recovered
 
 T = TypeVar("T")
 

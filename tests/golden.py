@@ -28,9 +28,9 @@ import json
 import shutil
 from pathlib import Path
 
-from compiler.compile import CompileResult, compile_repo
-from compiler.diagnostics import Severity
-from compiler.repo import read_repo
+from flowplan.compiler.compile import CompileResult, compile_repo
+from flowplan.compiler.diagnostics import Severity
+from flowplan.compiler.repo import read_repo
 
 CASES = Path(__file__).resolve().parent / "cases"
 KINDS = ("valid", "invalid")

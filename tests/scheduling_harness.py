@@ -12,12 +12,12 @@ from typing import Any
 from engine_fakes import FakeClock, FakeLauncher
 from test_engine import compile_one
 
-from compiler.plan import Plan, PlanError
-from daemon.domain import Run
-from daemon.engine.engine import Engine, EngineSettings
-from daemon.scheduler.backfills import Backfills
-from daemon.scheduler.scheduler import Scheduler, SchedulerSettings
-from daemon.state.store import StateStore
+from flowplan.compiler.plan import Plan, PlanError
+from flowplan.daemon.domain import Run
+from flowplan.daemon.engine.engine import Engine, EngineSettings
+from flowplan.daemon.scheduler.backfills import Backfills
+from flowplan.daemon.scheduler.scheduler import Scheduler, SchedulerSettings
+from flowplan.daemon.state.store import StateStore
 
 
 class Catalog:

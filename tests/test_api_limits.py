@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from daemon.server.service import MAX_PARAMS_BYTES, PAGE_BYTES
+from flowplan.daemon.server.service import MAX_PARAMS_BYTES, PAGE_BYTES
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 

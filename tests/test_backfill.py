@@ -13,12 +13,12 @@ import pytest
 from engine_fakes import Behaviour
 from scheduling_harness import Catalog, World, play
 
-from daemon.domain import BackfillStatus, Reprocess, RunStatus, RunTrigger
-from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings, RunError
-from daemon.engine.launcher import LocalLauncher
-from daemon.scheduler.backfills import BackfillRequest, Backfills
-from daemon.state.store import StateStore
+from flowplan.daemon.domain import BackfillStatus, Reprocess, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.engine import Engine, EngineSettings, RunError
+from flowplan.daemon.engine.launcher import LocalLauncher
+from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
+from flowplan.daemon.state.store import StateStore
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 DAILY = ("name: w\n{extra}schedule: {{every: day, at: \"02:00\", timezone: Europe/Amsterdam}}\n"

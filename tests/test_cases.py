@@ -17,9 +17,9 @@ from golden import (
     xfail_reason,
 )
 
-from compiler.compile import CompileResult, compile_repo
-from compiler.diagnostics import Code
-from compiler.repo import MemorySources, RepoSnapshot, read_repo
+from flowplan.compiler.compile import CompileResult, compile_repo
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.repo import MemorySources, RepoSnapshot, read_repo
 
 
 def _params(kind: str) -> list[object]:

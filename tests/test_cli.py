@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 
 BAD = """
 name: bad
@@ -24,7 +23,7 @@ nodes:
 
 def flowplan(*args: str | Path, cwd: Path | None = None, timeout: float = 60
              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+    return subprocess.run([*FLOWPLAN, *map(str, args)],
                           capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout)
 
 

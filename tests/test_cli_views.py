@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT, MakeRepo, wait_until
+from conftest import FLOWPLAN, ROOT, MakeRepo, wait_until
 from daemon_harness import publish, running_daemon
 
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -37,7 +36,7 @@ FILES = {
 
 
 def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args, "--address", address],
+    return subprocess.run([*FLOWPLAN, *args, "--address", address],
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "250",
                                "PYTHONPATH": str(ROOT)})

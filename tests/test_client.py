@@ -1,6 +1,6 @@
 """The `flowplan` client commands against a fake daemon: real gRPC on loopback, a servicer
 that answers canned messages and records each request and its metadata, and the CLI run in
-this process (`daemon.cli.main`)."""
+this process (`flowplan.daemon.cli.main`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from daemon import cli
-from daemon.client import commands, connection
+from flowplan.daemon import cli
+from flowplan.daemon.client import commands, connection
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 

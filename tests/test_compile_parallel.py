@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from compiler.compile import PARALLEL_MIN_FILES, compile_repo
-from compiler.repo import read_repo
+from flowplan.compiler.compile import PARALLEL_MIN_FILES, compile_repo
+from flowplan.compiler.repo import read_repo
 
 GOOD = ("name: w{i}\nnodes:\n  - {{source: jobs/a.sh, args: ['${{ds}}']}}\n"
         "  - {{name: b, command: x, upstream: [a]}}\n")

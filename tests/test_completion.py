@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 
-from daemon.cli import build_parser
+from flowplan.daemon.cli import build_parser
 
 
 def _script(shell: str) -> str:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "completion", shell],
+    return subprocess.run([*FLOWPLAN, "completion", shell],
                           capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
@@ -64,6 +63,6 @@ def test_zsh_loads_the_script_and_knows_every_command(tmp_path: Path) -> None:
 
 
 def test_an_unknown_shell_is_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "completion", "fish"],
+    result = subprocess.run([*FLOWPLAN, "completion", "fish"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "invalid choice: 'fish'" in result.stderr

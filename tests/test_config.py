@@ -9,20 +9,19 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import grpc
 import pytest
 from certificates import certificates
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 from daemon_harness import free_port, pb, pb_grpc, serving
 
-from daemon.notify.settings import DEFAULT_TIMEOUT
-from daemon.server.command import add_serve_arguments
-from daemon.server.config import SMTP_TIMEOUT
-from daemon.server.settings import SETTINGS
+from flowplan.daemon.notify.settings import DEFAULT_TIMEOUT
+from flowplan.daemon.server.command import add_serve_arguments
+from flowplan.daemon.server.config import SMTP_TIMEOUT
+from flowplan.daemon.server.settings import SETTINGS
 
 SECRET = "t0ken-never-printed"
 PASSWORD = "pa55word-never-printed"
@@ -30,7 +29,7 @@ PASSWORD = "pa55word-never-printed"
 
 def serve(*args: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT
           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "serve", *map(str, args)],
+    return subprocess.run([*FLOWPLAN, "serve", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=60,
                           env=environment(env or {}))
 
@@ -159,7 +158,7 @@ def test_a_daemon_serves_from_the_settings_file_alone(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "serve", "--settings", "etc/flowplan.toml"],
+            [*FLOWPLAN, "serve", "--settings", "etc/flowplan.toml"],
             stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=environment({}))
     try:
         with grpc.insecure_channel(address) as channel:

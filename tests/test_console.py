@@ -10,13 +10,12 @@ import re
 import select
 import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from conftest import ROOT, MakeRepo
+from conftest import FLOWPLAN, ROOT, MakeRepo
 from daemon_harness import publish, running_daemon
 
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -50,7 +49,7 @@ def _env(**extra: str) -> dict[str, str]:
 def piped(*args: str | Path, env: Mapping[str, str] | None = None
           ) -> subprocess.CompletedProcess[str]:
     """`flowplan ARGS` with stdout and stderr to pipes."""
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+    return subprocess.run([*FLOWPLAN, *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env=dict(env or _env()))
 
@@ -61,7 +60,7 @@ def on_terminal(*args: str | Path, env: Mapping[str, str] | None = None,
     code and everything it wrote there."""
     main, side = os.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    process = subprocess.Popen([sys.executable, "-m", "daemon.cli", *map(str, args)],
+    process = subprocess.Popen([*FLOWPLAN, *map(str, args)],
                                stdin=subprocess.DEVNULL, stdout=side, stderr=side, cwd=ROOT,
                                env=dict(env or _env()))
     os.close(side)

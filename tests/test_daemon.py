@@ -8,14 +8,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
 from certificates import certificates
-from conftest import ROOT, MakeRepo, marked, running, wait_until
+from conftest import FLOWPLAN, ROOT, MakeRepo, marked, running, wait_until
 from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
@@ -23,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from daemon.state.store import StateStore
+from flowplan.daemon.state.store import StateStore
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -346,7 +345,7 @@ def test_settings_it_cannot_serve_with_are_refused_by_name(
 def test_a_non_loopback_address_needs_auth_or_insecure(deployed: tuple[Path, Path, Path]
                                                        ) -> None:
     _, store, state = deployed
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+    result = subprocess.run([*FLOWPLAN, "serve", "--store", str(store),
                              "--state", str(state), "--listen", f"0.0.0.0:{free_port()}"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2 and "--insecure" in result.stderr
@@ -357,7 +356,7 @@ def test_a_second_daemon_on_the_same_state_is_refused(deployed: tuple[Path, Path
     _, store, state = deployed
     with running_daemon(store, state) as first:
         second = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "serve", "--store", str(store), "--state",
+            [*FLOWPLAN, "serve", "--store", str(store), "--state",
              str(state), "--listen", f"127.0.0.1:{free_port()}"],
             capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert second.returncode == 2
@@ -395,7 +394,7 @@ def test_a_second_daemon_on_the_same_address_is_refused(deployed: tuple[Path, Pa
             argv = ["serve", "--store", str(store), "--state", str(state.parent / "other")]
         else:
             argv = ["up", str(repo), "--home", str(state.parent / "other")]
-        second = subprocess.run([sys.executable, "-m", "daemon.cli", *argv, "--listen",
+        second = subprocess.run([*FLOWPLAN, *argv, "--listen",
                                  first.address], capture_output=True, text=True, cwd=ROOT,
                                 timeout=60)
         assert second.returncode == 2, second.stdout + second.stderr
@@ -412,7 +411,7 @@ def test_a_file_where_a_folder_goes_is_refused(deployed: tuple[Path, Path, Path]
     folders = {"--store": store, "--state": state}
     folders[flag] = state.parent / "a-file"
     folders[flag].write_text("")
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store",
+    result = subprocess.run([*FLOWPLAN, "serve", "--store",
                              str(folders["--store"]), "--state", str(folders["--state"]),
                              "--listen", f"127.0.0.1:{free_port()}"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -426,7 +425,7 @@ def test_a_state_directory_that_cannot_be_made_is_refused(deployed: tuple[Path, 
     _, store, state = deployed
     (state.parent / "a-file").write_text("")
     inside = state.parent / "a-file" / "state"
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+    result = subprocess.run([*FLOWPLAN, "serve", "--store", str(store),
                              "--state", str(inside), "--listen", f"127.0.0.1:{free_port()}"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2
@@ -471,7 +470,7 @@ def test_a_state_database_it_cannot_use_stops_it_with_a_sentence(
             (state / "runs" / f"20260101T000000-{n}" / "workspace").mkdir(parents=True)
         if damage == "empty-beside-runs":
             db_path.write_bytes(b"")
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--store", str(store),
+    result = subprocess.run([*FLOWPLAN, "serve", "--store", str(store),
                              "--state", str(state), "--listen", f"127.0.0.1:{free_port()}"],
                             capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert result.returncode == 1, result.stderr
@@ -579,7 +578,7 @@ def test_a_plan_published_while_serving_is_runnable_within_a_second(
 
 
 def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args, "--address", address],
+    return subprocess.run([*FLOWPLAN, *args, "--address", address],
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1",
                                "PYTHONPATH": str(ROOT)})

@@ -9,18 +9,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, running
+from conftest import FLOWPLAN, ROOT, running
 
-from compiler.compile import compile_repo
-from compiler.repo import read_repo
-from daemon.debug import debug_run, tail
-from daemon.state.store import StateStore
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.repo import read_repo
+from flowplan.daemon.debug import debug_run, tail
+from flowplan.daemon.state.store import StateStore
 
 QUEUES = """
 queues:
@@ -62,7 +61,7 @@ nodes:
 def flowplan(*args: str | Path, tmp: Path, timeout: float = 60
              ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TMPDIR": str(tmp)}  # the kept state folders go to tmp
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+    return subprocess.run([*FLOWPLAN, *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
@@ -320,7 +319,7 @@ def test_ctrl_c_cancels_the_run_exit_130(make_repo, tmp_path):
             upstream: [wait]
         """})
     process = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "debug", str(repo), "slow", "--keep"],
+        [*FLOWPLAN, "debug", str(repo), "slow", "--keep"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "TMPDIR": str(tmp_path)})
     assert process.stdout is not None

@@ -6,8 +6,8 @@ import subprocess
 
 from conftest import ROOT
 
-from compiler.diagnostics import Code
-from compiler.models import (
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.models import (
     DefaultsSpec,
     NodeSpec,
     QueueSpec,

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from engine_fakes import Behaviour, FakeClock, FakeLauncher
 
-from compiler.compile import compile_repo
-from compiler.plan import Plan
-from compiler.repo import MemorySources, RepoSnapshot
-from daemon.domain import NodeStatus, RunStatus, RunTrigger
-from daemon.engine.engine import Engine, EngineSettings, RunError
-from daemon.engine.plans import MemoryPlans
-from daemon.state.store import StateStore
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import Plan
+from flowplan.compiler.repo import MemorySources, RepoSnapshot
+from flowplan.daemon.domain import NodeStatus, RunStatus, RunTrigger
+from flowplan.daemon.engine.engine import Engine, EngineSettings, RunError
+from flowplan.daemon.engine.plans import MemoryPlans
+from flowplan.daemon.state.store import StateStore
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SETTINGS = (b"queues:\n  default: {concurrency: 4}\n  solo: {concurrency: 1}\n"

@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 from conftest import ROOT, running, wait_until
 
-from compiler.compile import compile_repo
-from compiler.repo import read_repo
-from compiler.store import PlanStore
-from daemon.domain import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
-from daemon.engine.engine import LOST
-from daemon.engine.launcher import (
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.domain import Attempt, AttemptStatus, NodeStatus, Run, RunStatus
+from flowplan.daemon.engine.engine import LOST
+from flowplan.daemon.engine.launcher import (
     RECORD_MODULUS,
     SHIM_ENDED,
     SHIM_ENDED_UNRECORDED,
@@ -44,7 +44,7 @@ from daemon.engine.launcher import (
     process_start,
     read_record,
 )
-from daemon.state.store import StateStore
+from flowplan.daemon.state.store import StateStore
 
 DRIVER = ROOT / "tests" / "engine_crash_driver.py"
 WAIT = 10.0  # seconds: the longest any single wait of these tests may take

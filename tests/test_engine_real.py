@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from conftest import marked, running, wait_until
 
-from compiler.compile import compile_repo
-from compiler.repo import read_repo
-from compiler.store import PlanStore
-from daemon.domain import NodeStatus, RunStatus, RunTrigger
-from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings, RunError
-from daemon.engine.launcher import LocalLauncher
-from daemon.state.store import StateStore
-from daemon.watcher import PlanCatalog
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.domain import NodeStatus, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.engine import Engine, EngineSettings, RunError
+from flowplan.daemon.engine.launcher import LocalLauncher
+from flowplan.daemon.state.store import StateStore
+from flowplan.daemon.watcher import PlanCatalog
 
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 2026-03-29 in Amsterdam
 

@@ -1,5 +1,5 @@
 """One of each grammar, shared by the compiler, the daemon and the command line
-(compiler/values.py): e-mail addresses, durations, `--param K=V`."""
+(compiler/grammars.py): e-mail addresses, durations, `--param K=V`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from compiler.grammars import duration_option, is_email_address, param_option
-from compiler.values import duration
+from flowplan.compiler.grammars import duration_option, is_email_address, param_option
+from flowplan.compiler.values import duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

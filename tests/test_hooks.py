@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 
-from compiler.compile import compile_repo
-from compiler.diagnostics import Code
-from compiler.git import Git, compile_commit, publish_from_git
-from compiler.hooks import BACKUP_SUFFIX, install_hooks
-from compiler.repo import read_repo
-from compiler.store import PlanStore, PublishReport
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.git import Git, compile_commit, publish_from_git
+from flowplan.compiler.hooks import BACKUP_SUFFIX, install_hooks
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore, PublishReport
 
 WF = """\
 name: tiny
@@ -60,7 +60,7 @@ def git(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
 
 
 def flowplan(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([*FLOWPLAN, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=60)
 
 

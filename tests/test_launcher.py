@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from conftest import ROOT, marked, running, wait_until
 
-from daemon.engine import launcher as launcher_module
-from daemon.engine import shim
-from daemon.engine.launcher import (
+from flowplan.daemon.engine import launcher as launcher_module
+from flowplan.daemon.engine import shim
+from flowplan.daemon.engine.launcher import (
     SUPERVISOR_NAME,
     LaunchSpec,
     LocalLauncher,
@@ -348,7 +348,7 @@ def test_start_time_from_the_boot_clock_is_the_one_proc_shows(tmp_path):
 DAEMON = """
 import asyncio, os, sys
 from pathlib import Path
-from daemon.engine.launcher import LaunchSpec, LocalLauncher, process_start
+from flowplan.daemon.engine.launcher import LaunchSpec, LocalLauncher, process_start
 
 async def main():
     argv = sys.argv[2:]

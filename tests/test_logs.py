@@ -9,7 +9,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.server.logs import _partial_secret, mask_bytes, read_masked
+from flowplan.daemon.server.logs import _partial_secret, mask_bytes, read_masked
 
 PROPERTY = settings(max_examples=300, deadline=None)
 ALPHABET = b"ab*\n"  # few letters: secrets overlap, repeat and straddle often

@@ -6,10 +6,9 @@ secrets too."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT, MakeRepo, wait_until
+from conftest import FLOWPLAN, ROOT, MakeRepo, wait_until
 from daemon_harness import Daemon, publish, running_daemon
 from google.protobuf import struct_pb2
 
@@ -46,7 +45,7 @@ FILES = {
 
 def logs(d: Daemon, *args: str) -> bytes:
     """`flowplan logs` as a user runs it: the raw bytes it writes to stdout."""
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "logs", *args, "--address",
+    done = subprocess.run([*FLOWPLAN, "logs", *args, "--address",
                            d.address], capture_output=True, cwd=ROOT, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr

@@ -23,15 +23,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from engine_fakes import FakeClock
 
-from compiler.compile import compile_repo
-from compiler.repo import read_repo
-from compiler.store import PlanStore
-from daemon.domain import RunStatus, RunTrigger
-from daemon.engine.clock import Clock, SystemClock
-from daemon.engine.commands import mask
-from daemon.engine.engine import Engine, EngineSettings, StatusEvent
-from daemon.engine.launcher import LocalLauncher
-from daemon.notify import (
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.domain import RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import Clock, SystemClock
+from flowplan.daemon.engine.commands import mask
+from flowplan.daemon.engine.engine import Engine, EngineSettings, StatusEvent
+from flowplan.daemon.engine.launcher import LocalLauncher
+from flowplan.daemon.notify import (
     Notifier,
     Outbox,
     OutboxSender,
@@ -39,12 +39,12 @@ from daemon.notify import (
     RetryPolicy,
     SmtpSettings,
 )
-from daemon.notify.messages import TAIL_BYTES, Draft, Kind, tail_text
-from daemon.server.command import add_serve_arguments
-from daemon.server.config import UsageError
-from daemon.server.settings import load_settings
-from daemon.state.store import StateStore, ts
-from daemon.watcher import PlanCatalog
+from flowplan.daemon.notify.messages import TAIL_BYTES, Draft, Kind, tail_text
+from flowplan.daemon.server.command import add_serve_arguments
+from flowplan.daemon.server.config import UsageError
+from flowplan.daemon.server.settings import load_settings
+from flowplan.daemon.state.store import StateStore, ts
+from flowplan.daemon.watcher import PlanCatalog
 
 LOGICAL = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
 SECRET = "s3cr3t-t0ken-value"

@@ -7,10 +7,15 @@ every run, so a dependency's new release is met in CI first; an upper bound keep
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
+import zipfile
 from importlib.metadata import version
+from pathlib import Path
 
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 from packaging.requirements import Requirement
 
 
@@ -29,3 +34,36 @@ def test_installed_versions_lie_inside_the_bounds() -> None:
     outside = {r.name: version(r.name) for r in _runtime()
                if not r.specifier.contains(version(r.name), prereleases=True)}
     assert not outside, f"installed versions outside pyproject.toml's ranges: {outside}"
+
+
+def test_the_wheel_installs_one_flowplan_namespace(tmp_path: Path) -> None:
+    """`pip wheel .` gives `flowplan.compiler`, `flowplan.daemon` and `flowplan.v1`, and no
+    top-level `compiler` or `daemon` to collide with other distributions (python-daemon)."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(tmp_path / "wheel"), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    [wheel] = (tmp_path / "wheel").glob("flowplan-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+        names = set(archive.namelist())
+    assert tops == {"flowplan", wheel.name.split("-py3")[0] + ".dist-info"}, tops
+    assert {"flowplan/compiler/schemas/plan.schema.json", "flowplan/compiler/py.typed",
+            "flowplan/v1/workflow_service.proto", "flowplan/py.typed"} <= names
+    sources = {f"flowplan/{path.relative_to(ROOT).as_posix()}"
+               for folder in ("compiler", "daemon") for path in (ROOT / folder).rglob("*.py")}
+    assert not sources - names, f"not in the wheel (list the package in pyproject.toml):" \
+                                f" {sorted(sources - names)}"
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    probe = ("import importlib.util as u, flowplan.daemon.cli as cli, flowplan.compiler.plan;"
+             " print(cli.__file__); print(u.find_spec('compiler'), u.find_spec('daemon'))")
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                           text=True, check=True, env={**os.environ, "PYTHONPATH": str(target)})
+    where, missing = shown.stdout.splitlines()
+    assert where.startswith(str(target)), where
+    assert missing == "None None"
+    version = subprocess.run([*FLOWPLAN, "--version"],
+                             cwd=tmp_path, capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(target)})
+    assert version.stdout.startswith("flowplan ")

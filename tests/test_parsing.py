@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from compiler.compile import compile_repo
-from compiler.diagnostics import Code, Diagnostic
-from compiler.parsing import MAX_DEPTH, MAX_FILE_BYTES, Document, parse_yaml
-from compiler.repo import MemorySources, RepoSnapshot, read_repo
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.diagnostics import Code, Diagnostic
+from flowplan.compiler.parsing import MAX_DEPTH, MAX_FILE_BYTES, Document, parse_yaml
+from flowplan.compiler.repo import MemorySources, RepoSnapshot, read_repo
 
 WORKFLOW_TAIL = "nodes:\n  - name: a\n    command: echo a\n"
 
@@ -321,7 +321,7 @@ def test_closing_brackets_in_a_comment_do_not_hide_deep_nesting() -> None:
 
 def test_closing_brackets_in_a_comment_do_not_crash_the_process(tmp_path: Path) -> None:
     (tmp_path / "hidden.yaml").write_text(_hidden(100_000), encoding="utf-8")
-    program = ("import sys; from compiler.parsing import parse_yaml; "
+    program = ("import sys; from flowplan.compiler.parsing import parse_yaml; "
                "r = parse_yaml(open(sys.argv[1], 'rb').read(), 'x.yaml'); "
                "print([str(d) for d in r] if isinstance(r, list) else 'document')")
     run = subprocess.run([sys.executable, "-c", program, str(tmp_path / "hidden.yaml")],

@@ -13,10 +13,10 @@ from golden import case_dirs, materialize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.compile import CompileCache, CompileResult, compile_repo
-from compiler.diagnostics import Code
-from compiler.plan import parse_plan
-from compiler.repo import MemorySources, RepoSnapshot, read_repo
+from flowplan.compiler.compile import CompileCache, CompileResult, compile_repo
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.plan import parse_plan
+from flowplan.compiler.repo import MemorySources, RepoSnapshot, read_repo
 
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

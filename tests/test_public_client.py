@@ -294,15 +294,15 @@ def _loaded(code: str) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-HEAVY = ("compiler.compile", "compiler.plan", "compiler.cli", "daemon.server",
-         "daemon.engine", "daemon.scheduler", "daemon.state", "pydantic", "jinja2",
-         "croniter")
+HEAVY = ("flowplan.compiler.compile", "flowplan.compiler.plan", "flowplan.compiler.cli",
+         "flowplan.daemon.server", "flowplan.daemon.engine", "flowplan.daemon.scheduler",
+         "flowplan.daemon.state", "pydantic", "jinja2", "croniter")
 
 
 def test_importing_the_client_imports_neither_the_compiler_nor_the_server():
     loaded = _loaded("import json, sys; import flowplan.client;"
                      " print(json.dumps(sorted(sys.modules)))")
-    assert "daemon.client.api" in loaded
+    assert "flowplan.daemon.client.api" in loaded
     assert not {m for m in loaded if m.startswith(HEAVY)}
 
 
@@ -311,23 +311,23 @@ def test_a_client_command_starts_without_the_compiler_the_server_or_the_engine()
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
     loaded = _loaded(
-        "import json, sys; from daemon import cli\n"
+        "import json, sys; from flowplan.daemon import cli\n"
         f"code = cli.main(['status', 'wr_x', '--address', '{address}'])\n"
         "assert code == 3, code\n"
         "print(json.dumps(sorted(sys.modules)))")
-    assert "daemon.client.commands" in loaded
+    assert "flowplan.daemon.client.commands" in loaded
     assert not {m for m in loaded if m.startswith(HEAVY)}
     # any other command gets the whole parser
-    loaded = _loaded("import json, sys; from daemon import cli\n"
+    loaded = _loaded("import json, sys; from flowplan.daemon import cli\n"
                      "import contextlib, io\n"
                      "with contextlib.redirect_stdout(io.StringIO()):\n"
                      "    cli.main(['schema'])\n"
                      "print(json.dumps(sorted(sys.modules)))")
-    assert "compiler.cli" in loaded
+    assert "flowplan.compiler.cli" in loaded
 
 
 def test_a_client_command_has_the_same_help_as_in_the_whole_parser(capsys):
-    from daemon import cli
+    from flowplan.daemon import cli
 
     with pytest.raises(SystemExit):
         cli.main(["status", "--help"])

@@ -11,19 +11,18 @@ import csv
 import io
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, MakeRepo
+from conftest import FLOWPLAN, ROOT, MakeRepo
 from daemon_harness import publish, running_daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.diagnostics import Code, Severity
-from compiler.templating import TemplateError, check, render
-from daemon.engine import spark_sql
-from daemon.engine import sql as sql_runner
+from flowplan.compiler.diagnostics import Code, Severity
+from flowplan.compiler.templating import TemplateError, check, render
+from flowplan.daemon.engine import spark_sql
+from flowplan.daemon.engine import sql as sql_runner
 
 PAYLOADS = [
     "$(touch {f})", "`touch {f}`", "a; touch {f}", "a' ; touch {f} ; echo '",
@@ -198,7 +197,7 @@ def test_check_prints_the_raw_warning_with_its_place_and_exits_0(make_repo: Make
           - name: a
             command: ls ${ params.flags | raw } ${ ds }
         """})
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "check", str(repo)],
+    done = subprocess.run([*FLOWPLAN, "check", str(repo)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -241,7 +240,7 @@ def test_run_params_never_run_as_shell_or_sql(make_repo: MakeRepo, tmp_path: Pat
     publish(repo, store)
     with running_daemon(store, state) as daemon:
         run = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "run", "inj", "--wait",
+            [*FLOWPLAN, "run", "inj", "--wait",
              "--address", daemon.address,
              *[arg for n, p in zip(names, payloads, strict=True)
                for arg in ("--param", f"{n}={p}")]],
@@ -250,7 +249,7 @@ def test_run_params_never_run_as_shell_or_sql(make_repo: MakeRepo, tmp_path: Pat
         run_id = run.stdout.split("started run ", 1)[1].split()[0]
 
         def log(node: str) -> str:
-            done = subprocess.run([sys.executable, "-m", "daemon.cli", "logs", run_id, node,
+            done = subprocess.run([*FLOWPLAN, "logs", run_id, node,
                                    "--address", daemon.address],
                                   capture_output=True, text=True, cwd=ROOT, timeout=60)
             assert done.returncode == 0, done.stderr

@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT
 
-from compiler.models import (
+from flowplan.compiler.models import (
     DefaultsSpec,
     FailureNotifySpec,
     NodeSpec,
@@ -16,7 +16,7 @@ from compiler.models import (
     SettingsSpec,
     WorkflowHeaderSpec,
 )
-from compiler.reference import REFERENCE_PATH, REGENERATE, SECTIONS, reference_markdown
+from flowplan.compiler.reference import REFERENCE_PATH, REGENERATE, SECTIONS, reference_markdown
 
 MODELS = (WorkflowHeaderSpec, NodeSpec, ScheduleSpec, QueueSpec, DefaultsSpec, SettingsSpec,
           FailureNotifySpec, NotifySpec)
@@ -30,10 +30,10 @@ def test_committed_reference_is_generated_from_the_models():
 
 
 def _sections(text: str) -> dict[str, str]:
-    """Each `## ` section's text by the model it names (`Model: compiler.models.X`)."""
+    """Each `## ` section's text by the model it names (`Model: flowplan.compiler.models.X`)."""
     found = {}
     for part in text.split("\n## ")[1:]:
-        model = re.search(r"Model: `compiler\.models\.(\w+)`", part)
+        model = re.search(r"Model: `flowplan\.compiler\.models\.(\w+)`", part)
         assert model, part[:80]
         found[model.group(1)] = part
     return found

@@ -6,9 +6,9 @@ import hashlib
 import shutil
 from datetime import datetime, timedelta, timezone
 
-from compiler.compile import compile_repo
-from compiler.plan import WorkflowPlan
-from compiler.repo import read_repo
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import WorkflowPlan
+from flowplan.compiler.repo import read_repo
 
 SETTINGS = """
 defaults:
@@ -129,7 +129,7 @@ def test_digest_ignores_publish_metadata_but_not_content(make_repo):
     a = compile_repo(read_repo(make_repo({"workflows/wf.yaml": "nodes: [{name: a, command: x}]"})))
     plan = a.plans[0]
     stamped = plan.model_copy(update={"version": 4, "remarks": "r", "commit": "c"})
-    from compiler.plan import compute_digest
+    from flowplan.compiler.plan import compute_digest
 
     assert compute_digest(stamped.workflow, stamped.content, tombstone=False) == plan.digest
     b = compile_repo(read_repo(make_repo({"workflows/wf.yaml": "nodes: [{name: a, command: y}]"})))

@@ -16,11 +16,11 @@ import pytest
 from engine_fakes import Behaviour
 from scheduling_harness import Catalog, World, play
 
-from daemon.domain import RunStatus, RunTrigger
-from daemon.engine.engine import RunError
-from daemon.scheduler.manual import start_run
-from daemon.scheduler.scheduler import SchedulerSettings
-from daemon.state.store import StateStore
+from flowplan.daemon.domain import RunStatus, RunTrigger
+from flowplan.daemon.engine.engine import RunError
+from flowplan.daemon.scheduler.manual import start_run
+from flowplan.daemon.scheduler.scheduler import SchedulerSettings
+from flowplan.daemon.state.store import StateStore
 
 DAY = 86400.0
 
@@ -70,7 +70,7 @@ def test_ds_is_the_ticks_date_in_the_schedule_timezone(tmp_path: Path) -> None:
                  lambda w: w.clock.advance(DAY), catalog=catalog)
     (run,) = world.runs()
     assert run.logical_time.isoformat() == "2026-05-01T15:30:00+00:00"
-    from daemon.engine.commands import RunContext
+    from flowplan.daemon.engine.commands import RunContext
     context = RunContext(run_id=run.run_id, workflow="w", timezone="Asia/Tokyo",
                          logical_time=run.logical_time,
                          data_interval_start=run.data_interval_start,

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from compiler.schema import SCHEMA_DIR, SCHEMAS, json_schema, schema_text
+from flowplan.compiler.schema import SCHEMA_DIR, SCHEMAS, json_schema, schema_text
 
 
 @pytest.mark.parametrize("kind", sorted(SCHEMAS))
 def test_committed_schema_matches_models(kind):
     committed = (SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8")
-    assert committed == schema_text(kind), "run `python -m compiler.schema` and commit"
+    assert committed == schema_text(kind), "run `python -m flowplan.compiler.schema` and commit"
 
 
 @pytest.mark.parametrize("kind", sorted(SCHEMAS))

@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, running
+from conftest import FLOWPLAN, ROOT, running
 from test_engine_real import Env as RealEnv
 from test_engine_real import drive as real_drive
 
-from compiler.plan import NodePlan, QueuePlan
-from daemon.domain import NodeStatus, RunStatus
-from daemon.engine import spark
-from daemon.engine.commands import CommandError, build_command
-from daemon.engine.spark_sql import statements
+from flowplan.compiler.plan import NodePlan, QueuePlan
+from flowplan.daemon.domain import NodeStatus, RunStatus
+from flowplan.daemon.engine import spark
+from flowplan.daemon.engine.commands import CommandError, build_command
+from flowplan.daemon.engine.spark_sql import statements
 
 LOGICAL = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -378,7 +378,7 @@ def test_missing_spark_submit_fails_the_node_without_retry(tmp_path, make_repo):
         "jobs/j.py": "print('never')\n"})
     env = {**os.environ, "SPARK_HOME": str(empty), "PYTHONPATH": str(empty),
            "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "debug", str(repo), "w"],
+    result = subprocess.run([*FLOWPLAN, "debug", str(repo), "w"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
     assert ("--- j, attempt 1: queue 'spark' uses executor spark, but spark-submit was not"

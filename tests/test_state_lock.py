@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.state.lock import LOCK_FILE, StateInUseError, lock_state
+from flowplan.daemon.state.lock import LOCK_FILE, StateInUseError, lock_state
 
 
 def test_a_second_lock_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_a_released_lock_can_be_taken_again(tmp_path: Path) -> None:
 def test_the_lock_dies_with_its_holder(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path;"
-         " from daemon.state.lock import lock_state; lock_state(Path(sys.argv[1]));"
+         " from flowplan.daemon.state.lock import lock_state; lock_state(Path(sys.argv[1]));"
          " print('locked', flush=True); time.sleep(60)", str(tmp_path)],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.state.migrations import MIGRATIONS
-from daemon.state.store import DB_FILE, StateError, StateStore
+from flowplan.daemon.state.migrations import MIGRATIONS
+from flowplan.daemon.state.store import DB_FILE, StateError, StateStore
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -99,7 +99,7 @@ def test_an_empty_database_beside_run_folders_is_refused_until_they_are_moved_aw
 
 def test_a_second_run_of_the_same_tick_raises_the_stores_own_error(tmp_path: Path) -> None:
     """The store speaks its domain, not sqlite3: callers catch DuplicateRunError."""
-    from daemon.domain import DuplicateRunError, Run, RunStatus, RunTrigger
+    from flowplan.daemon.domain import DuplicateRunError, Run, RunStatus, RunTrigger
 
     def run(run_id: str) -> Run:
         return Run(run_id=run_id, workflow="wf", plan_version=1, plan_digest="d",

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from compiler.compile import compile_repo
-from compiler.plan import PlanError, load_plan
-from compiler.repo import read_repo
-from compiler.store import Change, PlanStore
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import PlanError, load_plan
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import Change, PlanStore
 
 WF = """
 name: {name}

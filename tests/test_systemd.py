@@ -7,12 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 from daemon_harness import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -29,7 +28,7 @@ def test_ready_is_sent_once_serving_and_stopping_at_shutdown(tmp_path: Path) -> 
         sock.bind(str(manager))
         log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
         process = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "serve", "--store", str(tmp_path / "store"),
+            [*FLOWPLAN, "serve", "--store", str(tmp_path / "store"),
              "--state", str(tmp_path / "state"), "--listen", address],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "NOTIFY_SOCKET": str(manager)})
@@ -57,7 +56,7 @@ def test_an_unreachable_notify_socket_is_logged_and_the_daemon_serves_on(tmp_pat
                                                                           ) -> None:
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "serve", "--store", str(tmp_path / "store"),
+        [*FLOWPLAN, "serve", "--store", str(tmp_path / "store"),
          "--state", str(tmp_path / "state"), "--listen", address],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")})

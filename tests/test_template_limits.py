@@ -12,8 +12,8 @@ from conftest import MakeRepo, wait_until
 from daemon_harness import publish, running_daemon
 from google.protobuf import struct_pb2
 
-from daemon.engine.clock import SystemClock
-from daemon.engine.commands import process_problem
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.commands import process_problem
 from flowplan.v1 import workflow_service_pb2 as pb
 
 FILES = {

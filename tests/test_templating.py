@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.diagnostics import Code
-from compiler.templating import Expression, LimitError, TemplateError, check, render, split
+from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.templating import Expression, LimitError, TemplateError, check, render, split
 
 CONTEXT = {"ds": "2026-03-29", "ds_nodash": "20260329", "params": {"region": "eu", "n": 3},
            "run_id": "wr_1", "attempt": 2}

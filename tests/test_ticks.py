@@ -16,9 +16,9 @@ from croniter import croniter
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from compiler.plan import SchedulePlan
-from daemon.scheduler import ticks as ticks_module
-from daemon.scheduler.ticks import (
+from flowplan.compiler.plan import SchedulePlan
+from flowplan.daemon.scheduler import ticks as ticks_module
+from flowplan.daemon.scheduler.ticks import (
     TooManyTicks,
     iter_ticks,
     next_ticks,

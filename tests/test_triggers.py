@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.domain import NodeStatus as S
-from daemon.engine.triggers import Readiness as R
-from daemon.engine.triggers import readiness
+from flowplan.daemon.domain import NodeStatus as S
+from flowplan.daemon.engine.triggers import Readiness as R
+from flowplan.daemon.engine.triggers import readiness
 
 
 @pytest.mark.parametrize(("trigger", "upstream", "expected"), [

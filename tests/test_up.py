@@ -8,15 +8,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
-from conftest import ROOT
+from conftest import FLOWPLAN, ROOT
 from daemon_harness import free_port, serving
 
-from daemon.engine import spark
+from flowplan.daemon.engine import spark
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -36,7 +35,7 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
     with open(out, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "up", "--listen", address],
+            [*FLOWPLAN, "up", "--listen", address],
             cwd=project, stdout=sink, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
         try:

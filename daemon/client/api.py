@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from daemon.client.connection import (
+from flowplan.daemon.client.connection import (
     CONNECTED_PROBE_SECONDS,
     MAX_MESSAGE_BYTES,
     RECONNECT_FIRST_DELAY,

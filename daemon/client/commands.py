@@ -24,11 +24,11 @@ from typing import BinaryIO, TextIO, TypeVar
 
 from google.protobuf.message import Message
 
-from compiler.grammars import duration_option as _seconds
-from compiler.grammars import param_option as _param
-from daemon.client import connection, render
-from daemon.client.api import Client, ClientError, Retry
-from daemon.client.connection import (
+from flowplan.compiler.grammars import duration_option as _seconds
+from flowplan.compiler.grammars import param_option as _param
+from flowplan.daemon.client import connection, render
+from flowplan.daemon.client.api import Client, ClientError, Retry
+from flowplan.daemon.client.connection import (
     DEFAULT_ADDRESS,
     DEFAULT_TIMEOUT_SECONDS,
     EXIT_FAILED,

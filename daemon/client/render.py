@@ -2,10 +2,11 @@
 progress. Pure functions of the messages (and of `now`, for what is still running), except
 the two progress views that write to a stream.
 
-Colours are the EMR console's, as `flowplan debug` draws them (`compiler.console`'s palette:
-blue running, green succeeded, red failed, yellow retrying, purple pending, grey skipped or
-cancelled), only on a terminal without NO_COLOR; a pipe gets the same text plain. Times are
-UTC, ISO 8601 (`2026-01-02T02:00:00Z`), as `--from`/`--to` and the JSON output read them.
+Colours are the EMR console's, as `flowplan debug` draws them
+(`flowplan.compiler.console`'s palette: blue running, green succeeded, red failed, yellow
+retrying, purple pending, grey skipped or cancelled), only on a terminal without NO_COLOR;
+a pipe gets the same text plain. Times are UTC, ISO 8601 (`2026-01-02T02:00:00Z`), as
+`--from`/`--to` and the JSON output read them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from google.protobuf.message import Message
 
-from compiler.console import BOLD, DIM, STATUS_STYLES, Paint, is_terminal, rich_console
+from flowplan.compiler.console import BOLD, DIM, STATUS_STYLES, Paint, is_terminal, rich_console
 from flowplan.v1 import workflow_service_pb2 as pb
 
 if TYPE_CHECKING:

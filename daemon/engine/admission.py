@@ -9,10 +9,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from functools import partial
 
-from compiler.plan import NodePlan, Plan
-from daemon.domain import NodeStatus, Run, RunStatus
-from daemon.engine.attempts import Attempts
-from daemon.engine.core import LaneKey, QueuedRun, RunState, lane_of
+from flowplan.compiler.plan import NodePlan, Plan
+from flowplan.daemon.domain import NodeStatus, Run, RunStatus
+from flowplan.daemon.engine.attempts import Attempts
+from flowplan.daemon.engine.core import LaneKey, QueuedRun, RunState, lane_of
 
 log = logging.getLogger("flowplan.engine")
 

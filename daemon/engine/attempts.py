@@ -13,20 +13,33 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from compiler.plan import NodePlan, QueuePlan
-from daemon.domain import Attempt, AttemptStatus, NodeStatus, RunStatus
-from daemon.engine.commands import CommandError, attempt_env, build_command, mask, process_problem
-from daemon.engine.core import EXIT_MEANINGS, LOST, LOST_UNWRITTEN, EngineCore, NodeState, RunState
-from daemon.engine.launcher import (
+from flowplan.compiler.plan import NodePlan, QueuePlan
+from flowplan.daemon.domain import Attempt, AttemptStatus, NodeStatus, RunStatus
+from flowplan.daemon.engine.commands import (
+    CommandError,
+    attempt_env,
+    build_command,
+    mask,
+    process_problem,
+)
+from flowplan.daemon.engine.core import (
+    EXIT_MEANINGS,
+    LOST,
+    LOST_UNWRITTEN,
+    EngineCore,
+    NodeState,
+    RunState,
+)
+from flowplan.daemon.engine.launcher import (
     LaunchSpec,
     ProcessHandle,
     ProcessLostError,
     Recovered,
     process_start,
 )
-from daemon.engine.queues import ResourceQueue
-from daemon.engine.spark import attempt_application_id
-from daemon.engine.triggers import Readiness, readiness
+from flowplan.daemon.engine.queues import ResourceQueue
+from flowplan.daemon.engine.spark import attempt_application_id
+from flowplan.daemon.engine.triggers import Readiness, readiness
 
 log = logging.getLogger("flowplan.engine")
 

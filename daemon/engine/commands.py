@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from compiler import templating
-from compiler.plan import NodePlan, QueuePlan, SourcePlan
-from daemon.engine import spark
+from flowplan.compiler import templating
+from flowplan.compiler.plan import NodePlan, QueuePlan, SourcePlan
+from flowplan.daemon.engine import spark
 
 SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -186,7 +186,7 @@ def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any]
     assert node.source is not None
     if node.type == "sql":
         query = _render_sql(node.source, variables, attempt_dir, "sqlite")
-        return (sys.executable, "-m", "daemon.engine.sql", str(query)), env
+        return (sys.executable, "-m", "flowplan.daemon.engine.sql", str(query)), env
     path = str(source_file(sources_dir, node.source))
     if node.type == "python":
         return (queue.python or sys.executable, path, *args), env

@@ -19,13 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from compiler.plan import NodePlan, Plan, WorkflowPlan
-from daemon.domain import NodeStatus, Run, RunStatus
-from daemon.engine.clock import Clock
-from daemon.engine.commands import RunContext, secret_values
-from daemon.engine.launcher import Launcher, ProcessHandle
-from daemon.engine.queues import ResourceQueue, capacity_of
-from daemon.state.store import StateStore, StateWriteError
+from flowplan.compiler.plan import NodePlan, Plan, WorkflowPlan
+from flowplan.daemon.domain import NodeStatus, Run, RunStatus
+from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.engine.commands import RunContext, secret_values
+from flowplan.daemon.engine.launcher import Launcher, ProcessHandle
+from flowplan.daemon.engine.queues import ResourceQueue, capacity_of
+from flowplan.daemon.state.store import StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.engine")
 

@@ -17,11 +17,11 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from compiler.plan import NodePlan, Plan
-from daemon import ids
-from daemon.domain import NodeRun, NodeStatus, Run, RunStatus, RunTrigger
-from daemon.engine.commands import mask, secret_values
-from daemon.engine.core import (
+from flowplan.compiler.plan import NodePlan, Plan
+from flowplan.daemon import ids
+from flowplan.daemon.domain import NodeRun, NodeStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.engine.commands import mask, secret_values
+from flowplan.daemon.engine.core import (
     LOST,
     EngineSettings,
     PlanProvider,
@@ -31,8 +31,8 @@ from daemon.engine.core import (
     StatusEvent,
     lane_of,
 )
-from daemon.engine.recovery import Recovery
-from daemon.engine.resume import ResumeError, ResumePlan, plan_resume
+from flowplan.daemon.engine.recovery import Recovery
+from flowplan.daemon.engine.resume import ResumeError, ResumePlan, plan_resume
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.engine import shim as _shim
+from flowplan.daemon.engine import shim as _shim
 
 log = logging.getLogger("flowplan.launcher")
 

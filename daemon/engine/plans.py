@@ -1,12 +1,12 @@
 """Plans held in memory, for debug runs of an unpublished working tree. The daemon's plan
-provider over the plan store is `daemon.watcher.PlanCatalog`; both fit the engine's
+provider over the plan store is `flowplan.daemon.watcher.PlanCatalog`; both fit the engine's
 `PlanProvider`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from compiler.plan import Plan, PlanError
+from flowplan.compiler.plan import Plan, PlanError
 
 
 class MemoryPlans:

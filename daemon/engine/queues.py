@@ -13,7 +13,7 @@ import os
 from collections import deque
 from collections.abc import Hashable
 
-from compiler.plan import QueuePlan
+from flowplan.compiler.plan import QueuePlan
 
 
 class ResourceQueue:

@@ -11,11 +11,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from daemon.domain import AttemptStatus, NodeStatus, Run, RunStatus
-from daemon.engine.admission import Admission
-from daemon.engine.core import EXIT_MEANINGS, LOST, QueuedRun, RunState, lane_of
-from daemon.engine.launcher import ProcessHandle, ProcessLostError
-from daemon.state.store import ClosedAttempt
+from flowplan.daemon.domain import AttemptStatus, NodeStatus, Run, RunStatus
+from flowplan.daemon.engine.admission import Admission
+from flowplan.daemon.engine.core import EXIT_MEANINGS, LOST, QueuedRun, RunState, lane_of
+from flowplan.daemon.engine.launcher import ProcessHandle, ProcessLostError
+from flowplan.daemon.state.store import ClosedAttempt
 
 log = logging.getLogger("flowplan.engine")
 

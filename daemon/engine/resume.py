@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from compiler.plan import WorkflowPlan
-from daemon.domain import Run
+from flowplan.compiler.plan import WorkflowPlan
+from flowplan.daemon.domain import Run
 
 
 class ResumeError(ValueError):

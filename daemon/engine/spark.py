@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.plan import QueuePlan
+from flowplan.compiler.plan import QueuePlan
 
 SQL_RUNNER = Path(__file__).resolve().parent / "spark_sql.py"
 EVENTS_DIR = "spark-events"

@@ -1,6 +1,6 @@
 """The embedded SQL engine of local queues: SQLite from the standard library.
 
-`python -m daemon.engine.sql QUERY_FILE` runs a rendered `.sql` node against the database
+`python -m flowplan.daemon.engine.sql QUERY_FILE` runs a rendered `.sql` node against the database
 in `$FLOWPLAN_SQLITE_DB` (one per workflow under the state directory, so tables persist
 between runs), in one transaction, and prints the rows of the last statement as CSV.
 """
@@ -54,7 +54,7 @@ def _split(script: str) -> list[str]:
 
 def main() -> int:
     if len(sys.argv) != 2:
-        print("usage: python -m daemon.engine.sql QUERY_FILE", file=sys.stderr)
+        print("usage: python -m flowplan.daemon.engine.sql QUERY_FILE", file=sys.stderr)
         return 2
     database = os.environ.get("FLOWPLAN_SQLITE_DB", "flowplan.sqlite3")
     Path(database).parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-from daemon.domain import NodeStatus
+from flowplan.daemon.domain import NodeStatus
 
 
 class Readiness(Enum):

@@ -13,10 +13,10 @@ Wiring, in the daemon:
     await sender.stop()
 """
 
-from daemon.notify.notifier import Notifier
-from daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
-from daemon.notify.sender import OutboxSender, RetryPolicy
-from daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
+from flowplan.daemon.notify.notifier import Notifier
+from flowplan.daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
+from flowplan.daemon.notify.sender import OutboxSender, RetryPolicy
+from flowplan.daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
 
 __all__ = ["Notifier", "Outbox", "OutboxRow", "OutboxSender", "OutboxStatus", "RetryPolicy",
            "SettingsError", "SmtpSettings", "smtp_settings"]

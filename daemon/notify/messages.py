@@ -18,9 +18,9 @@ from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from compiler.plan import NotifyPlan, WorkflowPlan
-from daemon.domain import NodeRun, NodeStatus, Run, RunStatus
-from daemon.engine.commands import mask, mask_end
+from flowplan.compiler.plan import NotifyPlan, WorkflowPlan
+from flowplan.daemon.domain import NodeRun, NodeStatus, Run, RunStatus
+from flowplan.daemon.engine.commands import mask, mask_end
 
 TAIL_LINES: Final = 50
 TAIL_BYTES: Final = 4096

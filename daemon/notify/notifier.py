@@ -15,11 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from compiler.plan import NodePlan, Plan, WorkflowPlan
-from daemon.domain import Attempt, NodeStatus, Run, RunStatus, RunTrigger
-from daemon.engine.commands import secret_values
-from daemon.engine.engine import StatusEvent
-from daemon.notify.messages import (
+from flowplan.compiler.plan import NodePlan, Plan, WorkflowPlan
+from flowplan.daemon.domain import Attempt, NodeStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.engine.commands import secret_values
+from flowplan.daemon.engine.engine import StatusEvent
+from flowplan.daemon.notify.messages import (
     MAX_LISTED_RUNS,
     BackfillInfo,
     backfill_message,
@@ -29,8 +29,8 @@ from daemon.notify.messages import (
     tail_read_size,
     tail_text,
 )
-from daemon.notify.sender import OutboxSender
-from daemon.state.store import StateStore
+from flowplan.daemon.notify.sender import OutboxSender
+from flowplan.daemon.state.store import StateStore
 
 log = logging.getLogger("flowplan.notify")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from daemon.notify.messages import Draft
-from daemon.state.store import StateStore, parse_ts, ts
+from flowplan.daemon.notify.messages import Draft
+from flowplan.daemon.state.store import StateStore, parse_ts, ts
 
 
 class OutboxStatus(StrEnum):

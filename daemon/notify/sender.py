@@ -23,10 +23,10 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Final
 
-from daemon.engine.clock import Clock
-from daemon.notify.messages import Draft, email_message, message_id
-from daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
-from daemon.notify.settings import SmtpSettings
+from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.notify.messages import Draft, email_message, message_id
+from flowplan.daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
+from flowplan.daemon.notify.settings import SmtpSettings
 
 log = logging.getLogger("flowplan.notify")
 

@@ -23,7 +23,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Final
 
-from compiler.grammars import is_email_address
+from flowplan.compiler.grammars import is_email_address
 
 DEFAULT_TIMEOUT: Final = 30.0
 

@@ -15,14 +15,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from compiler.grammars import is_email_address
-from daemon import ids
-from daemon.domain import Backfill, BackfillStatus, Reprocess, RunStatus, RunTrigger
-from daemon.engine.clock import Clock
-from daemon.engine.engine import Engine, RunError, StatusEvent
-from daemon.scheduler.scheduler import Catalog, data_interval, latest_plan
-from daemon.scheduler.ticks import TooManyTicks, ticks_between
-from daemon.state.store import StateStore, StateWriteError
+from flowplan.compiler.grammars import is_email_address
+from flowplan.daemon import ids
+from flowplan.daemon.domain import Backfill, BackfillStatus, Reprocess, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.engine.engine import Engine, RunError, StatusEvent
+from flowplan.daemon.scheduler.scheduler import Catalog, data_interval, latest_plan
+from flowplan.daemon.scheduler.ticks import TooManyTicks, ticks_between
+from flowplan.daemon.state.store import StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.backfills")
 

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from compiler.plan import Plan
-from daemon.domain import Run, RunTrigger
-from daemon.engine.clock import Clock
-from daemon.engine.engine import Engine, RunError
-from daemon.scheduler.scheduler import Catalog, latest_plan
+from flowplan.compiler.plan import Plan
+from flowplan.daemon.domain import Run, RunTrigger
+from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.engine.engine import Engine, RunError
+from flowplan.daemon.scheduler.scheduler import Catalog, latest_plan
 
 _SCALARS = (str, int, float, bool, type(None))
 

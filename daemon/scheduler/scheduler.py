@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from compiler.plan import Plan, SchedulePlan
-from daemon import ids
-from daemon.domain import DuplicateRunError, RunTrigger
-from daemon.engine.clock import Clock
-from daemon.engine.engine import Engine, RunError
-from daemon.scheduler.ticks import iter_ticks, next_ticks, previous_tick, ticks_between
-from daemon.state.store import StateStore, StateWriteError
+from flowplan.compiler.plan import Plan, SchedulePlan
+from flowplan.daemon import ids
+from flowplan.daemon.domain import DuplicateRunError, RunTrigger
+from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.engine.engine import Engine, RunError
+from flowplan.daemon.scheduler.ticks import iter_ticks, next_ticks, previous_tick, ticks_between
+from flowplan.daemon.state.store import StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.scheduler")
 

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from compiler.plan import SchedulePlan
+from flowplan.compiler.plan import SchedulePlan
 
 __all__ = ["TooManyTicks", "iter_ticks", "next_ticks", "previous_tick", "ticks_between"]
 

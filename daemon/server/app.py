@@ -25,20 +25,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from compiler.store import PlanStore
-from daemon.engine.clock import SystemClock
-from daemon.engine.engine import Engine, EngineSettings
-from daemon.engine.launcher import LocalLauncher
-from daemon.notify import Notifier, Outbox, OutboxSender
-from daemon.scheduler.backfills import Backfills
-from daemon.scheduler.scheduler import Scheduler
-from daemon.server.auth import TokenInterceptor
-from daemon.server.config import ServeConfig, UsageError
-from daemon.server.service import SERVICE_NAME, Parts, register
-from daemon.server.systemd import notify
-from daemon.state.lock import StateInUseError, lock_state
-from daemon.state.store import StateError, StateStore, StateWriteError, damaged
-from daemon.watcher import PlanCatalog, watch_plans
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.engine import Engine, EngineSettings
+from flowplan.daemon.engine.launcher import LocalLauncher
+from flowplan.daemon.notify import Notifier, Outbox, OutboxSender
+from flowplan.daemon.scheduler.backfills import Backfills
+from flowplan.daemon.scheduler.scheduler import Scheduler
+from flowplan.daemon.server.auth import TokenInterceptor
+from flowplan.daemon.server.config import ServeConfig, UsageError
+from flowplan.daemon.server.service import SERVICE_NAME, Parts, register
+from flowplan.daemon.server.systemd import notify
+from flowplan.daemon.state.lock import StateInUseError, lock_state
+from flowplan.daemon.state.store import StateError, StateStore, StateWriteError, damaged
+from flowplan.daemon.watcher import PlanCatalog, watch_plans
 
 log = logging.getLogger("flowplan.daemon")
 
@@ -199,7 +199,7 @@ class Daemon:
 
     async def _sync_git(self, catalog: PlanCatalog, scheduler: Scheduler,
                         stop: asyncio.Event) -> None:
-        from compiler.git import publish_from_git  # the pull alternative to git hooks
+        from flowplan.compiler.git import publish_from_git  # the pull alternative to git hooks
 
         assert self.config.git_url is not None
         reported: str | None = None  # the commit whose invalid workflows were logged

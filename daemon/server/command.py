@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.server.config import (
+from flowplan.daemon.server.config import (
     DEFAULT_BRANCH,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -34,7 +34,7 @@ def register_command(subparsers: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from daemon.server.settings import load_settings  # pydantic: only when serve runs
+    from flowplan.daemon.server.settings import load_settings  # pydantic: only when serve runs
 
     try:
         loaded = load_settings(args, os.environ)
@@ -47,9 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     import asyncio
 
-    from daemon.server.app import serve  # the daemon's modules: not for --print-config
-    from daemon.server.logging import setup_logging
-    from daemon.state.store import StateError
+    from flowplan.daemon.server.app import serve  # the daemon's modules: not for --print-config
+    from flowplan.daemon.server.logging import setup_logging
+    from flowplan.daemon.state.store import StateError
 
     setup_logging(loaded.settings.server.log_format)
     try:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compiler.grammars import parse_duration
+from flowplan.compiler.grammars import parse_duration
 
 if TYPE_CHECKING:  # the notify package is the daemon's: not for `flowplan --help`
-    from daemon.notify.settings import SmtpSettings
+    from flowplan.daemon.notify.settings import SmtpSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a node's process group
@@ -82,7 +82,7 @@ LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0
 
 
 def parse_seconds(text: str) -> float:
-    """A duration in flowplan's one grammar (`compiler.grammars`, as in workflow
+    """A duration in flowplan's one grammar (`flowplan.compiler.grammars`, as in workflow
     files): seconds ("90", "1.5") or "30s", "5m", "1h30m", "500ms". ValueError if it is
     neither (the sign and size are for the caller to check)."""
     return parse_duration(text)

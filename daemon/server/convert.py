@@ -9,8 +9,8 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from compiler.plan import NodePlan, Plan, SchedulePlan, WorkflowPlan
-from daemon.domain import (
+from flowplan.compiler.plan import NodePlan, Plan, SchedulePlan, WorkflowPlan
+from flowplan.daemon.domain import (
     Attempt,
     Backfill,
     NodeRun,
@@ -20,9 +20,9 @@ from daemon.domain import (
     RunEvent,
     RunStatus,
 )
-from daemon.engine.commands import masked_params
-from daemon.notify.outbox import OutboxRow
-from daemon.scheduler.scheduler import SwitchState
+from flowplan.daemon.engine.commands import masked_params
+from flowplan.daemon.notify.outbox import OutboxRow
+from flowplan.daemon.scheduler.scheduler import SwitchState
 from flowplan.v1 import workflow_service_pb2 as pb
 
 _SCHEDULE_KINDS = {"daily": pb.SCHEDULE_KIND_DAILY, "interval": pb.SCHEDULE_KIND_INTERVAL,

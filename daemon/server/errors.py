@@ -15,8 +15,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from daemon.engine.engine import RunError
-from daemon.state.store import StateWriteError
+from flowplan.daemon.engine.engine import RunError
+from flowplan.daemon.state.store import StateWriteError
 
 log = logging.getLogger("flowplan.server")
 

@@ -16,8 +16,8 @@ import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import BinaryIO
 
-from daemon.domain import Attempt, AttemptStatus
-from daemon.state.store import StateStore
+from flowplan.daemon.domain import Attempt, AttemptStatus
+from flowplan.daemon.state.store import StateStore
 
 CHUNK = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.2  # log growth has no event; status changes wake us at once

@@ -21,19 +21,19 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import DecodeError, Message
 
-from compiler.plan import Plan, PlanError, WorkflowPlan
-from daemon.domain import BackfillStatus, Run, RunStatus, RunTrigger
-from daemon.engine.clock import Clock
-from daemon.engine.engine import Engine, StatusEvent
-from daemon.notify.outbox import Outbox, OutboxStatus
-from daemon.scheduler.backfills import BackfillRequest, Backfills
-from daemon.scheduler.manual import start_run
-from daemon.scheduler.scheduler import Scheduler, latest_plan
-from daemon.server import convert
-from daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary
-from daemon.server.logs import stream_log
-from daemon.state.store import StateStore
-from daemon.watcher import PlanCatalog
+from flowplan.compiler.plan import Plan, PlanError, WorkflowPlan
+from flowplan.daemon.domain import BackfillStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.engine.engine import Engine, StatusEvent
+from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
+from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
+from flowplan.daemon.scheduler.manual import start_run
+from flowplan.daemon.scheduler.scheduler import Scheduler, latest_plan
+from flowplan.daemon.server import convert
+from flowplan.daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary
+from flowplan.daemon.server.logs import stream_log
+from flowplan.daemon.state.store import StateStore
+from flowplan.daemon.watcher import PlanCatalog
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 

@@ -34,8 +34,8 @@ from pydantic import AfterValidator as After
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
-from daemon.server.config import (
+from flowplan.daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
+from flowplan.daemon.server.config import (
     DEFAULT_BRANCH,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -50,7 +50,7 @@ from daemon.server.config import (
     listen_problem,
     parse_seconds,
 )
-from daemon.server.tls import TlsFileError, check_tls_files
+from flowplan.daemon.server.tls import TlsFileError, check_tls_files
 
 ENV_PREFIX: Final = "FLOWPLAN_"
 Origin = Literal["default", "file", "env", "flag"]

@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from daemon.domain import Backfill, BackfillProgress, BackfillStatus, Reprocess, RunStatus
-from daemon.state.database import parse_ts, ts
-from daemon.state.runs import RunRows
+from flowplan.daemon.domain import Backfill, BackfillProgress, BackfillStatus, Reprocess, RunStatus
+from flowplan.daemon.state.database import parse_ts, ts
+from flowplan.daemon.state.runs import RunRows
 
 
 class BackfillRows(RunRows):

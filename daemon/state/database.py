@@ -1,7 +1,7 @@
 """The state database: the connection and its durability, schema migrations, one
 transaction at a time, WAL checkpoints, and the errors of a database that cannot be used or
 written. The rows themselves live in runs.py, schedules.py and backfills.py;
-`daemon.state.store.StateStore` puts them together.
+`flowplan.daemon.state.store.StateStore` puts them together.
 
 SQLite in WAL mode, one writer, every change committed before the
 engine acts on it.
@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon.state.migrations import MIGRATIONS
+from flowplan.daemon.state.migrations import MIGRATIONS
 
 DB_FILE = "state.sqlite3"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from compiler.files import FileLock, lock_note
+from flowplan.compiler.files import FileLock, lock_note
 
 LOCK_FILE = "daemon.lock"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from daemon.domain import (
+from flowplan.daemon.domain import (
     Attempt,
     AttemptStatus,
     DuplicateRunError,
@@ -21,7 +21,7 @@ from daemon.domain import (
     RunStatus,
     RunTrigger,
 )
-from daemon.state.database import Database, chunks, parse_ts, ts
+from flowplan.daemon.state.database import Database, chunks, parse_ts, ts
 
 
 @dataclass(frozen=True, slots=True)

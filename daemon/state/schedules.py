@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from daemon.domain import RunStatus
-from daemon.state.database import Database, parse_ts, ts
+from flowplan.daemon.domain import RunStatus
+from flowplan.daemon.state.database import Database, parse_ts, ts
 
 
 class ScheduleRows(Database):

@@ -5,8 +5,8 @@ command and the tests open it from here."""
 
 from __future__ import annotations
 
-from daemon.state.backfills import BackfillRows
-from daemon.state.database import (
+from flowplan.daemon.state.backfills import BackfillRows
+from flowplan.daemon.state.database import (
     DB_FILE,
     StateError,
     StateWriteError,
@@ -14,8 +14,8 @@ from daemon.state.database import (
     parse_ts,
     ts,
 )
-from daemon.state.runs import ClosedAttempt
-from daemon.state.schedules import ScheduleRows
+from flowplan.daemon.state.runs import ClosedAttempt
+from flowplan.daemon.state.schedules import ScheduleRows
 
 __all__ = ["DB_FILE", "ClosedAttempt", "StateError", "StateStore", "StateWriteError", "damaged",
            "parse_ts", "ts"]

@@ -3,10 +3,10 @@
     from flowplan.client import Client
     Client("127.0.0.1:50051").start_run("daily_sales")
 
-See docs/client.md; the code is `daemon.client.api`.
+See docs/client.md; the code is `flowplan.daemon.client.api`.
 """
 
-from daemon.client.api import (
+from flowplan.daemon.client.api import (
     FINISHED_RUN_STATUSES,
     NO_RETRY,
     AsyncClient,
