@@ -142,7 +142,8 @@ class Daemon:
             "address": self.config.listen.rsplit(":", 1)[0] + f":{self.port}",
             "store": str(config.store), "state": str(config.state),
             "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
-            "token": bool(config.token), "max_connections": self.max_connections,
+            "token": bool(config.token), "roles": _role_counts(config),
+            "max_connections": self.max_connections,
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
         notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
@@ -165,8 +166,9 @@ class Daemon:
         return 0
 
     def _server(self) -> grpc.aio.Server:
-        interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
         config = self.config
+        grants = config.access()
+        interceptors = [TokenInterceptor(grants)] if grants else []
         return grpc.aio.server(interceptors=interceptors, options=[
             # gRPC sets SO_REUSEPORT by default on Linux: a second daemon on the same
             # address would then also "listen" and take half of the calls at random.
@@ -235,6 +237,14 @@ def raise_fd_limit() -> int:
         log.warning("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
         return soft
     return wanted
+
+
+def _role_counts(config: ServeConfig) -> dict[str, int]:
+    """How many tokens have each role (the tokens and their names stay out of the log)."""
+    counts: dict[str, int] = {}
+    for grant in config.access():
+        counts[grant.role.label] = counts.get(grant.role.label, 0) + 1
+    return counts
 
 
 def _millis(seconds: float) -> int:

@@ -92,7 +92,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", metavar="HOST:PORT",
                         help=f"host:port to serve gRPC on (default {DEFAULT_LISTEN})")
     parser.add_argument("--token-file", type=Path, metavar="FILE",
-                        help="require `authorization: Bearer <token>` with this file's token")
+                        help="require `authorization: Bearer <token>` with this file's token"
+                             " (an admin's)")
+    parser.add_argument("--roles-file", type=Path, metavar="FILE",
+                        help="accept the tokens of this file, each with its role: lines"
+                             " `ROLE NAME TOKEN`, ROLE viewer, operator or admin")
     parser.add_argument("--tls-cert", type=Path, metavar="FILE",
                         help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, metavar="FILE",

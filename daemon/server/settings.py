@@ -50,6 +50,7 @@ from flowplan.daemon.server.config import (
     listen_problem,
     parse_seconds,
 )
+from flowplan.daemon.server.roles import Grant, RolesFileError, merge_token, parse_roles
 from flowplan.daemon.server.tls import TlsFileError, check_tls_files
 
 ENV_PREFIX: Final = "FLOWPLAN_"
@@ -79,6 +80,7 @@ SETTINGS: Final = (
     Setting("server", "state", "--state", "state", "the state directory", path=True),
     Setting("server", "listen", "--listen", "listen", LISTEN_WANTED),
     Setting("server", "token_file", "--token-file", "token_file", "a file path", path=True),
+    Setting("server", "roles_file", "--roles-file", "roles_file", "a file path", path=True),
     Setting("server", "insecure", "--insecure", "insecure", "true or false"),
     Setting("server", "synchronous", "--synchronous", "synchronous", "NORMAL or FULL"),
     Setting("server", "kill_grace", "--kill-grace", "kill_grace",
@@ -136,6 +138,7 @@ class ServerTable(_Table):
     state: Path | None = None
     listen: Annotated[str, After(_listen)] = DEFAULT_LISTEN
     token_file: Path | None = None
+    roles_file: Path | None = None
     insecure: bool = False
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     kill_grace: Annotated[float, Field(ge=0, allow_inf_nan=False)] = DEFAULT_KILL_GRACE
@@ -306,6 +309,11 @@ class Loaded:
             raise UsageError(f"{server.token_file} is empty"
                              f" ({self.name(BY_PLACE['server', 'token_file'])}): put the token"
                              " in it")
+        grants = self.grants()
+        try:  # the --token-file token joins them as an admin's
+            merge_token(grants, token_text, self.name(BY_PLACE["server", "token_file"]))
+        except RolesFileError as exc:
+            raise UsageError(str(exc)) from None
         cert, key, client_ca = (BY_PLACE["tls", k] for k in ("cert", "key", "client_ca"))
         if (tls.cert is None) != (tls.key is None):
             raise UsageError(f"{self.name(cert)} and {self.name(key)} go together")
@@ -321,7 +329,7 @@ class Loaded:
         git = self.settings.git
         config = ServeConfig(
             store=folders["store"], state=folders["state"], listen=server.listen,
-            token=token_text, tls_cert=tls_files[0], tls_key=tls_files[1],
+            token=token_text, grants=grants, tls_cert=tls_files[0], tls_key=tls_files[1],
             tls_client_ca=tls_files[2], insecure=server.insecure,
             synchronous=server.synchronous, kill_grace_seconds=server.kill_grace,
             smtp=self.smtp(), git_url=git.url, git_branch=git.branch,
@@ -330,6 +338,23 @@ class Loaded:
             idle_timeout_seconds=server.idle_timeout)
         config.check()  # what is left: an address that is not loopback without authentication
         return config
+
+    def grants(self) -> tuple[Grant, ...]:
+        """The roles file's tokens; UsageError naming the file and line (never a token)."""
+        setting = BY_PLACE["server", "roles_file"]
+        data = self._read(setting)
+        if data is None:
+            return ()
+        path = self.settings.value(setting)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise UsageError(f"{path}:{line}: not UTF-8 text ({self.name(setting)})") from None
+        try:
+            return parse_roles(text, path)
+        except RolesFileError as exc:
+            raise UsageError(f"{exc} ({self.name(setting)})") from None
 
     def _read(self, setting: Setting) -> bytes | None:
         path: Path | None = self.settings.value(setting)
