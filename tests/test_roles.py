@@ -4,13 +4,15 @@ token, called over gRPC, by the CLI and by `flowplan.client`."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import FLOWPLAN, ROOT, MakeRepo
+from conftest import FLOWPLAN, ROOT, MakeRepo, wait_until
 from daemon_harness import flowplan, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -122,6 +124,13 @@ def test_serve_refuses_a_malformed_roles_file_at_start(tmp_path: Path) -> None:
     assert f"the token of [server] token_file of {settings} is also in the roles file" \
            " (name ci)" in result.stderr
     assert TOKENS["admin"] not in result.stderr + result.stdout
+    roles.write_bytes(b"# \xc3\xa9\nviewer ci \xff" + TOKENS["viewer"].encode() + b"\n")
+    result = subprocess.run(  # from the environment: named by its variable
+        [*FLOWPLAN, "serve", "--store", "s", "--state", "t", "--print-config"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={**os.environ, "FLOWPLAN_SERVER_ROLES_FILE": str(roles)})
+    assert (result.returncode, result.stderr) == (
+        2, f"flowplan serve: {roles}:2: not UTF-8 text (FLOWPLAN_SERVER_ROLES_FILE)\n")
 
 
 def test_a_non_loopback_address_accepts_a_roles_file_as_authentication(tmp_path: Path
@@ -242,3 +251,41 @@ def _params(**values: str) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(values)
     return message
+
+
+def test_sighup_reloads_the_tokens_and_keeps_them_on_a_bad_file(make_repo: MakeRepo,
+                                                                  tmp_path: Path) -> None:
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(FILES), store)
+    roles = tmp_path / "roles"
+    roles.write_text(ROLES_FILE)
+    new_token = "n" * 20 + "-new-operator"
+    with running_daemon(store, state, extra=["--roles-file", str(roles)],
+                        token=TOKENS["admin"]) as d:
+        def code(token: str, method: str = "ListWorkflows",
+                 request: object = None) -> grpc.StatusCode:
+            try:
+                d.call(method, request or pb.ListWorkflowsRequest(),
+                       metadata=[("authorization", f"Bearer {token}")])
+            except grpc.RpcError as err:
+                return err.code()  # type: ignore[attr-defined, no-any-return]
+            return grpc.StatusCode.OK
+
+        assert code(new_token) is grpc.StatusCode.UNAUTHENTICATED
+        # rotation: the viewer's token goes, a new operator token comes; no restart
+        roles.write_text(f"admin alice {TOKENS['admin']}\noperator ci-2 {new_token}\n")
+        d.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: code(new_token) is grpc.StatusCode.OK, "the new token accepted")
+        assert code(TOKENS["viewer"]) is grpc.StatusCode.UNAUTHENTICATED
+        pause = pb.SetSchedulingStatusRequest(workflow="daily", enabled=False)
+        assert code(new_token, "SetSchedulingStatus", pause) is grpc.StatusCode.OK
+        assert '"roles": {"admin": 1, "operator": 1}' in d.output()
+        # a file that cannot be used: logged with its line, the tokens stay as they were
+        roles.write_text(f"admin alice {TOKENS['admin']}\nviewer ci-2\n")
+        d.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: f"the tokens stay as they were: {roles}:2: has 2 field(s)"
+                   in d.output(), "the refused reload logged")
+        assert code(new_token, "SetSchedulingStatus", pause) is grpc.StatusCode.OK
+        assert d.process.poll() is None
+        log = d.output()
+        assert new_token not in log and not any(t in log for t in TOKENS.values())

@@ -65,9 +65,15 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates a call by its bearer token and authorizes it by the token's role."""
 
     def __init__(self, grants: Iterable[Grant]) -> None:
-        self._grants = tuple((_digest(g.token.encode()), g) for g in grants)
-        if not self._grants:
+        self._grants: tuple[tuple[bytes, Grant], ...] = ()
+        self.replace(grants)
+
+    def replace(self, grants: Iterable[Grant]) -> None:
+        """Judge the calls from now on by `grants` (a reload); at least one."""
+        replaced = tuple((_digest(g.token.encode()), g) for g in grants)
+        if not replaced:
             raise ValueError("a TokenInterceptor needs at least one token")
+        self._grants = replaced  # one assignment: a call sees the old tuple or the new
 
     def caller(self, given: bytes) -> Grant | None:
         """The grant whose token `given` is, compared in constant time: every token is

@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(loaded.settings.server.log_format)
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, reread_access=loaded.access))
     except UsageError as exc:
         print(f"flowplan serve: {exc}", file=sys.stderr)
         return 2

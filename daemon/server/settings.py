@@ -11,8 +11,9 @@ where it was given: the flag, the variable, or the file and its `[table] key`, e
     and SIGKILL as a number >= 0, got "x"
 
 A relative path in the file is relative to the file's folder; from a flag or a variable, to
-the working directory. `Loaded.config()` then reads the token and TLS files into the
-`ServeConfig` the daemon runs with; `Loaded.to_toml()` is `--print-config`: the effective
+the working directory. `Loaded.config()` then reads the token, roles and TLS files into
+the `ServeConfig` the daemon runs with (`Loaded.access()` reads the token and roles files
+again, on SIGHUP); `Loaded.to_toml()` is `--print-config`: the effective
 settings, each with where it came from. Settings hold file paths, never the secrets in
 those files, so nothing secret can be printed.
 """
@@ -303,17 +304,8 @@ class Loaded:
                 raise UsageError(f"{self.where(setting)} {path} is a file: give a folder"
                                  " (created if missing)")
             folders[folder] = path.resolve()
-        token = self._read(BY_PLACE["server", "token_file"])
-        token_text = token.decode(errors="replace").strip() if token is not None else None
-        if token is not None and not token_text:
-            raise UsageError(f"{server.token_file} is empty"
-                             f" ({self.name(BY_PLACE['server', 'token_file'])}): put the token"
-                             " in it")
-        grants = self.grants()
-        try:  # the --token-file token joins them as an admin's
-            merge_token(grants, token_text, self.name(BY_PLACE["server", "token_file"]))
-        except RolesFileError as exc:
-            raise UsageError(str(exc)) from None
+        token_text, grants = self._token(), self.grants()
+        self._merge(grants, token_text)
         cert, key, client_ca = (BY_PLACE["tls", k] for k in ("cert", "key", "client_ca"))
         if (tls.cert is None) != (tls.key is None):
             raise UsageError(f"{self.name(cert)} and {self.name(key)} go together")
@@ -338,6 +330,28 @@ class Loaded:
             idle_timeout_seconds=server.idle_timeout)
         config.check()  # what is left: an address that is not loopback without authentication
         return config
+
+    def access(self) -> tuple[Grant, ...]:
+        """Every token the daemon accepts, with its role, read from the files now: the
+        roles file's and the --token-file token (an admin's). What SIGHUP reloads;
+        UsageError naming the file (and line), never a token."""
+        return self._merge(self.grants(), self._token())
+
+    def _token(self) -> str | None:
+        """The --token-file token (the file's content without surrounding white space)."""
+        setting = BY_PLACE["server", "token_file"]
+        token = self._read(setting)
+        token_text = token.decode(errors="replace").strip() if token is not None else None
+        if token is not None and not token_text:
+            raise UsageError(f"{self.settings.value(setting)} is empty ({self.name(setting)}):"
+                             " put the token in it")
+        return token_text
+
+    def _merge(self, grants: tuple[Grant, ...], token: str | None) -> tuple[Grant, ...]:
+        try:  # the --token-file token joins them as an admin's
+            return merge_token(grants, token, self.name(BY_PLACE["server", "token_file"]))
+        except RolesFileError as exc:
+            raise UsageError(str(exc)) from None
 
     def grants(self) -> tuple[Grant, ...]:
         """The roles file's tokens; UsageError naming the file and line (never a token)."""
