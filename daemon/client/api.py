@@ -205,12 +205,13 @@ def _attempt_running(run: pb.Run, node: str, attempt: int) -> bool:
 class _Base:
     """What both clients share: the target, the token, the retry policy."""
 
-    def __init__(self, address: str | None, *, token: str | None,
-                 token_file: Path | str | None, tls_ca: Path | str | None,
-                 tls_cert: Path | str | None, tls_key: Path | str | None,
-                 timeout: float | None, retry: Retry,
-                 on_reconnect: Callable[[str], None] | None,
-                 environ: Mapping[str, str] | None, target: Target | None) -> None:
+    def __init__(self, address: str | None = None, *, token: str | None = None,
+                 token_file: Path | str | None = None, tls_ca: Path | str | None = None,
+                 tls_cert: Path | str | None = None, tls_key: Path | str | None = None,
+                 timeout: float | None = None, retry: Retry = Retry(),
+                 on_reconnect: Callable[[str], None] | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 target: Target | None = None) -> None:
         self.target = target if target is not None else _target(
             address, token=token, token_file=token_file, tls_ca=tls_ca, tls_cert=tls_cert,
             tls_key=tls_key, timeout=timeout, environ=environ)
@@ -221,6 +222,12 @@ class _Base:
             (("authorization", f"Bearer {self.target.token}"),) if self.target.token else ())
         self._options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         self._answered = False  # a call has returned: the daemon was reached
+        self._channel = self._open(_credentials(self.target))
+        self._stub = pb_grpc.WorkflowServiceStub(self._channel)
+
+    def _open(self, credentials: grpc.ChannelCredentials | None) -> Any:
+        """The channel to the target: blocking or asyncio, as the subclass is."""
+        raise NotImplementedError
 
     def _lost(self, err: grpc.RpcError, backoff: _Backoff) -> None:
         if backoff.first:
@@ -238,22 +245,12 @@ class Client(_Base):
     """A blocking client of one daemon. Close it (or use `with`). See the module's text
     for the options, the results, the errors and which calls are tried again."""
 
-    def __init__(self, address: str | None = None, *, token: str | None = None,
-                 token_file: Path | str | None = None, tls_ca: Path | str | None = None,
-                 tls_cert: Path | str | None = None, tls_key: Path | str | None = None,
-                 timeout: float | None = None, retry: Retry = Retry(),
-                 on_reconnect: Callable[[str], None] | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 target: Target | None = None) -> None:
-        super().__init__(address, token=token, token_file=token_file, tls_ca=tls_ca,
-                         tls_cert=tls_cert, tls_key=tls_key, timeout=timeout, retry=retry,
-                         on_reconnect=on_reconnect, environ=environ, target=target)
-        credentials = _credentials(self.target)
-        self._channel = (
-            grpc.insecure_channel(self.target.address, options=self._options)
-            if credentials is None else
-            grpc.secure_channel(self.target.address, credentials, options=self._options))
-        self._stub = pb_grpc.WorkflowServiceStub(self._channel)
+    _channel: grpc.Channel
+
+    def _open(self, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+        if credentials is None:
+            return grpc.insecure_channel(self.target.address, options=self._options)
+        return grpc.secure_channel(self.target.address, credentials, options=self._options)
 
     def __enter__(self) -> Client:
         return self
@@ -491,22 +488,12 @@ class AsyncClient(_Base):
     `watch_run` and `node_log` are async iterators. Close it (`await client.close()`) or
     use `async with`. Create it inside the event loop that uses it."""
 
-    def __init__(self, address: str | None = None, *, token: str | None = None,
-                 token_file: Path | str | None = None, tls_ca: Path | str | None = None,
-                 tls_cert: Path | str | None = None, tls_key: Path | str | None = None,
-                 timeout: float | None = None, retry: Retry = Retry(),
-                 on_reconnect: Callable[[str], None] | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 target: Target | None = None) -> None:
-        super().__init__(address, token=token, token_file=token_file, tls_ca=tls_ca,
-                         tls_cert=tls_cert, tls_key=tls_key, timeout=timeout, retry=retry,
-                         on_reconnect=on_reconnect, environ=environ, target=target)
-        credentials = _credentials(self.target)
-        self._channel = (
-            grpc.aio.insecure_channel(self.target.address, options=self._options)
-            if credentials is None else
-            grpc.aio.secure_channel(self.target.address, credentials, options=self._options))
-        self._stub = pb_grpc.WorkflowServiceStub(self._channel)
+    _channel: grpc.aio.Channel
+
+    def _open(self, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+        if credentials is None:
+            return grpc.aio.insecure_channel(self.target.address, options=self._options)
+        return grpc.aio.secure_channel(self.target.address, credentials, options=self._options)
 
     async def __aenter__(self) -> AsyncClient:
         return self
