@@ -1,10 +1,13 @@
 """The daemon: one asyncio process with the state store, the plan watcher, the engine,
 the scheduler, backfills, notifications and the gRPC server.
 
+With `--http`, an HTTP listener (daemon/server/http.py: `GET /metrics`) starts once the gRPC
+port is bound, before the engine starts.
+
 Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING; streams
-end cleanly; the server stops accepting and gives in-flight calls a grace period; the
-scheduler and watcher stop; the engine stops driving runs and leaves node processes running
-(the next start adopts them); pending e-mails stay in the outbox; exit 0.
+end cleanly; the server stops accepting and gives in-flight calls a grace period; the HTTP
+listener closes; the scheduler and watcher stop; the engine stops driving runs and leaves
+node processes running (the next start adopts them); pending e-mails stay in the outbox; exit 0.
 
 Its settings: daemon/server/settings.py (the command: daemon/server/command.py).
 """
@@ -20,6 +23,7 @@ import resource
 import signal
 import socket
 import sqlite3
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,6 +44,10 @@ from flowplan.daemon.state.lock import StateInUseError, lock_state
 from flowplan.daemon.state.store import StateError, StateStore, StateWriteError, damaged
 from flowplan.daemon.watcher import PlanCatalog, watch_plans
 
+if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client cost start-up
+    from flowplan.daemon.server.http import HttpServer
+    from flowplan.daemon.server.metrics import Metrics
+
 log = logging.getLogger("flowplan.daemon")
 
 STOP_GRACE_SECONDS = 5.0
@@ -54,6 +62,8 @@ class Daemon:
         config.check()
         self.config = config
         self.port: int | None = None
+        self.http_url: str | None = None  # the HTTP listener's, once it listens
+        self.metrics: Metrics | None = None  # with --http
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
@@ -90,15 +100,25 @@ class Daemon:
         engine = Engine(store=store, plans=catalog, launcher=LocalLauncher(), clock=clock,
                         settings=EngineSettings(state_dir=config.state,
                                                 kill_grace_seconds=config.kill_grace_seconds))
-        scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock)
+        outbox = Outbox(store)
+        metrics: Metrics | None = None
+        if config.http:
+            from flowplan.daemon.server.metrics import Metrics, Sources
+
+            metrics = self.metrics = Metrics(Sources(
+                engine=engine, store=store, outbox=outbox, catalog=catalog, clock=clock))
+        if metrics is not None:  # counters only: nothing on the engine's path waits
+            engine.subscribe(metrics.on_event)
+        scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock,
+                              on_created=metrics.on_tick_created if metrics else None)
         backfills = Backfills(engine=engine, store=store, catalog=catalog, clock=clock)
-        sender = OutboxSender(Outbox(store), config.smtp, clock=clock)
+        sender = OutboxSender(outbox, config.smtp, clock=clock)
         notifier = Notifier(store=store, plans=catalog, sender=sender)
         engine.subscribe(notifier.on_event)
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
         closing = asyncio.Event()
 
-        server = self._server()
+        server = self._server(metrics)
         health_service = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         register(server, Parts(engine=engine, store=store, catalog=catalog,
@@ -110,6 +130,7 @@ class Daemon:
         # adopts or starts a node.
         try:
             self.port = self._bind(server)
+            http = await self._start_http(metrics)
         except UsageError:
             store.close()
             raise
@@ -120,6 +141,8 @@ class Daemon:
             scheduler.recover()
             backfills.recover()
         except (sqlite3.DatabaseError, StateWriteError) as exc:
+            if http is not None:
+                await http.stop()
             await engine.stop()
             await sender.stop(grace_seconds=0)
             store.close()
@@ -136,13 +159,16 @@ class Daemon:
                                                    stop_watch))]
         tasks.append(asyncio.ensure_future(watch_writes(store, health_service, scheduler,
                                                         stop_watch)))
+        if metrics is not None:
+            tasks.append(asyncio.ensure_future(metrics.watch_loop(stop_watch)))
         if config.git_url:
             tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
         log.info("listening", extra={"fields": {
             "address": self.config.listen.rsplit(":", 1)[0] + f":{self.port}",
             "store": str(config.store), "state": str(config.state),
             "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
-            "token": bool(config.token), "max_connections": self.max_connections,
+            "token": bool(config.token), "http": self.http_url,
+            "max_connections": self.max_connections,
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
         notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
@@ -155,6 +181,8 @@ class Daemon:
             await health_service.enter_graceful_shutdown()
             closing.set()
             await server.stop(STOP_GRACE_SECONDS)
+            if http is not None:
+                await http.stop()
             scheduler.stop()
             stop_watch.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -164,8 +192,29 @@ class Daemon:
             log.info("stopped")
         return 0
 
-    def _server(self) -> grpc.aio.Server:
-        interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
+    async def _start_http(self, metrics: Metrics | None) -> HttpServer | None:
+        """The HTTP listener, serving; None without --http, or when its address cannot be
+        listened on and `http_required` is off (`flowplan up`: said in one line)."""
+        if metrics is None:
+            return None
+        from flowplan.daemon.server.http import HttpServer
+
+        http = HttpServer(self.config, metrics.scrape)
+        try:
+            await http.start()
+        except UsageError as exc:
+            if self.config.http_required:
+                raise
+            log.warning("no HTTP listener (metrics): %s", exc)
+            return None
+        self.http_url = http.url
+        return http
+
+    def _server(self, metrics: Metrics | None) -> grpc.aio.Server:
+        interceptors: list[grpc.aio.ServerInterceptor] = (
+            [metrics.interceptor()] if metrics is not None else [])  # outermost: counts all
+        if self.config.token:
+            interceptors.append(TokenInterceptor(self.config.token))
         config = self.config
         return grpc.aio.server(interceptors=interceptors, options=[
             # gRPC sets SO_REUSEPORT by default on Linux: a second daemon on the same
