@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client co
 
 log = logging.getLogger("flowplan.daemon")
 
+NO_HTTP = "no HTTP listener (metrics), serving gRPC only: "
 STOP_GRACE_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
 RESERVED_FDS = 128  # for the daemon's own files: SQLite, logs, the shim, plan reads, git
@@ -63,6 +64,7 @@ class Daemon:
         self.config = config
         self.port: int | None = None
         self.http_url: str | None = None  # the HTTP listener's, once it listens
+        self.http_problem: str | None = None  # why it does not, when not `http_required`
         self.metrics: Metrics | None = None  # with --http
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
         self._stop = asyncio.Event()
@@ -205,7 +207,8 @@ class Daemon:
         except UsageError as exc:
             if self.config.http_required:
                 raise
-            log.warning("no HTTP listener (metrics): %s", exc)
+            self.http_problem = str(exc)
+            log.warning("%s%s", NO_HTTP, exc)
             return None
         self.http_url = http.url
         return http
