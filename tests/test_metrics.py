@@ -4,13 +4,16 @@ prometheus_client's parser. And the HTTP listener's exposure rules and token."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
+from certificates import certificates
 from conftest import FLOWPLAN, ROOT, MakeRepo, wait_until
 from daemon_harness import free_port, publish, running_daemon
 from google.protobuf import timestamp_pb2
@@ -177,8 +180,13 @@ def test_with_a_token_metrics_need_the_bearer_header(make_repo: MakeRepo,
                 urllib.request.urlopen(request, timeout=10)
             assert refused.value.code == 401
         d.call("ListWorkflows", pb.ListWorkflowsRequest())
-        with pytest.raises(Exception):  # noqa: B017 - refused by the token interceptor
+        with pytest.raises(grpc.RpcError) as refused_call:
             d.call("ListWorkflows", pb.ListWorkflowsRequest(), metadata=[])
+        assert refused_call.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        for name in ("/made.Up/Method", "/flowplan.v1.WorkflowService/Nope"):
+            with pytest.raises(grpc.RpcError) as unknown:  # the caller's name: no label
+                d.channel.unary_unary(name)(b"", metadata=d.metadata(), timeout=10)
+            assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
         method = "/flowplan.v1.WorkflowService/ListWorkflows"
         # a refusal's status goes out before the call's end is counted: poll for it
         def refusal_counted() -> Samples | None:
@@ -190,6 +198,9 @@ def test_with_a_token_metrics_need_the_bearer_header(make_repo: MakeRepo,
         assert value(samples, "flowplan_grpc_requests_total", method=method,
                      code="UNAUTHENTICATED") == 1
         assert value(samples, "flowplan_grpc_requests_total", method=method, code="OK") == 1
+        assert value(samples, "flowplan_grpc_requests_total", method="unknown",
+                     code="UNIMPLEMENTED") == 2
+        assert not any("Nope" in v or "made" in v for (_, labels) in samples for _, v in labels)
 
 
 def test_a_non_loopback_http_address_needs_a_token_tls_or_insecure(tmp_path: Path) -> None:
@@ -204,3 +215,28 @@ def test_a_non_loopback_http_address_needs_a_token_tls_or_insecure(tmp_path: Pat
          str(tmp_path / "state"), "--http", "nowhere"],
         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and "--http nowhere: give host:port" in bad.stderr
+
+
+def test_with_tls_metrics_are_served_over_https_to_a_client_certificate(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    store, state, pki = tmp_path / "store", tmp_path / "state", tmp_path / "pki"
+    publish(make_repo(FILES), store)
+    pems = certificates(pki)
+    http_port = free_port()
+    client = grpc.ssl_channel_credentials(root_certificates=pems["ca"],
+                                          private_key=pems["client_key"],
+                                          certificate_chain=pems["client_cert"])
+    with running_daemon(store, state, credentials=client, extra=[
+            "--http", f"127.0.0.1:{http_port}",
+            "--tls-cert", str(pki / "server_cert.pem"), "--tls-key", str(pki / "server_key.pem"),
+            "--tls-client-ca", str(pki / "ca.pem")]):
+        context = ssl.create_default_context(cafile=pki / "ca.pem")
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"https://127.0.0.1:{http_port}/metrics", timeout=10,
+                                   context=context).read()  # no client certificate
+        context.load_cert_chain(pki / "client_cert.pem", pki / "client_key.pem")
+        with urllib.request.urlopen(f"https://127.0.0.1:{http_port}/metrics", timeout=10,
+                                    context=context) as response:
+            families = {f.name for f in text_string_to_metric_families(
+                response.read().decode())}
+        assert {"flowplan_runs_started", "flowplan_queue_slots_in_use"} <= families

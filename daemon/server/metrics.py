@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -39,6 +41,7 @@ from flowplan.daemon.engine.engine import Engine
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
 from flowplan.daemon.state.store import StateStore
 from flowplan.daemon.watcher import PlanCatalog
+from flowplan.v1 import workflow_service_pb2
 
 log = logging.getLogger("flowplan.daemon")
 
@@ -53,6 +56,10 @@ LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 GRPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60,
                 300, float("inf"))
 UNKNOWN_METHOD = "unknown"  # a method no service has: its name is the caller's, unbounded
+KNOWN_METHODS = frozenset(
+    f"/{service.full_name}/{method.name}"
+    for module in (workflow_service_pb2, health_pb2, reflection_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods)
 FINAL_RUN = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value,
                        RunStatus.CANCELLED.value})
 # a node status that ends an attempt -> the attempt's status
@@ -245,16 +252,17 @@ class GrpcMetrics(grpc.aio.ServerInterceptor):
                                 details: grpc.HandlerCallDetails
                                 ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
-        if handler is None:  # UNIMPLEMENTED, answered by gRPC itself
-            self._metrics.grpc_handled.labels(UNKNOWN_METHOD,
-                                              grpc.StatusCode.UNIMPLEMENTED.name).inc()
-            return None
         method: str = details.method
+        if method not in KNOWN_METHODS:  # the caller's name: not a label value
+            method = UNKNOWN_METHOD
+        if handler is None:  # UNIMPLEMENTED, answered by gRPC itself
+            self._metrics.grpc_handled.labels(method, grpc.StatusCode.UNIMPLEMENTED.name).inc()
+            return None
         return _wrapped(handler, method, self._metrics)
 
 
 def _code(context: grpc.aio.ServicerContext[Any, Any], failed: BaseException | None) -> str:
-    if isinstance(failed, asyncio.CancelledError):
+    if isinstance(failed, asyncio.CancelledError | GeneratorExit):  # the client went away
         return grpc.StatusCode.CANCELLED.name
     code: Any = context.code()
     if isinstance(code, grpc.StatusCode):
