@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +46,8 @@ from flowplan.v1 import workflow_service_pb2
 
 log = logging.getLogger("flowplan.daemon")
 
-LOOP_PROBE_SECONDS = 0.25  # how often the event-loop lag is sampled
+LOOP_PROBE_SECONDS = 0.25  # how often the event-loop lag is sampled (and events counted)
+MAX_QUEUED_EVENTS = 10_000  # counted at once when this many wait
 # attempts last from milliseconds (a shell step) to hours (a Spark job)
 ATTEMPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200,
                    14400, float("inf"))
@@ -55,6 +57,7 @@ LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
                     float("inf"))
 GRPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60,
                 300, float("inf"))
+AttemptKey = tuple[str, str, int]  # run id, node, attempt number
 UNKNOWN_METHOD = "unknown"  # a method no service has: its name is the caller's, unbounded
 KNOWN_METHODS = frozenset(
     f"/{service.full_name}/{method.name}"
@@ -117,21 +120,66 @@ class Metrics:
         ProcessCollector(registry=registry)  # the standard process_...: CPU, memory, fds
         PlatformCollector(registry=registry)
         registry.register(_StateCollector(sources))
-        self._started: dict[tuple[str, str, int], tuple[datetime, str]] = {}
+        self._started: dict[AttemptKey, tuple[datetime, str]] = {}  # -> (start, queue)
+        self._untimed: dict[AttemptKey, str] = {}  # an attempt that ends unstarted -> queue
         self._runs: dict[str, tuple[str, str]] = {}  # active run -> (workflow, trigger)
+        self._ended: deque[StatusEvent] = deque()  # ends of attempts and runs, to count
+        self._attempt_children: dict[tuple[str, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
 
     def scrape(self) -> bytes:
         """The text format of every metric."""
+        self.flush()
         return generate_latest(self.registry)
 
     # ---- the engine's events --------------------------------------------------------
 
     def on_event(self, event: StatusEvent) -> None:
-        """Count a status change; from memory only (the engine's `labels`)."""
+        """Hear a status change. The ends of attempts and runs come between one node's end
+        and the next one's start (the engine's handoff): they are only queued here, and
+        counted by `flush` (at each scrape and every LOOP_PROBE_SECONDS). A start looks up
+        its labels in the engine's memory now, while the run is there."""
         if event.node is None:
-            self._run_event(event)
+            if event.status in FINAL_RUN:
+                self._ended.append(event)
+            else:
+                self._run_event(event)
         elif event.attempt is not None:
-            self._attempt_event(event)
+            if event.status == NodeStatus.RUNNING.value:
+                self._started[event.run_id, event.node, event.attempt] = (
+                    event.at, self._queue_of(event))
+            elif event.status in ATTEMPT_END:
+                if (event.run_id, event.node, event.attempt) not in self._started:
+                    # never RUNNING here (its command could not be built, or adopted at a
+                    # restart): its queue now, untimed
+                    self._untimed[event.run_id, event.node, event.attempt] = (
+                        self._queue_of(event))
+                self._ended.append(event)
+        if len(self._ended) >= MAX_QUEUED_EVENTS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the queued ends of attempts and runs."""
+        while self._ended:
+            event = self._ended.popleft()
+            if event.node is None:
+                workflow, trigger = self._runs.pop(event.run_id, ("unknown", "unknown"))
+                self._finished_runs(workflow, trigger, event.status.lower()).inc()
+                continue
+            assert event.attempt is not None
+            key = (event.run_id, event.node, event.attempt)
+            started = self._started.pop(key, None)
+            if started is None:
+                queue = self._untimed.pop(key, "unknown")
+            else:
+                queue = started[1]
+                self._duration(queue).observe(
+                    max(0.0, (event.at - started[0]).total_seconds()))
+            self._finished_attempts(queue, ATTEMPT_END[event.status]).inc()
+
+    def _queue_of(self, event: StatusEvent) -> str:
+        labels = self._sources.engine.labels(event.run_id, event.node)
+        return (labels.queue if labels is not None else None) or "unknown"
 
     def _run_event(self, event: StatusEvent) -> None:
         labels = self._sources.engine.labels(event.run_id)
@@ -140,30 +188,22 @@ class Metrics:
         known = self._runs.get(event.run_id)
         if event.status == RunStatus.RUNNING.value and known is not None:
             self.runs_started.labels(*known).inc()
-        elif event.status in FINAL_RUN:
-            self._runs.pop(event.run_id, None)
-            workflow, trigger = known or ("unknown", "unknown")
-            self.runs_finished.labels(workflow, trigger, event.status.lower()).inc()
 
-    def _attempt_event(self, event: StatusEvent) -> None:
-        assert event.node is not None and event.attempt is not None
-        key = (event.run_id, event.node, event.attempt)
-        if event.status == NodeStatus.RUNNING.value:
-            labels = self._sources.engine.labels(event.run_id, event.node)
-            self._started[key] = (event.at, (labels.queue if labels else None) or "unknown")
-            return
-        ended = ATTEMPT_END.get(event.status)
-        if ended is None:
-            return
-        started = self._started.pop(key, None)
-        if started is None:  # never ran (its command could not be built) or adopted
-            labels = self._sources.engine.labels(event.run_id, event.node)
-            queue = (labels.queue if labels else None) or "unknown"
-        else:
-            queue = started[1]
-            self.attempt_duration.labels(queue).observe(
-                max(0.0, (event.at - started[0]).total_seconds()))
-        self.attempts_finished.labels(queue, ended).inc()
+    def _finished_runs(self, workflow: str, trigger: str, status: str) -> Any:
+        return self.runs_finished.labels(workflow, trigger, status)
+
+    def _finished_attempts(self, queue: str, status: str) -> Any:
+        child = self._attempt_children.get((queue, status))
+        if child is None:
+            child = self._attempt_children[queue, status] = self.attempts_finished.labels(
+                queue, status)
+        return child
+
+    def _duration(self, queue: str) -> Any:
+        child = self._duration_children.get(queue)
+        if child is None:
+            child = self._duration_children[queue] = self.attempt_duration.labels(queue)
+        return child
 
     # ---- the scheduler, the event loop, gRPC ----------------------------------------
 
@@ -179,6 +219,7 @@ class Metrics:
                 await asyncio.wait_for(stop.wait(), LOOP_PROBE_SECONDS)
             if not stop.is_set():
                 self.loop_lag.observe(max(0.0, loop.time() - asked - LOOP_PROBE_SECONDS))
+                self.flush()
 
     def interceptor(self) -> GrpcMetrics:
         return GrpcMetrics(self)
