@@ -2,9 +2,9 @@
 
 Compiles REPO (default: the current directory, or its `workflows/` folder) and publishes it
 into `./.flowplan/store`, starts the daemon with its state in `./.flowplan/state` on
-127.0.0.1:50051, and republishes on every change of the repository (diagnostics printed;
-an invalid workflow keeps its last good version). Ctrl-C stops it cleanly; node processes
-still running are adopted by the next `flowplan up`.
+127.0.0.1:50051 (metrics on http://127.0.0.1:8080/metrics), and republishes on every change
+of the repository (diagnostics printed; an invalid workflow keeps its last good version).
+Ctrl-C stops it cleanly; node processes still running are adopted by the next `flowplan up`.
 
 The banner suggests `flowplan run` only for workflows that can run on this host (a node on a
 Spark queue needs spark-submit: the Spark extra or SPARK_HOME); log lines of the start are
