@@ -4,6 +4,7 @@ prometheus_client's parser. And the HTTP listener's exposure rules and token."""
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import urllib.error
@@ -240,3 +241,20 @@ def test_with_tls_metrics_are_served_over_https_to_a_client_certificate(
             families = {f.name for f in text_string_to_metric_families(
                 response.read().decode())}
         assert {"flowplan_runs_started", "flowplan_queue_slots_in_use"} <= families
+
+
+def test_the_http_address_comes_from_the_environment_or_the_settings_file(
+        tmp_path: Path) -> None:
+    settings = tmp_path / "flowplan.toml"
+    settings.write_text('[server]\nstore = "store"\nstate = "state"\nhttp = "127.0.0.1:9464"\n')
+    serve = [*FLOWPLAN, "serve", "--settings", str(settings), "--print-config"]
+    from_file = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert 'http              = "127.0.0.1:9464"  # file' in from_file.stdout, from_file.stdout
+    from_env = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                              env={**os.environ, "FLOWPLAN_SERVER_HTTP": "127.0.0.1:9465"})
+    assert ('http              = "127.0.0.1:9465"  # env FLOWPLAN_SERVER_HTTP'
+            in from_env.stdout), from_env.stdout
+    bad = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "FLOWPLAN_SERVER_HTTP": "9465"})
+    assert bad.returncode == 2
+    assert 'FLOWPLAN_SERVER_HTTP: must be host:port with a port from 0 to 65535' in bad.stderr

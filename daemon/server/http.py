@@ -74,7 +74,12 @@ class HttpServer:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._scrape(), headers={"Content-Type": CONTENT_TYPE})
+        try:
+            body = self._scrape()
+        except Exception:  # e.g. the state database unreadable: this scrape fails, not us
+            log.exception("GET /metrics failed")
+            return web.Response(status=500, text="metrics failed: see the daemon's log\n")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def _bearer(token: str) -> Middleware:
