@@ -187,13 +187,17 @@ class Engine(Recovery):
 
     def labels(self, run_id: str, node: str | None = None) -> RunLabels | None:
         """The workflow, trigger and (with `node`) queue of a run this engine holds; None
-        for a run it does not hold (or whose state is not loaded yet)."""
+        for a run it does not hold. The trigger of a pending run found at start is
+        "unknown" until it is admitted."""
         state = self._runs.get(run_id)
         if state is None:
             queued = self._queued.get(run_id)
-            state = queued.state if queued is not None else None
-        if state is None:
-            return None
+            if queued is None:
+                return None
+            if queued.state is None:  # loaded when admitted: a backfill's, or found at start
+                return RunLabels(queued.workflow,
+                                 "backfill" if queued.lane[0] == "backfill" else "unknown")
+            state = queued.state
         node_state = state.nodes.get(node) if node is not None else None
         return RunLabels(state.header.workflow, state.header.trigger.value,
                          node_state.queue if node_state is not None else None)
