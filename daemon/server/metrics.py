@@ -164,7 +164,7 @@ class Metrics:
             event = self._ended.popleft()
             if event.node is None:
                 workflow, trigger = self._runs.pop(event.run_id, ("unknown", "unknown"))
-                self._finished_runs(workflow, trigger, event.status.lower()).inc()
+                self.runs_finished.labels(workflow, trigger, event.status.lower()).inc()
                 continue
             assert event.attempt is not None
             key = (event.run_id, event.node, event.attempt)
@@ -188,9 +188,6 @@ class Metrics:
         known = self._runs.get(event.run_id)
         if event.status == RunStatus.RUNNING.value and known is not None:
             self.runs_started.labels(*known).inc()
-
-    def _finished_runs(self, workflow: str, trigger: str, status: str) -> Any:
-        return self.runs_finished.labels(workflow, trigger, status)
 
     def _finished_attempts(self, queue: str, status: str) -> Any:
         child = self._attempt_children.get((queue, status))
