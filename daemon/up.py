@@ -2,9 +2,9 @@
 
 Compiles REPO (default: the current directory, or its `workflows/` folder) and publishes it
 into `./.flowplan/store`, starts the daemon with its state in `./.flowplan/state` on
-127.0.0.1:50051, and republishes on every change of the repository (diagnostics printed;
-an invalid workflow keeps its last good version). Ctrl-C stops it cleanly; node processes
-still running are adopted by the next `flowplan up`.
+127.0.0.1:50051 (metrics on http://127.0.0.1:8080/metrics), and republishes on every change
+of the repository (diagnostics printed; an invalid workflow keeps its last good version).
+Ctrl-C stops it cleanly; node processes still running are adopted by the next `flowplan up`.
 
 The banner suggests `flowplan run` only for workflows that can run on this host (a node on a
 Spark queue needs spark-submit: the Spark extra or SPARK_HOME); log lines of the start are
@@ -34,7 +34,7 @@ from flowplan.compiler.store import PlanStore
 from flowplan.daemon.engine import spark
 from flowplan.daemon.notify.sender import NO_SMTP
 from flowplan.daemon.scheduler.ticks import next_ticks
-from flowplan.daemon.server.app import Daemon
+from flowplan.daemon.server.app import NO_HTTP, Daemon
 from flowplan.daemon.server.config import DEFAULT_LISTEN, ServeConfig, UsageError
 from flowplan.daemon.server.logging import setup_logging
 from flowplan.daemon.state.store import StateError
@@ -42,6 +42,7 @@ from flowplan.daemon.state.store import StateError
 log = logging.getLogger("flowplan.up")
 
 HOME = Path(".flowplan")
+DEFAULT_UP_HTTP = "127.0.0.1:8080"
 
 
 def register(subparsers: Any) -> None:
@@ -52,6 +53,9 @@ def register(subparsers: Any) -> None:
                     help="the repository (default: the current directory)")
     up.add_argument("--listen", default=DEFAULT_LISTEN,
                     help=f"host:port of the daemon (default {DEFAULT_LISTEN}; loopback only)")
+    up.add_argument("--http", default=DEFAULT_UP_HTTP, metavar="HOST:PORT",
+                    help=f"HTTP address for GET /metrics (default {DEFAULT_UP_HTTP}; loopback"
+                         " only; a busy one is reported and gRPC serves on)")
     up.add_argument("--home", type=Path, default=HOME,
                     help="where the store and state go (default ./.flowplan)")
     up.set_defaults(handler=cmd_up)
@@ -89,10 +93,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"flowplan up: {exc}", file=sys.stderr)
         return 2
     home = args.home.resolve()
-    config = ServeConfig(store=home / "store", state=home / "state", listen=args.listen)
+    config = ServeConfig(store=home / "store", state=home / "state", listen=args.listen,
+                         http=args.http, http_required=False)
     try:
         config.check()
-        if not config.listen.startswith(("127.", "localhost", "[::1]")):
+        if not all(address.startswith(("127.", "localhost", "[::1]"))
+                   for address in (config.listen, args.http)):
             raise UsageError("flowplan up listens on loopback only; use flowplan serve")
         return asyncio.run(_up(root.resolve(), config))
     except UsageError as exc:
@@ -133,10 +139,12 @@ async def _up(root: Path, config: ServeConfig) -> int:
         await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():
             return running.result()
-        _banner(config, daemon.port, result.plans)
-    finally:  # the banner says it when there is no SMTP server: no log line for it too
-        held.write_out(drop=lambda record: config.smtp is None
-                     and record.getMessage().startswith(NO_SMTP))
+        http = (f"metrics at {daemon.http_url}/metrics" if daemon.http_url
+                else f"{NO_HTTP}{daemon.http_problem}")
+        _banner(config, daemon.port, result.plans, http=http)
+    finally:  # the banner says these: no log line for them too
+        held.write_out(drop=lambda record: record.getMessage().startswith(NO_HTTP) or (
+            config.smtp is None and record.getMessage().startswith(NO_SMTP)))
     stop = asyncio.Event()
     watcher = asyncio.ensure_future(_republish(root, config, store, stop,
                                                tuple(map(str, result.diagnostics))))
@@ -172,11 +180,12 @@ async def _republish(root: Path, config: ServeConfig, store: PlanStore,
             print(f"flowplan up: republish failed: {exc}", file=sys.stderr)
 
 
-def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | list[Plan]
-            ) -> None:
+def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | list[Plan], *,
+            http: str) -> None:
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     print(f"\ndaemon listening on {address}  (store {config.store}, state {config.state})")
+    print(http)
     now = datetime.now(UTC)
     manual = []
     has_spark = spark.locate() is not None

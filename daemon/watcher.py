@@ -49,6 +49,14 @@ class PlanCatalog:
     def workflows(self) -> list[str]:
         return sorted(self._latest)
 
+    def active(self) -> int:
+        """Workflows whose latest version is a plan (not a tombstone)."""
+        return sum(1 for plan in self._latest.values() if plan.content is not None)
+
+    def skipped(self) -> int:
+        """Plan versions skipped as unreadable."""
+        return len(self._broken)
+
     def versions(self, workflow: str) -> list[int]:
         return self.store.versions(workflow)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -32,10 +34,11 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
     if (ROOT / "jobs").is_dir():
         shutil.copytree(ROOT / "jobs", project / "jobs")
     address = f"127.0.0.1:{free_port()}"
+    http = f"127.0.0.1:{free_port()}"
     out = tmp_path / "up.out"
     with open(out, "wb") as sink:
         process = subprocess.Popen(
-            [*FLOWPLAN, "up", "--listen", address],
+            [*FLOWPLAN, "up", "--listen", address, "--http", http],
             cwd=project, stdout=sink, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
         try:
@@ -50,6 +53,9 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             assert "start it: flowplan run reindex" in text
             banner = text[:text.index("Ctrl-C stops")]
             assert " WARNING " not in banner, banner  # log lines wait for the banner's end
+            assert f"metrics at http://{http}/metrics" in banner
+            with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as response:
+                assert b"flowplan_runs_started_total" in response.read()
             assert "notifications: no SMTP server configured; e-mails are recorded, not" \
                    " sent: flowplan notifications --address" in banner
             rollup = next(line for line in banner.splitlines() if "  spark_rollup " in line)
@@ -84,3 +90,35 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             code = process.wait(timeout=30)
     assert code == 0, out.read_text()
     assert "flowplan up: stopped" in out.read_text()
+
+
+def test_flowplan_up_says_in_one_line_when_its_http_port_is_busy(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "hello.yaml").write_text(
+        "name: hello\nnodes: [{name: hi, command: echo hi}]\n")
+    address = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "up.out"
+    with socket.socket() as busy, open(out, "wb") as sink:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        http = f"127.0.0.1:{busy.getsockname()[1]}"
+        process = subprocess.Popen(
+            [*FLOWPLAN, "up", "--listen", address, "--http", http],
+            cwd=project, stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+        try:
+            channel = grpc.insecure_channel(address)
+            serving(channel, process, out)  # gRPC serves all the same
+            deadline = time.monotonic() + 10
+            while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            said = [line for line in out.read_text().splitlines() if http in line]
+            assert said == [f"no HTTP listener (metrics), serving gRPC only: cannot listen on"
+                            f" --http {http}: address in use: another program listens there;"
+                            " choose another --http"], out.read_text()
+            channel.close()
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+    assert code == 0, out.read_text()

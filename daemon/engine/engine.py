@@ -36,6 +36,23 @@ from flowplan.daemon.engine.resume import ResumeError, ResumePlan, plan_resume
 
 
 @dataclass(frozen=True, slots=True)
+class RunLabels:
+    """What metrics label a run's events with: bounded names, never the run id."""
+
+    workflow: str
+    trigger: str
+    queue: str | None = None  # the node's queue, for a node's event
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUsage:
+    name: str
+    capacity: int
+    running: int  # slots in use
+    waiting: int  # attempts waiting for a slot
+
+
+@dataclass(frozen=True, slots=True)
 class ResumeAnswer:
     run_id: str | None  # None for a dry run
     node_names: tuple[str, ...]
@@ -165,6 +182,39 @@ class Engine(Recovery):
     def is_active(self, run_id: str) -> bool:
         """True while the run is pending or running in this engine."""
         return run_id in self._runs or run_id in self._queued
+
+    # ---- for metrics: memory only, no I/O -----------------------------------------------
+
+    def labels(self, run_id: str, node: str | None = None) -> RunLabels | None:
+        """The workflow, trigger and (with `node`) queue of a run this engine holds; None
+        for a run it does not hold. The trigger of a pending run found at start is
+        "unknown" until it is admitted."""
+        state = self._runs.get(run_id)
+        if state is None:
+            queued = self._queued.get(run_id)
+            if queued is None:
+                return None
+            if queued.state is None:  # loaded when admitted: a backfill's, or found at start
+                return RunLabels(queued.workflow,
+                                 "backfill" if queued.lane[0] == "backfill" else "unknown")
+            state = queued.state
+        node_state = state.nodes.get(node) if node is not None else None
+        return RunLabels(state.header.workflow, state.header.trigger.value,
+                         node_state.queue if node_state is not None else None)
+
+    def queue_usage(self) -> list[QueueUsage]:
+        """Each resource queue's slots in use and attempts waiting for one."""
+        return [QueueUsage(q.name, q.capacity, q.running, q.waiting)
+                for q in self._queues.values()]
+
+    def pending_runs(self) -> dict[tuple[str, str], int]:
+        """Runs waiting for admission by (lane kind, workflow): "workflow" lanes (a
+        workflow's own runs) and "backfill" lanes (counted under the backfill's workflow)."""
+        counts: dict[tuple[str, str], int] = {}
+        for queued in self._queued.values():
+            key = (queued.lane[0], queued.workflow)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     # ---- resume -------------------------------------------------------------------------
 

@@ -41,6 +41,11 @@ class ResourceQueue:
                 self.release()  # the slot was handed to us as we were cancelled
             raise
 
+    @property
+    def waiting(self) -> int:
+        """Attempts waiting for a slot."""
+        return sum(1 for waiters in self._waiters.values() for f in waiters if not f.done())
+
     def take(self) -> None:
         """Count an attempt that is already running (adopted after a restart)."""
         self.running += 1

@@ -106,6 +106,15 @@ class Outbox:
             return int(db.execute("SELECT count(*) FROM outbox WHERE status = ?",
                                   (status.value,)).fetchone()[0])
 
+    def summary(self) -> tuple[dict[OutboxStatus, int], datetime | None]:
+        """Messages by status, and when the oldest pending one was created (for metrics)."""
+        with self._store.transaction() as db:
+            counts = {OutboxStatus(status): int(n) for status, n in db.execute(
+                "SELECT status, count(*) FROM outbox GROUP BY status")}
+            oldest = db.execute("SELECT min(created_at) FROM outbox"
+                                " WHERE status = 'PENDING'").fetchone()[0]
+        return counts, parse_ts(oldest) if oldest is not None else None
+
     def begin_attempt(self, row_id: int) -> None:
         """Count the attempt before sending: a crash mid-send still counts it."""
         with self._store.transaction() as db:

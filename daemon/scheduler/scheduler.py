@@ -22,6 +22,7 @@ import asyncio
 import collections
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -88,8 +89,12 @@ def data_interval(schedule: SchedulePlan, tick: datetime) -> tuple[datetime, dat
 
 class Scheduler:
     def __init__(self, *, engine: Engine, store: StateStore, catalog: Catalog, clock: Clock,
-                 settings: SchedulerSettings | None = None) -> None:
+                 settings: SchedulerSettings | None = None,
+                 on_created: Callable[[str, float], None] | None = None) -> None:
+        """`on_created(workflow, lag_seconds)` hears of each tick's run as it is created,
+        with how late that is after the tick's due time (for metrics; must not block)."""
         self._engine = engine
+        self._on_created = on_created
         self._store = store
         self._catalog = catalog
         self._clock = clock
@@ -233,6 +238,8 @@ class Scheduler:
         except RunError as exc:
             log.error("%s: no run for the tick %s: %s", plan.workflow, tick.isoformat(), exc)
             return False
+        if self._on_created is not None:
+            self._on_created(plan.workflow, (self._clock.now() - tick).total_seconds())
         return True
 
     # ---- the scheduling switch ----------------------------------------------------------

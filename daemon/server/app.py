@@ -1,10 +1,13 @@
 """The daemon: one asyncio process with the state store, the plan watcher, the engine,
 the scheduler, backfills, notifications and the gRPC server.
 
+With `--http`, an HTTP listener (daemon/server/http.py: `GET /metrics`) starts once the gRPC
+port is bound, before the engine starts.
+
 Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING; streams
-end cleanly; the server stops accepting and gives in-flight calls a grace period; the
-scheduler and watcher stop; the engine stops driving runs and leaves node processes running
-(the next start adopts them); pending e-mails stay in the outbox; exit 0.
+end cleanly; the server stops accepting and gives in-flight calls a grace period; the HTTP
+listener closes; the scheduler and watcher stop; the engine stops driving runs and leaves
+node processes running (the next start adopts them); pending e-mails stay in the outbox; exit 0.
 
 SIGHUP reads the token and roles files again (`Daemon.reload()`); who may call what:
 daemon/server/auth.py. Its settings: daemon/server/settings.py (the command:
@@ -23,6 +26,7 @@ import signal
 import socket
 import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,8 +48,13 @@ from flowplan.daemon.state.lock import StateInUseError, lock_state
 from flowplan.daemon.state.store import StateError, StateStore, StateWriteError, damaged
 from flowplan.daemon.watcher import PlanCatalog, watch_plans
 
+if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client cost start-up
+    from flowplan.daemon.server.http import HttpServer
+    from flowplan.daemon.server.metrics import Metrics
+
 log = logging.getLogger("flowplan.daemon")
 
+NO_HTTP = "no HTTP listener (metrics), serving gRPC only: "
 STOP_GRACE_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
 RESERVED_FDS = 128  # for the daemon's own files: SQLite, logs, the shim, plan reads, git
@@ -64,6 +73,9 @@ class Daemon:
         self._reread_access = reread_access
         self._interceptor: TokenInterceptor | None = None
         self.port: int | None = None
+        self.http_url: str | None = None  # the HTTP listener's, once it listens
+        self.http_problem: str | None = None  # why it does not, when not `http_required`
+        self.metrics: Metrics | None = None  # with --http
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
@@ -116,15 +128,25 @@ class Daemon:
         engine = Engine(store=store, plans=catalog, launcher=LocalLauncher(), clock=clock,
                         settings=EngineSettings(state_dir=config.state,
                                                 kill_grace_seconds=config.kill_grace_seconds))
-        scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock)
+        outbox = Outbox(store)
+        metrics: Metrics | None = None
+        if config.http:
+            from flowplan.daemon.server.metrics import Metrics, Sources
+
+            metrics = self.metrics = Metrics(Sources(
+                engine=engine, store=store, outbox=outbox, catalog=catalog, clock=clock))
+        if metrics is not None:  # counters only: nothing on the engine's path waits
+            engine.subscribe(metrics.on_event)
+        scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock,
+                              on_created=metrics.on_tick_created if metrics else None)
         backfills = Backfills(engine=engine, store=store, catalog=catalog, clock=clock)
-        sender = OutboxSender(Outbox(store), config.smtp, clock=clock)
+        sender = OutboxSender(outbox, config.smtp, clock=clock)
         notifier = Notifier(store=store, plans=catalog, sender=sender)
         engine.subscribe(notifier.on_event)
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
         closing = asyncio.Event()
 
-        server = self._server()
+        server = self._server(metrics)
         health_service = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         register(server, Parts(engine=engine, store=store, catalog=catalog,
@@ -136,6 +158,7 @@ class Daemon:
         # adopts or starts a node.
         try:
             self.port = self._bind(server)
+            http = await self._start_http(metrics)
         except UsageError:
             store.close()
             raise
@@ -146,6 +169,8 @@ class Daemon:
             scheduler.recover()
             backfills.recover()
         except (sqlite3.DatabaseError, StateWriteError) as exc:
+            if http is not None:
+                await http.stop()
             await engine.stop()
             await sender.stop(grace_seconds=0)
             store.close()
@@ -162,6 +187,8 @@ class Daemon:
                                                    stop_watch))]
         tasks.append(asyncio.ensure_future(watch_writes(store, health_service, scheduler,
                                                         stop_watch)))
+        if metrics is not None:
+            tasks.append(asyncio.ensure_future(metrics.watch_loop(stop_watch)))
         if config.git_url:
             tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
         log.info("listening", extra={"fields": {
@@ -169,6 +196,7 @@ class Daemon:
             "store": str(config.store), "state": str(config.state),
             "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
             "token": bool(config.token), "roles": role_counts(config.access()),
+            "http": self.http_url,
             "max_connections": self.max_connections,
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
@@ -182,6 +210,8 @@ class Daemon:
             await health_service.enter_graceful_shutdown()
             closing.set()
             await server.stop(STOP_GRACE_SECONDS)
+            if http is not None:
+                await http.stop()
             scheduler.stop()
             stop_watch.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,11 +221,34 @@ class Daemon:
             log.info("stopped")
         return 0
 
-    def _server(self) -> grpc.aio.Server:
+    async def _start_http(self, metrics: Metrics | None) -> HttpServer | None:
+        """The HTTP listener, serving; None without --http, or when its address cannot be
+        listened on and `http_required` is off (`flowplan up`: said in one line)."""
+        if metrics is None:
+            return None
+        from flowplan.daemon.server.http import HttpServer
+
+        authenticate = self._interceptor.caller if self._interceptor is not None else None
+        http = HttpServer(self.config, metrics.scrape, authenticate)
+        try:
+            await http.start()
+        except UsageError as exc:
+            if self.config.http_required:
+                raise
+            self.http_problem = str(exc)
+            log.warning("%s%s", NO_HTTP, exc)
+            return None
+        self.http_url = http.url
+        return http
+
+    def _server(self, metrics: Metrics | None) -> grpc.aio.Server:
+        interceptors: list[grpc.aio.ServerInterceptor] = (
+            [metrics.interceptor()] if metrics is not None else [])  # outermost: counts all
         config = self.config
         grants = config.access()
         self._interceptor = TokenInterceptor(grants) if grants else None
-        interceptors = [self._interceptor] if self._interceptor else []
+        if self._interceptor is not None:
+            interceptors.append(self._interceptor)
         return grpc.aio.server(interceptors=interceptors, options=[
             # gRPC sets SO_REUSEPORT by default on Linux: a second daemon on the same
             # address would then also "listen" and take half of the calls at random.

@@ -50,6 +50,8 @@ class ServeConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
+    http: str | None = None  # host:port of the HTTP listener (/metrics); None: none
+    http_required: bool = True  # False (`flowplan up`): a busy address is logged, not fatal
 
     def access(self) -> tuple[Grant, ...]:
         """Every token the daemon accepts with its role (none: no authentication)."""
@@ -60,6 +62,8 @@ class ServeConfig:
         from a file or the environment are checked, by their names, before this.)"""
         if listen_problem(self.listen):
             raise UsageError(f"--listen {self.listen}: give {LISTEN_WANTED}")
+        if self.http is not None and listen_problem(self.http):
+            raise UsageError(f"--http {self.http}: give {HTTP_WANTED}")
         if not math.isfinite(self.kill_grace_seconds) or self.kill_grace_seconds < 0:
             raise UsageError(f"--kill-grace {self.kill_grace_seconds}: give the seconds between"
                              " SIGTERM and SIGKILL as a number >= 0")
@@ -81,16 +85,20 @@ class ServeConfig:
             self.access()
         except RolesFileError as exc:
             raise UsageError(str(exc)) from None
-        if not is_loopback(self.listen) and not (self.token or self.grants or self.tls_cert
-                                                 or self.insecure):
-            raise UsageError(
-                f"refusing to listen on {self.listen} without authentication: give"
-                " --token-file, --roles-file or --tls-cert/--tls-key, or --insecure to accept"
-                " the risk")
+        for flag, address in (("--listen", self.listen), ("--http", self.http)):
+            if address is not None and not is_loopback(address) and not (
+                    self.token or self.grants or self.tls_cert or self.insecure):
+                raise UsageError(
+                    f"refusing to listen on {address} ({flag}) without authentication: give"
+                    " --token-file, --roles-file or --tls-cert/--tls-key, or --insecure to"
+                    " accept the risk")
 
 
 LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0 takes a free"
                  " port)")
+
+
+HTTP_WANTED = "host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080; 0 takes a free port)"
 
 
 def parse_seconds(text: str) -> float:

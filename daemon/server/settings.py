@@ -44,6 +44,7 @@ from flowplan.daemon.server.config import (
     DEFAULT_LISTEN,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SYNC_INTERVAL,
+    HTTP_WANTED,
     LISTEN_WANTED,
     SMTP_TIMEOUT,
     ServeConfig,
@@ -80,6 +81,7 @@ SETTINGS: Final = (
     Setting("server", "store", "--store", "store", "the plan store's folder", path=True),
     Setting("server", "state", "--state", "state", "the state directory", path=True),
     Setting("server", "listen", "--listen", "listen", LISTEN_WANTED),
+    Setting("server", "http", "--http", "http", HTTP_WANTED),
     Setting("server", "token_file", "--token-file", "token_file", "a file path", path=True),
     Setting("server", "roles_file", "--roles-file", "roles_file", "a file path", path=True),
     Setting("server", "insecure", "--insecure", "insecure", "true or false"),
@@ -127,6 +129,12 @@ def _listen(value: str) -> str:
     return value
 
 
+def _http(value: str) -> str:
+    if listen_problem(value):
+        raise ValueError(HTTP_WANTED)
+    return value
+
+
 Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, allow_inf_nan=False)]
 
 
@@ -138,6 +146,7 @@ class ServerTable(_Table):
     store: Path | None = None
     state: Path | None = None
     listen: Annotated[str, After(_listen)] = DEFAULT_LISTEN
+    http: Annotated[str, After(_http)] | None = None
     token_file: Path | None = None
     roles_file: Path | None = None
     insecure: bool = False
@@ -327,7 +336,7 @@ class Loaded:
             smtp=self.smtp(), git_url=git.url, git_branch=git.branch,
             sync_interval_seconds=git.sync_interval, max_connections=server.max_connections,
             handshake_timeout_seconds=server.handshake_timeout,
-            idle_timeout_seconds=server.idle_timeout)
+            idle_timeout_seconds=server.idle_timeout, http=server.http)
         config.check()  # what is left: an address that is not loopback without authentication
         return config
 

@@ -51,6 +51,11 @@ class BackfillRows(RunRows):
                                 " LIMIT ?", [*args, limit]).fetchall()
         return [self._backfill(row) for row in rows]
 
+    def backfill_counts(self) -> dict[str, int]:
+        """Backfills by status (for metrics)."""
+        return {str(status): int(n) for status, n in self._db.execute(
+            "SELECT status, count(*) FROM backfills GROUP BY status")}
+
     def backfill_parallelism(self, backfill_id: str) -> int | None:
         row = self._db.execute("SELECT max_parallel_runs FROM backfills WHERE backfill_id = ?",
                                (backfill_id,)).fetchone()
