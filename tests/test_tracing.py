@@ -8,12 +8,13 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
-from daemon_harness import pb, publish, running_daemon
+from conftest import ROOT, wait_until
+from daemon_harness import flowplan, pb, publish, running_daemon
 
 from flowplan.compiler.compile import compile_repo
 from flowplan.compiler.repo import read_repo
@@ -191,3 +192,44 @@ def console_spans(output: str) -> list[dict[str, Any]]:
         spans.append(span)
         at = end
     return spans
+
+
+def test_an_unknown_exporter_is_a_usage_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,bogus")
+    result = flowplan("serve", "--store", tmp_path / "store", "--state", tmp_path / "state",
+                      "--listen", "127.0.0.1:0", check=False)
+    assert result.returncode == 2
+    assert "OTEL_TRACES_EXPORTER names 'bogus', which no installed package provides" in (
+        result.stderr)
+
+
+WAITING = ("name: w\nnodes:\n  - {name: wait, command: 'echo \"$TRACEPARENT\" > %s;"
+           " while [ ! -e %s ]; do sleep 0.05; done'}\n")
+
+
+def test_a_run_that_outlives_a_restart_keeps_its_trace(tmp_path, make_repo, monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    seen, release = tmp_path / "traceparent", tmp_path / "release"
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo({"workflows/w.yaml": WAITING % (seen, release)}), store)
+    with running_daemon(store, state) as first:
+        run_id = first.call("StartRun", pb.StartRunRequest(workflow="w")).run.run_id
+        wait_until(lambda: seen.exists() and seen.read_text().strip(), "the attempt running")
+        before_restart = datetime.now().astimezone()
+        assert first.stop() == 0  # the node process lives on; the next daemon adopts it
+    assert not [s for s in console_spans(first.output()) if s["name"] in ("node wait", "run w")]
+    with running_daemon(store, state) as second:
+        release.touch()
+        assert second.wait_run(run_id).status == pb.RUN_STATUS_SUCCEEDED
+        assert second.stop() == 0
+    by_name = {span["name"]: span for span in console_spans(second.output())}
+    node, run = by_name["node wait"], by_name["run w"]
+    context = node["context"]
+    # the span the second daemon built is the one the first gave the process as TRACEPARENT
+    assert seen.read_text().strip() == (
+        f"00-{context['trace_id'][2:]}-{context['span_id'][2:]}-01")
+    assert node["parent_id"] == run["context"]["span_id"]
+    assert run["context"]["trace_id"] == context["trace_id"] == f"0x{tracing.trace_id(run_id):032x}"
+    # with the start the state database recorded, before the restart
+    assert datetime.fromisoformat(node["start_time"]) < before_restart
+    assert datetime.fromisoformat(run["start_time"]) < before_restart

@@ -79,7 +79,7 @@ def exporters_from(environ: Mapping[str, str]) -> list[SpanExporter]:
         if point is None:
             raise UsageError(
                 f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides:"
-                f" use one of {', '.join(sorted(available)) or 'none'} (the `otel` extra"
+                f" use one of {', '.join([*sorted(available), 'none'])} (the `otel` extra"
                 " installs otlp and console)")
         exporters.append(point.load()())
     return exporters
