@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from flowplan.compiler.repo import read_repo
 from flowplan.compiler.store import PlanStore
 from flowplan.daemon.domain import RunStatus, RunTrigger
 from flowplan.daemon.engine.clock import SystemClock
+from flowplan.daemon.engine.core import StatusEvent
 from flowplan.daemon.engine.engine import Engine, EngineSettings
 from flowplan.daemon.engine.launcher import LocalLauncher
 from flowplan.daemon.server import tracing
@@ -233,3 +235,19 @@ def test_a_run_that_outlives_a_restart_keeps_its_trace(tmp_path, make_repo, monk
     # with the start the state database recorded, before the restart
     assert datetime.fromisoformat(node["start_time"]) < before_restart
     assert datetime.fromisoformat(run["start_time"]) < before_restart
+
+
+def test_a_sampled_out_run_drops_its_attempt_spans_too(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    exporter = InMemorySpanExporter()
+    spans = Tracing([SimpleSpanProcessor(exporter)])
+    now = datetime.now().astimezone()
+    for i in range(40):
+        run_id = f"run-{i}"
+        spans.on_event(StatusEvent(run_id, "n", "RUNNING", now, 1))
+        spans.on_event(StatusEvent(run_id, "n", "SUCCEEDED", now, 1, 0))
+        spans.on_event(StatusEvent(run_id, None, "SUCCEEDED", now))
+    per_trace = Counter(span.context.trace_id for span in exporter.get_finished_spans())
+    assert 0 < len(per_trace) < 40, "some runs sampled, some not"
+    assert set(per_trace.values()) == {2}, "a run's span and its attempt's, or neither"

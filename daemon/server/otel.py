@@ -33,6 +33,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -56,6 +57,7 @@ ATTEMPT_END = {NodeStatus.SUCCEEDED.value: "succeeded", NodeStatus.FAILED.value:
                NodeStatus.RETRYING.value: "failed", NodeStatus.CANCELLED.value: "cancelled"}
 AttemptKey = tuple[str, str, int]  # run id, node, attempt number
 SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+KEPT = (Decision.RECORD_AND_SAMPLE,)
 
 
 def exporters_from(environ: Mapping[str, str]) -> list[SpanExporter]:
@@ -246,9 +248,13 @@ class Tracing:
             "flowplan.queue": queue, "flowplan.status": status}
         if event.exit_code is not None:
             attributes["flowplan.exit_code"] = event.exit_code
+        run_trace = trace_id(event.run_id)
+        # sampled as its run is: the sampler decides a run's root span by its trace id
+        sampled = self.provider.sampler.should_sample(
+            None, run_trace, "run").decision in KEPT
         parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(
-            trace_id(event.run_id), run_span_id(event.run_id), is_remote=False,
-            trace_flags=SAMPLED)))
+            run_trace, run_span_id(event.run_id), is_remote=False,
+            trace_flags=SAMPLED if sampled else trace.TraceFlags(trace.TraceFlags.DEFAULT))))
         self._ids.use(None, attempt_span_id(*key))
         span = self.tracer.start_span(f"node {event.node}", context=parent,
                                       kind=SpanKind.INTERNAL,
