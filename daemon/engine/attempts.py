@@ -141,6 +141,9 @@ class Attempts(EngineCore):
                                   workspace=run.context.workspace,
                                   sqlite_db=self._settings.state_dir / "sqlite"
                                   / f"{run.header.workflow}.sqlite3")
+                if (traceparent := self._settings.traceparent) is not None and (
+                        "TRACEPARENT" not in node_env):  # the node's own value wins
+                    env["TRACEPARENT"] = traceparent(run.header.run_id, node.name, number)
                 if (problem := process_problem(argv, node_env, env)) is not None:
                     raise CommandError(problem)
             except CommandError as exc:
@@ -260,7 +263,7 @@ class Attempts(EngineCore):
             exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
             spark_application_id=application_id))
         run.set_node_status(node, node_status)
-        self._emit(run.header.run_id, node.name, node_status.value, number)
+        self._emit(run.header.run_id, node.name, node_status.value, number, code)
         return next_at
 
     def _after_final(self, run: RunState, node: NodeState) -> None:

@@ -67,6 +67,7 @@ class StatusEvent:
     status: str
     at: datetime
     attempt: int | None = None
+    exit_code: int | None = None  # an attempt's end: its process's exit code, when it had one
 
 
 LaneKey = tuple[str, str]
@@ -134,6 +135,9 @@ class EngineSettings:
     kill_grace_seconds: float = 10.0
     render_timeout_seconds: float = 10.0  # building one attempt's command from templates
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # (run id, node, attempt) -> the attempt's W3C trace context, set as its TRACEPARENT
+    # (daemon/server/tracing.py); None: no TRACEPARENT, no tracing work
+    traceparent: Callable[[str, str, int], str] | None = None
 
 
 class EngineCore:
@@ -163,9 +167,9 @@ class EngineCore:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, run_id: str, node: str | None, status: str, attempt: int | None = None
-              ) -> None:
-        event = StatusEvent(run_id, node, status, self._clock.now(), attempt)
+    def _emit(self, run_id: str, node: str | None, status: str, attempt: int | None = None,
+              exit_code: int | None = None) -> None:
+        event = StatusEvent(run_id, node, status, self._clock.now(), attempt, exit_code)
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -44,6 +44,8 @@ from flowplan.daemon.server.config import ServeConfig, UsageError
 from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import SERVICE_NAME, Parts, register
 from flowplan.daemon.server.systemd import notify
+from flowplan.daemon.server.tracing import enabled as tracing_enabled
+from flowplan.daemon.server.tracing import traceparent
 from flowplan.daemon.state.lock import StateInUseError, lock_state
 from flowplan.daemon.state.store import StateError, StateStore, StateWriteError, damaged
 from flowplan.daemon.watcher import PlanCatalog, watch_plans
@@ -51,6 +53,7 @@ from flowplan.daemon.watcher import PlanCatalog, watch_plans
 if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client cost start-up
     from flowplan.daemon.server.http import HttpServer
     from flowplan.daemon.server.metrics import Metrics
+    from flowplan.daemon.server.otel import Tracing
 
 log = logging.getLogger("flowplan.daemon")
 
@@ -122,12 +125,20 @@ class Daemon:
     async def _run(self) -> int:
         config = self.config
         clock = SystemClock()
+        tracing: Tracing | None = None
+        if tracing_enabled(os.environ):  # off: OpenTelemetry is never imported
+            from flowplan.daemon.server.otel import Tracing
+
+            tracing = Tracing.from_environment(os.environ)  # UsageError: a bad OTEL_ value
         store = StateStore(config.state, synchronous=config.synchronous,
                            checkpoint_every=CHECKPOINT_SECONDS)
         catalog = PlanCatalog(PlanStore(config.store))
         engine = Engine(store=store, plans=catalog, launcher=LocalLauncher(), clock=clock,
-                        settings=EngineSettings(state_dir=config.state,
-                                                kill_grace_seconds=config.kill_grace_seconds))
+                        settings=EngineSettings(
+                            state_dir=config.state, kill_grace_seconds=config.kill_grace_seconds,
+                            traceparent=traceparent if tracing is not None else None))
+        if tracing is not None:  # spans are built after the engine's handoff, not in it
+            tracing.follow(engine, store)
         outbox = Outbox(store)
         metrics: Metrics | None = None
         if config.http:
@@ -146,7 +157,7 @@ class Daemon:
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
         closing = asyncio.Event()
 
-        server = self._server(metrics)
+        server = self._server(metrics, tracing)
         health_service = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         register(server, Parts(engine=engine, store=store, catalog=catalog,
@@ -217,6 +228,8 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             await engine.stop()
             await sender.stop(grace_seconds=STOP_GRACE_SECONDS)
+            if tracing is not None:
+                await tracing.shutdown()
             store.close()
             log.info("stopped")
         return 0
@@ -241,9 +254,11 @@ class Daemon:
         self.http_url = http.url
         return http
 
-    def _server(self, metrics: Metrics | None) -> grpc.aio.Server:
+    def _server(self, metrics: Metrics | None, tracing: Tracing | None) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = (
             [metrics.interceptor()] if metrics is not None else [])  # outermost: counts all
+        if tracing is not None:  # a span for refused calls too
+            interceptors.append(tracing.interceptor())
         config = self.config
         grants = config.access()
         self._interceptor = TokenInterceptor(grants) if grants else None
