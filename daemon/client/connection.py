@@ -180,6 +180,10 @@ def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
                   f" ${TOKEN_FILE_ENV}", file=out)
         else:
             print(f"hint: the daemon refused the token in {target.token_file}", file=out)
+    elif failure.code is grpc.StatusCode.PERMISSION_DENIED:
+        whose = f"the token in {target.token_file}" if target.token_file else "this token"
+        print(f"hint: the daemon knows {whose}, but its role may not do this; use a token"
+              " with the role named above (the daemon's --roles-file)", file=out)
     elif failure.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         print(f"hint: no answer within {target.unary_timeout:g}s; a longer --timeout may"
               " help", file=out)

@@ -9,7 +9,9 @@ end cleanly; the server stops accepting and gives in-flight calls a grace period
 listener closes; the scheduler and watcher stop; the engine stops driving runs and leaves
 node processes running (the next start adopts them); pending e-mails stay in the outbox; exit 0.
 
-Its settings: daemon/server/settings.py (the command: daemon/server/command.py).
+SIGHUP reads the token and roles files again (`Daemon.reload()`); who may call what:
+daemon/server/auth.py. Its settings: daemon/server/settings.py (the command:
+daemon/server/command.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import resource
 import signal
 import socket
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -38,6 +41,7 @@ from flowplan.daemon.scheduler.backfills import Backfills
 from flowplan.daemon.scheduler.scheduler import Scheduler
 from flowplan.daemon.server.auth import TokenInterceptor
 from flowplan.daemon.server.config import ServeConfig, UsageError
+from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import SERVICE_NAME, Parts, register
 from flowplan.daemon.server.systemd import notify
 from flowplan.daemon.state.lock import StateInUseError, lock_state
@@ -58,10 +62,16 @@ MAX_STREAMS_PER_CONNECTION = 100
 WRITE_WATCH_SECONDS = 0.5  # how often health looks at (and probes) a failing database
 
 
+Reread = Callable[[], tuple[Grant, ...]]
+
+
 class Daemon:
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, *, reread_access: Reread | None = None) -> None:
+        """`reread_access` reads the token files again, for `reload()` (SIGHUP)."""
         config.check()
         self.config = config
+        self._reread_access = reread_access
+        self._interceptor: TokenInterceptor | None = None
         self.port: int | None = None
         self.http_url: str | None = None  # the HTTP listener's, once it listens
         self.http_problem: str | None = None  # why it does not, when not `http_required`
@@ -73,6 +83,22 @@ class Daemon:
     def shutdown(self) -> None:
         """Begin a clean shutdown; safe to call more than once."""
         self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: read the roles file and the token file again; calls from then on are
+        judged by them. A file that cannot be used is logged, naming its line, and the
+        tokens stay as they were. Authentication stays on or off as the daemon started."""
+        if self._interceptor is None or self._reread_access is None:
+            log.warning("SIGHUP: no tokens to reload: this daemon started without"
+                        " --token-file or --roles-file (restart it with one)")
+            return
+        try:
+            grants = self._reread_access()
+        except UsageError as exc:  # names the file and line, never a token
+            log.error("SIGHUP: the tokens stay as they were: %s", exc)
+            return
+        self._interceptor.replace(grants)
+        log.info("tokens reloaded", extra={"fields": {"roles": role_counts(grants)}})
 
     async def run(self) -> int:
         """Serve until `shutdown()`; UsageError if the state directory is another daemon's
@@ -169,7 +195,8 @@ class Daemon:
             "address": self.config.listen.rsplit(":", 1)[0] + f":{self.port}",
             "store": str(config.store), "state": str(config.state),
             "workflows": len(catalog.workflows()), "tls": bool(config.tls_cert),
-            "token": bool(config.token), "http": self.http_url,
+            "token": bool(config.token), "roles": role_counts(config.access()),
+            "http": self.http_url,
             "max_connections": self.max_connections,
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
@@ -216,8 +243,10 @@ class Daemon:
     def _server(self, metrics: Metrics | None) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = (
             [metrics.interceptor()] if metrics is not None else [])  # outermost: counts all
-        if self.config.token:
-            interceptors.append(TokenInterceptor(self.config.token))
+        grants = self.config.access()
+        self._interceptor = TokenInterceptor(grants) if grants else None
+        if self._interceptor is not None:
+            interceptors.append(self._interceptor)
         config = self.config
         return grpc.aio.server(interceptors=interceptors, options=[
             # gRPC sets SO_REUSEPORT by default on Linux: a second daemon on the same
@@ -289,6 +318,14 @@ def raise_fd_limit() -> int:
     return wanted
 
 
+def role_counts(grants: tuple[Grant, ...]) -> dict[str, int]:
+    """How many tokens have each role (the tokens and their names stay out of the log)."""
+    counts: dict[str, int] = {}
+    for grant in grants:
+        counts[grant.role.label] = counts.get(grant.role.label, 0) + 1
+    return counts
+
+
 def _millis(seconds: float) -> int:
     """Seconds as a gRPC channel argument: whole milliseconds, at least 1, in an int32."""
     return min(2**31 - 1, max(1, round(seconds * 1000)))
@@ -343,13 +380,14 @@ def _bind_problem(listen: str) -> str:
     return "gRPC could not bind it; choose another --listen"
 
 
-async def serve(config: ServeConfig) -> int:
-    daemon = Daemon(config)
+async def serve(config: ServeConfig, *, reread_access: Reread | None = None) -> int:
+    daemon = Daemon(config, reread_access=reread_access)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     try:
         return await daemon.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)

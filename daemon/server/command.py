@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(loaded.settings.server.log_format)
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, reread_access=loaded.access))
     except UsageError as exc:
         print(f"flowplan serve: {exc}", file=sys.stderr)
         return 2
@@ -95,7 +95,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also serve HTTP here: GET /metrics (Prometheus); the same"
                              " exposure rules as --listen (default: no HTTP listener)")
     parser.add_argument("--token-file", type=Path, metavar="FILE",
-                        help="require `authorization: Bearer <token>` with this file's token")
+                        help="require `authorization: Bearer <token>` with this file's token"
+                             " (an admin's)")
+    parser.add_argument("--roles-file", type=Path, metavar="FILE",
+                        help="accept the tokens of this file, each with its role: lines"
+                             " `ROLE NAME TOKEN`, ROLE viewer, operator or admin")
     parser.add_argument("--tls-cert", type=Path, metavar="FILE",
                         help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, metavar="FILE",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowplan.compiler.grammars import parse_duration
+from flowplan.daemon.server.roles import Grant, RolesFileError, merge_token
 
 if TYPE_CHECKING:  # the notify package is the daemon's: not for `flowplan --help`
     from flowplan.daemon.notify.settings import SmtpSettings
@@ -34,7 +35,8 @@ class ServeConfig:
     store: Path
     state: Path
     listen: str = DEFAULT_LISTEN
-    token: str | None = None
+    token: str | None = None  # --token-file's: an admin's
+    grants: tuple[Grant, ...] = ()  # --roles-file's tokens and their roles
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     tls_client_ca: bytes | None = None
@@ -50,6 +52,10 @@ class ServeConfig:
     idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
     http: str | None = None  # host:port of the HTTP listener (/metrics); None: none
     http_required: bool = True  # False (`flowplan up`): a busy address is logged, not fatal
+
+    def access(self) -> tuple[Grant, ...]:
+        """Every token the daemon accepts with its role (none: no authentication)."""
+        return merge_token(self.grants, self.token, "--token-file")
 
     def check(self) -> None:
         """UsageError, naming the flag, for a value the daemon cannot serve with. (Settings
@@ -75,12 +81,17 @@ class ServeConfig:
             raise UsageError("--tls-cert and --tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+        try:
+            self.access()
+        except RolesFileError as exc:
+            raise UsageError(str(exc)) from None
         for flag, address in (("--listen", self.listen), ("--http", self.http)):
             if address is not None and not is_loopback(address) and not (
-                    self.token or self.tls_cert or self.insecure):
+                    self.token or self.grants or self.tls_cert or self.insecure):
                 raise UsageError(
                     f"refusing to listen on {address} ({flag}) without authentication: give"
-                    " --token-file or --tls-cert/--tls-key, or --insecure to accept the risk")
+                    " --token-file, --roles-file or --tls-cert/--tls-key, or --insecure to"
+                    " accept the risk")
 
 
 LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0 takes a free"

@@ -11,8 +11,9 @@ where it was given: the flag, the variable, or the file and its `[table] key`, e
     and SIGKILL as a number >= 0, got "x"
 
 A relative path in the file is relative to the file's folder; from a flag or a variable, to
-the working directory. `Loaded.config()` then reads the token and TLS files into the
-`ServeConfig` the daemon runs with; `Loaded.to_toml()` is `--print-config`: the effective
+the working directory. `Loaded.config()` then reads the token, roles and TLS files into
+the `ServeConfig` the daemon runs with (`Loaded.access()` reads the token and roles files
+again, on SIGHUP); `Loaded.to_toml()` is `--print-config`: the effective
 settings, each with where it came from. Settings hold file paths, never the secrets in
 those files, so nothing secret can be printed.
 """
@@ -51,6 +52,7 @@ from flowplan.daemon.server.config import (
     listen_problem,
     parse_seconds,
 )
+from flowplan.daemon.server.roles import Grant, RolesFileError, merge_token, parse_roles
 from flowplan.daemon.server.tls import TlsFileError, check_tls_files
 
 ENV_PREFIX: Final = "FLOWPLAN_"
@@ -81,6 +83,7 @@ SETTINGS: Final = (
     Setting("server", "listen", "--listen", "listen", LISTEN_WANTED),
     Setting("server", "http", "--http", "http", HTTP_WANTED),
     Setting("server", "token_file", "--token-file", "token_file", "a file path", path=True),
+    Setting("server", "roles_file", "--roles-file", "roles_file", "a file path", path=True),
     Setting("server", "insecure", "--insecure", "insecure", "true or false"),
     Setting("server", "synchronous", "--synchronous", "synchronous", "NORMAL or FULL"),
     Setting("server", "kill_grace", "--kill-grace", "kill_grace",
@@ -145,6 +148,7 @@ class ServerTable(_Table):
     listen: Annotated[str, After(_listen)] = DEFAULT_LISTEN
     http: Annotated[str, After(_http)] | None = None
     token_file: Path | None = None
+    roles_file: Path | None = None
     insecure: bool = False
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     kill_grace: Annotated[float, Field(ge=0, allow_inf_nan=False)] = DEFAULT_KILL_GRACE
@@ -309,12 +313,8 @@ class Loaded:
                 raise UsageError(f"{self.where(setting)} {path} is a file: give a folder"
                                  " (created if missing)")
             folders[folder] = path.resolve()
-        token = self._read(BY_PLACE["server", "token_file"])
-        token_text = token.decode(errors="replace").strip() if token is not None else None
-        if token is not None and not token_text:
-            raise UsageError(f"{server.token_file} is empty"
-                             f" ({self.name(BY_PLACE['server', 'token_file'])}): put the token"
-                             " in it")
+        token_text, grants = self._token(), self.grants()
+        self._merge(grants, token_text)
         cert, key, client_ca = (BY_PLACE["tls", k] for k in ("cert", "key", "client_ca"))
         if (tls.cert is None) != (tls.key is None):
             raise UsageError(f"{self.name(cert)} and {self.name(key)} go together")
@@ -330,7 +330,7 @@ class Loaded:
         git = self.settings.git
         config = ServeConfig(
             store=folders["store"], state=folders["state"], listen=server.listen,
-            token=token_text, tls_cert=tls_files[0], tls_key=tls_files[1],
+            token=token_text, grants=grants, tls_cert=tls_files[0], tls_key=tls_files[1],
             tls_client_ca=tls_files[2], insecure=server.insecure,
             synchronous=server.synchronous, kill_grace_seconds=server.kill_grace,
             smtp=self.smtp(), git_url=git.url, git_branch=git.branch,
@@ -339,6 +339,45 @@ class Loaded:
             idle_timeout_seconds=server.idle_timeout, http=server.http)
         config.check()  # what is left: an address that is not loopback without authentication
         return config
+
+    def access(self) -> tuple[Grant, ...]:
+        """Every token the daemon accepts, with its role, read from the files now: the
+        roles file's and the --token-file token (an admin's). What SIGHUP reloads;
+        UsageError naming the file (and line), never a token."""
+        return self._merge(self.grants(), self._token())
+
+    def _token(self) -> str | None:
+        """The --token-file token (the file's content without surrounding white space)."""
+        setting = BY_PLACE["server", "token_file"]
+        token = self._read(setting)
+        token_text = token.decode(errors="replace").strip() if token is not None else None
+        if token is not None and not token_text:
+            raise UsageError(f"{self.settings.value(setting)} is empty ({self.name(setting)}):"
+                             " put the token in it")
+        return token_text
+
+    def _merge(self, grants: tuple[Grant, ...], token: str | None) -> tuple[Grant, ...]:
+        try:  # the --token-file token joins them as an admin's
+            return merge_token(grants, token, self.name(BY_PLACE["server", "token_file"]))
+        except RolesFileError as exc:
+            raise UsageError(str(exc)) from None
+
+    def grants(self) -> tuple[Grant, ...]:
+        """The roles file's tokens; UsageError naming the file and line (never a token)."""
+        setting = BY_PLACE["server", "roles_file"]
+        data = self._read(setting)
+        if data is None:
+            return ()
+        path = self.settings.value(setting)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise UsageError(f"{path}:{line}: not UTF-8 text ({self.name(setting)})") from None
+        try:
+            return parse_roles(text, path)
+        except RolesFileError as exc:
+            raise UsageError(f"{exc} ({self.name(setting)})") from None
 
     def _read(self, setting: Setting) -> bytes | None:
         path: Path | None = self.settings.value(setting)
