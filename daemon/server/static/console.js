@@ -1,0 +1,37 @@
+// flowplan console: follows a run page's changes live (server-sent events from
+// /runs/RUN_ID/events) and keeps each node's data-status and text current. No framework;
+// served from /static/ under the console's Content-Security-Policy (script-src 'self').
+"use strict";
+
+(function () {
+  const table = document.getElementById("run-nodes");
+  if (!table || table.dataset.finished === "yes" || !window.EventSource) {
+    return;
+  }
+  const runStatus = document.getElementById("run-status");
+  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
+  const url = "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
+    encodeURIComponent(table.dataset.sequence || "0");
+  const source = new EventSource(url);
+
+  source.addEventListener("change", function (message) {
+    const change = JSON.parse(message.data);
+    table.dataset.sequence = String(change.sequence);
+    if (change.node) {
+      const row = table.querySelector('tr[data-node="' + CSS.escape(change.node.name) + '"]');
+      if (row) {
+        row.dataset.status = change.node.status;
+        row.querySelector(".status").textContent = change.node.status;
+        row.querySelector(".attempts").textContent = String(change.node.attempts);
+      }
+    }
+    if (runStatus) {
+      runStatus.dataset.status = change.run_status;
+      runStatus.textContent = change.run_status;
+    }
+  });
+  source.addEventListener("end", function () {
+    source.close();
+    table.dataset.finished = "yes";
+  });
+})();

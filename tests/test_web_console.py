@@ -1,0 +1,252 @@
+"""The web console (`flowplan serve --http`), against a real daemon: its rules over plain HTTP
+(login, session cookie, CSRF, roles, the Content-Security-Policy, server-sent events with
+resumption), then in a real headless Chromium driven by Selenium (skipped when chromium or
+chromedriver is absent; .ci/run installs them). Screenshots go to docs/console/."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, MakeRepo, wait_until
+from daemon_harness import Daemon, free_port, pb, publish, running_daemon
+
+TOKENS = {"operator": "o" * 20 + "-operator", "viewer": "v" * 20 + "-viewer"}
+ROLES_FILE = f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n"
+FILES = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    "workflows/chain.yaml": """
+        name: chain
+        description: Two steps; b waits for its gate file
+        params: {code: "0"}
+        tags: {team: sales}
+        nodes:
+          - {name: a, command: "echo a"}
+          - {name: b, command: "while [ ! -e GATE ]; do sleep 0.02; done; exit ${params.code}",
+             upstream: [a]}
+        """,
+    "workflows/daily.yaml": """
+        name: daily
+        schedule: {every: day, at: "02:00", timezone: Europe/Paris}
+        nodes:
+          - {name: day, command: "echo ${ds}"}
+        """,
+}
+SCREENSHOTS = ROOT / "docs" / "console"
+
+
+@dataclass
+class Browser:
+    """A cookie-keeping HTTP client that does not follow redirects."""
+
+    port: int
+    cookies: dict[str, str] = field(default_factory=dict)
+    set_cookie: str = ""
+
+    def request(self, method: str, path: str, form: dict[str, str | list[str]] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form, doseq=True)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        text = response.read().decode()
+        got = {k.lower(): v for k, v in response.getheaders()}
+        for value in response.headers.get_all("Set-Cookie") or []:
+            self.set_cookie = value
+            name, _, rest = value.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0].strip('"')
+        connection.close()
+        return response.status, got, text
+
+    def csrf(self, path: str) -> str:
+        status, _, page = self.request("GET", path)
+        assert status == 200, page
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, page
+        return found.group(1)
+
+    def login(self, token: str) -> int:
+        csrf = self.csrf("/login")
+        return self.request("POST", "/login", {"csrf": csrf, "token": token})[0]
+
+
+@pytest.fixture
+def console(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
+    store, state = tmp_path / "store", tmp_path / "state"
+    gate = tmp_path / "go"
+    repo = make_repo({k: v.replace("GATE", str(gate)) for k, v in FILES.items()})
+    publish(repo, store, remarks="first version")
+    roles = tmp_path / "roles"
+    roles.write_text(ROLES_FILE)
+    port = free_port()
+    with running_daemon(store, state, extra=["--roles-file", str(roles),
+                                             "--http", f"127.0.0.1:{port}"],
+                        token=TOKENS["operator"]) as daemon:
+        yield daemon, port, tmp_path
+
+
+def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    anonymous = Browser(port)
+    status, headers, _ = anonymous.request("GET", "/")
+    assert status == 303 and headers["location"] == "/login"
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "'unsafe-inline'" not in headers["content-security-policy"]
+    assert anonymous.request("POST", "/login", {"token": TOKENS["viewer"]})[0] == 403  # no CSRF
+    assert anonymous.login("not-a-token-of-this-daemon") == 401
+
+    viewer = Browser(port)
+    assert viewer.login(TOKENS["viewer"]) == 303
+    assert "HttpOnly" in viewer.set_cookie and "SameSite=Strict" in viewer.set_cookie
+    assert "Secure" not in viewer.set_cookie  # plain HTTP here
+    status, headers, page = viewer.request("GET", "/")
+    assert status == 200 and 'data-workflow="chain"' in page and "every day at 02:00" in page
+    assert "Europe/Paris" in page and "team=sales" in page
+    assert 'action="/workflows/' not in page  # no switch for a viewer
+    status, _, page = viewer.request("GET", "/workflows/chain")
+    assert status == 200 and 'data-node="b"' in page and "first version" in page
+    assert 'id="run-form"' not in page
+    csrf = viewer.csrf("/workflows/chain")
+    status, _, page = viewer.request("POST", "/workflows/chain/runs", {"csrf": csrf})
+    assert status == 403 and "StartRun needs the role operator" in page
+    assert viewer.request("POST", "/workflows/daily/scheduling",
+                          {"csrf": csrf, "enabled": "off"})[0] == 403
+
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    status, _, page = operator.request("GET", "/?tag=team%3Dsales")
+    assert 'data-workflow="chain"' in page and 'data-workflow="daily"' not in page
+    # without the CSRF token, with another session's, or with a forged one: refused
+    assert operator.request("POST", "/workflows/chain/runs", {"remarks": "x"})[0] == 403
+    assert operator.request("POST", "/workflows/chain/runs", {"csrf": csrf})[0] == 403
+    own = operator.csrf("/workflows/chain")
+    status, headers, _ = operator.request("POST", "/workflows/daily/scheduling",
+                                          {"csrf": own, "enabled": "off"})
+    assert status == 303
+    answer = daemon.call("GetWorkflow", pb.GetWorkflowRequest(workflow="daily"))
+    assert not answer.workflow.scheduling_enabled
+    status, headers, _ = operator.request("POST", "/workflows/chain/runs", {
+        "csrf": own, "params": '{"code": "3"}', "remarks": "from the console"})
+    assert status == 303 and headers["location"].startswith("/runs/")
+    run_id = headers["location"].removeprefix("/runs/")
+    run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id)).run
+    assert run.remarks == "from the console"
+
+    # logging out ends the session: its cookie no longer opens a page
+    assert operator.request("POST", "/logout", {"csrf": own})[0] == 303
+    assert operator.request("GET", "/")[0] == 303
+    assert operator.request("GET", "/metrics")[0] == 401  # /metrics keeps its bearer rule
+
+
+def test_run_page_and_its_events_resume_after_the_last_event_id(
+        console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain")).run.run_id
+    status, _, page = operator.request("GET", f"/runs/{run_id}")
+    assert status == 200 and 'data-node="a"' in page and 'id="cancel"' in page
+    assert re.search(r'data-node="b" data-status="(PENDING|RUNNING)"', page), page
+    assert operator.request("GET", "/runs/no-such-run")[0] == 404
+    daemon.call("CancelRun", pb.CancelRunRequest(run_id=run_id))
+    daemon.wait_run(run_id)
+    status, headers, stream = operator.request("GET", f"/runs/{run_id}/events")
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    ids = [int(n) for n in re.findall(r"^id: (\d+)$", stream, re.M)]
+    assert ids == sorted(ids) and len(ids) >= 3 and "event: end" in stream
+    assert '"run_status":"CANCELLED"' in stream
+    _, _, rest = operator.request("GET", f"/runs/{run_id}/events",
+                                  headers={"Last-Event-ID": str(ids[1])})
+    assert [int(n) for n in re.findall(r"^id: (\d+)$", rest, re.M)] == ids[2:]
+    assert Browser(port).request("GET", f"/runs/{run_id}/events")[0] == 401  # logged out
+
+
+# ---- in a browser ---------------------------------------------------------------------------
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
+        console: tuple[Daemon, int, Path]) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    daemon, port, tmp_path = console
+    found = _chromium()
+    assert found is not None
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1100,700"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(found[1]))
+    base = f"http://127.0.0.1:{port}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    try:
+        driver.get(base + "/")
+        assert driver.current_url == base + "/login"
+        driver.save_screenshot(str(SCREENSHOTS / "login.png"))
+        driver.find_element(By.ID, "token").send_keys(TOKENS["operator"])
+        driver.find_element(By.ID, "login").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-workflow="chain"]'),
+                   "the workflows page")
+        driver.save_screenshot(str(SCREENSHOTS / "workflows.png"))
+        driver.find_element(By.LINK_TEXT, "chain").click()
+        wait_until(lambda: driver.find_elements(By.ID, "run-form"), "the workflow page")
+        driver.find_element(By.NAME, "remarks").send_keys("from the browser")
+        driver.save_screenshot(str(SCREENSHOTS / "workflow.png"))
+        driver.find_element(By.ID, "start-run").click()
+        wait_until(lambda: "/runs/" in driver.current_url, "the run page")
+        run_id = driver.current_url.rsplit("/", 1)[1]
+
+        def node_b() -> str:
+            return str(driver.find_element(By.CSS_SELECTOR, 'tr[data-node="b"]')
+                       .get_attribute("data-status"))
+
+        wait_until(lambda: node_b() == "RUNNING", "b RUNNING on the open page", timeout=20)
+        page = driver.execute_script("return document.body.dataset.loaded = 'once'")
+        run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
+        assert run.remarks == "from the browser"
+        (tmp_path / "go").touch()  # b's command waits for it
+        wait_until(lambda: node_b() == "SUCCEEDED", "b SUCCEEDED without a reload", timeout=20)
+        assert driver.execute_script("return document.body.dataset.loaded") == page  # no reload
+        wait_until(lambda: driver.find_element(By.ID, "run-status").get_attribute(
+            "data-status") == "SUCCEEDED", "the run SUCCEEDED on the page")
+        driver.save_screenshot(str(SCREENSHOTS / "run.png"))
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+        # a viewer: the same pages without a button, and its POSTs refused
+        driver.delete_all_cookies()
+        driver.get(base + "/login")
+        driver.find_element(By.ID, "token").send_keys(TOKENS["viewer"])
+        driver.find_element(By.ID, "login").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-workflow="chain"]'),
+                   "the workflows page as a viewer")
+        driver.get(f"{base}/runs/{run_id}")
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, 'tr[data-node="b"]'),
+                   "the run page as a viewer")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#cancel, #resume, input[type=checkbox]")
+        assert [b.text for b in driver.find_elements(By.TAG_NAME, "button")] == ["Log out"]
+    finally:
+        driver.quit()
+    assert not errors, errors  # e.g. a CSP violation
+
