@@ -250,3 +250,54 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         driver.quit()
     assert not errors, errors  # e.g. a CSP violation
 
+
+
+W1 = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    "workflows/w1.yaml": """
+        name: w1
+        params: {fail: "1"}
+        nodes:
+          - {name: J1, command: "echo J1"}
+          - {name: J2, command: "exit ${params.fail}", upstream: [J1]}
+          - {name: J3, command: "exit ${params.fail}", upstream: [J1]}
+          - {name: J4, command: "echo J4", upstream: [J2]}
+          - {name: J5, command: "echo J5", upstream: [J3]}
+        """,
+}
+
+
+def test_resume_ticked_nodes_after_the_dry_run_without_tokens_on_loopback(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """Glue's W1 fails at J2 and J3; ticking both shows the dry run, confirming lands on the
+    new run, whose previous-run link leads back and whose J1 is copied. No token is
+    configured: no login, yet every POST still needs the CSRF token."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(W1), store)
+    port = free_port()
+    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+        first = daemon.call("StartRun", pb.StartRunRequest(workflow="w1")).run.run_id
+        assert daemon.wait_run(first).status == pb.RUN_STATUS_FAILED
+        local = Browser(port)
+        status, _, page = local.request("GET", f"/runs/{first}")
+        assert status == 200 and "HttpOnly" in local.set_cookie and 'id="resume"' in page
+        assert re.search(r'data-node="J2" data-status="FAILED"', page)
+        assert local.request("POST", f"/runs/{first}/resume", {"node": ["J2", "J3"]})[0] == 403
+        csrf = local.csrf(f"/runs/{first}")
+        status, _, page = local.request("POST", f"/runs/{first}/resume",
+                                        {"csrf": csrf, "node": ["J2", "J3"]})
+        assert status == 200 and 'id="confirm"' in page
+        assert re.findall(r'<li data-node="(\w+)"', page) == ["J2", "J3"]
+        assert daemon.call("ListRuns", pb.ListRunsRequest(workflow="w1")).runs[0].run_id == first
+        status, headers, _ = local.request("POST", f"/runs/{first}/resume", {
+            "csrf": csrf, "node": ["J2", "J3"], "confirm": "yes", "remarks": "fixed"})
+        assert status == 303
+        second = headers["location"].removeprefix("/runs/")
+        assert second != first
+        daemon.wait_run(second)
+        _, _, page = local.request("GET", f"/runs/{second}")
+        assert f'id="previous-run">{first}</a>' in page
+        assert re.search(rf'data-node="J1"[^>]*>.*?class="copied">{first}</a>', page, re.S)
+        _, _, history = local.request("GET", "/workflows/w1")
+        assert f'href="/runs/{first}">{first}</a>' in history
+        assert "/login" not in history and 'action="/logout"' not in history
