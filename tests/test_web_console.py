@@ -212,8 +212,10 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         driver.save_screenshot(str(SCREENSHOTS / "workflows.png"))
         driver.find_element(By.LINK_TEXT, "chain").click()
         wait_until(lambda: driver.find_elements(By.ID, "run-form"), "the workflow page")
-        driver.find_element(By.NAME, "remarks").send_keys("from the browser")
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'
+                                                ' g[data-node="b"]'), "the workflow's graph")
         driver.save_screenshot(str(SCREENSHOTS / "workflow.png"))
+        driver.find_element(By.NAME, "remarks").send_keys("from the browser")
         driver.find_element(By.ID, "start-run").click()
         wait_until(lambda: "/runs/" in driver.current_url, "the run page")
         run_id = driver.current_url.rsplit("/", 1)[1]
@@ -228,6 +230,9 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         assert run.remarks == "from the browser"
         (tmp_path / "go").touch()  # b's command waits for it
         wait_until(lambda: node_b() == "SUCCEEDED", "b SUCCEEDED without a reload", timeout=20)
+        drawn = driver.find_element(By.CSS_SELECTOR, 'g[data-node="b"]')
+        wait_until(lambda: drawn.get_attribute("data-status") == "SUCCEEDED",
+                   "b SUCCEEDED in the run's graph")
         assert driver.execute_script("return document.body.dataset.loaded") == page  # no reload
         wait_until(lambda: driver.find_element(By.ID, "run-status").get_attribute(
             "data-status") == "SUCCEEDED", "the run SUCCEEDED on the page")
@@ -245,7 +250,7 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, 'tr[data-node="b"]'),
                    "the run page as a viewer")
         assert not driver.find_elements(By.CSS_SELECTOR, "#cancel, #resume, input[type=checkbox]")
-        assert [b.text for b in driver.find_elements(By.TAG_NAME, "button")] == ["Log out"]
+        assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "form button")] == ["Log out"]
     finally:
         driver.quit()
     assert not errors, errors  # e.g. a CSP violation

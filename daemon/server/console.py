@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,13 +352,17 @@ class Console:
                           schedule=schedule_words(answer.workflow),
                           versions=versions.plan_versions, runs=runs.runs,
                           next_page=runs.next_page_token,
+                          graph=graph_json([(n.name, None) for n in answer.workflow.nodes],
+                                           answer.workflow.edges),
                           params=json.dumps(params, indent=2, sort_keys=True))
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         run_id = request.match_info["run_id"]
         answer = await self._call("GetRun", pb.GetRunRequest(run_id=run_id,
                                                              include_graph=True))
-        return self._page(request, "run.html", run=answer.run,
+        run = answer.run
+        return self._page(request, "run.html", run=run, graph=graph_json(
+            [(n.name, status_name(pb.NodeStatus, n.status)) for n in run.nodes], run.edges),
                           params=json.dumps(json_format.MessageToDict(answer.run.params),
                                             sort_keys=True))
 
@@ -475,6 +479,13 @@ def _sse(change: pb.WatchRunResponse) -> bytes:
                         "attempts": len(node.attempts)}
     return (f"id: {change.sequence}\nevent: change\n"
             f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
+
+
+def graph_json(nodes: Iterable[tuple[str, str | None]], edges: Iterable[pb.Edge]) -> str:
+    """What graph.js draws: `{"nodes": [{"name", "status"}], "edges": [[up, down]]}`."""
+    return json.dumps({"nodes": [{"name": name, "status": status} for name, status in nodes],
+                       "edges": [[e.upstream, e.downstream] for e in edges]},
+                      separators=(",", ":"))
 
 
 def schedule_words(workflow: pb.Workflow) -> str:

@@ -18,9 +18,13 @@
     const change = JSON.parse(message.data);
     table.dataset.sequence = String(change.sequence);
     if (change.node) {
+      // the node's row and its drawing in the graph (graph.js)
+      const selector = '[data-node="' + CSS.escape(change.node.name) + '"][data-status]';
+      for (const element of document.querySelectorAll(selector)) {
+        element.dataset.status = change.node.status;
+      }
       const row = table.querySelector('tr[data-node="' + CSS.escape(change.node.name) + '"]');
       if (row) {
-        row.dataset.status = change.node.status;
         row.querySelector(".status").textContent = change.node.status;
         row.querySelector(".attempts").textContent = String(change.node.attempts);
       }
