@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, MakeRepo, wait_until
@@ -185,19 +186,10 @@ def _chromium() -> tuple[str, str] | None:
                     " (.ci/run installs them)")
 def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         console: tuple[Daemon, int, Path]) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     daemon, port, tmp_path = console
-    found = _chromium()
-    assert found is not None
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1100,700"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(found[1]))
+    driver = _driver()
     base = f"http://127.0.0.1:{port}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
@@ -306,3 +298,52 @@ def test_resume_ticked_nodes_after_the_dry_run_without_tokens_on_loopback(
         _, _, history = local.request("GET", "/workflows/w1")
         assert f'href="/runs/{first}">{first}</a>' in history
         assert "/login" not in history and 'action="/logout"' not in history
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_an_open_run_page_catches_up_after_the_daemon_restarts(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """No tokens (loopback): the page's events reconnect to the restarted daemon, which
+    adopted the running node, and show what happened meanwhile, without a reload."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    gate = tmp_path / "go"
+    publish(make_repo({k: v.replace("GATE", str(gate)) for k, v in FILES.items()}), store)
+    port, http_port = free_port(), free_port()
+    extra = ["--http", f"127.0.0.1:{http_port}"]
+    driver = _driver()
+    try:
+        with running_daemon(store, state, port=port, extra=extra) as daemon:
+            run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain")).run.run_id
+            driver.get(f"http://127.0.0.1:{http_port}/runs/{run_id}")
+            wait_until(lambda: _status(driver, "b") == "RUNNING", "b RUNNING", timeout=20)
+            driver.execute_script("document.body.dataset.loaded = 'once'")
+            assert daemon.stop() == 0
+        gate.touch()  # b ends while no daemon runs
+        with running_daemon(store, state, port=port, extra=extra):
+            wait_until(lambda: _status(driver, "b") == "SUCCEEDED",
+                       "b SUCCEEDED on the page after the restart", timeout=30)
+            assert driver.execute_script("return document.body.dataset.loaded") == "once"
+    finally:
+        driver.quit()
+
+
+def _driver() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    found = _chromium()
+    assert found is not None
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1100,700"):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(found[1]))
+
+
+def _status(driver: Any, node: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{node}"]')
+               .get_attribute("data-status"))

@@ -49,6 +49,7 @@ SESSION_SECONDS: Final = 12 * 3600  # a session unused this long is forgotten
 MAX_SESSIONS: Final = 10_000  # beyond, the oldest go: a login flood cannot fill memory
 HISTORY_PAGE: Final = 20
 SSE_KEEPALIVE_SECONDS: Final = 15.0
+SSE_RETRY_MILLISECONDS: Final = 1000  # a browser reconnects this soon (a daemon restarted)
 CSP: Final = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
               " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"
               " frame-ancestors 'none'")
@@ -433,6 +434,7 @@ class Console:
             "X-Accel-Buffering": "no", **SECURITY_HEADERS})
         await response.prepare(request)
         try:
+            await response.write(f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode())
             change = first
             while change is not None:
                 await response.write(_sse(change))
