@@ -8,13 +8,16 @@ from __future__ import annotations
 import http.client
 import re
 import shutil
+import ssl
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from certificates import certificates
 from conftest import ROOT, MakeRepo, wait_until
 from daemon_harness import Daemon, free_port, pb, publish, running_daemon
 
@@ -49,10 +52,13 @@ class Browser:
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
     set_cookie: str = ""
+    tls: ssl.SSLContext | None = None
 
     def request(self, method: str, path: str, form: dict[str, str | list[str]] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = (http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                                  context=self.tls) if self.tls else
+                      http.client.HTTPConnection("127.0.0.1", self.port, timeout=10))
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -149,6 +155,45 @@ def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path])
     assert operator.request("POST", "/logout", {"csrf": own})[0] == 303
     assert operator.request("GET", "/")[0] == 303
     assert operator.request("GET", "/metrics")[0] == 401  # /metrics keeps its bearer rule
+
+
+
+def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
+        console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    csrf = operator.csrf("/")
+    for path, form, status, reason in [
+            ("/workflows/chain/runs", {"params": "[1]"}, 400, "params must be a JSON object"),
+            ("/workflows/chain/runs", {"params": "{"}, 400, "params must be a JSON object"),
+            ("/workflows/chain/runs", {"params": '{"nope": 1}'}, 400, "nope"),
+            ("/workflows/" + "x" * 300 + "/runs", {}, 404, "does not exist"),
+            ("/runs/nothing/resume", {"node": "a"}, 404, "does not exist"),
+            ("/runs/nothing/cancel", {}, 404, "does not exist")]:
+        got, _, page = operator.request("POST", path, {"csrf": csrf, **form})
+        assert (got, reason in page) == (status, True), (path, form, page)
+    assert operator.request("GET", "/workflows/nothing")[0] == 404
+    assert operator.request("GET", "/runs/%00")[0] in (400, 404)
+    assert operator.request("GET", "/static/../console.py")[0] in (403, 404)
+    daemon.call("ListWorkflows", pb.ListWorkflowsRequest())  # still serving
+
+
+def test_over_https_the_session_cookie_is_secure(make_repo: MakeRepo, tmp_path: Path) -> None:
+    store, state, pki = tmp_path / "store", tmp_path / "state", tmp_path / "pki"
+    publish(make_repo(FILES), store)
+    pems = certificates(pki)
+    (tmp_path / "roles").write_text(ROLES_FILE)
+    port = free_port()
+    with running_daemon(store, state, credentials=grpc.ssl_channel_credentials(pems["ca"]),
+                        extra=["--http", f"127.0.0.1:{port}",
+                               "--roles-file", str(tmp_path / "roles"),
+                               "--tls-cert", str(pki / "server_cert.pem"),
+                               "--tls-key", str(pki / "server_key.pem")]):
+        browser = Browser(port, tls=ssl.create_default_context(cafile=pki / "ca.pem"))
+        assert browser.login(TOKENS["viewer"]) == 303
+        assert "Secure" in browser.set_cookie and "HttpOnly" in browser.set_cookie
+        assert browser.request("GET", "/")[0] == 200
 
 
 def test_run_page_and_its_events_resume_after_the_last_event_id(
