@@ -196,6 +196,43 @@ def test_over_https_the_session_cookie_is_secure(make_repo: MakeRepo, tmp_path: 
         assert browser.request("GET", "/")[0] == 200
 
 
+
+def test_a_backfill_from_the_form_after_its_preview(console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    form = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T23:00:00Z",
+            "reprocess": "all", "remarks": "January", "parallel": "2"}
+    viewer = Browser(port)
+    assert viewer.login(TOKENS["viewer"]) == 303
+    csrf = viewer.csrf("/workflows/daily")
+    status, _, page = viewer.request("POST", "/workflows/daily/backfills", {"csrf": csrf, **form})
+    assert status == 200 and 'id="confirm-backfill"' not in page  # a viewer may look only
+    assert viewer.request("POST", "/workflows/daily/backfills",
+                          {"csrf": csrf, **form, "confirm": "yes"})[0] == 403
+
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    csrf = operator.csrf("/workflows/daily")
+    status, _, page = operator.request("POST", "/workflows/daily/backfills",
+                                       {"csrf": csrf, **form})
+    times = re.findall(r"<li>([^<]+)</li>", page)
+    assert status == 200 and times == [f"2026-01-0{d} 01:00:00 UTC" for d in (1, 2, 3)], page
+    assert not daemon.call("ListBackfills", pb.ListBackfillsRequest()).backfills  # a dry run
+    status, headers, _ = operator.request("POST", "/workflows/daily/backfills",
+                                          {"csrf": csrf, **form, "confirm": "yes"})
+    assert status == 303 and headers["location"].startswith("/backfills/")
+    backfill_id = headers["location"].removeprefix("/backfills/")
+
+    def finished() -> str | None:
+        _, _, page = operator.request("GET", f"/backfills/{backfill_id}")
+        return page if "3 done, 0 failed, 0 running, 0 pending of 3" in page else None
+
+    page = wait_until(finished, "the backfill's three runs done", timeout=30)
+    assert page.count('<tr data-run="') == 3 and "January" in page
+    status, _, page = operator.request("POST", "/workflows/daily/backfills",
+                                       {"csrf": csrf, **form, "start": "yesterday"})
+    assert status == 400 and "start must be a time" in page
+
+
 def test_run_page_and_its_events_resume_after_the_last_event_id(
         console: tuple[Daemon, int, Path]) -> None:
     daemon, port, _ = console

@@ -33,7 +33,7 @@ from typing import Any, Final, NoReturn, cast
 import grpc
 import jinja2
 from aiohttp import web
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from flowplan.daemon.server.auth import least_role
@@ -169,6 +169,9 @@ class Console:
         routes.add_get("/workflows/{name}", self.workflow)
         routes.add_post("/workflows/{name}/scheduling", self.set_scheduling)
         routes.add_post("/workflows/{name}/runs", self.start_run)
+        routes.add_post("/workflows/{name}/backfills", self.start_backfill)
+        routes.add_get("/backfills/{backfill_id}", self.backfill)
+        routes.add_post("/backfills/{backfill_id}/cancel", self.cancel_backfill)
         routes.add_get("/runs/{run_id}", self.run)
         routes.add_get("/runs/{run_id}/events", self.events)
         routes.add_post("/runs/{run_id}/cancel", self.cancel)
@@ -393,6 +396,52 @@ class Console:
             queue=str(form.get("queue", "")).strip(), remarks=str(form.get("remarks", ""))))
         raise web.HTTPSeeOther(f"/runs/{answer.run.run_id}")
 
+    async def start_backfill(self, request: web.Request) -> web.StreamResponse:
+        """Without `confirm`, the dry run's logical times to confirm; with it, the backfill.
+        A viewer may see the dry run (a read, as in the API), not start it."""
+        form = await request.post()
+        confirm = form.get("confirm") == "yes"
+        self._require(request, "StartBackfill" if confirm else "GetBackfill")
+        name = request.match_info["name"]
+        fields = {k: str(form.get(k, "")).strip() for k in (
+            "start", "end", "queue", "parallel", "reprocess", "remarks", "emails")}
+        reprocess = {"": pb.REPROCESS_UNSPECIFIED, "all": pb.REPROCESS_ALL,
+                     "missing": pb.REPROCESS_MISSING, "failed": pb.REPROCESS_FAILED}
+        if fields["reprocess"] not in reprocess:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "reprocess must be all, missing or failed")
+        try:
+            parallel = int(fields["parallel"] or 0)
+        except ValueError:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "parallel runs must be a whole number (0: the workflow's"
+                               " max_active_runs)") from None
+        backfill = pb.StartBackfillRequest(
+            workflow=name, start_time=_form_time(fields["start"], "start"),
+            end_time=_form_time(fields["end"], "end"), queue=fields["queue"],
+            remarks=fields["remarks"], max_parallel_runs=parallel, dry_run=not confirm,
+            reprocess=reprocess[fields["reprocess"]],
+            failure_emails=[e.strip() for e in fields["emails"].split(",") if e.strip()])
+        answer = await self._call("StartBackfill", backfill)
+        if confirm:
+            raise web.HTTPSeeOther(f"/backfills/{answer.backfill_id}")
+        return self._page(request, "backfill_preview.html", workflow=name, fields=fields,
+                          times=[t.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                                 for t in answer.logical_times])
+
+    async def backfill(self, request: web.Request) -> web.StreamResponse:
+        backfill_id = request.match_info["backfill_id"]
+        answer = await self._call("GetBackfill", pb.GetBackfillRequest(backfill_id=backfill_id))
+        runs = await self._call("ListRuns", pb.ListRunsRequest(backfill_id=backfill_id,
+                                                               page_size=1000))
+        return self._page(request, "backfill.html", b=answer.backfill, runs=runs.runs)
+
+    async def cancel_backfill(self, request: web.Request) -> web.StreamResponse:
+        self._require(request, "CancelBackfill")
+        backfill_id = request.match_info["backfill_id"]
+        await self._call("CancelBackfill", pb.CancelBackfillRequest(backfill_id=backfill_id))
+        raise web.HTTPSeeOther(f"/backfills/{backfill_id}")
+
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         self._require(request, "CancelRun")
         run_id = request.match_info["run_id"]
@@ -481,6 +530,20 @@ def _sse(change: pb.WatchRunResponse) -> bytes:
                         "attempts": len(node.attempts)}
     return (f"id: {change.sequence}\nevent: change\n"
             f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
+
+
+def _form_time(text: str, name: str) -> timestamp_pb2.Timestamp:
+    """A form's time: ISO 8601 with a zone (`2026-01-31T02:00:00Z`); a date or a time
+    without a zone is UTC (what `<input type=datetime-local>` sends)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{name} must be a time such as 2026-01-31T02:00:00Z (a time"
+                           " without a zone is UTC)") from None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return stamp
 
 
 def graph_json(nodes: Iterable[tuple[str, str | None]], edges: Iterable[pb.Edge]) -> str:
