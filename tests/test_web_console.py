@@ -174,6 +174,10 @@ def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
         got, _, page = operator.request("POST", path, {"csrf": csrf, **form})
         assert (got, reason in page) == (status, True), (path, form, page)
     assert operator.request("GET", "/workflows/nothing")[0] == 404
+    assert operator.request("GET", "/workflows/chain?version=x")[0] == 400
+    assert operator.request("GET", "/workflows/chain?version=9")[0] == 404
+    status, _, page = operator.request("GET", "/workflows/chain?version=1")
+    assert status == 200 and 'href="?version=1"' in page
     assert operator.request("GET", "/runs/%00")[0] in (400, 404)
     assert operator.request("GET", "/static/../console.py")[0] in (403, 404)
     daemon.call("ListWorkflows", pb.ListWorkflowsRequest())  # still serving

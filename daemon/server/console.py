@@ -345,7 +345,12 @@ class Console:
 
     async def workflow(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        answer = await self._call("GetWorkflow", pb.GetWorkflowRequest(workflow=name))
+        version = request.query.get("version", "")
+        if version and not version.isdigit():
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"version must be a version number, not '{version[:20]}'")
+        answer = await self._call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow=name, plan_version=int(version or 0)))
         versions = await self._call("ListPlanVersions",
                                     pb.ListPlanVersionsRequest(workflow=name, page_size=50))
         page_token = request.query.get("page", "")
