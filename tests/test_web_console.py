@@ -20,6 +20,7 @@ import pytest
 from certificates import certificates
 from conftest import ROOT, MakeRepo, wait_until
 from daemon_harness import Daemon, free_port, pb, publish, running_daemon
+from google.protobuf import struct_pb2
 
 TOKENS = {"operator": "o" * 20 + "-operator", "viewer": "v" * 20 + "-viewer"}
 ROLES_FILE = f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n"
@@ -28,12 +29,12 @@ FILES = {
     "workflows/chain.yaml": """
         name: chain
         description: Two steps; b waits for its gate file
-        params: {code: "0"}
+        params: {code: "0", db_password: ""}
         tags: {team: sales}
         nodes:
           - {name: a, command: "echo a"}
-          - {name: b, command: "while [ ! -e GATE ]; do sleep 0.02; done; exit ${params.code}",
-             upstream: [a]}
+          - {name: b, upstream: [a], command: "echo started ${params.db_password};
+              while [ ! -e GATE ]; do sleep 0.02; done; echo finished; exit ${params.code}"}
         """,
     "workflows/daily.yaml": """
         name: daily
@@ -242,11 +243,23 @@ def test_run_page_and_its_events_resume_after_the_last_event_id(
     daemon, port, _ = console
     operator = Browser(port)
     assert operator.login(TOKENS["operator"]) == 303
-    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain")).run.run_id
+    secret = struct_pb2.Struct()
+    secret.update({"db_password": "hunter2-very-secret"})
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain",
+                                                        params=secret)).run.run_id
     status, _, page = operator.request("GET", f"/runs/{run_id}")
+    assert "hunter2" not in page
     assert status == 200 and 'data-node="a"' in page and 'id="cancel"' in page
     assert re.search(r'data-node="b" data-status="(PENDING|RUNNING)"', page), page
     assert operator.request("GET", "/runs/no-such-run")[0] == 404
+
+    def b_running() -> bool:
+        run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
+        return any(n.name == "b" and n.status == pb.NODE_STATUS_RUNNING for n in run.nodes)
+
+    wait_until(b_running, "b running", timeout=20)
+    wait_until(lambda: b"started" in b"".join(c.data for c in daemon.call(
+        "GetNodeLog", pb.GetNodeLogRequest(run_id=run_id, node_name="b"))), "b's first line")
     daemon.call("CancelRun", pb.CancelRunRequest(run_id=run_id))
     daemon.wait_run(run_id)
     status, headers, stream = operator.request("GET", f"/runs/{run_id}/events")
@@ -258,6 +271,11 @@ def test_run_page_and_its_events_resume_after_the_last_event_id(
                                   headers={"Last-Event-ID": str(ids[1])})
     assert [int(n) for n in re.findall(r"^id: (\d+)$", rest, re.M)] == ids[2:]
     assert Browser(port).request("GET", f"/runs/{run_id}/events")[0] == 401  # logged out
+    status, _, page = operator.request("GET", f"/runs/{run_id}/nodes/b")
+    assert status == 200 and 'id="log"' in page and "hunter2" not in page
+    _, _, log = operator.request("GET", f"/runs/{run_id}/nodes/b/log")
+    assert "started *****" in log and "hunter2" not in log and "event: end" in log
+    assert operator.request("GET", f"/runs/{run_id}/nodes/zz/log")[0] == 404
 
 
 # ---- in a browser ---------------------------------------------------------------------------
@@ -306,6 +324,13 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         page = driver.execute_script("return document.body.dataset.loaded = 'once'")
         run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
         assert run.remarks == "from the browser"
+        run_tab = driver.current_window_handle
+        driver.switch_to.new_window("tab")  # b's page follows its log
+        driver.get(f"{base}/runs/{run_id}/nodes/b")
+        wait_until(lambda: "started" in driver.find_element(By.ID, "log").text,
+                   "b's log on its page")
+        log_tab = driver.current_window_handle
+        driver.switch_to.window(run_tab)
         (tmp_path / "go").touch()  # b's command waits for it
         wait_until(lambda: node_b() == "SUCCEEDED", "b SUCCEEDED without a reload", timeout=20)
         drawn = driver.find_element(By.CSS_SELECTOR, 'g[data-node="b"]')
@@ -315,6 +340,15 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         wait_until(lambda: driver.find_element(By.ID, "run-status").get_attribute(
             "data-status") == "SUCCEEDED", "the run SUCCEEDED on the page")
         driver.save_screenshot(str(SCREENSHOTS / "run.png"))
+        driver.switch_to.window(log_tab)
+        wait_until(lambda: driver.find_element(By.ID, "log").get_attribute("data-ended"),
+                   "b's log followed to its end")
+        assert driver.find_element(By.ID, "log").text.splitlines()[-1] == "finished"
+        wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'h1 [data-node="b"]').text
+                   == "SUCCEEDED", "b's own page showing it SUCCEEDED")
+        driver.save_screenshot(str(SCREENSHOTS / "node.png"))
+        driver.close()
+        driver.switch_to.window(run_tab)
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
         # a viewer: the same pages without a button, and its POSTs refused

@@ -18,6 +18,7 @@ Security, in one place here:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import hmac
 import json
@@ -28,7 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NoReturn, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 import grpc
 import jinja2
@@ -58,6 +59,8 @@ SECURITY_HEADERS: Final = {
     "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 LOCAL: Final = Grant(name="local", role=Role.ADMIN, token="")  # no tokens configured
 
+LOG_TAIL_BYTES: Final = 64 * 1024  # of a node's log, shown when its page opens
+_Item = TypeVar("_Item")
 Caller = Callable[[bytes], Grant | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -174,6 +177,8 @@ class Console:
         routes.add_post("/backfills/{backfill_id}/cancel", self.cancel_backfill)
         routes.add_get("/runs/{run_id}", self.run)
         routes.add_get("/runs/{run_id}/events", self.events)
+        routes.add_get("/runs/{run_id}/nodes/{node}", self.node)
+        routes.add_get("/runs/{run_id}/nodes/{node}/log", self.log)
         routes.add_post("/runs/{run_id}/cancel", self.cancel)
         routes.add_post("/runs/{run_id}/resume", self.resume)
         routes.add_static("/static", HERE / "static", append_version=False)
@@ -375,6 +380,16 @@ class Console:
                           params=json.dumps(json_format.MessageToDict(answer.run.params),
                                             sort_keys=True))
 
+    async def node(self, request: web.Request) -> web.StreamResponse:
+        run_id, name = request.match_info["run_id"], request.match_info["node"]
+        answer = await self._call("GetRun", pb.GetRunRequest(run_id=run_id,
+                                                             include_graph=True))
+        node = next((n for n in answer.run.nodes if n.name == name), None)
+        if node is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"run {run_id} has no node '{name[:100]}'")
+        return self._page(request, "node.html", run=answer.run, node=node)
+
     # -- actions ---------------------------------------------------------------------------
 
     async def set_scheduling(self, request: web.Request) -> web.StreamResponse:
@@ -501,15 +516,50 @@ class Console:
         return response
 
 
-async def _next(changes: AsyncIterator[pb.WatchRunResponse]) -> pb.WatchRunResponse | None:
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events of a node's log (the latest attempt's, masked as GetNodeLog
+        masks it), followed until the attempt ends: each event's id is the byte offset after
+        it, so a reconnect (Last-Event-ID) goes on from there. A new page starts with the
+        last LOG_TAIL_BYTES."""
+        run_id, name = request.match_info["run_id"], request.match_info["node"]
+        after = request.headers.get("Last-Event-ID", "")
+        offset = int(after) if after.isdigit() else -LOG_TAIL_BYTES
+        chunks = cast("AsyncGenerator[pb.GetNodeLogResponse, None]", self._service.GetNodeLog(
+            pb.GetNodeLogRequest(run_id=run_id, node_name=name, offset=offset, follow=True),
+            _Context()))
+        first = await _next(chunks)  # an unknown run or node: 404 before the stream
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no", **SECURITY_HEADERS})
+        await response.prepare(request)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            await response.write(f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode())
+            chunk = first
+            while chunk is not None:
+                text = decoder.decode(chunk.data)
+                end = chunk.offset + len(chunk.data)
+                await response.write((f"id: {end}\nevent: log\ndata: "
+                                      f"{json.dumps({'text': text, 'attempt': chunk.attempt})}"
+                                      "\n\n").encode())
+                chunk = await _next_or_keepalive(chunks, response)
+            await response.write(b"event: end\ndata: {}\n\n")
+        except (ConnectionResetError, ServiceError):
+            pass
+        finally:
+            await chunks.aclose()
+        return response
+
+
+async def _next(changes: AsyncIterator[_Item]) -> _Item | None:
     try:
         return await anext(changes)
     except StopAsyncIteration:
         return None
 
 
-async def _next_or_keepalive(changes: AsyncIterator[pb.WatchRunResponse],
-                             response: web.StreamResponse) -> pb.WatchRunResponse | None:
+async def _next_or_keepalive(changes: AsyncIterator[_Item],
+                             response: web.StreamResponse) -> _Item | None:
     """The next change; a comment line every SSE_KEEPALIVE_SECONDS meanwhile (a proxy or a
     browser drops a silent connection; a write to a closed one raises)."""
     waiting = asyncio.ensure_future(_next(changes))

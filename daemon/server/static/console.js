@@ -4,7 +4,24 @@
 "use strict";
 
 (function () {
-  const table = document.getElementById("run-nodes");
+  // a node's page: its log, followed while the attempt runs
+  const log = document.getElementById("log");
+  if (log && window.EventSource) {
+    const source = new EventSource(log.dataset.url);
+    source.addEventListener("log", function (message) {
+      log.textContent += JSON.parse(message.data).text;
+      log.dataset.bytes = String(message.lastEventId);
+    });
+    source.addEventListener("end", function () {
+      source.close();
+      log.dataset.ended = "yes";
+    });
+  }
+})();
+
+(function () {
+  // a run's page (its node table) or a node's page: the element naming the run to watch
+  const table = document.querySelector("[data-watch-run]");
   if (!table || table.dataset.finished === "yes" || !window.EventSource) {
     return;
   }
@@ -22,6 +39,9 @@
       const selector = '[data-node="' + CSS.escape(change.node.name) + '"][data-status]';
       for (const element of document.querySelectorAll(selector)) {
         element.dataset.status = change.node.status;
+        if (element.classList.contains("status")) {
+          element.textContent = change.node.status;
+        }
       }
       const row = table.querySelector('tr[data-node="' + CSS.escape(change.node.name) + '"]');
       if (row) {
