@@ -578,7 +578,8 @@ async def _next_or_keepalive(changes: AsyncIterator[_Item],
 
 def _sse(change: pb.WatchRunResponse) -> bytes:
     data: dict[str, Any] = {"sequence": change.sequence,
-                            "run_status": status_name(pb.RunStatus, change.run_status)}
+                            "run_status": status_name(pb.RunStatus, change.run_status),
+                            "time": change.event_time.ToMilliseconds() / 1000}
     if change.HasField("node"):
         node = change.node
         data["node"] = {"name": node.name, "status": status_name(pb.NodeStatus, node.status),
