@@ -18,6 +18,7 @@ Security, in one place here:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import codecs
 import contextlib
 import hmac
@@ -155,6 +156,7 @@ class Console:
         self._service = service
         self.sessions = Sessions(caller)
         self._https = https
+        self._feeds: dict[str, RunFeed] = {}  # the runs pages follow, by id
         self._pages = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
             undefined=jinja2.StrictUndefined)
@@ -495,24 +497,27 @@ class Console:
             after_sequence = max(0, int(after))
         except ValueError:
             after_sequence = 0
-        changes = cast("AsyncGenerator[pb.WatchRunResponse, None]", self._service.WatchRun(
-            pb.WatchRunRequest(run_id=run_id, after_sequence=after_sequence), _Context()))
-        first = await _next(changes)  # a run that does not exist: 404 before the stream
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no", **SECURITY_HEADERS})
-        await response.prepare(request)
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            feed = self._feeds[run_id] = RunFeed(self._service, run_id)
+        feed.pages += 1
         try:
-            await response.write(f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode())
-            change = first
-            while change is not None:
-                await response.write(_sse(change))
-                change = await _next_or_keepalive(changes, response)
-            await response.write(b"event: end\ndata: {}\n\n")
-        except (ConnectionResetError, ServiceError):  # the page left; the daemon stops
-            pass
+            await feed.started.wait()
+            if feed.error is not None and not feed.events:  # e.g. NOT_FOUND: before the stream
+                raise feed.error
+            response = web.StreamResponse(headers={
+                "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no", **SECURITY_HEADERS})
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionResetError):  # the page left
+                await response.write(f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode())
+                await feed.follow(response, after_sequence)
         finally:
-            await changes.aclose()
+            feed.pages -= 1
+            if feed.pages == 0:  # the last page left: stop following the run
+                feed.close()
+                if self._feeds.get(run_id) is feed:
+                    del self._feeds[run_id]
         return response
 
 
@@ -549,6 +554,63 @@ class Console:
         finally:
             await chunks.aclose()
         return response
+
+
+class RunFeed:
+    """One WatchRun per run, shared by every page that follows it: the run's changes are
+    read from the store once, however many pages watch (each page reading its own WatchRun
+    cost the engine's handoff 1.5x with 20 pages; bench/web.py). Kept while a page follows
+    the run; its events are the run's whole history, as SSE bytes."""
+
+    def __init__(self, service: WorkflowService, run_id: str) -> None:
+        self.events: list[tuple[int, bytes]] = []  # (sequence, the event as sent)
+        self.error: ServiceError | None = None
+        self.done = False
+        self.pages = 0
+        self.started = asyncio.Event()  # the first event, or the end
+        self._changed = asyncio.Event()
+        changes = cast("AsyncGenerator[pb.WatchRunResponse, None]", service.WatchRun(
+            pb.WatchRunRequest(run_id=run_id, after_sequence=0), _Context()))
+        self._task = asyncio.ensure_future(self._read(changes))
+
+    async def _read(self, changes: AsyncGenerator[pb.WatchRunResponse, None]) -> None:
+        try:
+            async for change in changes:
+                self.events.append((change.sequence, _sse(change)))
+                self._wake()
+        except ServiceError as exc:  # NOT_FOUND; UNAVAILABLE when the daemon stops
+            self.error = exc
+        except Exception:  # never the daemon's end: the pages' streams end
+            log.exception("following a run for the console failed")
+        finally:
+            self.done = True
+            self._wake()
+            await changes.aclose()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    def _wake(self) -> None:
+        self.started.set()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def follow(self, response: web.StreamResponse, after: int) -> None:
+        """Write the events after sequence `after`, then each new one, to the end."""
+        index = bisect.bisect_right([sequence for sequence, _ in self.events], after)
+        while True:
+            while index < len(self.events):
+                await response.write(self.events[index][1])
+                index += 1
+            if self.done:
+                if self.error is None:
+                    await response.write(b"event: end\ndata: {}\n\n")
+                return
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
 
 
 async def _next(changes: AsyncIterator[_Item]) -> _Item | None:
