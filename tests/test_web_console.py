@@ -467,3 +467,44 @@ def _status(driver: Any, node: str) -> str:
 
     return str(driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{node}"]')
                .get_attribute("data-status"))
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(W1), store)
+    port = free_port()
+    driver = _driver()
+    try:
+        with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+            first = daemon.call("StartRun", pb.StartRunRequest(workflow="w1")).run.run_id
+            daemon.wait_run(first)
+            driver.get(f"http://127.0.0.1:{port}/runs/{first}")
+            wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'),
+                       "the run's graph")
+            for name in ("J2", "J3"):
+                assert driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"]'
+                                           ).get_attribute("data-status") == "FAILED"
+                driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"] text').click()
+            ticked = [t.get_attribute("value") for t in driver.find_elements(
+                By.CSS_SELECTOR, 'input[name="node"]') if t.is_selected()]
+            assert ticked == ["J2", "J3"]
+            driver.save_screenshot(str(SCREENSHOTS / "resume-ticked.png"))
+            driver.find_element(By.ID, "resume").click()
+            wait_until(lambda: driver.find_elements(By.ID, "confirm"), "the dry run's answer")
+            assert [li.get_attribute("data-node") for li in driver.find_elements(
+                By.CSS_SELECTOR, "#will-start li")] == ["J2", "J3"]
+            driver.find_element(By.ID, "confirm").click()
+            wait_until(lambda: driver.find_elements(By.ID, "previous-run"), "the new run")
+            assert driver.current_url.rsplit("/", 1)[1] != first
+            assert driver.find_element(By.CSS_SELECTOR, 'tr[data-node="J1"] a.copied'
+                                       ).text == first
+            driver.find_element(By.ID, "previous-run").click()
+            wait_until(lambda: driver.current_url.endswith(f"/runs/{first}"),
+                       "the previous run's page")
+    finally:
+        driver.quit()

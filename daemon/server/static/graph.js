@@ -2,7 +2,8 @@
 // edges: [[upstream, downstream]]}) as SVG, laid out by the vendored dagre (layered,
 // top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">: console.js keeps
 // data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
-// "Fit" button fits the graph to the view, the search box highlights a node by name.
+// "Fit" button fits the graph to the view, the search box highlights a node by name; on a
+// run page a click on a node ticks it for Resume.
 "use strict";
 
 (function () {
@@ -81,6 +82,9 @@
   }, { passive: false });
   let drag = null;
   svg.addEventListener("pointerdown", function (event) {
+    if (event.target.closest("g.gnode")) {
+      return;  // a node: clicked, not dragged
+    }
     drag = { x: event.clientX, y: event.clientY, view: view };
     svg.setPointerCapture(event.pointerId);
   });
@@ -106,6 +110,27 @@
       for (const group of svg.querySelectorAll("g.gnode")) {
         const hit = wanted !== "" && group.dataset.node.toLowerCase().includes(wanted);
         group.classList.toggle("found", hit);
+      }
+    });
+  }
+  // On a run page, clicking a node ticks it for Resume (its checkbox in the table).
+  svg.addEventListener("click", function (event) {
+    const group = event.target.closest("g.gnode");
+    if (!group) {
+      return;
+    }
+    const box = document.querySelector('input[name="node"][value="' +
+                                        CSS.escape(group.dataset.node) + '"]');
+    if (box) {
+      box.checked = !box.checked;
+      group.classList.toggle("ticked", box.checked);
+    }
+  });
+  for (const tick of document.querySelectorAll('input[name="node"]')) {
+    tick.addEventListener("change", function () {
+      const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
+      if (group) {
+        group.classList.toggle("ticked", tick.checked);
       }
     });
   }
