@@ -508,3 +508,18 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
                        "the previous run's page")
     finally:
         driver.quit()
+
+
+def test_a_flood_of_login_forms_does_not_push_out_who_logged_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowplan.daemon.server import console
+    from flowplan.daemon.server.roles import Grant, Role
+
+    monkeypatch.setattr(console, "MAX_SESSIONS", 5)
+    alice = Grant(name="alice", role=Role.VIEWER, token="t" * 20)
+    sessions = console.Sessions(lambda token: alice if token == b"t" * 20 else None)
+    logged_in, _ = sessions.new(alice)
+    for _ in range(50):
+        sessions.new(None)  # GET /login, again and again
+    assert sessions.who(sessions.get(logged_in)) == alice
+    assert sessions.who(sessions.get("not-a-session")) is None

@@ -102,8 +102,12 @@ class Sessions:
         return session
 
     def new(self, grant: Grant | None) -> tuple[str, Session]:
-        while len(self._by_id) >= MAX_SESSIONS:
-            self._by_id.pop(next(iter(self._by_id)))
+        """A session; when MAX_SESSIONS are kept, the oldest not logged in goes first (the
+        login form makes one for anyone: it must not push out who logged in)."""
+        if len(self._by_id) >= MAX_SESSIONS:
+            oldest = next((sid for sid, s in self._by_id.items() if s.grant is None),
+                          next(iter(self._by_id)))
+            self._by_id.pop(oldest)
         sid = secrets.token_urlsafe(32)
         session = self._by_id[sid] = Session(csrf=secrets.token_urlsafe(32), grant=grant)
         return sid, session
