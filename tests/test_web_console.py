@@ -1,11 +1,13 @@
 """The web console (`flowplan serve --http`), against a real daemon: its rules over plain HTTP
 (login, session cookie, CSRF, roles, the Content-Security-Policy, server-sent events with
 resumption), then in a real headless Chromium driven by Selenium (skipped when chromium or
-chromedriver is absent; .ci/run installs them). Screenshots go to docs/console/."""
+chromedriver is absent; .ci/run installs them). With FLOWPLAN_SCREENSHOTS=1 the browser
+tests write their screenshots into docs/console/."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import shutil
 import ssl
@@ -43,7 +45,15 @@ FILES = {
           - {name: day, command: "echo ${ds}"}
         """,
 }
-SCREENSHOTS = ROOT / "docs" / "console"
+DOCS_SCREENSHOTS = ROOT / "docs" / "console"
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """docs/console/ with FLOWPLAN_SCREENSHOTS=1 (to refresh the docs' pictures), else a
+    temporary folder: a test run leaves the checkout as it was."""
+    folder = DOCS_SCREENSHOTS if os.environ.get("FLOWPLAN_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @dataclass
@@ -295,22 +305,22 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
     daemon, port, tmp_path = console
     driver = _driver()
     base = f"http://127.0.0.1:{port}"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     errors: list[str] = []
     try:
         driver.get(base + "/")
         assert driver.current_url == base + "/login"
-        driver.save_screenshot(str(SCREENSHOTS / "login.png"))
+        driver.save_screenshot(str(shots / "login.png"))
         driver.find_element(By.ID, "token").send_keys(TOKENS["operator"])
         driver.find_element(By.ID, "login").click()
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-workflow="chain"]'),
                    "the workflows page")
-        driver.save_screenshot(str(SCREENSHOTS / "workflows.png"))
+        driver.save_screenshot(str(shots / "workflows.png"))
         driver.find_element(By.LINK_TEXT, "chain").click()
         wait_until(lambda: driver.find_elements(By.ID, "run-form"), "the workflow page")
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'
                                                 ' g[data-node="b"]'), "the workflow's graph")
-        driver.save_screenshot(str(SCREENSHOTS / "workflow.png"))
+        driver.save_screenshot(str(shots / "workflow.png"))
         driver.find_element(By.NAME, "remarks").send_keys("from the browser")
         driver.find_element(By.ID, "start-run").click()
         wait_until(lambda: "/runs/" in driver.current_url, "the run page")
@@ -339,14 +349,14 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         assert driver.execute_script("return document.body.dataset.loaded") == page  # no reload
         wait_until(lambda: driver.find_element(By.ID, "run-status").get_attribute(
             "data-status") == "SUCCEEDED", "the run SUCCEEDED on the page")
-        driver.save_screenshot(str(SCREENSHOTS / "run.png"))
+        driver.save_screenshot(str(shots / "run.png"))
         driver.switch_to.window(log_tab)
         wait_until(lambda: driver.find_element(By.ID, "log").get_attribute("data-ended"),
                    "b's log followed to its end")
         assert driver.find_element(By.ID, "log").text.splitlines()[-1] == "finished"
         wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'h1 [data-node="b"]').text
                    == "SUCCEEDED", "b's own page showing it SUCCEEDED")
-        driver.save_screenshot(str(SCREENSHOTS / "node.png"))
+        driver.save_screenshot(str(shots / "node.png"))
         driver.close()
         driver.switch_to.window(run_tab)
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -478,6 +488,7 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
     store, state = tmp_path / "store", tmp_path / "state"
     publish(make_repo(W1), store)
     port = free_port()
+    shots = screenshots(tmp_path)
     driver = _driver()
     try:
         with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
@@ -493,7 +504,7 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
             ticked = [t.get_attribute("value") for t in driver.find_elements(
                 By.CSS_SELECTOR, 'input[name="node"]') if t.is_selected()]
             assert ticked == ["J2", "J3"]
-            driver.save_screenshot(str(SCREENSHOTS / "resume-ticked.png"))
+            driver.save_screenshot(str(shots / "resume-ticked.png"))
             driver.find_element(By.ID, "resume").click()
             wait_until(lambda: driver.find_elements(By.ID, "confirm"), "the dry run's answer")
             assert [li.get_attribute("data-node") for li in driver.find_elements(
