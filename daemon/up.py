@@ -2,9 +2,10 @@
 
 Compiles REPO (default: the current directory, or its `workflows/` folder) and publishes it
 into `./.flowplan/store`, starts the daemon with its state in `./.flowplan/state` on
-127.0.0.1:50051 (metrics on http://127.0.0.1:8080/metrics), and republishes on every change
-of the repository (diagnostics printed; an invalid workflow keeps its last good version).
-Ctrl-C stops it cleanly; node processes still running are adopted by the next `flowplan up`.
+127.0.0.1:50051 (the web console on http://127.0.0.1:8080/, metrics under /metrics), and
+republishes on every change of the repository (diagnostics printed; an invalid workflow
+keeps its last good version). Ctrl-C stops it cleanly; node processes still running are
+adopted by the next `flowplan up`.
 
 The banner suggests `flowplan run` only for workflows that can run on this host (a node on a
 Spark queue needs spark-submit: the Spark extra or SPARK_HOME); log lines of the start are
@@ -54,8 +55,9 @@ def register(subparsers: Any) -> None:
     up.add_argument("--listen", default=DEFAULT_LISTEN,
                     help=f"host:port of the daemon (default {DEFAULT_LISTEN}; loopback only)")
     up.add_argument("--http", default=DEFAULT_UP_HTTP, metavar="HOST:PORT",
-                    help=f"HTTP address for GET /metrics (default {DEFAULT_UP_HTTP}; loopback"
-                         " only; a busy one is reported and gRPC serves on)")
+                    help=f"HTTP address of the console and /metrics (default"
+                         f" {DEFAULT_UP_HTTP}; loopback only; a busy one is reported and gRPC"
+                         " serves on)")
     up.add_argument("--home", type=Path, default=HOME,
                     help="where the store and state go (default ./.flowplan)")
     up.set_defaults(handler=cmd_up)
@@ -139,7 +141,8 @@ async def _up(root: Path, config: ServeConfig) -> int:
         await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():
             return running.result()
-        http = (f"metrics at {daemon.http_url}/metrics" if daemon.http_url
+        http = (f"console at {daemon.http_url}/, metrics at {daemon.http_url}/metrics"
+                if daemon.http_url
                 else f"{NO_HTTP}{daemon.http_problem}")
         _banner(config, daemon.port, result.plans, http=http)
     finally:  # the banner says these: no log line for them too

@@ -56,6 +56,11 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             assert f"metrics at http://{http}/metrics" in banner
             with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as response:
                 assert b"flowplan_runs_started_total" in response.read()
+            assert f"console at http://{http}/" in banner
+            with urllib.request.urlopen(f"http://{http}/", timeout=10) as response:
+                page = response.read().decode()  # no token on loopback: no login
+            assert 'data-workflow="daily_sales"' in page and "Content-Security-Policy" in str(
+                response.headers)
             assert "notifications: no SMTP server configured; e-mails are recorded, not" \
                    " sent: flowplan notifications --address" in banner
             rollup = next(line for line in banner.splitlines() if "  spark_rollup " in line)

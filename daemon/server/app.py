@@ -1,8 +1,8 @@
 """The daemon: one asyncio process with the state store, the plan watcher, the engine,
 the scheduler, backfills, notifications and the gRPC server.
 
-With `--http`, an HTTP listener (daemon/server/http.py: `GET /metrics`) starts once the gRPC
-port is bound, before the engine starts.
+With `--http`, an HTTP listener (daemon/server/http.py: `GET /metrics` and the web console,
+daemon/server/console.py) starts once the gRPC port is bound, before the engine starts.
 
 Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING; streams
 end cleanly; the server stops accepting and gives in-flight calls a grace period; the HTTP
@@ -42,7 +42,7 @@ from flowplan.daemon.scheduler.scheduler import Scheduler
 from flowplan.daemon.server.auth import TokenInterceptor
 from flowplan.daemon.server.config import ServeConfig, UsageError
 from flowplan.daemon.server.roles import Grant
-from flowplan.daemon.server.service import SERVICE_NAME, Parts, register
+from flowplan.daemon.server.service import SERVICE_NAME, Parts, WorkflowService, register
 from flowplan.daemon.server.systemd import notify
 from flowplan.daemon.server.tracing import enabled as tracing_enabled
 from flowplan.daemon.server.tracing import traceparent
@@ -160,7 +160,7 @@ class Daemon:
         server = self._server(metrics, tracing)
         health_service = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
-        register(server, Parts(engine=engine, store=store, catalog=catalog,
+        service = register(server, Parts(engine=engine, store=store, catalog=catalog,
                                scheduler=scheduler, backfills=backfills, clock=clock,
                                closing=closing))
         reflection.enable_server_reflection(
@@ -169,7 +169,7 @@ class Daemon:
         # adopts or starts a node.
         try:
             self.port = self._bind(server)
-            http = await self._start_http(metrics)
+            http = await self._start_http(metrics, service)
         except UsageError:
             store.close()
             raise
@@ -234,15 +234,18 @@ class Daemon:
             log.info("stopped")
         return 0
 
-    async def _start_http(self, metrics: Metrics | None) -> HttpServer | None:
+    async def _start_http(self, metrics: Metrics | None, service: WorkflowService
+                          ) -> HttpServer | None:
         """The HTTP listener, serving; None without --http, or when its address cannot be
         listened on and `http_required` is off (`flowplan up`: said in one line)."""
         if metrics is None:
             return None
+        from flowplan.daemon.server.console import Console
         from flowplan.daemon.server.http import HttpServer
 
-        authenticate = self._interceptor.caller if self._interceptor is not None else None
-        http = HttpServer(self.config, metrics.scrape, authenticate)
+        caller = self._interceptor.caller if self._interceptor is not None else None
+        console = Console(service, caller, https=bool(self.config.tls_cert))
+        http = HttpServer(self.config, metrics.scrape, caller=caller, console=console)
         try:
             await http.start()
         except UsageError as exc:

@@ -92,8 +92,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", metavar="HOST:PORT",
                         help=f"host:port to serve gRPC on (default {DEFAULT_LISTEN})")
     parser.add_argument("--http", metavar="HOST:PORT",
-                        help="also serve HTTP here: GET /metrics (Prometheus); the same"
-                             " exposure rules as --listen (default: no HTTP listener)")
+                        help="also serve HTTP here: the web console and GET /metrics"
+                             " (Prometheus); the same exposure rules as --listen (default:"
+                             " no HTTP listener)")
     parser.add_argument("--token-file", type=Path, metavar="FILE",
                         help="require `authorization: Bearer <token>` with this file's token"
                              " (an admin's)")

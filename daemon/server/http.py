@@ -1,5 +1,5 @@
-"""The daemon's HTTP listener (`--http ADDR`): `GET /metrics` now, the web console's pages
-later, in the daemon's own process and event loop.
+"""The daemon's HTTP listener (`--http ADDR`): `GET /metrics` and the web console's pages
+(daemon/server/console.py), in the daemon's own process and event loop.
 
 aiohttp serves it: a small, well-kept asyncio HTTP server (the same loop as grpc.aio, no
 thread), with the routing, middlewares, static files, streaming responses and WebSockets that
@@ -7,9 +7,10 @@ a web console grows into. The stdlib's asyncio streams would do for one route bu
 parsing, keep-alive and limits to us.
 
 The same exposure rules as gRPC (`ServeConfig.check`): a non-loopback address needs a token,
-TLS or `--insecure`. With tokens, every route needs `Authorization: Bearer <token>` as gRPC
-calls do; with `--tls-cert/--tls-key` it serves HTTPS (and with `--tls-client-ca`, asks for a
-client certificate).
+TLS or `--insecure`. With tokens, `/metrics` needs `Authorization: Bearer <token>` of any role
+as gRPC calls do, and the console a login with a token (then a session cookie); with
+`--tls-cert/--tls-key` it serves HTTPS (and with `--tls-client-ca`, asks for a client
+certificate).
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from flowplan.daemon.server.config import ServeConfig, UsageError
+
+if TYPE_CHECKING:
+    from flowplan.daemon.server.console import Console
 
 log = logging.getLogger("flowplan.daemon")
 
@@ -35,19 +40,21 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text fo
 class HttpServer:
     """`start()` binds and serves (UsageError when it cannot bind); `stop()` closes."""
 
-    def __init__(self, config: ServeConfig, scrape: Callable[[], bytes],
-                 authenticate: Callable[[bytes], object | None] | None = None) -> None:
-        """`authenticate`: the grant of a bearer token, or None (the gRPC interceptor's
-        `caller`, so that both listeners accept the same tokens, reloads included); None:
-        no authentication, as gRPC without tokens."""
+    def __init__(self, config: ServeConfig, scrape: Callable[[], bytes], *,
+                 caller: Callable[[bytes], object | None] | None = None,
+                 console: Console | None = None) -> None:
+        """`caller` judges a bearer token (None: no tokens configured, all open);
+        `console` mounts the web console's routes."""
         assert config.http is not None
         self._config = config
         self._scrape = scrape
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
-        middlewares = [_bearer(authenticate)] if authenticate is not None else []
+        middlewares = [_bearer(caller)] if caller is not None else []
         self._app = web.Application(middlewares=middlewares)
         self._app.router.add_get("/metrics", self._metrics)
+        if console is not None:
+            console.mount(self._app)
 
     @property
     def url(self) -> str:
@@ -85,15 +92,16 @@ class HttpServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def _bearer(authenticate: Callable[[bytes], object | None]) -> Middleware:
-    """Every route needs `Authorization: Bearer <token>` with a token the daemon accepts, of
-    any role (what the HTTP listener serves is read-only), judged as gRPC judges it."""
+def _bearer(caller: Callable[[bytes], object | None]) -> Middleware:
+    """`/metrics` needs a bearer token of any role (the console has its login)."""
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/metrics":
+            return await handler(request)
         given = request.headers.get("Authorization", "")
         scheme, _, token = given.encode(errors="replace").partition(b" ")
-        if scheme == b"Bearer" and authenticate(token) is not None:
+        if scheme == b"Bearer" and caller(token) is not None:  # constant time (auth.py)
             return await handler(request)
         message = ("missing bearer token: send `Authorization: Bearer <token>`" if not given
                    else "invalid bearer token")

@@ -1,0 +1,61 @@
+// flowplan console: follows a run page's changes live (server-sent events from
+// /runs/RUN_ID/events) and keeps each node's data-status and text current. No framework;
+// served from /static/ under the console's Content-Security-Policy (script-src 'self').
+"use strict";
+
+(function () {
+  // a node's page: its log, followed while the attempt runs
+  const log = document.getElementById("log");
+  if (log && window.EventSource) {
+    const source = new EventSource(log.dataset.url);
+    source.addEventListener("log", function (message) {
+      log.textContent += JSON.parse(message.data).text;
+      log.dataset.bytes = String(message.lastEventId);
+    });
+    source.addEventListener("end", function () {
+      source.close();
+      log.dataset.ended = "yes";
+    });
+  }
+})();
+
+(function () {
+  // a run's page (its node table) or a node's page: the element naming the run to watch
+  const table = document.querySelector("[data-watch-run]");
+  if (!table || table.dataset.finished === "yes" || !window.EventSource) {
+    return;
+  }
+  const runStatus = document.getElementById("run-status");
+  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
+  const url = "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
+    encodeURIComponent(table.dataset.sequence || "0");
+  const source = new EventSource(url);
+
+  source.addEventListener("change", function (message) {
+    const change = JSON.parse(message.data);
+    table.dataset.sequence = String(change.sequence);
+    if (change.node) {
+      // the node's row and its drawing in the graph (graph.js)
+      const selector = '[data-node="' + CSS.escape(change.node.name) + '"][data-status]';
+      for (const element of document.querySelectorAll(selector)) {
+        element.dataset.status = change.node.status;
+        if (element.classList.contains("status")) {
+          element.textContent = change.node.status;
+        }
+      }
+      const row = table.querySelector('tr[data-node="' + CSS.escape(change.node.name) + '"]');
+      if (row) {
+        row.querySelector(".status").textContent = change.node.status;
+        row.querySelector(".attempts").textContent = String(change.node.attempts);
+      }
+    }
+    if (runStatus) {
+      runStatus.dataset.status = change.run_status;
+      runStatus.textContent = change.run_status;
+    }
+  });
+  source.addEventListener("end", function () {
+    source.close();
+    table.dataset.finished = "yes";
+  });
+})();

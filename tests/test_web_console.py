@@ -1,0 +1,536 @@
+"""The web console (`flowplan serve --http`), against a real daemon: its rules over plain HTTP
+(login, session cookie, CSRF, roles, the Content-Security-Policy, server-sent events with
+resumption), then in a real headless Chromium driven by Selenium (skipped when chromium or
+chromedriver is absent; .ci/run installs them). With FLOWPLAN_SCREENSHOTS=1 the browser
+tests write their screenshots into docs/console/."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import ssl
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from certificates import certificates
+from conftest import ROOT, MakeRepo, wait_until
+from daemon_harness import Daemon, free_port, pb, publish, running_daemon
+from google.protobuf import struct_pb2
+
+TOKENS = {"operator": "o" * 20 + "-operator", "viewer": "v" * 20 + "-viewer"}
+ROLES_FILE = f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n"
+FILES = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    "workflows/chain.yaml": """
+        name: chain
+        description: Two steps; b waits for its gate file
+        params: {code: "0", db_password: ""}
+        tags: {team: sales}
+        nodes:
+          - {name: a, command: "echo a"}
+          - {name: b, upstream: [a], command: "echo started ${params.db_password};
+              while [ ! -e GATE ]; do sleep 0.02; done; echo finished; exit ${params.code}"}
+        """,
+    "workflows/daily.yaml": """
+        name: daily
+        schedule: {every: day, at: "02:00", timezone: Europe/Paris}
+        nodes:
+          - {name: day, command: "echo ${ds}"}
+        """,
+}
+DOCS_SCREENSHOTS = ROOT / "docs" / "console"
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """docs/console/ with FLOWPLAN_SCREENSHOTS=1 (to refresh the docs' pictures), else a
+    temporary folder: a test run leaves the checkout as it was."""
+    folder = DOCS_SCREENSHOTS if os.environ.get("FLOWPLAN_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Browser:
+    """A cookie-keeping HTTP client that does not follow redirects."""
+
+    port: int
+    cookies: dict[str, str] = field(default_factory=dict)
+    set_cookie: str = ""
+    tls: ssl.SSLContext | None = None
+
+    def request(self, method: str, path: str, form: dict[str, str | list[str]] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        connection = (http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                                  context=self.tls) if self.tls else
+                      http.client.HTTPConnection("127.0.0.1", self.port, timeout=10))
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form, doseq=True)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        text = response.read().decode()
+        got = {k.lower(): v for k, v in response.getheaders()}
+        for value in response.headers.get_all("Set-Cookie") or []:
+            self.set_cookie = value
+            name, _, rest = value.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0].strip('"')
+        connection.close()
+        return response.status, got, text
+
+    def csrf(self, path: str) -> str:
+        status, _, page = self.request("GET", path)
+        assert status == 200, page
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, page
+        return found.group(1)
+
+    def login(self, token: str) -> int:
+        csrf = self.csrf("/login")
+        return self.request("POST", "/login", {"csrf": csrf, "token": token})[0]
+
+
+@pytest.fixture
+def console(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
+    store, state = tmp_path / "store", tmp_path / "state"
+    gate = tmp_path / "go"
+    repo = make_repo({k: v.replace("GATE", str(gate)) for k, v in FILES.items()})
+    publish(repo, store, remarks="first version")
+    roles = tmp_path / "roles"
+    roles.write_text(ROLES_FILE)
+    port = free_port()
+    with running_daemon(store, state, extra=["--roles-file", str(roles),
+                                             "--http", f"127.0.0.1:{port}"],
+                        token=TOKENS["operator"]) as daemon:
+        yield daemon, port, tmp_path
+
+
+def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    anonymous = Browser(port)
+    status, headers, _ = anonymous.request("GET", "/")
+    assert status == 303 and headers["location"] == "/login"
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "'unsafe-inline'" not in headers["content-security-policy"]
+    assert anonymous.request("POST", "/login", {"token": TOKENS["viewer"]})[0] == 403  # no CSRF
+    assert anonymous.login("not-a-token-of-this-daemon") == 401
+
+    viewer = Browser(port)
+    assert viewer.login(TOKENS["viewer"]) == 303
+    assert "HttpOnly" in viewer.set_cookie and "SameSite=Strict" in viewer.set_cookie
+    assert "Secure" not in viewer.set_cookie  # plain HTTP here
+    status, headers, page = viewer.request("GET", "/")
+    assert status == 200 and 'data-workflow="chain"' in page and "every day at 02:00" in page
+    assert "Europe/Paris" in page and "team=sales" in page
+    assert 'action="/workflows/' not in page  # no switch for a viewer
+    status, _, page = viewer.request("GET", "/workflows/chain")
+    assert status == 200 and 'data-node="b"' in page and "first version" in page
+    assert 'id="run-form"' not in page
+    csrf = viewer.csrf("/workflows/chain")
+    status, _, page = viewer.request("POST", "/workflows/chain/runs", {"csrf": csrf})
+    assert status == 403 and "StartRun needs the role operator" in page
+    assert viewer.request("POST", "/workflows/daily/scheduling",
+                          {"csrf": csrf, "enabled": "off"})[0] == 403
+
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    status, _, page = operator.request("GET", "/?tag=team%3Dsales")
+    assert 'data-workflow="chain"' in page and 'data-workflow="daily"' not in page
+    # without the CSRF token, with another session's, or with a forged one: refused
+    assert operator.request("POST", "/workflows/chain/runs", {"remarks": "x"})[0] == 403
+    assert operator.request("POST", "/workflows/chain/runs", {"csrf": csrf})[0] == 403
+    own = operator.csrf("/workflows/chain")
+    status, headers, _ = operator.request("POST", "/workflows/daily/scheduling",
+                                          {"csrf": own, "enabled": "off"})
+    assert status == 303
+    answer = daemon.call("GetWorkflow", pb.GetWorkflowRequest(workflow="daily"))
+    assert not answer.workflow.scheduling_enabled
+    status, headers, _ = operator.request("POST", "/workflows/chain/runs", {
+        "csrf": own, "params": '{"code": "3"}', "remarks": "from the console"})
+    assert status == 303 and headers["location"].startswith("/runs/")
+    run_id = headers["location"].removeprefix("/runs/")
+    run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id)).run
+    assert run.remarks == "from the console"
+
+    # logging out ends the session: its cookie no longer opens a page
+    assert operator.request("POST", "/logout", {"csrf": own})[0] == 303
+    assert operator.request("GET", "/")[0] == 303
+    assert operator.request("GET", "/metrics")[0] == 401  # /metrics keeps its bearer rule
+
+
+
+def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
+        console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    csrf = operator.csrf("/")
+    for path, form, status, reason in [
+            ("/workflows/chain/runs", {"params": "[1]"}, 400, "params must be a JSON object"),
+            ("/workflows/chain/runs", {"params": "{"}, 400, "params must be a JSON object"),
+            ("/workflows/chain/runs", {"params": '{"nope": 1}'}, 400, "nope"),
+            ("/workflows/" + "x" * 300 + "/runs", {}, 404, "does not exist"),
+            ("/runs/nothing/resume", {"node": "a"}, 404, "does not exist"),
+            ("/runs/nothing/cancel", {}, 404, "does not exist")]:
+        got, _, page = operator.request("POST", path, {"csrf": csrf, **form})
+        assert (got, reason in page) == (status, True), (path, form, page)
+    assert operator.request("GET", "/workflows/nothing")[0] == 404
+    assert operator.request("GET", "/workflows/chain?version=x")[0] == 400
+    assert operator.request("GET", "/workflows/chain?version=9")[0] == 404
+    status, _, page = operator.request("GET", "/workflows/chain?version=1")
+    assert status == 200 and 'href="?version=1"' in page
+    assert operator.request("GET", "/runs/%00")[0] in (400, 404)
+    assert operator.request("GET", "/static/../console.py")[0] in (403, 404)
+    daemon.call("ListWorkflows", pb.ListWorkflowsRequest())  # still serving
+
+
+def test_over_https_the_session_cookie_is_secure(make_repo: MakeRepo, tmp_path: Path) -> None:
+    store, state, pki = tmp_path / "store", tmp_path / "state", tmp_path / "pki"
+    publish(make_repo(FILES), store)
+    pems = certificates(pki)
+    (tmp_path / "roles").write_text(ROLES_FILE)
+    port = free_port()
+    with running_daemon(store, state, credentials=grpc.ssl_channel_credentials(pems["ca"]),
+                        extra=["--http", f"127.0.0.1:{port}",
+                               "--roles-file", str(tmp_path / "roles"),
+                               "--tls-cert", str(pki / "server_cert.pem"),
+                               "--tls-key", str(pki / "server_key.pem")]):
+        browser = Browser(port, tls=ssl.create_default_context(cafile=pki / "ca.pem"))
+        assert browser.login(TOKENS["viewer"]) == 303
+        assert "Secure" in browser.set_cookie and "HttpOnly" in browser.set_cookie
+        assert browser.request("GET", "/")[0] == 200
+
+
+
+def test_a_backfill_from_the_form_after_its_preview(console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    form = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T23:00:00Z",
+            "reprocess": "all", "remarks": "January", "parallel": "2"}
+    viewer = Browser(port)
+    assert viewer.login(TOKENS["viewer"]) == 303
+    csrf = viewer.csrf("/workflows/daily")
+    status, _, page = viewer.request("POST", "/workflows/daily/backfills", {"csrf": csrf, **form})
+    assert status == 200 and 'id="confirm-backfill"' not in page  # a viewer may look only
+    assert viewer.request("POST", "/workflows/daily/backfills",
+                          {"csrf": csrf, **form, "confirm": "yes"})[0] == 403
+
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    csrf = operator.csrf("/workflows/daily")
+    status, _, page = operator.request("POST", "/workflows/daily/backfills",
+                                       {"csrf": csrf, **form})
+    times = re.findall(r"<li>([^<]+)</li>", page)
+    assert status == 200 and times == [f"2026-01-0{d} 01:00:00 UTC" for d in (1, 2, 3)], page
+    assert not daemon.call("ListBackfills", pb.ListBackfillsRequest()).backfills  # a dry run
+    status, headers, _ = operator.request("POST", "/workflows/daily/backfills",
+                                          {"csrf": csrf, **form, "confirm": "yes"})
+    assert status == 303 and headers["location"].startswith("/backfills/")
+    backfill_id = headers["location"].removeprefix("/backfills/")
+
+    def finished() -> str | None:
+        _, _, page = operator.request("GET", f"/backfills/{backfill_id}")
+        return page if "3 done, 0 failed, 0 running, 0 pending of 3" in page else None
+
+    page = wait_until(finished, "the backfill's three runs done", timeout=30)
+    assert page.count('<tr data-run="') == 3 and "January" in page
+    status, _, page = operator.request("POST", "/workflows/daily/backfills",
+                                       {"csrf": csrf, **form, "start": "yesterday"})
+    assert status == 400 and "start must be a time" in page
+
+
+def test_run_page_and_its_events_resume_after_the_last_event_id(
+        console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    secret = struct_pb2.Struct()
+    secret.update({"db_password": "hunter2-very-secret"})
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain",
+                                                        params=secret)).run.run_id
+    status, _, page = operator.request("GET", f"/runs/{run_id}")
+    assert "hunter2" not in page
+    assert status == 200 and 'data-node="a"' in page and 'id="cancel"' in page
+    assert re.search(r'data-node="b" data-status="(PENDING|RUNNING)"', page), page
+    assert operator.request("GET", "/runs/no-such-run")[0] == 404
+
+    def b_running() -> bool:
+        run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
+        return any(n.name == "b" and n.status == pb.NODE_STATUS_RUNNING for n in run.nodes)
+
+    wait_until(b_running, "b running", timeout=20)
+    wait_until(lambda: b"started" in b"".join(c.data for c in daemon.call(
+        "GetNodeLog", pb.GetNodeLogRequest(run_id=run_id, node_name="b"))), "b's first line")
+    daemon.call("CancelRun", pb.CancelRunRequest(run_id=run_id))
+    daemon.wait_run(run_id)
+    status, headers, stream = operator.request("GET", f"/runs/{run_id}/events")
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    ids = [int(n) for n in re.findall(r"^id: (\d+)$", stream, re.M)]
+    assert ids == sorted(ids) and len(ids) >= 3 and "event: end" in stream
+    assert '"run_status":"CANCELLED"' in stream
+    _, _, rest = operator.request("GET", f"/runs/{run_id}/events",
+                                  headers={"Last-Event-ID": str(ids[1])})
+    assert [int(n) for n in re.findall(r"^id: (\d+)$", rest, re.M)] == ids[2:]
+    assert Browser(port).request("GET", f"/runs/{run_id}/events")[0] == 401  # logged out
+    status, _, page = operator.request("GET", f"/runs/{run_id}/nodes/b")
+    assert status == 200 and 'id="log"' in page and "hunter2" not in page
+    _, _, log = operator.request("GET", f"/runs/{run_id}/nodes/b/log")
+    assert "started *****" in log and "hunter2" not in log and "event: end" in log
+    assert operator.request("GET", f"/runs/{run_id}/nodes/zz/log")[0] == 404
+
+
+# ---- in a browser ---------------------------------------------------------------------------
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
+        console: tuple[Daemon, int, Path]) -> None:
+    from selenium.webdriver.common.by import By
+
+    daemon, port, tmp_path = console
+    driver = _driver()
+    base = f"http://127.0.0.1:{port}"
+    shots = screenshots(tmp_path)
+    errors: list[str] = []
+    try:
+        driver.get(base + "/")
+        assert driver.current_url == base + "/login"
+        driver.save_screenshot(str(shots / "login.png"))
+        driver.find_element(By.ID, "token").send_keys(TOKENS["operator"])
+        driver.find_element(By.ID, "login").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-workflow="chain"]'),
+                   "the workflows page")
+        driver.save_screenshot(str(shots / "workflows.png"))
+        driver.find_element(By.LINK_TEXT, "chain").click()
+        wait_until(lambda: driver.find_elements(By.ID, "run-form"), "the workflow page")
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'
+                                                ' g[data-node="b"]'), "the workflow's graph")
+        driver.save_screenshot(str(shots / "workflow.png"))
+        driver.find_element(By.NAME, "remarks").send_keys("from the browser")
+        driver.find_element(By.ID, "start-run").click()
+        wait_until(lambda: "/runs/" in driver.current_url, "the run page")
+        run_id = driver.current_url.rsplit("/", 1)[1]
+
+        def node_b() -> str:
+            return str(driver.find_element(By.CSS_SELECTOR, 'tr[data-node="b"]')
+                       .get_attribute("data-status"))
+
+        wait_until(lambda: node_b() == "RUNNING", "b RUNNING on the open page", timeout=20)
+        page = driver.execute_script("return document.body.dataset.loaded = 'once'")
+        run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
+        assert run.remarks == "from the browser"
+        run_tab = driver.current_window_handle
+        driver.switch_to.new_window("tab")  # b's page follows its log
+        driver.get(f"{base}/runs/{run_id}/nodes/b")
+        wait_until(lambda: "started" in driver.find_element(By.ID, "log").text,
+                   "b's log on its page")
+        log_tab = driver.current_window_handle
+        driver.switch_to.window(run_tab)
+        (tmp_path / "go").touch()  # b's command waits for it
+        wait_until(lambda: node_b() == "SUCCEEDED", "b SUCCEEDED without a reload", timeout=20)
+        drawn = driver.find_element(By.CSS_SELECTOR, 'g[data-node="b"]')
+        wait_until(lambda: drawn.get_attribute("data-status") == "SUCCEEDED",
+                   "b SUCCEEDED in the run's graph")
+        assert driver.execute_script("return document.body.dataset.loaded") == page  # no reload
+        wait_until(lambda: driver.find_element(By.ID, "run-status").get_attribute(
+            "data-status") == "SUCCEEDED", "the run SUCCEEDED on the page")
+        driver.save_screenshot(str(shots / "run.png"))
+        driver.switch_to.window(log_tab)
+        wait_until(lambda: driver.find_element(By.ID, "log").get_attribute("data-ended"),
+                   "b's log followed to its end")
+        assert driver.find_element(By.ID, "log").text.splitlines()[-1] == "finished"
+        wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'h1 [data-node="b"]').text
+                   == "SUCCEEDED", "b's own page showing it SUCCEEDED")
+        driver.save_screenshot(str(shots / "node.png"))
+        driver.close()
+        driver.switch_to.window(run_tab)
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+        # a viewer: the same pages without a button, and its POSTs refused
+        driver.delete_all_cookies()
+        driver.get(base + "/login")
+        driver.find_element(By.ID, "token").send_keys(TOKENS["viewer"])
+        driver.find_element(By.ID, "login").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-workflow="chain"]'),
+                   "the workflows page as a viewer")
+        driver.get(f"{base}/runs/{run_id}")
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, 'tr[data-node="b"]'),
+                   "the run page as a viewer")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#cancel, #resume, input[type=checkbox]")
+        assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "form button")] == ["Log out"]
+    finally:
+        driver.quit()
+    assert not errors, errors  # e.g. a CSP violation
+
+
+
+W1 = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    "workflows/w1.yaml": """
+        name: w1
+        params: {fail: "1"}
+        nodes:
+          - {name: J1, command: "echo J1"}
+          - {name: J2, command: "exit ${params.fail}", upstream: [J1]}
+          - {name: J3, command: "exit ${params.fail}", upstream: [J1]}
+          - {name: J4, command: "echo J4", upstream: [J2]}
+          - {name: J5, command: "echo J5", upstream: [J3]}
+        """,
+}
+
+
+def test_resume_ticked_nodes_after_the_dry_run_without_tokens_on_loopback(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """Glue's W1 fails at J2 and J3; ticking both shows the dry run, confirming lands on the
+    new run, whose previous-run link leads back and whose J1 is copied. No token is
+    configured: no login, yet every POST still needs the CSRF token."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(W1), store)
+    port = free_port()
+    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+        first = daemon.call("StartRun", pb.StartRunRequest(workflow="w1")).run.run_id
+        assert daemon.wait_run(first).status == pb.RUN_STATUS_FAILED
+        local = Browser(port)
+        status, _, page = local.request("GET", f"/runs/{first}")
+        assert status == 200 and "HttpOnly" in local.set_cookie and 'id="resume"' in page
+        assert re.search(r'data-node="J2" data-status="FAILED"', page)
+        assert local.request("POST", f"/runs/{first}/resume", {"node": ["J2", "J3"]})[0] == 403
+        csrf = local.csrf(f"/runs/{first}")
+        status, _, page = local.request("POST", f"/runs/{first}/resume",
+                                        {"csrf": csrf, "node": ["J2", "J3"]})
+        assert status == 200 and 'id="confirm"' in page
+        assert re.findall(r'<li data-node="(\w+)"', page) == ["J2", "J3"]
+        assert daemon.call("ListRuns", pb.ListRunsRequest(workflow="w1")).runs[0].run_id == first
+        status, headers, _ = local.request("POST", f"/runs/{first}/resume", {
+            "csrf": csrf, "node": ["J2", "J3"], "confirm": "yes", "remarks": "fixed"})
+        assert status == 303
+        second = headers["location"].removeprefix("/runs/")
+        assert second != first
+        daemon.wait_run(second)
+        _, _, page = local.request("GET", f"/runs/{second}")
+        assert f'id="previous-run">{first}</a>' in page
+        assert re.search(rf'data-node="J1"[^>]*>.*?class="copied">{first}</a>', page, re.S)
+        _, _, history = local.request("GET", "/workflows/w1")
+        assert f'href="/runs/{first}">{first}</a>' in history
+        assert "/login" not in history and 'action="/logout"' not in history
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_an_open_run_page_catches_up_after_the_daemon_restarts(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """No tokens (loopback): the page's events reconnect to the restarted daemon, which
+    adopted the running node, and show what happened meanwhile, without a reload."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    gate = tmp_path / "go"
+    publish(make_repo({k: v.replace("GATE", str(gate)) for k, v in FILES.items()}), store)
+    port, http_port = free_port(), free_port()
+    extra = ["--http", f"127.0.0.1:{http_port}"]
+    driver = _driver()
+    try:
+        with running_daemon(store, state, port=port, extra=extra) as daemon:
+            run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain")).run.run_id
+            driver.get(f"http://127.0.0.1:{http_port}/runs/{run_id}")
+            wait_until(lambda: _status(driver, "b") == "RUNNING", "b RUNNING", timeout=20)
+            driver.execute_script("document.body.dataset.loaded = 'once'")
+            assert daemon.stop() == 0
+        gate.touch()  # b ends while no daemon runs
+        with running_daemon(store, state, port=port, extra=extra):
+            wait_until(lambda: _status(driver, "b") == "SUCCEEDED",
+                       "b SUCCEEDED on the page after the restart", timeout=30)
+            assert driver.execute_script("return document.body.dataset.loaded") == "once"
+    finally:
+        driver.quit()
+
+
+def _driver() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    found = _chromium()
+    assert found is not None
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1100,700"):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(found[1]))
+
+
+def _status(driver: Any, node: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{node}"]')
+               .get_attribute("data-status"))
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(W1), store)
+    port = free_port()
+    shots = screenshots(tmp_path)
+    driver = _driver()
+    try:
+        with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+            first = daemon.call("StartRun", pb.StartRunRequest(workflow="w1")).run.run_id
+            daemon.wait_run(first)
+            driver.get(f"http://127.0.0.1:{port}/runs/{first}")
+            wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'),
+                       "the run's graph")
+            for name in ("J2", "J3"):
+                assert driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"]'
+                                           ).get_attribute("data-status") == "FAILED"
+                driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"] text').click()
+            ticked = [t.get_attribute("value") for t in driver.find_elements(
+                By.CSS_SELECTOR, 'input[name="node"]') if t.is_selected()]
+            assert ticked == ["J2", "J3"]
+            driver.save_screenshot(str(shots / "resume-ticked.png"))
+            driver.find_element(By.ID, "resume").click()
+            wait_until(lambda: driver.find_elements(By.ID, "confirm"), "the dry run's answer")
+            assert [li.get_attribute("data-node") for li in driver.find_elements(
+                By.CSS_SELECTOR, "#will-start li")] == ["J2", "J3"]
+            driver.find_element(By.ID, "confirm").click()
+            wait_until(lambda: driver.find_elements(By.ID, "previous-run"), "the new run")
+            assert driver.current_url.rsplit("/", 1)[1] != first
+            assert driver.find_element(By.CSS_SELECTOR, 'tr[data-node="J1"] a.copied'
+                                       ).text == first
+            driver.find_element(By.ID, "previous-run").click()
+            wait_until(lambda: driver.current_url.endswith(f"/runs/{first}"),
+                       "the previous run's page")
+    finally:
+        driver.quit()
+
+
+def test_a_flood_of_login_forms_does_not_push_out_who_logged_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowplan.daemon.server import console
+    from flowplan.daemon.server.roles import Grant, Role
+
+    monkeypatch.setattr(console, "MAX_SESSIONS", 5)
+    alice = Grant(name="alice", role=Role.VIEWER, token="t" * 20)
+    sessions = console.Sessions(lambda token: alice if token == b"t" * 20 else None)
+    logged_in, _ = sessions.new(alice)
+    for _ in range(50):
+        sessions.new(None)  # GET /login, again and again
+    assert sessions.who(sessions.get(logged_in)) == alice
+    assert sessions.who(sessions.get("not-a-session")) is None
