@@ -356,6 +356,11 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         assert driver.find_element(By.ID, "log").text.splitlines()[-1] == "finished"
         wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'h1 [data-node="b"]').text
                    == "SUCCEEDED", "b's own page showing it SUCCEEDED")
+        attempt = driver.find_element(By.CSS_SELECTOR, '#attempts tr[data-attempt="1"]')
+        wait_until(lambda: attempt.find_element(By.CSS_SELECTOR, ".status").text
+                   == "SUCCEEDED", "b's attempt row kept current without a reload")
+        cells = [cell.text for cell in attempt.find_elements(By.TAG_NAME, "td")]
+        assert cells[3].endswith(" UTC") and cells[4] == "0", cells  # finished, exit code 0
         driver.save_screenshot(str(shots / "node.png"))
         driver.close()
         driver.switch_to.window(run_tab)

@@ -650,6 +650,14 @@ def _sse(change: pb.WatchRunResponse) -> bytes:
         node = change.node
         data["node"] = {"name": node.name, "status": status_name(pb.NodeStatus, node.status),
                         "attempts": len(node.attempts)}
+        if node.attempts:  # the latest, as a node page's attempts table shows it
+            latest = node.attempts[-1]
+            data["node"]["attempt"] = {
+                "number": latest.number,
+                "status": status_name(pb.AttemptStatus, latest.status),
+                "started": _when(latest, "started_at"), "finished": _when(latest, "finished_at"),
+                "exit_code": latest.exit_code if latest.HasField("exit_code") else None,
+                "error": latest.error, "spark": latest.spark_application_id}
     return (f"id: {change.sequence}\nevent: change\n"
             f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
 

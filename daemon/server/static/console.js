@@ -26,6 +26,36 @@
     return;
   }
   const runStatus = document.getElementById("run-status");
+  // a node's page: its attempts table, the latest attempt's row kept current
+  const attempts = document.querySelector("#attempts tbody");
+
+  function showAttempt(attempt) {
+    let row = attempts.querySelector('tr[data-attempt="' + attempt.number + '"]');
+    if (!row) {
+      for (const empty of attempts.querySelectorAll("tr:not([data-attempt])")) {
+        empty.remove();
+      }
+      row = document.createElement("tr");
+      row.dataset.attempt = String(attempt.number);
+      for (let i = 0; i < 8; i++) {
+        row.appendChild(document.createElement("td"));
+      }
+      const status = document.createElement("span");
+      status.className = "status";
+      row.cells[1].appendChild(status);
+      row.cells[5].className = "error";
+      attempts.appendChild(row);
+    }
+    const status = row.cells[1].querySelector(".status");
+    status.dataset.status = attempt.status;
+    status.textContent = attempt.status;
+    row.cells[0].textContent = String(attempt.number);
+    row.cells[2].textContent = attempt.started;
+    row.cells[3].textContent = attempt.finished;
+    row.cells[4].textContent = attempt.exit_code === null ? "" : String(attempt.exit_code);
+    row.cells[5].textContent = attempt.error;
+    row.cells[6].textContent = attempt.spark;
+  }
   // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
   const url = "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
     encodeURIComponent(table.dataset.sequence || "0");
@@ -47,6 +77,9 @@
       if (row) {
         row.querySelector(".status").textContent = change.node.status;
         row.querySelector(".attempts").textContent = String(change.node.attempts);
+      }
+      if (attempts && change.node.attempt && table.dataset.watchNode === change.node.name) {
+        showAttempt(change.node.attempt);
       }
     }
     if (runStatus) {
