@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,7 @@ from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.core import StatusEvent
 from flowplan.daemon.engine.engine import Engine
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
+from flowplan.daemon.server.observe import Context, observed, status_code
 from flowplan.daemon.state.store import StateStore
 from flowplan.daemon.watcher import PlanCatalog
 from flowplan.v1 import workflow_service_pb2
@@ -299,64 +300,10 @@ class GrpcMetrics(grpc.aio.ServerInterceptor):
         return _wrapped(handler, method, self._metrics)
 
 
-def _code(context: grpc.aio.ServicerContext[Any, Any], failed: BaseException | None) -> str:
-    if isinstance(failed, asyncio.CancelledError | GeneratorExit):  # the client went away
-        return grpc.StatusCode.CANCELLED.name
-    code: Any = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(code, int):  # the cython context may give the number
-        for member in grpc.StatusCode:
-            if member.value[0] == code:
-                return member.name
-    return grpc.StatusCode.UNKNOWN.name if failed is not None else grpc.StatusCode.OK.name
-
-
 def _wrapped(handler: grpc.RpcMethodHandler[Any, Any], method: str, metrics: Metrics
              ) -> grpc.RpcMethodHandler[Any, Any]:
-    def done(started: float, context: grpc.aio.ServicerContext[Any, Any],
-             failed: BaseException | None) -> None:
+    def done(started: float, context: Context, failed: BaseException | None) -> None:
         metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
-        metrics.grpc_handled.labels(method, _code(context, failed)).inc()
+        metrics.grpc_handled.labels(method, status_code(context, failed).name).inc()
 
-    def unary_response(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started, failed = time.perf_counter(), None
-            try:
-                return await behavior(request, context)
-            except BaseException as exc:
-                failed = exc
-                raise
-            finally:
-                done(started, context, failed)
-        return call
-
-    def stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]
-                       ) -> AsyncIterator[Any]:
-            started, failed = time.perf_counter(), None
-            try:
-                async for response in behavior(request, context):
-                    yield response
-            except BaseException as exc:
-                failed = exc
-                raise
-            finally:
-                done(started, context, failed)
-        return call
-
-    options = {"request_deserializer": handler.request_deserializer,
-               "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary),
-                                                   **options)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream),
-                                                    **options)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary),
-                                                    **options)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream),
-                                                     **options)
-    return handler
+    return observed(handler, time.perf_counter, done)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any
@@ -41,6 +41,7 @@ from flowplan.daemon.domain import NodeStatus, RunStatus
 from flowplan.daemon.engine.core import StatusEvent
 from flowplan.daemon.engine.engine import Engine
 from flowplan.daemon.server.config import UsageError
+from flowplan.daemon.server.observe import Context, observed, status_code
 from flowplan.daemon.server.tracing import attempt_span_id, run_span_id, trace_id
 from flowplan.daemon.state.store import StateStore
 
@@ -308,20 +309,6 @@ class GrpcTracing(grpc.aio.ServerInterceptor):
         return _traced(handler, details.method, metadata, self._tracer)
 
 
-def _code(context: grpc.aio.ServicerContext[Any, Any], failed: BaseException | None
-          ) -> grpc.StatusCode:
-    if isinstance(failed, asyncio.CancelledError | GeneratorExit):
-        return grpc.StatusCode.CANCELLED
-    code: Any = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):  # the cython context may give the number
-        for member in grpc.StatusCode:
-            if member.value[0] == code:
-                return member
-    return grpc.StatusCode.UNKNOWN if failed is not None else grpc.StatusCode.OK
-
-
 def _traced(handler: grpc.RpcMethodHandler[Any, Any], method: str, metadata: dict[str, str],
             tracer: trace.Tracer) -> grpc.RpcMethodHandler[Any, Any]:
     name = method.lstrip("/")
@@ -333,52 +320,11 @@ def _traced(handler: grpc.RpcMethodHandler[Any, Any], method: str, metadata: dic
                                      "rpc.system": "grpc", "rpc.service": service,
                                      "rpc.method": rpc})
 
-    def end(span: trace.Span, context: grpc.aio.ServicerContext[Any, Any],
-            failed: BaseException | None) -> None:
-        code = _code(context, failed)
+    def end(span: trace.Span, context: Context, failed: BaseException | None) -> None:
+        code = status_code(context, failed)
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         if code is not grpc.StatusCode.OK:
             span.set_status(Status(StatusCode.ERROR, code.name))
         span.end()
 
-    def unary_response(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            span, failed = start(), None
-            try:
-                return await behavior(request, context)
-            except BaseException as exc:
-                failed = exc
-                raise
-            finally:
-                end(span, context, failed)
-        return call
-
-    def stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]
-                       ) -> AsyncIterator[Any]:
-            span, failed = start(), None
-            try:
-                async for response in behavior(request, context):
-                    yield response
-            except BaseException as exc:
-                failed = exc
-                raise
-            finally:
-                end(span, context, failed)
-        return call
-
-    options = {"request_deserializer": handler.request_deserializer,
-               "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary),
-                                                   **options)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream),
-                                                    **options)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary),
-                                                    **options)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream),
-                                                     **options)
-    return handler
+    return observed(handler, start, end)
