@@ -227,6 +227,23 @@ def handoffs(run: Run) -> list[float]:
     return gaps
 
 
+def paired_figures(gaps: dict[bool, list[float]], totals: dict[bool, list[float]],
+                   names: tuple[str, str]) -> dict[str, dict[str, float]]:
+    """Handoff p50/p99 and run totals of two interleaved setups (False: the floor, True:
+    the one measured), each with its ratio to the floor; `names` label them (floor first)."""
+    figures: dict[str, dict[str, float]] = {}
+    for name, values in (("handoff p50 ms", {k: percentile(v, 50) * 1e3
+                                             for k, v in gaps.items()}),
+                         ("handoff p99 ms", {k: percentile(v, 99) * 1e3
+                                             for k, v in gaps.items()}),
+                         ("total best s", {k: min(v) for k, v in totals.items()}),
+                         ("total median s", {k: statistics.median(v)
+                                             for k, v in totals.items()})):
+        figures[name] = {names[0]: values[False], names[1]: values[True],
+                         "ratio": values[True] / values[False]}
+    return figures
+
+
 def attempt_files(work: Path, n: int = 100) -> float:
     """Median seconds to create what an attempt creates on disk, n times in a new folder of
     `work`: two folders and three small files (5 inodes). The engine pays this on every attempt

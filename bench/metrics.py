@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import chain, compile_plan, handoffs, percentile  # bench/engine.py
+from engine import chain, compile_plan, handoffs, paired_figures  # bench/engine.py
 
 from flowplan.compiler.plan import Plan
 from flowplan.compiler.store import PlanStore
@@ -159,15 +159,7 @@ async def bench(work: Path, repeat: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"runs per setup": repeat, "scrapes": scrapes,
                                "seconds": elapsed, "scrape median ms": statistics.median(
                                    setups[True].scrape_seconds) * 1e3}
-    for name, values in (("handoff p50 ms", {k: percentile(v, 50) * 1e3
-                                             for k, v in gaps.items()}),
-                         ("handoff p99 ms", {k: percentile(v, 99) * 1e3
-                                             for k, v in gaps.items()}),
-                         ("total best s", {k: min(v) for k, v in totals.items()}),
-                         ("total median s", {k: statistics.median(v)
-                                             for k, v in totals.items()})):
-        figures[name] = {"none": values[False], "scraped": values[True],
-                         "ratio": values[True] / values[False]}
+    figures.update(paired_figures(gaps, totals, ("none", "scraped")))
     return figures
 
 

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import chain, compile_plan, handoffs, percentile  # bench/engine.py
+from engine import chain, compile_plan, handoffs, paired_figures  # bench/engine.py
 
 from flowplan.compiler.plan import Plan
 from flowplan.daemon.cli import tune_gc
@@ -127,15 +126,7 @@ async def bench(work: Path, repeat: int, endpoint: str, export: bool) -> dict[st
     for setup in setups.values():
         await setup.stop()
     figures: dict[str, Any] = {"runs per setup": repeat, "seconds": elapsed}
-    for name, values in (("handoff p50 ms", {k: percentile(v, 50) * 1e3
-                                             for k, v in gaps.items()}),
-                         ("handoff p99 ms", {k: percentile(v, 99) * 1e3
-                                             for k, v in gaps.items()}),
-                         ("total best s", {k: min(v) for k, v in totals.items()}),
-                         ("total median s", {k: statistics.median(v)
-                                             for k, v in totals.items()})):
-        figures[name] = {"off": values[False], "traced": values[True],
-                         "ratio": values[True] / values[False]}
+    figures.update(paired_figures(gaps, totals, ("off", "traced")))
     return figures
 
 
