@@ -227,6 +227,18 @@ def handoffs(run: Run) -> list[float]:
     return gaps
 
 
+async def timed_run(engine: Engine, plan: Plan) -> tuple[float, Run]:
+    """A manual run of `plan` to its end: its wall time and the finished run (exit if it
+    did not succeed: a figure of a failed run means nothing)."""
+    started = time.perf_counter()
+    run = engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=datetime.now(UTC))
+    final = await engine.wait_run(run.run_id)
+    took = time.perf_counter() - started
+    if final.status is not RunStatus.SUCCEEDED:
+        sys.exit(f"bench: run of {final.workflow} ended {final.status.value}")
+    return took, final
+
+
 def paired_figures(gaps: dict[bool, list[float]], totals: dict[bool, list[float]],
                    names: tuple[str, str]) -> dict[str, dict[str, float]]:
     """Handoff p50/p99 and run totals of two interleaved setups (False: the floor, True:

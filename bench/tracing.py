@@ -27,15 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import chain, compile_plan, handoffs, paired_figures  # bench/engine.py
+from engine import chain, compile_plan, handoffs, paired_figures, timed_run  # bench/engine.py
 
 from flowplan.compiler.plan import Plan
 from flowplan.daemon.cli import tune_gc
-from flowplan.daemon.domain import Run, RunStatus, RunTrigger
+from flowplan.daemon.domain import Run
 from flowplan.daemon.engine.clock import SystemClock
 from flowplan.daemon.engine.engine import Engine, EngineSettings
 from flowplan.daemon.engine.launcher import LocalLauncher
@@ -89,14 +88,7 @@ class Setup:
             self.tracing.follow(self.engine, self.store)
 
     async def run(self, plan: Plan) -> tuple[float, Run]:
-        started = time.perf_counter()
-        run = self.engine.create_run(plan, trigger=RunTrigger.MANUAL,
-                                     logical_time=datetime.now(UTC))
-        final = await self.engine.wait_run(run.run_id)
-        took = time.perf_counter() - started
-        if final.status is not RunStatus.SUCCEEDED:
-            sys.exit(f"bench: run of {final.workflow} ended {final.status.value}")
-        return took, final
+        return await timed_run(self.engine, plan)
 
     async def stop(self) -> None:
         if self.tracing is not None:
