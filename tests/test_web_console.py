@@ -528,7 +528,7 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
 
 def test_a_flood_of_login_forms_does_not_push_out_who_logged_in(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from flowplan.daemon.server import console
+    from flowplan.daemon.server.console import sessions as console
     from flowplan.daemon.server.roles import Grant, Role
 
     monkeypatch.setattr(console, "MAX_SESSIONS", 5)

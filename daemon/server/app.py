@@ -2,7 +2,7 @@
 the scheduler, backfills, notifications and the gRPC server.
 
 With `--http`, an HTTP listener (daemon/server/http.py: `GET /metrics` and the web console,
-daemon/server/console.py) starts once the gRPC port is bound, before the engine starts.
+daemon/server/console/) starts once the gRPC port is bound, before the engine starts.
 
 Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING; streams
 end cleanly; the server stops accepting and gives in-flight calls a grace period; the HTTP

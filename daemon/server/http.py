@@ -1,5 +1,5 @@
 """The daemon's HTTP listener (`--http ADDR`): `GET /metrics` and the web console's pages
-(daemon/server/console.py), in the daemon's own process and event loop.
+(daemon/server/console/), in the daemon's own process and event loop.
 
 aiohttp serves it: a small, well-kept asyncio HTTP server (the same loop as grpc.aio, no
 thread), with the routing, middlewares, static files, streaming responses and WebSockets that

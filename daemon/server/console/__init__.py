@@ -1,0 +1,19 @@
+"""The web console (`--http`): server-rendered pages over the same WorkflowService the gRPC
+clients call, in process. Every read and action goes through the service's method (its
+checks, its masking of secret values, its errors), so the console can show nothing and do
+nothing the API would not.
+
+One module per job:
+- `access.py`: who may come in: login, sessions' cookies, CSRF on every POST, the security
+  headers (a strict Content-Security-Policy) on every answer;
+- `sessions.py`: the sessions behind the cookies;
+- `kit.py`: what every page uses: calling the service, rendering a page, the role an action
+  needs (`auth.least_role` of the RPC it calls: a viewer gets 403 and sees no buttons);
+- `workflows.py`, `runs.py`, `backfills.py`: the pages and actions, by what they show;
+- `feeds.py`: the live updates (server-sent events) that run pages follow;
+- `present.py`: how values are shown (statuses, times, schedules, graphs).
+"""
+
+from flowplan.daemon.server.console.app import Console
+
+__all__ = ["Console"]

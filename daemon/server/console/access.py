@@ -1,0 +1,115 @@
+"""Who may come in: login with a token the daemon accepts (`TokenInterceptor.caller`: any
+role; without any token configured, as gRPC on loopback, no login is needed and the browser
+acts as an admin), the session cookie, the CSRF token every POST must carry (else 403), and
+the security headers on every answer (a strict Content-Security-Policy: scripts, styles and
+images only from this origin, no inline script or style, no framing)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from flowplan.daemon.server.console.kit import HTTP_STATUS, SECURITY_HEADERS, Kit, ServiceError
+from flowplan.daemon.server.console.sessions import COOKIE, LOCAL, Session
+from flowplan.daemon.server.roles import Grant
+
+log = logging.getLogger("flowplan.daemon.console")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Access:
+    """The guard every request passes (`middleware`), and the login and logout pages."""
+
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
+        self._sessions = kit.sessions
+
+    def mount(self, app: web.Application) -> None:
+        app.middlewares.append(self.middleware)
+        app.router.add_get("/login", self.login_form)
+        app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self.logout)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler
+                         ) -> web.StreamResponse:
+        if request.path == "/metrics":  # its own bearer-token rule (http.py)
+            return await handler(request)
+        try:
+            response = await self._guarded(request, handler)
+        except web.HTTPException as exc:
+            response = exc
+        except ServiceError as exc:
+            response = self._kit.page(request, "error.html",
+                                      status=HTTP_STATUS.get(exc.code, 500), message=str(exc))
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        sid = request.cookies.get(COOKIE)
+        session = self._sessions.get(sid)
+        if request.method == "POST":
+            form = await request.post()
+            given = str(form.get("csrf", ""))
+            if session is None or not hmac.compare_digest(given.encode(),
+                                                          session.csrf.encode()):
+                return web.Response(status=403, text="missing or wrong CSRF token: reload"
+                                    " the page and submit its form again\n")
+        if request.path.startswith("/static/") or request.path == "/login":
+            return await handler(request)
+        grant = self._sessions.who(session)
+        if grant is None:
+            if session is not None and session.grant is not None:  # its token was revoked
+                self._sessions.drop(sid)
+            if request.method == "GET" and not request.path.endswith(("/events", "/log")):
+                raise web.HTTPSeeOther("/login")
+            return web.Response(status=401, text="log in first: /login\n")
+        if session is None:  # no tokens configured: a session only for the CSRF token
+            sid, session = self._sessions.new(LOCAL)
+            response = await handler(_with(request, session, grant))
+            self._kit.set_cookie(response, sid)
+            return response
+        return await handler(_with(request, session, grant))
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if not self._sessions.login_needed:
+            raise web.HTTPSeeOther("/")
+        sid = request.cookies.get(COOKIE)
+        session = self._sessions.get(sid)
+        if session is None:
+            sid, session = self._sessions.new(None)
+        request["session"] = session
+        response = self._kit.page(request, "login.html", problem="")
+        assert sid is not None
+        self._kit.set_cookie(response, sid)
+        return response
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        grant = self._sessions.login(str(form.get("token", "")))
+        if grant is None:
+            request["session"] = self._sessions.get(request.cookies.get(COOKIE))
+            return self._kit.page(request, "login.html", status=401,
+                                  problem="That token is not one this daemon accepts.")
+        self._sessions.drop(request.cookies.get(COOKIE))  # a new id: no session fixation
+        sid, _ = self._sessions.new(grant)
+        log.info("console login", extra={"fields": {"token": grant.name,
+                                                    "role": grant.role.label}})
+        response = web.HTTPSeeOther("/")
+        self._kit.set_cookie(response, sid)
+        raise response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        self._sessions.drop(request.cookies.get(COOKIE))
+        response = web.HTTPSeeOther("/login" if self._sessions.login_needed else "/")
+        response.del_cookie(COOKIE, path="/")
+        raise response
+
+
+def _with(request: web.Request, session: Session, grant: Grant) -> web.Request:
+    request["session"], request["grant"] = session, grant
+    return request

@@ -1,0 +1,29 @@
+"""The console, mounted on the daemon's HTTP listener (http.py)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from flowplan.daemon.server.console.access import Access
+from flowplan.daemon.server.console.backfills import BackfillPages
+from flowplan.daemon.server.console.kit import SERVER, Kit
+from flowplan.daemon.server.console.runs import RunPages
+from flowplan.daemon.server.console.sessions import Caller, Sessions
+from flowplan.daemon.server.console.workflows import WorkflowPages
+from flowplan.daemon.server.service import WorkflowService
+
+
+class Console:
+    """The console's pages over `service`; `caller` judges a login's token (None: no tokens
+    configured, no login); `https`: cookies are `Secure`."""
+
+    def __init__(self, service: WorkflowService, caller: Caller | None, *, https: bool
+                 ) -> None:
+        self.sessions = Sessions(caller)
+        kit = Kit(service, self.sessions, https=https)
+        self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit))
+
+    def mount(self, app: web.Application) -> None:
+        for part in self._parts:  # Access first: its middleware guards every route
+            part.mount(app)
+        app.router.add_static("/static", SERVER / "static", append_version=False)

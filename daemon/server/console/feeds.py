@@ -1,0 +1,173 @@
+"""Live updates as server-sent events: one `RunFeed` per run that pages follow, and the
+helpers that write a stream with keep-alives."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Final, TypeVar, cast
+
+from aiohttp import web
+
+from flowplan.daemon.server.console.kit import SECURITY_HEADERS, CallContext, ServiceError
+from flowplan.daemon.server.console.present import status_name, when
+from flowplan.daemon.server.service import WorkflowService
+from flowplan.v1 import workflow_service_pb2 as pb
+
+log = logging.getLogger("flowplan.daemon.console")
+
+SSE_KEEPALIVE_SECONDS: Final = 15.0
+SSE_RETRY_MILLISECONDS: Final = 1000  # a browser reconnects this soon (a daemon restarted)
+_Item = TypeVar("_Item")
+
+
+def stream_response() -> web.StreamResponse:
+    """An event stream's response, not yet prepared."""
+    return web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no", **SECURITY_HEADERS})
+
+
+def retry_line() -> bytes:
+    return f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode()
+
+
+class RunFeed:
+    """One WatchRun per run, shared by every page that follows it: the run's changes are
+    read from the store once, however many pages watch (each page reading its own WatchRun
+    cost the engine's handoff 1.5x with 20 pages; bench/web.py). Kept while a page follows
+    the run; its events are the run's whole history, as SSE bytes."""
+
+    def __init__(self, service: WorkflowService, run_id: str) -> None:
+        self.events: list[tuple[int, bytes]] = []  # (sequence, the event as sent)
+        self.error: ServiceError | None = None
+        self.done = False
+        self.pages = 0
+        self.started = asyncio.Event()  # the first event, or the end
+        self._changed = asyncio.Event()
+        changes = cast("AsyncGenerator[pb.WatchRunResponse, None]", service.WatchRun(
+            pb.WatchRunRequest(run_id=run_id, after_sequence=0), CallContext()))
+        self._task = asyncio.ensure_future(self._read(changes))
+
+    async def _read(self, changes: AsyncGenerator[pb.WatchRunResponse, None]) -> None:
+        try:
+            async for change in changes:
+                self.events.append((change.sequence, sse_change(change)))
+                self._wake()
+        except ServiceError as exc:  # NOT_FOUND; UNAVAILABLE when the daemon stops
+            self.error = exc
+        except Exception:  # never the daemon's end: the pages' streams end
+            log.exception("following a run for the console failed")
+        finally:
+            self.done = True
+            self._wake()
+            await changes.aclose()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    def _wake(self) -> None:
+        self.started.set()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def follow(self, response: web.StreamResponse, after: int) -> None:
+        """Write the events after sequence `after`, then each new one, to the end."""
+        index = bisect.bisect_right([sequence for sequence, _ in self.events], after)
+        while True:
+            while index < len(self.events):
+                await response.write(self.events[index][1])
+                index += 1
+            if self.done:
+                if self.error is None:
+                    await response.write(b"event: end\ndata: {}\n\n")
+                return
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+
+
+class RunFeeds:
+    """The runs pages follow, by id: a feed starts with its first page and ends with its
+    last."""
+
+    def __init__(self, service: WorkflowService) -> None:
+        self._service = service
+        self._feeds: dict[str, RunFeed] = {}
+
+    async def serve(self, request: web.Request, run_id: str, after: int
+                    ) -> web.StreamResponse:
+        """The run's changes after sequence `after` as an event stream, to its end."""
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            feed = self._feeds[run_id] = RunFeed(self._service, run_id)
+        feed.pages += 1
+        try:
+            await feed.started.wait()
+            if feed.error is not None and not feed.events:  # e.g. NOT_FOUND: before the stream
+                raise feed.error
+            response = stream_response()
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionResetError):  # the page left
+                await response.write(retry_line())
+                await feed.follow(response, after)
+        finally:
+            feed.pages -= 1
+            if feed.pages == 0:  # the last page left: stop following the run
+                feed.close()
+                if self._feeds.get(run_id) is feed:
+                    del self._feeds[run_id]
+        return response
+
+
+async def next_item(changes: AsyncIterator[_Item]) -> _Item | None:
+    """The iterator's next item; None at its end."""
+    try:
+        return await anext(changes)
+    except StopAsyncIteration:
+        return None
+
+
+async def next_or_keepalive(changes: AsyncIterator[_Item],
+                            response: web.StreamResponse) -> _Item | None:
+    """The next change; a comment line every SSE_KEEPALIVE_SECONDS meanwhile (a proxy or a
+    browser drops a silent connection; a write to a closed one raises)."""
+    waiting = asyncio.ensure_future(next_item(changes))
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=SSE_KEEPALIVE_SECONDS)
+            if done:
+                return waiting.result()
+            await response.write(b": keep-alive\n\n")
+    finally:
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ServiceError):
+                await waiting
+
+
+def sse_change(change: pb.WatchRunResponse) -> bytes:
+    """A run's change as an SSE `change` event; its id is the change's sequence number."""
+    data: dict[str, Any] = {"sequence": change.sequence,
+                            "run_status": status_name(pb.RunStatus, change.run_status),
+                            "time": change.event_time.ToMilliseconds() / 1000}
+    if change.HasField("node"):
+        node = change.node
+        data["node"] = {"name": node.name, "status": status_name(pb.NodeStatus, node.status),
+                        "attempts": len(node.attempts)}
+        if node.attempts:  # the latest, as a node page's attempts table shows it
+            latest = node.attempts[-1]
+            data["node"]["attempt"] = {
+                "number": latest.number,
+                "status": status_name(pb.AttemptStatus, latest.status),
+                "started": when(latest, "started_at"), "finished": when(latest, "finished_at"),
+                "exit_code": latest.exit_code if latest.HasField("exit_code") else None,
+                "error": latest.error, "spark": latest.spark_application_id}
+    return (f"id: {change.sequence}\nevent: change\n"
+            f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()

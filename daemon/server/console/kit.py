@@ -1,0 +1,98 @@
+"""What every console page uses: the service called in process (its errors as
+`ServiceError`), a page rendered from its template, and the role an action needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import grpc
+import jinja2
+from aiohttp import web
+from google.protobuf.message import Message
+
+from flowplan.daemon.server.auth import least_role
+from flowplan.daemon.server.console.present import status_name, when
+from flowplan.daemon.server.console.sessions import COOKIE, Session, Sessions
+from flowplan.daemon.server.roles import Grant
+from flowplan.daemon.server.service import WorkflowService
+from flowplan.v1 import workflow_service_pb2 as pb
+
+SERVER: Final = Path(__file__).parent.parent  # templates/ and static/ live there
+CSP: Final = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
+              " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"
+              " frame-ancestors 'none'")
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+HTTP_STATUS: Final = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400,
+                      grpc.StatusCode.FAILED_PRECONDITION: 409,
+                      grpc.StatusCode.PERMISSION_DENIED: 403,
+                      grpc.StatusCode.UNAVAILABLE: 503}
+
+
+class ServiceError(Exception):
+    """A service method's abort: its gRPC code and message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CallContext:
+    """The little of a grpc ServicerContext the service's methods use: an abort raises."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
+        raise ServiceError(code, details)
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        code: grpc.StatusCode = status.code
+        raise ServiceError(code, status.details)
+
+
+class Kit:
+    """The service, the sessions and the templates, shared by the console's page groups."""
+
+    def __init__(self, service: WorkflowService, sessions: Sessions, *, https: bool) -> None:
+        self.service = service
+        self.sessions = sessions
+        self.https = https
+        self._pages = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(SERVER / "templates"), autoescape=True,
+            undefined=jinja2.StrictUndefined)
+        self._pages.filters["when"] = when
+        self._pages.globals["status_name"] = status_name
+        self._pages.globals["pb"] = pb
+
+    async def call(self, method: str, request: Message) -> Any:
+        """The service's `method` answer to `request` (ServiceError when it aborts)."""
+        answer = await getattr(self.service, method)(request, CallContext())
+        if isinstance(answer, bytes):  # GetRun answers serialized bytes
+            return pb.GetRunResponse.FromString(answer)
+        return answer
+
+    def page(self, request: web.Request, template: str, *, status: int = 200,
+             **values: Any) -> web.Response:
+        """`template` rendered with `values`, the session's CSRF token and who is asking."""
+        session: Session | None = request.get("session")
+        grant: Grant | None = request.get("grant")
+        body = self._pages.get_template(template).render(
+            csrf=session.csrf if session else "", who=grant,
+            login_needed=self.sessions.login_needed,
+            may=lambda method: grant is not None and grant.role >= least_role(method),
+            **values)
+        return web.Response(text=body, status=status, content_type="text/html",
+                            charset="utf-8")
+
+    @staticmethod
+    def require(request: web.Request, method: str) -> None:
+        """PERMISSION_DENIED unless the caller's role may call the RPC `method`."""
+        grant: Grant = request["grant"]
+        if grant.role < least_role(method):
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"{method} needs the role {least_role(method).label} (or"
+                               f" higher); {grant.name} has the role {grant.role.label}")
+
+    def set_cookie(self, response: web.StreamResponse, sid: str) -> None:
+        response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", secure=self.https,
+                            path="/")

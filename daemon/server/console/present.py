@@ -1,0 +1,53 @@
+"""How the console shows values: status names, times, schedules in words, graphs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import Message
+
+from flowplan.v1 import workflow_service_pb2 as pb
+
+
+def status_name(enum: Any, value: int) -> str:
+    """RUN_STATUS_SUCCEEDED as SUCCEEDED: the names the pages' data-status attributes use."""
+    name: str = enum.Name(value)
+    unset: str = enum.DESCRIPTOR.values_by_number[0].name
+    return name[len(unset) - len("UNSPECIFIED"):]
+
+
+def graph_json(nodes: Iterable[tuple[str, str | None]], edges: Iterable[pb.Edge]) -> str:
+    """What graph.js draws: `{"nodes": [{"name", "status"}], "edges": [[up, down]]}`."""
+    return json.dumps({"nodes": [{"name": name, "status": status} for name, status in nodes],
+                       "edges": [[e.upstream, e.downstream] for e in edges]},
+                      separators=(",", ":"))
+
+
+def schedule_words(workflow: pb.Workflow) -> str:
+    """A workflow's schedule in words, with its time zone."""
+    if not workflow.HasField("schedule"):
+        return "manual only"
+    schedule = workflow.schedule
+    zone = f" ({schedule.timezone})" if schedule.timezone else ""
+    if schedule.kind == pb.SCHEDULE_KIND_DAILY:
+        return f"every day at {schedule.at}{zone}"
+    if schedule.kind == pb.SCHEDULE_KIND_INTERVAL:
+        every = schedule.every_seconds
+        step = (f"{every // 3600} hours" if every % 3600 == 0 else
+                f"{every // 60} minutes" if every % 60 == 0 else f"{every} seconds")
+        return (f"every {step} from {schedule.window_start} to {schedule.window_end}{zone}")
+    if schedule.kind == pb.SCHEDULE_KIND_CRON:
+        return f"cron {schedule.cron}{zone}"
+    return "unknown schedule"
+
+
+def when(message: Message, name: str) -> str:
+    """A timestamp field as `2026-01-31 02:00:00 UTC`; empty when unset."""
+    if not message.HasField(name):
+        return ""
+    stamp = getattr(message, name).ToDatetime(tzinfo=UTC)
+    assert isinstance(stamp, datetime)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,130 @@
+"""A run's page (`/runs/RUN_ID`: its graph coloured by status, kept live), a node's page
+(`/runs/RUN_ID/nodes/NODE`: attempts and the log, followed live), and the run's actions:
+Cancel, and Resume from ticked nodes (the dry run's answer to confirm first)."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import AsyncGenerator
+from typing import Final, cast
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+
+from flowplan.daemon.server.console.feeds import (
+    RunFeeds,
+    next_item,
+    next_or_keepalive,
+    retry_line,
+    stream_response,
+)
+from flowplan.daemon.server.console.kit import CallContext, Kit, ServiceError
+from flowplan.daemon.server.console.present import graph_json, status_name
+from flowplan.v1 import workflow_service_pb2 as pb
+
+LOG_TAIL_BYTES: Final = 64 * 1024  # of a node's log, shown when its page opens
+
+
+class RunPages:
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
+        self._feeds = RunFeeds(kit.service)
+
+    def mount(self, app: web.Application) -> None:
+        routes = app.router
+        routes.add_get("/runs/{run_id}", self.run)
+        routes.add_get("/runs/{run_id}/events", self.events)
+        routes.add_get("/runs/{run_id}/nodes/{node}", self.node)
+        routes.add_get("/runs/{run_id}/nodes/{node}/log", self.log)
+        routes.add_post("/runs/{run_id}/cancel", self.cancel)
+        routes.add_post("/runs/{run_id}/resume", self.resume)
+
+    async def _get_run(self, run_id: str) -> pb.Run:
+        answer = await self._kit.call("GetRun", pb.GetRunRequest(run_id=run_id,
+                                                                 include_graph=True))
+        run: pb.Run = answer.run
+        return run
+
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        run = await self._get_run(request.match_info["run_id"])
+        return self._kit.page(
+            request, "run.html", run=run,
+            graph=graph_json([(n.name, status_name(pb.NodeStatus, n.status))
+                              for n in run.nodes], run.edges),
+            params=json.dumps(json_format.MessageToDict(run.params), sort_keys=True))
+
+    async def node(self, request: web.Request) -> web.StreamResponse:
+        run_id, name = request.match_info["run_id"], request.match_info["node"]
+        run = await self._get_run(run_id)
+        node = next((n for n in run.nodes if n.name == name), None)
+        if node is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"run {run_id} has no node '{name[:100]}'")
+        return self._kit.page(request, "node.html", run=run, node=node)
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        self._kit.require(request, "CancelRun")
+        run_id = request.match_info["run_id"]
+        await self._kit.call("CancelRun", pb.CancelRunRequest(run_id=run_id))
+        raise web.HTTPSeeOther(f"/runs/{run_id}")
+
+    async def resume(self, request: web.Request) -> web.StreamResponse:
+        """Ticked nodes: without `confirm`, the dry run's answer to confirm; with it, the
+        new run."""
+        self._kit.require(request, "ResumeRun")
+        run_id = request.match_info["run_id"]
+        form = await request.post()
+        nodes = [str(n) for n in form.getall("node", [])]
+        confirm = form.get("confirm") == "yes"
+        answer = await self._kit.call("ResumeRun", pb.ResumeRunRequest(
+            run_id=run_id, node_names=nodes, dry_run=not confirm,
+            remarks=str(form.get("remarks", ""))))
+        if confirm:
+            raise web.HTTPSeeOther(f"/runs/{answer.run_id}")
+        return self._kit.page(request, "resume.html", run_id=run_id, ticked=nodes,
+                              answer=answer, remarks=str(form.get("remarks", "")))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events of the run's changes, from WatchRun's history: each with its
+        sequence number as id, so a reconnecting browser's Last-Event-ID resumes after it."""
+        after = request.headers.get("Last-Event-ID", request.query.get("after", "0"))
+        try:
+            after_sequence = max(0, int(after))
+        except ValueError:
+            after_sequence = 0
+        return await self._feeds.serve(request, request.match_info["run_id"], after_sequence)
+
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events of a node's log (the latest attempt's, masked as GetNodeLog
+        masks it), followed until the attempt ends: each event's id is the byte offset after
+        it, so a reconnect (Last-Event-ID) goes on from there. A new page starts with the
+        last LOG_TAIL_BYTES."""
+        run_id, name = request.match_info["run_id"], request.match_info["node"]
+        after = request.headers.get("Last-Event-ID", "")
+        offset = int(after) if after.isdigit() else -LOG_TAIL_BYTES
+        chunks = cast("AsyncGenerator[pb.GetNodeLogResponse, None]",
+                      self._kit.service.GetNodeLog(pb.GetNodeLogRequest(
+                          run_id=run_id, node_name=name, offset=offset, follow=True),
+                          CallContext()))
+        first = await next_item(chunks)  # an unknown run or node: 404 before the stream
+        response = stream_response()
+        await response.prepare(request)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            await response.write(retry_line())
+            chunk = first
+            while chunk is not None:
+                text = decoder.decode(chunk.data)
+                end = chunk.offset + len(chunk.data)
+                await response.write((f"id: {end}\nevent: log\ndata: "
+                                      f"{json.dumps({'text': text, 'attempt': chunk.attempt})}"
+                                      "\n\n").encode())
+                chunk = await next_or_keepalive(chunks, response)
+            await response.write(b"event: end\ndata: {}\n\n")
+        except (ConnectionResetError, ServiceError):
+            pass
+        finally:
+            await chunks.aclose()
+        return response

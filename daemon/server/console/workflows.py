@@ -1,0 +1,166 @@
+"""The Workflows list (`/`) and a workflow's page (`/workflows/NAME`), with their actions:
+the scheduling switch, Run, and Backfill (its dry run to confirm first)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Final
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from flowplan.daemon.server.console.kit import Kit, ServiceError
+from flowplan.daemon.server.console.present import graph_json, schedule_words
+from flowplan.v1 import workflow_service_pb2 as pb
+
+HISTORY_PAGE: Final = 20
+
+
+class WorkflowPages:
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
+
+    def mount(self, app: web.Application) -> None:
+        routes = app.router
+        routes.add_get("/", self.workflows)
+        routes.add_get("/workflows/{name}", self.workflow)
+        routes.add_post("/workflows/{name}/scheduling", self.set_scheduling)
+        routes.add_post("/workflows/{name}/runs", self.start_run)
+        routes.add_post("/workflows/{name}/backfills", self.start_backfill)
+
+    async def workflows(self, request: web.Request) -> web.StreamResponse:
+        call = self._kit.call
+        name_filter = request.query.get("name", "").strip()
+        tag = request.query.get("tag", "").strip()
+        rows = await self._all_workflows()
+        if tag:
+            rows = [w for w in rows if _tagged(w, tag)]
+        if name_filter:
+            rows = [w for w in rows if name_filter.lower() in w.name.lower()]
+        shown = []
+        for workflow in rows:
+            runs = await call("ListRuns", pb.ListRunsRequest(workflow=workflow.name,
+                                                             page_size=10))
+            version = await call("ListPlanVersions", pb.ListPlanVersionsRequest(
+                workflow=workflow.name, page_size=1))
+            shown.append({"w": workflow, "schedule": schedule_words(workflow),
+                          "runs": list(reversed(runs.runs)),
+                          "version": version.plan_versions[0] if version.plan_versions
+                          else None})
+        return self._kit.page(request, "workflows.html", rows=shown, name=name_filter,
+                              tag=tag)
+
+    async def _all_workflows(self) -> list[pb.Workflow]:
+        found: list[pb.Workflow] = []
+        token = ""
+        while True:
+            page = await self._kit.call("ListWorkflows", pb.ListWorkflowsRequest(
+                page_size=1000, page_token=token))
+            found.extend(page.workflows)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def workflow(self, request: web.Request) -> web.StreamResponse:
+        call = self._kit.call
+        name = request.match_info["name"]
+        version = request.query.get("version", "")
+        if version and not version.isdigit():
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"version must be a version number, not '{version[:20]}'")
+        answer = await call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow=name, plan_version=int(version or 0)))
+        versions = await call("ListPlanVersions",
+                              pb.ListPlanVersionsRequest(workflow=name, page_size=50))
+        page_token = request.query.get("page", "")
+        runs = await call("ListRuns", pb.ListRunsRequest(
+            workflow=name, page_size=HISTORY_PAGE, page_token=page_token))
+        params = json_format.MessageToDict(answer.workflow.params)
+        return self._kit.page(
+            request, "workflow.html", w=answer.workflow,
+            schedule=schedule_words(answer.workflow), versions=versions.plan_versions,
+            runs=runs.runs, next_page=runs.next_page_token,
+            graph=graph_json([(n.name, None) for n in answer.workflow.nodes],
+                             answer.workflow.edges),
+            params=json.dumps(params, indent=2, sort_keys=True))
+
+    async def set_scheduling(self, request: web.Request) -> web.StreamResponse:
+        self._kit.require(request, "SetSchedulingStatus")
+        form = await request.post()
+        await self._kit.call("SetSchedulingStatus", pb.SetSchedulingStatusRequest(
+            workflow=request.match_info["name"], enabled=form.get("enabled") == "on"))
+        back = str(form.get("back", "/"))
+        raise web.HTTPSeeOther(back if back.startswith("/") else "/")
+
+    async def start_run(self, request: web.Request) -> web.StreamResponse:
+        self._kit.require(request, "StartRun")
+        form = await request.post()
+        params = struct_pb2.Struct()
+        text = str(form.get("params", "")).strip()
+        if text:
+            try:
+                json_format.Parse(text, params)
+            except json_format.ParseError as exc:
+                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"params must be a JSON object: {exc}") from exc
+        answer = await self._kit.call("StartRun", pb.StartRunRequest(
+            workflow=request.match_info["name"], params=params,
+            queue=str(form.get("queue", "")).strip(), remarks=str(form.get("remarks", ""))))
+        raise web.HTTPSeeOther(f"/runs/{answer.run.run_id}")
+
+    async def start_backfill(self, request: web.Request) -> web.StreamResponse:
+        """Without `confirm`, the dry run's logical times to confirm; with it, the backfill.
+        A viewer may see the dry run (a read, as in the API), not start it."""
+        form = await request.post()
+        confirm = form.get("confirm") == "yes"
+        self._kit.require(request, "StartBackfill" if confirm else "GetBackfill")
+        name = request.match_info["name"]
+        fields = {k: str(form.get(k, "")).strip() for k in (
+            "start", "end", "queue", "parallel", "reprocess", "remarks", "emails")}
+        reprocess = {"": pb.REPROCESS_UNSPECIFIED, "all": pb.REPROCESS_ALL,
+                     "missing": pb.REPROCESS_MISSING, "failed": pb.REPROCESS_FAILED}
+        if fields["reprocess"] not in reprocess:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "reprocess must be all, missing or failed")
+        try:
+            parallel = int(fields["parallel"] or 0)
+        except ValueError:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "parallel runs must be a whole number (0: the workflow's"
+                               " max_active_runs)") from None
+        backfill = pb.StartBackfillRequest(
+            workflow=name, start_time=form_time(fields["start"], "start"),
+            end_time=form_time(fields["end"], "end"), queue=fields["queue"],
+            remarks=fields["remarks"], max_parallel_runs=parallel, dry_run=not confirm,
+            reprocess=reprocess[fields["reprocess"]],
+            failure_emails=[e.strip() for e in fields["emails"].split(",") if e.strip()])
+        answer = await self._kit.call("StartBackfill", backfill)
+        if confirm:
+            raise web.HTTPSeeOther(f"/backfills/{answer.backfill_id}")
+        return self._kit.page(
+            request, "backfill_preview.html", workflow=name, fields=fields,
+            times=[t.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                   for t in answer.logical_times])
+
+
+def _tagged(workflow: pb.Workflow, tag: str) -> bool:
+    """ListRuns' tag rule: `KEY` or `KEY=VALUE` on the workflow or one of its nodes."""
+    key, sep, value = tag.partition("=")
+    return any(key in tags and (not sep or tags[key] == value)
+               for tags in [workflow.tags, *(n.tags for n in workflow.nodes)])
+
+
+def form_time(text: str, name: str) -> timestamp_pb2.Timestamp:
+    """A form's time: ISO 8601 with a zone (`2026-01-31T02:00:00Z`); a date or a time
+    without a zone is UTC (what `<input type=datetime-local>` sends)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{name} must be a time such as 2026-01-31T02:00:00Z (a time"
+                           " without a zone is UTC)") from None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return stamp
