@@ -71,6 +71,17 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         self._answers: collections.OrderedDict[tuple[str, bool, int], bytes] = \
             collections.OrderedDict()
 
+    def subscribe(self, listener: Callable[[StatusEvent], None]) -> Callable[[], None]:
+        """Call `listener` (in the event loop, without I/O) on each status change of a run or
+        node, as WatchRun hears them; returns the unsubscribe. The console's backfill pages
+        use it to know when to read again."""
+        return self._p.engine.subscribe(listener)
+
+    @property
+    def closing(self) -> asyncio.Event:
+        """Set when the daemon shuts down: a stream ends then."""
+        return self._p.closing
+
     # ---- workflows ----------------------------------------------------------------------
 
     @unary
