@@ -369,3 +369,44 @@ def test_in_a_browser_a_backfill_page_follows_its_progress_and_runs(
         assert not errors, errors  # e.g. a CSP violation
     finally:
         driver.quit()
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_an_open_backfill_page_catches_up_after_the_daemon_restarts(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """No tokens (loopback): the page's events reconnect to the restarted daemon and show
+    what happened meanwhile (tick 1 done, tick 2 running), then the rest, without a reload."""
+    from selenium.webdriver.common.by import By
+
+    store, state, gates = tmp_path / "store", tmp_path / "state", tmp_path / "gates"
+    gates.mkdir()
+    publish(make_repo({k: v.replace("GATES", str(gates)) for k, v in FILES.items()}), store)
+    port, http_port = free_port(), free_port()
+    extra = ["--http", f"127.0.0.1:{http_port}"]
+    driver = _driver()
+
+    def progress() -> str:
+        return str(driver.find_element(By.ID, "progress").text)
+
+    try:
+        with running_daemon(store, state, port=port, extra=extra) as daemon:
+            backfill_id = _backfill(daemon, "gated", days=2)
+            driver.get(f"http://127.0.0.1:{http_port}/backfills/{backfill_id}")
+            wait_until(lambda: progress() == "0 done, 0 failed, 1 running, 1 pending of 2",
+                       "tick 1 running", timeout=20)
+            driver.execute_script("document.body.dataset.loaded = 'once'")
+            assert daemon.stop() == 0
+        (gates / JANUARY[0]).write_text("0")  # tick 1 ends while no daemon runs
+        with running_daemon(store, state, port=port, extra=extra):
+            wait_until(lambda: progress() == "1 done, 0 failed, 1 running, 0 pending of 2",
+                       "tick 1 done and tick 2 running on the page after the restart",
+                       timeout=30)
+            (gates / JANUARY[1]).write_text("0")
+            wait_until(lambda: driver.find_element(By.ID, "backfill-status").get_attribute(
+                "data-status") == "SUCCEEDED", "the backfill SUCCEEDED", timeout=30)
+            assert driver.execute_script("return document.body.dataset.loaded") == "once"
+    finally:
+        for day in JANUARY:
+            (gates / day).write_text("0")
+        driver.quit()
