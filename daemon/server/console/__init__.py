@@ -9,7 +9,8 @@ One module per job:
 - `sessions.py`: the sessions behind the cookies;
 - `kit.py`: what every page uses: calling the service, rendering a page, the role an action
   needs (`auth.least_role` of the RPC it calls: a viewer gets 403 and sees no buttons);
-- `workflows.py`, `runs.py`, `backfills.py`: the pages and actions, by what they show;
+- `workflows.py`, `runs.py`, `backfills.py`: the pages and actions, by what they show
+  (`backfills.py` with its pages' live updates: one reader per backfill watched);
 - `feeds.py`: the live updates (server-sent events) that run pages follow;
 - `present.py`: how values are shown (statuses, times, schedules, graphs).
 """
