@@ -10,6 +10,7 @@ One module per job:
 - `kit.py`: what every page uses: calling the service, rendering a page, the role an action
   needs (`auth.least_role` of the RPC it calls: a viewer gets 403 and sees no buttons);
 - `workflows.py`, `runs.py`, `backfills.py`: the pages and actions, by what they show;
+- `guide.py`: the getting-started walk, with links into this daemon's pages;
 - `feeds.py`: the live updates (server-sent events) that run pages follow;
 - `present.py`: how values are shown (statuses, times, schedules, graphs).
 """

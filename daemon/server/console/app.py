@@ -8,6 +8,7 @@ from aiohttp import web
 
 from flowplan.daemon.server.console.access import Access
 from flowplan.daemon.server.console.backfills import BackfillPages
+from flowplan.daemon.server.console.guide import GuidePages
 from flowplan.daemon.server.console.kit import SERVER, Kit
 from flowplan.daemon.server.console.runs import RunPages
 from flowplan.daemon.server.console.sessions import SESSIONS_FILE, Sessions, Tokens
@@ -24,7 +25,8 @@ class Console:
                  state: Path | None = None) -> None:
         self.sessions = Sessions(tokens, state / SESSIONS_FILE if state else None)
         kit = Kit(service, self.sessions, https=https)
-        self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit))
+        self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit),
+                       GuidePages(kit))
 
     def mount(self, app: web.Application) -> None:
         for part in self._parts:  # Access first: its middleware guards every route
