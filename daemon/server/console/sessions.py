@@ -68,8 +68,9 @@ class Sessions:
 
     def __init__(self, tokens: Tokens | None, path: Path | None = None) -> None:
         self._tokens = tokens
-        self._file = SessionFile.open(path) if path is not None and tokens else None
-        self._hmac_key = self._file.key if self._file else secrets.token_bytes(32)
+        self._file = (SessionFile.open(path) if path is not None and tokens is not None
+                      else None)
+        self._hmac_key = self._file.key if self._file is not None else secrets.token_bytes(32)
         self._anonymous: dict[bytes, Session] = {}  # oldest first
         self._logged_in: dict[bytes, Session] = {}
         self._judged: tuple[tuple[Grant, ...], dict[str, tuple[bytes, Grant]]] | None = None
