@@ -528,12 +528,13 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
 
 def test_a_flood_of_login_forms_does_not_push_out_who_logged_in(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowplan.daemon.server.auth import TokenInterceptor
     from flowplan.daemon.server.console import sessions as console
     from flowplan.daemon.server.roles import Grant, Role
 
     monkeypatch.setattr(console, "MAX_SESSIONS", 5)
     alice = Grant(name="alice", role=Role.VIEWER, token="t" * 20)
-    sessions = console.Sessions(lambda token: alice if token == b"t" * 20 else None)
+    sessions = console.Sessions(TokenInterceptor([alice]))
     logged_in, _ = sessions.new(alice)
     for _ in range(50):
         sessions.new(None)  # GET /login, again and again

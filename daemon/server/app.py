@@ -244,11 +244,13 @@ class Daemon:
         from flowplan.daemon.server.http import HttpServer
 
         caller = self._interceptor.caller if self._interceptor is not None else None
-        console = Console(service, caller, https=bool(self.config.tls_cert))
+        console = Console(service, self._interceptor, https=bool(self.config.tls_cert),
+                          state=self.config.state)
         http = HttpServer(self.config, metrics.scrape, caller=caller, console=console)
         try:
             await http.start()
         except UsageError as exc:
+            console.close()
             if self.config.http_required:
                 raise
             self.http_problem = str(exc)

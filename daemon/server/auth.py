@@ -66,14 +66,23 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, grants: Iterable[Grant]) -> None:
         self._grants: tuple[tuple[bytes, Grant], ...] = ()
+        self._current: tuple[Grant, ...] = ()
         self.replace(grants)
 
     def replace(self, grants: Iterable[Grant]) -> None:
         """Judge the calls from now on by `grants` (a reload); at least one."""
-        replaced = tuple((_digest(g.token.encode()), g) for g in grants)
+        current = tuple(grants)
+        replaced = tuple((_digest(g.token.encode()), g) for g in current)
         if not replaced:
             raise ValueError("a TokenInterceptor needs at least one token")
         self._grants = replaced  # one assignment: a call sees the old tuple or the new
+        self._current = current
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        """The grants of now: the same tuple until the next `replace` (the console's
+        sessions judge their tokens again when it changes)."""
+        return self._current
 
     def caller(self, given: bytes) -> Grant | None:
         """The grant whose token `given` is, compared in constant time: every token is

@@ -53,6 +53,7 @@ class HttpServer:
         middlewares = [_bearer(caller)] if caller is not None else []
         self._app = web.Application(middlewares=middlewares)
         self._app.router.add_get("/metrics", self._metrics)
+        self._console = console
         if console is not None:
             console.mount(self._app)
 
@@ -82,6 +83,8 @@ class HttpServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._console is not None:  # after the last request: its sessions' file
+            self._console.close()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         try:

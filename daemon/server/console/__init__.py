@@ -6,11 +6,13 @@ nothing the API would not.
 One module per job:
 - `access.py`: who may come in: login, sessions' cookies, CSRF on every POST, the security
   headers (a strict Content-Security-Policy) on every answer;
-- `sessions.py`: the sessions behind the cookies;
+- `sessions.py`: the sessions behind the cookies, kept in the state directory across
+  restarts (`console-sessions.sqlite`, with tokens only);
 - `kit.py`: what every page uses: calling the service, rendering a page, the role an action
   needs (`auth.least_role` of the RPC it calls: a viewer gets 403 and sees no buttons);
 - `workflows.py`, `runs.py`, `backfills.py`: the pages and actions, by what they show
   (`backfills.py` with its pages' live updates: one reader per backfill watched);
+- `guide.py`: the getting-started walk, with links into this daemon's pages;
 - `feeds.py`: the live updates (server-sent events) that run pages follow;
 - `present.py`: how values are shown (statuses, times, schedules, graphs).
 """

@@ -63,7 +63,7 @@ class Access:
             return await handler(request)
         grant = self._sessions.who(session)
         if grant is None:
-            if session is not None and session.grant is not None:  # its token was revoked
+            if session is not None and session.logged_in:  # its token was revoked
                 self._sessions.drop(sid)
             if request.method == "GET" and not request.path.endswith(("/events", "/log")):
                 raise web.HTTPSeeOther("/login")

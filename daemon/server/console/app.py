@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from flowplan.daemon.server.console.access import Access
 from flowplan.daemon.server.console.backfills import BackfillPages
+from flowplan.daemon.server.console.guide import GuidePages
 from flowplan.daemon.server.console.kit import SERVER, Kit
 from flowplan.daemon.server.console.runs import RunPages
-from flowplan.daemon.server.console.sessions import Caller, Sessions
+from flowplan.daemon.server.console.sessions import SESSIONS_FILE, Sessions, Tokens
 from flowplan.daemon.server.console.workflows import WorkflowPages
 from flowplan.daemon.server.service import WorkflowService
 
 
 class Console:
-    """The console's pages over `service`; `caller` judges a login's token (None: no tokens
-    configured, no login); `https`: cookies are `Secure`."""
+    """The console's pages over `service`; `tokens` judge a login's token (None: no tokens
+    configured, no login); `https`: cookies are `Secure`; `state`: the state directory,
+    where logged-in sessions are kept (None: in memory)."""
 
-    def __init__(self, service: WorkflowService, caller: Caller | None, *, https: bool
-                 ) -> None:
-        self.sessions = Sessions(caller)
+    def __init__(self, service: WorkflowService, tokens: Tokens | None, *, https: bool,
+                 state: Path | None = None) -> None:
+        self.sessions = Sessions(tokens, state / SESSIONS_FILE if state else None)
         kit = Kit(service, self.sessions, https=https)
-        self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit))
+        self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit),
+                       GuidePages(kit))
 
     def mount(self, app: web.Application) -> None:
         for part in self._parts:  # Access first: its middleware guards every route
             part.mount(app)
         app.router.add_static("/static", SERVER / "static", append_version=False)
+
+    def close(self) -> None:
+        """Closes the sessions' file (the daemon stops)."""
+        self.sessions.close()
