@@ -51,3 +51,27 @@ def when(message: Message, name: str) -> str:
     stamp = getattr(message, name).ToDatetime(tzinfo=UTC)
     assert isinstance(stamp, datetime)
     return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float) -> str:
+    """A time span for people: `850 ms`, `12.4 s`, `3m 05s`, `2h 01m`."""
+    seconds = max(0.0, seconds)
+    if round(seconds * 1000) < 1000:
+        return f"{round(seconds * 1000)} ms"
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    whole = max(60, int(seconds))  # 59.97 s rounds up to a minute, not down to 0m 59s
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+def run_duration(run: pb.Run, now: datetime | None = None) -> str:
+    """How long a run took (finished - started), or `running 1m 12s` so far while it runs;
+    empty for a run that never started."""
+    if not run.HasField("started_at"):
+        return ""
+    started = run.started_at.ToDatetime(tzinfo=UTC)
+    if run.HasField("finished_at"):
+        return duration((run.finished_at.ToDatetime(tzinfo=UTC) - started).total_seconds())
+    return "running " + duration(((now or datetime.now(UTC)) - started).total_seconds())
