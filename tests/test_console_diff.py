@@ -1,16 +1,28 @@
 """The diff of two plan versions (console/diff.py) and the durations the console shows
-(console/present.py): pure functions over the API's messages, no daemon needed."""
+(console/present.py): first as pure functions over the API's messages, then on the pages of
+a real daemon serving a workflow published in three versions from a real git repository
+(over HTTP, and in headless Chromium when it is installed)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import unescape
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeRepo, wait_until
+from daemon_harness import Daemon, flowplan, free_port, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
+from test_web_console import Browser, _chromium, _driver, screenshots
 
 from flowplan.daemon.server.console.diff import Change, Line, diff_versions, line_diff
-from flowplan.daemon.server.console.present import duration, run_duration
+from flowplan.daemon.server.console.present import duration, run_duration, when
 from flowplan.v1 import workflow_service_pb2 as pb
 
 
@@ -139,11 +151,9 @@ def test_nodes_added_removed_and_changed_with_each_field() -> None:
         "retry backoff": ("1x", "2x"), "timeout": ("(none)", "10m"),
         "description": ("(none)", "From the shop"), "tag owner": ("ann", "bob")}
     assert by_field(diff.workflow) == {"tag team": ("sales", "finance")}
-    assert by_field(clean.changes) == {
+    assert by_field(clean.changes) == {  # what says something: nothing unset, no retry delay
         "type": (None, "python"), "queue": (None, "default"),
         "trigger": (None, "all_succeeded"), "retries": (None, "0"),
-        "retry delay": (None, "30s"), "retry backoff": (None, "1x"),
-        "timeout": (None, "(none)"), "description": (None, "(none)"),
         "source": (None, "jobs/clean.py"), "source content (sha256)": (None, "abababababab")}
     assert clean.upstream_added == ("extract",)
     assert (load.upstream_added, load.upstream_removed) == (("clean",), ("extract",))
@@ -201,3 +211,234 @@ def test_a_runs_duration_finished_running_or_not_started() -> None:
                         ) == "running 1m 12s"
     assert run_duration(run()) == ""  # still PENDING
     assert run_duration(run(finished_at=started)) == ""  # cancelled before it started
+
+
+# ---- against a real daemon: three versions published from a real git repository ----------
+
+V1 = """
+    name: sales
+    description: Daily sales
+    schedule: {every: day, at: "02:00", timezone: Europe/Paris, catchup: none}
+    params: {day: today, db_password: hunter2-first-secret}
+    tags: {team: sales}
+    nodes:
+      - {name: extract, command: "echo extract ${params.day}", retries: 1}
+      - name: load
+        upstream: [extract]
+        command: |
+          echo load ${params.day}
+          echo vacuum
+          echo check
+      - {name: legacy, upstream: [extract], command: "echo old"}
+    """
+V2 = """
+    name: sales
+    description: Daily sales, from the shop and the app
+    schedule: {every: day, at: "03:30", timezone: Europe/Paris, catchup: none}
+    params: {day: yesterday, db_password: hunter2-first-secret}
+    tags: {team: finance}
+    on_failure: {email: [oncall@example.com]}
+    nodes:
+      - {name: extract, command: "echo extract ${params.day}", retries: 3, timeout: 10m}
+      - {name: clean, upstream: [extract], command: "echo clean"}
+      - name: load
+        upstream: [clean]
+        command: |
+          echo load ${params.day} --full
+          echo vacuum
+          echo check
+    """
+GATE_FLOW = """
+    name: gate
+    nodes:
+      - {name: wait, command: "while [ ! -e GATE ]; do sleep 0.02; done"}
+    """
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=Flow Tester",
+                           "-c", "user.email=tester@example.com", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def sales(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path, list[str]]]:
+    """A daemon serving `sales` in three versions, each a commit published with
+    `publish --git`: v2 changes much, v3 only the secret param's value."""
+    store, state, gate = tmp_path / "store", tmp_path / "state", tmp_path / "go"
+    repo = make_repo({"flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+                      "workflows/gate.yaml": GATE_FLOW.replace("GATE", str(gate))})
+    _git(repo, "init", "--quiet", "-b", "main")
+    commits = []
+    for text, subject in [(V1, "Daily sales"), (V2, "Clean before the load, retry three times"),
+                          (V2.replace("hunter2-first", "hunter2-second"), "Rotate the password")]:
+        (repo / "workflows" / "sales.yaml").write_text(textwrap.dedent(text).lstrip("\n"))
+        _git(repo, "add", "--all")
+        _git(repo, "commit", "--quiet", "-m", subject)
+        commits.append(_git(repo, "rev-parse", "HEAD"))
+        flowplan("publish", "--git", repo, "--store", store)
+    port = free_port()
+    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+        yield daemon, port, tmp_path, commits
+
+
+def test_the_diff_page_of_two_published_versions(
+        sales: tuple[Daemon, int, Path, list[str]]) -> None:
+    daemon, port, _, commits = sales
+    local = Browser(port)  # no tokens: loopback, no login
+    status, _, page = local.request("GET", "/workflows/sales")
+    assert status == 200 and 'id="compare-form"' in page
+    links = re.findall(r'href="(/workflows/sales/diff\?[^"]+)" class="compare-previous"', page)
+    assert links == ["/workflows/sales/diff?from=2&amp;to=3",
+                     "/workflows/sales/diff?from=1&amp;to=2"]
+
+    status, _, page = local.request("GET", "/workflows/sales/diff?from=1&to=2")
+    assert status == 200, page
+    text = _text(page)
+    # the header of both versions: published at, commit, digest, remarks
+    answer = daemon.call("ListPlanVersions", pb.ListPlanVersionsRequest(workflow="sales"))
+    for version in answer.plan_versions[1:]:
+        assert version.commit[:12] in page and version.digest[:16] in page
+        assert version.remarks in page and when(version, "published_at") in page
+    assert [v.commit for v in reversed(answer.plan_versions)] == commits
+    assert ("Changed from version 1 to 2: 5 fields of the workflow, 1 node added, 1 node"
+            " removed, 2 nodes changed, 2 edges added, 2 edges removed.") in text
+    assert "schedule every day at 02:00 (Europe/Paris) → every day at 03:30 (Europe/Paris)" \
+        in text
+    assert 'param day "today" → "yesterday"' in text
+    assert "failure e-mails (none) → oncall@example.com" in text
+    assert "tag team sales → finance" in text
+    extract = _section(page, "extract")
+    assert 'data-kind="changed"' in extract
+    assert "retries 1 → 3" in _text(extract) and "timeout (none) → 10m" in _text(extract)
+    load = _section(page, "load")
+    assert 'data-upstream-added="clean"' in load and 'data-upstream-removed="extract"' in load
+    assert re.findall(r'data-mark="([-+ ])">[-+ ] ([^<]*)</span>', load) == [
+        ("-", "echo load ${params.day}"), ("+", "echo load ${params.day} --full"),
+        (" ", "echo vacuum"), (" ", "echo check")]
+    assert 'data-kind="added"' in _section(page, "clean")
+    assert 'data-kind="removed"' in _section(page, "legacy")
+    assert re.findall(r'data-edge="(\w+) (\w+)" data-kind="(\w+)"', page) == [
+        ("extract", "clean", "added"), ("clean", "load", "added"),
+        ("extract", "load", "removed"), ("extract", "legacy", "removed")]
+    assert "hunter2" not in page
+
+    # only the secret's value changed: nothing shown differs, but the digests do
+    status, _, page = local.request("GET", "/workflows/sales/diff?from=2&to=3")
+    assert status == 200 and 'data-identical="yes"' in page and "digests do" in page
+    assert "hunter2" not in page and "data-node-diff" not in page
+    status, _, page = local.request("GET", "/workflows/sales/diff?from=3&to=1")  # backwards
+    assert status == 200 and "Changed from version 3 to 1" in page and "hunter2" not in page
+
+    for query, code, reason in [
+            ("from=1", 400, "to must be a version number such as 3, not &#39;&#39;"),
+            ("from=x&to=2", 400, "from must be a version number such as 3, not &#39;x&#39;"),
+            ("from=-1&to=2", 400, "from must be a version number"),
+            ("from=%C2%B2&to=2", 400, "from must be a version number"),
+            ("from=2&to=2", 400, "from and to are both version 2"),
+            ("from=1&to=9", 404, "to: sales has no version 9 (its versions are 1 to 3)"),
+            ("from=99999999999&to=1", 400, "from must be a version number")]:
+        status, _, page = local.request("GET", f"/workflows/sales/diff?{query}")
+        assert (status, reason in page) == (code, True), (query, page)
+    status, _, page = local.request("GET", "/workflows/nothing/diff?from=1&to=2")
+    assert status == 404 and "workflow &#39;nothing&#39; does not exist" in page
+
+
+def test_run_durations_in_the_history_and_on_the_run_page(
+        sales: tuple[Daemon, int, Path, list[str]]) -> None:
+    daemon, port, tmp_path, _ = sales
+    local = Browser(port)
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="gate")).run.run_id
+    wait_until(lambda: daemon.call("GetRun", pb.GetRunRequest(run_id=run_id)).run.status
+               == pb.RUN_STATUS_RUNNING, "the gate run RUNNING")
+    running = re.compile(r'<td class="duration">running (\d+ ms|\d+\.\d s)</td>')
+    _, _, page = local.request("GET", "/workflows/gate")
+    assert running.search(page), page
+    _, _, page = local.request("GET", f"/runs/{run_id}")
+    assert re.search(r'<span id="run-duration" data-started="[\d.]+" data-seconds="[\d.]+">'
+                     r"running (\d+ ms|\d+\.\d s)</span>", page), page
+    (tmp_path / "go").touch()
+    run = daemon.wait_run(run_id)
+    took = (run.finished_at.ToDatetime() - run.started_at.ToDatetime()).total_seconds()
+    _, _, page = local.request("GET", "/workflows/gate")
+    assert f'<td class="duration">{duration(took)}</td>' in page, page
+    _, _, page = local.request("GET", f"/runs/{run_id}")
+    assert re.search(rf'<span id="run-duration"[^>]*>{re.escape(duration(took))}</span>', page)
+    other = daemon.call("StartRun", pb.StartRunRequest(workflow="sales")).run.run_id
+    daemon.wait_run(other)
+    _, _, page = local.request("GET", "/workflows/sales")
+    assert re.search(rf'<tr data-run="{other}">.*?<td class="duration">(\d+ ms|\d+\.\d s)'
+                     r"</td>", page, re.S), page
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_in_a_browser_compare_with_the_previous_version(
+        sales: tuple[Daemon, int, Path, list[str]]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    daemon, port, tmp_path, _ = sales
+    shots = screenshots(tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="sales")).run.run_id
+    daemon.wait_run(run_id)
+    driver = _driver()
+    try:
+        driver.get(f"{base}/workflows/sales")
+        history = driver.find_element(By.ID, "history")
+        driver.execute_script("arguments[0].scrollIntoView()", history)
+        assert history.find_element(By.CSS_SELECTOR, f'tr[data-run="{run_id}"] td.duration'
+                                    ).text.endswith((" ms", " s"))
+        driver.save_screenshot(str(shots / "history.png"))
+        driver.find_element(By.CSS_SELECTOR, 'tr[data-version="2"] a.compare-previous').click()
+        wait_until(lambda: driver.find_elements(By.ID, "diff-summary"), "the diff page")
+        assert driver.current_url == f"{base}/workflows/sales/diff?from=1&to=2"
+        driver.set_window_size(1100, 1500)
+        driver.save_screenshot(str(shots / "diff.png"))
+        # the page's own form: pick two other versions
+        Select(driver.find_element(By.NAME, "from")).select_by_value("3")
+        Select(driver.find_element(By.NAME, "to")).select_by_value("2")
+        driver.find_element(By.CSS_SELECTOR, "#compare-form button").click()
+        wait_until(lambda: driver.current_url.endswith("/diff?from=3&to=2"), "the other diff")
+        assert driver.find_element(By.ID, "diff-summary").get_attribute("data-identical") \
+            == "yes"
+
+        # a running run's page counts its duration, and ends on the one a reload shows
+        gate = daemon.call("StartRun", pb.StartRunRequest(workflow="gate")).run.run_id
+        driver.get(f"{base}/runs/{gate}")
+        shown = driver.find_element(By.ID, "run-duration")
+        wait_until(lambda: shown.text.startswith("running "), "the gate run counting")
+        first = shown.text
+        wait_until(lambda: shown.text != first, "the count going on without a reload")
+        (tmp_path / "go").touch()
+        wait_until(lambda: not shown.text.startswith("running"), "the final duration")
+        run = daemon.wait_run(gate)
+        took = (run.finished_at.ToDatetime() - run.started_at.ToDatetime()).total_seconds()
+        assert abs(_seconds(shown.text) - took) < 0.11, (shown.text, took)
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        (tmp_path / "go").touch()  # the gate run's shell must not outlive the test
+        driver.quit()
+    assert not errors, errors  # e.g. a CSP violation
+
+
+def _seconds(shown: str) -> float:
+    """`850 ms` or `12.4 s` as seconds."""
+    number, unit = shown.split()
+    return float(number) / (1000 if unit == "ms" else 1)
+
+
+def _section(page: str, node: str) -> str:
+    found = re.search(rf'<section class="node-diff" data-node-diff="{node}".*?</section>',
+                      page, re.S)
+    assert found, page
+    return found.group(0)
+
+
+def _text(html: str) -> str:
+    """The page's words: tags dropped, entities decoded, spaces folded."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())

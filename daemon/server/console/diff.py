@@ -98,14 +98,13 @@ def diff_versions(old: pb.Workflow, new: pb.Workflow) -> VersionDiff:
     for node in new.nodes:
         before = old_nodes.get(node.name)
         if before is None:
-            nodes.append(NodeDiff(node.name, "added",
-                                  _changes({}, _node_fields(node, new)),
+            nodes.append(NodeDiff(node.name, "added", _changes({}, _said(node, new)),
                                   upstream_added=tuple(node.upstream)))
             continue
         changed = _node_diff(before, old, node, new)
         if changed is not None:
             nodes.append(changed)
-    nodes += [NodeDiff(node.name, "removed", _changes(_node_fields(node, old), {}),
+    nodes += [NodeDiff(node.name, "removed", _changes(_said(node, old), {}),
                        upstream_removed=tuple(node.upstream))
               for node in old.nodes if node.name not in new_nodes]
     old_edges = [(e.upstream, e.downstream) for e in old.edges]
@@ -206,6 +205,14 @@ def _node_fields(node: pb.NodeDefinition, workflow: pb.Workflow) -> dict[_Field,
     for key, value in sorted(_own_tags(node, workflow).items()):
         fields[(f"tag {key}", False)] = value
     return fields
+
+
+def _said(node: pb.NodeDefinition, workflow: pb.Workflow) -> dict[_Field, str]:
+    """The fields of a node added or removed that say something: none unset, no retry
+    delay or backoff without retries."""
+    quiet = {"retry delay", "retry backoff"} if node.retries == 0 else set()
+    return {key: value for key, value in _node_fields(node, workflow).items()
+            if value != NONE and key[0] not in quiet}
 
 
 def _node_diff(before: pb.NodeDefinition, old: pb.Workflow, after: pb.NodeDefinition,
