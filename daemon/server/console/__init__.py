@@ -11,6 +11,7 @@ One module per job:
   needs (`auth.least_role` of the RPC it calls: a viewer gets 403 and sees no buttons);
 - `workflows.py`, `runs.py`, `backfills.py`: the pages and actions, by what they show;
 - `feeds.py`: the live updates (server-sent events) that run pages follow;
+- `diff.py`: what changed between two plan versions of a workflow (its diff page);
 - `present.py`: how values are shown (statuses, times, schedules, graphs).
 """
 
