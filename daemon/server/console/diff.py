@@ -148,16 +148,16 @@ def _changes(old: Mapping[_Field, str], new: Mapping[_Field, str]) -> tuple[Chan
         if before == after:
             continue
         label, code = key
-        lines = line_diff(before, after) if code and before is not None and after is not None \
-            else ()
+        both = before is not None and after is not None
+        lines = line_diff(before or "", after or "") if code and both else ()
         changes.append(Change(label, before, after, lines, code))
     return tuple(changes)
 
 
 def _workflow_fields(workflow: pb.Workflow) -> dict[_Field, str]:
-    """The workflow's own fields as shown; those not set are left out (then a Change reads
-    "added" or "removed"). Runtime state (the switch in force, the next tick) is not the
-    plan's and is not compared."""
+    """The workflow's own fields as shown. A field one version lacks (a param, a tag, the
+    schedule's settings without a schedule) reads "added" or "removed". Runtime state (the
+    switch in force, the next tick) is not the plan's and is not compared."""
     fields: dict[_Field, str] = {
         ("description", False): workflow.description or NONE,
         ("workflow file", False): workflow.file or NONE,
@@ -233,7 +233,7 @@ def _own_tags(node: pb.NodeDefinition, workflow: pb.Workflow) -> dict[str, str]:
 def _missing(these: Iterable[T], there: Iterable[T]) -> tuple[T, ...]:
     """`these` not in `there`, in their order."""
     known = set(there)
-    return tuple(name for name in these if name not in known)
+    return tuple(item for item in these if item not in known)
 
 
 def _span(seconds: float) -> str:
