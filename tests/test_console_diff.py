@@ -21,7 +21,7 @@ from daemon_harness import Daemon, flowplan, free_port, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from test_web_console import Browser, _chromium, _driver, screenshots
 
-from flowplan.daemon.server.console.diff import Change, Line, diff_versions, line_diff
+from flowplan.daemon.server.console.diff import Change, Line, Span, diff_versions, line_diff
 from flowplan.daemon.server.console.present import duration, run_duration, when
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -159,9 +159,11 @@ def test_nodes_added_removed_and_changed_with_each_field() -> None:
     assert (load.upstream_added, load.upstream_removed) == (("clean",), ("extract",))
     command = load.changes[0]
     assert command.field == "command" and command.code
-    assert command.lines == (Line("-", "load.sh --day ${ds}"),
-                             Line("+", "load.sh --day ${ds} --full"),
-                             Line(" ", "vacuum"), Line(" ", "check"))
+    assert command.lines == (
+        Line("-", "load.sh --day ${ds}", (Span("load.sh --day ${ds}", False),)),
+        Line("+", "load.sh --day ${ds} --full",
+             (Span("load.sh --day ${ds}", False), Span(" --full", True))),
+        Line(" ", "vacuum"), Line(" ", "check"))
     assert legacy.upstream_removed == ("extract",)
     assert diff.edges_added == (("extract", "clean"), ("clean", "load"))
     assert diff.edges_removed == (("extract", "load"), ("extract", "legacy"))
@@ -179,13 +181,22 @@ def test_a_source_whose_content_changed_shows_its_new_digest() -> None:
 def test_a_line_diff_keeps_two_lines_of_context_and_marks_what_it_leaves_out() -> None:
     old = "\n".join(f"line {i}" for i in range(1, 13))
     new = old.replace("line 2\n", "line two\n").replace("line 11", "line eleven")
-    assert line_diff(old, new) == (
-        Line(" ", "line 1"), Line("-", "line 2"), Line("+", "line two"),
-        Line(" ", "line 3"), Line(" ", "line 4"), Line("…", ""),
-        Line(" ", "line 9"), Line(" ", "line 10"), Line("-", "line 11"),
-        Line("+", "line eleven"), Line(" ", "line 12"))
+    assert [(line.mark, line.text) for line in line_diff(old, new)] == [
+        (" ", "line 1"), ("-", "line 2"), ("+", "line two"), (" ", "line 3"),
+        (" ", "line 4"), ("…", ""), (" ", "line 9"), (" ", "line 10"), ("-", "line 11"),
+        ("+", "line eleven"), (" ", "line 12")]
     assert line_diff("echo a", "echo a") == ()
     assert line_diff("", "echo b") == (Line("+", "echo b"),)
+    assert line_diff("a\nb", "c") == (Line("-", "a"), Line("-", "b"), Line("+", "c"))
+
+
+def test_a_changed_line_marks_the_words_that_differ() -> None:
+    old = "spark-submit --conf spark.executor.memory=4g --class Load job.jar ${ds}"
+    new = "spark-submit --conf spark.executor.memory=8g --class Load job.jar ${ds}"
+    removed, added = line_diff(old, new)
+    assert [s for s in removed.spans if s.changed] == [Span("4g", True)]
+    assert [s for s in added.spans if s.changed] == [Span("8g", True)]
+    assert "".join(s.text for s in added.spans) == new
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -316,9 +327,11 @@ def test_the_diff_page_of_two_published_versions(
     assert "retries 1 → 3" in _text(extract) and "timeout (none) → 10m" in _text(extract)
     load = _section(page, "load")
     assert 'data-upstream-added="clean"' in load and 'data-upstream-removed="extract"' in load
-    assert re.findall(r'data-mark="([-+ ])">[-+ ] ([^<]*)</span>', load) == [
+    lines = re.findall(r'<span class="line" data-mark="([-+ ])">[-+ ] (.*?)</span>', load)
+    assert [(mark, _text(html)) for mark, html in lines] == [
         ("-", "echo load ${params.day}"), ("+", "echo load ${params.day} --full"),
         (" ", "echo vacuum"), (" ", "echo check")]
+    assert "<b> --full</b>" in load
     assert 'data-kind="added"' in _section(page, "clean")
     assert 'data-kind="removed"' in _section(page, "legacy")
     assert re.findall(r'data-edge="(\w+) (\w+)" data-kind="(\w+)"', page) == [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -26,14 +27,26 @@ NONE: Final = "(none)"
 CONTEXT_LINES: Final = 2  # unchanged lines kept around each change of a line diff
 # Tags every node carries whatever its YAML says (docs/api.md: NodeDefinition.tags).
 IMPLIED_NODE_TAGS: Final = frozenset({"workflow_name", "task_name"})
+WORDS: Final = re.compile(r"\s+|\w+|[^\w\s]")  # what a changed line's words are
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of a changed line; `changed`: its words are not in the line it replaces."""
+
+    text: str
+    changed: bool
 
 
 @dataclass(frozen=True)
 class Line:
-    """One line of a line diff: `+` added, `-` removed, ` ` unchanged, `…` lines left out."""
+    """One line of a line diff: `+` added, `-` removed, ` ` unchanged, `…` lines left out.
+    A line replacing another (or replaced) has `spans`: its text with the words that
+    differ marked, so a one-word change in a long command stands out."""
 
     mark: Literal["+", "-", " ", "…"]
     text: str
+    spans: tuple[Span, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,9 +142,33 @@ def line_diff(old: str, new: str) -> tuple[Line, ...]:
             if tag == "equal":
                 lines += [Line(" ", text) for text in before[i1:i2]]
                 continue
-            lines += [Line("-", text) for text in before[i1:i2]]
-            lines += [Line("+", text) for text in after[j1:j2]]
+            removed, added = before[i1:i2], after[j1:j2]
+            if len(removed) == len(added):  # line by line: mark the words that differ
+                pairs = [_word_diff(old_line, new_line)
+                         for old_line, new_line in zip(removed, added, strict=True)]
+                lines += [Line("-", text, spans) for text, (spans, _) in zip(removed, pairs,
+                                                                          strict=True)]
+                lines += [Line("+", text, spans) for text, (_, spans) in zip(added, pairs,
+                                                                          strict=True)]
+                continue
+            lines += [Line("-", text) for text in removed]
+            lines += [Line("+", text) for text in added]
     return tuple(lines)
+
+
+def _word_diff(old: str, new: str) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """`old` and `new` as spans, the words that differ between them marked changed."""
+    before, after = WORDS.findall(old), WORDS.findall(new)
+    old_spans: list[Span] = []
+    new_spans: list[Span] = []
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        changed = tag != "equal"
+        if i2 > i1:
+            old_spans.append(Span("".join(before[i1:i2]), changed))
+        if j2 > j1:
+            new_spans.append(Span("".join(after[j1:j2]), changed))
+    return tuple(old_spans), tuple(new_spans)
 
 
 # ---- the fields compared, as shown -------------------------------------------------------
