@@ -110,8 +110,7 @@ class WorkflowPages:
             workflow=name, plan_version=number))).workflow for number in numbers]
         return self._kit.page(
             request, "diff.html", name=name, old=versions[numbers[0]],
-            new=versions[numbers[1]], old_workflow=old, new_workflow=new,
-            diff=diff_versions(old, new),
+            new=versions[numbers[1]], diff=diff_versions(old, new),
             choices=sorted(versions, reverse=True))
 
     async def _all_versions(self, name: str) -> dict[int, pb.PlanVersion]:
