@@ -14,6 +14,7 @@ One module per job:
   (`backfills.py` with its pages' live updates: one reader per backfill watched);
 - `guide.py`: the getting-started walk, with links into this daemon's pages;
 - `feeds.py`: the live updates (server-sent events) that run pages follow;
+- `diff.py`: what changed between two plan versions of a workflow (its diff page);
 - `present.py`: how values are shown (statuses, times, schedules, graphs).
 """
 

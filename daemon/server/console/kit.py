@@ -12,7 +12,12 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from flowplan.daemon.server.auth import least_role
-from flowplan.daemon.server.console.present import status_name, when
+from flowplan.daemon.server.console.present import (
+    run_duration,
+    run_seconds,
+    status_name,
+    when,
+)
 from flowplan.daemon.server.console.sessions import COOKIE, Session, Sessions
 from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import WorkflowService
@@ -62,6 +67,8 @@ class Kit:
             undefined=jinja2.StrictUndefined)
         self._pages.filters["when"] = when
         self._pages.globals["status_name"] = status_name
+        self._pages.globals["run_duration"] = run_duration
+        self._pages.globals["run_seconds"] = run_seconds
         self._pages.globals["pb"] = pb
 
     async def call(self, method: str, request: Message) -> Any:

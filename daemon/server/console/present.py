@@ -51,3 +51,39 @@ def when(message: Message, name: str) -> str:
     stamp = getattr(message, name).ToDatetime(tzinfo=UTC)
     assert isinstance(stamp, datetime)
     return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float) -> str:
+    """A time span for people: `850 ms`, `12.4 s`, `3m 05s`, `2h 01m`. Whole milliseconds,
+    rounded half up as console.js's formatDuration does, so a page counting a run live ends
+    on the text a reload shows."""
+    ms = round(max(0.0, seconds) * 1000)
+    if ms < 1000:
+        return f"{ms} ms"
+    tenths = (ms + 50) // 100
+    if tenths < 600:
+        return f"{tenths // 10}.{tenths % 10} s"
+    whole = max(60, ms // 1000)  # 59.96 s rounds up to a minute, not down to 0m 59s
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+def run_seconds(run: pb.Run, now: datetime | None = None) -> float | None:
+    """The seconds a run took (finished - started) or has taken so far while it runs; None
+    for a run that never started."""
+    if not run.HasField("started_at"):
+        return None
+    started = run.started_at.ToDatetime(tzinfo=UTC)
+    end = (run.finished_at.ToDatetime(tzinfo=UTC) if run.HasField("finished_at")
+           else now or datetime.now(UTC))
+    return (end - started).total_seconds()
+
+
+def run_duration(run: pb.Run, now: datetime | None = None) -> str:
+    """How long a run took, or `running 1m 12s` so far while it runs; empty for a run that
+    never started."""
+    seconds = run_seconds(run, now)
+    if seconds is None:
+        return ""
+    return duration(seconds) if run.HasField("finished_at") else "running " + duration(seconds)

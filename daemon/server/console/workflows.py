@@ -1,9 +1,12 @@
-"""The Workflows list (`/`) and a workflow's page (`/workflows/NAME`), with their actions:
-the scheduling switch, Run, and Backfill (its dry run to confirm first)."""
+"""The Workflows list (`/`), a workflow's page (`/workflows/NAME`) and the diff of two of its
+versions (`/workflows/NAME/diff?from=A&to=B`), with their actions: the scheduling switch,
+Run, and Backfill (its dry run to confirm first)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -11,6 +14,7 @@ import grpc
 from aiohttp import web
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from flowplan.daemon.server.console.diff import diff_versions
 from flowplan.daemon.server.console.kit import Kit, ServiceError
 from flowplan.daemon.server.console.present import graph_json, schedule_words
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -26,6 +30,7 @@ class WorkflowPages:
         routes = app.router
         routes.add_get("/", self.workflows)
         routes.add_get("/workflows/{name}", self.workflow)
+        routes.add_get("/workflows/{name}/diff", self.diff)
         routes.add_post("/workflows/{name}/scheduling", self.set_scheduling)
         routes.add_post("/workflows/{name}/runs", self.start_run)
         routes.add_post("/workflows/{name}/backfills", self.start_backfill)
@@ -85,6 +90,39 @@ class WorkflowPages:
             graph=graph_json([(n.name, None) for n in answer.workflow.nodes],
                              answer.workflow.edges),
             params=json.dumps(params, indent=2, sort_keys=True))
+
+    async def diff(self, request: web.Request) -> web.StreamResponse:
+        """What changed from version `from` to version `to` (either may be the newer)."""
+        name = request.match_info["name"]
+        numbers = [_version_number(request.query, key) for key in ("from", "to")]
+        if numbers[0] == numbers[1]:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"from and to are both version {numbers[0]}: pick two"
+                               " different versions")
+        versions = await self._all_versions(name)
+        for key, number in zip(("from", "to"), numbers, strict=True):
+            if number not in versions:
+                known = (f" (its versions are {min(versions)} to {max(versions)})"
+                         if versions else "")
+                raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                                   f"{key}: {name} has no version {number}{known}")
+        old, new = [(await self._kit.call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow=name, plan_version=number))).workflow for number in numbers]
+        return self._kit.page(
+            request, "diff.html", name=name, old=versions[numbers[0]],
+            new=versions[numbers[1]], diff=diff_versions(old, new),
+            choices=sorted(versions, reverse=True))
+
+    async def _all_versions(self, name: str) -> dict[int, pb.PlanVersion]:
+        found: dict[int, pb.PlanVersion] = {}
+        token = ""
+        while True:
+            page = await self._kit.call("ListPlanVersions", pb.ListPlanVersionsRequest(
+                workflow=name, page_size=1000, page_token=token))
+            found.update((v.version, v) for v in page.plan_versions)
+            token = page.next_page_token
+            if not token:
+                return found
 
     async def set_scheduling(self, request: web.Request) -> web.StreamResponse:
         self._kit.require(request, "SetSchedulingStatus")
@@ -150,6 +188,16 @@ def _tagged(workflow: pb.Workflow, tag: str) -> bool:
     key, sep, value = tag.partition("=")
     return any(key in tags and (not sep or tags[key] == value)
                for tags in [workflow.tags, *(n.tags for n in workflow.nodes)])
+
+
+def _version_number(query: Mapping[str, str], key: str) -> int:
+    """The query's version number `key` (INVALID_ARGUMENT naming it when it is not one)."""
+    text = query.get(key, "")
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) == 0:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{key} must be a version number such as 3, not"
+                           f" '{text[:20]}'")
+    return int(text)
 
 
 def form_time(text: str, name: str) -> timestamp_pb2.Timestamp:

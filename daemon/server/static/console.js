@@ -84,6 +84,7 @@
     }
     if (runStatus) {
       runStatus.dataset.status = change.run_status;
+      runStatus.dataset.changed = String(change.time);  // the run's duration reads it
       runStatus.textContent = change.run_status;
     }
   });
@@ -91,4 +92,62 @@
     source.close();
     table.dataset.finished = "yes";
   });
+})();
+
+(function () {
+  // A run's duration (#run-duration on its page): counted up each second while the run
+  // runs; once it ends, its finish (the time of the change that ended it, which the events
+  // above leave on #run-status) less its start.
+  const shown = document.getElementById("run-duration");
+  const runStatus = document.getElementById("run-status");
+  const table = document.querySelector("[data-watch-run]");
+  if (!shown || !runStatus || !table || table.dataset.finished === "yes") {
+    return;
+  }
+
+  // the same text as the server's present.duration: "850 ms", "12.4 s", "3m 05s", "2h 01m"
+  function formatDuration(seconds) {
+    const ms = Math.round(Math.max(0, seconds) * 1000);
+    if (ms < 1000) {
+      return ms + " ms";
+    }
+    const tenths = Math.floor((ms + 50) / 100);
+    if (tenths < 600) {
+      return Math.floor(tenths / 10) + "." + (tenths % 10) + " s";
+    }
+    const whole = Math.max(60, Math.floor(ms / 1000));
+    const pad = function (n) { return String(n).padStart(2, "0"); };
+    if (whole < 3600) {
+      return Math.floor(whole / 60) + "m " + pad(whole % 60) + "s";
+    }
+    return Math.floor(whole / 3600) + "h " + pad(Math.floor(whole % 3600 / 60)) + "m";
+  }
+
+  const done = ["SUCCEEDED", "FAILED", "CANCELLED"];
+  let started = shown.dataset.started ? Number(shown.dataset.started) : null;  // the daemon's clock
+  // the browser's clock may not be the daemon's: count on from the seconds at render time
+  let since = shown.dataset.seconds ? Date.now() / 1000 - Number(shown.dataset.seconds) : null;
+  function count() {
+    if (since !== null && runStatus.dataset.status === "RUNNING") {
+      shown.textContent = "running " + formatDuration(Date.now() / 1000 - since);
+    }
+  }
+  const timer = setInterval(count, 250);
+  // each change of the run's status, as the events above set it (one event at a time)
+  new MutationObserver(function (records, observer) {
+    const changed = Number(runStatus.dataset.changed || "0");
+    const status = runStatus.dataset.status;
+    if (status === "RUNNING" && started === null && changed) {  // started since the page was drawn
+      started = changed;
+      since = Date.now() / 1000;
+      count();
+    }
+    if (done.includes(status)) {
+      clearInterval(timer);
+      observer.disconnect();
+      if (started !== null && changed) {
+        shown.textContent = formatDuration(changed - started);
+      }
+    }
+  }).observe(runStatus, {attributes: true, attributeFilter: ["data-status", "data-changed"]});
 })();
