@@ -149,6 +149,38 @@ def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(
         assert d.process.poll() is None
 
 
+def test_health_and_reflection_refuse_a_malformed_body_as_invalid_argument(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        raw = {"request_serializer": lambda raw: raw, "response_deserializer": lambda b: b}
+        broken = b"\x0a\xff\xff\xff"  # field 1, a broken length
+        calls = {
+            "grpc.health.v1.HealthCheckRequest": lambda: d.channel.unary_unary(
+                "/grpc.health.v1.Health/Check", **raw)(broken, timeout=10),
+            "grpc.health.v1.HealthCheckRequest (Watch)": lambda: list(d.channel.unary_stream(
+                "/grpc.health.v1.Health/Watch", **raw)(broken, timeout=10)),
+            "grpc.reflection.v1alpha.ServerReflectionRequest": lambda: list(
+                d.channel.stream_stream(
+                    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", **raw)(
+                    iter([broken]), timeout=10)),
+        }
+        for name, call in calls.items():
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            code, message, _ = refusal(refused.value)
+            assert code is grpc.StatusCode.INVALID_ARGUMENT, (name, code, message)
+            assert f"not a valid {name.split()[0]}" in message
+        # the well-formed calls still answer
+        assert d.channel.unary_unary("/grpc.health.v1.Health/Check", **raw)(
+            b"", timeout=10) == b"\x08\x01"  # status: SERVING
+        listed = list(d.channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", **raw)(
+            iter([b"\x3a\x00"]), timeout=10))  # list_services: ""
+        assert b"flowplan.v1.WorkflowService" in listed[0]
+        assert d.process.poll() is None
+
+
 BUSY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 

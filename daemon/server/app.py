@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from flowplan.compiler.store import PlanStore
 from flowplan.daemon.engine.clock import SystemClock
@@ -41,6 +41,7 @@ from flowplan.daemon.scheduler.backfills import Backfills
 from flowplan.daemon.scheduler.scheduler import Scheduler
 from flowplan.daemon.server.auth import TokenInterceptor
 from flowplan.daemon.server.config import ServeConfig, UsageError
+from flowplan.daemon.server.errors import handlers_of, serve_tolerant
 from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import SERVICE_NAME, Parts, WorkflowService, register
 from flowplan.daemon.server.systemd import notify
@@ -159,12 +160,19 @@ class Daemon:
 
         server = self._server(metrics, tracing)
         health_service = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         service = register(server, Parts(engine=engine, store=store, catalog=catalog,
                                scheduler=scheduler, backfills=backfills, clock=clock,
                                closing=closing))
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        # health and reflection as the generated functions would add them, except that a
+        # body that does not decode is INVALID_ARGUMENT as for WorkflowService
+        serve_tolerant(server, health_pb2.DESCRIPTOR.services_by_name["Health"],
+                       handlers_of(health_pb2_grpc.add_HealthServicer_to_server,
+                                   health_service))
+        serve_tolerant(server, reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+                       handlers_of(reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+                                   reflection.aio.ReflectionServicer(
+                                       (SERVICE_NAME, health.SERVICE_NAME,
+                                        reflection.SERVICE_NAME))))
         # Bound before anything runs: an address in use stops start-up before the engine
         # adopts or starts a node.
         try:
