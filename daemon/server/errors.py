@@ -192,7 +192,7 @@ def _tolerant(handler: grpc.RpcMethodHandler[Any, Any], message_name: str
         behaviour = getattr(handler, kind)
         if behaviour is not None:
             refusing = (_refusing_streams if handler.request_streaming else _refusing)(behaviour)
-            return make(refusing, request_deserializer=tolerant,  # type: ignore[operator]
+            return make(refusing, request_deserializer=tolerant,
                         response_serializer=handler.response_serializer)
     raise AssertionError(f"a handler for {message_name} without a behaviour")
 
