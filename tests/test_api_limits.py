@@ -251,9 +251,11 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one(
 
 @pytest.mark.parametrize(("settings", "message"), [
     (["--max-connections", "0"], "flowplan serve: --max-connections 0: give a whole number"),
+    (["--http-max-connections", "0"],
+     "flowplan serve: --http-max-connections 0: give a whole number"),
     (["--idle-timeout", "nan"], "flowplan serve: --idle-timeout nan: give the seconds"),
     (["--handshake-timeout", "0"], "the interval must be positive"),
-], ids=["connections", "idle", "handshake"])
+], ids=["connections", "http-connections", "idle", "handshake"])
 def test_connection_settings_it_cannot_serve_with_are_refused_by_name(
         deployed: tuple[Path, Path, Path], settings: list[str], message: str) -> None:
     _, store, state = deployed

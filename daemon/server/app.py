@@ -81,6 +81,7 @@ class Daemon:
         self.http_problem: str | None = None  # why it does not, when not `http_required`
         self.metrics: Metrics | None = None  # with --http
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
+        self.http_max_connections = config.http_max_connections  # likewise, with --http
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -116,11 +117,16 @@ class Daemon:
                              f" {exc.strerror or exc}") from exc
         with lock:
             fd_limit = raise_fd_limit()
-            self.max_connections = connection_cap(fd_limit, self.config.max_connections)
-            if self.max_connections < self.config.max_connections:
+            wanted = (self.config.max_connections,
+                      self.config.http_max_connections if self.config.http else 0)
+            self.max_connections, self.http_max_connections = connection_caps(fd_limit,
+                                                                               *wanted)
+            if (self.max_connections, self.http_max_connections) != wanted:
                 log.warning("the open-file limit (ulimit -n %d) allows %d connections, not"
-                            " --max-connections %d: raise the limit to allow more",
-                            fd_limit, self.max_connections, self.config.max_connections)
+                            " --max-connections %d%s: raise the limit to allow more",
+                            fd_limit, self.max_connections + self.http_max_connections,
+                            wanted[0], f" and --http-max-connections {wanted[1]}"
+                            if wanted[1] else "")
             return await self._run()
 
     async def _run(self) -> int:
@@ -217,6 +223,7 @@ class Daemon:
             "token": bool(config.token), "roles": role_counts(config.access()),
             "http": self.http_url,
             "max_connections": self.max_connections,
+            **({"http_max_connections": self.http_max_connections} if self.http_url else {}),
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
         notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
@@ -253,7 +260,8 @@ class Daemon:
 
         caller = self._interceptor.caller if self._interceptor is not None else None
         console = Console(service, caller, https=bool(self.config.tls_cert))
-        http = HttpServer(self.config, metrics.scrape, caller=caller, console=console)
+        http = HttpServer(self.config, metrics.scrape, caller=caller, console=console,
+                          max_connections=self.http_max_connections)
         try:
             await http.start()
         except UsageError as exc:
@@ -358,10 +366,15 @@ def _millis(seconds: float) -> int:
     return min(2**31 - 1, max(1, round(seconds * 1000)))
 
 
-def connection_cap(fd_limit: int, wanted: int) -> int:
-    """`wanted` connections, fewer when the open-file limit would not keep RESERVED_FDS (or
-    half of a small limit) for the daemon's own files."""
-    return max(1, min(wanted, max(fd_limit - RESERVED_FDS, fd_limit // 2)))
+def connection_caps(fd_limit: int, grpc_wanted: int, http_wanted: int) -> tuple[int, int]:
+    """The gRPC and HTTP connection caps: as wanted (`http_wanted` 0: no HTTP listener) when
+    both together leave RESERVED_FDS of the open-file limit (or half of a small limit) for
+    the daemon's own files; else that budget shared in proportion, at least 1 each."""
+    budget = max(fd_limit - RESERVED_FDS, fd_limit // 2)
+    if grpc_wanted + http_wanted <= budget:
+        return grpc_wanted, http_wanted
+    http = min(http_wanted, max(1, budget * http_wanted // (grpc_wanted + http_wanted)))
+    return max(1, budget - http), http
 
 
 async def watch_writes(store: StateStore, health_service: health.aio.HealthServicer,
