@@ -158,7 +158,8 @@ class Daemon:
         scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock,
                               on_created=metrics.on_tick_created if metrics else None)
         backfills = Backfills(engine=engine, store=store, catalog=catalog, clock=clock)
-        sender = OutboxSender(outbox, config.smtp, clock=clock)
+        sender = OutboxSender(outbox, config.smtp, clock=clock,
+                              on_attempt=metrics.on_email_attempt if metrics else None)
         notifier = Notifier(store=store, plans=catalog, sender=sender)
         engine.subscribe(notifier.on_event)
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
