@@ -3,9 +3,12 @@ idle connections under a low open-file limit, malformed request bodies and overs
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import grpc
@@ -25,6 +28,9 @@ FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
     "workflows/echo.yaml": "name: echo\nparams: {blob: ''}\nnodes:\n"
                            "  - {name: a, command: 'true'}\n",
+    # 16 MB of log, then it stays running (followed) until cancelled
+    "workflows/chatty.yaml": "name: chatty\nnodes:\n  - {name: talk, command: 'head -c"
+                             " 16000000 /dev/zero | tr \"\\\\0\" x; sleep 120'}\n",
 }
 
 
@@ -178,6 +184,43 @@ def test_health_and_reflection_refuse_a_malformed_body_as_invalid_argument(
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", **raw)(
             iter([b"\x3a\x00"]), timeout=10))  # list_services: ""
         assert b"flowplan.v1.WorkflowService" in listed[0]
+        assert d.process.poll() is None
+
+
+def log_fds(pid: int, state: Path) -> int:
+    """The daemon's open file descriptors on attempt logs under `state`."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            count += target.startswith(str(state)) and target.endswith("/log")
+    return count
+
+
+def test_log_streams_to_slow_readers_hold_no_file_descriptor(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        run = d.call("StartRun", pb.StartRunRequest(workflow="chatty")).run
+        log_request = pb.GetNodeLogRequest(run_id=run.run_id, node_name="talk", follow=True)
+        wait_until(lambda: sum(len(c.data) for c in d.stub.GetNodeLog(
+            pb.GetNodeLogRequest(run_id=run.run_id, node_name="talk"), timeout=10))
+                   >= 16_000_000, "the node's 16 MB of log", timeout=30)
+        readers = [d.stub.GetNodeLog(log_request, timeout=60) for _ in range(5)]
+        try:
+            for reader in readers:  # one chunk each, then they read no more: gRPC's flow
+                assert next(reader).offset == 0  # control holds each stream in mid-log
+            time.sleep(1)  # the streams fill their windows and wait
+            samples = []
+            for _ in range(20):
+                samples.append(log_fds(d.process.pid, state))
+                time.sleep(0.05)
+            assert max(samples) <= 1, samples  # 5 while each stream kept its file open
+            assert next(readers[0]).offset > 0  # a reader that reads again goes on
+        finally:
+            for reader in readers:
+                reader.cancel()
+            d.call("CancelRun", pb.CancelRunRequest(run_id=run.run_id))
         assert d.process.poll() is None
 
 
