@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from flowplan.daemon.server.service import MAX_PARAMS_BYTES, PAGE_BYTES
+from flowplan.daemon.server.service import MAX_PARAMS_BYTES, MAX_REMARKS_CHARS, PAGE_BYTES
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -28,6 +28,8 @@ FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
     "workflows/echo.yaml": "name: echo\nparams: {blob: ''}\nnodes:\n"
                            "  - {name: a, command: 'true'}\n",
+    "workflows/yearly.yaml": "name: yearly\nschedule: {cron: '0 2 1 1 *', timezone: UTC,"
+                             " enabled: false}\nnodes:\n  - {name: y, command: 'true'}\n",
     # 16 MB of log, then it stays running (followed) until cancelled
     "workflows/chatty.yaml": "name: chatty\nnodes:\n  - {name: talk, command: 'head -c"
                              " 16000000 /dev/zero | tr \"\\\\0\" x; sleep 120'}\n",
@@ -119,6 +121,47 @@ def test_params_are_capped_and_pages_fit_a_default_client(
         assert len(whole.params["blob"]) == 3_000_000
         shown = flowplan("runs", "--limit", "0", "--json", "--address", d.address)
         assert len(json.loads(shown.stdout)["runs"]) == 244
+
+
+def test_remarks_stored_before_the_cap_are_cut_in_lists(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        at_cap = "r" * MAX_REMARKS_CHARS  # what StartRun accepts at most: listed whole
+        run = d.call("StartRun", pb.StartRunRequest(workflow="echo", remarks=at_cap)).run
+        d.wait_run(run.run_id)
+        backfill = d.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="yearly", start_time=Timestamp(seconds=0),
+            end_time=Timestamp(seconds=86_400), remarks=at_cap))
+        for run_id in backfill.run_ids:
+            d.wait_run(run_id)
+        assert d.stop() == 0
+    huge = "é" * 1_000_000  # stored before the cap existed
+    db = sqlite3.connect(state / "state.sqlite3")
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    copy = ", ".join({"run_id": ":run_id", "remarks": ":remarks"}.get(c, c) for c in columns)
+    with db:
+        db.execute(f"INSERT INTO runs ({', '.join(columns)}) SELECT {copy} FROM runs"
+                   " WHERE run_id = :original",
+                   {"run_id": run.run_id + "x", "original": run.run_id, "remarks": huge})
+        db.execute("UPDATE backfills SET remarks = ?", (huge,))
+    db.close()
+    with running_daemon(store, state) as d:
+        listed: dict[str, str] = {}
+        token = ""
+        while True:  # every page: a 1 MB remark listed whole would take one to itself
+            page = d.call("ListRuns", pb.ListRunsRequest(workflow="echo", page_token=token))
+            listed.update((r.run_id, r.remarks) for r in page.runs)
+            token = page.next_page_token
+            if not token:
+                break
+        assert listed[run.run_id] == at_cap
+        assert listed[run.run_id + "x"] == huge[:MAX_REMARKS_CHARS] + "…"
+        assert d.call("GetRun", pb.GetRunRequest(run_id=run.run_id + "x")).run.remarks == huge
+        [shown] = d.call("ListBackfills", pb.ListBackfillsRequest()).backfills
+        assert shown.remarks == huge[:MAX_REMARKS_CHARS] + "…"
+        whole = d.call("GetBackfill", pb.GetBackfillRequest(backfill_id=backfill.backfill_id))
+        assert whole.backfill.remarks == huge
 
 
 def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(

@@ -22,7 +22,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
 from flowplan.compiler.plan import Plan, PlanError, WorkflowPlan
-from flowplan.daemon.domain import BackfillStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.domain import Backfill, BackfillStatus, Run, RunStatus, RunTrigger
 from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.engine import Engine, StatusEvent
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
@@ -333,7 +333,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                              statuses=[BackfillStatus(status)] if status else [],
                                              before_backfill_id=before,
                                              limit=size + 1)
-        backfills, more = _page(items, size, convert.backfill)
+        backfills, more = _page(items, size, _listed_backfill)
         token = _encode_token(backfills[-1].backfill_id, scope=scope) if more else ""
         return pb.ListBackfillsResponse(backfills=backfills, next_page_token=token)
 
@@ -501,11 +501,22 @@ def _json_bytes(values: dict[str, Any]) -> int:
 
 
 def _listed_run(run: Run) -> pb.Run:
-    """A run as lists show it: without params larger than MAX_PARAMS_BYTES (only runs
-    stored before that cap have them; GetRun returns them)."""
+    """A run as lists show it: without params larger than MAX_PARAMS_BYTES, its remarks cut
+    at MAX_REMARKS_CHARS (only runs stored before those caps have more; GetRun returns them
+    whole)."""
     if _json_bytes(run.params) > MAX_PARAMS_BYTES:
         run = dataclasses.replace(run, params={})
+    if len(run.remarks) > MAX_REMARKS_CHARS:
+        run = dataclasses.replace(run, remarks=shown(run.remarks, MAX_REMARKS_CHARS))
     return convert.run(run, graph=None, last_sequence=0)
+
+
+def _listed_backfill(backfill: Backfill) -> pb.Backfill:
+    """A backfill as lists show it: its remarks cut at MAX_REMARKS_CHARS, as a run's."""
+    if len(backfill.remarks) > MAX_REMARKS_CHARS:
+        backfill = dataclasses.replace(backfill,
+                                       remarks=shown(backfill.remarks, MAX_REMARKS_CHARS))
+    return convert.backfill(backfill)
 
 
 def _page(sources: Iterable[_Source], size: int, build: Callable[[_Source], _Item | None]
