@@ -7,12 +7,15 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
+from certificates import certificates
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
 
@@ -189,3 +192,41 @@ def test_the_two_caps_share_the_open_file_budget(deployed: tuple[Path, Path]) ->
         assert ("allows 128 connections, not --max-connections 1000 and"
                 " --http-max-connections 100") in d.output()
         assert metrics_answer(port)
+
+
+def test_over_tls_a_handshake_or_request_that_never_comes_is_closed(
+        deployed: tuple[Path, Path], tmp_path: Path) -> None:
+    store, state = deployed
+    pki = tmp_path / "pki"
+    pems = certificates(pki)
+    port = free_port()
+    with running_daemon(store, state, credentials=grpc.ssl_channel_credentials(pems["ca"]),
+                        extra=["--http", f"127.0.0.1:{port}", "--handshake-timeout", "1s",
+                               "--idle-timeout", "60s", "--tls-cert", str(pki / "server_cert.pem"),
+                               "--tls-key", str(pki / "server_key.pem")]) as d:
+        context = ssl.create_default_context(cafile=pki / "ca.pem")
+        no_handshake = connect(port)  # never begins TLS
+        no_request = context.wrap_socket(connect(port), server_hostname="127.0.0.1")
+        opened = time.monotonic()
+
+        def tls_closed() -> bool:
+            no_request.setblocking(False)
+            try:
+                return no_request.recv(4096) == b""
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return False
+            except OSError:
+                return True
+
+        wait_until(lambda: closed_by_peer(no_handshake), "the client without a handshake"
+                   " closed", timeout=10)
+        wait_until(tls_closed, "the client without a request closed", timeout=10)
+        assert time.monotonic() - opened < 8  # 1 s, not the 60 s idle timeout
+        no_handshake.close()
+        no_request.close()
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                                 context=context)
+        connection.request("GET", "/metrics")
+        assert connection.getresponse().status == 200
+        connection.close()
+        assert d.process.poll() is None
