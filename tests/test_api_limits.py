@@ -3,9 +3,12 @@ idle connections under a low open-file limit, malformed request bodies and overs
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import grpc
@@ -17,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from flowplan.daemon.server.service import MAX_PARAMS_BYTES, PAGE_BYTES
+from flowplan.daemon.server.service import MAX_PARAMS_BYTES, MAX_REMARKS_CHARS, PAGE_BYTES
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -25,6 +28,11 @@ FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
     "workflows/echo.yaml": "name: echo\nparams: {blob: ''}\nnodes:\n"
                            "  - {name: a, command: 'true'}\n",
+    "workflows/yearly.yaml": "name: yearly\nschedule: {cron: '0 2 1 1 *', timezone: UTC,"
+                             " enabled: false}\nnodes:\n  - {name: y, command: 'true'}\n",
+    # 16 MB of log, then it stays running (followed) until cancelled
+    "workflows/chatty.yaml": "name: chatty\nnodes:\n  - {name: talk, command: 'head -c"
+                             " 16000000 /dev/zero | tr \"\\\\0\" x; sleep 120'}\n",
 }
 
 
@@ -115,6 +123,47 @@ def test_params_are_capped_and_pages_fit_a_default_client(
         assert len(json.loads(shown.stdout)["runs"]) == 244
 
 
+def test_remarks_stored_before_the_cap_are_cut_in_lists(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        at_cap = "r" * MAX_REMARKS_CHARS  # what StartRun accepts at most: listed whole
+        run = d.call("StartRun", pb.StartRunRequest(workflow="echo", remarks=at_cap)).run
+        d.wait_run(run.run_id)
+        backfill = d.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="yearly", start_time=Timestamp(seconds=0),
+            end_time=Timestamp(seconds=86_400), remarks=at_cap))
+        for run_id in backfill.run_ids:
+            d.wait_run(run_id)
+        assert d.stop() == 0
+    huge = "é" * 1_000_000  # stored before the cap existed
+    db = sqlite3.connect(state / "state.sqlite3")
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    copy = ", ".join({"run_id": ":run_id", "remarks": ":remarks"}.get(c, c) for c in columns)
+    with db:
+        db.execute(f"INSERT INTO runs ({', '.join(columns)}) SELECT {copy} FROM runs"
+                   " WHERE run_id = :original",
+                   {"run_id": run.run_id + "x", "original": run.run_id, "remarks": huge})
+        db.execute("UPDATE backfills SET remarks = ?", (huge,))
+    db.close()
+    with running_daemon(store, state) as d:
+        listed: dict[str, str] = {}
+        token = ""
+        while True:  # every page: a 1 MB remark listed whole would take one to itself
+            page = d.call("ListRuns", pb.ListRunsRequest(workflow="echo", page_token=token))
+            listed.update((r.run_id, r.remarks) for r in page.runs)
+            token = page.next_page_token
+            if not token:
+                break
+        assert listed[run.run_id] == at_cap
+        assert listed[run.run_id + "x"] == huge[:MAX_REMARKS_CHARS] + "…"
+        assert d.call("GetRun", pb.GetRunRequest(run_id=run.run_id + "x")).run.remarks == huge
+        [shown] = d.call("ListBackfills", pb.ListBackfillsRequest()).backfills
+        assert shown.remarks == huge[:MAX_REMARKS_CHARS] + "…"
+        whole = d.call("GetBackfill", pb.GetBackfillRequest(backfill_id=backfill.backfill_id))
+        assert whole.backfill.remarks == huge
+
+
 def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(
         deployed: tuple[Path, Path, Path]) -> None:
     _, store, state = deployed
@@ -146,6 +195,75 @@ def test_a_malformed_body_is_invalid_argument_and_long_ids_are_not_echoed_whole(
                 d.call(name, request)
             code, message, _ = refusal(refused.value)
             assert code is grpc.StatusCode.INVALID_ARGUMENT and len(message) <= 1025, name
+        assert d.process.poll() is None
+
+
+def test_health_and_reflection_refuse_a_malformed_body_as_invalid_argument(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        raw = {"request_serializer": lambda raw: raw, "response_deserializer": lambda b: b}
+        broken = b"\x0a\xff\xff\xff"  # field 1, a broken length
+        calls = {
+            "grpc.health.v1.HealthCheckRequest": lambda: d.channel.unary_unary(
+                "/grpc.health.v1.Health/Check", **raw)(broken, timeout=10),
+            "grpc.health.v1.HealthCheckRequest (Watch)": lambda: list(d.channel.unary_stream(
+                "/grpc.health.v1.Health/Watch", **raw)(broken, timeout=10)),
+            "grpc.reflection.v1alpha.ServerReflectionRequest": lambda: list(
+                d.channel.stream_stream(
+                    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", **raw)(
+                    iter([broken]), timeout=10)),
+        }
+        for name, call in calls.items():
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            code, message, _ = refusal(refused.value)
+            assert code is grpc.StatusCode.INVALID_ARGUMENT, (name, code, message)
+            assert f"not a valid {name.split()[0]}" in message
+        # the well-formed calls still answer
+        assert d.channel.unary_unary("/grpc.health.v1.Health/Check", **raw)(
+            b"", timeout=10) == b"\x08\x01"  # status: SERVING
+        listed = list(d.channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", **raw)(
+            iter([b"\x3a\x00"]), timeout=10))  # list_services: ""
+        assert b"flowplan.v1.WorkflowService" in listed[0]
+        assert d.process.poll() is None
+
+
+def log_fds(pid: int, state: Path) -> int:
+    """The daemon's open file descriptors on attempt logs under `state`."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            count += target.startswith(str(state)) and target.endswith("/log")
+    return count
+
+
+def test_log_streams_to_slow_readers_hold_no_file_descriptor(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        run = d.call("StartRun", pb.StartRunRequest(workflow="chatty")).run
+        log_request = pb.GetNodeLogRequest(run_id=run.run_id, node_name="talk", follow=True)
+        wait_until(lambda: sum(len(c.data) for c in d.stub.GetNodeLog(
+            pb.GetNodeLogRequest(run_id=run.run_id, node_name="talk"), timeout=10))
+                   >= 16_000_000, "the node's 16 MB of log", timeout=30)
+        readers = [d.stub.GetNodeLog(log_request, timeout=60) for _ in range(5)]
+        try:
+            for reader in readers:  # one chunk each, then they read no more: gRPC's flow
+                assert next(reader).offset == 0  # control holds each stream in mid-log
+            time.sleep(1)  # the streams fill their windows and wait
+            samples = []
+            for _ in range(20):
+                samples.append(log_fds(d.process.pid, state))
+                time.sleep(0.05)
+            assert max(samples) <= 1, samples  # 5 while each stream kept its file open
+            assert next(readers[0]).offset > 0  # a reader that reads again goes on
+        finally:
+            for reader in readers:
+                reader.cancel()
+            d.call("CancelRun", pb.CancelRunRequest(run_id=run.run_id))
         assert d.process.poll() is None
 
 
@@ -219,9 +337,11 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one(
 
 @pytest.mark.parametrize(("settings", "message"), [
     (["--max-connections", "0"], "flowplan serve: --max-connections 0: give a whole number"),
+    (["--http-max-connections", "0"],
+     "flowplan serve: --http-max-connections 0: give a whole number"),
     (["--idle-timeout", "nan"], "flowplan serve: --idle-timeout nan: give the seconds"),
     (["--handshake-timeout", "0"], "the interval must be positive"),
-], ids=["connections", "idle", "handshake"])
+], ids=["connections", "http-connections", "idle", "handshake"])
 def test_connection_settings_it_cannot_serve_with_are_refused_by_name(
         deployed: tuple[Path, Path, Path], settings: list[str], message: str) -> None:
     _, store, state = deployed

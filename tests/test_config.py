@@ -59,6 +59,7 @@ def settings_file(tmp_path: Path) -> Path:
     (conf / "flowplan.toml").write_text(
         '[server]\nstore = "../plans"\nstate = "../state"\nlisten = "127.0.0.1:50111"\n'
         'token_file = "token"\nkill_grace = 3\nmax_connections = 7\nidle_timeout = "2m"\n'
+        'http_max_connections = 30\n'
         '[git]\nbranch = "release"\n')
     return conf / "flowplan.toml"
 
@@ -66,7 +67,8 @@ def settings_file(tmp_path: Path) -> Path:
 def test_flags_win_over_variables_over_the_file_over_defaults(settings_file: Path) -> None:
     result = serve("--settings", settings_file, "--max-connections", "9", "--print-config",
                    env={"FLOWPLAN_SERVER_KILL_GRACE": "4", "FLOWPLAN_SERVER_MAX_CONNECTIONS": "8",
-                        "FLOWPLAN_GIT_SYNC_INTERVAL": "90s"})
+                        "FLOWPLAN_GIT_SYNC_INTERVAL": "90s",
+                        "FLOWPLAN_SERVER_HTTP_MAX_CONNECTIONS": "12"})
     assert result.returncode == 0, result.stderr
     printed = tomllib.loads(result.stdout)
     conf = settings_file.parent
@@ -74,12 +76,14 @@ def test_flags_win_over_variables_over_the_file_over_defaults(settings_file: Pat
         "store": str(conf.parent / "plans"), "state": str(conf.parent / "state"),
         "listen": "127.0.0.1:50111", "token_file": str(conf / "token"), "insecure": False,
         "synchronous": "NORMAL", "kill_grace": 4.0, "log_format": "json",
-        "max_connections": 9, "handshake_timeout": 10.0, "idle_timeout": 120.0}
+        "max_connections": 9, "http_max_connections": 12, "handshake_timeout": 10.0,
+        "idle_timeout": 120.0}
     assert printed["git"] == {"branch": "release", "sync_interval": 90.0}  # url: not set
     assert printed["tls"] == {}
     where = origins(result.stdout)
     assert where["[server] max_connections"] == "flag --max-connections"
     assert where["[server] kill_grace"] == "env FLOWPLAN_SERVER_KILL_GRACE"
+    assert where["[server] http_max_connections"] == "env FLOWPLAN_SERVER_HTTP_MAX_CONNECTIONS"
     assert where["[git] sync_interval"] == "env FLOWPLAN_GIT_SYNC_INTERVAL"
     assert where["[server] listen"] == where["[git] branch"] == "file"
     assert where["[server] handshake_timeout"] == where["[git] url"] == "default"
@@ -120,6 +124,8 @@ def test_print_config_shows_no_secret(settings_file: Path, tmp_path: Path) -> No
     ("[server]\nkillgrace = 1\n", {}, "{file}: unknown key(s) in [server]: killgrace; known:"),
     ("[server]\nkill_grace = 1\n", {"FLOWPLAN_SERVER_MAX_CONNECTIONS": "0"},
      'FLOWPLAN_SERVER_MAX_CONNECTIONS: must be a whole number >= 1, got "0"'),
+    ("[server]\nhttp_max_connections = 0\n", {},
+     "{file}: [server] http_max_connections: must be a whole number >= 1, got 0"),
     ("", {"FLOWPLAN_SERVER_INSECURE": "maybe"},
      'FLOWPLAN_SERVER_INSECURE: must be true or false, got "maybe"'),
     ("", {"FLOWPLAN_SERVER_KILLGRACE": "1"},
@@ -130,7 +136,8 @@ def test_print_config_shows_no_secret(settings_file: Path, tmp_path: Path) -> No
      "{file}: [server] store {folder}/flowplan.toml is a file: give a folder"),
     ("[server]\ntoken_file = 'missing'\n", {},
      "cannot read {folder}/missing ([server] token_file of {file}): No such file"),
-], ids=["type", "listen", "port", "choice", "table", "key", "env", "env-bool", "env-unknown",
+], ids=["type", "listen", "port", "choice", "table", "key", "env", "http-cap", "env-bool",
+        "env-unknown",
         "tls-pair", "store-file", "token-missing"])
 def test_a_refused_setting_names_the_file_and_key_or_the_variable(
         tmp_path: Path, file: str, env: dict[str, str], message: str) -> None:

@@ -5,6 +5,7 @@ prometheus_client's parser. And the HTTP listener's exposure rules and token."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from certificates import certificates
 from conftest import FLOWPLAN, ROOT, MakeRepo, wait_until
 from daemon_harness import free_port, publish, running_daemon
@@ -169,6 +172,8 @@ def test_counters_move_with_runs_retries_a_backfill_a_tick_and_a_failed_email(
     # on_failure of broken: still to send after a failed try (refused connection)
     assert value(after, "flowplan_outbox_messages", state="pending") >= 1
     assert value(after, "flowplan_outbox_messages", state="sent") == 0
+    assert moved("flowplan_outbox_send_attempts_total", outcome="retried") >= 1
+    assert value(after, "flowplan_outbox_send_attempts_total", outcome="sent") == 0
     assert moved("flowplan_grpc_requests_total", method="/flowplan.v1.WorkflowService/StartRun",
                  code="OK") == 2
     assert moved("flowplan_grpc_request_duration_seconds_count",
@@ -176,6 +181,75 @@ def test_counters_move_with_runs_retries_a_backfill_a_tick_and_a_failed_email(
     assert value(after, "process_resident_memory_bytes") > 0
     assert not any("run_" in v or v.startswith("2026") for (_, labels) in after
                    for _, v in labels), "a label value is a run id or a time"
+
+
+MAIL_FILES = {
+    "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+    **{f"workflows/{name}.yaml": f"name: {name}\non_failure: {{email: [{name}@example.com]}}\n"
+                                 "nodes:\n  - {name: fails, command: 'exit 3'}\n"
+       for name in ("accepted", "refused", "later")},
+}
+
+
+class Mailbox:
+    """An aiosmtpd handler: 550 (permanent) for refused@, 450 (try later) for later@."""
+
+    def __init__(self) -> None:
+        self.received: list[list[str]] = []
+
+    async def handle_RCPT(self, server: object, session: object, envelope: Envelope,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        answers = {"refused@example.com": "550 no such mailbox",
+                   "later@example.com": "450 mailbox busy, try later"}
+        if address in answers:
+            return answers[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object,  # noqa: N802
+                          envelope: Envelope) -> str:
+        self.received.append(list(envelope.rcpt_tos))
+        return "250 OK"
+
+
+def test_email_send_attempts_are_counted_by_outcome(make_repo: MakeRepo,
+                                                    tmp_path: Path) -> None:
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(MAIL_FILES), store)
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    http_port = free_port()
+    try:
+        with running_daemon(store, state, extra=["--http", f"127.0.0.1:{http_port}",
+                                                 "--smtp-host", "127.0.0.1",
+                                                 "--smtp-port", str(smtp.port),
+                                                 "--smtp-timeout", "5s"]) as d:
+            url = f"http://127.0.0.1:{http_port}"
+            before = scrape(url)  # each outcome there from the start, at 0
+            assert {outcome: value(before, "flowplan_outbox_send_attempts_total",
+                                   outcome=outcome)
+                    for outcome in ("sent", "retried", "failed")} == {
+                "sent": 0, "retried": 0, "failed": 0}
+            for name in ("accepted", "refused", "later"):
+                run = d.call("StartRun", pb.StartRunRequest(workflow=name)).run
+                assert d.wait_run(run.run_id).status == pb.RUN_STATUS_FAILED
+
+            def counted() -> Samples | None:
+                samples = scrape(url)
+                tried = total(samples, "flowplan_outbox_send_attempts_total")
+                return samples if tried >= 3 else None
+
+            after = wait_until(counted, "three e-mails tried", timeout=20)
+    finally:
+        smtp.stop()
+    assert {outcome: value(after, "flowplan_outbox_send_attempts_total", outcome=outcome)
+            for outcome in ("sent", "retried", "failed")} == {
+        "sent": 1, "retried": 1, "failed": 1}  # later@'s next attempt is 30 s away
+    assert value(after, "flowplan_outbox_messages", state="sent") == 1
+    assert value(after, "flowplan_outbox_messages", state="failed") == 1
+    assert value(after, "flowplan_outbox_messages", state="pending") == 1
+    assert mailbox.received == [["accepted@example.com"]]
 
 
 def test_with_a_token_metrics_need_the_bearer_header(make_repo: MakeRepo,
@@ -294,11 +368,12 @@ def test_the_http_address_comes_from_the_environment_or_the_settings_file(
     settings.write_text('[server]\nstore = "store"\nstate = "state"\nhttp = "127.0.0.1:9464"\n')
     serve = [*FLOWPLAN, "serve", "--settings", str(settings), "--print-config"]
     from_file = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert 'http              = "127.0.0.1:9464"  # file' in from_file.stdout, from_file.stdout
+    assert re.search(r'^http += "127.0.0.1:9464"  # file$', from_file.stdout,
+                     re.MULTILINE), from_file.stdout  # keys aligned: any number of spaces
     from_env = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60,
                               env={**os.environ, "FLOWPLAN_SERVER_HTTP": "127.0.0.1:9465"})
-    assert ('http              = "127.0.0.1:9465"  # env FLOWPLAN_SERVER_HTTP'
-            in from_env.stdout), from_env.stdout
+    assert re.search(r'^http += "127.0.0.1:9465"  # env FLOWPLAN_SERVER_HTTP$', from_env.stdout,
+                     re.MULTILINE), from_env.stdout
     bad = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60,
                          env={**os.environ, "FLOWPLAN_SERVER_HTTP": "9465"})
     assert bad.returncode == 2

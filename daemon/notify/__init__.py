@@ -15,8 +15,8 @@ Wiring, in the daemon:
 
 from flowplan.daemon.notify.notifier import Notifier
 from flowplan.daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
-from flowplan.daemon.notify.sender import OutboxSender, RetryPolicy
+from flowplan.daemon.notify.sender import AttemptOutcome, OutboxSender, RetryPolicy
 from flowplan.daemon.notify.settings import SettingsError, SmtpSettings, smtp_settings
 
-__all__ = ["Notifier", "Outbox", "OutboxRow", "OutboxSender", "OutboxStatus", "RetryPolicy",
-           "SettingsError", "SmtpSettings", "smtp_settings"]
+__all__ = ["AttemptOutcome", "Notifier", "Outbox", "OutboxRow", "OutboxSender", "OutboxStatus",
+           "RetryPolicy", "SettingsError", "SmtpSettings", "smtp_settings"]

@@ -9,6 +9,8 @@ with smtplib in a worker thread so the event loop never waits on a mail server.
   at once: sending it again cannot succeed.
 - At least once: the attempt is counted before sending and the result recorded after; a
   crash in between sends the message again on restart, with the same Message-ID.
+- Each attempt's outcome (`AttemptOutcome`) goes to the `on_attempt` listener once
+  recorded: the daemon's metrics count them (`flowplan_outbox_send_attempts_total`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import contextlib
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
+from enum import StrEnum
 from typing import Final
 
 from flowplan.daemon.engine.clock import Clock
@@ -45,6 +49,14 @@ class RetryPolicy:
         return min(self.first_delay_seconds * 2.0 ** (attempts - 1), self.max_delay_seconds)
 
 
+class AttemptOutcome(StrEnum):
+    """How one attempt to send a message ended."""
+
+    SENT = "sent"  # the SMTP server accepted it
+    RETRIED = "retried"  # it failed; another attempt is due later
+    FAILED = "failed"  # it failed and the message is given up (permanent, or the last)
+
+
 class DeliveryError(Exception):
     """One attempt failed; `permanent` when trying again cannot help."""
 
@@ -58,8 +70,12 @@ class OutboxSender:
     delivery task; `record()` works before `start()` too (the row waits)."""
 
     def __init__(self, outbox: Outbox, settings: SmtpSettings | None, *, clock: Clock,
-                 policy: RetryPolicy | None = None) -> None:
+                 policy: RetryPolicy | None = None,
+                 on_attempt: Callable[[AttemptOutcome], None] | None = None) -> None:
+        """`on_attempt` hears each attempt's outcome once recorded (no I/O: it runs on the
+        event loop)."""
         self._outbox = outbox
+        self._on_attempt = on_attempt
         self._settings = settings
         self._clock = clock
         self._policy = policy or RetryPolicy()
@@ -180,12 +196,14 @@ class OutboxSender:
         except DeliveryError as exc:
             if exc.permanent or number >= limit:
                 self._give_up(row, number, str(exc))
+                self._attempted(AttemptOutcome.FAILED)
             else:
                 next_at = self._clock.now() + timedelta(seconds=self._policy.delay(number))
                 self._outbox.mark_retry(row.id, error=str(exc), next_attempt_at=next_at)
                 log.warning("notification %s (outbox row %d): attempt %d of %d failed: %s;"
                             " next attempt at %s", row.key, row.id, number, limit, exc,
                             next_at.isoformat(timespec="seconds"))
+                self._attempted(AttemptOutcome.RETRIED)
             return
         note = None
         if refused:
@@ -196,6 +214,14 @@ class OutboxSender:
         self._outbox.mark_sent(row.id, at=self._clock.now(), note=note)
         log.info("notification %s (outbox row %d) sent to %s", row.key, row.id,
                  ", ".join(row.recipients))
+        self._attempted(AttemptOutcome.SENT)
+
+    def _attempted(self, outcome: AttemptOutcome) -> None:
+        if self._on_attempt is not None:
+            try:
+                self._on_attempt(outcome)
+            except Exception:  # a listener's bug must not stop delivery
+                log.exception("the outbox's attempt listener failed")
 
     def _give_up(self, row: OutboxRow, attempts: int, error: str) -> None:
         self._outbox.mark_failed(row.id, error=error)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from flowplan.compiler.store import PlanStore
 from flowplan.daemon.engine.clock import SystemClock
@@ -41,6 +41,7 @@ from flowplan.daemon.scheduler.backfills import Backfills
 from flowplan.daemon.scheduler.scheduler import Scheduler
 from flowplan.daemon.server.auth import TokenInterceptor
 from flowplan.daemon.server.config import ServeConfig, UsageError
+from flowplan.daemon.server.errors import handlers_of, serve_tolerant
 from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import SERVICE_NAME, Parts, WorkflowService, register
 from flowplan.daemon.server.systemd import notify
@@ -80,6 +81,7 @@ class Daemon:
         self.http_problem: str | None = None  # why it does not, when not `http_required`
         self.metrics: Metrics | None = None  # with --http
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
+        self.http_max_connections = config.http_max_connections  # likewise, with --http
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -115,11 +117,16 @@ class Daemon:
                              f" {exc.strerror or exc}") from exc
         with lock:
             fd_limit = raise_fd_limit()
-            self.max_connections = connection_cap(fd_limit, self.config.max_connections)
-            if self.max_connections < self.config.max_connections:
+            wanted = (self.config.max_connections,
+                      self.config.http_max_connections if self.config.http else 0)
+            self.max_connections, self.http_max_connections = connection_caps(fd_limit,
+                                                                               *wanted)
+            if (self.max_connections, self.http_max_connections) != wanted:
                 log.warning("the open-file limit (ulimit -n %d) allows %d connections, not"
-                            " --max-connections %d: raise the limit to allow more",
-                            fd_limit, self.max_connections, self.config.max_connections)
+                            " --max-connections %d%s: raise the limit to allow more",
+                            fd_limit, self.max_connections + self.http_max_connections,
+                            wanted[0], f" and --http-max-connections {wanted[1]}"
+                            if wanted[1] else "")
             return await self._run()
 
     async def _run(self) -> int:
@@ -151,7 +158,8 @@ class Daemon:
         scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock,
                               on_created=metrics.on_tick_created if metrics else None)
         backfills = Backfills(engine=engine, store=store, catalog=catalog, clock=clock)
-        sender = OutboxSender(outbox, config.smtp, clock=clock)
+        sender = OutboxSender(outbox, config.smtp, clock=clock,
+                              on_attempt=metrics.on_email_attempt if metrics else None)
         notifier = Notifier(store=store, plans=catalog, sender=sender)
         engine.subscribe(notifier.on_event)
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
@@ -159,12 +167,19 @@ class Daemon:
 
         server = self._server(metrics, tracing)
         health_service = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         service = register(server, Parts(engine=engine, store=store, catalog=catalog,
                                scheduler=scheduler, backfills=backfills, clock=clock,
                                closing=closing))
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        # health and reflection as the generated functions would add them, except that a
+        # body that does not decode is INVALID_ARGUMENT as for WorkflowService
+        serve_tolerant(server, health_pb2.DESCRIPTOR.services_by_name["Health"],
+                       handlers_of(health_pb2_grpc.add_HealthServicer_to_server,
+                                   health_service))
+        serve_tolerant(server, reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+                       handlers_of(reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+                                   reflection.aio.ReflectionServicer(
+                                       (SERVICE_NAME, health.SERVICE_NAME,
+                                        reflection.SERVICE_NAME))))
         # Bound before anything runs: an address in use stops start-up before the engine
         # adopts or starts a node.
         try:
@@ -209,6 +224,7 @@ class Daemon:
             "token": bool(config.token), "roles": role_counts(config.access()),
             "http": self.http_url,
             "max_connections": self.max_connections,
+            **({"http_max_connections": self.http_max_connections} if self.http_url else {}),
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
         self.ready.set()
         notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
@@ -246,7 +262,8 @@ class Daemon:
         caller = self._interceptor.caller if self._interceptor is not None else None
         console = Console(service, self._interceptor, https=bool(self.config.tls_cert),
                           state=self.config.state)
-        http = HttpServer(self.config, metrics.scrape, caller=caller, console=console)
+        http = HttpServer(self.config, metrics.scrape, caller=caller, console=console,
+                          max_connections=self.http_max_connections)
         try:
             await http.start()
         except UsageError as exc:
@@ -352,10 +369,15 @@ def _millis(seconds: float) -> int:
     return min(2**31 - 1, max(1, round(seconds * 1000)))
 
 
-def connection_cap(fd_limit: int, wanted: int) -> int:
-    """`wanted` connections, fewer when the open-file limit would not keep RESERVED_FDS (or
-    half of a small limit) for the daemon's own files."""
-    return max(1, min(wanted, max(fd_limit - RESERVED_FDS, fd_limit // 2)))
+def connection_caps(fd_limit: int, grpc_wanted: int, http_wanted: int) -> tuple[int, int]:
+    """The gRPC and HTTP connection caps: as wanted (`http_wanted` 0: no HTTP listener) when
+    both together leave RESERVED_FDS of the open-file limit (or half of a small limit) for
+    the daemon's own files; else that budget shared in proportion, at least 1 each."""
+    budget = max(fd_limit - RESERVED_FDS, fd_limit // 2)
+    if grpc_wanted + http_wanted <= budget:
+        return grpc_wanted, http_wanted
+    http = min(http_wanted, max(1, budget * http_wanted // (grpc_wanted + http_wanted)))
+    return max(1, budget - http), http
 
 
 async def watch_writes(store: StateStore, health_service: health.aio.HealthServicer,

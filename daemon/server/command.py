@@ -12,6 +12,7 @@ from typing import Any
 from flowplan.daemon.server.config import (
     DEFAULT_BRANCH,
     DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HTTP_MAX_CONNECTIONS,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_KILL_GRACE,
     DEFAULT_LISTEN,
@@ -128,12 +129,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="API connections open at once; more are closed at once (default"
                              f" {DEFAULT_MAX_CONNECTIONS}, fewer if the open-file limit needs"
                              " it)")
+    parser.add_argument("--http-max-connections", type=int, metavar="N",
+                        help="--http connections open at once; more are closed at once"
+                             f" (default {DEFAULT_HTTP_MAX_CONNECTIONS}; with --max-connections,"
+                             " fewer if the open-file limit needs it)")
     parser.add_argument("--handshake-timeout", type=seconds, metavar="DURATION",
-                        help="close a connection that has not begun HTTP/2 within this time"
+                        help="close a connection that has not begun HTTP/2 (--http: sent a"
+                             " request's headers, or its body) within this time"
                              f" (default {DEFAULT_HANDSHAKE_TIMEOUT:g}s)")
     parser.add_argument("--idle-timeout", type=seconds, metavar="DURATION",
-                        help="close a connection without a call for this long; clients"
-                             f" reconnect (default {DEFAULT_IDLE_TIMEOUT:g}s)")
+                        help="close a connection without a call (--http: a request) for this"
+                             f" long; clients reconnect (default {DEFAULT_IDLE_TIMEOUT:g}s)")
     group = parser.add_argument_group(
         "notifications (SMTP)", "e-mail for on_failure, backfill failures and node notify;"
         " without a host, messages are recorded in the outbox and not sent")

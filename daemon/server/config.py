@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the notify package is the daemon's: not for `flowplan --hel
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a node's process group
 DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HTTP_MAX_CONNECTIONS = 100  # of the HTTP listener (--http), beside the gRPC ones
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0  # seconds for a new connection to send its HTTP/2 preface
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds a connection may stay open without a call
 DEFAULT_SYNC_INTERVAL = 60.0  # seconds between two `--git` fetches
@@ -51,6 +52,7 @@ class ServeConfig:
     handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
     http: str | None = None  # host:port of the HTTP listener (/metrics); None: none
+    http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
     http_required: bool = True  # False (`flowplan up`): a busy address is logged, not fatal
 
     def access(self) -> tuple[Grant, ...]:
@@ -67,9 +69,10 @@ class ServeConfig:
         if not math.isfinite(self.kill_grace_seconds) or self.kill_grace_seconds < 0:
             raise UsageError(f"--kill-grace {self.kill_grace_seconds}: give the seconds between"
                              " SIGTERM and SIGKILL as a number >= 0")
-        if self.max_connections < 1:
-            raise UsageError(f"--max-connections {self.max_connections}: give a whole number"
-                             " >= 1")
+        for flag, count in (("--max-connections", self.max_connections),
+                            ("--http-max-connections", self.http_max_connections)):
+            if count < 1:
+                raise UsageError(f"{flag} {count}: give a whole number >= 1")
         for flag, seconds in (("--handshake-timeout", self.handshake_timeout_seconds),
                               ("--idle-timeout", self.idle_timeout_seconds)):
             if not math.isfinite(seconds) or seconds <= 0:

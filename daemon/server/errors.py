@@ -5,6 +5,7 @@ daemon down."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
@@ -12,6 +13,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -43,7 +46,7 @@ class RequestError(Exception):
 
 class MalformedRequest:
     """What a request body that is not a valid protobuf message decodes to: the handler
-    refuses it with INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
+    (`serve_tolerant`) refuses it with INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
 
     def __init__(self, message_name: str, reason: str) -> None:
         self.message_name = message_name
@@ -100,8 +103,6 @@ def unary(method: Callable[[Any, _Request, Any], Awaitable[_Response]]
     @wraps(method)
     async def wrapper(self: Any, request: _Request, context: Any) -> _Response:
         try:
-            if isinstance(request, MalformedRequest):
-                raise request.error()
             return await method(self, request, context)
         except (RunError, RequestError) as exc:
             await abort(context, exc)
@@ -123,8 +124,6 @@ def stream(method: Callable[[Any, _Request, Any], AsyncIterator[_Response]]
     @wraps(method)
     async def wrapper(self: Any, request: _Request, context: Any) -> AsyncIterator[_Response]:
         try:
-            if isinstance(request, MalformedRequest):
-                raise request.error()
             async for item in method(self, request, context):
                 yield item
         except (RunError, RequestError) as exc:
@@ -138,3 +137,104 @@ def stream(method: Callable[[Any, _Request, Any], AsyncIterator[_Response]]
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
 
     return wrapper
+
+
+Handlers = dict[str, "grpc.RpcMethodHandler[Any, Any]"]
+
+
+def handlers_of(add_to_server: Callable[[Any, Any], None], servicer: object) -> Handlers:
+    """The handlers a generated `add_XServicer_to_server(servicer, server)` would register,
+    by method name, without registering them."""
+    handlers: Handlers = {}
+
+    class Collect:
+        def add_generic_rpc_handlers(self, generic: object) -> None:
+            pass
+
+        def add_registered_method_handlers(self, name: str, methods: Handlers) -> None:
+            handlers.update(methods)
+
+    add_to_server(servicer, Collect())
+    return handlers
+
+
+def serve_tolerant(server: grpc.aio.Server, service: ServiceDescriptor,
+                   handlers: Handlers) -> None:
+    """Serve `handlers` (of `service`) on `server`, each refusing a request body that does
+    not decode with INVALID_ARGUMENT and a BadRequest, as every other refusal: gRPC itself
+    would answer UNKNOWN. Also for servicers not ours (health, reflection)."""
+    methods = service.methods_by_name
+    tolerant = {name: _tolerant(handler, methods[name].input_type.full_name)
+                for name, handler in handlers.items()}
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, tolerant),))
+    server.add_registered_method_handlers(service.full_name, tolerant)
+
+
+def _tolerant(handler: grpc.RpcMethodHandler[Any, Any], message_name: str
+              ) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with a body that does not decode turned into a MalformedRequest, which its
+    behaviour refuses before the method sees it."""
+    parse = handler.request_deserializer
+    assert parse is not None
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return MalformedRequest(message_name, str(exc) or "it does not decode")
+
+    kinds = {"unary_unary": grpc.unary_unary_rpc_method_handler,
+             "unary_stream": grpc.unary_stream_rpc_method_handler,
+             "stream_unary": grpc.stream_unary_rpc_method_handler,
+             "stream_stream": grpc.stream_stream_rpc_method_handler}
+    for kind, make in kinds.items():
+        behaviour = getattr(handler, kind)
+        if behaviour is not None:
+            refusing = (_refusing_streams if handler.request_streaming else _refusing)(behaviour)
+            return make(refusing, request_deserializer=tolerant,
+                        response_serializer=handler.response_serializer)
+    raise AssertionError(f"a handler for {message_name} without a behaviour")
+
+
+def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """A one-request behaviour that aborts on a MalformedRequest: a coroutine or an async
+    generator as `behaviour` is (gRPC calls them differently)."""
+    if inspect.isasyncgenfunction(behaviour):
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, MalformedRequest):
+                await abort(context, request.error())
+            async for item in behaviour(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: Any) -> Any:
+        if isinstance(request, MalformedRequest):
+            await abort(context, request.error())
+        return await behaviour(request, context)
+
+    return call
+
+
+def _refusing_streams(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """A streaming-request behaviour whose requests abort the call at the first
+    MalformedRequest."""
+
+    async def checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, MalformedRequest):
+                await abort(context, request.error())
+            yield request
+
+    if inspect.isasyncgenfunction(behaviour):
+        async def stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            async for item in behaviour(checked(requests, context), context):
+                yield item
+
+        return stream
+
+    async def call(requests: AsyncIterator[Any], context: Any) -> Any:
+        return await behaviour(checked(requests, context), context)
+
+    return call

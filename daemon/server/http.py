@@ -11,10 +11,19 @@ TLS or `--insecure`. With tokens, `/metrics` needs `Authorization: Bearer <token
 as gRPC calls do, and the console a login with a token (then a session cookie); with
 `--tls-cert/--tls-key` it serves HTTPS (and with `--tls-client-ca`, asks for a client
 certificate).
+
+The same connection limits as gRPC, so that clients that connect and send nothing (or send
+slowly) cannot hold the daemon's file descriptors: the listener accepts connections itself
+(not aiohttp's site) to count them, and closes one beyond `--http-max-connections` at once;
+a connection must finish its TLS handshake and its first request's headers within
+`--handshake-timeout` of opening, and each request's body within it of its headers; between
+requests a connection may stay open `--idle-timeout` (aiohttp's keep-alive timeout, which
+never cuts a response being written: the console's event streams stay open).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -35,6 +44,14 @@ log = logging.getLogger("flowplan.daemon")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text format 0.0.4
+# after an answer sent before its request's body was read (408, 413), the rest of the body is
+# read and dropped this long (so that the client can read the answer), then the connection
+# is closed
+LINGER_SECONDS = 2.0
+SHUTDOWN_SECONDS = 1.0  # for requests in flight when the listener closes
+ACCEPT_PAUSE_SECONDS = 0.1  # after accept() fails for want of file descriptors
+_OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_FORMS = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
 class HttpServer:
@@ -42,15 +59,20 @@ class HttpServer:
 
     def __init__(self, config: ServeConfig, scrape: Callable[[], bytes], *,
                  caller: Callable[[bytes], object | None] | None = None,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, max_connections: int | None = None) -> None:
         """`caller` judges a bearer token (None: no tokens configured, all open);
-        `console` mounts the web console's routes."""
+        `console` mounts the web console's routes; `max_connections` (default
+        `config.http_max_connections`) caps the connections open at once."""
         assert config.http is not None
         self._config = config
         self._scrape = scrape
         self._runner: web.AppRunner | None = None
+        self._listener: _Listener | None = None
         self.port: int | None = None
-        middlewares = [_bearer(caller)] if caller is not None else []
+        self.max_connections = max_connections or config.http_max_connections
+        middlewares: list[Middleware] = [self._read_in_time]
+        if caller is not None:
+            middlewares.append(_bearer(caller))
         self._app = web.Application(middlewares=middlewares)
         self._app.router.add_get("/metrics", self._metrics)
         self._console = console
@@ -67,24 +89,51 @@ class HttpServer:
         config = self._config
         assert config.http is not None
         host, _, port = config.http.rpartition(":")
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self._app, access_log=None, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_SECONDS,
+                               keepalive_timeout=config.idle_timeout_seconds,
+                               lingering_time=LINGER_SECONDS)
         await runner.setup()
         try:
             sock = _bind(host.strip("[]"), int(port))
         except OSError as exc:
             await runner.cleanup()
             raise UsageError(f"cannot listen on --http {config.http}: {_why(exc)}") from exc
-        site = web.SockSite(runner, sock, ssl_context=_tls(config), shutdown_timeout=1.0)
-        await site.start()
+        assert runner.server is not None
+        self._listener = _Listener(sock, runner.server, tls=_tls(config),
+                                   max_connections=self.max_connections,
+                                   handshake_seconds=config.handshake_timeout_seconds)
         self._runner = runner
         self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._console is not None:  # after the last request: its sessions' file
             self._console.close()
+
+    @web.middleware
+    async def _read_in_time(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Outermost: the request's headers are in (its connection is no longer waiting for
+        its first request); its body must arrive within `--handshake-timeout`."""
+        if self._listener is not None:
+            self._listener.request_began(request.protocol)
+        if request.can_read_body:
+            reading = (request.post() if request.method == "POST" and
+                       request.content_type in _FORMS else request.read())  # kept for later
+            try:
+                async with asyncio.timeout(self._config.handshake_timeout_seconds):
+                    await reading
+            except TimeoutError:
+                return web.Response(
+                    status=408, headers={"Connection": "close"},
+                    text=f"the request's body did not arrive within"
+                         f" {self._config.handshake_timeout_seconds:g}s (--handshake-timeout)\n")
+        return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         try:
@@ -93,6 +142,82 @@ class HttpServer:
             log.exception("GET /metrics failed")
             return web.Response(status=500, text="metrics failed: see the daemon's log\n")
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+class _Listener:
+    """Accepts connections on `sock` for `server` (aiohttp's protocol factory): at most
+    `max_connections` open at once, each made to finish its TLS handshake and send its
+    first request's headers within `handshake_seconds`."""
+
+    def __init__(self, sock: socket.socket, server: web.Server, *, tls: ssl.SSLContext | None,
+                 max_connections: int, handshake_seconds: float) -> None:
+        self._sock = sock
+        self._server = server
+        self._tls = tls
+        self._max = max_connections
+        self._handshake = handshake_seconds
+        self._open: set[socket.socket] = set()  # accepted; closed ones are swept at the cap
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._waiting: dict[object, asyncio.TimerHandle] = {}  # protocol: its deadline
+        self._accepting = asyncio.ensure_future(self._accept())
+
+    def open_connections(self) -> int:
+        self._open = {s for s in self._open if s.fileno() != -1}  # a closed transport's
+        return len(self._open)
+
+    def request_began(self, protocol: object) -> None:
+        timer = self._waiting.pop(protocol, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def close(self) -> None:
+        self._accepting.cancel()
+        for task in list(self._connecting):
+            task.cancel()
+        await asyncio.gather(self._accepting, *self._connecting, return_exceptions=True)
+        for timer in self._waiting.values():
+            timer.cancel()
+        self._waiting.clear()
+        self._sock.close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except ConnectionAbortedError:  # that client gave up before it was accepted
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FILES:
+                    log.exception("HTTP: the listener stopped accepting connections")
+                    raise
+                log.warning("HTTP: cannot accept a connection: %s", exc.strerror)
+                await asyncio.sleep(ACCEPT_PAUSE_SECONDS)  # the open connections go on
+                continue
+            if len(self._open) >= self._max and self.open_connections() >= self._max:
+                conn.close()  # beyond the cap: its file descriptor is free again at once
+                continue
+            self._open.add(conn)
+            task = asyncio.ensure_future(self._connect(conn, loop.time()))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, conn: socket.socket, opened: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await loop.connect_accepted_socket(
+                self._server, conn, ssl=self._tls,
+                ssl_handshake_timeout=self._handshake if self._tls else None)
+        except OSError:  # a TLS handshake that failed or took too long
+            conn.close()
+            return
+        self._waiting[protocol] = loop.call_at(opened + self._handshake, self._no_request,
+                                               protocol, transport)
+
+    def _no_request(self, protocol: object, transport: asyncio.Transport) -> None:
+        """The deadline for the first request's headers passed without them."""
+        if self._waiting.pop(protocol, None) is not None:
+            transport.abort()
 
 
 def _bearer(caller: Callable[[bytes], object | None]) -> Middleware:

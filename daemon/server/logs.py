@@ -6,6 +6,10 @@ client starts. Masks keep the length, so offsets are the file's offsets and a cl
 resume anywhere. Each chunk is masked with up to the longest secret's length (less one) of
 context read on either side; while the attempt may still write, an end of the file that
 could be the start of a secret is held back until it is complete or the attempt ends.
+
+The log file is opened for each chunk and closed before the chunk is handed on: a stream to
+a slow reader (a client that does not read, waiting in gRPC's flow control) holds no file
+descriptor while it waits, however many such streams there are.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import BinaryIO
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 
 from flowplan.daemon.domain import Attempt, AttemptStatus
 from flowplan.daemon.state.store import StateStore
 
 CHUNK = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.2  # log growth has no event; status changes wake us at once
+Reader = Callable[[int, int], bytes]  # (offset, size) -> at most size bytes from there
 
 
 def mask_bytes(data: bytes, secrets: Sequence[bytes]) -> bytes:
@@ -58,11 +63,10 @@ async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int,
         if position is None:
             position = max(0, size + offset) if offset < 0 else offset
         if size > position:
-            with open(chosen.log_path, "rb") as handle:
-                for start, data in read_masked(handle, position, size, finished=finished,
-                                               secrets=secrets):
-                    yield start, data, chosen.number
-                    position = start + len(data)
+            for start, data in read_masked(file_reader(chosen.log_path), position, size,
+                                           finished=finished, secrets=secrets):
+                yield start, data, chosen.number
+                position = start + len(data)
         if not follow or finished or closing.is_set():
             return
         woken.clear()
@@ -70,16 +74,29 @@ async def stream_log(store: StateStore, run_id: str, node: str, *, attempt: int,
             await asyncio.wait_for(_either(woken, closing), FOLLOW_POLL_SECONDS)
 
 
-def read_masked(handle: BinaryIO, position: int, size: int, *, finished: bool,
+def file_reader(path: str | Path) -> Reader:
+    """Reads of `path`, each opening and closing it (no descriptor kept between reads)."""
+
+    def read(offset: int, size: int) -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+
+    return read
+
+
+def read_masked(read: Reader, position: int, size: int, *, finished: bool,
                 secrets: Sequence[bytes], chunk: int = CHUNK) -> Iterator[tuple[int, bytes]]:
-    """(offset, masked data) chunks of the file's bytes [position, size), each as in
-    `mask_bytes` of the whole file. Unless the writer has `finished`, an end that could be
-    the start of a secret is left out (the next call, with a larger size, goes on there)."""
+    """(offset, masked data) chunks of the file's bytes [position, size) (`read` reads it),
+    each as in `mask_bytes` of the whole file. Unless the writer has `finished`, an end that
+    could be the start of a secret is left out (the next call, with a larger size, goes on
+    there)."""
     margin = max((len(s) for s in secrets), default=1) - 1  # the context a byte's mask needs
     while position < size:
         lo = max(0, position - margin)
-        handle.seek(lo)
-        window = handle.read(min(size, position + chunk + margin) - lo)
+        window = read(lo, min(size, position + chunk + margin) - lo)
         end = min(position + chunk, lo + len(window))
         if not finished and lo + len(window) < position + chunk + margin:
             # the window holds the end of what was written: a secret may go on after it

@@ -2,8 +2,9 @@
 
 One `CollectorRegistry` per daemon, never the global one: two daemons in one process (tests,
 `flowplan debug`) do not collide. What moves with events is counted as it happens, from the
-engine's status events, the scheduler's created ticks and a gRPC interceptor: a counter
-increment or a histogram observation, no I/O, so the engine's hot path stays as it was. What
+engine's status events, the scheduler's created ticks, the outbox's send attempts and a gRPC
+interceptor: a counter increment or a histogram observation, no I/O, so the engine's hot
+path stays as it was. What
 is a state (queue slots, pending runs, the outbox, the plan catalog) is read when scraped.
 Label values are names the operator chose (workflows, queues, RPC methods) or fixed sets
 (statuses, triggers, codes): never run ids.
@@ -40,6 +41,7 @@ from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.core import StatusEvent
 from flowplan.daemon.engine.engine import Engine
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
+from flowplan.daemon.notify.sender import AttemptOutcome
 from flowplan.daemon.server.observe import Context, observed, status_code
 from flowplan.daemon.state.store import StateStore
 from flowplan.daemon.watcher import PlanCatalog
@@ -84,7 +86,8 @@ class Sources:
 
 class Metrics:
     """The registry and its metrics; `on_event` is the engine's listener, `on_tick_created`
-    the scheduler's, `interceptor()` the gRPC server's."""
+    the scheduler's, `on_email_attempt` the outbox sender's, `interceptor()` the gRPC
+    server's."""
 
     def __init__(self, sources: Sources) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -118,6 +121,12 @@ class Metrics:
             "flowplan_grpc_request_duration_seconds",
             "gRPC call duration (a stream's: until it ends)", ["method"],
             buckets=GRPC_BUCKETS, registry=registry)
+        self.email_attempts = Counter(
+            "flowplan_outbox_send_attempts",
+            "Attempts to send an e-mail of the outbox, by outcome: sent, retried (failed, tried"
+            " again later) or failed (failed and given up)", ["outcome"], registry=registry)
+        for outcome in AttemptOutcome:  # each at 0 from the start: rate() sees the first
+            self.email_attempts.labels(outcome=outcome.value)
         ProcessCollector(registry=registry)  # the standard process_...: CPU, memory, fds
         PlatformCollector(registry=registry)
         registry.register(_StateCollector(sources))
@@ -207,6 +216,10 @@ class Metrics:
 
     def on_tick_created(self, workflow: str, lag_seconds: float) -> None:
         self.scheduler_lag.observe(max(0.0, lag_seconds))
+
+    def on_email_attempt(self, outcome: AttemptOutcome) -> None:
+        """The outbox sender's listener: one attempt to send an e-mail ended."""
+        self.email_attempts.labels(outcome=outcome.value).inc()
 
     async def watch_loop(self, stop: asyncio.Event) -> None:
         """Sample the event loop's lag until `stop`: how late a timer fires."""

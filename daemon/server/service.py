@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from flowplan.compiler.plan import Plan, PlanError, WorkflowPlan
-from flowplan.daemon.domain import BackfillStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.domain import Backfill, BackfillStatus, Run, RunStatus, RunTrigger
 from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.engine import Engine, StatusEvent
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
@@ -30,7 +30,14 @@ from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
 from flowplan.daemon.scheduler.manual import start_run
 from flowplan.daemon.scheduler.scheduler import Scheduler, latest_plan
 from flowplan.daemon.server import convert
-from flowplan.daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary
+from flowplan.daemon.server.errors import (
+    RequestError,
+    handlers_of,
+    serve_tolerant,
+    shown,
+    stream,
+    unary,
+)
 from flowplan.daemon.server.logs import stream_log
 from flowplan.daemon.state.store import StateStore
 from flowplan.daemon.watcher import PlanCatalog
@@ -337,7 +344,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                              statuses=[BackfillStatus(status)] if status else [],
                                              before_backfill_id=before,
                                              limit=size + 1)
-        backfills, more = _page(items, size, convert.backfill)
+        backfills, more = _page(items, size, _listed_backfill)
         token = _encode_token(backfills[-1].backfill_id, scope=scope) if more else ""
         return pb.ListBackfillsResponse(backfills=backfills, next_page_token=token)
 
@@ -505,11 +512,22 @@ def _json_bytes(values: dict[str, Any]) -> int:
 
 
 def _listed_run(run: Run) -> pb.Run:
-    """A run as lists show it: without params larger than MAX_PARAMS_BYTES (only runs
-    stored before that cap have them; GetRun returns them)."""
+    """A run as lists show it: without params larger than MAX_PARAMS_BYTES, its remarks cut
+    at MAX_REMARKS_CHARS (only runs stored before those caps have more; GetRun returns them
+    whole)."""
     if _json_bytes(run.params) > MAX_PARAMS_BYTES:
         run = dataclasses.replace(run, params={})
+    if len(run.remarks) > MAX_REMARKS_CHARS:
+        run = dataclasses.replace(run, remarks=shown(run.remarks, MAX_REMARKS_CHARS))
     return convert.run(run, graph=None, last_sequence=0)
+
+
+def _listed_backfill(backfill: Backfill) -> pb.Backfill:
+    """A backfill as lists show it: its remarks cut at MAX_REMARKS_CHARS, as a run's."""
+    if len(backfill.remarks) > MAX_REMARKS_CHARS:
+        backfill = dataclasses.replace(backfill,
+                                       remarks=shown(backfill.remarks, MAX_REMARKS_CHARS))
+    return convert.backfill(backfill)
 
 
 def _page(sources: Iterable[_Source], size: int, build: Callable[[_Source], _Item | None]
@@ -588,47 +606,9 @@ def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
     """Serve the service on `server`: the generated handlers, except that GetRun's answer
     goes out as the bytes `GetRun` returns."""
     service = WorkflowService(parts)
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-
-    class Collect:  # takes the handlers the generated function would register
-        def add_generic_rpc_handlers(self, generic: object) -> None:
-            pass
-
-        def add_registered_method_handlers(
-                self, name: str, methods: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
-            handlers.update(methods)
-
-    pb_grpc.add_WorkflowServiceServicer_to_server(service, Collect())
+    handlers = handlers_of(pb_grpc.add_WorkflowServiceServicer_to_server, service)
     handlers["GetRun"] = grpc.unary_unary_rpc_method_handler(
         service.GetRun, request_deserializer=pb.GetRunRequest.FromString,
         response_serializer=None)
-    methods = pb.DESCRIPTOR.services_by_name["WorkflowService"].methods_by_name
-    for name, handler in handlers.items():
-        handlers[name] = _tolerant(handler, methods[name].input_type.full_name)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    serve_tolerant(server, pb.DESCRIPTOR.services_by_name["WorkflowService"], handlers)
     return service
-
-
-
-def _tolerant(handler: grpc.RpcMethodHandler[Any, Any], message_name: str
-              ) -> grpc.RpcMethodHandler[Any, Any]:
-    """`handler` with a request body that does not decode handed to the method as a
-    MalformedRequest (which it refuses with INVALID_ARGUMENT); gRPC would answer UNKNOWN."""
-    parse = handler.request_deserializer
-    assert parse is not None
-
-    def tolerant(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except DecodeError as exc:
-            return MalformedRequest(message_name, str(exc) or "it does not decode")
-
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            handler.unary_stream, request_deserializer=tolerant,
-            response_serializer=handler.response_serializer)
-    assert handler.unary_unary is not None
-    return grpc.unary_unary_rpc_method_handler(
-        handler.unary_unary, request_deserializer=tolerant,
-        response_serializer=handler.response_serializer)

@@ -39,6 +39,7 @@ from flowplan.daemon.notify.settings import SettingsError, SmtpSettings, smtp_se
 from flowplan.daemon.server.config import (
     DEFAULT_BRANCH,
     DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HTTP_MAX_CONNECTIONS,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_KILL_GRACE,
     DEFAULT_LISTEN,
@@ -90,6 +91,8 @@ SETTINGS: Final = (
             "the seconds between SIGTERM and SIGKILL as a number >= 0"),
     Setting("server", "log_format", "--log-format", "log_format", "json or text"),
     Setting("server", "max_connections", "--max-connections", "max_connections",
+            "a whole number >= 1"),
+    Setting("server", "http_max_connections", "--http-max-connections", "http_max_connections",
             "a whole number >= 1"),
     Setting("server", "handshake_timeout", "--handshake-timeout", "handshake_timeout",
             _SECONDS),
@@ -154,6 +157,7 @@ class ServerTable(_Table):
     kill_grace: Annotated[float, Field(ge=0, allow_inf_nan=False)] = DEFAULT_KILL_GRACE
     log_format: Literal["json", "text"] = "json"
     max_connections: Annotated[int, Field(ge=1)] = DEFAULT_MAX_CONNECTIONS
+    http_max_connections: Annotated[int, Field(ge=1)] = DEFAULT_HTTP_MAX_CONNECTIONS
     handshake_timeout: Seconds = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: Seconds = DEFAULT_IDLE_TIMEOUT
 
@@ -336,7 +340,8 @@ class Loaded:
             smtp=self.smtp(), git_url=git.url, git_branch=git.branch,
             sync_interval_seconds=git.sync_interval, max_connections=server.max_connections,
             handshake_timeout_seconds=server.handshake_timeout,
-            idle_timeout_seconds=server.idle_timeout, http=server.http)
+            idle_timeout_seconds=server.idle_timeout, http=server.http,
+            http_max_connections=server.http_max_connections)
         config.check()  # what is left: an address that is not loopback without authentication
         return config
 
