@@ -18,7 +18,8 @@ from aiohttp import web
 from flowplan.daemon.domain import RunStatus
 from flowplan.daemon.engine.engine import StatusEvent
 from flowplan.daemon.server.console.feeds import (
-    SSE_KEEPALIVE_SECONDS,
+    END_EVENT,
+    Broadcast,
     retry_line,
     stream_response,
 )
@@ -35,7 +36,6 @@ IDLE_READ_SECONDS: Final = 5.0  # read again after this without a change heard (
 # engine does not announce: a backfill's finish retried after the disk refused it)
 STATUSES: Final = {status_name(pb.BackfillStatus, value).lower(): pb.BackfillStatus.Name(value)
                    for value in pb.BackfillStatus.values() if value}  # ?status=running
-END_EVENT: Final = b"event: end\ndata: {}\n\n"
 
 
 class BackfillPages:
@@ -117,25 +117,24 @@ def sse_backfill(backfill: dict[str, Any], runs: list[dict[str, str]]) -> bytes:
     return f"event: backfill\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-class BackfillFeed:
+class BackfillFeed(Broadcast):
     """One reader of a backfill for every page that watches it: it reads GetBackfill and the
     backfill's runs again when the engine announces a change of one of its runs (or a new
     run), at most every READ_AGAIN_SECONDS, and records an event only when what a page shows
     changed. A page gets the whole state first, then the same bytes as every other page."""
 
     def __init__(self, kit: Kit, backfill_id: str, serial: int) -> None:
+        super().__init__()
         self.serial = serial  # the console's count of backfill readers started: this one's
         self.pages = 0
         self.events: list[bytes] = []  # the changes since the first read, as sent
         self.error: ServiceError | None = None
         self.done = False  # the reader stopped
         self.ended = False  # ... because the backfill finished
-        self.started = asyncio.Event()  # the first read answered (or failed)
         self._kit = kit
         self._id = backfill_id
         self._backfill: dict[str, Any] = {}
         self._runs: dict[str, dict[str, str]] = {}
-        self._changed = asyncio.Event()
         self._heard = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = kit.service.subscribe(self._hear)
         self._task = asyncio.ensure_future(self._read())
@@ -188,11 +187,6 @@ class BackfillFeed:
         """The whole state as one event: what a page (re)connecting catches up with."""
         return sse_backfill(self._backfill, sorted_runs(list(self._runs.values())))
 
-    def _wake(self) -> None:
-        self.started.set()
-        self._changed.set()
-        self._changed = asyncio.Event()
-
     def _stop_listening(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -216,11 +210,7 @@ class BackfillFeed:
                 if self.ended:
                     await response.write(END_EVENT)
                 return
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+            await self.wait_or_keepalive(response)
 
 
 class BackfillFeeds:

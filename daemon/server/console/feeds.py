@@ -22,6 +22,7 @@ log = logging.getLogger("flowplan.daemon.console")
 
 SSE_KEEPALIVE_SECONDS: Final = 15.0
 SSE_RETRY_MILLISECONDS: Final = 1000  # a browser reconnects this soon (a daemon restarted)
+END_EVENT: Final = b"event: end\ndata: {}\n\n"
 _Item = TypeVar("_Item")
 
 
@@ -36,19 +37,41 @@ def retry_line() -> bytes:
     return f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode()
 
 
-class RunFeed:
+class Broadcast:
+    """What one reader records and every page's stream writes: `started` once there is a
+    first record (or the end), `_wake` at each new one, `wait_or_keepalive` for the next."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()  # the first record, or the end
+        self._changed = asyncio.Event()
+
+    def _wake(self) -> None:
+        self.started.set()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_or_keepalive(self, response: web.StreamResponse) -> None:
+        """Until the next record; a comment line to `response` every SSE_KEEPALIVE_SECONDS
+        meanwhile (a write to a page that left raises)."""
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
+        except TimeoutError:
+            await response.write(b": keep-alive\n\n")
+
+
+class RunFeed(Broadcast):
     """One WatchRun per run, shared by every page that follows it: the run's changes are
     read from the store once, however many pages watch (each page reading its own WatchRun
     cost the engine's handoff 1.5x with 20 pages; bench/web.py). Kept while a page follows
     the run; its events are the run's whole history, as SSE bytes."""
 
     def __init__(self, service: WorkflowService, run_id: str) -> None:
+        super().__init__()
         self.events: list[tuple[int, bytes]] = []  # (sequence, the event as sent)
         self.error: ServiceError | None = None
         self.done = False
         self.pages = 0
-        self.started = asyncio.Event()  # the first event, or the end
-        self._changed = asyncio.Event()
         changes = cast("AsyncGenerator[pb.WatchRunResponse, None]", service.WatchRun(
             pb.WatchRunRequest(run_id=run_id, after_sequence=0), CallContext()))
         self._task = asyncio.ensure_future(self._read(changes))
@@ -70,11 +93,6 @@ class RunFeed:
     def close(self) -> None:
         self._task.cancel()
 
-    def _wake(self) -> None:
-        self.started.set()
-        self._changed.set()
-        self._changed = asyncio.Event()
-
     async def follow(self, response: web.StreamResponse, after: int) -> None:
         """Write the events after sequence `after`, then each new one, to the end."""
         index = bisect.bisect_right([sequence for sequence, _ in self.events], after)
@@ -84,13 +102,9 @@ class RunFeed:
                 index += 1
             if self.done:
                 if self.error is None:
-                    await response.write(b"event: end\ndata: {}\n\n")
+                    await response.write(END_EVENT)
                 return
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+            await self.wait_or_keepalive(response)
 
 
 class RunFeeds:

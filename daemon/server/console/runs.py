@@ -14,6 +14,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from flowplan.daemon.server.console.feeds import (
+    END_EVENT,
     RunFeeds,
     next_item,
     next_or_keepalive,
@@ -122,7 +123,7 @@ class RunPages:
                                       f"{json.dumps({'text': text, 'attempt': chunk.attempt})}"
                                       "\n\n").encode())
                 chunk = await next_or_keepalive(chunks, response)
-            await response.write(b"event: end\ndata: {}\n\n")
+            await response.write(END_EVENT)
         except (ConnectionResetError, ServiceError):
             pass
         finally:
