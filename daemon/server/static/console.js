@@ -86,9 +86,12 @@
       runStatus.dataset.status = change.run_status;
       runStatus.textContent = change.run_status;
     }
+    // other scripts (panel.js, timeline.js) receive each change too
+    document.dispatchEvent(new CustomEvent("flowplan:change", { detail: change }));
   });
   source.addEventListener("end", function () {
     source.close();
     table.dataset.finished = "yes";
+    document.dispatchEvent(new CustomEvent("flowplan:end"));
   });
 })();
