@@ -169,8 +169,8 @@
   // ---- a run page: the node's status, attempts and log -------------------------------
 
   const run = panel.dataset.run;
-  const ATTEMPT_COLUMNS = ["#", "Status", "Started", "Finished", "Exit code", "Error",
-                           "Spark application"];
+  const ATTEMPT_COLUMNS = ["#", "Status", "Started (UTC)", "Finished", "Exit", "Error",
+                           "Spark"];
 
   function nodeUrl(name) {
     return "/runs/" + encodeURIComponent(run) + "/nodes/" + encodeURIComponent(name);
@@ -199,11 +199,18 @@
     status.dataset.status = attempt.status;
     status.textContent = attempt.status;
     row.cells[0].textContent = String(attempt.number);
-    row.cells[2].textContent = attempt.started;
-    row.cells[3].textContent = attempt.finished;
+    for (const [cell, time] of [[row.cells[2], attempt.started],
+                                [row.cells[3], attempt.finished]]) {
+      cell.textContent = time.replace(/^\d{4}-/, "").replace(/ UTC$/, "");  // 12-04 16:40:31
+      cell.title = time;
+      cell.className = "time";
+    }
     row.cells[4].textContent = attempt.exit_code === null ? "" : String(attempt.exit_code);
     row.cells[5].textContent = attempt.error;
     row.cells[6].textContent = attempt.spark;
+    if (attempt.spark) {
+      table.classList.remove("no-spark");  // the column shows only when there is one
+    }
   }
 
   function tickBox(name) {  // the node's box in the resume form (roles that may resume)
@@ -233,7 +240,7 @@
       panel.appendChild(label);
     }
     panel.appendChild(make("h3", {}, "Attempts"));
-    const table = make("table", { class: "list", id: "panel-attempts" });
+    const table = make("table", { class: "list no-spark", id: "panel-attempts" });
     const headRow = make("tr", {});
     for (const column of ATTEMPT_COLUMNS) {
       headRow.appendChild(make("th", {}, column));

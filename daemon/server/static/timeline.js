@@ -112,8 +112,12 @@
     for (const t of ticks) {
       axis.appendChild(make("line", { class: "timeline-line", x1: x(t), x2: x(t),
                                       y1: AXIS - 6, y2: AXIS - 1 }));
-      axis.appendChild(make("text", { x: x(t), y: AXIS - 9, class: "timeline-tick" },
-                            clock(t, withDate)));
+      const label = make("text", { x: x(t), y: AXIS - 9, class: "timeline-tick" },
+                         clock(t, withDate));
+      if (x(t) > width - 30) {
+        label.setAttribute("text-anchor", "end");  // not cut by the right edge
+      }
+      axis.appendChild(label);
     }
     axis.appendChild(make("text", { x: 4, y: AXIS - 9, class: "timeline-caption" },
                           "UTC, " + span(last - first)));
