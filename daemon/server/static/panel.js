@@ -291,9 +291,7 @@
           none.appendChild(make("td", { colspan: String(ATTEMPT_COLUMNS.length) },
                                 "No attempt yet."));
         }
-        const copiedOnly = node.attempts.length > 0 &&
-          node.attempts.every(function (a) { return a.copied_from; });
-        if (node.attempts.length && !copiedOnly || !node.run_finished) {
+        if (node.attempts.length || !node.run_finished) {
           followLog(name, text);
         } else {
           text.dataset.ended = "yes";
