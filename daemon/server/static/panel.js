@@ -22,6 +22,7 @@
   let current = null;  // the name of the node shown
   let log = null;  // the open EventSource of its log
   let shown = 0;  // bumped on each open: a late answer for a previous node is dropped
+  let newest = 0;  // the latest attempt of the node shown seen running
 
   function make(tag, attributes, text) {
     const element = document.createElement(tag);
@@ -92,6 +93,7 @@
     }
     stopLog();
     shown += 1;
+    newest = 0;
     current = name;
     const wanted = "#node=" + encodeURIComponent(name);
     if (location.hash !== wanted) {
@@ -306,9 +308,14 @@
   }
 
   function followLog(name, text) {
-    // the node page's stream: the latest attempt's last 64 KiB, then followed to its end
+    // the node page's stream: the latest attempt's last 64 KiB, then followed to its end;
+    // a later attempt's (a retry) goes on below the previous one's
     stopLog();
-    text.textContent = "";
+    if (text.dataset.attempt) {
+      const before = text.textContent;
+      text.textContent += (before && !before.endsWith("\n") ? "\n" : "") +
+        "── attempt " + newest + " ──\n";
+    }
     delete text.dataset.ended;
     const source = new EventSource(nodeUrl(name) + "/log");
     log = source;
@@ -323,10 +330,14 @@
     });
     source.addEventListener("end", function () {
       source.close();
-      if (log === source) {
-        log = null;
+      if (log !== source) {
+        return;
       }
+      log = null;
       text.dataset.ended = "yes";
+      if (newest > Number(text.dataset.attempt || 0)) {
+        followLog(name, text);  // a retry started while this attempt's log was read
+      }
     });
   }
 
@@ -345,11 +356,13 @@
     if (table && attempt && table.dataset.loaded === "yes") {
       showAttempt(table, attempt);
     }
-    // a new attempt (a retry) while the previous one's log has ended: follow the new one
+    // a new attempt (a retry) once the previous one's log has ended: follow the new one
     const text = document.getElementById("panel-log");
-    if (text && attempt && attempt.status === "RUNNING" && log === null &&
-        Number(text.dataset.attempt || 0) < attempt.number) {
-      followLog(current, text);
+    if (attempt && attempt.status === "RUNNING") {
+      newest = Math.max(newest, attempt.number);
+      if (text && log === null && Number(text.dataset.attempt || 0) < attempt.number) {
+        followLog(current, text);
+      }
     }
   });
 
