@@ -284,6 +284,10 @@ def test_a_viewer_opens_a_panel_from_a_link_and_sees_no_tick_box(
     assert driver.find_element(By.CSS_SELECTOR, 'input[name="node"][value="r"]').is_selected()
     assert "ticked" in str(driver.find_element(By.CSS_SELECTOR, 'g[data-node="r"]')
                            .get_attribute("class"))
+    driver.find_element(By.CSS_SELECTOR, 'input[name="node"][value="r"]').click()  # the table's
+    assert not driver.find_element(By.ID, "panel-tick").is_selected()
+    assert "ticked" not in str(driver.find_element(By.CSS_SELECTOR, 'g[data-node="r"]')
+                               .get_attribute("class"))
 
 
 def test_a_nodes_json_for_the_panel_is_the_apis_answer_masked(

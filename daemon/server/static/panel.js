@@ -235,7 +235,8 @@
       tick.checked = resume.checked;
       tick.addEventListener("change", function () {
         resume.checked = tick.checked;
-        resume.dispatchEvent(new Event("change"));  // graph.js marks the node ticked
+        // graph.js marks the node ticked
+        resume.dispatchEvent(new Event("change", { bubbles: true }));
       });
       label.appendChild(tick);
       label.appendChild(document.createTextNode(" Tick for resume"));
@@ -363,6 +364,15 @@
       if (text && log === null && Number(text.dataset.attempt || 0) < attempt.number) {
         followLog(current, text);
       }
+    }
+  });
+
+  // the node's box in the table ticked or unticked: the panel's box follows
+  document.addEventListener("change", function (event) {
+    const resume = event.target;
+    const tick = document.getElementById("panel-tick");
+    if (tick && resume.matches('#resume-form input[name="node"]') && resume.value === current) {
+      tick.checked = resume.checked;
     }
   });
 
