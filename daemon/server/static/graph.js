@@ -70,6 +70,26 @@
     show();
   }
   fit();
+  // The box resized (a node's panel opened beside it): the same scale and centre, so the
+  // drawing keeps its size rather than shrinking with the box.
+  let boxSize = { w: box.clientWidth, h: box.clientHeight };
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      const w = box.clientWidth;
+      const h = box.clientHeight;
+      if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+        boxSize = { w: w, h: h };
+        return;
+      }
+      const cx = view.x + view.w / 2;
+      const cy = view.y + view.h / 2;
+      const sx = view.w / boxSize.w;
+      const sy = view.h / boxSize.h;
+      view = { x: cx - w * sx / 2, y: cy - h * sy / 2, w: w * sx, h: h * sy };
+      boxSize = { w: w, h: h };
+      show();
+    }).observe(box);
+  }
   svg.addEventListener("wheel", function (event) {
     event.preventDefault();
     const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;

@@ -166,6 +166,7 @@
     box.dataset.drawn = "yes";
     drawnAt = performance.now();
     box.dataset.drawMs = (drawnAt - began).toFixed(1);  // what a draw costs (bench/web.py)
+    box.dataset.draws = String(Number(box.dataset.draws || 0) + 1);
   }
 
   function later() {  // at most one draw every PACE ms, however many changes come
