@@ -246,9 +246,8 @@ def test_a_run_page_panel_follows_the_log_and_the_timeline_grows_live(
     driver.execute_script("document.getElementById('timeline').scrollIntoView()")
     driver.save_screenshot(str(shots / "timeline.png"))
 
-    # another node: the panel switches, and shows prep's own log
-    driver.execute_script("window.scrollTo(0, 0)")
-    driver.find_element(By.CSS_SELECTOR, 'g[data-node="prep"] text').click()
+    # another node, from its row in the timeline: the panel switches to prep's own log
+    driver.find_element(By.CSS_SELECTOR, '#timeline g[data-node="prep"] text').click()
     _wait(lambda: _panel(driver) == "prep", "prep's panel")
     log = driver.find_element(By.ID, "panel-log")
     _wait(lambda: log.text == "prep", "prep's log")
