@@ -181,7 +181,7 @@ def test_a_run_page_panel_follows_the_log_and_the_timeline_grows_live(
     def bar(node: str, attempt: int) -> dict[str, str] | None:
         """The attempt's bar's status and width, read at once (the timeline redraws)."""
         return driver.execute_script(
-            "const bar = document.querySelector('#timeline g[data-node=\"' + arguments[0]"
+            "const bar = document.querySelector('#timeline g[data-row=\"' + arguments[0]"
             " + '\"] rect.bar[data-attempt=\"' + arguments[1] + '\"]');"
             " return bar && {status: bar.dataset.status, width: bar.getAttribute('width')};",
             node, attempt)
@@ -247,7 +247,7 @@ def test_a_run_page_panel_follows_the_log_and_the_timeline_grows_live(
     driver.save_screenshot(str(shots / "timeline.png"))
 
     # another node, from its row in the timeline: the panel switches to prep's own log
-    driver.find_element(By.CSS_SELECTOR, '#timeline g[data-node="prep"] text').click()
+    driver.find_element(By.CSS_SELECTOR, '#timeline g[data-row="prep"] text').click()
     _wait(lambda: _panel(driver) == "prep", "prep's panel")
     log = driver.find_element(By.ID, "panel-log")
     _wait(lambda: log.text == "prep", "prep's log")

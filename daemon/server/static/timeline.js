@@ -133,7 +133,9 @@
                                       y2: shown.length * ROW }));
     }
     shown.forEach(function (name, index) {
-      const row = make("g", { class: "timeline-row", "data-node": name,
+      // data-row, not data-node: g[data-node] is the graph's hook (console.js sets its
+      // data-status to the node's; a bar's is its attempt's)
+      const row = make("g", { class: "timeline-row", "data-row": name,
                               transform: "translate(0," + index * ROW + ")" });
       const label = make("text", { x: LABEL - 8, y: ROW / 2 + 4, class: "timeline-name" },
                          name.length > 24 ? name.slice(0, 23) + "…" : name);
@@ -145,7 +147,7 @@
         const bar = make("rect", {
           class: "bar", x: left, y: (ROW - BAR) / 2, height: BAR, rx: 2,
           width: Math.max(2, x(end) - left), "data-attempt": attempt.number,
-          "data-status": attempt.status });  // no data-node: console.js sets node statuses
+          "data-status": attempt.status });
         bar.appendChild(make("title", {}, name + " attempt " + attempt.number + " " +
                              attempt.status + ": " + clock(attempt.started_time, withDate) +
                              " for " + span(end - attempt.started_time)));
@@ -207,7 +209,7 @@
     const row = event.target.closest("g.timeline-row");
     if (row) {
       document.dispatchEvent(new CustomEvent("flowplan:node-click",
-                                             { detail: { name: row.dataset.node } }));
+                                             { detail: { name: row.dataset.row } }));
     }
   });
   window.addEventListener("resize", later);
