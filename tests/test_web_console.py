@@ -502,13 +502,20 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
             driver.get(f"http://127.0.0.1:{port}/runs/{first}")
             wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'),
                        "the run's graph")
-            for name in ("J2", "J3"):
+            for name in ("J2", "J3"):  # a click opens the node's panel, which ticks it
                 assert driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"]'
                                            ).get_attribute("data-status") == "FAILED"
                 driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"] text').click()
+                wait_until(lambda name=name: driver.find_elements(
+                    By.CSS_SELECTOR, f'#panel[data-node="{name}"] #panel-tick'),
+                    f"{name}'s panel with its tick box")
+                assert driver.current_url.endswith(f"#node={name}")
+                driver.find_element(By.ID, "panel-tick").click()
             ticked = [t.get_attribute("value") for t in driver.find_elements(
                 By.CSS_SELECTOR, 'input[name="node"]') if t.is_selected()]
             assert ticked == ["J2", "J3"]
+            assert [g.get_attribute("data-node") for g in driver.find_elements(
+                By.CSS_SELECTOR, "#graph g.ticked")] == ["J2", "J3"]
             driver.save_screenshot(str(shots / "resume-ticked.png"))
             driver.find_element(By.ID, "resume").click()
             wait_until(lambda: driver.find_elements(By.ID, "confirm"), "the dry run's answer")

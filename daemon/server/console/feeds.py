@@ -14,7 +14,7 @@ from typing import Any, Final, TypeVar, cast
 from aiohttp import web
 
 from flowplan.daemon.server.console.kit import SECURITY_HEADERS, CallContext, ServiceError
-from flowplan.daemon.server.console.present import status_name, when
+from flowplan.daemon.server.console.present import attempt_view, status_name
 from flowplan.daemon.server.service import WorkflowService
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -176,12 +176,6 @@ def sse_change(change: pb.WatchRunResponse) -> bytes:
         data["node"] = {"name": node.name, "status": status_name(pb.NodeStatus, node.status),
                         "attempts": len(node.attempts)}
         if node.attempts:  # the latest, as a node page's attempts table shows it
-            latest = node.attempts[-1]
-            data["node"]["attempt"] = {
-                "number": latest.number,
-                "status": status_name(pb.AttemptStatus, latest.status),
-                "started": when(latest, "started_at"), "finished": when(latest, "finished_at"),
-                "exit_code": latest.exit_code if latest.HasField("exit_code") else None,
-                "error": latest.error, "spark": latest.spark_application_id}
+            data["node"]["attempt"] = attempt_view(node.attempts[-1])
     return (f"id: {change.sequence}\nevent: change\n"
             f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()

@@ -26,6 +26,37 @@ def graph_json(nodes: Iterable[tuple[str, str | None]], edges: Iterable[pb.Edge]
                       separators=(",", ":"))
 
 
+def attempt_view(attempt: pb.Attempt) -> dict[str, Any]:
+    """An attempt as the pages' scripts get it (a change event, a node's JSON, the
+    timeline): times shown as `when` shows them, and as seconds since the epoch."""
+    return {"number": attempt.number, "status": status_name(pb.AttemptStatus, attempt.status),
+            "started": when(attempt, "started_at"), "finished": when(attempt, "finished_at"),
+            "started_time": _seconds(attempt, "started_at"),
+            "finished_time": _seconds(attempt, "finished_at"),
+            "exit_code": attempt.exit_code if attempt.HasField("exit_code") else None,
+            "error": attempt.error, "spark": attempt.spark_application_id,
+            "copied_from": attempt.copied_from_run_id}
+
+
+def timeline_json(run: pb.Run, now: float) -> str:
+    """What timeline.js draws: every node of the run in order with the attempts it ran in
+    this run (copied ones ran in another), and the daemon's clock (`now`, seconds)."""
+    return json.dumps({"now": now, "nodes": [
+        {"name": node.name, "attempts": [
+            {"number": a.number, "status": status_name(pb.AttemptStatus, a.status),
+             "started_time": _seconds(a, "started_at"),
+             "finished_time": _seconds(a, "finished_at")}
+            for a in node.attempts if not a.copied_from_run_id and a.HasField("started_at")]}
+        for node in run.nodes]}, separators=(",", ":"))
+
+
+def _seconds(message: Message, name: str) -> float | None:
+    if not message.HasField(name):
+        return None
+    seconds: float = getattr(message, name).ToMilliseconds() / 1000
+    return seconds
+
+
 def schedule_words(workflow: pb.Workflow) -> str:
     """A workflow's schedule in words, with its time zone."""
     if not workflow.HasField("schedule"):

@@ -1,11 +1,13 @@
 """A run's page (`/runs/RUN_ID`: its graph coloured by status, kept live), a node's page
-(`/runs/RUN_ID/nodes/NODE`: attempts and the log, followed live), and the run's actions:
-Cancel, and Resume from ticked nodes (the dry run's answer to confirm first)."""
+(`/runs/RUN_ID/nodes/NODE`: attempts and the log, followed live; `?format=json` for the run
+page's node panel), and the run's actions: Cancel, and Resume from ticked nodes (the dry
+run's answer to confirm first)."""
 
 from __future__ import annotations
 
 import codecs
 import json
+import time
 from collections.abc import AsyncGenerator
 from typing import Final, cast
 
@@ -22,7 +24,12 @@ from flowplan.daemon.server.console.feeds import (
     stream_response,
 )
 from flowplan.daemon.server.console.kit import CallContext, Kit, ServiceError
-from flowplan.daemon.server.console.present import graph_json, status_name
+from flowplan.daemon.server.console.present import (
+    attempt_view,
+    graph_json,
+    status_name,
+    timeline_json,
+)
 from flowplan.v1 import workflow_service_pb2 as pb
 
 LOG_TAIL_BYTES: Final = 64 * 1024  # of a node's log, shown when its page opens
@@ -54,6 +61,7 @@ class RunPages:
             request, "run.html", run=run,
             graph=graph_json([(n.name, status_name(pb.NodeStatus, n.status))
                               for n in run.nodes], run.edges),
+            timeline=timeline_json(run, time.time()),
             params=json.dumps(json_format.MessageToDict(run.params), sort_keys=True))
 
     async def node(self, request: web.Request) -> web.StreamResponse:
@@ -63,6 +71,8 @@ class RunPages:
         if node is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
                                f"run {run_id} has no node '{name[:100]}'")
+        if request.query.get("format") == "json":
+            return web.json_response(node_view(run, node), dumps=_compact)
         return self._kit.page(request, "node.html", run=run, node=node)
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
@@ -129,3 +139,18 @@ class RunPages:
         finally:
             await chunks.aclose()
         return response
+
+
+def node_view(run: pb.Run, node: pb.NodeRun) -> dict[str, object]:
+    """A node of a run as the run page's panel gets it (`?format=json`): what its page
+    shows, from GetRun's answer (secret values masked as the API masks them)."""
+    return {"run": run.run_id, "name": node.name,
+            "status": status_name(pb.NodeStatus, node.status), "queue": node.queue,
+            "copied_from": node.copied_from_run_id, "skip_reason": node.skip_reason,
+            "attempts": [attempt_view(a) for a in node.attempts],
+            "run_finished": run.status in (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED,
+                                           pb.RUN_STATUS_CANCELLED)}
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -87,10 +87,13 @@
       runStatus.dataset.changed = String(change.time);  // the run's duration reads it
       runStatus.textContent = change.run_status;
     }
+    // other scripts (panel.js, timeline.js) receive each change too
+    document.dispatchEvent(new CustomEvent("flowplan:change", { detail: change }));
   });
   source.addEventListener("end", function () {
     source.close();
     table.dataset.finished = "yes";
+    document.dispatchEvent(new CustomEvent("flowplan:end"));
   });
 })();
 

@@ -2,8 +2,8 @@
 // edges: [[upstream, downstream]]}) as SVG, laid out by the vendored dagre (layered,
 // top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">: console.js keeps
 // data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
-// "Fit" button fits the graph to the view, the search box highlights a node by name; on a
-// run page a click on a node ticks it for Resume.
+// "Fit" button fits the graph to the view, the search box highlights a node by name; a
+// click on a node dispatches "flowplan:node-click" (panel.js opens the node's panel).
 "use strict";
 
 (function () {
@@ -70,6 +70,26 @@
     show();
   }
   fit();
+  // The box resized (a node's panel opened beside it): the same scale and centre, so the
+  // drawing keeps its size rather than shrinking with the box.
+  let boxSize = { w: box.clientWidth, h: box.clientHeight };
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      const w = box.clientWidth;
+      const h = box.clientHeight;
+      if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+        boxSize = { w: w, h: h };
+        return;
+      }
+      const cx = view.x + view.w / 2;
+      const cy = view.y + view.h / 2;
+      const sx = view.w / boxSize.w;
+      const sy = view.h / boxSize.h;
+      view = { x: cx - w * sx / 2, y: cy - h * sy / 2, w: w * sx, h: h * sy };
+      boxSize = { w: w, h: h };
+      show();
+    }).observe(box);
+  }
   svg.addEventListener("wheel", function (event) {
     event.preventDefault();
     const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
@@ -113,26 +133,24 @@
       }
     });
   }
-  // On a run page, clicking a node ticks it for Resume (its checkbox in the table).
+  // A click on a node opens its panel (panel.js listens); a node ticked for Resume (its
+  // box in the table, or "Tick for resume" in the panel) is marked.
   svg.addEventListener("click", function (event) {
     const group = event.target.closest("g.gnode");
-    if (!group) {
-      return;
-    }
-    const box = document.querySelector('input[name="node"][value="' +
-                                        CSS.escape(group.dataset.node) + '"]');
-    if (box) {
-      box.checked = !box.checked;
-      group.classList.toggle("ticked", box.checked);
+    if (group) {
+      document.dispatchEvent(new CustomEvent("flowplan:node-click",
+                                             { detail: { name: group.dataset.node } }));
     }
   });
   for (const tick of document.querySelectorAll('input[name="node"]')) {
-    tick.addEventListener("change", function () {
+    const marked = function () {
       const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
       if (group) {
         group.classList.toggle("ticked", tick.checked);
       }
-    });
+    };
+    tick.addEventListener("change", marked);
+    marked();  // a box the browser kept ticked (back to the page)
   }
   box.dataset.drawn = "yes";
 })();

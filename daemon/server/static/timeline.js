@@ -1,0 +1,217 @@
+// flowplan console: the run page's Gantt timeline of its attempts, drawn as SVG from
+// #timeline's data-timeline ({now, nodes: [{name, attempts: [{number, status,
+// started_time, finished_time}]}]}, times in seconds since the epoch). One row per node
+// that ran in this run (copied attempts ran in another run), one bar per attempt from its
+// start to its end, a running one growing to now; coloured by the attempt's status as the
+// graph is. Kept current by the run's change events (console.js's "flowplan:change"). The
+// rows scroll under a fixed time axis, so a run of 1,000 nodes stays usable. A click on a
+// row opens the node's panel (panel.js).
+"use strict";
+
+(function () {
+  const box = document.getElementById("timeline");
+  if (!box) {
+    return;
+  }
+  const SVG = "http://www.w3.org/2000/svg";
+  const LABEL = 170;  // px for the node names
+  const ROW = 20;
+  const BAR = 12;
+  const AXIS = 24;
+  const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                 21600, 43200, 86400];
+  const data = JSON.parse(box.dataset.timeline);
+  const skew = data.now - Date.now() / 1000;  // the daemon's clock, not the browser's
+  const order = [];  // node names in the run's order
+  const attempts = new Map();  // name -> [{number, status, started_time, finished_time}]
+  for (const node of data.nodes) {
+    order.push(node.name);
+    attempts.set(node.name, node.attempts.slice());
+  }
+  let ended = document.querySelector("[data-watch-run]") === null ||
+    document.querySelector("[data-watch-run]").dataset.finished === "yes";
+  let timer = null;
+  let queued = false;
+  let drawnAt = -Infinity;
+  const PACE = 250;
+
+  function make(tag, attributes, text) {
+    const element = document.createElementNS(SVG, tag);
+    for (const key in attributes) {
+      element.setAttribute(key, attributes[key]);
+    }
+    if (text !== undefined) {
+      element.textContent = text;
+    }
+    return element;
+  }
+
+  function now() {
+    return Date.now() / 1000 + skew;
+  }
+
+  function clock(seconds, withDate) {  // UTC, as the page's other times
+    const text = new Date(seconds * 1000).toISOString();
+    return withDate ? text.slice(5, 10) + " " + text.slice(11, 16) : text.slice(11, 19);
+  }
+
+  function span(seconds) {
+    if (seconds < 60) {
+      return (Math.round(seconds * 10) / 10) + " s";
+    }
+    const minutes = Math.floor(seconds / 60);
+    return minutes < 60 ? minutes + " min " + Math.round(seconds % 60) + " s"
+      : Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+  }
+
+  const axis = make("svg", { class: "timeline-axis", height: AXIS });
+  const scroller = document.createElement("div");
+  scroller.className = "timeline-rows";
+  const rows = make("svg", { class: "timeline-svg" });
+  scroller.appendChild(rows);
+  const empty = document.createElement("p");
+  empty.className = "sub";
+  empty.textContent = "No attempt yet.";
+  box.replaceChildren(axis, scroller, empty);
+
+  function draw() {
+    queued = false;
+    const began = performance.now();
+    const shown = order.filter(function (name) { return attempts.get(name).length > 0; });
+    empty.hidden = shown.length > 0;
+    axis.style.display = scroller.style.display = shown.length ? "" : "none";
+    box.dataset.rows = String(shown.length);
+    const time = now();
+    let first = Infinity;
+    let last = -Infinity;
+    let running = false;
+    for (const name of shown) {
+      for (const attempt of attempts.get(name)) {
+        first = Math.min(first, attempt.started_time);
+        const end = attempt.finished_time === null ? time : attempt.finished_time;
+        running = running || attempt.finished_time === null;
+        last = Math.max(last, end, attempt.started_time);
+      }
+    }
+    if (last - first < 1) {
+      last = first + 1;
+    }
+    const width = Math.max(LABEL + 120, scroller.clientWidth || box.clientWidth);
+    const plot = width - LABEL - 16;
+    function x(seconds) {
+      return LABEL + (seconds - first) / (last - first) * plot;
+    }
+    const step = STEPS.find(function (s) { return (last - first) / s <= plot / 90; }) ||
+      STEPS[STEPS.length - 1];
+    const withDate = last - first >= 86400;
+    const ticks = [];
+    for (let t = Math.ceil(first / step) * step; t <= last; t += step) {
+      ticks.push(t);
+    }
+    axis.setAttribute("width", width);
+    axis.replaceChildren();
+    axis.appendChild(make("line", { class: "timeline-line", x1: LABEL, x2: LABEL + plot,
+                                    y1: AXIS - 1, y2: AXIS - 1 }));
+    for (const t of ticks) {
+      axis.appendChild(make("line", { class: "timeline-line", x1: x(t), x2: x(t),
+                                      y1: AXIS - 6, y2: AXIS - 1 }));
+      const label = make("text", { x: x(t), y: AXIS - 9, class: "timeline-tick" },
+                         clock(t, withDate));
+      if (x(t) > width - 30) {
+        label.setAttribute("text-anchor", "end");  // not cut by the right edge
+      }
+      axis.appendChild(label);
+    }
+    axis.appendChild(make("text", { x: 4, y: AXIS - 9, class: "timeline-caption" },
+                          "UTC, " + span(last - first)));
+
+    rows.setAttribute("width", width);
+    rows.setAttribute("height", shown.length * ROW);
+    rows.replaceChildren();
+    for (const t of ticks) {
+      rows.appendChild(make("line", { class: "timeline-grid", x1: x(t), x2: x(t), y1: 0,
+                                      y2: shown.length * ROW }));
+    }
+    shown.forEach(function (name, index) {
+      // data-row, not data-node: g[data-node] is the graph's hook (console.js sets its
+      // data-status to the node's; a bar's is its attempt's)
+      const row = make("g", { class: "timeline-row", "data-row": name,
+                              transform: "translate(0," + index * ROW + ")" });
+      const label = make("text", { x: LABEL - 8, y: ROW / 2 + 4, class: "timeline-name" },
+                         name.length > 24 ? name.slice(0, 23) + "…" : name);
+      label.appendChild(make("title", {}, name));
+      row.appendChild(label);
+      for (const attempt of attempts.get(name)) {
+        const end = attempt.finished_time === null ? time : attempt.finished_time;
+        const left = x(attempt.started_time);
+        const bar = make("rect", {
+          class: "bar", x: left, y: (ROW - BAR) / 2, height: BAR, rx: 2,
+          width: Math.max(2, x(end) - left), "data-attempt": attempt.number,
+          "data-status": attempt.status });
+        bar.appendChild(make("title", {}, name + " attempt " + attempt.number + " " +
+                             attempt.status + ": " + clock(attempt.started_time, withDate) +
+                             " for " + span(end - attempt.started_time)));
+        row.appendChild(bar);
+      }
+      rows.appendChild(row);
+    });
+    if (running && !ended) {
+      rows.appendChild(make("line", { class: "timeline-now", x1: x(time), x2: x(time),
+                                      y1: 0, y2: shown.length * ROW }));
+      if (timer === null) {
+        timer = setInterval(later, 1000);  // running bars grow to now
+      }
+    } else if (timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
+    box.dataset.drawn = "yes";
+    drawnAt = performance.now();
+    box.dataset.drawMs = (drawnAt - began).toFixed(1);  // what a draw costs (bench/web.py)
+    box.dataset.draws = String(Number(box.dataset.draws || 0) + 1);
+  }
+
+  function later() {  // at most one draw every PACE ms, however many changes come
+    if (!queued) {
+      queued = true;
+      setTimeout(function () { requestAnimationFrame(draw); },
+                 Math.max(0, drawnAt + PACE - performance.now()));
+    }
+  }
+
+  document.addEventListener("flowplan:change", function (event) {
+    const node = event.detail.node;
+    const attempt = node && node.attempt;
+    if (!attempt || attempt.copied_from || attempt.started_time === null) {
+      return;
+    }
+    if (!attempts.has(node.name)) {
+      order.push(node.name);
+      attempts.set(node.name, []);
+    }
+    const list = attempts.get(node.name);
+    const known = list.find(function (a) { return a.number === attempt.number; });
+    const drawn = { number: attempt.number, status: attempt.status,
+                    started_time: attempt.started_time, finished_time: attempt.finished_time };
+    if (known) {
+      Object.assign(known, drawn);
+    } else {
+      list.push(drawn);
+      list.sort(function (a, b) { return a.number - b.number; });
+    }
+    later();
+  });
+  document.addEventListener("flowplan:end", function () {
+    ended = true;
+    later();
+  });
+  rows.addEventListener("click", function (event) {
+    const row = event.target.closest("g.timeline-row");
+    if (row) {
+      document.dispatchEvent(new CustomEvent("flowplan:node-click",
+                                             { detail: { name: row.dataset.row } }));
+    }
+  });
+  window.addEventListener("resize", later);
+  draw();
+})();
