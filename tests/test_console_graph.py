@@ -371,3 +371,43 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
     assert fastest < 160, drawn
     print(f"a 1,000-row timeline drawn in {fastest} ms")
     assert not _errors(driver)
+
+
+@needs_chromium
+def test_a_timeline_without_attempts_waits_for_the_first(
+        served: tuple[Daemon, int, Path], driver: Any) -> None:
+    """A run queued behind others has no attempt yet: the timeline says so (it once looped
+    on an empty time range until the array overflowed), then draws the first attempt its
+    change event brings."""
+    daemon, port, tmp_path = served
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="shapes")).run.run_id
+    daemon.wait_run(run_id)
+    base = f"http://127.0.0.1:{port}"
+    _login(driver, base, TOKENS["viewer"])
+    driver.get(f"{base}/runs/{run_id}")
+    _drawn(driver)
+    start = 1_796_000_000.0
+    driver.execute_script(
+        "const old = document.getElementById('timeline');"
+        " const box = document.createElement('div');"
+        " box.id = 'timeline'; box.className = 'timeline';"
+        " box.dataset.timeline = arguments[0]; old.replaceWith(box);"
+        " const script = document.createElement('script');"
+        " script.src = '/static/timeline.js'; document.head.appendChild(script);",
+        json.dumps({"now": start, "nodes": [{"name": "load", "attempts": []}]}))
+    _wait(lambda: driver.execute_script(
+        "return document.getElementById('timeline').dataset.drawn === 'yes'"),
+        "the empty timeline drawn")
+    assert driver.execute_script(
+        "const box = document.getElementById('timeline');"
+        " return [box.dataset.rows, box.querySelector('p.sub').hidden,"
+        " box.querySelectorAll('rect.bar').length]") == ["0", False, 0]
+    driver.execute_script(
+        "document.dispatchEvent(new CustomEvent('flowplan:change', {detail: {node: {"
+        " name: 'load', status: 'RUNNING', attempts: 1, attempt: {number: 1,"
+        " status: 'RUNNING', started_time: arguments[0], finished_time: null,"
+        " copied_from: ''}}}}))", start)
+    _wait(lambda: driver.execute_script(
+        "return document.querySelectorAll('#timeline rect.bar[data-status=RUNNING]').length"
+        ) == 1, "the first attempt's bar")
+    assert not _errors(driver)

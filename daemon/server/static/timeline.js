@@ -81,6 +81,10 @@
     empty.hidden = shown.length > 0;
     axis.style.display = scroller.style.display = shown.length ? "" : "none";
     box.dataset.rows = String(shown.length);
+    if (shown.length === 0) {  // no attempt yet: no time range to draw
+      box.dataset.drawn = "yes";
+      return;
+    }
     const time = now();
     let first = Infinity;
     let last = -Infinity;
