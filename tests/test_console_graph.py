@@ -379,7 +379,7 @@ def test_a_timeline_without_attempts_waits_for_the_first(
     """A run queued behind others has no attempt yet: the timeline says so (it once looped
     on an empty time range until the array overflowed), then draws the first attempt its
     change event brings."""
-    daemon, port, tmp_path = served
+    daemon, port, _ = served
     run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="shapes")).run.run_id
     daemon.wait_run(run_id)
     base = f"http://127.0.0.1:{port}"

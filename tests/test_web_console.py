@@ -136,6 +136,10 @@ def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path])
     status, _, page = viewer.request("GET", "/workflows/chain")
     assert status == 200 and 'data-node="b"' in page and "first version" in page
     assert 'id="run-form"' not in page
+    sections = re.findall(r'<a href="#([a-z-]+-section)">', page)  # the page's own links
+    assert sections == ["graph-section", "nodes-section", "history-section",
+                        "versions-section"]  # a viewer: no Run; chain has no schedule
+    assert all(f'id="{target}"' in page for target in sections)
     csrf = viewer.csrf("/workflows/chain")
     status, _, page = viewer.request("POST", "/workflows/chain/runs", {"csrf": csrf})
     assert status == 403 and "StartRun needs the role operator" in page
