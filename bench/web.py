@@ -19,7 +19,7 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   stops), so it would not show what a user's page shows. At most 5 pages a browser (4
   browsers for 20): over HTTP/1.1 a browser opens at most 6 connections to a host and a
   page following a run holds one, so a 7th such page would never load. The browsers run at
-  nice 19 (--nice) on the last CPU, so that the daemon gets the machine first, as it would
+  nice 10 (--nice) on the last CPU, so that the daemon gets the machine first, as it would
   with the browsers on the users' machines.
 
 The gate opens once every watcher follows the run (an HTTP client has its answer's headers; a
@@ -320,7 +320,7 @@ class Chromium:
     def script(self, source: str, *args: Any) -> Any:
         return self.driver.execute_script(source, *args)
 
-    def until(self, source: str, what: str, timeout: float = 60) -> Any:
+    def until(self, source: str, what: str, timeout: float = 120) -> Any:
         """Poll a script in the current window until it returns something truthy."""
         deadline = time.monotonic() + timeout
         while not (value := self.script(source)):
@@ -652,8 +652,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="HTTP clients, and Chromium pages, watching (default 20)")
     parser.add_argument("--loads", type=int, default=5,
                         help="loads of the 1,000-node page, of each kind (default 5)")
-    parser.add_argument("--nice", type=int, default=19,
-                        help="the watching browsers' niceness (default 19: the daemons come"
+    parser.add_argument("--nice", type=int, default=10,
+                        help="the watching browsers' niceness (default 10: the daemons come"
                              " first, as if the browsers ran on other machines)")
     parser.add_argument("--no-browser", action="store_true", help="skip Chromium's part")
     parser.add_argument("--json", type=Path, help="write the figures to this file")

@@ -3,7 +3,8 @@
 // top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">: console.js keeps
 // data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
 // "Fit" button fits the graph to the view, the search box highlights a node by name; on a
-// run page a click on a node ticks it for Resume.
+// run page a click on a node ticks it for Resume. A large graph's layout is kept in the
+// tab's sessionStorage for a view again (see computeLayout).
 "use strict";
 
 (function () {
@@ -14,8 +15,7 @@
   performance.mark("flowplan-graph-start");
   const data = JSON.parse(box.dataset.graph);
   const SVG = "http://www.w3.org/2000/svg";
-  const BIG = 200;  // nodes: above, dagre's tight-tree ranker
-  const STORE_AFTER_MS = 50;  // a layout that took longer is stored for a view again
+  const BIG = 200;  // nodes: above, dagre's tight-tree ranker and a stored layout
   const STORED_LAYOUTS = 20;
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
   const LAYOUT_VERSION = "1";  // change it when the layout's options change
@@ -138,12 +138,12 @@
   }
   box.dataset.drawn = "yes";
   performance.mark("flowplan-graph-drawn");
+
   // The layout: dagre's, or the one this tab stored for the same nodes and edges. A
   // graph's layout never changes (a plan version's graph is fixed), and a large one is
-  // dear (~0.5 s at 1,000 nodes on a slow machine), so a view again (a reload, another run
+  // dear (~0.85 s at 1,000 nodes on a slow machine), so a view again (a reload, another run
   // of the same version) takes it from sessionStorage: the tab's, gone when it closes.
   function computeLayout(key, data) {
-    const started = performance.now();
     const graph = new dagre.graphlib.Graph();
     // Network simplex (dagre's default ranker, the shortest edges) grows as nodes x edges:
     // 5.6 s for 1,000 nodes and 2,000 edges where tight-tree takes 0.2 s (bench/web.py).
@@ -173,7 +173,7 @@
       result.edges[id.v + "\u0000" + id.w] = xy;
     }
     box.dataset.layout = "computed";
-    if (performance.now() - started >= STORE_AFTER_MS) {
+    if (data.nodes.length > BIG) {
       storeLayout(key, result);
     }
     return result;
