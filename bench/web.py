@@ -216,7 +216,7 @@ class Daemon:
     async def finish(self, run_id: str) -> pb.Run:
         """Poll the run to its end (0.1 s apart); exit if it did not succeed."""
         while True:
-            run = (await self.stub.GetRun(pb.GetRunRequest(run_id=run_id,
+            run: pb.Run = (await self.stub.GetRun(pb.GetRunRequest(run_id=run_id,
                                                            include_graph=True))).run
             if run.status in FINISHED:
                 break
