@@ -216,8 +216,8 @@ class Daemon:
     async def finish(self, run_id: str) -> pb.Run:
         """Poll the run to its end (0.1 s apart); exit if it did not succeed."""
         while True:
-            run: pb.Run = (await self.stub.GetRun(pb.GetRunRequest(run_id=run_id,
-                                                           include_graph=True))).run
+            request = pb.GetRunRequest(run_id=run_id, include_graph=True)
+            run: pb.Run = (await self.stub.GetRun(request)).run
             if run.status in FINISHED:
                 break
             await asyncio.sleep(0.1)
