@@ -143,8 +143,11 @@ def _node(name: str, upstream: list[str], command: str = "true") -> str:
 
 
 def gated_chain(gates: Path) -> str:
-    gate = f"while [ ! -e {gates}/${{run_id}} ]; do sleep 0.02; done"
-    nodes = [_node("gate", [], gate)]
+    """The gate waits for its file; it gives up when the bench's folder is gone (the bench
+    ended without opening it), and the engine stops it after 10 minutes in any case."""
+    gate = (f"while [ ! -e {gates}/${{run_id}} ]; do [ -d {gates} ] || exit 1; sleep 0.02;"
+            " done")
+    nodes = [_node("gate", [], gate)[:-1] + ", timeout: 10m}"]
     nodes += [_node(f"n{i}", [f"n{i - 1}"] if i else ["gate"]) for i in range(N_CHAIN)]
     return "\n".join(["name: chain", "nodes:", *nodes]) + "\n"
 
