@@ -4,6 +4,8 @@
 // data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
 // "Fit" button fits the graph to the view, the search box highlights a node by name; a
 // click on a node dispatches "flowplan:node-click" (panel.js opens the node's panel).
+// A large graph's layout is kept in the tab's sessionStorage for a view again (see
+// computeLayout).
 "use strict";
 
 (function () {
@@ -11,18 +13,16 @@
   if (!box || !window.dagre) {
     return;
   }
+  performance.mark("flowplan-graph-start");
   const data = JSON.parse(box.dataset.graph);
   const SVG = "http://www.w3.org/2000/svg";
-  const graph = new dagre.graphlib.Graph();
-  graph.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 40, marginx: 8, marginy: 8 });
-  graph.setDefaultEdgeLabel(function () { return {}; });
-  for (const node of data.nodes) {
-    graph.setNode(node.name, { width: Math.max(60, 8 * node.name.length + 20), height: 30 });
-  }
-  for (const edge of data.edges) {
-    graph.setEdge(edge[0], edge[1]);
-  }
-  dagre.layout(graph);
+  const BIG = 200;  // nodes: above, dagre's tight-tree ranker and a stored layout
+  const STORED_LAYOUTS = 20;
+  const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
+  const LAYOUT_VERSION = "1";  // change it when the layout's options change
+  const key = layoutKey(data);
+  const layout = storedLayout(key, data) || computeLayout(key, data);
+  performance.mark("flowplan-graph-laid-out");
 
   function make(tag, attributes) {
     const element = document.createElementNS(SVG, tag);
@@ -35,20 +35,23 @@
   const svg = make("svg", { class: "graph-svg", role: "img" });
   const world = make("g", {});
   svg.appendChild(world);
-  for (const id of graph.edges()) {
-    const points = graph.edge(id).points.map(function (p) { return p.x + "," + p.y; });
+  for (const id in layout.edges) {
+    const xy = layout.edges[id];
+    const points = [];
+    for (let i = 0; i < xy.length; i += 2) {
+      points.push(xy[i] + "," + xy[i + 1]);
+    }
     world.appendChild(make("polyline", { class: "edge", points: points.join(" ") }));
   }
   for (const node of data.nodes) {
-    const at = graph.node(node.name);
+    const at = layout.nodes[node.name];  // [left, top, width, height]
     const group = make("g", { class: "gnode", "data-node": node.name,
-                              transform: "translate(" + (at.x - at.width / 2) + "," +
-                                (at.y - at.height / 2) + ")" });
+                              transform: "translate(" + at[0] + "," + at[1] + ")" });
     if (node.status) {
       group.setAttribute("data-status", node.status);
     }
-    group.appendChild(make("rect", { width: at.width, height: at.height, rx: 4 }));
-    const label = make("text", { x: at.width / 2, y: at.height / 2 + 4 });
+    group.appendChild(make("rect", { width: at[2], height: at[3], rx: 4 }));
+    const label = make("text", { x: at[2] / 2, y: at[3] / 2 + 4 });
     label.textContent = node.name;
     group.appendChild(label);
     const title = make("title", {});
@@ -58,7 +61,7 @@
   }
   box.appendChild(svg);
 
-  const size = graph.graph();
+  const size = { width: layout.width, height: layout.height };
   let view = { x: 0, y: 0, w: size.width || 1, h: size.height || 1 };
   function show() {
     svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
@@ -153,4 +156,115 @@
     marked();  // a box the browser kept ticked (back to the page)
   }
   box.dataset.drawn = "yes";
+  performance.mark("flowplan-graph-drawn");
+
+  // The layout: dagre's, or the one this tab stored for the same nodes and edges. A
+  // graph's layout never changes (a plan version's graph is fixed), and a large one is
+  // dear (~0.85 s at 1,000 nodes on a slow machine), so a view again (a reload, another run
+  // of the same version) takes it from sessionStorage: the tab's, gone when it closes.
+  function computeLayout(key, data) {
+    const graph = new dagre.graphlib.Graph();
+    // Network simplex (dagre's default ranker, the shortest edges) grows as nodes x edges:
+    // with it, a layered graph of 1,000 nodes and 2,000 edges like bench/web.py's took 5.6 s
+    // to lay out, with tight-tree 0.65 s (the same ranks there).
+    graph.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 40, marginx: 8, marginy: 8,
+                     ranker: data.nodes.length > BIG ? "tight-tree" : "network-simplex" });
+    graph.setDefaultEdgeLabel(function () { return {}; });
+    for (const node of data.nodes) {
+      graph.setNode(node.name, { width: Math.max(60, 8 * node.name.length + 20), height: 30 });
+    }
+    for (const edge of data.edges) {
+      graph.setEdge(edge[0], edge[1]);
+    }
+    dagre.layout(graph);
+    const size = graph.graph();
+    const result = { width: size.width, height: size.height, nodes: Object.create(null),
+                     edges: Object.create(null) };
+    for (const node of data.nodes) {
+      const at = graph.node(node.name);
+      result.nodes[node.name] = [at.x - at.width / 2, at.y - at.height / 2, at.width,
+                                 at.height];
+    }
+    for (const id of graph.edges()) {
+      const xy = [];
+      for (const point of graph.edge(id).points) {
+        xy.push(Math.round(point.x * 10) / 10, Math.round(point.y * 10) / 10);
+      }
+      result.edges[id.v + "\u0000" + id.w] = xy;
+    }
+    box.dataset.layout = "computed";
+    if (data.nodes.length > BIG) {
+      storeLayout(key, result);
+    }
+    return result;
+  }
+
+  function layoutKey(data) {  // FNV-1a of the nodes and edges (and the layout's version)
+    let hash = 0x811c9dc5;
+    let length = 0;
+    function add(text) {
+      for (let i = 0; i < text.length; i++) {
+        hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+      }
+      length += text.length + 1;
+    }
+    add(LAYOUT_VERSION);
+    for (const node of data.nodes) {
+      add(node.name);
+    }
+    for (const edge of data.edges) {
+      add(edge[0] + "\u0000" + edge[1]);
+    }
+    return "flowplan-layout-" + (hash >>> 0).toString(36) + "-" + length.toString(36);
+  }
+
+  function storedLayout(key, data) {  // null unless stored for exactly these nodes and edges
+    let stored = null;
+    try {
+      stored = JSON.parse(sessionStorage.getItem(key) || "null");
+    } catch (error) {
+      return null;  // no storage (a privacy setting), or not JSON
+    }
+    if (!stored || Object.keys(stored.nodes).length !== data.nodes.length) {
+      return null;
+    }
+    const edges = new Set();
+    for (const edge of data.edges) {
+      edges.add(edge[0] + "\u0000" + edge[1]);
+    }
+    if (Object.keys(stored.edges).length !== edges.size ||
+        !data.nodes.every(function (node) { return Object.hasOwn(stored.nodes, node.name); }) ||
+        ![...edges].every(function (edge) { return Object.hasOwn(stored.edges, edge); })) {
+      return null;
+    }
+    box.dataset.layout = "stored";
+    return stored;
+  }
+
+  function storeLayout(key, layout) {  // the newest STORED_LAYOUTS, the oldest dropped
+    try {
+      const keys = JSON.parse(sessionStorage.getItem(INDEX) || "[]").filter(function (k) {
+        return k !== key;
+      });
+      keys.push(key);
+      const text = JSON.stringify(layout);
+      for (;;) {
+        while (keys.length > STORED_LAYOUTS) {
+          sessionStorage.removeItem(keys.shift());
+        }
+        try {
+          sessionStorage.setItem(key, text);
+          break;
+        } catch (full) {  // over the quota: drop the oldest other layout, or give up
+          if (keys.length <= 1) {
+            return;
+          }
+          sessionStorage.removeItem(keys.shift());
+        }
+      }
+      sessionStorage.setItem(INDEX, JSON.stringify(keys));
+    } catch (error) {
+      // no storage: the next view lays the graph out again
+    }
+  }
 })();
