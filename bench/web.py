@@ -388,7 +388,7 @@ return { painted: mark("bench-graph-painted"), drawn: mark("flowplan-graph-drawn
 LOADED = """const nav = performance.getEntriesByType("navigation")[0];
 return nav && nav.loadEventEnd > 0 ? { load: nav.loadEventEnd, html: nav.responseEnd,
   drawn: document.querySelectorAll("#graph g[data-node]").length } : null;"""
-BLOCKED = ["*/static/graph.js", "*/static/dagre-*.js"]
+BLOCKED = ["*/static/graph.js*", "*/static/dagre-*.js*"]  # named with their ?v= hash
 
 
 def draw_loads(chromium: Chromium, url: str, loads: int) -> dict[str, list[dict[str, Any]]]:

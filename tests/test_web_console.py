@@ -551,3 +551,34 @@ def test_a_flood_of_login_forms_does_not_push_out_who_logged_in(
         sessions.new(None)  # GET /login, again and again
     assert sessions.who(sessions.get(logged_in)) == alice
     assert sessions.who(sessions.get("not-a-session")) is None
+
+
+def test_static_files_are_named_by_their_hash_and_kept(
+        console: tuple[Daemon, int, Path]) -> None:
+    """A page names each script by its content's hash: that URL may be kept a year; any
+    other is revalidated (304 when unchanged); pages themselves are never stored."""
+    _, port, _ = console
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    status, headers, page = operator.request("GET", "/workflows/chain")
+    assert status == 200 and headers["cache-control"] == "no-store"
+    scripts = re.findall(r'<script src="(/static/[^"]+)"', page)
+    assert {s.split("?")[0] for s in scripts} >= {"/static/console.js", "/static/graph.js",
+                                                  "/static/dagre-0.8.5.min.js"}
+    for url in scripts:
+        status, headers, body = operator.request("GET", url)
+        assert status == 200 and body, url
+        assert headers["cache-control"] == "public, max-age=31536000, immutable", url
+        assert "default-src 'self'" in headers["content-security-policy"]
+        name = url.split("?")[0]
+        status, headers, _ = operator.request("GET", name)
+        assert (status, headers["cache-control"]) == (200, "no-cache"), name
+        assert operator.request("GET", name + "?v=0123456789abcdef")[1]["cache-control"] \
+            == "no-cache"
+        status, headers, _ = operator.request(
+            "GET", name, headers={"If-Modified-Since": headers["last-modified"]})
+        assert (status, headers["cache-control"]) == (304, "no-cache"), name
+    viewer = Browser(port)  # before a login too: the login page's style sheet
+    status, _, page = viewer.request("GET", "/login")
+    sheet = re.search(r'href="(/static/console\.css\?v=[0-9a-f]{16})"', page)
+    assert sheet and viewer.request("GET", sheet.group(1))[0] == 200

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from flowplan.daemon.server.console.assets import STATIC_PREFIX
 from flowplan.daemon.server.console.kit import HTTP_STATUS, SECURITY_HEADERS, Kit, ServiceError
 from flowplan.daemon.server.console.sessions import COOKIE, LOCAL, Session
 from flowplan.daemon.server.roles import Grant
@@ -47,6 +48,8 @@ class Access:
             response = self._kit.page(request, "error.html",
                                       status=HTTP_STATUS.get(exc.code, 500), message=str(exc))
         response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith(STATIC_PREFIX):
+            response.headers["Cache-Control"] = self._kit.assets.cache_control(request)
         return response
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from aiohttp import web
 from flowplan.daemon.server.console.access import Access
 from flowplan.daemon.server.console.backfills import BackfillPages
 from flowplan.daemon.server.console.guide import GuidePages
-from flowplan.daemon.server.console.kit import SERVER, Kit
+from flowplan.daemon.server.console.kit import Kit
 from flowplan.daemon.server.console.runs import RunPages
 from flowplan.daemon.server.console.sessions import SESSIONS_FILE, Sessions, Tokens
 from flowplan.daemon.server.console.workflows import WorkflowPages
@@ -24,14 +24,14 @@ class Console:
     def __init__(self, service: WorkflowService, tokens: Tokens | None, *, https: bool,
                  state: Path | None = None) -> None:
         self.sessions = Sessions(tokens, state / SESSIONS_FILE if state else None)
-        kit = Kit(service, self.sessions, https=https)
+        self._kit = kit = Kit(service, self.sessions, https=https)
         self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit),
                        GuidePages(kit))
 
     def mount(self, app: web.Application) -> None:
         for part in self._parts:  # Access first: its middleware guards every route
             part.mount(app)
-        app.router.add_static("/static", SERVER / "static", append_version=False)
+        app.router.add_static("/static", self._kit.assets.folder)
 
     def close(self) -> None:
         """Closes the sessions' file (the daemon stops)."""

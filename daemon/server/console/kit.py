@@ -12,6 +12,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from flowplan.daemon.server.auth import least_role
+from flowplan.daemon.server.console.assets import Assets
 from flowplan.daemon.server.console.present import (
     run_duration,
     run_seconds,
@@ -62,6 +63,7 @@ class Kit:
         self.service = service
         self.sessions = sessions
         self.https = https
+        self.assets = Assets(SERVER / "static")
         self._pages = jinja2.Environment(
             loader=jinja2.FileSystemLoader(SERVER / "templates"), autoescape=True,
             undefined=jinja2.StrictUndefined)
@@ -70,6 +72,7 @@ class Kit:
         self._pages.globals["run_duration"] = run_duration
         self._pages.globals["run_seconds"] = run_seconds
         self._pages.globals["pb"] = pb
+        self._pages.globals["static"] = self.assets.url
 
     async def call(self, method: str, request: Message) -> Any:
         """The service's `method` answer to `request` (ServiceError when it aborts)."""
