@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, free_port, pb, publish, running_daemon
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from test_web_console import ROLES_FILE, TOKENS, Browser, _chromium, _driver, screenshots
 
 PAUSE_AFTER_SECONDS = 3.0  # console.js's PAUSE_AFTER_MS
@@ -43,6 +43,13 @@ FILES = {
               MARK.${params.tag} ]; then echo second try; else touch MARK.${params.tag};
               echo first try; exit 3; fi"}
           - {name: last, upstream: [flaky], command: "echo done"}
+        """,
+    "workflows/nightly.yaml": """
+        name: nightly
+        max_active_runs: 5
+        schedule: {every: day, at: "02:00", timezone: UTC}
+        nodes:
+          - {name: tick, command: "while [ ! -e GATE ]; do sleep 0.1; done"}
         """,
     # a log whose 65,536th byte is the first of a two-byte character: GetNodeLog's 64 KiB
     # chunks cut it in two
@@ -84,6 +91,15 @@ def _start(daemon: Daemon, workflow: str, tag: str = "0") -> str:
         params.update({"tag": tag})
     return str(daemon.call("StartRun", pb.StartRunRequest(workflow=workflow, params=params))
                .run.run_id)
+
+
+def _backfill(daemon: Daemon) -> str:
+    """A backfill of nightly's first 3 days of January 2026, its 3 runs at once."""
+    start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+    start.FromJsonString("2026-01-01T00:00:00Z")
+    end.FromJsonString("2026-01-03T23:00:00Z")
+    return str(daemon.call("StartBackfill", pb.StartBackfillRequest(
+        workflow="nightly", start_time=start, end_time=end, max_parallel_runs=3)).backfill_id)
 
 
 def test_the_log_stream_goes_on_from_an_offset(served: tuple[Daemon, int, Path]) -> None:
@@ -166,23 +182,28 @@ def _talking(daemon: Daemon, run_id: str) -> bool:
 
 
 @needs_chromium
-def test_twelve_live_pages_in_one_browser_each_catch_up_when_shown(
+def test_thirteen_live_pages_in_one_browser_each_catch_up_when_shown(
         served: tuple[Daemon, int, Path]) -> None:
     """6 running runs: their run pages (the first with talk's panel open, following its
-    log), talk's page of 3 and flaky's of the other 3, as 12 tabs of one browser. Every tab
+    log), talk's page of 3 and flaky's of the other 3, and a running backfill's page, as 13
+    tabs of one browser. Every tab
     loads (without the pause, the 7th would wait for a connection for good); then the runs
     go on to their end while all tabs but the last are hidden, and each tab brought to the
     front shows exactly what happened: every status, talk's whole log once, flaky's two
-    attempts once each."""
+    attempts once each, the backfill's 3 runs once each."""
     daemon, port, tmp_path = served
     base = f"http://127.0.0.1:{port}"
     runs = [_start(daemon, "live", str(i)) for i in range(6)]
+    backfill = _backfill(daemon)
     for run_id in runs:
         wait_until(lambda run_id=run_id: _talking(daemon, run_id), "talk's first line",
                    timeout=30)
+    wait_until(lambda: daemon.call("GetBackfill", pb.GetBackfillRequest(
+        backfill_id=backfill)).backfill.progress.running == 3, "the backfill's 3 runs running",
+               timeout=30)
     pages = ([f"/runs/{runs[0]}#node=talk"] + [f"/runs/{r}" for r in runs[1:]] +
              [f"/runs/{r}/nodes/talk" for r in runs[:3]] +
-             [f"/runs/{r}/nodes/flaky" for r in runs[3:]])
+             [f"/runs/{r}/nodes/flaky" for r in runs[3:]] + [f"/backfills/{backfill}"])
     driver = _driver()
     driver.set_page_load_timeout(30)  # a tab waiting for a connection for good fails
     try:
@@ -214,13 +235,23 @@ def test_twelve_live_pages_in_one_browser_each_catch_up_when_shown(
                              for n in run.nodes}
             assert final[run_id] == {"talk": "SUCCEEDED", "flaky": "SUCCEEDED",
                                      "last": "SUCCEEDED"}
+        wait_until(lambda: daemon.call("GetBackfill", pb.GetBackfillRequest(
+            backfill_id=backfill)).backfill.status == pb.BACKFILL_STATUS_SUCCEEDED,
+                   "the backfill SUCCEEDED", timeout=60)
 
         for index, (handle, path) in enumerate(zip(tabs, pages, strict=True)):
             driver.switch_to.window(handle)  # to the front: shown again
             assert driver.execute_script("return document.visibilityState") == "visible"
             what = f"tab {index + 1} ({path})"
             run_id = path.split("/")[2].split("#")[0]
-            if "/nodes/" not in path:
+            if path.startswith("/backfills/"):
+                wait_until(lambda: _texts(driver, "#backfill-status", "data-status")
+                           == ["SUCCEEDED"], f"the backfill SUCCEEDED on {what}", timeout=30)
+                assert _texts(driver, "#progress") == [
+                    "3 done, 0 failed, 0 running, 0 pending of 3"], what
+                assert _texts(driver, "#backfill-runs tr[data-run] .status") == [
+                    "SUCCEEDED"] * 3, what
+            elif "/nodes/" not in path:
                 wait_until(lambda: _texts(driver, "#run-status", "data-status")
                            == ["SUCCEEDED"], f"the run SUCCEEDED on {what}", timeout=30)
                 assert dict(zip(_texts(driver, "tr[data-node]", "data-node"),
