@@ -1,6 +1,8 @@
 // flowplan console: follows a run page's changes live (server-sent events from
-// /runs/RUN_ID/events) and keeps each node's data-status and text current. No framework;
-// served from /static/ under the console's Content-Security-Policy (script-src 'self').
+// /runs/RUN_ID/events) and keeps each node's data-status and text current; its
+// flowplanStreams (used by panel.js and backfill.js too) close a hidden page's streams. No
+// framework; served from /static/ under the console's Content-Security-Policy
+// (script-src 'self').
 "use strict";
 
 // The page's event streams, paused while the page is hidden. A browser opens at most 6

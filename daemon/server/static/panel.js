@@ -22,7 +22,7 @@
   let current = null;  // the name of the node shown
   let log = null;  // the stream of its log (console.js's flowplanStreams), while followed
   let shown = 0;  // bumped on each open: a late answer for a previous node is dropped
-  let newest = 0;  // the latest attempt of the node shown seen running
+  let newest = 0;  // the latest attempt of the node shown seen in its changes
 
   function make(tag, attributes, text) {
     const element = document.createElement(tag);
