@@ -177,5 +177,10 @@ def sse_change(change: pb.WatchRunResponse) -> bytes:
                         "attempts": len(node.attempts)}
         if node.attempts:  # the latest, as a node page's attempts table shows it
             data["node"]["attempt"] = attempt_view(node.attempts[-1])
+        if len(node.attempts) > 1:
+            # WatchRun gives the node as it is when the change is read: a page catching up
+            # (shown again, reconnected) gets only the latest state, so the attempts before
+            # the latest come too, and a retry that came and went meanwhile is not lost
+            data["node"]["earlier"] = [attempt_view(a) for a in node.attempts[:-1]]
     return (f"id: {change.sequence}\nevent: change\n"
             f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()

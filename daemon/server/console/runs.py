@@ -108,16 +108,24 @@ class RunPages:
         return await self._feeds.serve(request, request.match_info["run_id"], after_sequence)
 
     async def log(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events of a node's log (the latest attempt's, masked as GetNodeLog
-        masks it), followed until the attempt ends: each event's id is the byte offset after
-        it, so a reconnect (Last-Event-ID) goes on from there. A new page starts with the
-        last LOG_TAIL_BYTES."""
+        """Server-sent events of a node's log (the latest attempt's, or `?attempt=N`'s,
+        masked as GetNodeLog masks it), followed until the attempt ends: each event's id is
+        the byte offset after the text it carries, so a reconnect (Last-Event-ID) or a page
+        shown again (`?offset=N`) goes on from there. A new page starts with the last
+        LOG_TAIL_BYTES."""
         run_id, name = request.match_info["run_id"], request.match_info["node"]
+        attempt = _query_number(request, "attempt", "an attempt number (1, 2, ...)",
+                                least=1, below=2 ** 31) or 0
+        offset = _query_number(request, "offset", "a byte offset of the log (0 or more)",
+                               least=0, below=2 ** 63)
         after = request.headers.get("Last-Event-ID", "")
-        offset = int(after) if after.isdigit() else -LOG_TAIL_BYTES
+        if after.isascii() and after.isdigit() and int(after) < 2 ** 63:
+            offset = int(after)  # this stream's own reconnect: where it stopped
         chunks = cast("AsyncGenerator[pb.GetNodeLogResponse, None]",
                       self._kit.service.GetNodeLog(pb.GetNodeLogRequest(
-                          run_id=run_id, node_name=name, offset=offset, follow=True),
+                          run_id=run_id, node_name=name, attempt=attempt,
+                          offset=-LOG_TAIL_BYTES if offset is None else offset,
+                          follow=True),
                           CallContext()))
         first = await next_item(chunks)  # an unknown run or node: 404 before the stream
         response = stream_response()
@@ -125,14 +133,18 @@ class RunPages:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             await response.write(retry_line())
-            chunk = first
+            chunk, last = first, first
             while chunk is not None:
                 text = decoder.decode(chunk.data)
-                end = chunk.offset + len(chunk.data)
-                await response.write((f"id: {end}\nevent: log\ndata: "
-                                      f"{json.dumps({'text': text, 'attempt': chunk.attempt})}"
-                                      "\n\n").encode())
-                chunk = await next_or_keepalive(chunks, response)
+                # the offset after the text sent: a character cut at the chunk's end is
+                # held by the decoder, and read again by a stream resumed from here
+                end = chunk.offset + len(chunk.data) - len(decoder.getstate()[0])
+                await response.write(_log_event(end, text, chunk.attempt))
+                last, chunk = chunk, await next_or_keepalive(chunks, response)
+            if last is not None and (rest := decoder.decode(b"", final=True)):
+                # the attempt ended inside a character: what is left, as U+FFFD
+                await response.write(_log_event(last.offset + len(last.data), rest,
+                                                last.attempt))
             await response.write(END_EVENT)
         except (ConnectionResetError, ServiceError):
             pass
@@ -150,6 +162,24 @@ def node_view(run: pb.Run, node: pb.NodeRun) -> dict[str, object]:
             "attempts": [attempt_view(a) for a in node.attempts],
             "run_finished": run.status in (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED,
                                            pb.RUN_STATUS_CANCELLED)}
+
+
+def _log_event(end: int, text: str, attempt: int) -> bytes:
+    return (f"id: {end}\nevent: log\n"
+            f"data: {json.dumps({'text': text, 'attempt': attempt})}\n\n").encode()
+
+
+def _query_number(request: web.Request, key: str, meaning: str, *, least: int,
+                  below: int) -> int | None:
+    """The query parameter `key` as an integer in [least, below) (the range of its field in
+    GetNodeLogRequest); None when absent; 400 naming it otherwise."""
+    text = request.query.get(key)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or not least <= int(text) < below:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{key} must be {meaning}, not '{text[:20]}'")
+    return int(text)
 
 
 def _compact(value: object) -> str:

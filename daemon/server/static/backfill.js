@@ -92,14 +92,16 @@
     }
   }
 
-  // On a reconnect (a daemon restarted) the first event is the whole state again.
-  const source = new EventSource("/backfills/" + encodeURIComponent(page.dataset.watchBackfill) +
-    "/events");
-  source.addEventListener("backfill", function (message) {
-    show(JSON.parse(message.data));
-  });
-  source.addEventListener("end", function () {
-    source.close();
-    page.dataset.finished = "yes";
-  });
+  // On a reconnect (a daemon restarted) or when the page is shown again (console.js's
+  // flowplanStreams close a hidden page's streams) the first event is the whole state.
+  const url = "/backfills/" + encodeURIComponent(page.dataset.watchBackfill) + "/events";
+  const stream = window.flowplanStreams.follow(function () { return url; }, {
+    backfill: function (message) {
+      show(JSON.parse(message.data));
+    },
+    end: function () {
+      stream.close();
+      page.dataset.finished = "yes";
+    },
+  }, true);
 })();

@@ -1,20 +1,151 @@
 // flowplan console: follows a run page's changes live (server-sent events from
-// /runs/RUN_ID/events) and keeps each node's data-status and text current. No framework;
-// served from /static/ under the console's Content-Security-Policy (script-src 'self').
+// /runs/RUN_ID/events) and keeps each node's data-status and text current; its
+// flowplanStreams (used by panel.js and backfill.js too) close a hidden page's streams. No
+// framework; served from /static/ under the console's Content-Security-Policy
+// (script-src 'self').
 "use strict";
 
+// The page's event streams, paused while the page is hidden. A browser opens at most 6
+// HTTP/1.1 connections to one host and each stream holds one, so a page hidden for
+// PAUSE_AFTER_MS (another tab in front, a minimised window) closes its streams, and opens
+// them again when shown, each from where it stopped (its `url()` says where: ?after= a
+// run's sequence, ?offset= a log's byte offset; a backfill's stream starts with its whole
+// state). While open, EventSource reconnects by itself (a daemon restarted), sending
+// Last-Event-ID. A stream that `notices` and has not connected after STALLED_MS (nor
+// failed: the browser is holding it back) shows the page's "live updates paused" notice.
+// For the tests, <html> counts data-streams-opened and data-streams-paused.
+window.flowplanStreams = (function () {
+  const PAUSE_AFTER_MS = 3000;  // quick tab switches keep their streams
+  const STALLED_MS = 4000;
+  const streams = new Set();  // open or paused; a stream that ended leaves
+  const stalled = new Set();
+  const root = document.documentElement;
+  let pauseTimer = null;
+
+  function count(key) {
+    root.dataset[key] = String(Number(root.dataset[key] || "0") + 1);
+  }
+
+  function showNotice() {
+    let notice = document.getElementById("live-notice");
+    if (stalled.size && !notice) {
+      notice = document.createElement("p");
+      notice.id = "live-notice";
+      notice.className = "notice live-notice";
+      notice.setAttribute("role", "status");
+      notice.textContent = "live updates paused: too many console pages open in this " +
+        "browser (each live page holds one of its 6 connections to the daemon; hidden " +
+        "pages give theirs back after a few seconds). This page goes on once one is free.";
+      const main = document.querySelector("main") || document.body;
+      main.insertBefore(notice, main.firstChild);
+    } else if (!stalled.size && notice) {
+      notice.remove();
+    }
+  }
+
+  function Stream(url, listeners, notices) {
+    this.url = url;  // a function: the URL to open now, from where the page stands
+    this.listeners = listeners;  // {event name: handler(message)}
+    this.notices = notices;
+    this.source = null;
+    this.timer = null;
+    streams.add(this);
+    this.open();
+  }
+
+  Stream.prototype.open = function () {
+    if (this.source || !streams.has(this) || document.visibilityState === "hidden") {
+      return;  // a hidden page opens it when shown
+    }
+    const source = this.source = new EventSource(this.url());
+    count("streamsOpened");
+    for (const name in this.listeners) {
+      source.addEventListener(name, this.listeners[name]);
+    }
+    if (this.notices) {
+      let failed = false;  // a refused connection (the daemon down) is not held back
+      const stream = this;
+      source.addEventListener("open", function () {
+        stalled.delete(stream);
+        showNotice();
+      });
+      source.addEventListener("error", function () { failed = true; });
+      this.timer = setTimeout(function () {
+        if (stream.source === source && source.readyState !== EventSource.OPEN && !failed) {
+          stalled.add(stream);
+          showNotice();
+        }
+      }, STALLED_MS);
+    }
+  };
+
+  Stream.prototype.stop = function () {  // its connection closed; true if it had one
+    const had = this.source !== null;
+    if (had) {
+      this.source.close();
+      this.source = null;
+    }
+    clearTimeout(this.timer);
+    if (stalled.delete(this)) {
+      showNotice();
+    }
+    return had;
+  };
+
+  Stream.prototype.pause = function () {  // until the page is shown again
+    if (this.stop()) {
+      count("streamsPaused");
+    }
+  };
+
+  Stream.prototype.close = function () {  // for good: it ended, or the page needs it no more
+    streams.delete(this);
+    this.stop();
+  };
+
+  document.addEventListener("visibilitychange", function () {
+    clearTimeout(pauseTimer);
+    pauseTimer = null;
+    if (document.visibilityState === "hidden") {
+      pauseTimer = setTimeout(function () {
+        for (const stream of streams) {
+          stream.pause();
+        }
+      }, PAUSE_AFTER_MS);
+    } else {
+      for (const stream of streams) {
+        stream.open();
+      }
+    }
+  });
+
+  return {
+    // follow(url, listeners, notices): a stream opened now (or once the page is shown)
+    follow: function (url, listeners, notices) {
+      return new Stream(url, listeners, Boolean(notices));
+    },
+  };
+})();
+
 (function () {
-  // a node's page: its log, followed while the attempt runs
+  // a node's page: its log, followed while the attempt runs; shown again, it goes on from
+  // the byte offset and attempt it had reached
   const log = document.getElementById("log");
   if (log && window.EventSource) {
-    const source = new EventSource(log.dataset.url);
-    source.addEventListener("log", function (message) {
-      log.textContent += JSON.parse(message.data).text;
-      log.dataset.bytes = String(message.lastEventId);
-    });
-    source.addEventListener("end", function () {
-      source.close();
-      log.dataset.ended = "yes";
+    const stream = window.flowplanStreams.follow(function () {
+      return log.dataset.bytes === undefined ? log.dataset.url :
+        log.dataset.url + "?attempt=" + log.dataset.attempt + "&offset=" + log.dataset.bytes;
+    }, {
+      log: function (message) {
+        const chunk = JSON.parse(message.data);
+        log.textContent += chunk.text;
+        log.dataset.attempt = String(chunk.attempt);
+        log.dataset.bytes = String(message.lastEventId);
+      },
+      end: function () {
+        stream.close();
+        log.dataset.ended = "yes";
+      },
     });
   }
 })();
@@ -56,13 +187,18 @@
     row.cells[5].textContent = attempt.error;
     row.cells[6].textContent = attempt.spark;
   }
-  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
-  const url = "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
-    encodeURIComponent(table.dataset.sequence || "0");
-  const source = new EventSource(url);
+  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it;
+  // a page shown again opens the stream after the last change it showed
+  function url() {
+    return "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
+      encodeURIComponent(table.dataset.sequence || "0");
+  }
 
-  source.addEventListener("change", function (message) {
+  function onChange(message) {
     const change = JSON.parse(message.data);
+    if (change.sequence <= Number(table.dataset.sequence || "0")) {
+      return;  // shown already
+    }
     table.dataset.sequence = String(change.sequence);
     if (change.node) {
       // the node's row and its drawing in the graph (graph.js)
@@ -79,7 +215,9 @@
         row.querySelector(".attempts").textContent = String(change.node.attempts);
       }
       if (attempts && change.node.attempt && table.dataset.watchNode === change.node.name) {
-        showAttempt(change.node.attempt);
+        for (const attempt of (change.node.earlier || []).concat([change.node.attempt])) {
+          showAttempt(attempt);
+        }
       }
     }
     if (runStatus) {
@@ -89,12 +227,15 @@
     }
     // other scripts (panel.js, timeline.js) receive each change too
     document.dispatchEvent(new CustomEvent("flowplan:change", { detail: change }));
-  });
-  source.addEventListener("end", function () {
-    source.close();
-    table.dataset.finished = "yes";
-    document.dispatchEvent(new CustomEvent("flowplan:end"));
-  });
+  }
+  const stream = window.flowplanStreams.follow(url, {
+    change: onChange,
+    end: function () {
+      stream.close();
+      table.dataset.finished = "yes";
+      document.dispatchEvent(new CustomEvent("flowplan:end"));
+    },
+  }, true);
 })();
 
 (function () {

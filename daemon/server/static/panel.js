@@ -20,9 +20,9 @@
   const data = JSON.parse(box.dataset.graph);
   const known = new Set(data.nodes.map(function (node) { return node.name; }));
   let current = null;  // the name of the node shown
-  let log = null;  // the open EventSource of its log
+  let log = null;  // the stream of its log (console.js's flowplanStreams), while followed
   let shown = 0;  // bumped on each open: a late answer for a previous node is dropped
-  let newest = 0;  // the latest attempt of the node shown seen running
+  let newest = 0;  // the latest attempt of the node shown seen in its changes
 
   function make(tag, attributes, text) {
     const element = document.createElement(tag);
@@ -318,28 +318,38 @@
         "── attempt " + newest + " ──\n";
     }
     delete text.dataset.ended;
-    const source = new EventSource(nodeUrl(name) + "/log");
-    log = source;
-    source.addEventListener("log", function (message) {
-      const chunk = JSON.parse(message.data);
-      text.dataset.attempt = String(chunk.attempt);
-      const atEnd = text.scrollTop + text.clientHeight >= text.scrollHeight - 4;
-      text.textContent += chunk.text;
-      if (atEnd) {
-        text.scrollTop = text.scrollHeight;
-      }
+    let reached = null;  // the byte offset after the text shown: a page shown again goes on
+                         // from there; null until this stream's first text
+    const url = nodeUrl(name) + "/log";
+    const stream = window.flowplanStreams.follow(function () {
+      return reached === null ? url :
+        url + "?attempt=" + text.dataset.attempt + "&offset=" + reached;
+    }, {
+      log: function (message) {
+        const chunk = JSON.parse(message.data);
+        text.dataset.attempt = String(chunk.attempt);
+        reached = message.lastEventId;
+        const atEnd = text.scrollTop + text.clientHeight >= text.scrollHeight - 4;
+        text.textContent += chunk.text;
+        if (atEnd) {
+          text.scrollTop = text.scrollHeight;
+        }
+      },
+      end: function () {
+        stream.close();
+        if (log !== stream) {
+          return;
+        }
+        log = null;
+        text.dataset.ended = "yes";
+        // a retry started while this attempt's log was read (a stream that showed nothing
+        // does not go round again: the latest attempt may have written nothing)
+        if (reached !== null && newest > Number(text.dataset.attempt || 0)) {
+          followLog(name, text);
+        }
+      },
     });
-    source.addEventListener("end", function () {
-      source.close();
-      if (log !== source) {
-        return;
-      }
-      log = null;
-      text.dataset.ended = "yes";
-      if (newest > Number(text.dataset.attempt || 0)) {
-        followLog(name, text);  // a retry started while this attempt's log was read
-      }
-    });
+    log = stream;
   }
 
   document.addEventListener("flowplan:change", function (event) {
@@ -355,11 +365,14 @@
     const table = document.getElementById("panel-attempts");
     const attempt = change.node.attempt;
     if (table && attempt && table.dataset.loaded === "yes") {
-      showAttempt(table, attempt);
+      for (const each of (change.node.earlier || []).concat([attempt])) {
+        showAttempt(table, each);
+      }
     }
     // a new attempt (a retry) once the previous one's log has ended: follow the new one
+    // (one that ended already too: a page shown again catches up on what it missed)
     const text = document.getElementById("panel-log");
-    if (attempt && attempt.status === "RUNNING") {
+    if (attempt) {
       newest = Math.max(newest, attempt.number);
       if (text && log === null && Number(text.dataset.attempt || 0) < attempt.number) {
         followLog(current, text);

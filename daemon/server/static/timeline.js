@@ -183,17 +183,15 @@
     }
   }
 
-  document.addEventListener("flowplan:change", function (event) {
-    const node = event.detail.node;
-    const attempt = node && node.attempt;
-    if (!attempt || attempt.copied_from || attempt.started_time === null) {
+  function record(name, attempt) {
+    if (attempt.copied_from || attempt.started_time === null) {
       return;
     }
-    if (!attempts.has(node.name)) {
-      order.push(node.name);
-      attempts.set(node.name, []);
+    if (!attempts.has(name)) {
+      order.push(name);
+      attempts.set(name, []);
     }
-    const list = attempts.get(node.name);
+    const list = attempts.get(name);
     const known = list.find(function (a) { return a.number === attempt.number; });
     const drawn = { number: attempt.number, status: attempt.status,
                     started_time: attempt.started_time, finished_time: attempt.finished_time };
@@ -202,6 +200,18 @@
     } else {
       list.push(drawn);
       list.sort(function (a, b) { return a.number - b.number; });
+    }
+  }
+
+  document.addEventListener("flowplan:change", function (event) {
+    const node = event.detail.node;
+    if (!node || !node.attempt) {
+      return;
+    }
+    // the attempts before the latest come too: a page catching up gets only the latest
+    // state of the node, a retry that came and went meanwhile among its earlier attempts
+    for (const attempt of (node.earlier || []).concat([node.attempt])) {
+      record(node.name, attempt);
     }
     later();
   });
