@@ -221,6 +221,9 @@ def test_a_first_view_posts_its_layout_and_every_later_view_draws_the_daemons(
             status, _, text = viewer.request("POST", f"/layouts/{'0' * 32}?run={run_id}",
                                              {"csrf": csrf, "layout": layout})
             assert status == 409 and "reload the page" in text
+            status, _, text = viewer.request("POST", url, {"csrf": csrf,
+                                                           "layout": " " * 1_000_001})
+            assert status == 413 and "at most 1000000" in text
             assert files[0].read_text() == layout
             assert daemon.stop() == 0
 

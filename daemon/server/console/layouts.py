@@ -27,6 +27,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -66,7 +67,7 @@ class Graph:
     nodes: tuple[str, ...]
     edges: tuple[tuple[str, str], ...]
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The plan's digest and the nodes and edges (in any order): runs of one version,
         and the version's workflow page, share it."""

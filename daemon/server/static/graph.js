@@ -159,8 +159,12 @@
   box.dataset.drawn = "yes";
   performance.mark("flowplan-graph-drawn");
   if (box.dataset.layoutUrl && box.dataset.layout !== "daemon") {
-    // After the frame, when idle (within 1 s even in a background tab): not in its way.
-    (window.requestIdleCallback || setTimeout)(sendLayout, { timeout: 1000 });
+    // When idle (within 1 s even in a background tab): not in the first frame's way.
+    if (window.requestIdleCallback) {
+      requestIdleCallback(sendLayout, { timeout: 1000 });
+    } else {
+      setTimeout(sendLayout, 0);
+    }
   }
 
   // The layout: dagre's, or the one this tab stored for the same nodes and edges. A
