@@ -20,7 +20,8 @@
   const BIG = 200;  // nodes: above, dagre's tight-tree ranker and a stored layout
   const STORED_LAYOUTS = 20;
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
-  const LAYOUT_VERSION = "1";  // change it when the layout's options change
+  // Change it when the layout's options change (and LAYOUT_VERSION in console/layouts.py).
+  const LAYOUT_VERSION = "1";
   const key = layoutKey(data);
   const layout = daemonLayout(data) || storedLayout(key, data) || computeLayout(key, data);
   performance.mark("flowplan-graph-laid-out");
@@ -167,10 +168,11 @@
     }
   }
 
-  // The layout: dagre's, or the one this tab stored for the same nodes and edges. A
-  // graph's layout never changes (a plan version's graph is fixed), and a large one is
-  // dear (~0.85 s at 1,000 nodes on a slow machine), so a view again (a reload, another run
-  // of the same version) takes it from sessionStorage: the tab's, gone when it closes.
+  // The layout: the daemon's, or the one this tab stored for the same nodes and edges, or
+  // dagre's. A graph's layout never changes (a plan version's graph is fixed), and a large
+  // one is dear (~0.85 s at 1,000 nodes on a slow machine), so the daemon keeps the first
+  // one sent for every later page of that graph (by anyone), and the tab keeps it in
+  // sessionStorage (gone when the tab closes) for when the daemon has none.
   function computeLayout(key, data) {
     const graph = new dagre.graphlib.Graph();
     // Network simplex (dagre's default ranker, the shortest edges) grows as nodes x edges:
