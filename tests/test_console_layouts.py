@@ -134,6 +134,20 @@ def test_a_damaged_file_is_ignored_with_one_log_line(
     assert (folder / "notes.json").exists()
 
 
+def test_a_folder_that_cannot_be_used_keeps_layouts_in_memory(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "console-layouts"
+    blocked.write_text("a file where the folder should be")
+    graph = chain(3)
+    with caplog.at_level(logging.WARNING, "flowplan.daemon.console"):
+        layouts = Layouts(blocked)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"console layouts: cannot use {blocked} ([Errno 17] File exists: '{blocked}'):"
+        " layouts are kept in memory until the next restart"]
+    assert layouts.put(graph, json.dumps(layout_of(graph))) and layouts.get(graph)
+    assert blocked.read_text() == "a file where the folder should be"
+
+
 # ---- a real daemon, real browsers ----------------------------------------------------------
 
 def login(driver: Any, base: str, token: str) -> None:
