@@ -1,6 +1,8 @@
 """graph.js's layout of a large graph in a real headless Chromium (skipped without chromium and
 chromedriver): ranked in layers, kept in the tab's sessionStorage and drawn from it the same
-on a view again, laid out anew when the graph changes or the stored layout does not match."""
+on a view again, laid out anew when the graph changes or the stored layout does not match.
+The layouts' posts to the daemon are blocked here, so that the daemon keeps none
+(tests/test_console_layouts.py tests those)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ def test_a_large_graph_is_laid_out_in_layers_then_drawn_again_from_the_stored_la
     with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]):
         driver = _driver()
         try:
+            driver.execute_cdp_cmd("Network.enable", {})
+            driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/layouts/*"]})
             first = view(driver, url)
             assert first["layout"] == "computed" and first["marks"] == [1, 1, 1]
             assert len(first["nodes"]) == sum(LAYERS)
@@ -107,7 +111,7 @@ def test_a_large_graph_is_laid_out_in_layers_then_drawn_again_from_the_stored_la
             assert set(changed["nodes"]) == set(first["nodes"])
             assert view(driver, url)["layout"] == "stored"
             errors = [e["message"] for e in driver.get_log("browser")
-                      if e["level"] == "SEVERE"]
+                      if e["level"] == "SEVERE" and "/layouts/" not in e["message"]]
         finally:
             driver.quit()
     assert not errors, errors

@@ -10,6 +10,7 @@ from flowplan.daemon.server.console.access import Access
 from flowplan.daemon.server.console.backfills import BackfillPages
 from flowplan.daemon.server.console.guide import GuidePages
 from flowplan.daemon.server.console.kit import Kit
+from flowplan.daemon.server.console.layouts import LAYOUTS_DIR, LayoutPages, Layouts
 from flowplan.daemon.server.console.runs import RunPages
 from flowplan.daemon.server.console.sessions import SESSIONS_FILE, Sessions, Tokens
 from flowplan.daemon.server.console.workflows import WorkflowPages
@@ -19,14 +20,15 @@ from flowplan.daemon.server.service import WorkflowService
 class Console:
     """The console's pages over `service`; `tokens` judge a login's token (None: no tokens
     configured, no login); `https`: cookies are `Secure`; `state`: the state directory,
-    where logged-in sessions are kept (None: in memory)."""
+    where logged-in sessions and large graphs' layouts are kept (None: in memory)."""
 
     def __init__(self, service: WorkflowService, tokens: Tokens | None, *, https: bool,
                  state: Path | None = None) -> None:
         self.sessions = Sessions(tokens, state / SESSIONS_FILE if state else None)
         self._kit = kit = Kit(service, self.sessions, https=https)
-        self._parts = (Access(kit), WorkflowPages(kit), RunPages(kit), BackfillPages(kit),
-                       GuidePages(kit))
+        layouts = Layouts(state / LAYOUTS_DIR if state else None)
+        self._parts = (Access(kit), WorkflowPages(kit, layouts), RunPages(kit, layouts),
+                       BackfillPages(kit), GuidePages(kit), LayoutPages(kit, layouts))
 
     def mount(self, app: web.Application) -> None:
         for part in self._parts:  # Access first: its middleware guards every route

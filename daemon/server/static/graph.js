@@ -4,8 +4,9 @@
 // data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
 // "Fit" button fits the graph to the view, the search box highlights a node by name; a
 // click on a node dispatches "flowplan:node-click" (panel.js opens the node's panel).
-// A large graph's layout is kept in the tab's sessionStorage for a view again (see
-// computeLayout).
+// A large graph's layout comes with the page when the daemon keeps one (data-daemon-layout);
+// else it is kept in the tab's sessionStorage for a view again, and sent to the daemon
+// (data-layout-url) for every later view, by anyone (see computeLayout).
 "use strict";
 
 (function () {
@@ -19,9 +20,10 @@
   const BIG = 200;  // nodes: above, dagre's tight-tree ranker and a stored layout
   const STORED_LAYOUTS = 20;
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
-  const LAYOUT_VERSION = "1";  // change it when the layout's options change
+  // Change it when the layout's options change (and LAYOUT_VERSION in console/layouts.py).
+  const LAYOUT_VERSION = "1";
   const key = layoutKey(data);
-  const layout = storedLayout(key, data) || computeLayout(key, data);
+  const layout = daemonLayout(data) || storedLayout(key, data) || computeLayout(key, data);
   performance.mark("flowplan-graph-laid-out");
 
   function make(tag, attributes) {
@@ -157,11 +159,20 @@
   }
   box.dataset.drawn = "yes";
   performance.mark("flowplan-graph-drawn");
+  if (box.dataset.layoutUrl && box.dataset.layout !== "daemon") {
+    // When idle (within 1 s even in a background tab): not in the first frame's way.
+    if (window.requestIdleCallback) {
+      requestIdleCallback(sendLayout, { timeout: 1000 });
+    } else {
+      setTimeout(sendLayout, 0);
+    }
+  }
 
-  // The layout: dagre's, or the one this tab stored for the same nodes and edges. A
-  // graph's layout never changes (a plan version's graph is fixed), and a large one is
-  // dear (~0.85 s at 1,000 nodes on a slow machine), so a view again (a reload, another run
-  // of the same version) takes it from sessionStorage: the tab's, gone when it closes.
+  // The layout: the daemon's, or the one this tab stored for the same nodes and edges, or
+  // dagre's. A graph's layout never changes (a plan version's graph is fixed), and a large
+  // one is dear (~0.85 s at 1,000 nodes on a slow machine), so the daemon keeps the first
+  // one sent for every later page of that graph (by anyone), and the tab keeps it in
+  // sessionStorage (gone when the tab closes) for when the daemon has none.
   function computeLayout(key, data) {
     const graph = new dagre.graphlib.Graph();
     // Network simplex (dagre's default ranker, the shortest edges) grows as nodes x edges:
@@ -182,7 +193,8 @@
                      edges: Object.create(null) };
     for (const node of data.nodes) {
       const at = graph.node(node.name);
-      result.nodes[node.name] = [at.x - at.width / 2, at.y - at.height / 2, at.width,
+      result.nodes[node.name] = [Math.round((at.x - at.width / 2) * 10) / 10,
+                                 Math.round((at.y - at.height / 2) * 10) / 10, at.width,
                                  at.height];
     }
     for (const id of graph.edges()) {
@@ -218,6 +230,36 @@
     return "flowplan-layout-" + (hash >>> 0).toString(36) + "-" + length.toString(36);
   }
 
+  function fits(layout, data) {  // a layout of exactly these nodes and edges
+    if (!layout || !layout.nodes || !layout.edges ||
+        Object.keys(layout.nodes).length !== data.nodes.length) {
+      return false;
+    }
+    const edges = new Set();
+    for (const edge of data.edges) {
+      edges.add(edge[0] + "\u0000" + edge[1]);
+    }
+    return Object.keys(layout.edges).length === edges.size &&
+      data.nodes.every(function (node) { return Object.hasOwn(layout.nodes, node.name); }) &&
+      [...edges].every(function (edge) { return Object.hasOwn(layout.edges, edge); });
+  }
+
+  // The daemon's layout of this graph (checked by the daemon against the same graph; checked
+  // here again, so a mismatch is laid out anew rather than drawn wrong).
+  function daemonLayout(data) {
+    let kept = null;
+    try {
+      kept = JSON.parse(box.dataset.daemonLayout || "null");
+    } catch (error) {
+      return null;
+    }
+    if (!fits(kept, data)) {
+      return null;
+    }
+    box.dataset.layout = "daemon";
+    return kept;
+  }
+
   function storedLayout(key, data) {  // null unless stored for exactly these nodes and edges
     let stored = null;
     try {
@@ -225,20 +267,26 @@
     } catch (error) {
       return null;  // no storage (a privacy setting), or not JSON
     }
-    if (!stored || Object.keys(stored.nodes).length !== data.nodes.length) {
-      return null;
-    }
-    const edges = new Set();
-    for (const edge of data.edges) {
-      edges.add(edge[0] + "\u0000" + edge[1]);
-    }
-    if (Object.keys(stored.edges).length !== edges.size ||
-        !data.nodes.every(function (node) { return Object.hasOwn(stored.nodes, node.name); }) ||
-        ![...edges].every(function (edge) { return Object.hasOwn(stored.edges, edge); })) {
+    if (!fits(stored, data)) {
       return null;
     }
     box.dataset.layout = "stored";
     return stored;
+  }
+
+  // The layout drawn, to the daemon, which keeps the first one it gets for this graph (any
+  // role may send it, with the session's CSRF token): data-layout-saved says "yes" (kept),
+  // "kept" (it had one already) or "no".
+  function sendLayout() {
+    const form = new FormData();
+    form.append("csrf", box.dataset.csrf || "");
+    form.append("layout", JSON.stringify({ width: layout.width, height: layout.height,
+                                           nodes: layout.nodes, edges: layout.edges }));
+    fetch(box.dataset.layoutUrl, { method: "POST", body: form, credentials: "same-origin" })
+      .then(function (answer) {
+        box.dataset.layoutSaved = answer.status === 201 ? "yes" :
+          answer.status === 200 ? "kept" : "no";
+      }, function () { box.dataset.layoutSaved = "no"; });
   }
 
   function storeLayout(key, layout) {  // the newest STORED_LAYOUTS, the oldest dropped
