@@ -138,6 +138,10 @@ class EngineSettings:
     # (run id, node, attempt) -> the attempt's W3C trace context, set as its TRACEPARENT
     # (daemon/server/tracing.py); None: no TRACEPARENT, no tracing work
     traceparent: Callable[[str, str, int], str] | None = None
+    # an attempt's commits (its intent, pid and result) on the store's commit thread, which
+    # the attempt awaits, instead of on the event loop (the daemon's choice: RPCs are served
+    # meanwhile); off, they are made on the loop, as a fake clock's tests need
+    commit_off_loop: bool = False
 
 
 class EngineCore:
@@ -186,18 +190,25 @@ class EngineCore:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
 
-    async def _durably(self, write: Callable[[], object], *, tried: bool = False) -> None:
+    async def _durably(self, write: Callable[[], object], *, tried: bool = False,
+                       off_loop: bool = False) -> None:
         """Run `write` (store writes, then what follows from them) until its commit
         succeeds: while the state database cannot be written (a full disk), retry with
-        backoff. The outcome waits in memory; nothing acts on it before it is committed."""
+        backoff. The outcome waits in memory; nothing acts on it before it is committed.
+        With `off_loop` (and the `commit_off_loop` setting), `write` runs on the store's
+        commit thread, grouped with other writes, and this returns once it is committed."""
         delay = WRITE_RETRY_FIRST
+        off_loop = off_loop and self._settings.commit_off_loop
         while True:
             if tried:
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_MAX)
             tried = True
             try:
-                write()
+                if off_loop:
+                    await self._store.commit_off_loop(write)
+                else:
+                    write()
                 return
             except StateWriteError as exc:
                 log.debug("retrying in %.2fs: %s", delay, exc)
@@ -213,12 +224,27 @@ class EngineCore:
     def _record_process(self, run_id: str, node: str, number: int, pid: int,
                         pid_start: int | None) -> None:
         """Store the node's pid: best effort, since the attempt folder's `pid` file has it
-        too (`LocalLauncher.recover` reads it when the store has none)."""
-        try:
-            self._store.set_attempt_process(run_id, node, number, pid, pid_start)
-        except StateWriteError as exc:
+        too (`LocalLauncher.recover` reads it when the store has none). Off the loop it is
+        not waited for: it joins the commit thread's next batch."""
+        def not_stored(exc: BaseException) -> None:
             log.warning("run %s node %s attempt %d: pid %d not stored: %s", run_id, node,
                         number, pid, exc)
+
+        def write() -> None:
+            self._store.set_attempt_process(run_id, node, number, pid, pid_start)
+
+        if not self._settings.commit_off_loop:
+            try:
+                write()
+            except StateWriteError as exc:
+                not_stored(exc)
+            return
+
+        def done(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                not_stored(future.exception())  # type: ignore[arg-type]
+
+        self._store.commit_off_loop(write).add_done_callback(done)
 
     def _content(self, plan: Plan) -> WorkflowPlan:
         if plan.content is None:
