@@ -189,3 +189,45 @@ def test_close_waits_for_the_batch_being_committed_and_drops_the_queued_ones(
     reopened = StateStore(tmp_path)
     assert sorted(r.run_id for r in reopened.list_runs(limit=10)) == ["wr_0", "wr_1", "wr_2"]
     reopened.close()
+
+
+def test_a_run_created_off_the_loop_is_committed_before_it_is_queued(
+        tmp_path: Path, make_repo: Any) -> None:
+    """`create_run_off_loop` (the StartRun RPC's way): the rows are in the database file,
+    written by the commit thread, when the run is queued; then it runs as any other."""
+    result = compile_repo(read_repo(make_repo({
+        "workflows/w.yaml": "name: w\nnodes:\n  - {name: a, command: 'true'}\n"})))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    plans = PlanStore(tmp_path / "plans")
+    plans.publish(result.plans)
+    state = tmp_path / "state"
+    store = StateStore(state)
+    engine = Engine(store=store, plans=PlanCatalog(plans), launcher=LocalLauncher(),
+                    clock=SystemClock(), settings=EngineSettings(state_dir=state,
+                                                                 commit_off_loop=True))
+    seen: list[tuple[str, str | None]] = []
+
+    def on_event(event: Any) -> None:
+        if event.node is None and event.status == "PENDING":  # queued
+            other = sqlite3.connect(state / DB_FILE)
+            row = other.execute("SELECT status FROM runs WHERE run_id = ?",
+                                (event.run_id,)).fetchone()
+            other.close()
+            seen.append((threading.current_thread().name, row and row[0]))
+
+    engine.subscribe(on_event)
+
+    async def main() -> RunStatus:
+        await engine.start()
+        try:
+            plan = plans.latest("w")
+            assert plan is not None
+            run = await engine.create_run_off_loop(plan, trigger=RunTrigger.MANUAL,
+                                                   logical_time=NOW)
+            return (await asyncio.wait_for(engine.wait_run(run.run_id), 30)).status
+        finally:
+            await engine.stop()
+
+    assert asyncio.run(main()) is RunStatus.SUCCEEDED
+    assert seen == [("MainThread", "PENDING")]
+    store.close()
