@@ -18,8 +18,8 @@ for NODE (no `finally`, no flush, no atexit: exactly what an operator's `kill -9
 - `after-finish`  the result is committed, the downstream nodes are not started yet (the
   node's new status is announced: the engine announces it once it is committed).
 
-The engine commits an attempt's rows on the store's commit thread, as the daemon does;
-`--commits-on-loop` makes it commit them on the event loop, as `flowplan debug` does.
+The engine commits an attempt's intent and pid on the store's commit thread, as the daemon
+does; `--commits-on-loop` makes it commit them on the event loop, as `flowplan debug` does.
 
 `--cancel-when-running NODE` cancels the run as soon as NODE's first attempt has written to
 its log (so its command runs: a cancel in the first milliseconds, before the node's shell

@@ -1,7 +1,8 @@
-"""An attempt's commits on the state store's commit thread (`EngineSettings.commit_off_loop`,
-the daemon's choice): each is durable before the engine acts on it, a burst of them shares
-commits, and a write that fails for its own reason fails alone. Real processes and SQLite:
-each node's own process reads the state database as another program would."""
+"""Commits on the state store's commit thread (`EngineSettings.commit_off_loop`, the
+daemon's choice: an attempt's intent and pid, a StartRun's run): each is durable before the
+engine acts on it, a burst of them shares commits, and a write that fails for its own reason
+fails alone. Real processes and SQLite: each node's own process reads the state database as
+another program would."""
 
 from __future__ import annotations
 

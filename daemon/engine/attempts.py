@@ -264,7 +264,7 @@ class Attempts(EngineCore):
         await self._durably(lambda: self._store.finish_attempt(
             run.header.run_id, node.name, number, status=attempt_status, at=now,
             exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
-            spark_application_id=application_id), off_loop=True)
+            spark_application_id=application_id))  # on the loop: the handoff waits for it
         run.set_node_status(node, node_status)
         self._emit(run.header.run_id, node.name, node_status.value, number, code)
         return next_at

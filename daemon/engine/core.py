@@ -138,9 +138,11 @@ class EngineSettings:
     # (run id, node, attempt) -> the attempt's W3C trace context, set as its TRACEPARENT
     # (daemon/server/tracing.py); None: no TRACEPARENT, no tracing work
     traceparent: Callable[[str, str, int], str] | None = None
-    # an attempt's commits (its intent, pid and result) on the store's commit thread, which
-    # the attempt awaits, instead of on the event loop (the daemon's choice: RPCs are served
-    # meanwhile); off, they are made on the loop, as a fake clock's tests need
+    # an attempt's intent and pid, and runs created by RPCs, committed on the store's commit
+    # thread, which the engine awaits, instead of on the event loop (the daemon's choice:
+    # RPCs are served meanwhile); off, on the loop, as a fake clock's tests need. An
+    # attempt's result stays on the loop: the next node's start waits for it, and a thread
+    # hop there doubled the handoff (bench/engine.py)
     commit_off_loop: bool = False
 
 
