@@ -144,14 +144,13 @@ def compile_plan(root: Path, name: str, nodes: list[str]) -> tuple[Plan, float]:
 # ---------------------------------------------------------------------------------------
 
 
-async def run_engine(plan: Plan, state_dir: Path, profile: cProfile.Profile | None = None,
-                     *, commit_off_loop: bool = True) -> tuple[float, Run]:
+async def run_engine(plan: Plan, state_dir: Path, profile: cProfile.Profile | None = None
+                     ) -> tuple[float, Run]:
     """One run of `plan` on a fresh engine and store; (seconds, the stored run). A profile
     sees every task of the event loop while enabled: the whole run, `create_run` included."""
     store = StateStore(state_dir)
     engine = Engine(store=store, plans=MemoryPlans([plan]), launcher=LocalLauncher(),
-                    clock=SystemClock(), settings=EngineSettings(
-                        state_dir=state_dir, commit_off_loop=commit_off_loop))
+                    clock=SystemClock(), settings=EngineSettings(state_dir=state_dir))
     await engine.start()
     try:
         if profile is not None:
@@ -285,7 +284,6 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 async def bench(work: Path, *, quick: bool, repeat: int, profile: bool,
-                commit_off_loop: bool = True,
                 log: Callable[[str], None]) -> tuple[list[Figure], list[str], dict[str, Any]]:
     """Every figure is the best of `repeat` runs, floor and engine interleaved (this kind of
     machine is noisy: the same run varies by 2x from one minute to the next)."""
@@ -299,8 +297,7 @@ async def bench(work: Path, *, quick: bool, repeat: int, profile: bool,
     runs = iter(range(1_000_000))
 
     async def engine_run(plan: Plan, **kwargs: Any) -> tuple[float, Run]:
-        return await run_engine(plan, work / f"state-{plan.workflow}-{next(runs)}",
-                                commit_off_loop=commit_off_loop, **kwargs)
+        return await run_engine(plan, work / f"state-{plan.workflow}-{next(runs)}", **kwargs)
 
     # warm up: the first spawns of a process pay for page faults and lazy imports; the first
     # launch starts the shim
@@ -417,8 +414,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a MISS")
     parser.add_argument("--keep", action="store_true", help="keep the state folders")
-    parser.add_argument("--commits-on-loop", action="store_true",
-                        help="an attempt's commits on the event loop, not on the commit thread")
     args = parser.parse_args(argv)
     tune_gc()
 
@@ -430,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         figures, profiles, info = asyncio.run(
             bench(work, quick=args.quick, repeat=args.repeat, profile=args.profile,
-                  commit_off_loop=not args.commits_on_loop, log=log))
+                  log=log))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

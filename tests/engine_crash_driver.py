@@ -1,7 +1,7 @@
 """A process that drives runs, for the crash-safety tests (tests/test_engine_crash.py).
 
     python tests/engine_crash_driver.py --store S --state D [--create WORKFLOW]
-        [--crash-at POINT:NODE] [--cancel-when-running NODE] [--commits-on-loop]
+        [--crash-at POINT:NODE] [--cancel-when-running NODE]
 
 It starts an `Engine` on the plan store S and the state directory D (which recovers every
 run a previous process left active), creates a manual run of WORKFLOW if asked (printing
@@ -10,16 +10,10 @@ its run id at once), and waits until no run is active any more, then prints `idl
 `--crash-at POINT:NODE` makes the process `kill -9` itself the first time it reaches POINT
 for NODE (no `finally`, no flush, no atexit: exactly what an operator's `kill -9` does):
 
-- `after-intent`  the attempt row is committed, the process is not launched yet (the
-  launch begins: the engine launches only once the intent is committed);
+- `after-intent`  the attempt row is committed, the process is not launched yet;
 - `after-launch`  the process is launched, its pid not yet committed;
-- `before-finish` the node's process has ended, its result is not committed (the store is
-  asked to write it, inside the transaction that would commit it);
-- `after-finish`  the result is committed, the downstream nodes are not started yet (the
-  node's new status is announced: the engine announces it once it is committed).
-
-The engine commits an attempt's intent and pid on the store's commit thread, as the daemon
-does; `--commits-on-loop` makes it commit them on the event loop, as `flowplan debug` does.
+- `before-finish` the node's process has ended, its result is not committed;
+- `after-finish`  the result is committed, the downstream nodes are not started yet.
 
 `--cancel-when-running NODE` cancels the run as soon as NODE's first attempt has written to
 its log (so its command runs: a cancel in the first milliseconds, before the node's shell
@@ -41,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from flowplan.compiler.store import PlanStore
-from flowplan.daemon.domain import RunStatus, RunTrigger
+from flowplan.daemon.domain import Attempt, RunStatus, RunTrigger
 from flowplan.daemon.engine.clock import SystemClock
 from flowplan.daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from flowplan.daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
@@ -64,10 +58,17 @@ class CrashingStore(StateStore):
         self._point = point
         self._node = node
 
+    def start_attempt(self, attempt: Attempt) -> None:
+        super().start_attempt(attempt)
+        if self._point == "after-intent" and attempt.node == self._node:
+            die()
+
     def finish_attempt(self, run_id: str, node: str, number: int, **kwargs: Any) -> None:
         if self._point == "before-finish" and node == self._node:
             die()
         super().finish_attempt(run_id, node, number, **kwargs)
+        if self._point == "after-finish" and node == self._node:
+            die()
 
 
 class CrashingLauncher(LocalLauncher):
@@ -76,23 +77,11 @@ class CrashingLauncher(LocalLauncher):
         self._node = node
 
     async def launch(self, spec: LaunchSpec) -> ProcessHandle:
-        # <state>/runs/<run id>/<node>/<attempt>
-        if self._point == "after-intent" and spec.attempt_dir.parent.name == self._node:
-            die()
         handle = await super().launch(spec)
+        # <state>/runs/<run id>/<node>/<attempt>
         if self._point == "after-launch" and spec.attempt_dir.parent.name == self._node:
             die()
         return handle
-
-
-def crash_after_finish(engine: Engine, node: str) -> None:
-    """Die when `node`'s attempt result is announced: it was committed just before."""
-    def listener(event: StatusEvent) -> None:
-        if event.node == node and event.attempt is not None and event.status in (
-                "SUCCEEDED", "FAILED", "RETRYING", "CANCELLED"):
-            die()
-
-    engine.subscribe(listener)
 
 
 def cancel_when_running(engine: Engine, state_dir: Path, node: str) -> None:
@@ -124,10 +113,7 @@ async def main(args: argparse.Namespace) -> None:
     plans = PlanStore(Path(args.store))
     engine = Engine(store=store, plans=PlanCatalog(plans),
                     launcher=CrashingLauncher(point, node), clock=SystemClock(),
-                    settings=EngineSettings(state_dir=state_dir, kill_grace_seconds=1.0,
-                                            commit_off_loop=not args.commits_on_loop))
-    if point == "after-finish" and node is not None:
-        crash_after_finish(engine, node)
+                    settings=EngineSettings(state_dir=state_dir, kill_grace_seconds=1.0))
     await engine.start()
     if args.create:
         plan = plans.latest(args.create)
@@ -156,7 +142,6 @@ if __name__ == "__main__":
     parser.add_argument("--create", metavar="WORKFLOW")
     parser.add_argument("--crash-at", metavar="POINT:NODE")
     parser.add_argument("--cancel-when-running", metavar="NODE")
-    parser.add_argument("--commits-on-loop", action="store_true")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(main(parser.parse_args()))

@@ -152,11 +152,8 @@ class Attempts(EngineCore):
                 return await self._finish(run, node, number, None,
                                           mask(str(exc), run.secrets), retryable=False)
             # intent first, then the launch (on a full disk: once it can be written)
-            await self._durably(lambda: self._store.start_attempt(attempt), off_loop=True)
+            await self._durably(lambda: self._store.start_attempt(attempt))
             node.attempts = number
-            if run.cancel.is_set():  # cancelled while the intent was committed: no launch
-                return await self._finish(run, node, number, None, "cancelled",
-                                          cancelled=True)
             run.set_node_status(node, NodeStatus.RUNNING)
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
             try:
@@ -264,7 +261,7 @@ class Attempts(EngineCore):
         await self._durably(lambda: self._store.finish_attempt(
             run.header.run_id, node.name, number, status=attempt_status, at=now,
             exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
-            spark_application_id=application_id))  # on the loop: the handoff waits for it
+            spark_application_id=application_id))
         run.set_node_status(node, node_status)
         self._emit(run.header.run_id, node.name, node_status.value, number, code)
         return next_at

@@ -138,12 +138,6 @@ class EngineSettings:
     # (run id, node, attempt) -> the attempt's W3C trace context, set as its TRACEPARENT
     # (daemon/server/tracing.py); None: no TRACEPARENT, no tracing work
     traceparent: Callable[[str, str, int], str] | None = None
-    # an attempt's intent and pid, and runs created by RPCs, committed on the store's commit
-    # thread, which the engine awaits, instead of on the event loop (the daemon's choice:
-    # RPCs are served meanwhile); off, on the loop, as a fake clock's tests need. An
-    # attempt's result stays on the loop: the next node's start waits for it, and a thread
-    # hop there doubled the handoff (bench/engine.py)
-    commit_off_loop: bool = False
 
 
 class EngineCore:
@@ -192,25 +186,18 @@ class EngineCore:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
 
-    async def _durably(self, write: Callable[[], object], *, tried: bool = False,
-                       off_loop: bool = False) -> None:
+    async def _durably(self, write: Callable[[], object], *, tried: bool = False) -> None:
         """Run `write` (store writes, then what follows from them) until its commit
         succeeds: while the state database cannot be written (a full disk), retry with
-        backoff. The outcome waits in memory; nothing acts on it before it is committed.
-        With `off_loop` (and the `commit_off_loop` setting), `write` runs on the store's
-        commit thread, grouped with other writes, and this returns once it is committed."""
+        backoff. The outcome waits in memory; nothing acts on it before it is committed."""
         delay = WRITE_RETRY_FIRST
-        off_loop = off_loop and self._settings.commit_off_loop
         while True:
             if tried:
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_MAX)
             tried = True
             try:
-                if off_loop:
-                    await self._store.commit_off_loop(write)
-                else:
-                    write()
+                write()
                 return
             except StateWriteError as exc:
                 log.debug("retrying in %.2fs: %s", delay, exc)
@@ -226,27 +213,12 @@ class EngineCore:
     def _record_process(self, run_id: str, node: str, number: int, pid: int,
                         pid_start: int | None) -> None:
         """Store the node's pid: best effort, since the attempt folder's `pid` file has it
-        too (`LocalLauncher.recover` reads it when the store has none). Off the loop it is
-        not waited for: it joins the commit thread's next batch."""
-        def not_stored(exc: BaseException) -> None:
+        too (`LocalLauncher.recover` reads it when the store has none)."""
+        try:
+            self._store.set_attempt_process(run_id, node, number, pid, pid_start)
+        except StateWriteError as exc:
             log.warning("run %s node %s attempt %d: pid %d not stored: %s", run_id, node,
                         number, pid, exc)
-
-        def write() -> None:
-            self._store.set_attempt_process(run_id, node, number, pid, pid_start)
-
-        if not self._settings.commit_off_loop:
-            try:
-                write()
-            except StateWriteError as exc:
-                not_stored(exc)
-            return
-
-        def done(future: asyncio.Future[None]) -> None:
-            if not future.cancelled() and future.exception() is not None:
-                not_stored(future.exception())  # type: ignore[arg-type]
-
-        self._store.commit_off_loop(write).add_done_callback(done)
 
     def _content(self, plan: Plan) -> WorkflowPlan:
         if plan.content is None:

@@ -85,25 +85,6 @@ class Engine(Recovery):
         self.submit([run], plan=plan)
         return run
 
-    async def create_run_off_loop(self, plan: Plan, *, trigger: RunTrigger,
-                                  logical_time: datetime,
-                                  params: Mapping[str, Any] | None = None,
-                                  queue: str | None = None, remarks: str = "",
-                                  data_interval: tuple[datetime, datetime] | None = None
-                                  ) -> Run:
-        """`create_run` for a caller on the event loop that can wait (an RPC): with the
-        `commit_off_loop` setting, the run's rows are committed on the store's commit
-        thread, the loop serving others meanwhile, and the run is queued once they are."""
-        run = self.build_run(plan, trigger=trigger, logical_time=logical_time, params=params,
-                             queue=queue, remarks=remarks, data_interval=data_interval)
-        write = partial(self._store.insert_run, run, graph_version=run.plan_version)
-        if self._settings.commit_off_loop:
-            await self._store.commit_off_loop(write)
-        else:
-            write()
-        self.submit([run], plan=plan)
-        return run
-
     def build_run(self, plan: Plan, *, trigger: RunTrigger, logical_time: datetime,
                   params: Mapping[str, Any] | None = None, queue: str | None = None,
                   remarks: str = "", backfill_id: str | None = None,

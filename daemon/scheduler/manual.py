@@ -37,32 +37,12 @@ def start_run(engine: Engine, catalog: Catalog, clock: Clock, workflow: str, *,
     Its logical time is `logical_time` if given, else now; its data interval is that instant
     (start = end), since a manual run answers no schedule cycle.
     """
-    plan, moment = _manual(catalog, clock, workflow, params, logical_time)
-    return engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=moment,
-                             params=params, queue=queue or None, remarks=remarks,
-                             data_interval=(moment, moment))
-
-
-async def start_run_off_loop(engine: Engine, catalog: Catalog, clock: Clock, workflow: str,
-                             *, params: Mapping[str, Any] | None = None,
-                             queue: str | None = None, remarks: str = "",
-                             logical_time: datetime | None = None) -> Run:
-    """`start_run` for the event loop (the StartRun RPC): the run's rows are committed on
-    the state store's commit thread when the engine commits there
-    (`Engine.create_run_off_loop`)."""
-    plan, moment = _manual(catalog, clock, workflow, params, logical_time)
-    return await engine.create_run_off_loop(
-        plan, trigger=RunTrigger.MANUAL, logical_time=moment, params=params,
-        queue=queue or None, remarks=remarks, data_interval=(moment, moment))
-
-
-def _manual(catalog: Catalog, clock: Clock, workflow: str,
-            params: Mapping[str, Any] | None, logical_time: datetime | None
-            ) -> tuple[Plan, datetime]:
-    """The plan of a manual run and its logical time, checked."""
     plan = latest_plan(catalog, workflow)
     check_params(plan, params or {})
     if logical_time is not None and logical_time.tzinfo is None:
         raise RunError("logical_time needs a time zone (e.g. 2026-01-31T02:00:00Z)",
                        field="logical_time")
-    return plan, logical_time or clock.now()
+    moment = logical_time or clock.now()
+    return engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=moment,
+                             params=params, queue=queue or None, remarks=remarks,
+                             data_interval=(moment, moment))

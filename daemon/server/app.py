@@ -136,8 +136,7 @@ class Daemon:
         engine = Engine(store=store, plans=catalog, launcher=LocalLauncher(), clock=clock,
                         settings=EngineSettings(
                             state_dir=config.state, kill_grace_seconds=config.kill_grace_seconds,
-                            traceparent=traceparent if tracing is not None else None,
-                            commit_off_loop=True))
+                            traceparent=traceparent if tracing is not None else None))
         if tracing is not None:  # spans are built after the engine's handoff, not in it
             tracing.follow(engine, store)
         outbox = Outbox(store)

@@ -27,7 +27,7 @@ from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.engine import Engine, StatusEvent
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
 from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
-from flowplan.daemon.scheduler.manual import start_run_off_loop
+from flowplan.daemon.scheduler.manual import start_run
 from flowplan.daemon.scheduler.scheduler import Scheduler, latest_plan
 from flowplan.daemon.server import convert
 from flowplan.daemon.server.errors import MalformedRequest, RequestError, shown, stream, unary
@@ -157,12 +157,11 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def StartRun(self, request: pb.StartRunRequest, context: Any
                        ) -> pb.StartRunResponse:
         _known_length(request.workflow, "workflow")
-        run = await start_run_off_loop(
-            self._p.engine, self._p.catalog, self._p.clock, request.workflow,
-            params=_params(request.params), queue=request.queue or None,
-            remarks=_remarks(request.remarks),
-            logical_time=(_time(request.logical_time, "logical_time")
-                          if request.HasField("logical_time") else None))
+        run = start_run(self._p.engine, self._p.catalog, self._p.clock, request.workflow,
+                        params=_params(request.params), queue=request.queue or None,
+                        remarks=_remarks(request.remarks),
+                        logical_time=(_time(request.logical_time, "logical_time")
+                                      if request.HasField("logical_time") else None))
         return pb.StartRunResponse(run=self._run(run.run_id, include_graph=True))
 
     @unary

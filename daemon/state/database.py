@@ -15,24 +15,16 @@ which a daemon that wants power-loss durability can choose. Writes open with
 With `checkpoint_every` (the daemon's choice), WAL checkpoints run on a thread of their own
 instead of inside the commit that crosses SQLite's 1,000-page mark: that commit copies the
 WAL back and fsyncs twice, a 5-10 ms stall of the event loop about once a second under load.
-
-`commit_off_loop` runs writes on a thread of their own (the commit thread), with a
-connection of its own, several writes queued meanwhile in one transaction: the caller awaits
-the commit, so nothing acts on a write before it is durable, and the event loop serves
-others meanwhile. Writes made on the loop (`transaction`) and those of the commit thread
-take turns on one lock; reads on the loop's connection see only committed transactions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,12 +79,6 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-class _PerThread(threading.local):
-    """A thread's connection (None: the loop's) and whether it is inside a transaction."""
-
-    db: sqlite3.Connection | None = None
-    in_tx: bool = False
-
 
 class Database:
     """One SQLite state database: opened, checked and migrated; `transaction` for writes."""
@@ -109,21 +95,20 @@ class Database:
             raise StateError(f"{self.path}: a folder is where the database file goes: move it"
                              " away and restore the database from a backup"
                              " (docs/operations.md), or give another --state")
-        self._synchronous = synchronous
-        self._local = _PerThread()
-        self._write_lock = threading.Lock()  # one transaction at a time, whichever thread
-        self._commits: _CommitThread | None = None  # started by the first commit_off_loop
         try:
-            self._loop_db = sqlite3.connect(self.path, isolation_level=None,
-                                            check_same_thread=False)
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False)
         except sqlite3.Error as exc:  # unreadable, a broken link
             raise damaged(self.path, exc) from exc
-        self._loop_db.row_factory = sqlite3.Row
+        self._db.row_factory = sqlite3.Row
+        self._in_tx = False
         self.write_error: str | None = None  # why commits fail, while they do
         try:
             self._refuse_empty_beside_runs(state_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._configure(self._db)
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
             self._check_pages()
             self._migrate()
         except sqlite3.DatabaseError as exc:  # not a database, corrupt, unreadable
@@ -140,67 +125,10 @@ class Database:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = _Checkpointer(self.path, synchronous, checkpoint_every)
 
-    @property
-    def _db(self) -> sqlite3.Connection:
-        """The connection of the calling thread: the commit thread's own, else the loop's."""
-        return self._local.db or self._loop_db
-
-    def _configure(self, db: sqlite3.Connection) -> None:
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=10000")
-
     def close(self) -> None:
-        """Close the connections; writes queued for the commit thread and not yet begun are
-        dropped (nothing acted on them: their callers never saw them committed)."""
-        if self._commits is not None:
-            self._commits.close()
         if self._checkpointer is not None:
             self._checkpointer.stop()
-        self._loop_db.close()
-
-    def commit_off_loop(self, write: Callable[[], object]) -> asyncio.Future[None]:
-        """Run `write` (store writes) on the commit thread, in one transaction with the
-        other writes queued meanwhile; the future is done once that transaction is
-        committed, or fails with what `write` raised (StateWriteError: the disk refused the
-        commit, nothing of it was written). Call it from the event loop."""
-        if self._commits is None:
-            self._commits = _CommitThread(self)
-        return self._commits.submit(write)
-
-    def _open_commit_connection(self) -> None:
-        """In the commit thread: its own connection, configured as the loop's."""
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        self._configure(db)
-        if self._checkpointer is not None:
-            db.execute("PRAGMA wal_autocheckpoint=0")
-        self._local.db = db
-
-    def _commit_batch(self, writes: Sequence[Callable[[], object]]
-                      ) -> list[BaseException | None]:
-        """In the commit thread: `writes` in one transaction; each one's outcome (None:
-        committed). A write that fails for a reason of its own (not the disk) is retried
-        alone, so that it does not take the others down with it."""
-        try:
-            with self.transaction():
-                for write in writes:
-                    write()
-            return [None] * len(writes)
-        except StateWriteError as exc:
-            return [exc] * len(writes)
-        except Exception as exc:
-            if len(writes) == 1:
-                return [exc]
-        outcomes: list[BaseException | None] = []
-        for write in writes:
-            try:
-                with self.transaction():
-                    write()
-                outcomes.append(None)
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        self._db.close()
 
     def _refuse_empty_beside_runs(self, state_dir: Path) -> None:
         """A missing, empty or schema-less database beside run folders lost its history:
@@ -237,29 +165,25 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One durable transaction; nested use (in the same thread) joins the outer one. A
-        write the disk refuses (full, I/O error, locked) raises StateWriteError, after a
-        rollback. On the loop, it waits while the commit thread commits."""
-        local = self._local
-        db = self._db
-        if local.in_tx:
-            yield db
+        """One durable transaction; nested use joins the outer one. A write the disk refuses
+        (full, I/O error, locked) raises StateWriteError, after a rollback."""
+        if self._in_tx:
+            yield self._db
             return
-        with self._write_lock:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                local.in_tx = True
-                yield db
-                db.execute("COMMIT")
-            except BaseException as exc:
-                if db.in_transaction:  # a failed COMMIT can leave it open
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError) and _refused_write(exc):
-                    raise self._write_failed(exc) from exc
-                raise
-            finally:
-                local.in_tx = False
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:  # a failed COMMIT can leave it open
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _refused_write(exc):
+                raise self._write_failed(exc) from exc
+            raise
+        finally:
+            self._in_tx = False
         if self.write_error is not None:
             log.warning("the state database %s can be written again", self.path)
             self.write_error = None
@@ -280,63 +204,6 @@ class Database:
             db.execute(f"PRAGMA user_version={int(version)}")
 
     # ---- writes -------------------------------------------------------------------------
-
-
-class _CommitThread:
-    """The writes of `Database.commit_off_loop`: queued on the loop, committed by one thread,
-    a batch at a time. A batch is everything queued while the previous one was committing
-    (or during the loop iteration that queued the first), so a burst costs one commit."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="flowplan-commit",
-            initializer=database._open_commit_connection)
-        self._queue: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-        self._closed = False
-
-    def submit(self, write: Callable[[], object]) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if self._closed:
-            future.set_exception(RuntimeError("the state store is closed"))
-            return future
-        self._queue.append((write, future))
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
-        return future
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._queue and not self._closed:
-                batch, self._queue = self._queue, []
-                outcomes = await loop.run_in_executor(
-                    self._executor, self._database._commit_batch, [w for w, _ in batch])
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # its caller stopped waiting (the engine stopping)
-                        continue
-                    if outcome is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(outcome)
-        finally:
-            self._drainer = None
-
-    def close(self) -> None:
-        """Wait for the batch being committed; drop the rest."""
-        self._closed = True
-        for _, future in self._queue:
-            future.cancel()
-        self._queue = []
-        self._executor.submit(self._close_connection)
-        self._executor.shutdown(wait=True)
-
-    def _close_connection(self) -> None:
-        db = self._database._local.db
-        if db is not None:
-            db.close()
 
 
 class _Checkpointer:
