@@ -350,10 +350,10 @@ def main() -> int:
                 for kind, floor_address in floors.items():
                     served[kind] += measure(Target(floor_address, GET_RUN, large,
                                                    pb.GetRunResponse, 1000), clients,
-                                            args.calls // ROUNDS)
+                                            max(1, args.calls // ROUNDS))
                 main_thread.start()
                 served["daemon"] += measure(Target(address, GET_RUN, large, pb.GetRunResponse,
-                                                   1000), clients, args.calls // ROUNDS)
+                                                   1000), clients, max(1, args.calls // ROUNDS))
                 if clients == 8 and (spent := main_thread.stop()) is not None:
                     accounted.append(spent)
             same: dict[str, float] = {}  # p99 of the 1,000-node answer from a bare server
