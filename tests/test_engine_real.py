@@ -326,3 +326,48 @@ def test_missing_interpreter_fails_the_attempt_with_a_reason(tmp_path, make_repo
         assert done.node("after").status is NodeStatus.SUCCEEDED
 
     drive(tmp_path, make_repo, body)
+
+
+class CountingClock(SystemClock):
+    """The system clock, counting the work it runs in its worker threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bounded = 0
+
+    async def run_bounded(self, function: Callable[[], Any], seconds: float) -> Any:
+        self.bounded += 1
+        return await super().run_bounded(function, seconds)
+
+
+def test_only_commands_with_something_to_render_are_built_in_a_worker_thread(
+        tmp_path, make_repo):
+    """A local command without `$` in it, its args or env is its own rendering: built on
+    the event loop, with no hop to a worker thread and back; one with a template renders
+    in the worker thread, as before."""
+    out = tmp_path / "out.txt"
+    files = {"workflows/t.yaml": f"""
+name: t
+nodes:
+  - {{name: plain, command: 'echo plain >> {out}', env: {{A: one}}}}
+  - {{name: templated, command: 'echo ${{ node }} >> {out}', upstream: [plain]}}
+  - {{name: in_env, command: 'echo "$B" >> {out}', env: {{B: x}}, upstream: [templated]}}
+"""}
+
+    class CountingEnv(Env):
+        def __init__(self, tmp: Path, make_repo: Any) -> None:
+            super().__init__(tmp, make_repo)
+            self.clock = CountingClock()
+            self.engine = Engine(store=StateStore(self.state_dir), plans=self.catalog,
+                                 launcher=LocalLauncher(), clock=self.clock,
+                                 settings=EngineSettings(state_dir=self.state_dir))
+
+    async def body(env: Any) -> None:
+        env.publish(files)
+        done = await env.engine.wait_run(env.start("t"))
+        assert done.status is RunStatus.SUCCEEDED
+        # `templated` has a template; `in_env`'s command has a `$` (the shell's own)
+        assert env.clock.bounded == 2
+        assert out.read_text() == "plain\ntemplated\nx\n"
+
+    drive(tmp_path, make_repo, body, env_type=CountingEnv)

@@ -21,6 +21,7 @@ from flowplan.daemon.engine.commands import (
     build_command,
     mask,
     process_problem,
+    renders_as_written,
 )
 from flowplan.daemon.engine.core import (
     EXIT_MEANINGS,
@@ -198,10 +199,14 @@ class Attempts(EngineCore):
     async def _build_command(self, plan: NodePlan, queue: QueuePlan,
                              variables: Mapping[str, Any], attempt_dir: Path
                              ) -> tuple[tuple[str, ...], dict[str, str]]:
-        """`build_command` off the event loop (templates render there), within a time limit."""
+        """`build_command` off the event loop (templates render there), within a time limit;
+        on the loop when there is nothing to render: the hop to the thread and back costs
+        the loop more than such a command does."""
         build = functools.partial(
             build_command, plan, queue, variables,
             sources_dir=self._settings.state_dir / "sources", attempt_dir=attempt_dir)
+        if renders_as_written(plan, queue):
+            return build()
         try:
             return await self._clock.run_bounded(build, self._settings.render_timeout_seconds)
         except TimeoutError:

@@ -168,6 +168,14 @@ def source_file(sources_dir: Path, source: SourcePlan) -> Path:
     return path
 
 
+def renders_as_written(node: NodePlan, queue: QueuePlan) -> bool:
+    """A command on a local queue with no `$` in it, its args or its env: `build_command`
+    renders nothing (a template without `$` is its own text) and writes no file."""
+    return (queue.executor != "spark" and node.command is not None and "$" not in node.command
+            and not any("$" in arg for arg in node.args)
+            and not any("$" in value for value in node.env.values()))
+
+
 def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any], *,
                   sources_dir: Path, attempt_dir: Path) -> tuple[tuple[str, ...], dict[str, str]]:
     """(argv, node env) for one attempt; raises `CommandError` with a reason for people."""
