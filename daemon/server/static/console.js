@@ -53,9 +53,22 @@ window.flowplanStreams = (function () {
     this.open();
   }
 
+  // The page's deferred scripts after this one (panel.js, timeline.js) listen to its
+  // changes: a stream opened before they ran could hand them changes nobody heard, so
+  // streams open once they all have (DOMContentLoaded; readyState is already
+  // "interactive" while they run).
+  let ready = false;
+  document.addEventListener("DOMContentLoaded", function () {
+    ready = true;
+    for (const stream of streams) {
+      stream.open();
+    }
+  });
+
   Stream.prototype.open = function () {
-    if (this.source || !streams.has(this) || document.visibilityState === "hidden") {
-      return;  // a hidden page opens it when shown
+    if (this.source || !streams.has(this) || document.visibilityState === "hidden" ||
+        !ready) {
+      return;  // a hidden page opens it when shown; a loading one once it has loaded
     }
     const source = this.source = new EventSource(this.url());
     count("streamsOpened");
