@@ -353,6 +353,7 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         assert driver.execute_script("return document.body.dataset.loaded") == page  # no reload
         wait_until(lambda: driver.find_element(By.ID, "run-status").get_attribute(
             "data-status") == "SUCCEEDED", "the run SUCCEEDED on the page")
+        assert not driver.find_elements(By.ID, "cancel")  # a finished run: nothing to cancel
         driver.save_screenshot(str(shots / "run.png"))
         driver.switch_to.window(log_tab)
         wait_until(lambda: driver.find_element(By.ID, "log").get_attribute("data-ended"),

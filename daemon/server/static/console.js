@@ -233,6 +233,10 @@ window.flowplanStreams = (function () {
         }
       }
     }
+    const cancel = document.getElementById("cancel-form");
+    if (cancel && ["SUCCEEDED", "FAILED", "CANCELLED"].includes(change.run_status)) {
+      cancel.remove();  // a finished run has nothing to cancel
+    }
     if (runStatus) {
       runStatus.dataset.status = change.run_status;
       runStatus.dataset.changed = String(change.time);  // the run's duration reads it
