@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, free_port, pb, publish, running_daemon
-from test_web_console import ROLES_FILE, TOKENS, Browser, _chromium, _driver, screenshots
+from daemon_harness import Daemon, pb, publish
+from test_web_console import TOKENS, Browser, _chromium, _driver, console_daemon, screenshots
 
 FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n  batch: {concurrency: 2}\n",
@@ -45,19 +45,14 @@ needs_chromium = pytest.mark.skipif(_chromium() is None, reason="needs Debian's 
 
 @pytest.fixture
 def served(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
-    store, state = tmp_path / "store", tmp_path / "state"
+    store = tmp_path / "store"
     marks = {"MARK": str(tmp_path / "mark"), "FIRST": str(tmp_path / "first"),
              "GATE": str(tmp_path / "gate")}
     files = dict(FILES)
     for key, path in marks.items():
         files["workflows/flaky.yaml"] = files["workflows/flaky.yaml"].replace(key, path)
     publish(make_repo(files), store)
-    roles = tmp_path / "roles"
-    roles.write_text(ROLES_FILE)
-    port = free_port()
-    with running_daemon(store, state, extra=["--roles-file", str(roles),
-                                             "--http", f"127.0.0.1:{port}"],
-                        token=TOKENS["operator"]) as daemon:
+    with console_daemon(store, tmp_path) as (daemon, port):
         yield daemon, port, tmp_path
 
 
@@ -107,6 +102,18 @@ def _facts(driver: Any) -> dict[str, str]:
 
     return {str(cell.get_attribute("data-fact")): cell.text for cell in
             driver.find_elements(By.CSS_SELECTOR, "#panel dd[data-fact]")}
+
+
+def _inject_timeline(driver: Any, data: dict[str, Any]) -> None:
+    """timeline.js run again on the open page, over `data` instead of the run's."""
+    driver.execute_script(
+        "const old = document.getElementById('timeline');"
+        " const box = document.createElement('div');"
+        " box.id = 'timeline'; box.className = 'timeline';"
+        " box.dataset.timeline = arguments[0]; old.replaceWith(box);"
+        " const script = document.createElement('script');"
+        " script.src = '/static/timeline.js'; document.head.appendChild(script);",
+        json.dumps(data))
 
 
 def _errors(driver: Any) -> list[str]:
@@ -340,14 +347,7 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
          "finished_time": start + i + 5},
         {"number": 2, "status": "SUCCEEDED", "started_time": start + i + 7,
          "finished_time": start + i + 30}]} for i in range(1200)]
-    driver.execute_script(
-        "const old = document.getElementById('timeline');"
-        " const box = document.createElement('div');"
-        " box.id = 'timeline'; box.className = 'timeline';"
-        " box.dataset.timeline = arguments[0]; old.replaceWith(box);"
-        " const script = document.createElement('script');"
-        " script.src = '/static/timeline.js'; document.head.appendChild(script);",
-        json.dumps({"now": start + 2000, "nodes": nodes}))
+    _inject_timeline(driver, {"now": start + 2000, "nodes": nodes})
     drawn = _wait(lambda: driver.execute_script(
         "const box = document.getElementById('timeline');"
         " if (box.dataset.drawn !== 'yes') return null;"
@@ -387,14 +387,7 @@ def test_a_timeline_without_attempts_waits_for_the_first(
     driver.get(f"{base}/runs/{run_id}")
     _drawn(driver)
     start = 1_796_000_000.0
-    driver.execute_script(
-        "const old = document.getElementById('timeline');"
-        " const box = document.createElement('div');"
-        " box.id = 'timeline'; box.className = 'timeline';"
-        " box.dataset.timeline = arguments[0]; old.replaceWith(box);"
-        " const script = document.createElement('script');"
-        " script.src = '/static/timeline.js'; document.head.appendChild(script);",
-        json.dumps({"now": start, "nodes": [{"name": "load", "attempts": []}]}))
+    _inject_timeline(driver, {"now": start, "nodes": [{"name": "load", "attempts": []}]})
     _wait(lambda: driver.execute_script(
         "return document.getElementById('timeline').dataset.drawn === 'yes'"),
         "the empty timeline drawn")

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, free_port, pb, publish, running_daemon
+from daemon_harness import Daemon, pb, publish
 from google.protobuf import struct_pb2, timestamp_pb2
-from test_web_console import ROLES_FILE, TOKENS, Browser, _chromium, _driver, screenshots
+from test_web_console import TOKENS, Browser, _chromium, _driver, console_daemon, screenshots
 
 PAUSE_AFTER_SECONDS = 3.0  # console.js's PAUSE_AFTER_MS
 FILES = {
@@ -66,16 +66,11 @@ needs_chromium = pytest.mark.skipif(_chromium() is None, reason="needs Debian's 
 
 @pytest.fixture
 def served(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
-    store, state = tmp_path / "store", tmp_path / "state"
+    store = tmp_path / "store"
     files = {k: v.replace("GATE", str(tmp_path / "gate")).replace("MARK", str(tmp_path / "mark"))
              for k, v in FILES.items()}
     publish(make_repo(files), store)
-    roles = tmp_path / "roles"
-    roles.write_text(ROLES_FILE)
-    port = free_port()
-    with running_daemon(store, state, extra=["--roles-file", str(roles),
-                                             "--http", f"127.0.0.1:{port}"],
-                        token=TOKENS["operator"]) as daemon:
+    with console_daemon(store, tmp_path) as (daemon, port):
         yield daemon, port, tmp_path
 
 

@@ -6,6 +6,7 @@ tests write their screenshots into docs/console/."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -102,17 +103,25 @@ class Browser:
 
 @pytest.fixture
 def console(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
-    store, state = tmp_path / "store", tmp_path / "state"
+    store = tmp_path / "store"
     gate = tmp_path / "go"
     repo = make_repo({k: v.replace("GATE", str(gate)) for k, v in FILES.items()})
     publish(repo, store, remarks="first version")
+    with console_daemon(store, tmp_path) as (daemon, port):
+        yield daemon, port, tmp_path
+
+
+@contextlib.contextmanager
+def console_daemon(store: Path, tmp_path: Path) -> Iterator[tuple[Daemon, int]]:
+    """`flowplan serve` of `store` with the console on a free port, TOKENS' roles (the
+    daemon's own calls as the operator), its state in tmp_path/state."""
     roles = tmp_path / "roles"
     roles.write_text(ROLES_FILE)
     port = free_port()
-    with running_daemon(store, state, extra=["--roles-file", str(roles),
-                                             "--http", f"127.0.0.1:{port}"],
+    with running_daemon(store, tmp_path / "state", extra=["--roles-file", str(roles),
+                                                          "--http", f"127.0.0.1:{port}"],
                         token=TOKENS["operator"]) as daemon:
-        yield daemon, port, tmp_path
+        yield daemon, port
 
 
 def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path]) -> None:
