@@ -239,6 +239,24 @@ async def timed_run(engine: Engine, plan: Plan) -> tuple[float, Run]:
     return took, final
 
 
+async def in_turns(engines: dict[bool, Engine], plan: Plan, repeat: int
+                   ) -> tuple[dict[bool, list[float]], dict[bool, list[float]], float]:
+    """One warm-up run of `plan` on each engine (the shim starts, imports settle), then
+    `repeat` runs on each in turns, the order alternating, so that the machine's weather
+    falls on both: the handoff gaps and run totals by key, and the seconds the turns took."""
+    for engine in engines.values():
+        await timed_run(engine, plan)
+    gaps: dict[bool, list[float]] = {key: [] for key in engines}
+    totals: dict[bool, list[float]] = {key: [] for key in engines}
+    started = time.perf_counter()
+    for i in range(repeat):
+        for key in ((False, True) if i % 2 == 0 else (True, False)):
+            took, run = await timed_run(engines[key], plan)
+            totals[key].append(took)
+            gaps[key] += handoffs(run)
+    return gaps, totals, time.perf_counter() - started
+
+
 def paired_figures(gaps: dict[bool, list[float]], totals: dict[bool, list[float]],
                    names: tuple[str, str]) -> dict[str, dict[str, float]]:
     """Handoff p50/p99 and run totals of two interleaved setups (False: the floor, True:

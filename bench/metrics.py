@@ -32,12 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import chain, compile_plan, handoffs, paired_figures, timed_run  # bench/engine.py
+from engine import chain, compile_plan, in_turns, paired_figures  # bench/engine.py
 
 from flowplan.compiler.plan import Plan
 from flowplan.compiler.store import PlanStore
 from flowplan.daemon.cli import tune_gc
-from flowplan.daemon.domain import Run
 from flowplan.daemon.engine.clock import SystemClock
 from flowplan.daemon.engine.engine import Engine, EngineSettings
 from flowplan.daemon.engine.launcher import LocalLauncher
@@ -111,9 +110,6 @@ class Setup:
             [sys.executable, "-c", SCRAPER, f"{self.http.url}/metrics", str(SCRAPE_SECONDS)],
             stdout=subprocess.PIPE, text=True)
 
-    async def run(self, plan: Plan) -> tuple[float, Run]:
-        return await timed_run(self.engine, plan)
-
     async def stop(self) -> int:
         """Stop everything; the number of scrapes answered."""
         scrapes = 0
@@ -136,17 +132,8 @@ async def bench(work: Path, repeat: int) -> dict[str, Any]:
     setups = {scraped: Setup(work, [plan], scraped=scraped) for scraped in (False, True)}
     for setup in setups.values():
         await setup.start()
-    for setup in setups.values():  # warm-up: the shim starts, imports settle
-        await setup.run(plan)
-    gaps: dict[bool, list[float]] = {False: [], True: []}
-    totals: dict[bool, list[float]] = {False: [], True: []}
-    started = time.perf_counter()
-    for i in range(repeat):
-        for scraped in ((False, True) if i % 2 == 0 else (True, False)):
-            took, run = await setups[scraped].run(plan)
-            totals[scraped].append(took)
-            gaps[scraped] += handoffs(run)
-    elapsed = time.perf_counter() - started
+    gaps, totals, elapsed = await in_turns(
+        {scraped: setup.engine for scraped, setup in setups.items()}, plan, repeat)
     scrapes = sum([await setup.stop() for setup in setups.values()])
     figures: dict[str, Any] = {"runs per setup": repeat, "scrapes": scrapes,
                                "seconds": elapsed, "scrape median ms": statistics.median(

@@ -26,15 +26,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from engine import chain, compile_plan, handoffs, paired_figures, timed_run  # bench/engine.py
+from engine import chain, compile_plan, in_turns, paired_figures  # bench/engine.py
 
 from flowplan.compiler.plan import Plan
 from flowplan.daemon.cli import tune_gc
-from flowplan.daemon.domain import Run
 from flowplan.daemon.engine.clock import SystemClock
 from flowplan.daemon.engine.engine import Engine, EngineSettings
 from flowplan.daemon.engine.launcher import LocalLauncher
@@ -87,9 +85,6 @@ class Setup:
         if self.tracing is not None:
             self.tracing.follow(self.engine, self.store)
 
-    async def run(self, plan: Plan) -> tuple[float, Run]:
-        return await timed_run(self.engine, plan)
-
     async def stop(self) -> None:
         if self.tracing is not None:
             await self.tracing.shutdown()
@@ -104,17 +99,8 @@ async def bench(work: Path, repeat: int, endpoint: str, export: bool) -> dict[st
               for traced in (False, True)}
     for setup in setups.values():
         await setup.engine.start()
-    for setup in setups.values():  # warm-up: the shim starts, imports settle
-        await setup.run(plan)
-    gaps: dict[bool, list[float]] = {False: [], True: []}
-    totals: dict[bool, list[float]] = {False: [], True: []}
-    started = time.perf_counter()
-    for i in range(repeat):
-        for traced in ((False, True) if i % 2 == 0 else (True, False)):
-            took, run = await setups[traced].run(plan)
-            totals[traced].append(took)
-            gaps[traced] += handoffs(run)
-    elapsed = time.perf_counter() - started
+    gaps, totals, elapsed = await in_turns(
+        {traced: setup.engine for traced, setup in setups.items()}, plan, repeat)
     for setup in setups.values():
         await setup.stop()
     figures: dict[str, Any] = {"runs per setup": repeat, "seconds": elapsed}
