@@ -15,6 +15,7 @@ from typing import Any
 
 from flowplan.compiler.plan import NodePlan, QueuePlan
 from flowplan.daemon.domain import Attempt, AttemptStatus, NodeStatus, RunStatus
+from flowplan.daemon.engine.clock import sleep_unless
 from flowplan.daemon.engine.commands import (
     CommandError,
     attempt_env,
@@ -104,14 +105,8 @@ class Attempts(EngineCore):
                 self._now_or_later(lambda: self._after_final(run, node))
 
     async def _retry_delay(self, run: RunState, until: datetime) -> None:
-        delay = (until - self._clock.now()).total_seconds()
-        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
-        cancelled = asyncio.ensure_future(run.cancel.wait())
-        try:
-            await asyncio.wait({sleeper, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            cancelled.cancel()
+        await sleep_unless(self._clock, (until - self._clock.now()).total_seconds(),
+                           run.cancel)
 
     async def _attempt(self, run: RunState, node: NodeState, recovered: Recovered | None
                        ) -> datetime | None:

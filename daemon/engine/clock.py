@@ -44,3 +44,14 @@ class SystemClock:
             self._workers = ThreadPoolExecutor(2, thread_name_prefix="flowplan-bounded")
         job = asyncio.get_running_loop().run_in_executor(self._workers, function)
         return await asyncio.wait_for(job, seconds)
+
+
+async def sleep_unless(clock: Clock, seconds: float, event: asyncio.Event) -> None:
+    """`clock.sleep(seconds)`, cut short when `event` is set (a cancel, a wake-up)."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waiter.cancel()

@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from enum import StrEnum
 from typing import Final
 
-from flowplan.daemon.engine.clock import Clock
+from flowplan.daemon.engine.clock import Clock, sleep_unless
 from flowplan.daemon.notify.messages import Draft, email_message, message_id
 from flowplan.daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
 from flowplan.daemon.notify.settings import SmtpSettings
@@ -169,13 +169,7 @@ class OutboxSender:
                 await self._sleep_or_wake(self._policy.first_delay_seconds)
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
+        await sleep_unless(self._clock, seconds, self._wake)
 
     async def _deliver(self, row: OutboxRow) -> None:
         settings = self._settings
