@@ -189,7 +189,8 @@ def test_a_first_view_posts_its_layout_and_every_later_view_draws_the_daemons(
     roles = tmp_path / "roles"
     roles.write_text(f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n")
     port, http_port = free_port(), free_port()
-    extra = ["--roles-file", str(roles), "--http", f"127.0.0.1:{http_port}"]
+    extra = ["--roles-file", str(roles), "--http", f"127.0.0.1:{http_port}",
+             "--console-layouts", "browser"]  # the daemon lays out nothing itself
     base = f"http://127.0.0.1:{http_port}"
     kept = state / "console-layouts"
     first_browser = _driver()

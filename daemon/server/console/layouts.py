@@ -209,6 +209,11 @@ class Layouts:
     def __len__(self) -> int:
         return len(self._kept)
 
+    @property
+    def limit(self) -> int:
+        """How many layouts are kept at most."""
+        return self._limit
+
     def get(self, graph: Graph) -> str | None:
         """The layout kept for `graph`, or None."""
         key = graph.key

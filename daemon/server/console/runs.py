@@ -24,7 +24,8 @@ from flowplan.daemon.server.console.feeds import (
     stream_response,
 )
 from flowplan.daemon.server.console.kit import CallContext, Kit, ServiceError
-from flowplan.daemon.server.console.layouts import Layouts, run_graph, source_query
+from flowplan.daemon.server.console.layouter import Layouter
+from flowplan.daemon.server.console.layouts import run_graph, source_query
 from flowplan.daemon.server.console.present import (
     attempt_view,
     graph_json,
@@ -37,7 +38,7 @@ LOG_TAIL_BYTES: Final = 64 * 1024  # of a node's log, shown when its page opens
 
 
 class RunPages:
-    def __init__(self, kit: Kit, layouts: Layouts) -> None:
+    def __init__(self, kit: Kit, layouts: Layouter) -> None:
         self._kit = kit
         self._layouts = layouts
         self._feeds = RunFeeds(kit.service)
@@ -63,7 +64,7 @@ class RunPages:
             request, "run.html", run=run,
             graph=graph_json([(n.name, status_name(pb.NodeStatus, n.status))
                               for n in run.nodes], run.edges),
-            layout=self._layouts.page(run_graph(run), source_query(run=run.run_id)),
+            layout=await self._layouts.page(run_graph(run), source_query(run=run.run_id)),
             timeline=timeline_json(run, time.time()),
             params=json.dumps(json_format.MessageToDict(run.params), sort_keys=True))
 

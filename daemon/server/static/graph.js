@@ -1,27 +1,27 @@
 // flowplan console: draws the graph of #graph's data-graph ({nodes: [{name, status}],
-// edges: [[upstream, downstream]]}) as SVG, laid out by the vendored dagre (layered,
-// top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">: console.js keeps
-// data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
-// "Fit" button fits the graph to the view, the search box highlights a node by name; a
-// click on a node dispatches "flowplan:node-click" (panel.js opens the node's panel).
-// A large graph's layout comes with the page when the daemon keeps one (data-daemon-layout);
-// else it is kept in the tab's sessionStorage for a view again, and sent to the daemon
+// edges: [[upstream, downstream]]}) as SVG, laid out by layout.js (the vendored dagre,
+// layered, top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">:
+// console.js keeps data-status current and the style sheet colours it. Wheel zooms,
+// dragging pans, the "Fit" button fits the graph to the view, the search box highlights a
+// node by name; a click on a node dispatches "flowplan:node-click" (panel.js opens the
+// node's panel). A large graph's layout comes with the page when the daemon keeps one
+// (data-daemon-layout; the daemon lays large graphs out itself, console/layouter.py); else
+// it is kept in the tab's sessionStorage for a view again, and sent to the daemon
 // (data-layout-url) for every later view, by anyone (see computeLayout).
 "use strict";
 
 (function () {
   const box = document.getElementById("graph");
-  if (!box || !window.dagre) {
+  if (!box || !window.dagre || !window.flowplanLayout) {
     return;
   }
   performance.mark("flowplan-graph-start");
   const data = JSON.parse(box.dataset.graph);
   const SVG = "http://www.w3.org/2000/svg";
-  const BIG = 200;  // nodes: above, dagre's tight-tree ranker and a stored layout
+  const BIG = flowplanLayout.BIG;  // nodes: above, a stored layout (and the daemon's)
   const STORED_LAYOUTS = 20;
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
-  // Change it when the layout's options change (and LAYOUT_VERSION in console/layouts.py).
-  const LAYOUT_VERSION = "1";
+  const LAYOUT_VERSION = flowplanLayout.VERSION;
   const key = layoutKey(data);
   const layout = daemonLayout(data) || storedLayout(key, data) || computeLayout(key, data);
   performance.mark("flowplan-graph-laid-out");
@@ -169,41 +169,13 @@
   }
 
   // The layout: the daemon's, or the one this tab stored for the same nodes and edges, or
-  // dagre's. A graph's layout never changes (a plan version's graph is fixed), and a large
-  // one is dear (~0.85 s at 1,000 nodes on a slow machine), so the daemon keeps the first
-  // one sent for every later page of that graph (by anyone), and the tab keeps it in
-  // sessionStorage (gone when the tab closes) for when the daemon has none.
+  // layout.js's. A graph's layout never changes (a plan version's graph is fixed), and a
+  // large one is dear (~0.85 s at 1,000 nodes on a slow machine), so the daemon keeps the first
+  // one computed (its own, or one sent) for every later page of that graph (by anyone), and
+  // the tab keeps it in sessionStorage (gone when the tab closes) for when the daemon has
+  // none.
   function computeLayout(key, data) {
-    const graph = new dagre.graphlib.Graph();
-    // Network simplex (dagre's default ranker, the shortest edges) grows as nodes x edges:
-    // with it, a layered graph of 1,000 nodes and 2,000 edges like bench/web.py's took 5.6 s
-    // to lay out, with tight-tree 0.65 s (the same ranks there).
-    graph.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 40, marginx: 8, marginy: 8,
-                     ranker: data.nodes.length > BIG ? "tight-tree" : "network-simplex" });
-    graph.setDefaultEdgeLabel(function () { return {}; });
-    for (const node of data.nodes) {
-      graph.setNode(node.name, { width: Math.max(60, 8 * node.name.length + 20), height: 30 });
-    }
-    for (const edge of data.edges) {
-      graph.setEdge(edge[0], edge[1]);
-    }
-    dagre.layout(graph);
-    const size = graph.graph();
-    const result = { width: size.width, height: size.height, nodes: Object.create(null),
-                     edges: Object.create(null) };
-    for (const node of data.nodes) {
-      const at = graph.node(node.name);
-      result.nodes[node.name] = [Math.round((at.x - at.width / 2) * 10) / 10,
-                                 Math.round((at.y - at.height / 2) * 10) / 10, at.width,
-                                 at.height];
-    }
-    for (const id of graph.edges()) {
-      const xy = [];
-      for (const point of graph.edge(id).points) {
-        xy.push(Math.round(point.x * 10) / 10, Math.round(point.y * 10) / 10);
-      }
-      result.edges[id.v + "\u0000" + id.w] = xy;
-    }
+    const result = flowplanLayout.compute(data);  // layout.js: the daemon runs it too
     box.dataset.layout = "computed";
     if (data.nodes.length > BIG) {
       storeLayout(key, result);
