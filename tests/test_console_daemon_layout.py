@@ -9,8 +9,10 @@ browser's layout.js computes."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from flowplan.daemon.server.console.layouter import (
     computer_for,
     load_v8,
 )
-from flowplan.daemon.server.console.layouts import Graph, Layouts, parse_layout
+from flowplan.daemon.server.console.layouts import Graph, Layouts, PageLayout, parse_layout
 
 SETTINGS = "queues:\n  default: {concurrency: 16}\n  wide: {concurrency: 16}\n"
 
@@ -79,23 +81,27 @@ def test_a_layout_too_slow_or_too_large_for_v8_fails_and_v8_goes_on() -> None:
     assert json.loads(V8Dagre().compute(WIDE))["nodes"]
 
 
-def test_a_page_waits_a_bounded_time_for_its_layout_then_the_daemon_keeps_it(
+def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
         v8: V8Dagre, tmp_path: Path) -> None:
     async def scenario() -> None:
         layouts = Layouts(tmp_path / "layouts")
         layouter = Layouter(layouts, v8, wait_seconds=0.001)
-        page = await layouter.page(WIDE, "workflow=wide&version=1")
-        assert page.url == f"/layouts/{WIDE.key}?workflow=wide&version=1" and not page.stored
-        assert await layouter.lay_out(WIDE)  # the same computation, kept when done
+        page = layouter.page(WIDE, "workflow=wide&version=1")  # served at once
+        assert page.url == f"/layouts/{WIDE.key}?workflow=wide&version=1"
+        assert page.wait and not page.stored
+        under_way = layouter.lay_out(WIDE)
+        assert layouter.lay_out(WIDE) is under_way  # one computation, however many ask
+        assert await layouter.wait(WIDE) is None  # not within the bound: the browser's turn
+        assert await under_way  # kept when done
         assert (tmp_path / "layouts" / f"{WIDE.key}.json").is_file()
-        kept = await layouter.page(WIDE, "workflow=wide&version=1")
-        assert kept.stored and not kept.url
-        assert kept.stored == parse_layout(kept.stored, WIDE)
+        kept = layouter.page(WIDE, "workflow=wide&version=1")
+        assert kept.stored and not kept.url and not kept.wait
+        assert kept.stored == parse_layout(kept.stored, WIDE) == await layouter.wait(WIDE)
 
-        waiting = Layouter(Layouts(None), v8)  # long enough: the page carries the layout
-        assert (await waiting.page(WIDE, "run=r1")).stored == kept.stored
+        waiting = Layouter(Layouts(None), v8)  # long enough: the layout itself
+        assert await waiting.wait(WIDE) == kept.stored
         small = Graph("d" * 64, ("a", "b"), (("a", "b"),))
-        assert (await waiting.page(small, "run=r1")) == (await layouter.page(small, "run=r1"))
+        assert waiting.page(small, "run=r1") == layouter.page(small, "run=r1") == PageLayout()
         layouter.close()
         waiting.close()
 
@@ -106,9 +112,11 @@ def test_a_graph_v8_failed_on_is_left_to_the_browser_and_not_tried_again(
         caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         layouter = Layouter(Layouts(None), V8Dagre(seconds=0.001))
-        for _ in range(2):
-            page = await layouter.page(WIDE, "run=r1")
-            assert page.url and not page.stored
+        assert layouter.page(WIDE, "run=r1").wait
+        assert await layouter.wait(WIDE) is None  # it failed
+        page = layouter.page(WIDE, "run=r1")
+        assert page.url and not page.wait and not page.stored
+        assert await layouter.wait(WIDE) is None
         layouter.close()
 
     with caplog.at_level(logging.WARNING, "flowplan.daemon.console"):
@@ -128,7 +136,9 @@ def test_without_v8_the_daemon_says_so_once_and_browsers_lay_out(
     async def scenario() -> None:
         layouter = Layouter(Layouts(None), None)
         assert not layouter.computes
-        assert (await layouter.page(WIDE, "run=r1")).url
+        page = layouter.page(WIDE, "run=r1")
+        assert page.url and not page.wait
+        assert await layouter.wait(WIDE) is None
         layouter.close()
 
     asyncio.run(scenario())
@@ -162,7 +172,20 @@ def test_the_layout_computed_when_a_version_loads_is_the_one_its_pages_look_up(
             assert status == 200 and "data-daemon-layout=" in page, path
             assert "data-layout-url=" not in page, path
         assert computed(daemon.output()) == 2  # no page asked for another computation
-        assert len(list(kept.glob("*.json"))) == 2
+        files = {path.stem: path.read_text() for path in kept.glob("*.json")}
+        assert len(files) == 2
+        for version in (1, 2):
+            _, _, text = browser.request("GET", f"/workflows/wide?version={version}")
+            found = re.search(r'data-daemon-layout="([^"]*)"', text)
+            assert found
+            key = next(k for k, layout in files.items()
+                       if layout == html.unescape(found.group(1)))
+            status, headers, text = browser.request(
+                "GET", f"/layouts/{key}?workflow=wide&version={version}")
+            assert (status, headers["content-type"]) == (200, "application/json; charset=utf-8")
+            assert text == files[key]
+        status, _, text = browser.request("GET", f"/layouts/{'0' * 32}?run={runs[0]}")
+        assert status == 409 and "reload the page" in text
         assert daemon.stop() == 0
 
 
@@ -177,12 +200,38 @@ def test_a_daemon_that_cannot_load_v8_logs_it_and_its_pages_ask_the_browser(
     publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}), store)
     port = free_port()
     with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
-        status, _, page = Browser(port).request("GET", "/workflows/wide")
+        browser = Browser(port)
+        status, _, page = browser.request("GET", "/workflows/wide")
         assert status == 200 and "data-layout-url=" in page
-        assert "data-daemon-layout=" not in page
+        assert "data-daemon-layout=" not in page and "data-layout-wait=" not in page
+        url = html.unescape(re.search(r'data-layout-url="([^"]+)"', page).group(1))
+        assert browser.request("GET", url)[0] == 204  # none: the browser lays it out
         log = daemon.output()
         assert log.count("cannot be used here") == 1 and "wrong ELF class" in log
         assert daemon.stop() == 0
+
+
+DRAWN = """
+const box = document.getElementById("graph");
+if (box.dataset.drawn !== "yes") { return null; }
+return { layout: box.dataset.layout, wait: box.dataset.layoutWait || null,
+         daemon: box.dataset.daemonLayout ? JSON.parse(box.dataset.daemonLayout) : null,
+         own: flowplanLayout.compute(JSON.parse(box.dataset.graph)),
+         drawn: Object.fromEntries([...box.querySelectorAll("g[data-node]")].map(
+           (g) => [g.dataset.node, [g.getAttribute("transform"), g.dataset.status]])) };"""
+
+
+def view(driver: Any, url: str) -> dict[str, Any]:
+    driver.get(url)
+    found: dict[str, Any] = wait_until(lambda: driver.execute_script(DRAWN),
+                                       f"the graph of {url} drawn", timeout=30)
+    return found
+
+
+def drawn_as(found: dict[str, Any], layout: dict[str, Any]) -> None:
+    """Every node drawn where `layout` puts it."""
+    assert {name: where for name, (where, _) in found["drawn"].items()} == {
+        name: f"translate({box[0]:g},{box[1]:g})" for name, box in layout["nodes"].items()}
 
 
 @pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
@@ -194,31 +243,43 @@ def test_the_first_view_after_publishing_draws_the_daemons_layout_the_browsers_o
     publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": small}), store)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    extra = ["--http", f"127.0.0.1:{port}"]
     driver = _driver()
     try:
-        with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+        with running_daemon(store, state, extra=extra) as daemon:
             driver.get(base + "/workflows/wide")  # warm: the scripts in the browser's cache
             publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}),
                     store)
             wait_until(lambda: daemon.call("GetWorkflow", pb.GetWorkflowRequest(
                 workflow="wide")).workflow.plan_version == 2, "version 2 loaded")
             run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="wide")).run.run_id
-            driver.get(f"{base}/runs/{run_id}")  # at once: the layout may be under way
-            wait_until(lambda: driver.execute_script(
-                'return document.querySelector(\'#graph[data-drawn="yes"]\') !== null'),
-                "the run's graph drawn", timeout=30)
-            found: dict[str, Any] = driver.execute_script("""
-                const box = document.getElementById("graph");
-                const drawn = [...box.querySelectorAll("g[data-node]")];
-                return { layout: box.dataset.layout, url: box.dataset.layoutUrl || null,
-                         daemon: JSON.parse(box.dataset.daemonLayout),
-                         own: flowplanLayout.compute(JSON.parse(box.dataset.graph)),
-                         drawn: drawn.length };""")
-            assert found["layout"] == "daemon" and found["url"] is None
-            assert found["drawn"] == sum(LAYERS)
-            assert found["daemon"] == found["own"]  # the browser's layout.js, to the 0.1 px
-            errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            first = view(driver, f"{base}/runs/{run_id}")  # at once: likely under way
+            assert first["layout"] == "daemon", first["layout"]
+            assert len(first["drawn"]) == sum(LAYERS)
+            drawn_as(first, first["own"])  # the browser's layout.js, to the 0.1 px
+            if first["daemon"] is not None:  # in the page: done before the page was asked
+                assert first["daemon"] == first["own"]
             assert computed(daemon.output()) == 1
+            daemon.wait_run(run_id, timeout=60)
+            assert daemon.stop() == 0
+
+        # A version not laid out yet (its layout removed; the daemon lays out the latest at
+        # start): its page comes at once, and graph.js fetches the layout the page started.
+        for path in (state / "console-layouts").glob("*.json"):
+            path.unlink()
+        publish(make_repo({"flowplan.yaml": SETTINGS,
+                           "workflows/wide.yaml": layered(edge_change=True)}), store)
+        with running_daemon(store, state, extra=extra) as daemon:
+            wait_until(lambda: computed(daemon.output()) == 1, "version 3 laid out at start")
+            fetched = view(driver, f"{base}/runs/{run_id}")
+            assert fetched["wait"] == "yes" and fetched["daemon"] is None
+            assert fetched["layout"] == "daemon"  # fetched
+            drawn_as(fetched, first["own"])
+            assert {status for _, status in fetched["drawn"].values()} == {"SUCCEEDED"}
+            assert computed(daemon.output()) == 2
+            again = view(driver, f"{base}/runs/{run_id}")  # kept: in the page now
+            assert again["daemon"] == first["own"] and again["wait"] is None
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()
     assert not errors, errors

@@ -32,7 +32,8 @@ class Console:
         self._layouter = layouter = Layouter(Layouts(state / LAYOUTS_DIR if state else None),
                                              computer)
         self._parts = (Access(kit), WorkflowPages(kit, layouter), RunPages(kit, layouter),
-                       BackfillPages(kit), GuidePages(kit), LayoutPages(kit, layouter.layouts))
+                       BackfillPages(kit), GuidePages(kit),
+                       LayoutPages(kit, layouter.layouts, layouter.wait))
 
     def mount(self, app: web.Application) -> None:
         for part in self._parts:  # Access first: its middleware guards every route

@@ -64,7 +64,7 @@ class RunPages:
             request, "run.html", run=run,
             graph=graph_json([(n.name, status_name(pb.NodeStatus, n.status))
                               for n in run.nodes], run.edges),
-            layout=await self._layouts.page(run_graph(run), source_query(run=run.run_id)),
+            layout=self._layouts.page(run_graph(run), source_query(run=run.run_id)),
             timeline=timeline_json(run, time.time()),
             params=json.dumps(json_format.MessageToDict(run.params), sort_keys=True))
 

@@ -92,7 +92,7 @@ class WorkflowPages:
             runs=runs.runs, next_page=runs.next_page_token,
             graph=graph_json([(n.name, None) for n in answer.workflow.nodes],
                              answer.workflow.edges),
-            layout=await self._layouts.page(workflow_graph(answer.workflow), source_query(
+            layout=self._layouts.page(workflow_graph(answer.workflow), source_query(
                 workflow=name, version=answer.workflow.plan_version)),
             params=json.dumps(params, indent=2, sort_keys=True))
 

@@ -23,8 +23,25 @@
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
   const LAYOUT_VERSION = flowplanLayout.VERSION;
   const key = layoutKey(data);
-  const layout = daemonLayout(data) || storedLayout(key, data) || computeLayout(key, data);
-  performance.mark("flowplan-graph-laid-out");
+  const ready = daemonLayout(data) || storedLayout(key, data);
+  if (ready || !box.dataset.layoutWait) {
+    draw(ready || computeLayout(key, data), false);
+  } else {
+    // The daemon is laying this graph out (it began when it loaded the plan version): its
+    // layout comes as soon as it is kept, fetched while the rest of this page loads; else
+    // (not within the daemon's bound, or it failed) this page lays the graph out itself.
+    fetch(box.dataset.layoutUrl, { credentials: "same-origin" })
+      .then(function (answer) { return answer.status === 200 ? answer.json() : null; })
+      .catch(function () { return null; })
+      .then(function (kept) {
+        if (fits(kept, data)) {
+          box.dataset.layout = "daemon";
+          draw(kept, true);
+        } else {
+          draw(computeLayout(key, data), true);
+        }
+      });
+  }
 
   function make(tag, attributes) {
     const element = document.createElementNS(SVG, tag);
@@ -34,137 +51,151 @@
     return element;
   }
 
-  const svg = make("svg", { class: "graph-svg", role: "img" });
-  const world = make("g", {});
-  svg.appendChild(world);
-  for (const id in layout.edges) {
-    const xy = layout.edges[id];
-    const points = [];
-    for (let i = 0; i < xy.length; i += 2) {
-      points.push(xy[i] + "," + xy[i + 1]);
+  // Draws `layout`; `late`: after the page loaded (the daemon's layout fetched), so the
+  // nodes take the statuses the page shows now (console.js kept the table's current).
+  function draw(layout, late) {
+    performance.mark("flowplan-graph-laid-out");
+    const statuses = new Map();
+    if (late) {
+      for (const row of document.querySelectorAll("tr[data-node][data-status]")) {
+        statuses.set(row.dataset.node, row.dataset.status);
+      }
     }
-    world.appendChild(make("polyline", { class: "edge", points: points.join(" ") }));
-  }
-  for (const node of data.nodes) {
-    const at = layout.nodes[node.name];  // [left, top, width, height]
-    const group = make("g", { class: "gnode", "data-node": node.name,
-                              transform: "translate(" + at[0] + "," + at[1] + ")" });
-    if (node.status) {
-      group.setAttribute("data-status", node.status);
+    const svg = make("svg", { class: "graph-svg", role: "img" });
+    const world = make("g", {});
+    svg.appendChild(world);
+    for (const id in layout.edges) {
+      const xy = layout.edges[id];
+      const points = [];
+      for (let i = 0; i < xy.length; i += 2) {
+        points.push(xy[i] + "," + xy[i + 1]);
+      }
+      world.appendChild(make("polyline", { class: "edge", points: points.join(" ") }));
     }
-    group.appendChild(make("rect", { width: at[2], height: at[3], rx: 4 }));
-    const label = make("text", { x: at[2] / 2, y: at[3] / 2 + 4 });
-    label.textContent = node.name;
-    group.appendChild(label);
-    const title = make("title", {});
-    title.textContent = node.name + (node.status ? " " + node.status : "");
-    group.appendChild(title);
-    world.appendChild(group);
-  }
-  box.appendChild(svg);
+    for (const node of data.nodes) {
+      const at = layout.nodes[node.name];  // [left, top, width, height]
+      const group = make("g", { class: "gnode", "data-node": node.name,
+                                transform: "translate(" + at[0] + "," + at[1] + ")" });
+      const status = statuses.get(node.name) || node.status;
+      if (status) {
+        group.setAttribute("data-status", status);
+      }
+      group.appendChild(make("rect", { width: at[2], height: at[3], rx: 4 }));
+      const label = make("text", { x: at[2] / 2, y: at[3] / 2 + 4 });
+      label.textContent = node.name;
+      group.appendChild(label);
+      const title = make("title", {});
+      title.textContent = node.name + (status ? " " + status : "");
+      group.appendChild(title);
+      world.appendChild(group);
+    }
+    box.appendChild(svg);
 
-  const size = { width: layout.width, height: layout.height };
-  let view = { x: 0, y: 0, w: size.width || 1, h: size.height || 1 };
-  function show() {
-    svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
-  }
-  function fit() {  // the whole graph, never drawn larger than its natural size
-    const w = Math.max(size.width || 1, box.clientWidth);
-    const h = Math.max(size.height || 1, box.clientHeight);
-    view = { x: ((size.width || 1) - w) / 2, y: ((size.height || 1) - h) / 2, w: w, h: h };
-    show();
-  }
-  fit();
-  // The box resized (a node's panel opened beside it): the same scale and centre, so the
-  // drawing keeps its size rather than shrinking with the box.
-  let boxSize = { w: box.clientWidth, h: box.clientHeight };
-  if (window.ResizeObserver) {
-    new ResizeObserver(function () {
-      const w = box.clientWidth;
-      const h = box.clientHeight;
-      if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+    const size = { width: layout.width, height: layout.height };
+    let view = { x: 0, y: 0, w: size.width || 1, h: size.height || 1 };
+    function show() {
+      svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
+    }
+    function fit() {  // the whole graph, never drawn larger than its natural size
+      const w = Math.max(size.width || 1, box.clientWidth);
+      const h = Math.max(size.height || 1, box.clientHeight);
+      view = { x: ((size.width || 1) - w) / 2, y: ((size.height || 1) - h) / 2, w: w, h: h };
+      show();
+    }
+    fit();
+    // The box resized (a node's panel opened beside it): the same scale and centre, so the
+    // drawing keeps its size rather than shrinking with the box.
+    let boxSize = { w: box.clientWidth, h: box.clientHeight };
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () {
+        const w = box.clientWidth;
+        const h = box.clientHeight;
+        if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+          boxSize = { w: w, h: h };
+          return;
+        }
+        const cx = view.x + view.w / 2;
+        const cy = view.y + view.h / 2;
+        const sx = view.w / boxSize.w;
+        const sy = view.h / boxSize.h;
+        view = { x: cx - w * sx / 2, y: cy - h * sy / 2, w: w * sx, h: h * sy };
         boxSize = { w: w, h: h };
+        show();
+      }).observe(box);
+    }
+    svg.addEventListener("wheel", function (event) {
+      event.preventDefault();
+      const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
+      const rect = svg.getBoundingClientRect();
+      const px = view.x + (event.clientX - rect.left) / rect.width * view.w;
+      const py = view.y + (event.clientY - rect.top) / rect.height * view.h;
+      view = { x: px - (px - view.x) * factor, y: py - (py - view.y) * factor,
+               w: view.w * factor, h: view.h * factor };
+      show();
+    }, { passive: false });
+    let drag = null;
+    svg.addEventListener("pointerdown", function (event) {
+      if (event.target.closest("g.gnode")) {
+        return;  // a node: clicked, not dragged
+      }
+      drag = { x: event.clientX, y: event.clientY, view: view };
+      svg.setPointerCapture(event.pointerId);
+    });
+    svg.addEventListener("pointermove", function (event) {
+      if (!drag) {
         return;
       }
-      const cx = view.x + view.w / 2;
-      const cy = view.y + view.h / 2;
-      const sx = view.w / boxSize.w;
-      const sy = view.h / boxSize.h;
-      view = { x: cx - w * sx / 2, y: cy - h * sy / 2, w: w * sx, h: h * sy };
-      boxSize = { w: w, h: h };
+      const rect = svg.getBoundingClientRect();
+      view = { x: drag.view.x - (event.clientX - drag.x) / rect.width * drag.view.w,
+               y: drag.view.y - (event.clientY - drag.y) / rect.height * drag.view.h,
+               w: drag.view.w, h: drag.view.h };
       show();
-    }).observe(box);
-  }
-  svg.addEventListener("wheel", function (event) {
-    event.preventDefault();
-    const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
-    const rect = svg.getBoundingClientRect();
-    const px = view.x + (event.clientX - rect.left) / rect.width * view.w;
-    const py = view.y + (event.clientY - rect.top) / rect.height * view.h;
-    view = { x: px - (px - view.x) * factor, y: py - (py - view.y) * factor,
-             w: view.w * factor, h: view.h * factor };
-    show();
-  }, { passive: false });
-  let drag = null;
-  svg.addEventListener("pointerdown", function (event) {
-    if (event.target.closest("g.gnode")) {
-      return;  // a node: clicked, not dragged
+    });
+    svg.addEventListener("pointerup", function () { drag = null; });
+    const fitButton = document.getElementById("graph-fit");
+    if (fitButton) {
+      fitButton.addEventListener("click", fit);
     }
-    drag = { x: event.clientX, y: event.clientY, view: view };
-    svg.setPointerCapture(event.pointerId);
-  });
-  svg.addEventListener("pointermove", function (event) {
-    if (!drag) {
-      return;
+    const search = document.getElementById("graph-search");
+    if (search) {
+      search.addEventListener("input", function () {
+        const wanted = search.value.trim().toLowerCase();
+        for (const group of svg.querySelectorAll("g.gnode")) {
+          const hit = wanted !== "" && group.dataset.node.toLowerCase().includes(wanted);
+          group.classList.toggle("found", hit);
+        }
+      });
     }
-    const rect = svg.getBoundingClientRect();
-    view = { x: drag.view.x - (event.clientX - drag.x) / rect.width * drag.view.w,
-             y: drag.view.y - (event.clientY - drag.y) / rect.height * drag.view.h,
-             w: drag.view.w, h: drag.view.h };
-    show();
-  });
-  svg.addEventListener("pointerup", function () { drag = null; });
-  const fitButton = document.getElementById("graph-fit");
-  if (fitButton) {
-    fitButton.addEventListener("click", fit);
-  }
-  const search = document.getElementById("graph-search");
-  if (search) {
-    search.addEventListener("input", function () {
-      const wanted = search.value.trim().toLowerCase();
-      for (const group of svg.querySelectorAll("g.gnode")) {
-        const hit = wanted !== "" && group.dataset.node.toLowerCase().includes(wanted);
-        group.classList.toggle("found", hit);
+    // A click on a node opens its panel (panel.js listens); a node ticked for Resume (its
+    // box in the table, or "Tick for resume" in the panel) is marked.
+    svg.addEventListener("click", function (event) {
+      const group = event.target.closest("g.gnode");
+      if (group) {
+        document.dispatchEvent(new CustomEvent("flowplan:node-click",
+                                               { detail: { name: group.dataset.node } }));
       }
     });
-  }
-  // A click on a node opens its panel (panel.js listens); a node ticked for Resume (its
-  // box in the table, or "Tick for resume" in the panel) is marked.
-  svg.addEventListener("click", function (event) {
-    const group = event.target.closest("g.gnode");
-    if (group) {
-      document.dispatchEvent(new CustomEvent("flowplan:node-click",
-                                             { detail: { name: group.dataset.node } }));
+    for (const tick of document.querySelectorAll('input[name="node"]')) {
+      const marked = function () {
+        const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
+        if (group) {
+          group.classList.toggle("ticked", tick.checked);
+        }
+      };
+      tick.addEventListener("change", marked);
+      marked();  // a box the browser kept ticked (back to the page)
     }
-  });
-  for (const tick of document.querySelectorAll('input[name="node"]')) {
-    const marked = function () {
-      const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
-      if (group) {
-        group.classList.toggle("ticked", tick.checked);
+    box.dataset.drawn = "yes";
+    performance.mark("flowplan-graph-drawn");
+    document.dispatchEvent(new CustomEvent("flowplan:graph-drawn"));  // panel.js marks
+    if (box.dataset.layoutUrl && box.dataset.layout !== "daemon") {
+      // When idle (within 1 s even in a background tab): not in the first frame's way.
+      const send = function () { sendLayout(layout); };
+      if (window.requestIdleCallback) {
+        requestIdleCallback(send, { timeout: 1000 });
+      } else {
+        setTimeout(send, 0);
       }
-    };
-    tick.addEventListener("change", marked);
-    marked();  // a box the browser kept ticked (back to the page)
-  }
-  box.dataset.drawn = "yes";
-  performance.mark("flowplan-graph-drawn");
-  if (box.dataset.layoutUrl && box.dataset.layout !== "daemon") {
-    // When idle (within 1 s even in a background tab): not in the first frame's way.
-    if (window.requestIdleCallback) {
-      requestIdleCallback(sendLayout, { timeout: 1000 });
-    } else {
-      setTimeout(sendLayout, 0);
     }
   }
 
@@ -249,7 +280,7 @@
   // The layout drawn, to the daemon, which keeps the first one it gets for this graph (any
   // role may send it, with the session's CSRF token): data-layout-saved says "yes" (kept),
   // "kept" (it had one already) or "no".
-  function sendLayout() {
+  function sendLayout(layout) {
     const form = new FormData();
     form.append("csrf", box.dataset.csrf || "");
     form.append("layout", JSON.stringify({ width: layout.width, height: layout.height,
