@@ -53,7 +53,10 @@ SCRIPTS: Final = ("dagre-0.8.5.min.js", "layout.js")  # in static/, in this orde
 LAYOUT_SECONDS: Final = 10.0  # one layout in V8 at most (1,000 nodes: ~0.6-1 s)
 MAX_MEMORY: Final = 512 * 1024 * 1024  # bytes of V8 heap (1,000 nodes: ~100 MB)
 SETTLE_SECONDS: Final = 5.0  # V8 ends a call cut short (a timeout) within this
-WAIT_SECONDS: Final = 2.0  # a page waits this long at most for the daemon's layout
+# A page waits this long at most for the daemon's layout, then lays the graph out itself.
+# The daemon began earlier, with the same engine (V8), so waiting for it beats starting
+# anew in the browser, unless it is stuck behind other layouts (or the machine is starved).
+WAIT_SECONDS: Final = 5.0
 
 log = logging.getLogger("flowplan.daemon.console")
 

@@ -57,7 +57,7 @@
     performance.mark("flowplan-graph-laid-out");
     const statuses = new Map();
     if (late) {
-      for (const row of document.querySelectorAll("tr[data-node][data-status]")) {
+      for (const row of document.querySelectorAll("#run-nodes tr[data-node][data-status]")) {
         statuses.set(row.dataset.node, row.dataset.status);
       }
     }
