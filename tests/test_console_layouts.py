@@ -1,8 +1,10 @@
 """Layouts the daemon keeps for large graphs (console/layouts.py): the checks a posted layout
 must pass, first writer wins, the least recently used going, a damaged file ignored; then a
-real daemon and real headless Chromium (skipped without chromium and chromedriver): a first
-view lays the graph out and posts it, a second browser draws the daemon's layout the same,
-also on a run page of that version and after a restart; a viewer may post, no CSRF is 403."""
+real daemon that leaves layouts to browsers (`--console-layouts browser`;
+tests/test_console_daemon_layout.py tests its own) and real headless Chromium (skipped
+without chromium and chromedriver): a first view lays the graph out and posts it, a second
+browser draws the daemon's layout the same, also on a run page of that version and after a
+restart; a viewer may post, no CSRF is 403."""
 
 from __future__ import annotations
 
