@@ -68,7 +68,8 @@ def test_flags_win_over_variables_over_the_file_over_defaults(settings_file: Pat
     result = serve("--settings", settings_file, "--max-connections", "9", "--print-config",
                    env={"FLOWPLAN_SERVER_KILL_GRACE": "4", "FLOWPLAN_SERVER_MAX_CONNECTIONS": "8",
                         "FLOWPLAN_GIT_SYNC_INTERVAL": "90s",
-                        "FLOWPLAN_SERVER_HTTP_MAX_CONNECTIONS": "12"})
+                        "FLOWPLAN_SERVER_HTTP_MAX_CONNECTIONS": "12",
+                        "FLOWPLAN_SERVER_CONSOLE_LAYOUTS": "browser"})
     assert result.returncode == 0, result.stderr
     printed = tomllib.loads(result.stdout)
     conf = settings_file.parent
@@ -77,7 +78,7 @@ def test_flags_win_over_variables_over_the_file_over_defaults(settings_file: Pat
         "listen": "127.0.0.1:50111", "token_file": str(conf / "token"), "insecure": False,
         "synchronous": "NORMAL", "kill_grace": 4.0, "log_format": "json",
         "max_connections": 9, "http_max_connections": 12, "handshake_timeout": 10.0,
-        "idle_timeout": 120.0}
+        "idle_timeout": 120.0, "console_layouts": "browser"}
     assert printed["git"] == {"branch": "release", "sync_interval": 90.0}  # url: not set
     assert printed["tls"] == {}
     where = origins(result.stdout)

@@ -1,8 +1,10 @@
 """Layouts the daemon keeps for large graphs (console/layouts.py): the checks a posted layout
 must pass, first writer wins, the least recently used going, a damaged file ignored; then a
-real daemon and real headless Chromium (skipped without chromium and chromedriver): a first
-view lays the graph out and posts it, a second browser draws the daemon's layout the same,
-also on a run page of that version and after a restart; a viewer may post, no CSRF is 403."""
+real daemon that leaves layouts to browsers (`--console-layouts browser`;
+tests/test_console_daemon_layout.py tests its own) and real headless Chromium (skipped
+without chromium and chromedriver): a first view lays the graph out and posts it, a second
+browser draws the daemon's layout the same, also on a run page of that version and after a
+restart; a viewer may post, no CSRF is 403."""
 
 from __future__ import annotations
 
@@ -189,7 +191,8 @@ def test_a_first_view_posts_its_layout_and_every_later_view_draws_the_daemons(
     roles = tmp_path / "roles"
     roles.write_text(f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n")
     port, http_port = free_port(), free_port()
-    extra = ["--roles-file", str(roles), "--http", f"127.0.0.1:{http_port}"]
+    extra = ["--roles-file", str(roles), "--http", f"127.0.0.1:{http_port}",
+             "--console-layouts", "browser"]  # the daemon lays out nothing itself
     base = f"http://127.0.0.1:{http_port}"
     kept = state / "console-layouts"
     first_browser = _driver()

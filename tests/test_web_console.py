@@ -574,7 +574,8 @@ def test_static_files_are_named_by_their_hash_and_kept(
     assert status == 200 and headers["cache-control"] == "no-store"
     scripts = re.findall(r'<script src="(/static/[^"]+)"', page)
     assert {s.split("?")[0] for s in scripts} >= {"/static/console.js", "/static/graph.js",
-                                                  "/static/dagre-0.8.5.min.js"}
+                                                  "/static/dagre-0.8.5.min.js",
+                                                  "/static/layout.js"}
     for url in scripts:
         status, headers, body = operator.request("GET", url)
         assert status == 200 and body, url

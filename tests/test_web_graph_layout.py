@@ -1,8 +1,9 @@
 """graph.js's layout of a large graph in a real headless Chromium (skipped without chromium and
 chromedriver): ranked in layers, kept in the tab's sessionStorage and drawn from it the same
 on a view again, laid out anew when the graph changes or the stored layout does not match.
-The layouts' posts to the daemon are blocked here, so that the daemon keeps none
-(tests/test_console_layouts.py tests those)."""
+The daemon lays out nothing itself here (`--console-layouts browser`) and the layouts' posts
+to it are blocked, so that it keeps none (tests/test_console_layouts.py and
+tests/test_console_daemon_layout.py test those)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def test_a_large_graph_is_laid_out_in_layers_then_drawn_again_from_the_stored_la
                        "  - {name: b, command: 'true', upstream: [a]}\n"}), store)
     port = free_port()
     url = f"http://127.0.0.1:{port}/workflows/wide"
-    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]):
+    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}",
+                                             "--console-layouts", "browser"]):
         driver = _driver()
         try:
             driver.execute_cdp_cmd("Network.enable", {})

@@ -52,6 +52,8 @@ from flowplan.daemon.state.store import StateError, StateStore, StateWriteError,
 from flowplan.daemon.watcher import PlanCatalog, watch_plans
 
 if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client cost start-up
+    from flowplan.compiler.plan import Plan
+    from flowplan.daemon.server.console import Console
     from flowplan.daemon.server.http import HttpServer
     from flowplan.daemon.server.metrics import Metrics
     from flowplan.daemon.server.otel import Tracing
@@ -80,6 +82,7 @@ class Daemon:
         self.http_url: str | None = None  # the HTTP listener's, once it listens
         self.http_problem: str | None = None  # why it does not, when not `http_required`
         self.metrics: Metrics | None = None  # with --http
+        self.console: Console | None = None  # with --http, once it listens
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
         self.http_max_connections = config.http_max_connections  # likewise, with --http
         self._stop = asyncio.Event()
@@ -209,7 +212,7 @@ class Daemon:
 
         stop_watch = asyncio.Event()
         tasks = [asyncio.ensure_future(scheduler.run()),
-                 asyncio.ensure_future(watch_plans(catalog, lambda _: scheduler.wake(),
+                 asyncio.ensure_future(watch_plans(catalog, self._plans_loaded(scheduler),
                                                    stop_watch))]
         tasks.append(asyncio.ensure_future(watch_writes(store, health_service, scheduler,
                                                         stop_watch)))
@@ -217,6 +220,8 @@ class Daemon:
             tasks.append(asyncio.ensure_future(metrics.watch_loop(stop_watch)))
         if config.git_url:
             tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
+        if self.console is not None:
+            self.console.start()
         log.info("listening", extra={"fields": {
             "address": self.config.listen.rsplit(":", 1)[0] + f":{self.port}",
             "store": str(config.store), "state": str(config.state),
@@ -257,11 +262,13 @@ class Daemon:
         if metrics is None:
             return None
         from flowplan.daemon.server.console import Console
+        from flowplan.daemon.server.console.layouter import computer_for
         from flowplan.daemon.server.http import HttpServer
 
         caller = self._interceptor.caller if self._interceptor is not None else None
+        computer = computer_for(self.config.console_layouts)
         console = Console(service, self._interceptor, https=bool(self.config.tls_cert),
-                          state=self.config.state)
+                          state=self.config.state, computer=computer)
         http = HttpServer(self.config, metrics.scrape, caller=caller, console=console,
                           max_connections=self.http_max_connections)
         try:
@@ -274,7 +281,18 @@ class Daemon:
             log.warning("%s%s", NO_HTTP, exc)
             return None
         self.http_url = http.url
+        self.console = console
         return http
+
+    def _plans_loaded(self, scheduler: Scheduler) -> Callable[[list[Plan]], None]:
+        """What the daemon does when it loads new plan versions: the scheduler looks at
+        them, and the console lays out their large graphs."""
+        def loaded(plans: list[Plan]) -> None:
+            scheduler.wake()
+            if self.console is not None:
+                self.console.plans_loaded((plan.workflow, plan.version or 0) for plan in plans
+                                          if not plan.tombstone)
+        return loaded
 
     def _server(self, metrics: Metrics | None, tracing: Tracing | None) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = (
@@ -334,8 +352,8 @@ class Daemon:
                 if report.written:
                     log.info("published from git", extra={"fields": {
                         "commit": report.commit, "versions": len(report.written)}})
-                    if catalog.rescan():
-                        scheduler.wake()
+                    if changed := catalog.rescan():
+                        self._plans_loaded(scheduler)(changed)
             except Exception as exc:  # a git server that is down must not stop the daemon
                 log.error("git sync failed: %s", exc)
             with contextlib.suppress(TimeoutError):

@@ -133,6 +133,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--http connections open at once; more are closed at once"
                              f" (default {DEFAULT_HTTP_MAX_CONNECTIONS}; with --max-connections,"
                              " fewer if the open-file limit needs it)")
+    parser.add_argument("--console-layouts", choices=("daemon", "browser"),
+                        help="who lays out a web console graph of more than 200 nodes first:"
+                             " the daemon, in its embedded V8, when it loads the plan version"
+                             " (default), or the first browser to show it")
     parser.add_argument("--handshake-timeout", type=seconds, metavar="DURATION",
                         help="close a connection that has not begun HTTP/2 (--http: sent a"
                              " request's headers, or its body) within this time"

@@ -53,6 +53,8 @@ class ServeConfig:
     idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
     http: str | None = None  # host:port of the HTTP listener (/metrics); None: none
     http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
+    # who lays out the console's large graphs first: the daemon (embedded V8) or a browser
+    console_layouts: str = "daemon"
     http_required: bool = True  # False (`flowplan up`): a busy address is logged, not fatal
 
     def access(self) -> tuple[Grant, ...]:

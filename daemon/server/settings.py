@@ -97,6 +97,8 @@ SETTINGS: Final = (
     Setting("server", "handshake_timeout", "--handshake-timeout", "handshake_timeout",
             _SECONDS),
     Setting("server", "idle_timeout", "--idle-timeout", "idle_timeout", _SECONDS),
+    Setting("server", "console_layouts", "--console-layouts", "console_layouts",
+            "daemon or browser"),
     Setting("tls", "cert", "--tls-cert", "tls_cert", "a file path", path=True),
     Setting("tls", "key", "--tls-key", "tls_key", "a file path", path=True),
     Setting("tls", "client_ca", "--tls-client-ca", "tls_client_ca", "a file path", path=True),
@@ -160,6 +162,7 @@ class ServerTable(_Table):
     http_max_connections: Annotated[int, Field(ge=1)] = DEFAULT_HTTP_MAX_CONNECTIONS
     handshake_timeout: Seconds = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: Seconds = DEFAULT_IDLE_TIMEOUT
+    console_layouts: Literal["daemon", "browser"] = "daemon"
 
 
 class TlsTable(_Table):
@@ -341,7 +344,8 @@ class Loaded:
             sync_interval_seconds=git.sync_interval, max_connections=server.max_connections,
             handshake_timeout_seconds=server.handshake_timeout,
             idle_timeout_seconds=server.idle_timeout, http=server.http,
-            http_max_connections=server.http_max_connections)
+            http_max_connections=server.http_max_connections,
+            console_layouts=server.console_layouts)
         config.check()  # what is left: an address that is not loopback without authentication
         return config
 

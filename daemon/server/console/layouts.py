@@ -1,8 +1,10 @@
-"""Graph layouts the daemon keeps, so that only the very first view of a large graph pays for
-dagre's layout (~1 s at 1,000 nodes).
+"""Graph layouts the daemon keeps, so that no view of a large graph but (at most) the very
+first pays for dagre's layout (~1 s at 1,000 nodes).
 
-A plan version's graph never changes, so its layout is computed once: graph.js lays out a
-graph of more than BIG nodes that the page did not bring a layout for, draws it, and posts
+A plan version's graph never changes, so its layout is computed once: by the daemon itself,
+in its embedded V8, as soon as it loads the plan version (layouter.py), or else by the first
+browser. graph.js lays out a graph of more than BIG nodes that the page did not bring a
+layout for (nor could fetch from the daemon, `GET /layouts/KEY?...`), draws it, and posts
 the layout to `/layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`). The server reads that
 graph from the service itself, recomputes its key (the plan's digest and a hash of the nodes
 and edges as drawn) and keeps the layout only when it fits that graph exactly: the same node
@@ -25,7 +27,7 @@ import math
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -83,10 +85,12 @@ class Graph:
 @dataclass(frozen=True)
 class PageLayout:
     """What a page's `#graph` carries: the daemon's layout (`stored`, JSON), or where to post
-    one (`url`), or neither (a graph of BIG nodes or fewer)."""
+    one (`url`) and whether to fetch it from there first (`wait`: the daemon is computing
+    it), or neither (a graph of BIG nodes or fewer)."""
 
     stored: str = ""
     url: str = ""
+    wait: bool = False
 
 
 def run_graph(run: pb.Run) -> Graph:
@@ -209,6 +213,11 @@ class Layouts:
     def __len__(self) -> int:
         return len(self._kept)
 
+    @property
+    def limit(self) -> int:
+        """How many layouts are kept at most."""
+        return self._limit
+
     def get(self, graph: Graph) -> str | None:
         """The layout kept for `graph`, or None."""
         key = graph.key
@@ -281,14 +290,31 @@ class Layouts:
 class LayoutPages:
     """`POST /layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`), form fields `csrf`
     and `layout`: any logged-in role may post (the layout is what dagre computes for
-    everyone, not an action), and the server checks it against the graph it reads itself."""
+    everyone, not an action), and the server checks it against the graph it reads itself.
+    `GET` of the same URL: the daemon's layout of that graph (JSON; waiting for the daemon's
+    computation of it, layouter.py), or 204: none, the browser lays it out."""
 
-    def __init__(self, kit: Kit, layouts: Layouts) -> None:
+    def __init__(self, kit: Kit, layouts: Layouts,
+                 wait: Callable[[Graph], Awaitable[str | None]] | None = None) -> None:
         self._kit = kit
         self._layouts = layouts
+        self._wait = wait
 
     def mount(self, app: web.Application) -> None:
         app.router.add_post("/layouts/{key}", self.post)
+        app.router.add_get("/layouts/{key}", self.get)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        graph = await self._graph(request.query)
+        if graph.key != key:
+            return web.Response(status=409, text=f"layout {key[:40]} is not the layout of"
+                                " that graph (it changed): reload the page\n")
+        layout = (await self._wait(graph) if self._wait is not None
+                  else self._layouts.get(graph))
+        if layout is None:
+            return web.Response(status=204)
+        return web.Response(text=layout, content_type="application/json")
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]

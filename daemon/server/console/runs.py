@@ -24,7 +24,8 @@ from flowplan.daemon.server.console.feeds import (
     stream_response,
 )
 from flowplan.daemon.server.console.kit import CallContext, Kit, ServiceError
-from flowplan.daemon.server.console.layouts import Layouts, run_graph, source_query
+from flowplan.daemon.server.console.layouter import Layouter
+from flowplan.daemon.server.console.layouts import run_graph, source_query
 from flowplan.daemon.server.console.present import (
     attempt_view,
     graph_json,
@@ -37,7 +38,7 @@ LOG_TAIL_BYTES: Final = 64 * 1024  # of a node's log, shown when its page opens
 
 
 class RunPages:
-    def __init__(self, kit: Kit, layouts: Layouts) -> None:
+    def __init__(self, kit: Kit, layouts: Layouter) -> None:
         self._kit = kit
         self._layouts = layouts
         self._feeds = RunFeeds(kit.service)

@@ -16,7 +16,8 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from flowplan.daemon.server.console.diff import diff_versions
 from flowplan.daemon.server.console.kit import Kit, ServiceError
-from flowplan.daemon.server.console.layouts import Layouts, source_query, workflow_graph
+from flowplan.daemon.server.console.layouter import Layouter
+from flowplan.daemon.server.console.layouts import source_query, workflow_graph
 from flowplan.daemon.server.console.present import graph_json, schedule_words
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -24,7 +25,7 @@ HISTORY_PAGE: Final = 20
 
 
 class WorkflowPages:
-    def __init__(self, kit: Kit, layouts: Layouts) -> None:
+    def __init__(self, kit: Kit, layouts: Layouter) -> None:
         self._kit = kit
         self._layouts = layouts
 

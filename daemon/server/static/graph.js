@@ -1,30 +1,47 @@
 // flowplan console: draws the graph of #graph's data-graph ({nodes: [{name, status}],
-// edges: [[upstream, downstream]]}) as SVG, laid out by the vendored dagre (layered,
-// top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">: console.js keeps
-// data-status current and the style sheet colours it. Wheel zooms, dragging pans, the
-// "Fit" button fits the graph to the view, the search box highlights a node by name; a
-// click on a node dispatches "flowplan:node-click" (panel.js opens the node's panel).
-// A large graph's layout comes with the page when the daemon keeps one (data-daemon-layout);
-// else it is kept in the tab's sessionStorage for a view again, and sent to the daemon
+// edges: [[upstream, downstream]]}) as SVG, laid out by layout.js (the vendored dagre,
+// layered, top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">:
+// console.js keeps data-status current and the style sheet colours it. Wheel zooms,
+// dragging pans, the "Fit" button fits the graph to the view, the search box highlights a
+// node by name; a click on a node dispatches "flowplan:node-click" (panel.js opens the
+// node's panel). A large graph's layout comes with the page when the daemon keeps one
+// (data-daemon-layout; the daemon lays large graphs out itself, console/layouter.py); else
+// it is kept in the tab's sessionStorage for a view again, and sent to the daemon
 // (data-layout-url) for every later view, by anyone (see computeLayout).
 "use strict";
 
 (function () {
   const box = document.getElementById("graph");
-  if (!box || !window.dagre) {
+  if (!box || !window.dagre || !window.flowplanLayout) {
     return;
   }
   performance.mark("flowplan-graph-start");
   const data = JSON.parse(box.dataset.graph);
   const SVG = "http://www.w3.org/2000/svg";
-  const BIG = 200;  // nodes: above, dagre's tight-tree ranker and a stored layout
+  const BIG = flowplanLayout.BIG;  // nodes: above, a stored layout (and the daemon's)
   const STORED_LAYOUTS = 20;
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
-  // Change it when the layout's options change (and LAYOUT_VERSION in console/layouts.py).
-  const LAYOUT_VERSION = "1";
+  const LAYOUT_VERSION = flowplanLayout.VERSION;
   const key = layoutKey(data);
-  const layout = daemonLayout(data) || storedLayout(key, data) || computeLayout(key, data);
-  performance.mark("flowplan-graph-laid-out");
+  const ready = daemonLayout(data) || storedLayout(key, data);
+  if (ready || !box.dataset.layoutWait) {
+    draw(ready || computeLayout(key, data), false);
+  } else {
+    // The daemon is laying this graph out (it began when it loaded the plan version): its
+    // layout comes as soon as it is kept, fetched while the rest of this page loads; else
+    // (not within the daemon's bound, or it failed) this page lays the graph out itself.
+    fetch(box.dataset.layoutUrl, { credentials: "same-origin" })
+      .then(function (answer) { return answer.status === 200 ? answer.json() : null; })
+      .catch(function () { return null; })
+      .then(function (kept) {
+        if (fits(kept, data)) {
+          box.dataset.layout = "daemon";
+          draw(kept, true);
+        } else {
+          draw(computeLayout(key, data), true);
+        }
+      });
+  }
 
   function make(tag, attributes) {
     const element = document.createElementNS(SVG, tag);
@@ -34,176 +51,162 @@
     return element;
   }
 
-  const svg = make("svg", { class: "graph-svg", role: "img" });
-  const world = make("g", {});
-  svg.appendChild(world);
-  for (const id in layout.edges) {
-    const xy = layout.edges[id];
-    const points = [];
-    for (let i = 0; i < xy.length; i += 2) {
-      points.push(xy[i] + "," + xy[i + 1]);
+  // Draws `layout`; `late`: after the page loaded (the daemon's layout fetched), so the
+  // nodes take the statuses the page shows now (console.js kept the table's current).
+  function draw(layout, late) {
+    performance.mark("flowplan-graph-laid-out");
+    const statuses = new Map();
+    if (late) {
+      for (const row of document.querySelectorAll("#run-nodes tr[data-node][data-status]")) {
+        statuses.set(row.dataset.node, row.dataset.status);
+      }
     }
-    world.appendChild(make("polyline", { class: "edge", points: points.join(" ") }));
-  }
-  for (const node of data.nodes) {
-    const at = layout.nodes[node.name];  // [left, top, width, height]
-    const group = make("g", { class: "gnode", "data-node": node.name,
-                              transform: "translate(" + at[0] + "," + at[1] + ")" });
-    if (node.status) {
-      group.setAttribute("data-status", node.status);
+    const svg = make("svg", { class: "graph-svg", role: "img" });
+    const world = make("g", {});
+    svg.appendChild(world);
+    for (const id in layout.edges) {
+      const xy = layout.edges[id];
+      const points = [];
+      for (let i = 0; i < xy.length; i += 2) {
+        points.push(xy[i] + "," + xy[i + 1]);
+      }
+      world.appendChild(make("polyline", { class: "edge", points: points.join(" ") }));
     }
-    group.appendChild(make("rect", { width: at[2], height: at[3], rx: 4 }));
-    const label = make("text", { x: at[2] / 2, y: at[3] / 2 + 4 });
-    label.textContent = node.name;
-    group.appendChild(label);
-    const title = make("title", {});
-    title.textContent = node.name + (node.status ? " " + node.status : "");
-    group.appendChild(title);
-    world.appendChild(group);
-  }
-  box.appendChild(svg);
+    for (const node of data.nodes) {
+      const at = layout.nodes[node.name];  // [left, top, width, height]
+      const group = make("g", { class: "gnode", "data-node": node.name,
+                                transform: "translate(" + at[0] + "," + at[1] + ")" });
+      const status = statuses.get(node.name) || node.status;
+      if (status) {
+        group.setAttribute("data-status", status);
+      }
+      group.appendChild(make("rect", { width: at[2], height: at[3], rx: 4 }));
+      const label = make("text", { x: at[2] / 2, y: at[3] / 2 + 4 });
+      label.textContent = node.name;
+      group.appendChild(label);
+      const title = make("title", {});
+      title.textContent = node.name + (status ? " " + status : "");
+      group.appendChild(title);
+      world.appendChild(group);
+    }
+    box.appendChild(svg);
 
-  const size = { width: layout.width, height: layout.height };
-  let view = { x: 0, y: 0, w: size.width || 1, h: size.height || 1 };
-  function show() {
-    svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
-  }
-  function fit() {  // the whole graph, never drawn larger than its natural size
-    const w = Math.max(size.width || 1, box.clientWidth);
-    const h = Math.max(size.height || 1, box.clientHeight);
-    view = { x: ((size.width || 1) - w) / 2, y: ((size.height || 1) - h) / 2, w: w, h: h };
-    show();
-  }
-  fit();
-  // The box resized (a node's panel opened beside it): the same scale and centre, so the
-  // drawing keeps its size rather than shrinking with the box.
-  let boxSize = { w: box.clientWidth, h: box.clientHeight };
-  if (window.ResizeObserver) {
-    new ResizeObserver(function () {
-      const w = box.clientWidth;
-      const h = box.clientHeight;
-      if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+    const size = { width: layout.width, height: layout.height };
+    let view = { x: 0, y: 0, w: size.width || 1, h: size.height || 1 };
+    function show() {
+      svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
+    }
+    function fit() {  // the whole graph, never drawn larger than its natural size
+      const w = Math.max(size.width || 1, box.clientWidth);
+      const h = Math.max(size.height || 1, box.clientHeight);
+      view = { x: ((size.width || 1) - w) / 2, y: ((size.height || 1) - h) / 2, w: w, h: h };
+      show();
+    }
+    fit();
+    // The box resized (a node's panel opened beside it): the same scale and centre, so the
+    // drawing keeps its size rather than shrinking with the box.
+    let boxSize = { w: box.clientWidth, h: box.clientHeight };
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () {
+        const w = box.clientWidth;
+        const h = box.clientHeight;
+        if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+          boxSize = { w: w, h: h };
+          return;
+        }
+        const cx = view.x + view.w / 2;
+        const cy = view.y + view.h / 2;
+        const sx = view.w / boxSize.w;
+        const sy = view.h / boxSize.h;
+        view = { x: cx - w * sx / 2, y: cy - h * sy / 2, w: w * sx, h: h * sy };
         boxSize = { w: w, h: h };
+        show();
+      }).observe(box);
+    }
+    svg.addEventListener("wheel", function (event) {
+      event.preventDefault();
+      const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
+      const rect = svg.getBoundingClientRect();
+      const px = view.x + (event.clientX - rect.left) / rect.width * view.w;
+      const py = view.y + (event.clientY - rect.top) / rect.height * view.h;
+      view = { x: px - (px - view.x) * factor, y: py - (py - view.y) * factor,
+               w: view.w * factor, h: view.h * factor };
+      show();
+    }, { passive: false });
+    let drag = null;
+    svg.addEventListener("pointerdown", function (event) {
+      if (event.target.closest("g.gnode")) {
+        return;  // a node: clicked, not dragged
+      }
+      drag = { x: event.clientX, y: event.clientY, view: view };
+      svg.setPointerCapture(event.pointerId);
+    });
+    svg.addEventListener("pointermove", function (event) {
+      if (!drag) {
         return;
       }
-      const cx = view.x + view.w / 2;
-      const cy = view.y + view.h / 2;
-      const sx = view.w / boxSize.w;
-      const sy = view.h / boxSize.h;
-      view = { x: cx - w * sx / 2, y: cy - h * sy / 2, w: w * sx, h: h * sy };
-      boxSize = { w: w, h: h };
+      const rect = svg.getBoundingClientRect();
+      view = { x: drag.view.x - (event.clientX - drag.x) / rect.width * drag.view.w,
+               y: drag.view.y - (event.clientY - drag.y) / rect.height * drag.view.h,
+               w: drag.view.w, h: drag.view.h };
       show();
-    }).observe(box);
-  }
-  svg.addEventListener("wheel", function (event) {
-    event.preventDefault();
-    const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
-    const rect = svg.getBoundingClientRect();
-    const px = view.x + (event.clientX - rect.left) / rect.width * view.w;
-    const py = view.y + (event.clientY - rect.top) / rect.height * view.h;
-    view = { x: px - (px - view.x) * factor, y: py - (py - view.y) * factor,
-             w: view.w * factor, h: view.h * factor };
-    show();
-  }, { passive: false });
-  let drag = null;
-  svg.addEventListener("pointerdown", function (event) {
-    if (event.target.closest("g.gnode")) {
-      return;  // a node: clicked, not dragged
+    });
+    svg.addEventListener("pointerup", function () { drag = null; });
+    const fitButton = document.getElementById("graph-fit");
+    if (fitButton) {
+      fitButton.addEventListener("click", fit);
     }
-    drag = { x: event.clientX, y: event.clientY, view: view };
-    svg.setPointerCapture(event.pointerId);
-  });
-  svg.addEventListener("pointermove", function (event) {
-    if (!drag) {
-      return;
+    const search = document.getElementById("graph-search");
+    if (search) {
+      search.addEventListener("input", function () {
+        const wanted = search.value.trim().toLowerCase();
+        for (const group of svg.querySelectorAll("g.gnode")) {
+          const hit = wanted !== "" && group.dataset.node.toLowerCase().includes(wanted);
+          group.classList.toggle("found", hit);
+        }
+      });
     }
-    const rect = svg.getBoundingClientRect();
-    view = { x: drag.view.x - (event.clientX - drag.x) / rect.width * drag.view.w,
-             y: drag.view.y - (event.clientY - drag.y) / rect.height * drag.view.h,
-             w: drag.view.w, h: drag.view.h };
-    show();
-  });
-  svg.addEventListener("pointerup", function () { drag = null; });
-  const fitButton = document.getElementById("graph-fit");
-  if (fitButton) {
-    fitButton.addEventListener("click", fit);
-  }
-  const search = document.getElementById("graph-search");
-  if (search) {
-    search.addEventListener("input", function () {
-      const wanted = search.value.trim().toLowerCase();
-      for (const group of svg.querySelectorAll("g.gnode")) {
-        const hit = wanted !== "" && group.dataset.node.toLowerCase().includes(wanted);
-        group.classList.toggle("found", hit);
+    // A click on a node opens its panel (panel.js listens); a node ticked for Resume (its
+    // box in the table, or "Tick for resume" in the panel) is marked.
+    svg.addEventListener("click", function (event) {
+      const group = event.target.closest("g.gnode");
+      if (group) {
+        document.dispatchEvent(new CustomEvent("flowplan:node-click",
+                                               { detail: { name: group.dataset.node } }));
       }
     });
-  }
-  // A click on a node opens its panel (panel.js listens); a node ticked for Resume (its
-  // box in the table, or "Tick for resume" in the panel) is marked.
-  svg.addEventListener("click", function (event) {
-    const group = event.target.closest("g.gnode");
-    if (group) {
-      document.dispatchEvent(new CustomEvent("flowplan:node-click",
-                                             { detail: { name: group.dataset.node } }));
+    for (const tick of document.querySelectorAll('input[name="node"]')) {
+      const marked = function () {
+        const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
+        if (group) {
+          group.classList.toggle("ticked", tick.checked);
+        }
+      };
+      tick.addEventListener("change", marked);
+      marked();  // a box the browser kept ticked (back to the page)
     }
-  });
-  for (const tick of document.querySelectorAll('input[name="node"]')) {
-    const marked = function () {
-      const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
-      if (group) {
-        group.classList.toggle("ticked", tick.checked);
+    box.dataset.drawn = "yes";
+    performance.mark("flowplan-graph-drawn");
+    document.dispatchEvent(new CustomEvent("flowplan:graph-drawn"));  // panel.js marks
+    if (box.dataset.layoutUrl && box.dataset.layout !== "daemon") {
+      // When idle (within 1 s even in a background tab): not in the first frame's way.
+      const send = function () { sendLayout(layout); };
+      if (window.requestIdleCallback) {
+        requestIdleCallback(send, { timeout: 1000 });
+      } else {
+        setTimeout(send, 0);
       }
-    };
-    tick.addEventListener("change", marked);
-    marked();  // a box the browser kept ticked (back to the page)
-  }
-  box.dataset.drawn = "yes";
-  performance.mark("flowplan-graph-drawn");
-  if (box.dataset.layoutUrl && box.dataset.layout !== "daemon") {
-    // When idle (within 1 s even in a background tab): not in the first frame's way.
-    if (window.requestIdleCallback) {
-      requestIdleCallback(sendLayout, { timeout: 1000 });
-    } else {
-      setTimeout(sendLayout, 0);
     }
   }
 
   // The layout: the daemon's, or the one this tab stored for the same nodes and edges, or
-  // dagre's. A graph's layout never changes (a plan version's graph is fixed), and a large
-  // one is dear (~0.85 s at 1,000 nodes on a slow machine), so the daemon keeps the first
-  // one sent for every later page of that graph (by anyone), and the tab keeps it in
-  // sessionStorage (gone when the tab closes) for when the daemon has none.
+  // layout.js's. A graph's layout never changes (a plan version's graph is fixed), and a
+  // large one is dear (~0.85 s at 1,000 nodes on a slow machine), so the daemon keeps the first
+  // one computed (its own, or one sent) for every later page of that graph (by anyone), and
+  // the tab keeps it in sessionStorage (gone when the tab closes) for when the daemon has
+  // none.
   function computeLayout(key, data) {
-    const graph = new dagre.graphlib.Graph();
-    // Network simplex (dagre's default ranker, the shortest edges) grows as nodes x edges:
-    // with it, a layered graph of 1,000 nodes and 2,000 edges like bench/web.py's took 5.6 s
-    // to lay out, with tight-tree 0.65 s (the same ranks there).
-    graph.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 40, marginx: 8, marginy: 8,
-                     ranker: data.nodes.length > BIG ? "tight-tree" : "network-simplex" });
-    graph.setDefaultEdgeLabel(function () { return {}; });
-    for (const node of data.nodes) {
-      graph.setNode(node.name, { width: Math.max(60, 8 * node.name.length + 20), height: 30 });
-    }
-    for (const edge of data.edges) {
-      graph.setEdge(edge[0], edge[1]);
-    }
-    dagre.layout(graph);
-    const size = graph.graph();
-    const result = { width: size.width, height: size.height, nodes: Object.create(null),
-                     edges: Object.create(null) };
-    for (const node of data.nodes) {
-      const at = graph.node(node.name);
-      result.nodes[node.name] = [Math.round((at.x - at.width / 2) * 10) / 10,
-                                 Math.round((at.y - at.height / 2) * 10) / 10, at.width,
-                                 at.height];
-    }
-    for (const id of graph.edges()) {
-      const xy = [];
-      for (const point of graph.edge(id).points) {
-        xy.push(Math.round(point.x * 10) / 10, Math.round(point.y * 10) / 10);
-      }
-      result.edges[id.v + "\u0000" + id.w] = xy;
-    }
+    const result = flowplanLayout.compute(data);  // layout.js: the daemon runs it too
     box.dataset.layout = "computed";
     if (data.nodes.length > BIG) {
       storeLayout(key, result);
@@ -277,7 +280,7 @@
   // The layout drawn, to the daemon, which keeps the first one it gets for this graph (any
   // role may send it, with the session's CSRF token): data-layout-saved says "yes" (kept),
   // "kept" (it had one already) or "no".
-  function sendLayout() {
+  function sendLayout(layout) {
     const form = new FormData();
     form.append("csrf", box.dataset.csrf || "");
     form.append("layout", JSON.stringify({ width: layout.width, height: layout.height,

@@ -72,6 +72,9 @@
     }
   }
 
+  // graph.js drew the graph after this panel opened (it waited for the daemon's layout)
+  document.addEventListener("flowplan:graph-drawn", function () { mark(current); });
+
   function close() {
     stopLog();
     shown += 1;

@@ -1,0 +1,288 @@
+"""The daemon lays out large graphs itself (console/layouter.py): dagre and static/layout.js in
+the embedded V8 give a layout that fits its graph, within a time and memory cap; a page waits
+a bounded time for it; without V8 the browser lays out as before. Then real daemons: the
+layout computed when a version is loaded is the one a run page and the workflow page look up
+(no second computation), and in real headless Chromium (skipped without chromium and
+chromedriver) the first view after publishing draws the daemon's layout, the very one the
+browser's layout.js computes."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import MakeRepo, wait_until
+from daemon_harness import free_port, pb, publish, running_daemon
+from test_web_console import Browser, _chromium, _driver
+from test_web_graph_layout import LAYERS, layered
+
+from flowplan.daemon.server.console.layouter import (
+    ComputeError,
+    Layouter,
+    V8Dagre,
+    computer_for,
+    load_v8,
+)
+from flowplan.daemon.server.console.layouts import Graph, Layouts, PageLayout, parse_layout
+
+SETTINGS = "queues:\n  default: {concurrency: 16}\n  wide: {concurrency: 16}\n"
+
+
+def graph_of(workflow: str, digest: str = "d" * 64) -> Graph:
+    """A workflow file's graph, nodes and edges in file order (as its pages list them)."""
+    nodes = yaml.safe_load(workflow)["nodes"]
+    return Graph(digest, tuple(n["name"] for n in nodes),
+                 tuple((up, n["name"]) for n in nodes for up in n.get("upstream", [])))
+
+
+WIDE = graph_of(layered())  # 258 nodes, in layers
+
+
+def big(count: int = 1000) -> Graph:
+    """Layers of 40 nodes, each after 2 nodes of the layer before."""
+    names = tuple(f"n{i}" for i in range(count))
+    return Graph("d" * 64, names, tuple(
+        (names[i - 40 - (i * 7) % 40 if k else i - 40], names[i]) for i in range(40, count)
+        for k in (0, 1) if not k or (i * 7) % 40))
+
+
+@pytest.fixture(scope="module")
+def v8() -> V8Dagre:
+    return V8Dagre()
+
+
+def test_v8_lays_a_large_graph_out_in_its_layers_and_the_layout_fits(v8: V8Dagre) -> None:
+    layout = json.loads(parse_layout(v8.compute(WIDE), WIDE))  # LayoutError if it did not fit
+    assert set(layout["nodes"]) == set(WIDE.nodes) and len(layout["edges"]) == len(WIDE.edges)
+    tops = [{layout["nodes"][f"l{layer}_{i}"][1] for i in range(size)}
+            for layer, size in enumerate(LAYERS)]  # tight-tree ranks: a layer a row
+    assert all(len(row) == 1 for row in tops), tops
+    rows = [row.pop() for row in tops]
+    assert rows == sorted(rows) and len(set(rows)) == len(LAYERS)
+    assert v8.compute(WIDE) == v8.compute(WIDE)  # the same every time
+
+
+def test_a_layout_too_slow_or_too_large_for_v8_fails_and_v8_goes_on() -> None:
+    large, tiny = big(), Graph("d" * 64, ("a", "b"), (("a", "b"),))
+    slow = V8Dagre(seconds=0.2)  # the large graph takes ~1-6 s
+    with pytest.raises(ComputeError, match=r"not done within 0\.2 s"):
+        slow.compute(large)
+    assert set(json.loads(slow.compute(tiny))["nodes"]) == {"a", "b"}  # the same context
+    small = V8Dagre(max_memory=4 * 1024 * 1024)
+    with pytest.raises(ComputeError, match="more than 4 MB of V8 heap"):
+        small.compute(large)
+    assert set(json.loads(small.compute(tiny))["nodes"]) == {"a", "b"}
+    slow.close()
+    small.close()
+
+
+def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
+        v8: V8Dagre, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        layouts = Layouts(tmp_path / "layouts")
+        layouter = Layouter(layouts, v8, wait_seconds=0.001)
+        page = layouter.page(WIDE, "workflow=wide&version=1")  # served at once
+        assert page.url == f"/layouts/{WIDE.key}?workflow=wide&version=1"
+        assert page.wait and not page.stored
+        under_way = layouter.lay_out(WIDE)
+        assert layouter.lay_out(WIDE) is under_way  # one computation, however many ask
+        assert await layouter.wait(WIDE) is None  # not within the bound: the browser's turn
+        assert await under_way  # kept when done
+        assert (tmp_path / "layouts" / f"{WIDE.key}.json").is_file()
+        kept = layouter.page(WIDE, "workflow=wide&version=1")
+        assert kept.stored and not kept.url and not kept.wait
+        assert kept.stored == parse_layout(kept.stored, WIDE) == await layouter.wait(WIDE)
+
+        waiting = Layouter(Layouts(None), v8)  # long enough: the layout itself
+        assert await waiting.wait(WIDE) == kept.stored
+        small = Graph("d" * 64, ("a", "b"), (("a", "b"),))
+        assert waiting.page(small, "run=r1") == layouter.page(small, "run=r1") == PageLayout()
+        layouter.close()
+        waiting.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_graph_v8_failed_on_is_left_to_the_browser_and_not_tried_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        layouter = Layouter(Layouts(None), V8Dagre(seconds=0.001))
+        assert layouter.page(WIDE, "run=r1").wait
+        assert await layouter.wait(WIDE) is None  # it failed
+        page = layouter.page(WIDE, "run=r1")
+        assert page.url and not page.wait and not page.stored
+        assert await layouter.wait(WIDE) is None
+        layouter.close()
+
+    with caplog.at_level(logging.WARNING, "flowplan.daemon.console"):
+        asyncio.run(scenario())
+    failed = [r for r in caplog.records if "could not lay out" in r.getMessage()]
+    assert len(failed) == 1 and "its first browser lays it out" in failed[0].getMessage()
+
+
+def test_without_v8_the_daemon_says_so_once_and_browsers_lay_out(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "py_mini_racer", None)  # as if no wheel fit here
+    with caplog.at_level(logging.WARNING, "flowplan.daemon.console"):
+        assert computer_for("daemon") is None
+    assert "the embedded V8 (mini-racer) cannot be used here" in caplog.text
+    assert computer_for("browser", make=load_v8) is None
+
+    async def scenario() -> None:
+        layouter = Layouter(Layouts(None), None)
+        assert not layouter.computes
+        page = layouter.page(WIDE, "run=r1")
+        assert page.url and not page.wait
+        assert await layouter.wait(WIDE) is None
+        layouter.close()
+
+    asyncio.run(scenario())
+
+
+# ---- real daemons ---------------------------------------------------------------------------
+
+def computed(log: str) -> int:
+    return log.count("console layout computed")
+
+
+def test_the_layout_computed_when_a_version_loads_is_the_one_its_pages_look_up(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}), store)
+    port = free_port()
+    kept = state / "console-layouts"
+    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+        wait_until(lambda: computed(daemon.output()) == 1, "version 1 laid out at start")
+        assert len(list(kept.glob("*.json"))) == 1
+        runs = [daemon.call("StartRun", pb.StartRunRequest(workflow="wide")).run.run_id]
+        publish(make_repo({"flowplan.yaml": SETTINGS,
+                           "workflows/wide.yaml": layered(edge_change=True)}), store)
+        wait_until(lambda: computed(daemon.output()) == 2, "version 2 laid out once loaded")
+        assert len(list(kept.glob("*.json"))) == 2
+        runs.append(daemon.call("StartRun", pb.StartRunRequest(workflow="wide")).run.run_id)
+        browser = Browser(port)
+        for path in ("/workflows/wide", "/workflows/wide?version=1",
+                     *(f"/runs/{run_id}" for run_id in runs)):
+            status, _, page = browser.request("GET", path)
+            assert status == 200 and "data-daemon-layout=" in page, path
+            assert "data-layout-url=" not in page, path
+        assert computed(daemon.output()) == 2  # no page asked for another computation
+        files = {path.stem: path.read_text() for path in kept.glob("*.json")}
+        assert len(files) == 2
+        for version in (1, 2):
+            _, _, text = browser.request("GET", f"/workflows/wide?version={version}")
+            found = re.search(r'data-daemon-layout="([^"]*)"', text)
+            assert found
+            key = next(k for k, layout in files.items()
+                       if layout == html.unescape(found.group(1)))
+            status, headers, text = browser.request(
+                "GET", f"/layouts/{key}?workflow=wide&version={version}")
+            assert (status, headers["content-type"]) == (200, "application/json; charset=utf-8")
+            assert text == files[key]
+        status, _, text = browser.request("GET", f"/layouts/{'0' * 32}?run={runs[0]}")
+        assert status == 409 and "reload the page" in text
+        assert daemon.stop() == 0
+
+
+def test_a_daemon_that_cannot_load_v8_logs_it_and_its_pages_ask_the_browser(
+        make_repo: MakeRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shadow = tmp_path / "no-v8"
+    shadow.mkdir()
+    (shadow / "py_mini_racer.py").write_text(
+        'raise ImportError("libmini_racer.so: wrong ELF class (as on an unsupported CPU)")\n')
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}), store)
+    port = free_port()
+    with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+        browser = Browser(port)
+        status, _, page = browser.request("GET", "/workflows/wide")
+        assert status == 200 and "data-layout-url=" in page
+        assert "data-daemon-layout=" not in page and "data-layout-wait=" not in page
+        url = html.unescape(re.search(r'data-layout-url="([^"]+)"', page).group(1))
+        assert browser.request("GET", url)[0] == 204  # none: the browser lays it out
+        log = daemon.output()
+        assert log.count("cannot be used here") == 1 and "wrong ELF class" in log
+        assert daemon.stop() == 0
+
+
+DRAWN = """
+const box = document.getElementById("graph");
+if (box.dataset.drawn !== "yes") { return null; }
+return { layout: box.dataset.layout, wait: box.dataset.layoutWait || null,
+         daemon: box.dataset.daemonLayout ? JSON.parse(box.dataset.daemonLayout) : null,
+         own: flowplanLayout.compute(JSON.parse(box.dataset.graph)),
+         drawn: Object.fromEntries([...box.querySelectorAll("g[data-node]")].map(
+           (g) => [g.dataset.node, [g.getAttribute("transform"), g.dataset.status]])) };"""
+
+
+def view(driver: Any, url: str) -> dict[str, Any]:
+    driver.get(url)
+    found: dict[str, Any] = wait_until(lambda: driver.execute_script(DRAWN),
+                                       f"the graph of {url} drawn", timeout=30)
+    return found
+
+
+def drawn_as(found: dict[str, Any], layout: dict[str, Any]) -> None:
+    """Every node drawn where `layout` puts it."""
+    assert {name: where for name, (where, _) in found["drawn"].items()} == {
+        name: f"translate({box[0]:g},{box[1]:g})" for name, box in layout["nodes"].items()}
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_the_first_view_after_publishing_draws_the_daemons_layout_the_browsers_own(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    store, state = tmp_path / "store", tmp_path / "state"
+    small = "name: wide\nnodes:\n  - {name: a, command: 'true'}\n"
+    publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": small}), store)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    extra = ["--http", f"127.0.0.1:{port}"]
+    driver = _driver()
+    try:
+        with running_daemon(store, state, extra=extra) as daemon:
+            driver.get(base + "/workflows/wide")  # warm: the scripts in the browser's cache
+            publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}),
+                    store)
+            wait_until(lambda: daemon.call("GetWorkflow", pb.GetWorkflowRequest(
+                workflow="wide")).workflow.plan_version == 2, "version 2 loaded")
+            run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="wide")).run.run_id
+            first = view(driver, f"{base}/runs/{run_id}")  # at once: likely under way
+            assert first["layout"] == "daemon", first["layout"]
+            assert len(first["drawn"]) == sum(LAYERS)
+            drawn_as(first, first["own"])  # the browser's layout.js, to the 0.1 px
+            if first["daemon"] is not None:  # in the page: done before the page was asked
+                assert first["daemon"] == first["own"]
+            assert computed(daemon.output()) == 1
+            daemon.wait_run(run_id, timeout=60)
+            assert daemon.stop() == 0
+
+        # A version not laid out yet (its layout removed; the daemon lays out the latest at
+        # start): its page comes at once, and graph.js fetches the layout the page started.
+        for path in (state / "console-layouts").glob("*.json"):
+            path.unlink()
+        publish(make_repo({"flowplan.yaml": SETTINGS,
+                           "workflows/wide.yaml": layered(edge_change=True)}), store)
+        with running_daemon(store, state, extra=extra) as daemon:
+            wait_until(lambda: computed(daemon.output()) == 1, "version 3 laid out at start")
+            fetched = view(driver, f"{base}/runs/{run_id}")
+            assert fetched["wait"] == "yes" and fetched["daemon"] is None
+            assert fetched["layout"] == "daemon"  # fetched
+            drawn_as(fetched, first["own"])
+            assert {status for _, status in fetched["drawn"].values()} == {"SUCCEEDED"}
+            assert computed(daemon.output()) == 2
+            again = view(driver, f"{base}/runs/{run_id}")  # kept: in the page now
+            assert again["daemon"] == first["own"] and again["wait"] is None
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert not errors, errors
