@@ -202,53 +202,89 @@ window.flowplanStreams = (function () {
   }
   // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it;
   // a page shown again opens the stream after the last change it showed
+  let sequence = Number(table.dataset.sequence || "0");
   function url() {
     return "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
-      encodeURIComponent(table.dataset.sequence || "0");
+      encodeURIComponent(String(sequence));
   }
 
-  function onChange(message) {
-    const change = JSON.parse(message.data);
-    if (change.sequence <= Number(table.dataset.sequence || "0")) {
-      return;  // shown already
+  // The page is written once a frame, not once a change: the changes read meanwhile wait in
+  // `nodes` (the latest of each node: a node's change carries its whole state) and `run`,
+  // and are written together just before the browser draws its next frame (a hidden page
+  // gets no frames: there, a timer writes them).
+  const nodes = new Map();  // node name -> its latest change not yet written
+  let run = null;  // the latest change not yet written
+  let frame = 0;
+  let timer = null;
+
+  function schedule() {
+    if (timer === null) {
+      frame = requestAnimationFrame(write);
+      timer = setTimeout(write, document.visibilityState === "hidden" ? 0 : 250);
     }
-    table.dataset.sequence = String(change.sequence);
-    if (change.node) {
+  }
+
+  function write() {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    timer = null;
+    for (const [name, node] of nodes) {
       // the node's row and its drawing in the graph (graph.js)
-      const selector = '[data-node="' + CSS.escape(change.node.name) + '"][data-status]';
+      const selector = '[data-node="' + CSS.escape(name) + '"][data-status]';
       for (const element of document.querySelectorAll(selector)) {
-        element.dataset.status = change.node.status;
+        element.dataset.status = node.status;
         if (element.classList.contains("status")) {
-          element.textContent = change.node.status;
+          element.textContent = node.status;
         }
       }
-      const row = table.querySelector('tr[data-node="' + CSS.escape(change.node.name) + '"]');
+      const row = table.querySelector('tr[data-node="' + CSS.escape(name) + '"]');
       if (row) {
-        row.querySelector(".status").textContent = change.node.status;
-        row.querySelector(".attempts").textContent = String(change.node.attempts);
+        row.querySelector(".status").textContent = node.status;
+        row.querySelector(".attempts").textContent = String(node.attempts);
       }
-      if (attempts && change.node.attempt && table.dataset.watchNode === change.node.name) {
-        for (const attempt of (change.node.earlier || []).concat([change.node.attempt])) {
+      if (attempts && node.attempt && table.dataset.watchNode === name) {
+        for (const attempt of (node.earlier || []).concat([node.attempt])) {
           showAttempt(attempt);
         }
       }
     }
+    nodes.clear();
+    if (run === null) {
+      return;
+    }
+    table.dataset.sequence = String(run.sequence);
     const cancel = document.getElementById("cancel-form");
-    if (cancel && ["SUCCEEDED", "FAILED", "CANCELLED"].includes(change.run_status)) {
+    if (cancel && ["SUCCEEDED", "FAILED", "CANCELLED"].includes(run.run_status)) {
       cancel.remove();  // a finished run has nothing to cancel
     }
-    if (runStatus) {
-      runStatus.dataset.status = change.run_status;
-      runStatus.dataset.changed = String(change.time);  // the run's duration reads it
-      runStatus.textContent = change.run_status;
+    if (runStatus && runStatus.dataset.status !== run.run_status) {
+      runStatus.dataset.status = run.run_status;
+      runStatus.dataset.changed = String(run.time);
+      runStatus.textContent = run.run_status;
     }
-    // other scripts (panel.js, timeline.js) receive each change too
+    run = null;
+  }
+
+  function onChange(message) {
+    const change = JSON.parse(message.data);
+    if (change.sequence <= sequence) {
+      return;  // shown already
+    }
+    sequence = change.sequence;
+    if (change.node) {
+      nodes.set(change.node.name, change.node);
+    }
+    run = change;
+    schedule();
+    // other scripts (panel.js, timeline.js, the run's duration below) receive each change,
+    // at once and in order
     document.dispatchEvent(new CustomEvent("flowplan:change", { detail: change }));
   }
   const stream = window.flowplanStreams.follow(url, {
     change: onChange,
     end: function () {
       stream.close();
+      write();
       table.dataset.finished = "yes";
       document.dispatchEvent(new CustomEvent("flowplan:end"));
     },
@@ -257,8 +293,7 @@ window.flowplanStreams = (function () {
 
 (function () {
   // A run's duration (#run-duration on its page): counted up each second while the run
-  // runs; once it ends, its finish (the time of the change that ended it, which the events
-  // above leave on #run-status) less its start.
+  // runs; once it ends, its finish (the time of the change that ended it) less its start.
   const shown = document.getElementById("run-duration");
   const runStatus = document.getElementById("run-status");
   const table = document.querySelector("[data-watch-run]");
@@ -288,27 +323,38 @@ window.flowplanStreams = (function () {
   let started = shown.dataset.started ? Number(shown.dataset.started) : null;  // the daemon's clock
   // the browser's clock may not be the daemon's: count on from the seconds at render time
   let since = shown.dataset.seconds ? Date.now() / 1000 - Number(shown.dataset.seconds) : null;
+  let status = runStatus.dataset.status;
+  function setText(text) {
+    if (shown.textContent !== text) {
+      shown.textContent = text;
+    }
+  }
   function count() {
-    if (since !== null && runStatus.dataset.status === "RUNNING") {
-      shown.textContent = "running " + formatDuration(Date.now() / 1000 - since);
+    if (since !== null && status === "RUNNING") {
+      setText("running " + formatDuration(Date.now() / 1000 - since));
     }
   }
   const timer = setInterval(count, 250);
-  // each change of the run's status, as the events above set it (one event at a time)
-  new MutationObserver(function (records, observer) {
-    const changed = Number(runStatus.dataset.changed || "0");
-    const status = runStatus.dataset.status;
-    if (status === "RUNNING" && started === null && changed) {  // started since the page was drawn
-      started = changed;
+  // each change of the run, in order, as the events above hand them on (the page itself is
+  // written once a frame: a run may start and end within one)
+  function onChange(event) {
+    const change = event.detail;
+    if (change.run_status === status) {
+      return;
+    }
+    status = change.run_status;
+    if (status === "RUNNING" && started === null) {  // started since the page was drawn
+      started = change.time;
       since = Date.now() / 1000;
       count();
     }
     if (done.includes(status)) {
       clearInterval(timer);
-      observer.disconnect();
-      if (started !== null && changed) {
-        shown.textContent = formatDuration(changed - started);
+      document.removeEventListener("flowplan:change", onChange);
+      if (started !== null) {
+        setText(formatDuration(change.time - started));
       }
     }
-  }).observe(runStatus, {attributes: true, attributeFilter: ["data-status", "data-changed"]});
+  }
+  document.addEventListener("flowplan:change", onChange);
 })();
