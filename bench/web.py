@@ -311,9 +311,11 @@ class Chromium:
         self._prepare()
 
     def _prepare(self) -> None:
+        # not Network.enable (draw_loads enables it, for its blocked URLs, then disables it):
+        # with it the browser sends chromedriver a DevTools message for each event a page
+        # reads, a cost that a user's browser does not have
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
                                     {"source": RECORDER})
-        self.driver.execute_cdp_cmd("Network.enable", {})
 
     def open_windows(self, count: int) -> None:
         while len(self.windows) < count:
@@ -408,6 +410,7 @@ def draw_loads(chromium: Chromium, url: str, loads: int) -> dict[str, list[dict[
         chromium.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": urls})
 
     chromium.driver.switch_to.window(chromium.windows[0])
+    chromium.driver.execute_cdp_cmd("Network.enable", {})
     block(POSTS)
     chromium.driver.get(url)  # warm-up: the daemon's templates, Chromium's caches
     chromium.until(DRAWN, "the 1,000-node graph drawn")
@@ -445,6 +448,7 @@ def draw_loads(chromium: Chromium, url: str, loads: int) -> dict[str, list[dict[
             sys.exit(f"bench: a {kind} view's layout was not {layout}")
     if any(load["drawn"] for load in found["floor"] + found["floor, daemon's layout"]):
         sys.exit("bench: the floor's page drew its graph: blocking graph.js did not work")
+    chromium.driver.execute_cdp_cmd("Network.disable", {})
     return found
 
 
@@ -540,6 +544,8 @@ class Bench:
         self.say(f"starting {count} Chromium browsers")
         self.alone, *self.browsers = await asyncio.to_thread(in_each, [None] * (count + 1),
                                                              lambda _: Chromium())
+        if not self.options.loads:
+            return
         daemon = self.daemons["none"]
         self.say(f"a run of the {N_BIG}-node DAG")
         big = await daemon.start("big")
@@ -707,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=20,
                         help="HTTP clients, and Chromium pages, watching (default 20)")
     parser.add_argument("--loads", type=int, default=5,
-                        help="loads of the 1,000-node page, of each kind (default 5)")
+                        help="loads of the 1,000-node page, of each kind (default 5; 0: the"
+                             " 1,000-node page is not measured)")
     parser.add_argument("--nice", type=int, default=10,
                         help="the watching browsers' niceness (default 10: the daemons come"
                              " first, as if the browsers ran on other machines)")
