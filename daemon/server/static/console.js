@@ -333,8 +333,8 @@ window.flowplanStreams = (function () {
     }
   }
   const timer = setInterval(count, 1000);  // each second: a tick is a frame to draw
-  // each change of the run, in order, as the events above hand them on (the page itself is
-  // written once a frame: a run may start and end within one)
+  // each change of the run, in order, as the events above hand them on (its start and its
+  // end may come in one batch: both count)
   function onChange(event) {
     const change = event.detail;
     if (change.run_status === status) {
