@@ -357,9 +357,12 @@ class Chromium:
         self._prepare()
 
     def _prepare(self) -> None:
+        # not Network.enable (warm_up enables it for the 1,000-node views' blocked URLs, and
+        # draw disables it after them):
+        # with it the browser sends chromedriver a DevTools message for each event a page
+        # reads, a cost that a user's browser does not have
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
                                     {"source": RECORDER})
-        self.driver.execute_cdp_cmd("Network.enable", {})
 
     def open_windows(self, count: int) -> None:
         while len(self.windows) < count:
@@ -448,8 +451,10 @@ def block(chromium: Chromium, urls: list[str]) -> None:
 
 
 def warm_up(chromium: Chromium, url: str) -> None:
-    """The daemon's templates, Chromium's caches (the scripts kept by their hashed URLs)."""
+    """The daemon's templates, Chromium's caches (the scripts kept by their hashed URLs).
+    DevTools' Network domain is on from here to the end of the 1,000-node views."""
     chromium.driver.switch_to.window(chromium.windows[0])
+    chromium.driver.execute_cdp_cmd("Network.enable", {})
     chromium.driver.get(url)
     chromium.until(DRAWN, "the 1,000-node graph drawn")
     chromium.script("sessionStorage.clear()")
@@ -594,6 +599,8 @@ class Bench:
         self.say(f"starting {count} Chromium browsers")
         self.alone, *self.browsers = await asyncio.to_thread(in_each, [None] * (count + 1),
                                                              lambda _: Chromium())
+        if not self.options.loads:
+            return
         daemon = self.daemons["none"]
         self.say(f"a run of the {N_BIG}-node DAG")
         big = await daemon.start("big")
@@ -613,6 +620,7 @@ class Bench:
         self.say(f"loading a finished run's page {self.options.loads} x 2 times")
         loads.update(await asyncio.to_thread(later_views, self.alone, url,
                                              self.options.loads))
+        await asyncio.to_thread(self.alone.driver.execute_cdp_cmd, "Network.disable", {})
         check_loads(loads)
         self.results.loads = loads
 
@@ -815,7 +823,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=20,
                         help="HTTP clients, and Chromium pages, watching (default 20)")
     parser.add_argument("--loads", type=int, default=5,
-                        help="loads of the 1,000-node page, of each kind (default 5)")
+                        help="loads of the 1,000-node page, of each kind (default 5; 0: the"
+                             " 1,000-node page is not measured)")
     parser.add_argument("--nice", type=int, default=10,
                         help="the watching browsers' niceness (default 10: the daemons come"
                              " first, as if the browsers ran on other machines)")

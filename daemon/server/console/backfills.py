@@ -127,7 +127,6 @@ class BackfillFeed(Broadcast):
         super().__init__()
         self.serial = serial  # the console's count of backfill readers started: this one's
         self.pages = 0
-        self.events: list[bytes] = []  # the changes since the first read, as sent
         self.error: ServiceError | None = None
         self.done = False  # the reader stopped
         self.ended = False  # ... because the backfill finished
@@ -163,7 +162,7 @@ class BackfillFeed(Broadcast):
         finally:
             self.done = True
             self._stop_listening()
-            self._wake()
+            self._wake(now=True)
 
     async def _look(self) -> bool:
         """Read the backfill, then its runs (after its finish, they are all final); record
@@ -193,6 +192,7 @@ class BackfillFeed(Broadcast):
             self._unsubscribe = None
 
     def close(self) -> None:
+        super().close()
         self._task.cancel()
         self._stop_listening()  # the task may be cancelled before it ever ran
 
@@ -203,9 +203,9 @@ class BackfillFeed(Broadcast):
         index = len(self.events)
         await response.write(self.snapshot())
         while True:
-            while index < len(self.events):
-                await response.write(self.events[index])
-                index += 1
+            while index < len(self.events):  # (more may come while a write waits)
+                joined, index = self.batch(index)
+                await response.write(joined)
             if self.done:
                 if self.ended:
                     await response.write(END_EVENT)

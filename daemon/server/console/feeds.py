@@ -23,6 +23,10 @@ log = logging.getLogger("flowplan.daemon.console")
 SSE_KEEPALIVE_SECONDS: Final = 15.0
 SSE_RETRY_MILLISECONDS: Final = 1000  # a browser reconnects this soon (a daemon restarted)
 END_EVENT: Final = b"event: end\ndata: {}\n\n"
+# A feed wakes its pages at most this often: the changes recorded meanwhile go to each page
+# in one write (a page's browser then handles them in one task and draws one frame, not one
+# per change: 20 pages each drawing ~400 frames a second starved the daemon; bench/web.py).
+FLUSH_SECONDS: Final = 0.025
 _Item = TypeVar("_Item")
 
 
@@ -39,16 +43,55 @@ def retry_line() -> bytes:
 
 class Broadcast:
     """What one reader records and every page's stream writes: `started` once there is a
-    first record (or the end), `_wake` at each new one, `wait_or_keepalive` for the next."""
+    first record (or the end), `_wake` at each new one, `wait_or_keepalive` for the next.
+
+    Pages are woken at most every FLUSH_SECONDS: a record after a quiet spell wakes them at
+    once, one within FLUSH_SECONDS of the last wake-up waits for the end of that spell, with
+    whatever else comes meanwhile (`batch` joins them, once for every page at the same
+    place)."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()  # the first record, or the end
+        self.events: list[bytes] = []  # every record, as sent
         self._changed = asyncio.Event()
+        self._woken_at = -FLUSH_SECONDS
+        self._pending: asyncio.TimerHandle | None = None
+        self._joined: tuple[int, int, bytes] = (0, 0, b"")
 
-    def _wake(self) -> None:
+    def _wake(self, *, now: bool = False) -> None:
+        """A new record (`now`: the last one, sent without waiting)."""
         self.started.set()
+        if self._pending is not None and not now:
+            return  # the pages are woken at the end of this spell
+        loop = asyncio.get_running_loop()
+        wait = self._woken_at + FLUSH_SECONDS - loop.time()
+        if now or wait <= 0:
+            self._wake_pages()
+        else:
+            self._pending = loop.call_later(wait, self._wake_pages)
+
+    def _wake_pages(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._woken_at = asyncio.get_running_loop().time()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def batch(self, start: int) -> tuple[bytes, int]:
+        """The records from index `start` on as one write, and the index after them; joined
+        once for all the pages at `start`."""
+        end = len(self.events)
+        first, last, joined = self._joined
+        if (first, last) != (start, end):
+            joined = b"".join(self.events[start:end])
+            self._joined = (start, end, joined)
+        return joined, end
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
 
     async def wait_or_keepalive(self, response: web.StreamResponse) -> None:
         """Until the next record; a comment line to `response` every SSE_KEEPALIVE_SECONDS
@@ -68,7 +111,7 @@ class RunFeed(Broadcast):
 
     def __init__(self, service: WorkflowService, run_id: str) -> None:
         super().__init__()
-        self.events: list[tuple[int, bytes]] = []  # (sequence, the event as sent)
+        self.sequences: list[int] = []  # of each event, in order
         self.error: ServiceError | None = None
         self.done = False
         self.pages = 0
@@ -79,7 +122,8 @@ class RunFeed(Broadcast):
     async def _read(self, changes: AsyncGenerator[pb.WatchRunResponse, None]) -> None:
         try:
             async for change in changes:
-                self.events.append((change.sequence, sse_change(change)))
+                self.sequences.append(change.sequence)
+                self.events.append(sse_change(change))
                 self._wake()
         except ServiceError as exc:  # NOT_FOUND; UNAVAILABLE when the daemon stops
             self.error = exc
@@ -87,19 +131,22 @@ class RunFeed(Broadcast):
             log.exception("following a run for the console failed")
         finally:
             self.done = True
-            self._wake()
+            self._wake(now=True)
             await changes.aclose()
 
     def close(self) -> None:
+        super().close()
         self._task.cancel()
 
     async def follow(self, response: web.StreamResponse, after: int) -> None:
-        """Write the events after sequence `after`, then each new one, to the end."""
-        index = bisect.bisect_right([sequence for sequence, _ in self.events], after)
+        """Write the events after sequence `after`, then the new ones, to the end: each
+        write every event recorded since the last (each its own `id:`, so a reconnect
+        resumes exactly after the last one the page read)."""
+        index = bisect.bisect_right(self.sequences, after)
         while True:
-            while index < len(self.events):
-                await response.write(self.events[index][1])
-                index += 1
+            while index < len(self.events):  # (more may come while a write waits)
+                joined, index = self.batch(index)
+                await response.write(joined)
             if self.done:
                 if self.error is None:
                     await response.write(END_EVENT)

@@ -202,53 +202,87 @@ window.flowplanStreams = (function () {
   }
   // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it;
   // a page shown again opens the stream after the last change it showed
+  let sequence = Number(table.dataset.sequence || "0");
   function url() {
     return "/runs/" + encodeURIComponent(table.dataset.run) + "/events?after=" +
-      encodeURIComponent(table.dataset.sequence || "0");
+      encodeURIComponent(String(sequence));
   }
 
-  function onChange(message) {
-    const change = JSON.parse(message.data);
-    if (change.sequence <= Number(table.dataset.sequence || "0")) {
-      return;  // shown already
-    }
-    table.dataset.sequence = String(change.sequence);
-    if (change.node) {
-      // the node's row and its drawing in the graph (graph.js)
-      const selector = '[data-node="' + CSS.escape(change.node.name) + '"][data-status]';
-      for (const element of document.querySelectorAll(selector)) {
-        element.dataset.status = change.node.status;
-        if (element.classList.contains("status")) {
-          element.textContent = change.node.status;
-        }
-      }
-      const row = table.querySelector('tr[data-node="' + CSS.escape(change.node.name) + '"]');
+  // A node's change is shown at once where it costs little: its drawing in the graph
+  // (graph.js: a new fill) and a node page's status. The node table's row, whose new text
+  // makes the browser lay the table out again, is written at once after a quiet spell,
+  // then at most every TABLE_PACE_MS with the latest state of each node changed meanwhile:
+  // 20 pages following a run of ~400 changes a second each spent most of their CPU laying
+  // their table out again (bench/web.py).
+  const TABLE_PACE_MS = 250;
+  const rows = new Map();  // node name -> its latest state, not yet in its row
+  let rowsTimer = null;
+  let rowsWritten = -Infinity;
+
+  function writeRows() {
+    clearTimeout(rowsTimer);
+    rowsTimer = null;
+    rowsWritten = performance.now();
+    for (const [name, node] of rows) {
+      const row = table.querySelector('tr[data-node="' + CSS.escape(name) + '"]');
       if (row) {
-        row.querySelector(".status").textContent = change.node.status;
-        row.querySelector(".attempts").textContent = String(change.node.attempts);
+        row.dataset.status = node.status;
+        row.querySelector(".status").textContent = node.status;
+        row.querySelector(".attempts").textContent = String(node.attempts);
       }
-      if (attempts && change.node.attempt && table.dataset.watchNode === change.node.name) {
-        for (const attempt of (change.node.earlier || []).concat([change.node.attempt])) {
+      if (attempts && node.attempt && table.dataset.watchNode === name) {
+        for (const attempt of (node.earlier || []).concat([node.attempt])) {
           showAttempt(attempt);
         }
       }
     }
-    const cancel = document.getElementById("cancel-form");
-    if (cancel && ["SUCCEEDED", "FAILED", "CANCELLED"].includes(change.run_status)) {
-      cancel.remove();  // a finished run has nothing to cancel
+    rows.clear();
+  }
+
+  function showNode(node) {
+    const selector = '[data-node="' + CSS.escape(node.name) + '"][data-status]';
+    for (const element of document.querySelectorAll(selector)) {
+      if (element.localName === "tr") {
+        continue;  // the table's, below
+      }
+      element.dataset.status = node.status;
+      if (element.classList.contains("status")) {
+        element.textContent = node.status;
+      }
     }
-    if (runStatus) {
+    rows.set(node.name, node);
+    if (rowsTimer === null) {
+      rowsTimer = setTimeout(writeRows,
+                             Math.max(0, rowsWritten + TABLE_PACE_MS - performance.now()));
+    }
+  }
+
+  function onChange(message) {
+    const change = JSON.parse(message.data);
+    if (change.sequence <= sequence) {
+      return;  // shown already
+    }
+    sequence = change.sequence;
+    table.dataset.sequence = String(sequence);
+    if (change.node) {
+      showNode(change.node);
+    }
+    if (runStatus && runStatus.dataset.status !== change.run_status) {
       runStatus.dataset.status = change.run_status;
-      runStatus.dataset.changed = String(change.time);  // the run's duration reads it
       runStatus.textContent = change.run_status;
+      const cancel = document.getElementById("cancel-form");
+      if (cancel && ["SUCCEEDED", "FAILED", "CANCELLED"].includes(change.run_status)) {
+        cancel.remove();  // a finished run has nothing to cancel
+      }
     }
-    // other scripts (panel.js, timeline.js) receive each change too
+    // other scripts (panel.js, timeline.js, the run's duration below) receive each change
     document.dispatchEvent(new CustomEvent("flowplan:change", { detail: change }));
   }
   const stream = window.flowplanStreams.follow(url, {
     change: onChange,
     end: function () {
       stream.close();
+      writeRows();
       table.dataset.finished = "yes";
       document.dispatchEvent(new CustomEvent("flowplan:end"));
     },
@@ -257,8 +291,7 @@ window.flowplanStreams = (function () {
 
 (function () {
   // A run's duration (#run-duration on its page): counted up each second while the run
-  // runs; once it ends, its finish (the time of the change that ended it, which the events
-  // above leave on #run-status) less its start.
+  // runs; once it ends, its finish (the time of the change that ended it) less its start.
   const shown = document.getElementById("run-duration");
   const runStatus = document.getElementById("run-status");
   const table = document.querySelector("[data-watch-run]");
@@ -288,27 +321,38 @@ window.flowplanStreams = (function () {
   let started = shown.dataset.started ? Number(shown.dataset.started) : null;  // the daemon's clock
   // the browser's clock may not be the daemon's: count on from the seconds at render time
   let since = shown.dataset.seconds ? Date.now() / 1000 - Number(shown.dataset.seconds) : null;
-  function count() {
-    if (since !== null && runStatus.dataset.status === "RUNNING") {
-      shown.textContent = "running " + formatDuration(Date.now() / 1000 - since);
+  let status = runStatus.dataset.status;
+  function setText(text) {
+    if (shown.textContent !== text) {
+      shown.textContent = text;
     }
   }
-  const timer = setInterval(count, 250);
-  // each change of the run's status, as the events above set it (one event at a time)
-  new MutationObserver(function (records, observer) {
-    const changed = Number(runStatus.dataset.changed || "0");
-    const status = runStatus.dataset.status;
-    if (status === "RUNNING" && started === null && changed) {  // started since the page was drawn
-      started = changed;
+  function count() {
+    if (since !== null && status === "RUNNING") {
+      setText("running " + formatDuration(Date.now() / 1000 - since));
+    }
+  }
+  const timer = setInterval(count, 1000);  // each second: a tick is a frame to draw
+  // each change of the run, in order, as the events above hand them on (its start and its
+  // end may come in one batch: both count)
+  function onChange(event) {
+    const change = event.detail;
+    if (change.run_status === status) {
+      return;
+    }
+    status = change.run_status;
+    if (status === "RUNNING" && started === null) {  // started since the page was drawn
+      started = change.time;
       since = Date.now() / 1000;
       count();
     }
     if (done.includes(status)) {
       clearInterval(timer);
-      observer.disconnect();
-      if (started !== null && changed) {
-        shown.textContent = formatDuration(changed - started);
+      document.removeEventListener("flowplan:change", onChange);
+      if (started !== null) {
+        setText(formatDuration(change.time - started));
       }
     }
-  }).observe(runStatus, {attributes: true, attributeFilter: ["data-status", "data-changed"]});
+  }
+  document.addEventListener("flowplan:change", onChange);
 })();

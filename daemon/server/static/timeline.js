@@ -68,11 +68,60 @@
   const scroller = document.createElement("div");
   scroller.className = "timeline-rows";
   const rows = make("svg", { class: "timeline-svg" });
+  const grid = make("g", {});  // the ticks' lines, under the rows
+  const nowLine = make("line", { class: "timeline-now", y1: 0 });
+  rows.append(grid);
   scroller.appendChild(rows);
   const empty = document.createElement("p");
   empty.className = "sub";
   empty.textContent = "No attempt yet.";
   box.replaceChildren(axis, scroller, empty);
+
+  // A draw updates the elements drawn before, in place: a row's <g>, its label and its bars
+  // are made once, and an attribute is written only when its value changes, so a draw while
+  // a run runs costs a few attribute writes per row, not a new SVG (nor garbage to collect).
+  const drawnRows = new Map();  // name -> {g, index, bars: Map(number -> {rect, title})}
+  // The rows' width, kept by a ResizeObserver: reading clientWidth in a draw, after the
+  // page's other writes of the frame, would force a layout of the whole page.
+  let boxWidth = 0;
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      const width = scroller.clientWidth || box.clientWidth;
+      if (width !== boxWidth) {
+        boxWidth = width;
+        later();
+      }
+    }).observe(scroller);
+  }
+
+  function set(element, key, value) {  // an attribute, written only when it changes
+    const text = String(value);
+    if (element.getAttribute(key) !== text) {
+      element.setAttribute(key, text);
+    }
+  }
+
+  function setText(element, text) {
+    if (element.textContent !== text) {
+      element.textContent = text;
+    }
+  }
+
+  function rowOf(name) {
+    let drawn = drawnRows.get(name);
+    if (!drawn) {
+      // data-row, not data-node: g[data-node] is the graph's hook (console.js sets its
+      // data-status to the node's; a bar's is its attempt's)
+      const g = make("g", { class: "timeline-row", "data-row": name });
+      const label = make("text", { x: LABEL - 8, y: ROW / 2 + 4, class: "timeline-name" },
+                         name.length > 24 ? name.slice(0, 23) + "…" : name);
+      label.appendChild(make("title", {}, name));
+      g.appendChild(label);
+      drawn = { g: g, index: -1, bars: new Map() };
+      drawnRows.set(name, drawn);
+    }
+    return drawn;
+  }
 
   function draw() {
     queued = false;
@@ -100,10 +149,13 @@
     if (last - first < 1) {
       last = first + 1;
     }
-    const width = Math.max(LABEL + 120, scroller.clientWidth || box.clientWidth);
+    if (!boxWidth) {  // the first draw (or no ResizeObserver)
+      boxWidth = scroller.clientWidth || box.clientWidth;
+    }
+    const width = Math.max(LABEL + 120, boxWidth);
     const plot = width - LABEL - 16;
-    function x(seconds) {
-      return LABEL + (seconds - first) / (last - first) * plot;
+    function x(seconds) {  // to a tenth of a pixel: a value drawn again is not rewritten
+      return Math.round((LABEL + (seconds - first) / (last - first) * plot) * 10) / 10;
     }
     const step = STEPS.find(function (s) { return (last - first) / s <= plot / 90; }) ||
       STEPS[STEPS.length - 1];
@@ -112,62 +164,85 @@
     for (let t = Math.ceil(first / step) * step; t <= last; t += step) {
       ticks.push(t);
     }
-    axis.setAttribute("width", width);
-    axis.replaceChildren();
-    axis.appendChild(make("line", { class: "timeline-line", x1: LABEL, x2: LABEL + plot,
-                                    y1: AXIS - 1, y2: AXIS - 1 }));
+    const height = shown.length * ROW;
+    // the axis and the grid: a few elements, made again
+    set(axis, "width", width);
+    const marks = [make("line", { class: "timeline-line", x1: LABEL, x2: LABEL + plot,
+                                  y1: AXIS - 1, y2: AXIS - 1 })];
     for (const t of ticks) {
-      axis.appendChild(make("line", { class: "timeline-line", x1: x(t), x2: x(t),
-                                      y1: AXIS - 6, y2: AXIS - 1 }));
+      marks.push(make("line", { class: "timeline-line", x1: x(t), x2: x(t), y1: AXIS - 6,
+                                y2: AXIS - 1 }));
       const label = make("text", { x: x(t), y: AXIS - 9, class: "timeline-tick" },
                          clock(t, withDate));
       if (x(t) > width - 30) {
         label.setAttribute("text-anchor", "end");  // not cut by the right edge
       }
-      axis.appendChild(label);
+      marks.push(label);
     }
-    axis.appendChild(make("text", { x: 4, y: AXIS - 9, class: "timeline-caption" },
-                          "UTC, " + span(last - first)));
+    marks.push(make("text", { x: 4, y: AXIS - 9, class: "timeline-caption" },
+                    "UTC, " + span(last - first)));
+    axis.replaceChildren.apply(axis, marks);
+    grid.replaceChildren.apply(grid, ticks.map(function (t) {
+      return make("line", { class: "timeline-grid", x1: x(t), x2: x(t), y1: 0, y2: height });
+    }));
 
-    rows.setAttribute("width", width);
-    rows.setAttribute("height", shown.length * ROW);
-    rows.replaceChildren();
-    for (const t of ticks) {
-      rows.appendChild(make("line", { class: "timeline-grid", x1: x(t), x2: x(t), y1: 0,
-                                      y2: shown.length * ROW }));
+    set(rows, "width", width);
+    set(rows, "height", height);
+    const keep = new Set(shown);
+    for (const [name, drawn] of drawnRows) {
+      if (!keep.has(name)) {
+        drawn.g.remove();
+        drawnRows.delete(name);
+      }
     }
+    let before = grid.nextSibling;  // the rows in order, after the grid
     shown.forEach(function (name, index) {
-      // data-row, not data-node: g[data-node] is the graph's hook (console.js sets its
-      // data-status to the node's; a bar's is its attempt's)
-      const row = make("g", { class: "timeline-row", "data-row": name,
-                              transform: "translate(0," + index * ROW + ")" });
-      const label = make("text", { x: LABEL - 8, y: ROW / 2 + 4, class: "timeline-name" },
-                         name.length > 24 ? name.slice(0, 23) + "…" : name);
-      label.appendChild(make("title", {}, name));
-      row.appendChild(label);
+      const drawn = rowOf(name);
+      if (drawn.index !== index) {
+        drawn.index = index;
+        drawn.g.setAttribute("transform", "translate(0," + index * ROW + ")");
+      }
+      if (drawn.g !== before) {
+        rows.insertBefore(drawn.g, before);
+      } else {
+        before = before.nextSibling;
+      }
       for (const attempt of attempts.get(name)) {
         const end = attempt.finished_time === null ? time : attempt.finished_time;
         const left = x(attempt.started_time);
-        const bar = make("rect", {
-          class: "bar", x: left, y: (ROW - BAR) / 2, height: BAR, rx: 2,
-          width: Math.max(2, x(end) - left), "data-attempt": attempt.number,
-          "data-status": attempt.status });
-        bar.appendChild(make("title", {}, name + " attempt " + attempt.number + " " +
-                             attempt.status + ": " + clock(attempt.started_time, withDate) +
-                             " for " + span(end - attempt.started_time)));
-        row.appendChild(bar);
+        let bar = drawn.bars.get(attempt.number);
+        if (!bar) {
+          const rect = make("rect", { class: "bar", y: (ROW - BAR) / 2, height: BAR, rx: 2,
+                                      "data-attempt": attempt.number });
+          bar = { rect: rect, title: make("title", {}) };
+          rect.appendChild(bar.title);
+          drawn.g.appendChild(rect);
+          drawn.bars.set(attempt.number, bar);
+        }
+        set(bar.rect, "x", left);
+        set(bar.rect, "width", Math.max(2, Math.round((x(end) - left) * 10) / 10));
+        set(bar.rect, "data-status", attempt.status);
+        setText(bar.title, name + " attempt " + attempt.number + " " + attempt.status +
+                ": " + clock(attempt.started_time, withDate) + " for " +
+                span(end - attempt.started_time));
       }
-      rows.appendChild(row);
     });
     if (running && !ended) {
-      rows.appendChild(make("line", { class: "timeline-now", x1: x(time), x2: x(time),
-                                      y1: 0, y2: shown.length * ROW }));
+      set(nowLine, "x1", x(time));
+      set(nowLine, "x2", x(time));
+      set(nowLine, "y2", height);
+      if (rows.lastChild !== nowLine) {
+        rows.appendChild(nowLine);  // over the rows
+      }
       if (timer === null) {
         timer = setInterval(later, 1000);  // running bars grow to now
       }
-    } else if (timer !== null) {
-      clearInterval(timer);
-      timer = null;
+    } else {
+      nowLine.remove();
+      if (timer !== null) {
+        clearInterval(timer);
+        timer = null;
+      }
     }
     box.dataset.drawn = "yes";
     drawnAt = performance.now();
@@ -226,6 +301,9 @@
                                              { detail: { name: row.dataset.row } }));
     }
   });
-  window.addEventListener("resize", later);
+  window.addEventListener("resize", function () {
+    boxWidth = 0;  // read again at the next draw
+    later();
+  });
   draw();
 })();
