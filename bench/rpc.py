@@ -4,7 +4,8 @@ a trivial unary RPC on a bare `grpc.aio` server, and the very bytes of the 1,000
 served by a bare `grpc.aio` server and by a bare C++ gRPC server, each in a process of its
 own, called the same way.
 
-    python bench/rpc.py [--calls N] [--load-rate NODES_PER_S] [--client auto|native|python]
+    python bench/rpc.py [--calls N] [--turns T] [--load-rate NODES_PER_S] [--aa]
+                        [--client auto|native|python] [--load-only SECONDS]
                         [--json FILE] [--strict]
 
 Figures (targets from the issue): p50 and p99 of GetRun(include_graph=true) for a finished
@@ -14,8 +15,13 @@ the floor (1 client); 1,000 nodes p99 within 1.3x of the same-answer floor with 
 (the very answer bytes from a bare `grpc.aio` server, under the same load). The answer floors
 show what gRPC alone gives for an answer of that size on this machine under the same load: a
 server cannot be faster than the C++ one, and the aio one is the same stack as the daemon
-without the engine. The 1,000-node answer is measured in 5 turns of floor servers and daemon
-(`--calls`/5 calls per client each), so that the machine's weather falls on them alike.
+without the engine. The 1,000-node answer is measured in `--turns` turns (50) of floor servers
+and daemon, `--calls`/`--turns` calls per client each, the order rotating each turn, by one
+native client process holding its connections to all of them, so that the machine's weather
+falls on them alike; each figure pools its turns. `--aa` adds a second bare aio server, a
+copy of the first, to the turns: its ratio to the first is what noise alone gives (A/A).
+`--load-only SECONDS` measures only the daemon's main thread per background node (CPU time
+and wake-ups), with no reads.
 
 The clients: `native` is bench/rpc_client.cc (built here with g++ and gRPC C++, cached under
 bench/.out/, as is the C++ floor server, bench/rpc_server.cc): threads on connections of
@@ -40,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +62,8 @@ CLIENT_SOURCE = ROOT / "bench" / "rpc_client.cc"
 SERVER_SOURCE = ROOT / "bench" / "rpc_server.cc"
 PROTO = ROOT / "proto" / "flowplan" / "v1" / "workflow_service.proto"
 WARMUP = 20
-ROUNDS = 5  # turns of floor servers and daemon for the 1,000-node answer
+TURNS = 50  # turns of floor servers and daemon for the 1,000-node answer
+AA = "aio copy"  # --aa: a second bare aio server, the same as the first
 ANSWER_FLOOR_TARGET = 1.3  # 1,000 nodes, 8 clients: p99 within this of the aio answer floor
 LOAD_NODES = 5
 GET_RUN = "/flowplan.v1.WorkflowService/GetRun"
@@ -129,13 +136,48 @@ class Target:
 
 def measure_native(binary: Path, target: Target, clients: int, calls: int) -> list[float]:
     """Latencies (ms) of `calls` calls per client from the native client."""
-    result = subprocess.run(
-        [str(binary), target.address, target.method, target.request.SerializeToString().hex(),
-         str(clients), str(calls), str(WARMUP), str(target.expect_nodes)],
-        capture_output=True, text=True, timeout=600)
+    return measure_in_turns(binary, {"one": target.address}, target, clients, calls,
+                            turns=1).served["one"]
+
+
+@dataclass(frozen=True)
+class Turns:
+    """What the native client measured on several servers in turns."""
+
+    served: dict[str, list[float]]  # each server's latencies (ms), all turns pooled
+    p99s: dict[str, list[float]]  # each server's p99 (ms) in each turn
+    watched: tuple[float, float] | None  # the watched thread's (ms ran, ms waited)
+
+
+def measure_in_turns(binary: Path, servers: dict[str, str], target: Target, clients: int,
+                     calls: int, *, turns: int, watch: tuple[Path, str] | None = None
+                     ) -> Turns:
+    """`calls` calls per client spread over `turns` turns of all `servers` (name: address),
+    on connections the native client holds across turns; `watch`, (a schedstat file, a
+    server's name), sums that thread's time over that server's turns."""
+    names = list(servers)
+    command = [str(binary), ",".join(servers.values()), target.method,
+               target.request.SerializeToString().hex(), str(clients), str(calls), str(WARMUP),
+               str(target.expect_nodes), str(turns)]
+    if watch is not None:
+        command.append(f"{watch[0]}@{names.index(watch[1])}")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if result.returncode:
         raise RuntimeError(f"rpc_client failed: {result.stderr.strip()}")
-    return [int(us) / 1000 for line in result.stdout.splitlines() for us in line.split()]
+    served: dict[str, list[float]] = {name: [] for name in names}
+    by_turn: dict[tuple[str, int], list[float]] = {}
+    watched = None
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if fields[0] == "schedstat":
+            watched = (int(fields[1]) / 1e6, int(fields[2]) / 1e6)
+            continue
+        name, turn = names[int(fields[0])], int(fields[1])
+        latencies = [int(us) / 1000 for us in fields[2:]]
+        served[name] += latencies
+        by_turn.setdefault((name, turn), []).extend(latencies)
+    p99s = {name: [percentile(by_turn[name, t], 0.99) for t in range(turns)] for name in names}
+    return Turns(served, p99s, watched)
 
 
 def measure_python(target: Target, clients: int, calls: int) -> list[float]:
@@ -210,12 +252,12 @@ class MainThread:
     """Time the daemon's main thread (its event loop) spent on a CPU and waiting for one."""
 
     def __init__(self, pid: int) -> None:
-        self._path = Path(f"/proc/{pid}/task/{pid}/schedstat")
+        self.path = Path(f"/proc/{pid}/task/{pid}/schedstat")
         self._at: tuple[int, int] | None = None
 
     def _read(self) -> tuple[int, int] | None:
         try:
-            ran, waited, _ = self._path.read_text().split()
+            ran, waited, _ = self.path.read_text().split()
         except (OSError, ValueError):
             return None  # no schedstats in this kernel
         return int(ran), int(waited)
@@ -230,17 +272,24 @@ class MainThread:
             return None
         return (now[0] - self._at[0]) / 1e6, (now[1] - self._at[1]) / 1e6
 
+    def sleeps(self) -> int:
+        """How many times the thread went to sleep (its voluntary context switches): each is
+        a wake-up of the event loop."""
+        status = self.path.with_name("status").read_text()
+        return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
 
 def steady_load(stub: pb_grpc.WorkflowServiceStub, nodes_per_second: float,
-                stop: threading.Event) -> None:
+                stop: threading.Event, started: list[float]) -> None:
     """Start a 5-node run every 5/rate seconds, on a fixed timetable (a faster engine gets
-    the same load, not a heavier one)."""
+    the same load, not a heavier one); `started` gets the time of each start."""
     if nodes_per_second <= 0:
         return
     period = LOAD_NODES / nodes_per_second
     due = time.monotonic()
     while not stop.is_set():
         stub.StartRun(pb.StartRunRequest(workflow="load"), timeout=30)
+        started.append(time.monotonic())
         due += period
         stop.wait(max(0.0, due - time.monotonic()))
 
@@ -253,12 +302,38 @@ def finished_run(stub: pb_grpc.WorkflowServiceStub, workflow: str) -> str:
     return run_id
 
 
+def load_alone(main_thread: MainThread, started: list[float], seconds: float,
+               rate: float) -> int:
+    """`--load-only SECONDS`: the daemon's main thread per background node, no reads."""
+    sleeps, began = main_thread.sleeps(), time.monotonic()
+    main_thread.start()
+    time.sleep(seconds)
+    spent, ended = main_thread.stop(), time.monotonic()
+    sleeps = main_thread.sleeps() - sleeps
+    nodes = LOAD_NODES * sum(1 for at in started if began <= at < ended)
+    if spent is None or not nodes:
+        print("no schedstat in this kernel, or no load: nothing to measure")
+        return 1
+    print(f"load alone ({rate:g} nodes/s asked, {nodes / seconds:.0f} started): the daemon's"
+          f" main thread {spent[0] * 1000 / nodes:.0f} us on a CPU and {sleeps / nodes:.1f}"
+          f" wake-ups per node ({spent[1] * 1000 / nodes:.0f} us ready but waiting)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=500, help="calls per client")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per client")
     parser.add_argument("--load-rate", type=float, default=80.0,
                         help="background nodes started per second (default 80)")
     parser.add_argument("--client", choices=("auto", "native", "python"), default="auto")
+    parser.add_argument("--turns", type=int, default=TURNS,
+                        help=f"turns of floor servers and daemon (default {TURNS})")
+    parser.add_argument("--aa", action="store_true",
+                        help="also measure a second bare aio server, a copy of the first,"
+                             " in the same turns: the p99 ratio that noise alone gives")
+    parser.add_argument("--load-only", type=float, metavar="SECONDS",
+                        help="measure only the daemon's main thread per background node,"
+                             " for SECONDS, with no reads")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--floor-server", type=Path, help=argparse.SUPPRESS)
@@ -294,6 +369,14 @@ def main() -> int:
         channel = grpc.insecure_channel(address)
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = pb_grpc.WorkflowServiceStub(channel)
+        started: list[float] = []
+        loader = threading.Thread(target=steady_load,
+                                  args=(stub, args.load_rate, stop_load, started), daemon=True)
+        main_thread = MainThread(daemon.pid)
+        if args.load_only:
+            loader.start()
+            time.sleep(1.0)
+            return load_alone(main_thread, started, args.load_only, args.load_rate)
         runs = {nodes: finished_run(stub, name) for name, nodes in (("small", 20),
                                                                      ("large", 1000))}
         # The 1,000-node answer's bytes, served as they are by the floor servers: what gRPC
@@ -306,12 +389,12 @@ def main() -> int:
                                       processes)}
         if native_server is not None:
             floors["C++"] = start_server([str(native_server), str(payload)], processes)
-        loader = threading.Thread(target=steady_load, args=(stub, args.load_rate, stop_load),
-                                  daemon=True)
+        if args.aa:  # a second aio floor, a copy of the first: the measurement's own noise
+            floors[AA] = start_server([sys.executable, __file__, "--floor-server",
+                                       str(payload)], processes)
         loader.start()
         time.sleep(1.0)
         began = time.monotonic()
-        main_thread = MainThread(daemon.pid)
         results: dict[str, Any] = {}
         verdicts = []
         print(f"client: {'native (bench/rpc_client.cc)' if binary else 'python (asyncio)'};"
@@ -345,21 +428,38 @@ def main() -> int:
             row(f"GetRun 20 nodes, {clients} client(s)", p50, p99, verdict)
             # The 1,000-node answer from the floor servers and from the daemon, in turns:
             # the machine's weather (other work on its two cores) falls on all of them alike.
-            served: dict[str, list[float]] = {kind: [] for kind in (*floors, "daemon")}
-            for _ in range(ROUNDS):
-                for kind, floor_address in floors.items():
-                    served[kind] += measure(Target(floor_address, GET_RUN, large,
-                                                   pb.GetRunResponse, 1000), clients,
-                                            max(1, args.calls // ROUNDS))
-                main_thread.start()
-                served["daemon"] += measure(Target(address, GET_RUN, large, pb.GetRunResponse,
-                                                   1000), clients, max(1, args.calls // ROUNDS))
-                if clients == 8 and (spent := main_thread.stop()) is not None:
-                    accounted.append(spent)
+            # The order rotates each turn, so that none of them always comes right after
+            # another (the daemon's turn leaves the machine's caches and scheduler warm).
+            servers = {**floors, "daemon": address}
+            target = Target(address, GET_RUN, large, pb.GetRunResponse, 1000)
+            if binary is not None:  # one client process, its connections kept across turns
+                measured = measure_in_turns(
+                    binary, servers, target, clients, args.calls, turns=args.turns,
+                    watch=(main_thread.path, "daemon") if clients == 8 else None)
+                served, turns = measured.served, measured.p99s
+                if measured.watched is not None and measured.watched[0]:
+                    accounted.append(measured.watched)
+            else:
+                served = {kind: [] for kind in servers}
+                turns = {kind: [] for kind in servers}  # the p99 of each turn
+                kinds = list(servers)
+                for turn in range(args.turns):
+                    for kind in kinds[turn % len(kinds):] + kinds[:turn % len(kinds)]:
+                        latencies = measure_python(replace(target, address=servers[kind]),
+                                                   clients, max(1, args.calls // args.turns))
+                        served[kind] += latencies
+                        turns[kind].append(percentile(latencies, 0.99))
             same: dict[str, float] = {}  # p99 of the 1,000-node answer from a bare server
             for kind in floors:
                 p50, same[kind] = figure(f"floor_answer_{kind}_{clients}", served[kind])
-                row(f"floor: 1,000-node answer, bare {kind} server", p50, same[kind])
+                verdict = ""
+                if kind == AA:
+                    ratio = same[kind] / same["aio"]
+                    results[f"floor_answer_{kind}_{clients}"]["x_answer_floor"] = ratio
+                    verdict = f"A/A: {ratio:.2f}x the aio answer floor"
+                row(f"floor: 1,000-node answer, bare {kind} server", p50, same[kind], verdict)
+            for kind, values in turns.items():
+                results[f"turns_p99_{kind}_{clients}"] = values
             p50, p99 = figure(f"getrun_1000_{clients}", served["daemon"])
             verdict = ""
             if clients == 8:

@@ -132,6 +132,17 @@ def test_every_rpc_end_to_end(deployed: tuple[Path, Path, Path]) -> None:
         assert [n.attempts[0].exit_code for n in run.nodes] == [0, 0, 0]
         assert len(run.edges) == 2 and run.tags["team"] == "data"
         assert run.last_sequence == events[-1].sequence > early.run.last_sequence
+        # a finished run's answer is final, served without the state store: an event written
+        # behind the daemon's back (nothing in it writes one for a finished run) does not show
+        with sqlite3.connect(state / "state.sqlite3") as db:
+            db.execute("INSERT INTO run_events (run_id, sequence, node, status, attempt, at)"
+                       " VALUES (?, ?, NULL, 'SUCCEEDED', NULL, '2026-01-01T00:00:00+00:00')",
+                       (started.run_id, run.last_sequence + 1))
+        assert d.call("GetRun", pb.GetRunRequest(run_id=started.run_id, include_graph=True)
+                      ).run.last_sequence == run.last_sequence
+        with sqlite3.connect(state / "state.sqlite3") as db:
+            db.execute("DELETE FROM run_events WHERE run_id = ? AND sequence = ?",
+                       (started.run_id, run.last_sequence + 1))
         again = list(d.stub.WatchRun(pb.WatchRunRequest(run_id=started.run_id,
                                                         after_sequence=3), timeout=10))
         assert [e.sequence for e in again] == [e.sequence for e in events[3:]]

@@ -210,16 +210,19 @@ class Attempts(EngineCore):
 
     async def _wait(self, run: RunState, handle: ProcessHandle, timeout: float | None
                     ) -> tuple[int, str | None]:
-        """Wait for the process; on timeout or cancel, TERM its group, then KILL after grace."""
+        """Wait for the process; on timeout or cancel, TERM its group, then KILL after grace.
+        Our own launches' ends and the cancel are futures: no task is made for them."""
         waiter = asyncio.ensure_future(handle.wait())
-        others: list[asyncio.Future[Any]] = [asyncio.ensure_future(run.cancel.wait())]
+        cancelled = run.cancelled()
+        others: list[asyncio.Future[Any]] = []
         if timeout is not None:
             others.append(asyncio.ensure_future(self._clock.sleep(timeout)))
+        awaited: set[asyncio.Future[Any]] = {waiter, cancelled, *others}
         try:
-            await asyncio.wait({waiter, *others}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(awaited, return_when=asyncio.FIRST_COMPLETED)
             if waiter.done():
                 return waiter.result(), None
-            reason = "cancelled" if others[0].done() else "timeout"
+            reason = "cancelled" if cancelled.done() else "timeout"
             handle.signal_group(signal.SIGTERM)
             grace = asyncio.ensure_future(self._clock.sleep(self._settings.kill_grace_seconds))
             await asyncio.wait({waiter, grace}, return_when=asyncio.FIRST_COMPLETED)
@@ -292,7 +295,7 @@ class Attempts(EngineCore):
 
     def _apply_cancel(self, run: RunState) -> None:
         """Cancel idle nodes now; running attempts see `run.cancel` and are killed."""
-        run.cancel.set()
+        run.set_cancel()
         idle = [n for n in run.nodes.values()
                 if n.status in (NodeStatus.PENDING, NodeStatus.RETRYING)]
         if idle:

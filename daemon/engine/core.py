@@ -104,11 +104,27 @@ class RunState:
     lane: LaneKey
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     unfinished: int = 0  # nodes not in a final status: a run ends when it reaches 0
+    _cancelled: asyncio.Future[None] | None = None  # see `cancelled`
 
     def set_node_status(self, node: NodeState, status: NodeStatus) -> None:
         """The one place a node's status changes in memory, keeping `unfinished` true."""
         self.unfinished += int(node.status.finished) - int(status.finished)
         node.status = status
+
+    def set_cancel(self) -> None:
+        """Set `cancel`, and with it the future of `cancelled`."""
+        self.cancel.set()
+        if self._cancelled is not None and not self._cancelled.done():
+            self._cancelled.set_result(None)
+
+    def cancelled(self) -> asyncio.Future[None]:
+        """A future done once the run is cancelled, shared by its attempts' waits (never
+        cancel it): `cancel.wait()` would cost a task per attempt, and its wake-ups."""
+        if self._cancelled is None:
+            self._cancelled = asyncio.get_running_loop().create_future()
+            if self.cancel.is_set():
+                self._cancelled.set_result(None)
+        return self._cancelled
 
 
 @dataclass(slots=True)

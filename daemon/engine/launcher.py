@@ -38,7 +38,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,9 +80,10 @@ SHIM_ENDED_UNRECORDED = ("lost: the node's flowplan shim ended without recording
 class ProcessHandle(Protocol):
     pid: int
 
-    async def wait(self) -> int:
+    def wait(self) -> Awaitable[int]:
         """The node's exit code (128 + N when signal N ended it); raises ProcessLostError when its
-        supervisor ended without recording it."""
+        supervisor ended without recording it. A future rather than a coroutine where it
+        can be: the engine waits for it beside a cancel without a task for it."""
         ...
 
     def signal_group(self, signum: int) -> None: ...
@@ -221,14 +222,15 @@ class _Launched:
         self._lost: ProcessLostError | None = None
         self._waiters: list[asyncio.Future[int]] = []
 
-    async def wait(self) -> int:
-        if self._lost is not None:
-            raise self._lost
-        if self._code is not None:
-            return self._code
+    def wait(self) -> asyncio.Future[int]:
         waiter: asyncio.Future[int] = self._channel.loop.create_future()
-        self._waiters.append(waiter)
-        return await waiter  # a cancelled wait cancels only its own future
+        if self._lost is not None:
+            waiter.set_exception(self._lost)
+        elif self._code is not None:
+            waiter.set_result(self._code)
+        else:
+            self._waiters.append(waiter)  # a cancelled wait cancels only its own future
+        return waiter
 
     def signal_group(self, signum: int) -> None:
         if self._code is None and self._lost is None:  # the shim signals only its own

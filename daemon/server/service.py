@@ -53,6 +53,8 @@ MAX_NAME_CHARS = 128  # no workflow or node name (100) or id is longer
 MAX_REMARKS_CHARS = 4096
 MAX_FAILURE_EMAILS = 100
 _ANSWER_CACHE_SIZE = 256
+_FINAL = -1  # in place of the history's length in the answer cache: a finished run's answer
+_FINISHED = frozenset((pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED))
 _RUN_BATCH = 100  # runs read from the store at a time for ListRuns
 
 _Source = TypeVar("_Source")
@@ -185,18 +187,25 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @unary
     async def GetRun(self, request: pb.GetRunRequest, context: Any) -> bytes:
         """The serialized GetRunResponse (`register` sends bytes as they are): an answer is
-        built and serialized once per state of the run, however many clients poll it."""
+        built and serialized once per state of the run, however many clients poll it. A
+        finished run's answer is final (nothing changes a finished run): it is served
+        without asking the state store for the history's length."""
         _required(request.run_id, "run_id")
+        final = (request.run_id, request.include_graph, _FINAL)
+        answer = self._answers.get(final)
+        if answer is not None:
+            self._answers.move_to_end(final)
+            return answer
         sequence = self._p.store.last_sequence(request.run_id)
         key = (request.run_id, request.include_graph, sequence)
         answer = self._answers.get(key)
         if answer is not None:
             self._answers.move_to_end(key)
             return answer
-        answer = pb.GetRunResponse(run=self._run(
-            request.run_id, include_graph=request.include_graph, sequence=sequence)
-        ).SerializeToString()
-        self._answers[key] = answer  # the history's length names the state: safe to reuse
+        run = self._run(request.run_id, include_graph=request.include_graph, sequence=sequence)
+        answer = pb.GetRunResponse(run=run).SerializeToString()
+        # the history's length names the state: safe to reuse
+        self._answers[final if run.status in _FINISHED else key] = answer
         if len(self._answers) > _ANSWER_CACHE_SIZE:
             self._answers.popitem(last=False)
         return answer
