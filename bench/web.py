@@ -427,6 +427,19 @@ class Chromium:
         self.driver.quit()
 
 
+def process_kind(pid: int) -> str:
+    """A Chromium process's kind: its `--type=` (renderer, gpu-process, utility, zygote), or
+    `browser`, or `chromedriver`."""
+    try:  # a child rewrites its command line as one string: split on spaces too
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return "gone"
+    for arg in argv:
+        if arg.startswith(b"--type="):
+            return arg[7:].decode(errors="replace")
+    return "chromedriver" if argv and argv[0].endswith(b"chromedriver") else "browser"
+
+
 WATCHING = """return !!(window.__bench && window.__bench.open > 0 &&
                         document.querySelector('#graph[data-drawn="yes"]'))"""
 FINISHED_PAGE = """const t = document.getElementById("run-nodes");
@@ -558,6 +571,7 @@ class Results:
         # seconds: a version loaded to its layout kept, and of those the layout's own
         self.kept: list[tuple[float, float]] = []
         self.browser_cpu: list[float] = []  # CPU seconds of the browsers, a run each
+        self.browser_kinds: list[dict[str, float]] = []  # the same by process kind
 
 
 class Bench:
@@ -589,6 +603,7 @@ class Bench:
         self.results.frame = {"browsers": [], "alone": []}
         self.results.no_frame = 0
         self.results.browser_cpu = []
+        self.results.browser_kinds = []
         for i in range(self.options.repeat):
             self.say(f"round {i + 1} of {self.options.repeat}")
             for setup in setups[i % len(setups):] + setups[:i % len(setups)]:
@@ -701,10 +716,13 @@ class Bench:
         browsers = self.watching(setup)
         shown = await asyncio.to_thread(in_each, browsers, page_changes)
         if setup == "browsers":
-            self.results.browser_cpu.append(sum(
-                after - before.get(pid, 0.0)
-                for browser, before in zip(browsers, cpu, strict=True)
-                for pid, after in browser.cpu().items()))
+            kinds: dict[str, float] = {}
+            for browser, before in zip(browsers, cpu, strict=True):
+                for pid, after in browser.cpu().items():
+                    kind = process_kind(pid)
+                    kinds[kind] = kinds.get(kind, 0.0) + after - before.get(pid, 0.0)
+            self.results.browser_cpu.append(sum(kinds.values()))
+            self.results.browser_kinds.append(kinds)
         for changes in (page for browser in shown for page in browser):
             for entry in changes:
                 for node, status in entry["nodes"]:
@@ -855,7 +873,10 @@ def main(argv: list[str] | None = None) -> int:
     if results.browser_cpu:
         cpu = statistics.median(results.browser_cpu)
         print(f"Chromium's CPU while watching a run (median of the runs): {cpu:.2f} s,"
-              f" {cpu / args.pages / (2 * N_CHAIN) * 1e3:.2f} ms a page a change")
+              f" {cpu / args.pages / (2 * N_CHAIN) * 1e3:.2f} ms a page a change; by process"
+              " (median s): " + ", ".join(
+                  f"{kind} {statistics.median(k.get(kind, 0.0) for k in results.browser_kinds):.2f}"
+                  for kind in sorted({kind for k in results.browser_kinds for kind in k})))
     if results.loads:
         first = results.loads["first"]
         print(f"{N_BIG}-node page, first view of a new version: {breakdown(first)}; the"
