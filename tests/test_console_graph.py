@@ -202,6 +202,8 @@ def test_a_run_page_panel_follows_the_log_and_the_timeline_grows_live(
         assert found is not None, (node, attempt)
         return float(found["width"])
 
+    # below the fold the timeline waits: it is drawn again once it comes into view
+    driver.execute_script("document.getElementById('timeline').scrollIntoView()")
     _wait(lambda: bar_status("r", 1) == "RUNNING", "r's first attempt")
     assert bar_status("prep", 1) == "SUCCEEDED"
 
@@ -348,6 +350,7 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
         {"number": 2, "status": "SUCCEEDED", "started_time": start + i + 7,
          "finished_time": start + i + 30}]} for i in range(1200)]
     _inject_timeline(driver, {"now": start + 2000, "nodes": nodes})
+    driver.execute_script("document.getElementById('timeline').scrollIntoView()")
     drawn = _wait(lambda: driver.execute_script(
         "const box = document.getElementById('timeline');"
         " if (box.dataset.drawn !== 'yes') return null;"

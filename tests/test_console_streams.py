@@ -256,6 +256,8 @@ def test_thirteen_live_pages_in_one_browser_each_catch_up_when_shown(
                                 _texts(driver, "g[data-node]", "data-status"),
                                 strict=True)) == final[run_id], what
                 assert _texts(driver, 'tr[data-node="flaky"] .attempts') == ["2"], what
+                # below the fold it is drawn again once it comes into view
+                driver.execute_script("document.getElementById('timeline').scrollIntoView()")
                 wait_until(lambda: _texts(driver, '#timeline g[data-row="flaky"] rect.bar',
                                           "data-attempt") == ["1", "2"],
                            f"flaky's two bars, once each, in the timeline of {what}")

@@ -339,11 +339,15 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         wait_until(lambda: "/runs/" in driver.current_url, "the run page")
         run_id = driver.current_url.rsplit("/", 1)[1]
 
-        def node_b() -> str:
-            return str(driver.find_element(By.CSS_SELECTOR, 'tr[data-node="b"]')
+        def node_b() -> str:  # the graph's hook: kept current wherever the page is scrolled
+            return str(driver.find_element(By.CSS_SELECTOR, '#graph g[data-node="b"]')
                        .get_attribute("data-status"))
 
         wait_until(lambda: node_b() == "RUNNING", "b RUNNING on the open page", timeout=20)
+        # the node table, below the fold, catches up once it comes into view
+        driver.execute_script("document.getElementById('run-nodes').scrollIntoView()")
+        wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'tr[data-node="b"] .status')
+                   .text == "RUNNING", "b RUNNING in the node table shown")
         page = driver.execute_script("return document.body.dataset.loaded = 'once'")
         run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
         assert run.remarks == "from the browser"
@@ -494,7 +498,7 @@ def _driver() -> Any:
 def _status(driver: Any, node: str) -> str:
     from selenium.webdriver.common.by import By
 
-    return str(driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{node}"]')
+    return str(driver.find_element(By.CSS_SELECTOR, f'#graph g[data-node="{node}"]')
                .get_attribute("data-status"))
 
 

@@ -250,7 +250,21 @@
     box.dataset.draws = String(Number(box.dataset.draws || 0) + 1);
   }
 
+  // Out of view (below the fold, as on most screens), the timeline is not drawn again: it
+  // is drawn when it comes into view (console.js's flowplanInView).
+  let behind = false;  // a draw is owed for when it comes into view
+  const inView = window.flowplanInView(box, function () {
+    if (behind) {
+      behind = false;
+      later();
+    }
+  });
+
   function later() {  // at most one draw every PACE ms, however many changes come
+    if (!inView()) {
+      behind = true;
+      return;
+    }
     if (!queued) {
       queued = true;
       setTimeout(function () { requestAnimationFrame(draw); },
