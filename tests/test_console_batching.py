@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, pb, publish
-from test_web_console import TOKENS, Browser, _chromium, _driver, console_daemon
+from test_web_console import (
+    TOKENS,
+    Browser,
+    _chromium,
+    _driver,
+    browser_login,
+    console_daemon,
+)
 
 from flowplan.daemon.server.console.feeds import FLUSH_SECONDS
 
@@ -183,11 +190,7 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
     second = daemon.call("StartRun", pb.StartRunRequest(workflow="fast")).run.run_id
     driver = _driver()
     try:
-        driver.get(base + "/login")
-        driver.find_element(By.ID, "token").send_keys(TOKENS["operator"])
-        driver.find_element(By.ID, "login").click()
-        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-workflow]"),
-                   "the workflows page", timeout=30)
+        browser_login(driver, base, TOKENS["operator"])
         driver.get(f"{base}/runs/{second}")
         wait_until(lambda: driver.execute_script(
             "return document.documentElement.dataset.streamsOpened === '1' &&"

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, pb, publish
-from test_web_console import TOKENS, Browser, _chromium, _driver, console_daemon, screenshots
+from test_web_console import (
+    TOKENS,
+    Browser,
+    _chromium,
+    _driver,
+    browser_login,
+    console_daemon,
+    screenshots,
+)
 
 FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 4}\n  batch: {concurrency: 2}\n",
@@ -73,14 +81,8 @@ def _wait(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any
 
 
 def _login(driver: Any, base: str, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.delete_all_cookies()
-    driver.get(base + "/login")
-    driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "login").click()
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-workflow]"),
-               "the workflows page")
+    driver.delete_all_cookies()  # the fixture's browser may be logged in as another role
+    browser_login(driver, base, token)
 
 
 def _drawn(driver: Any) -> None:
@@ -391,6 +393,7 @@ def test_a_timeline_without_attempts_waits_for_the_first(
     _drawn(driver)
     start = 1_796_000_000.0
     _inject_timeline(driver, {"now": start, "nodes": [{"name": "load", "attempts": []}]})
+    driver.execute_script("document.getElementById('timeline').scrollIntoView()")
     _wait(lambda: driver.execute_script(
         "return document.getElementById('timeline').dataset.drawn === 'yes'"),
         "the empty timeline drawn")

@@ -25,7 +25,15 @@ import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, pb, publish
 from google.protobuf import struct_pb2, timestamp_pb2
-from test_web_console import TOKENS, Browser, _chromium, _driver, console_daemon, screenshots
+from test_web_console import (
+    TOKENS,
+    Browser,
+    _chromium,
+    _driver,
+    browser_login,
+    console_daemon,
+    screenshots,
+)
 
 PAUSE_AFTER_SECONDS = 3.0  # console.js's PAUSE_AFTER_MS
 FILES = {
@@ -149,16 +157,6 @@ def test_the_log_stream_goes_on_from_an_offset(served: tuple[Daemon, int, Path])
 
 # ---- in a browser ---------------------------------------------------------------------------
 
-def _login(driver: Any, base: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.get(base + "/login")
-    driver.find_element(By.ID, "token").send_keys(TOKENS["operator"])
-    driver.find_element(By.ID, "login").click()
-    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-workflow]"),
-               "the workflows page", timeout=30)
-
-
 def _counter(driver: Any, key: str) -> int:
     return int(driver.execute_script(
         f"return Number(document.documentElement.dataset.{key} || 0)"))
@@ -202,7 +200,7 @@ def test_thirteen_live_pages_in_one_browser_each_catch_up_when_shown(
     driver = _driver()
     driver.set_page_load_timeout(30)  # a tab waiting for a connection for good fails
     try:
-        _login(driver, base)
+        browser_login(driver, base, TOKENS["operator"])
         tabs: list[str] = []
         for index, path in enumerate(pages):
             if index:
@@ -305,7 +303,7 @@ def test_a_page_held_back_for_a_connection_says_so_until_it_gets_one(
                    timeout=30)
     driver = _driver()
     try:
-        _login(driver, base)
+        browser_login(driver, base, TOKENS["operator"])
         windows = []
         for index, run_id in enumerate(runs[:5]):
             if index:

@@ -495,6 +495,17 @@ def _driver() -> Any:
     return webdriver.Chrome(options=options, service=Service(found[1]))
 
 
+def browser_login(driver: Any, base: str, token: str) -> None:
+    """Log `driver` in to the console at `base` with `token`: on the Workflows page after."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + "/login")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "login").click()
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-workflow]"),
+               "the workflows page", timeout=30)
+
+
 def _status(driver: Any, node: str) -> str:
     from selenium.webdriver.common.by import By
 

@@ -304,12 +304,20 @@ class LayoutPages:
         app.router.add_post("/layouts/{key}", self.post)
         app.router.add_get("/layouts/{key}", self.get)
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
+    async def _graph_of(self, request: web.Request) -> Graph | web.Response:
+        """The graph the request's query names, or 409 when KEY is not its key (the graph
+        changed since the page was served)."""
         key = request.match_info["key"]
         graph = await self._graph(request.query)
         if graph.key != key:
             return web.Response(status=409, text=f"layout {key[:40]} is not the layout of"
                                 " that graph (it changed): reload the page\n")
+        return graph
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        graph = await self._graph_of(request)
+        if isinstance(graph, web.Response):
+            return graph
         layout = (await self._wait(graph) if self._wait is not None
                   else self._layouts.get(graph))
         if layout is None:
@@ -317,11 +325,9 @@ class LayoutPages:
         return web.Response(text=layout, content_type="application/json")
 
     async def post(self, request: web.Request) -> web.StreamResponse:
-        key = request.match_info["key"]
-        graph = await self._graph(request.query)
-        if graph.key != key:
-            return web.Response(status=409, text=f"layout {key[:40]} is not the layout of"
-                                " that graph (it changed): reload the page\n")
+        graph = await self._graph_of(request)
+        if isinstance(graph, web.Response):
+            return graph
         if len(graph.nodes) <= BIG:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"a graph of {len(graph.nodes)} nodes is laid out by each"
@@ -343,7 +349,7 @@ class LayoutPages:
                                 " it stays\n")
         grant: Grant = request["grant"]
         log.info("console layout kept", extra={"fields": {
-            "key": key, "nodes": len(graph.nodes), "bytes": len(text), "token": grant.name}})
+            "key": graph.key, "nodes": len(graph.nodes), "bytes": len(text), "token": grant.name}})
         return web.Response(status=201, text="kept\n")
 
     async def _graph(self, query: Any) -> Graph:
