@@ -348,6 +348,7 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         driver.execute_script("document.getElementById('run-nodes').scrollIntoView()")
         wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'tr[data-node="b"] .status')
                    .text == "RUNNING", "b RUNNING in the node table shown")
+        driver.execute_script("window.scrollTo(0, 0)")  # the page's top for its screenshot
         page = driver.execute_script("return document.body.dataset.loaded = 'once'")
         run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run
         assert run.remarks == "from the browser"
