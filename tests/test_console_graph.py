@@ -114,8 +114,20 @@ def _inject_timeline(driver: Any, data: dict[str, Any]) -> None:
         " box.id = 'timeline'; box.className = 'timeline';"
         " box.dataset.timeline = arguments[0]; old.replaceWith(box);"
         " const script = document.createElement('script');"
-        " script.src = '/static/timeline.js'; document.head.appendChild(script);",
+        " script.src = '/static/timeline.js'; document.head.appendChild(script);"
+        " box.scrollIntoView();",  # drawn only while in view
         json.dumps(data))
+
+
+def _finished_run_page(served: tuple[Daemon, int, Path], driver: Any, workflow: str) -> None:
+    """A finished run of `workflow`, its page open and its graph drawn, for a viewer."""
+    daemon, port, _ = served
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow=workflow)).run.run_id
+    daemon.wait_run(run_id)
+    base = f"http://127.0.0.1:{port}"
+    _login(driver, base, TOKENS["viewer"])
+    driver.get(f"{base}/runs/{run_id}")
+    _drawn(driver)
 
 
 def _errors(driver: Any) -> list[str]:
@@ -336,15 +348,10 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
     (two attempts each): a row per node that ran, in a box that scrolls under the axis,
     drawn in under 160 ms (about 19 ms here). Data injected: a real 1,000-node run takes
     25 s, and its page's timeline was measured the same (1,000 rows, 19 ms)."""
-    daemon, port, tmp_path = served
+    _, _, tmp_path = served
     (tmp_path / "first").touch()
     (tmp_path / "gate").touch()
-    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="flaky")).run.run_id
-    daemon.wait_run(run_id)
-    base = f"http://127.0.0.1:{port}"
-    _login(driver, base, TOKENS["viewer"])
-    driver.get(f"{base}/runs/{run_id}")
-    _drawn(driver)
+    _finished_run_page(served, driver, "flaky")
     start = 1_796_000_000.0
     nodes = [{"name": f"n{i:04d}", "attempts": [] if i % 6 == 5 else [
         {"number": 1, "status": "FAILED", "started_time": start + i,
@@ -352,7 +359,6 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
         {"number": 2, "status": "SUCCEEDED", "started_time": start + i + 7,
          "finished_time": start + i + 30}]} for i in range(1200)]
     _inject_timeline(driver, {"now": start + 2000, "nodes": nodes})
-    driver.execute_script("document.getElementById('timeline').scrollIntoView()")
     drawn = _wait(lambda: driver.execute_script(
         "const box = document.getElementById('timeline');"
         " if (box.dataset.drawn !== 'yes') return null;"
@@ -384,16 +390,9 @@ def test_a_timeline_without_attempts_waits_for_the_first(
     """A run queued behind others has no attempt yet: the timeline says so (it once looped
     on an empty time range until the array overflowed), then draws the first attempt its
     change event brings."""
-    daemon, port, _ = served
-    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="shapes")).run.run_id
-    daemon.wait_run(run_id)
-    base = f"http://127.0.0.1:{port}"
-    _login(driver, base, TOKENS["viewer"])
-    driver.get(f"{base}/runs/{run_id}")
-    _drawn(driver)
+    _finished_run_page(served, driver, "shapes")
     start = 1_796_000_000.0
     _inject_timeline(driver, {"now": start, "nodes": [{"name": "load", "attempts": []}]})
-    driver.execute_script("document.getElementById('timeline').scrollIntoView()")
     _wait(lambda: driver.execute_script(
         "return document.getElementById('timeline').dataset.drawn === 'yes'"),
         "the empty timeline drawn")

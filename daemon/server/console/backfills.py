@@ -6,7 +6,6 @@ per backfill however many pages watch it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -17,12 +16,7 @@ from aiohttp import web
 
 from flowplan.daemon.domain import RunStatus
 from flowplan.daemon.engine.engine import StatusEvent
-from flowplan.daemon.server.console.feeds import (
-    END_EVENT,
-    Broadcast,
-    retry_line,
-    stream_response,
-)
+from flowplan.daemon.server.console.feeds import END_EVENT, Broadcast, serve_page
 from flowplan.daemon.server.console.kit import Kit, ServiceError
 from flowplan.daemon.server.console.present import status_name, when
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -126,9 +120,6 @@ class BackfillFeed(Broadcast):
     def __init__(self, kit: Kit, backfill_id: str, serial: int) -> None:
         super().__init__()
         self.serial = serial  # the console's count of backfill readers started: this one's
-        self.pages = 0
-        self.error: ServiceError | None = None
-        self.done = False  # the reader stopped
         self.ended = False  # ... because the backfill finished
         self._kit = kit
         self._id = backfill_id
@@ -229,25 +220,12 @@ class BackfillFeeds:
             self.readers += 1
             feed = self._feeds[backfill_id] = BackfillFeed(self._kit, backfill_id,
                                                            self.readers)
-        feed.pages += 1
-        try:
-            await feed.started.wait()
-            if feed.error is not None:  # e.g. NOT_FOUND: a 404 before the stream
-                raise feed.error
-            response = stream_response()
-            await response.prepare(request)
-            with contextlib.suppress(ConnectionResetError):  # the page left
-                await response.write(retry_line())
-                await response.write(
-                    f": reader {feed.serial}, pages {feed.pages}\n\n".encode())
-                await feed.follow(response)
-        finally:
-            feed.pages -= 1
-            if feed.pages == 0:  # the last page left: stop reading the backfill
-                feed.close()
-                if self._feeds.get(backfill_id) is feed:
-                    del self._feeds[backfill_id]
-        return response
+
+        async def follow(response: web.StreamResponse) -> None:
+            await response.write(f": reader {feed.serial}, pages {feed.pages}\n\n".encode())
+            await feed.follow(response)
+
+        return await serve_page(request, self._feeds, backfill_id, feed, follow)
 
 
 async def _first_of(*events: asyncio.Event, timeout: float) -> None:

@@ -8,7 +8,7 @@ import bisect
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
@@ -53,6 +53,9 @@ class Broadcast:
     def __init__(self) -> None:
         self.started = asyncio.Event()  # the first record, or the end
         self.events: list[bytes] = []  # every record, as sent
+        self.error: ServiceError | None = None  # why the reader stopped, if it failed
+        self.done = False  # the reader stopped
+        self.pages = 0  # following it now
         self._changed = asyncio.Event()
         self._woken_at = -FLUSH_SECONDS
         self._pending: asyncio.TimerHandle | None = None
@@ -112,9 +115,6 @@ class RunFeed(Broadcast):
     def __init__(self, service: WorkflowService, run_id: str) -> None:
         super().__init__()
         self.sequences: list[int] = []  # of each event, in order
-        self.error: ServiceError | None = None
-        self.done = False
-        self.pages = 0
         changes = cast("AsyncGenerator[pb.WatchRunResponse, None]", service.WatchRun(
             pb.WatchRunRequest(run_id=run_id, after_sequence=0), CallContext()))
         self._task = asyncio.ensure_future(self._read(changes))
@@ -168,23 +168,37 @@ class RunFeeds:
         feed = self._feeds.get(run_id)
         if feed is None:
             feed = self._feeds[run_id] = RunFeed(self._service, run_id)
-        feed.pages += 1
-        try:
-            await feed.started.wait()
-            if feed.error is not None and not feed.events:  # e.g. NOT_FOUND: before the stream
-                raise feed.error
-            response = stream_response()
-            await response.prepare(request)
-            with contextlib.suppress(ConnectionResetError):  # the page left
-                await response.write(retry_line())
-                await feed.follow(response, after)
-        finally:
-            feed.pages -= 1
-            if feed.pages == 0:  # the last page left: stop following the run
-                feed.close()
-                if self._feeds.get(run_id) is feed:
-                    del self._feeds[run_id]
-        return response
+        return await serve_page(request, self._feeds, run_id, feed,
+                                lambda response: feed.follow(response, after))
+
+
+_Feed = TypeVar("_Feed", bound=Broadcast)
+
+
+async def serve_page(request: web.Request, feeds: dict[str, _Feed], key: str, feed: _Feed,
+                     follow: Callable[[web.StreamResponse], Awaitable[None]]
+                     ) -> web.StreamResponse:
+    """One page's event stream of `feed`, kept in `feeds` under `key` while a page follows
+    it: the feed's error as the answer when it failed before its first record (e.g.
+    NOT_FOUND: a 404 before the stream), else `retry:` and what `follow` writes. The last
+    page to leave closes the feed."""
+    feed.pages += 1
+    try:
+        await feed.started.wait()
+        if feed.error is not None and not feed.events:
+            raise feed.error
+        response = stream_response()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the page left
+            await response.write(retry_line())
+            await follow(response)
+    finally:
+        feed.pages -= 1
+        if feed.pages == 0:  # the last page left: stop reading
+            feed.close()
+            if feeds.get(key) is feed:
+                del feeds[key]
+    return response
 
 
 async def next_item(changes: AsyncIterator[_Item]) -> _Item | None:
