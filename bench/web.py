@@ -120,6 +120,9 @@ RECORDER = r"""
   function afterFrame(callback) {  // the end of the next frame: rAF, then a task
     requestAnimationFrame(() => setTimeout(callback, 0));
   }
+  // changes waiting for the end of the next frame: one rAF for them all, so that the
+  // recorder costs the page little more than the MutationObserver itself
+  let waiting = [];
   new MutationObserver((records) => {
     const now = Date.now();
     const entry = { at: now, frame: null, nodes: [] };
@@ -136,7 +139,16 @@ RECORDER = r"""
     }
     if (entry.nodes.length) {
       bench.changes.push(entry);
-      afterFrame(() => { entry.frame = Date.now(); });
+      waiting.push(entry);
+      if (waiting.length === 1) {
+        afterFrame(() => {
+          const now = Date.now();
+          for (const done of waiting) {
+            done.frame = now;
+          }
+          waiting = [];
+        });
+      }
     }
   }).observe(document, { subtree: true, attributes: true, attributeOldValue: true,
                          attributeFilter: ["data-status", "data-drawn"] });

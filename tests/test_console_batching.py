@@ -130,8 +130,8 @@ window.__rowWrites = 0;  // the node table's rows' data-status written
 new MutationObserver((records) => { window.__rowWrites += records.length; }).observe(
   document.getElementById('run-nodes'),
   { subtree: true, attributes: true, attributeFilter: ['data-status'] });
-// console.js writes the rows it owes, then sends flowplan:end, in one task: the observer
-// above hears of those writes only after this
+// console.js writes the rows it owes (if the table is in view), then sends flowplan:end,
+// in one task: the observer above hears of those writes only after this
 document.addEventListener('flowplan:end', () => {
   window.__rowWritesBeforeEnd = window.__rowWrites;
 });
@@ -159,7 +159,7 @@ const texts = (selector) => [...document.querySelectorAll(selector)].map((e) => 
 return {
   rows: [...document.querySelectorAll('#run-nodes tr[data-node]')].map((row) =>
     [row.dataset.node, row.dataset.status, row.querySelector('.status').textContent,
-     row.querySelector('.attempts').textContent]),
+     row.querySelector('.attempts').textContent, row.querySelector('.exit').textContent]),
   graph: [...document.querySelectorAll('#graph g[data-node]')].map((g) => g.dataset.status),
   run: [document.getElementById('run-status').dataset.status,
         document.getElementById('run-status').textContent],
@@ -207,8 +207,11 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
             "the page showing the run's end", timeout=60)
         shown: dict[str, Any] = driver.execute_script(SHOWN)
         names = ["gate", *(f"n{i}" for i in range(CHAIN))]
-        assert shown["rows"] == [[n, "SUCCEEDED", "SUCCEEDED", "1"] for n in names]
+        # out of view, the rows wait (also past the run's end) with the state they were
+        # rendered with, and are written when the table comes into view
+        assert shown["rows"] == [[n, "PENDING", "PENDING", "0", ""] for n in names]
         assert shown["rowWritesBeforeEnd"] == 0, "rows written out of view"
+        assert driver.execute_script("return window.__rowWrites") == 0, "written at the end"
         assert shown["graph"] == ["SUCCEEDED"] * len(names)
         assert shown["run"] == ["SUCCEEDED", "SUCCEEDED"] and not shown["cancel"]
         _, _, stream = _operator(port).request("GET", f"/runs/{second}/events?after={rendered}")
@@ -228,6 +231,10 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
             (shown["duration"], again.group(1))
         assert driver.execute_script("return document.getElementById('timeline')"
                                      ".dataset.draws") == draws, "drawn out of view"
+        driver.execute_script("document.getElementById('run-nodes').scrollIntoView()")
+        wait_until(lambda: driver.execute_script(SHOWN)["rows"]
+                   == [[n, "SUCCEEDED", "SUCCEEDED", "1", "0"] for n in names],
+                   "the rows written as the table came into view")
         driver.execute_script("document.getElementById('timeline').scrollIntoView()")
         bars = sorted([n, "SUCCEEDED"] for n in names)
         wait_until(lambda: sorted(driver.execute_script(SHOWN)["bars"]) == bars,

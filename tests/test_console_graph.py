@@ -409,3 +409,48 @@ def test_a_timeline_without_attempts_waits_for_the_first(
         "return document.querySelectorAll('#timeline rect.bar[data-status=RUNNING]').length"
         ) == 1, "the first attempt's bar")
     assert not _errors(driver)
+
+
+LABELS = """const svg = document.querySelector('#graph svg');
+const text = svg.querySelector('g.gnode text');
+return {far: svg.classList.contains('far'), display: getComputedStyle(text).display,
+        title: svg.querySelector('g.gnode title').textContent,
+        edges: svg.querySelector('path.edges').getAttribute('d').split('M').length - 1};"""
+
+
+@needs_chromium
+def test_labels_too_small_to_read_are_left_out_until_the_graph_is_zoomed_in(
+        make_repo: MakeRepo, tmp_path: Path, driver: Any) -> None:
+    """A 60-node chain fitted to the box draws its labels under 5 px: they are left out (a
+    status change then repaints boxes only), and come back as the wheel zooms in, and go
+    again on Fit. A small graph fitted keeps them. Edges are one path, a subpath each."""
+    chain = ["name: long", "nodes:", "  - {name: c0, command: 'true'}"]
+    chain += [f"  - {{name: c{i}, command: 'true', upstream: [c{i - 1}]}}" for i in range(1, 60)]
+    store = tmp_path / "store"
+    publish(make_repo({"flowplan.yaml": FILES["flowplan.yaml"],
+                       "workflows/long.yaml": "\n".join(chain) + "\n",
+                       "workflows/shapes.yaml": FILES["workflows/shapes.yaml"]}), store)
+    with console_daemon(store, tmp_path) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        _login(driver, base, TOKENS["viewer"])
+        driver.get(f"{base}/workflows/shapes")
+        _drawn(driver)
+        assert driver.execute_script(LABELS) == {"far": False, "display": "block",
+                                                 "title": "load", "edges": 2}
+        driver.get(f"{base}/workflows/long")
+        _drawn(driver)
+        assert driver.execute_script(LABELS) == {"far": True, "display": "none",
+                                                 "title": "c0", "edges": 59}
+        zoom_in = """const svg = document.querySelector('#graph svg');
+            const box = svg.getBoundingClientRect();
+            for (let i = 0; i < arguments[0]; i++) {
+              svg.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, bubbles: true,
+                cancelable: true, clientX: box.left + box.width / 2,
+                clientY: box.top + box.height / 2}));
+            }"""
+        driver.execute_script(zoom_in, 40)  # 1.15 ** 40: ~270 times as large
+        assert driver.execute_script(LABELS)["far"] is False
+        assert driver.execute_script(LABELS)["display"] == "block"
+        driver.execute_script("document.getElementById('graph-fit').click()")
+        assert driver.execute_script(LABELS)["far"] is True
+        assert not _errors(driver)

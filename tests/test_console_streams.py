@@ -247,12 +247,15 @@ def test_thirteen_live_pages_in_one_browser_each_catch_up_when_shown(
             elif "/nodes/" not in path:
                 wait_until(lambda: _texts(driver, "#run-status", "data-status")
                            == ["SUCCEEDED"], f"the run SUCCEEDED on {what}", timeout=30)
-                assert dict(zip(_texts(driver, "tr[data-node]", "data-node"),
-                                _texts(driver, "tr[data-node]", "data-status"),
-                                strict=True)) == final[run_id], what
                 assert dict(zip(_texts(driver, "g[data-node]", "data-node"),
                                 _texts(driver, "g[data-node]", "data-status"),
                                 strict=True)) == final[run_id], what
+                # the node table, below the fold, is written as it comes into view
+                driver.execute_script("document.getElementById('run-nodes').scrollIntoView()")
+                wait_until(lambda want=final[run_id]: dict(zip(
+                    _texts(driver, "tr[data-node]", "data-node"),
+                    _texts(driver, "tr[data-node]", "data-status"), strict=True)) == want,
+                           f"the node table current on {what}", timeout=30)
                 assert _texts(driver, 'tr[data-node="flaky"] .attempts') == ["2"], what
                 # below the fold it is drawn again once it comes into view
                 driver.execute_script("document.getElementById('timeline').scrollIntoView()")

@@ -39,8 +39,9 @@ DRAWING = """return {
   layout: document.getElementById("graph").dataset.layout,
   nodes: Object.fromEntries([...document.querySelectorAll("#graph g[data-node]")].map(
     (g) => [g.dataset.node, g.getAttribute("transform")])),
-  edges: [...document.querySelectorAll("#graph polyline")].map(
-    (p) => p.getAttribute("points")).sort(),
+  // one path of "M x,y L x,y ..." an edge: each edge's points as "x,y x,y ..."
+  edges: document.querySelector("#graph path.edges").getAttribute("d").split("M")
+    .filter(Boolean).map((edge) => edge.split("L").join(" ")).sort(),
   marks: ["flowplan-graph-start", "flowplan-graph-laid-out", "flowplan-graph-drawn"].map(
     (name) => performance.getEntriesByName(name).length),
 };"""

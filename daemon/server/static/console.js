@@ -238,27 +238,43 @@ window.flowplanInView = function (element, onShown) {
   const rows = new Map();  // node name -> its latest state, not yet in its row
   let rowsTimer = null;
   let rowsWritten = -Infinity;
+  let tableRows = null;  // node name -> its row, found at the first write
 
   // Out of view (below the fold, as on most screens while the graph is looked at), the
-  // rows wait, each for its node's latest state: they are written when the table comes
-  // into view, and when the run ends. Rows written below the fold cost 20 pages following
-  // a run most of their delay in showing a change in the graph (bench/web.py).
-  const tableInView = window.flowplanInView(table, function () {
+  // rows wait, each for its node's latest state, also once the run has ended: they are
+  // written when the table comes into view (or the page is printed). Rows written below
+  // the fold cost 20 pages following a run most of their delay in showing a change in the
+  // graph, and the table laid out again at the run's end as much CPU as the rest of the
+  // run (bench/web.py).
+  const tableInView = window.flowplanInView(attempts ? attempts.closest("table") : table,
+                                            function () {
     if (rows.size && rowsTimer === null) {
       writeRows();
     }
   });
+  window.addEventListener("beforeprint", function () { writeRows(); });
 
   function writeRows() {
     clearTimeout(rowsTimer);
     rowsTimer = null;
     rowsWritten = performance.now();
+    if (tableRows === null) {
+      tableRows = new Map();
+      for (const row of table.querySelectorAll("tr[data-node]")) {
+        tableRows.set(row.dataset.node, row);
+      }
+    }
     for (const [name, node] of rows) {
-      const row = table.querySelector('tr[data-node="' + CSS.escape(name) + '"]');
+      const row = tableRows.get(name);
       if (row) {
         row.dataset.status = node.status;
         row.querySelector(".status").textContent = node.status;
         row.querySelector(".attempts").textContent = String(node.attempts);
+        if (node.attempt) {  // its latest attempt's exit code and error
+          const exit = node.attempt.exit_code;
+          row.querySelector(".exit").textContent = exit === null ? "" : String(exit);
+          row.querySelector(".error").textContent = node.attempt.error;
+        }
       }
       if (attempts && node.attempt && table.dataset.watchNode === name) {
         for (const attempt of (node.earlier || []).concat([node.attempt])) {
@@ -269,12 +285,26 @@ window.flowplanInView = function (element, onShown) {
     rows.clear();
   }
 
-  function showNode(node) {
-    const selector = '[data-node="' + CSS.escape(node.name) + '"][data-status]';
-    for (const element of document.querySelectorAll(selector)) {
-      if (element.localName === "tr") {
-        continue;  // the table's, below
+  // Each node's elements that show its status outside the table (its <g> in the graph, a
+  // node page's heading), by name: found once, and again when the graph is drawn (it may
+  // be drawn after the first changes came), rather than a search of the page per change.
+  let shows = null;
+  function showsOf(name) {
+    if (shows === null) {
+      shows = new Map();
+      for (const element of document.querySelectorAll("[data-node][data-status]")) {
+        if (element.localName !== "tr") {  // the table's: written below
+          const name = element.dataset.node;
+          shows.set(name, (shows.get(name) || []).concat([element]));
+        }
       }
+    }
+    return shows.get(name) || [];
+  }
+  document.addEventListener("flowplan:graph-drawn", function () { shows = null; });
+
+  function showNode(node) {
+    for (const element of showsOf(node.name)) {
       element.dataset.status = node.status;
       if (element.classList.contains("status")) {
         element.textContent = node.status;
@@ -312,7 +342,9 @@ window.flowplanInView = function (element, onShown) {
     change: onChange,
     end: function () {
       stream.close();
-      writeRows();
+      if (tableInView()) {
+        writeRows();
+      }
       table.dataset.finished = "yes";
       document.dispatchEvent(new CustomEvent("flowplan:end"));
     },

@@ -20,6 +20,8 @@
   const SVG = "http://www.w3.org/2000/svg";
   const BIG = flowplanLayout.BIG;  // nodes: above, a stored layout (and the daemon's)
   const STORED_LAYOUTS = 20;
+  const LABEL_PX = 12;  // a label's font size in the drawing (console.css: g.gnode text)
+  const LABEL_MIN_PX = 5;  // on screen, below which labels are left out
   const INDEX = "flowplan-layouts";  // the stored layouts' keys, oldest first
   const LAYOUT_VERSION = flowplanLayout.VERSION;
   const key = layoutKey(data);
@@ -64,14 +66,18 @@
     const svg = make("svg", { class: "graph-svg", role: "img" });
     const world = make("g", {});
     svg.appendChild(world);
+    // The edges as one path, an "M x,y L x,y ..." each: one element to style and paint
+    // rather than one per edge (2,043 in the 1,000-node bench graph).
+    const lines = [];
     for (const id in layout.edges) {
       const xy = layout.edges[id];
       const points = [];
       for (let i = 0; i < xy.length; i += 2) {
         points.push(xy[i] + "," + xy[i + 1]);
       }
-      world.appendChild(make("polyline", { class: "edge", points: points.join(" ") }));
+      lines.push("M" + points.join("L"));
     }
+    world.appendChild(make("path", { class: "edges", d: lines.join("") }));
     for (const node of data.nodes) {
       const at = layout.nodes[node.name];  // [left, top, width, height]
       const group = make("g", { class: "gnode", "data-node": node.name,
@@ -84,8 +90,8 @@
       const label = make("text", { x: at[2] / 2, y: at[3] / 2 + 4 });
       label.textContent = node.name;
       group.appendChild(label);
-      const title = make("title", {});
-      title.textContent = node.name + (status ? " " + status : "");
+      const title = make("title", {});  // the name only: a status here would go stale
+      title.textContent = node.name;
       group.appendChild(title);
       world.appendChild(group);
     }
@@ -93,8 +99,15 @@
 
     const size = { width: layout.width, height: layout.height };
     let view = { x: 0, y: 0, w: size.width || 1, h: size.height || 1 };
+    let boxSize = { w: box.clientWidth, h: box.clientHeight };
     function show() {
       svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
+      // Labels shown smaller than LABEL_MIN_PX cannot be read: they are left out (a large
+      // graph fitted to the box), so a status change redraws a box, not the text about it
+      // (20 pages following a 100-node run spent a fifth of their CPU drawing them,
+      // bench/web.py). They come back as the graph is zoomed in.
+      const scale = Math.min(boxSize.w / view.w, boxSize.h / view.h);
+      svg.classList.toggle("far", LABEL_PX * scale < LABEL_MIN_PX);
     }
     function fit() {  // the whole graph, never drawn larger than its natural size
       const w = Math.max(size.width || 1, box.clientWidth);
@@ -105,13 +118,16 @@
     fit();
     // The box resized (a node's panel opened beside it): the same scale and centre, so the
     // drawing keeps its size rather than shrinking with the box.
-    let boxSize = { w: box.clientWidth, h: box.clientHeight };
     if (window.ResizeObserver) {
       new ResizeObserver(function () {
         const w = box.clientWidth;
         const h = box.clientHeight;
         if (!w || !h || !boxSize.w || !boxSize.h || (w === boxSize.w && h === boxSize.h)) {
+          const shown = w && h && (w !== boxSize.w || h !== boxSize.h);
           boxSize = { w: w, h: h };
+          if (shown) {
+            show();  // shown at last: the labels' size on screen is known
+          }
           return;
         }
         const cx = view.x + view.w / 2;
