@@ -410,3 +410,53 @@ def test_an_open_backfill_page_catches_up_after_the_daemon_restarts(
         for day in JANUARY:
             (gates / day).write_text("0")
         driver.quit()
+
+
+def test_a_backfill_of_more_runs_than_its_page_shows_pages_the_older_ones(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """A backfill of 1,003 hourly runs: its page shows the newest 1,000 (the backfill runs
+    the oldest ticks first: the last 1,000 ticks) and links to the 3 older ones, whose page
+    links back; its events name the older page too. A page token that is not one is
+    refused with its reason."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo({"flowplan.yaml": "queues:\n  default: {concurrency: 32}\n",
+                       "workflows/hourly.yaml": "name: hourly\nschedule: {every: 1h}\n"
+                       "nodes:\n  - {name: h, command: 'true'}\n"}), store)
+    (tmp_path / "roles").write_text(ROLES_FILE)
+    port = free_port()
+    with running_daemon(store, state, extra=["--roles-file", str(tmp_path / "roles"),
+                                             "--http", f"127.0.0.1:{port}"],
+                        token=TOKENS["operator"]) as daemon:
+        start = _time("2026-01-01T00:00:00Z")
+        end = timestamp_pb2.Timestamp(seconds=start.seconds + 1002 * 3600)  # 1,003 ticks
+        backfill_id = daemon.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="hourly", start_time=start, end_time=end,
+            max_parallel_runs=32)).backfill_id
+        wait_until(lambda: daemon.call("GetBackfill", pb.GetBackfillRequest(
+            backfill_id=backfill_id)).backfill.status == pb.BACKFILL_STATUS_SUCCEEDED,
+            "the backfill's 1,003 runs done", timeout=240)
+        viewer = Browser(port)
+        assert viewer.login(TOKENS["viewer"]) == 303
+        status, _, page = viewer.request("GET", f"/backfills/{backfill_id}")
+        assert status == 200
+        newest = re.findall(r'<tr data-run="([^"]+)" data-key="([^"]+) wr_', page)
+        assert len(newest) == 1000
+        assert newest[0][1] == "2026-01-01 03:00:00 UTC"  # the oldest of the newest 1,000
+        assert "The newest 1000 runs are shown." in page and 'id="runs-page"' not in page
+        more = re.search(r'<p class="sub" id="more-runs">.*?href="([^"]+)" id="older-runs"',
+                         page)
+        assert more, page
+        older_url = more.group(1).replace("&amp;", "&")
+        status, _, older = viewer.request("GET", older_url)
+        assert status == 200, older
+        rows = re.findall(r'<tr data-run="([^"]+)" data-key="([^"]+) wr_', older)
+        assert [key for _, key in rows] == [f"2026-01-01 0{h}:00:00 UTC" for h in range(3)]
+        assert not {run for run, _ in rows} & {run for run, _ in newest}
+        assert 'data-paged="yes"' in older and 'id="newest-runs"' in older
+        assert re.search(r'<p class="sub" id="more-runs" hidden>', older)  # no more
+        _, _, stream = viewer.request("GET", f"/backfills/{backfill_id}/events")
+        state_event = json.loads(re.findall(r"^data: (\{.+\})$", stream, re.M)[0])
+        assert state_event["more_runs"] is True and state_event["older"]
+        assert f"?page={state_event['older']}" in older_url.replace("%3D", "=")
+        status, _, refused = viewer.request("GET", f"/backfills/{backfill_id}?page=nonsense")
+        assert status == 400 and "page_token" in refused, refused

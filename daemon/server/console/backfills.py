@@ -1,5 +1,6 @@
 """Backfills: the list (`/backfills`, newest first, by workflow and status, paged), a
-backfill's page (`/backfills/ID`: its status, progress and runs, kept live) with its Cancel,
+backfill's page (`/backfills/ID`: its status, progress and newest runs, kept live; older
+runs a page further) with its Cancel,
 and its changes as server-sent events (`/backfills/ID/events`), read by one `BackfillFeed`
 per backfill however many pages watch it."""
 
@@ -61,14 +62,18 @@ class BackfillPages:
                               older=older if answer.next_page_token else None)
 
     async def backfill(self, request: web.Request) -> web.StreamResponse:
+        """Its newest RUNS_SHOWN runs, kept live; `?page=` (the *Older runs* link) the
+        RUNS_SHOWN before those, and so on: older ticks, all run before the newest."""
         backfill_id = request.match_info["backfill_id"]
+        page = request.query.get("page", "")
         answer = await self._kit.call("GetBackfill",
                                       pb.GetBackfillRequest(backfill_id=backfill_id))
-        runs = await self._kit.call("ListRuns", pb.ListRunsRequest(backfill_id=backfill_id,
-                                                                   page_size=RUNS_SHOWN))
+        runs = await self._kit.call("ListRuns", pb.ListRunsRequest(
+            backfill_id=backfill_id, page_size=RUNS_SHOWN, page_token=page))
         return self._kit.page(request, "backfill.html", b=answer.backfill,
                               runs=sorted_runs([run_json(r) for r in runs.runs]),
-                              more_runs=bool(runs.next_page_token),
+                              older=runs.next_page_token, paged=bool(page),
+                              shown=RUNS_SHOWN,
                               finished=answer.backfill.status != pb.BACKFILL_STATUS_RUNNING)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -82,15 +87,16 @@ class BackfillPages:
         raise web.HTTPSeeOther(f"/backfills/{backfill_id}")
 
 
-def backfill_json(backfill: pb.Backfill, *, more_runs: bool) -> dict[str, Any]:
-    """What a backfill's page shows of it beside its runs, as its events send it."""
+def backfill_json(backfill: pb.Backfill, *, older: str) -> dict[str, Any]:
+    """What a backfill's page shows of it beside its runs, as its events send it; `older`:
+    the page token of the runs before the newest RUNS_SHOWN, or "" (no more)."""
     p = backfill.progress
     return {"status": status_name(pb.BackfillStatus, backfill.status),
             "finished_at": when(backfill, "finished_at"),
             "progress": {"total": p.total, "succeeded": p.succeeded, "failed": p.failed,
                          "running": p.running, "pending": p.pending,
                          "cancelled": p.cancelled},
-            "more_runs": more_runs}
+            "more_runs": bool(older), "older": older}
 
 
 def run_json(run: pb.Run) -> dict[str, str]:
@@ -162,7 +168,7 @@ class BackfillFeed(Broadcast):
                                       pb.GetBackfillRequest(backfill_id=self._id))
         runs = await self._kit.call("ListRuns", pb.ListRunsRequest(backfill_id=self._id,
                                                                    page_size=RUNS_SHOWN))
-        backfill = backfill_json(answer.backfill, more_runs=bool(runs.next_page_token))
+        backfill = backfill_json(answer.backfill, older=runs.next_page_token)
         rows = [run_json(run) for run in runs.runs]
         changed = [row for row in rows if self._runs.get(row["run_id"]) != row]
         if backfill != self._backfill or changed:

@@ -10,6 +10,8 @@
     return;
   }
   const PARTS = ["succeeded", "failed", "running", "cancelled"];
+  // a page of older runs (?page=): its rows are kept current, the newest runs are not added
+  const paged = page.dataset.paged === "yes";
 
   function words(p) {
     return p.succeeded + " done, " + p.failed + " failed, " + p.running + " running, " +
@@ -65,8 +67,13 @@
   }
 
   function showRun(run) {
-    const row = document.querySelector('#backfill-runs tr[data-run="' + CSS.escape(run.run_id) + '"]') ||
-      newRow(run);
+    let row = document.querySelector('#backfill-runs tr[data-run="' + CSS.escape(run.run_id) + '"]');
+    if (!row) {
+      if (paged) {
+        return;  // not on this page
+      }
+      row = newRow(run);
+    }
     const status = row.querySelector(".status");
     status.dataset.status = run.status;
     status.textContent = run.status;
@@ -80,7 +87,12 @@
     for (const run of state.runs) {
       showRun(run);
     }
-    document.getElementById("more-runs").hidden = !state.more_runs;
+    if (!paged) {  // the link to the runs before the newest shown
+      document.getElementById("more-runs").hidden = !state.older;
+      document.getElementById("older-runs").href = "/backfills/" +
+        encodeURIComponent(page.dataset.watchBackfill) + "?page=" +
+        encodeURIComponent(state.older);
+    }
     if (state.finished_at) {
       document.getElementById("finished-at").textContent = " · finished " + state.finished_at;
     }
