@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,35 @@ def test_the_layout_computed_when_a_version_loads_is_the_one_its_pages_look_up(
             assert text == files[key]
         status, _, text = browser.request("GET", f"/layouts/{'0' * 32}?run={runs[0]}")
         assert status == 409 and "reload the page" in text
+        assert daemon.stop() == 0
+
+
+def test_a_version_synced_from_git_is_laid_out_as_it_loads(make_repo: MakeRepo,
+                                                          tmp_path: Path) -> None:
+    """`serve --git`: a commit of a large graph's new version, published by the daemon's own
+    sync, is laid out by the daemon as it loads it; its pages carry the layout."""
+    repo = make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()})
+    env = {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+    def commit(message: str) -> None:
+        for args in (["add", "-A"], ["commit", "-qm", message]):
+            subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, env=env, check=True)
+    commit("first")
+    port = free_port()
+    with running_daemon(tmp_path / "store", tmp_path / "state",
+                        extra=["--git", str(repo), "--sync-interval", "1s",
+                               "--http", f"127.0.0.1:{port}"]) as daemon:
+        wait_until(lambda: computed(daemon.output()) == 1, "the first version laid out")
+        (repo / "workflows" / "wide.yaml").write_text(layered(edge_change=True))
+        commit("an edge moved")
+        wait_until(lambda: computed(daemon.output()) == 2, "the synced version laid out")
+        status, _, page = Browser(port).request("GET", "/workflows/wide")
+        assert status == 200 and "version 2" in daemon.output()
+        assert "data-daemon-layout=" in page and "data-layout-url=" not in page
         assert daemon.stop() == 0
 
 
