@@ -244,8 +244,8 @@ window.flowplanInView = function (element, onShown) {
   // rows wait, each for its node's latest state, also once the run has ended: they are
   // written when the table comes into view (or the page is printed). Rows written below
   // the fold cost 20 pages following a run most of their delay in showing a change in the
-  // graph, and the table laid out again at the run's end as much CPU as the rest of the
-  // run (bench/web.py).
+  // graph, and laying the table out again at the run's end ~12 ms of each page's CPU, a
+  // fifth of its main thread's for the run (bench/web.py).
   const tableInView = window.flowplanInView(attempts ? attempts.closest("table") : table,
                                             function () {
     if (rows.size && rowsTimer === null) {

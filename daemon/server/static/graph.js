@@ -103,9 +103,9 @@
     function show() {
       svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
       // Labels shown smaller than LABEL_MIN_PX cannot be read: they are left out (a large
-      // graph fitted to the box), so a status change redraws a box, not the text about it
-      // (20 pages following a 100-node run spent a fifth of their CPU drawing them,
-      // bench/web.py). They come back as the graph is zoomed in.
+      // graph fitted to the box), so a status change repaints a box, not the text over it,
+      // and a fitted 1,000-node graph is not 1,000 names a pixel high. They come back as
+      // the graph is zoomed in.
       const scale = Math.min(boxSize.w / view.w, boxSize.h / view.h);
       svg.classList.toggle("far", LABEL_PX * scale < LABEL_MIN_PX);
     }
