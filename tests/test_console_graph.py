@@ -423,20 +423,27 @@ def test_labels_too_small_to_read_are_left_out_until_the_graph_is_zoomed_in(
         make_repo: MakeRepo, tmp_path: Path, driver: Any) -> None:
     """A 60-node chain fitted to the box draws its labels under 5 px: they are left out (a
     status change then repaints boxes only), and come back as the wheel zooms in, and go
-    again on Fit. A small graph fitted keeps them. Edges are one path, a subpath each."""
+    again on Fit. A small graph fitted keeps them. Edges are one path, a subpath each; a
+    node's tooltip is its name, on a run page too."""
     chain = ["name: long", "nodes:", "  - {name: c0, command: 'true'}"]
     chain += [f"  - {{name: c{i}, command: 'true', upstream: [c{i - 1}]}}" for i in range(1, 60)]
     store = tmp_path / "store"
     publish(make_repo({"flowplan.yaml": FILES["flowplan.yaml"],
                        "workflows/long.yaml": "\n".join(chain) + "\n",
                        "workflows/shapes.yaml": FILES["workflows/shapes.yaml"]}), store)
-    with console_daemon(store, tmp_path) as (_, port):
+    with console_daemon(store, tmp_path) as (daemon, port):
         base = f"http://127.0.0.1:{port}"
         _login(driver, base, TOKENS["viewer"])
         driver.get(f"{base}/workflows/shapes")
         _drawn(driver)
         assert driver.execute_script(LABELS) == {"far": False, "display": "block",
                                                  "title": "load", "edges": 2}
+        # on a run page too the tooltip is the name alone (a status there would go stale)
+        run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="shapes")).run.run_id
+        daemon.wait_run(run_id)
+        driver.get(f"{base}/runs/{run_id}")
+        _drawn(driver)
+        assert driver.execute_script(LABELS)["title"] == "load"
         driver.get(f"{base}/workflows/long")
         _drawn(driver)
         assert driver.execute_script(LABELS) == {"far": True, "display": "none",

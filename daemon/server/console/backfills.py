@@ -200,9 +200,7 @@ class BackfillFeed(Broadcast):
         index = len(self.events)
         await response.write(self.snapshot())
         while True:
-            while index < len(self.events):  # (more may come while a write waits)
-                joined, index = self.batch(index)
-                await response.write(joined)
+            index = await self.write_from(response, index)
             if self.done:
                 if self.ended:
                     await response.write(END_EVENT)

@@ -96,6 +96,14 @@ class Broadcast:
             self._pending.cancel()
             self._pending = None
 
+    async def write_from(self, response: web.StreamResponse, index: int) -> int:
+        """The records from index `index` on to `response`, a write for each batch (more may
+        come while a write waits); the index after the last written."""
+        while index < len(self.events):
+            joined, index = self.batch(index)
+            await response.write(joined)
+        return index
+
     async def wait_or_keepalive(self, response: web.StreamResponse) -> None:
         """Until the next record; a comment line to `response` every SSE_KEEPALIVE_SECONDS
         meanwhile (a write to a page that left raises)."""
@@ -144,9 +152,7 @@ class RunFeed(Broadcast):
         resumes exactly after the last one the page read)."""
         index = bisect.bisect_right(self.sequences, after)
         while True:
-            while index < len(self.events):  # (more may come while a write waits)
-                joined, index = self.batch(index)
-                await response.write(joined)
+            index = await self.write_from(response, index)
             if self.done:
                 if self.error is None:
                     await response.write(END_EVENT)

@@ -294,8 +294,8 @@ window.flowplanInView = function (element, onShown) {
       shows = new Map();
       for (const element of document.querySelectorAll("[data-node][data-status]")) {
         if (element.localName !== "tr") {  // the table's: written below
-          const name = element.dataset.node;
-          shows.set(name, (shows.get(name) || []).concat([element]));
+          const node = element.dataset.node;
+          shows.set(node, (shows.get(node) || []).concat([element]));
         }
       }
     }
