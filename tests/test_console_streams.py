@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, pb, publish
+from daemon_harness import Daemon, free_port, pb, publish, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
 from test_web_console import (
     TOKENS,
@@ -59,6 +60,12 @@ FILES = {
         nodes:
           - {name: tick, command: "while [ ! -e GATE ]; do sleep 0.1; done"}
         """,
+    "workflows/hold.yaml": """
+        name: hold
+        max_active_runs: 10
+        nodes:
+          - {name: wait, command: "while [ ! -e HOLD ]; do sleep 0.1; done"}
+        """,
     # a log whose 65,536th byte is the first of a two-byte character: GetNodeLog's 64 KiB
     # chunks cut it in two
     "workflows/wide.yaml": """
@@ -76,7 +83,7 @@ needs_chromium = pytest.mark.skipif(_chromium() is None, reason="needs Debian's 
 def served(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, Path]]:
     store = tmp_path / "store"
     files = {k: v.replace("GATE", str(tmp_path / "gate")).replace("MARK", str(tmp_path / "mark"))
-             for k, v in FILES.items()}
+             .replace("HOLD", str(tmp_path / "hold")) for k, v in FILES.items()}
     publish(make_repo(files), store)
     with console_daemon(store, tmp_path) as (daemon, port):
         yield daemon, port, tmp_path
@@ -155,6 +162,78 @@ def test_the_log_stream_goes_on_from_an_offset(served: tuple[Daemon, int, Path])
     assert operator.request("GET", f"/runs/{live}/nodes/nope/log?offset=0")[0] == 404
 
 
+def _blocks(stream: str) -> list[dict[str, str]]:
+    """Each event of an event stream as its fields (comments and `retry:` left out)."""
+    found = []
+    for block in stream.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n")
+                      if line and not line.startswith(":") and ": " in line)
+        if "data" in fields:
+            found.append(fields)
+    return found
+
+
+def _multiplexed(browser: Browser, *streams: tuple[str, str]) -> tuple[int, str]:
+    """GET /events with each (URL, last id) as its `s` and `last`."""
+    query = urllib.parse.urlencode([(key, value) for url, last in streams
+                                    for key, value in (("s", url), ("last", last))])
+    status, _, body = browser.request("GET", "/events?" + query)
+    return status, body
+
+
+def test_one_connection_carries_many_streams_each_from_where_it_stopped(
+        served: tuple[Daemon, int, Path]) -> None:
+    """`/events` (the streams of a browser's pages, followed by its SharedWorker): each
+    stream's events are those of its own URL, tagged with its index, after the `last` id
+    given (its Last-Event-ID); one that cannot be followed fails alone; a wrong request is
+    a 400 that names what is wrong."""
+    daemon, port, tmp_path = served
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    live = _start(daemon, "live", "mux")
+    (tmp_path / "gate").touch()
+    wide = _start(daemon, "wide")
+    for run_id in (live, wide):
+        assert daemon.wait_run(run_id).status == pb.RUN_STATUS_SUCCEEDED
+    events, log = f"/runs/{live}/events", f"/runs/{wide}/nodes/w/log?offset=65535"
+
+    status, body = _multiplexed(operator, (events, ""), (log, ""), ("/runs/nope/events", ""),
+                                (f"/runs/{live}/nodes/flaky/log?attempt=x", ""))
+    assert status == 200 and body.startswith("retry: 1000\n"), body[:200]
+    by_stream: dict[str, list[dict[str, str]]] = {}
+    for event in _blocks(body):
+        by_stream.setdefault(event.pop("stream"), []).append(event)
+    alone = _blocks(operator.request("GET", events)[2])
+    assert by_stream["0"] == [{"event": "open", "data": "{}"}, *alone]
+    assert alone[-1]["event"] == "end" and len(alone) > 6
+    assert [json.loads(e["data"]).get("text") for e in by_stream["1"]] == [
+        None, "é\nend\n", None]
+    assert [e["event"] for e in by_stream["1"]] == ["open", "log", "end"]
+    [failed] = by_stream["2"]
+    assert failed["event"] == "failed" and json.loads(failed["data"])["status"] == 404
+    [refused] = by_stream["3"]
+    assert json.loads(refused["data"])["status"] == 400
+    assert "attempt must be" in json.loads(refused["data"])["message"]
+
+    # each from its `last`: the run's changes after the 3rd, the log after byte 65538
+    third = alone[2]["id"]
+    _, body = _multiplexed(operator, (log, "65538"), (events, third))
+    tagged = _blocks(body)
+    assert [e["id"] for e in tagged if e["stream"] == "1" and "id" in e] == [
+        e["id"] for e in alone[3:] if "id" in e]
+    assert [json.loads(e["data"])["text"] for e in tagged if e.get("event") == "log"] == [
+        "end\n"]
+
+    for query, named in [("", "s must name"), ("s=%2Fruns%2Fx%2Fevents", "last must come"),
+                         ("s=%2Fruns%2Fx&last=", "is not an event stream"),
+                         ("s=http%3A%2F%2Fexample.com%2Fruns%2Fx%2Fevents&last=",
+                          "is not an event stream"),
+                         ("&".join(["s=%2Fruns%2Fx%2Fevents&last="] * 65), "at most 64")]:
+        status, _, page = operator.request("GET", "/events?" + query)
+        assert status == 400 and named in page, (query, status, page[:300])
+    assert Browser(port).request("GET", f"/events?s={events}&last=")[0] == 401
+
+
 # ---- in a browser ---------------------------------------------------------------------------
 
 def _counter(driver: Any, key: str) -> int:
@@ -167,6 +246,15 @@ def _texts(driver: Any, selector: str, attribute: str | None = None) -> list[str
 
     return [str(e.get_attribute(attribute) if attribute else e.text)
             for e in driver.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def _talking_runs(daemon: Daemon, count: int) -> list[str]:
+    """`count` runs of live, started, each once its talk node has written its first line."""
+    runs = [_start(daemon, "live", str(i)) for i in range(count)]
+    for run_id in runs:
+        wait_until(lambda run_id=run_id: _talking(daemon, run_id), "talk's first line",
+                   timeout=30)
+    return runs
 
 
 def _talking(daemon: Daemon, run_id: str) -> bool:
@@ -290,20 +378,126 @@ def test_thirteen_live_pages_in_one_browser_each_catch_up_when_shown(
 
 
 @needs_chromium
-def test_a_page_held_back_for_a_connection_says_so_until_it_gets_one(
+def test_eight_live_windows_in_one_browser_share_one_connection(
         served: tuple[Daemon, int, Path]) -> None:
-    """Windows stay visible, so they keep their streams: 5 windows on running runs hold 5
-    of the browser's 6 connections to the daemon; a node page in a 6th loads on the last
-    and follows its log there, and its run's events wait for a connection: the page says
-    so, and goes on once a window closes."""
+    """Windows stay visible, so they keep their streams: 6 run pages of running runs and 2
+    node pages (a log and the run's events each) in 8 windows of one browser, 10 streams
+    against the browser's 6 connections to the daemon. Their SharedWorker gives the first 5
+    a connection each, then, from the 6th on, leaves 4 theirs and follows the others in one:
+    every window is live at once, none says it waits, and each shows its run's end and its
+    whole log."""
     from selenium.webdriver.common.by import By
 
     daemon, port, tmp_path = served
     base = f"http://127.0.0.1:{port}"
-    runs = [_start(daemon, "live", str(i)) for i in range(6)]
-    for run_id in runs:
-        wait_until(lambda run_id=run_id: _talking(daemon, run_id), "talk's first line",
-                   timeout=30)
+    runs = _talking_runs(daemon, 6)
+    pages = [f"/runs/{run_id}" for run_id in runs] + [
+        f"/runs/{runs[0]}/nodes/talk", f"/runs/{runs[1]}/nodes/talk"]
+    driver = _driver()
+    driver.set_page_load_timeout(30)
+    try:
+        browser_login(driver, base, TOKENS["operator"])
+        windows = []
+        for index, path in enumerate(pages):
+            if index:
+                driver.switch_to.new_window("window")
+            driver.get(base + path)
+            want = 2 if "/nodes/" in path else 1
+            wait_until(lambda want=want: _counter(driver, "streamsLive") == want,
+                       f"window {index + 1} ({path}) live", timeout=30)
+            windows.append(driver.current_window_handle)
+        live, shared = [], []
+        for handle in windows:  # all live at once: 4 streams on their own, 6 shared
+            driver.switch_to.window(handle)
+            live.append(_counter(driver, "streamsLive"))
+            shared.append(_counter(driver, "streamsShared"))
+        assert live == [1] * 6 + [2, 2] and sum(shared) == 6, (live, shared)
+        (tmp_path / "gate").touch()
+        for handle, path in zip(windows, pages, strict=True):
+            driver.switch_to.window(handle)
+            if "/nodes/" in path:
+                wait_until(lambda: _texts(driver, "h1 .status") == ["SUCCEEDED"],
+                           f"talk SUCCEEDED on {path}", timeout=30)
+                wait_until(lambda: driver.find_element(By.ID, "log").get_attribute(
+                    "data-ended") == "yes", f"talk's log ended on {path}", timeout=30)
+                assert driver.find_element(By.ID, "log").text + "\n" == TALK_LOG
+            else:
+                wait_until(lambda: _texts(driver, "#run-status", "data-status")
+                           == ["SUCCEEDED"], f"the run SUCCEEDED on {path}", timeout=30)
+                assert set(_texts(driver, "g[data-node]", "data-status")) == {"SUCCEEDED"}
+            assert not driver.find_elements(By.ID, "live-notice"), path
+            assert _counter(driver, "streamsPaused") == 0  # never hidden
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+def test_shared_streams_catch_up_after_the_daemon_restarts(make_repo: MakeRepo,
+                                                           tmp_path: Path) -> None:
+    """No tokens (loopback): 6 windows on 6 running runs, the 4 oldest streams on
+    connections of their own (runs held until the end) and 2 through the worker's; the
+    daemon stops, the 2 runs' talk nodes end meanwhile, and a daemon started again adopts
+    them: the 2 windows show their run's end through the worker's connection, opened again,
+    without a reload."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo({k: v.replace("GATE", str(tmp_path / "gate"))
+                       .replace("MARK", str(tmp_path / "mark"))
+                       .replace("HOLD", str(tmp_path / "hold")) for k, v in FILES.items()}),
+            store)
+    port, http_port = free_port(), free_port()
+    extra = ["--http", f"127.0.0.1:{http_port}"]
+    driver = _driver()
+    try:
+        with running_daemon(store, state, port=port, extra=extra) as daemon:
+            runs = ([_start(daemon, "hold") for _ in range(4)] +
+                    [_start(daemon, "live", str(i)) for i in range(2)])
+            windows = []
+            for index, run_id in enumerate(runs):
+                if index:
+                    driver.switch_to.new_window("window")
+                driver.get(f"http://127.0.0.1:{http_port}/runs/{run_id}")
+                wait_until(lambda: _counter(driver, "streamsLive") == 1,
+                           f"window {index + 1} live", timeout=30)
+                driver.execute_script("document.body.dataset.loaded = 'once'")
+                windows.append(driver.current_window_handle)
+            shared = []
+            for handle in windows:
+                driver.switch_to.window(handle)
+                shared.append(_counter(driver, "streamsShared"))
+            assert shared == [0, 0, 0, 0, 1, 1]
+            assert daemon.stop() == 0
+        (tmp_path / "gate").touch()  # talk ends while no daemon runs
+        with running_daemon(store, state, port=port, extra=extra):
+            for handle, run_id in zip(windows[4:], runs[4:], strict=True):
+                driver.switch_to.window(handle)
+                wait_until(lambda: _texts(driver, "#run-status", "data-status")
+                           == ["SUCCEEDED"], f"{run_id} SUCCEEDED after the restart",
+                           timeout=60)
+                assert set(_texts(driver, "g[data-node]", "data-status")) == {"SUCCEEDED"}
+                assert driver.execute_script("return document.body.dataset.loaded") == "once"
+            for handle in windows[:4]:
+                driver.switch_to.window(handle)
+                assert _texts(driver, "#run-status", "data-status") == ["RUNNING"]
+                assert _counter(driver, "streamsLive") == 1
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+def test_a_page_held_back_for_a_connection_says_so_until_it_gets_one(
+        served: tuple[Daemon, int, Path]) -> None:
+    """In a browser without SharedWorker (taken from each window's pages here) each page
+    opens its own EventSources. Windows stay visible, so they keep their streams: 5 windows
+    on running runs hold 5 of the browser's 6 connections to the daemon; a node page in a
+    6th loads on the last and follows its log there, and its run's events wait for a
+    connection: the page says so, and goes on once a window closes."""
+    from selenium.webdriver.common.by import By
+
+    daemon, port, tmp_path = served
+    base = f"http://127.0.0.1:{port}"
+    runs = _talking_runs(daemon, 6)
     driver = _driver()
     try:
         browser_login(driver, base, TOKENS["operator"])
@@ -311,11 +505,13 @@ def test_a_page_held_back_for_a_connection_says_so_until_it_gets_one(
         for index, run_id in enumerate(runs[:5]):
             if index:
                 driver.switch_to.new_window("window")
+            _without_shared_worker(driver)
             driver.get(f"{base}/runs/{run_id}")
             wait_until(lambda: _counter(driver, "streamsOpened") == 1, "the run page following",
                        timeout=30)
             windows.append(driver.current_window_handle)
         driver.switch_to.new_window("window")
+        _without_shared_worker(driver)
         driver.get(f"{base}/runs/{runs[5]}/nodes/talk")
         wait_until(lambda: "first" in driver.find_element(By.ID, "log").text,
                    "talk's log on the 6th window", timeout=30)
@@ -334,5 +530,12 @@ def test_a_page_held_back_for_a_connection_says_so_until_it_gets_one(
         wait_until(lambda: _texts(driver, "h1 .status") == ["SUCCEEDED"],
                    "talk SUCCEEDED on the 6th window, from its run's events", timeout=30)
         assert _counter(driver, "streamsPaused") == 0  # never hidden
+        assert not driver.execute_script("return 'SharedWorker' in window")
     finally:
         driver.quit()
+
+
+def _without_shared_worker(driver: Any) -> None:
+    """The current window's pages from now on as in a browser without SharedWorker."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                           {"source": "delete window.SharedWorker;"})

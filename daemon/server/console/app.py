@@ -13,6 +13,7 @@ from flowplan.daemon.server.console.guide import GuidePages
 from flowplan.daemon.server.console.kit import Kit
 from flowplan.daemon.server.console.layouter import Computer, Layouter
 from flowplan.daemon.server.console.layouts import LAYOUTS_DIR, LayoutPages, Layouts
+from flowplan.daemon.server.console.multiplex import Multiplex
 from flowplan.daemon.server.console.runs import RunPages
 from flowplan.daemon.server.console.sessions import SESSIONS_FILE, Sessions, Tokens
 from flowplan.daemon.server.console.workflows import WorkflowPages
@@ -31,8 +32,9 @@ class Console:
         self._kit = kit = Kit(service, self.sessions, https=https)
         self._layouter = layouter = Layouter(Layouts(state / LAYOUTS_DIR if state else None),
                                              computer)
-        self._parts = (Access(kit), WorkflowPages(kit, layouter), RunPages(kit, layouter),
-                       BackfillPages(kit), GuidePages(kit),
+        runs, backfills = RunPages(kit, layouter), BackfillPages(kit)
+        self._parts = (Access(kit), WorkflowPages(kit, layouter), runs, backfills,
+                       Multiplex([runs.stream, backfills.stream]), GuidePages(kit),
                        LayoutPages(kit, layouter.layouts, layouter.wait))
 
     def mount(self, app: web.Application) -> None:

@@ -7,9 +7,10 @@ per backfill however many pages watch it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import grpc
@@ -17,7 +18,15 @@ from aiohttp import web
 
 from flowplan.daemon.domain import RunStatus
 from flowplan.daemon.engine.engine import StatusEvent
-from flowplan.daemon.server.console.feeds import END_EVENT, Broadcast, serve_page
+from flowplan.daemon.server.console.feeds import (
+    END_EVENT,
+    Broadcast,
+    Follow,
+    Opened,
+    Sink,
+    following,
+    serve_stream,
+)
 from flowplan.daemon.server.console.kit import Kit, ServiceError
 from flowplan.daemon.server.console.present import status_name, when
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -44,6 +53,15 @@ class BackfillPages:
         routes.add_get("/backfills/{backfill_id}", self.backfill)
         routes.add_get("/backfills/{backfill_id}/events", self.events)
         routes.add_post("/backfills/{backfill_id}/cancel", self.cancel_backfill)
+
+    def stream(self, parts: tuple[str, ...], query: Mapping[str, str], last_id: str
+               ) -> Opened | None:
+        """A backfill's events by its URL's path parts, for `/events` (each connection
+        starts with the whole state: nothing to resume from)."""
+        match parts:
+            case ("backfills", backfill_id, "events"):
+                return self.feeds.open(backfill_id)
+        return None
 
     async def backfills(self, request: web.Request) -> web.StreamResponse:
         workflow = request.query.get("workflow", "").strip()
@@ -77,7 +95,7 @@ class BackfillPages:
                               finished=answer.backfill.status != pb.BACKFILL_STATUS_RUNNING)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        return await self.feeds.serve(request, request.match_info["backfill_id"])
+        return await serve_stream(request, self.feeds.open(request.match_info["backfill_id"]))
 
     async def cancel_backfill(self, request: web.Request) -> web.StreamResponse:
         self._kit.require(request, "CancelBackfill")
@@ -193,7 +211,7 @@ class BackfillFeed(Broadcast):
         self._task.cancel()
         self._stop_listening()  # the task may be cancelled before it ever ran
 
-    async def follow(self, response: web.StreamResponse) -> None:
+    async def follow(self, response: Sink) -> None:
         """Write the state, then each change, to the backfill's end (then `end`); a reader
         stopped otherwise (the daemon stopping) closes the stream without `end`: the page
         reconnects."""
@@ -218,18 +236,21 @@ class BackfillFeeds:
         self._feeds: dict[str, BackfillFeed] = {}
         self.readers = 0
 
-    async def serve(self, request: web.Request, backfill_id: str) -> web.StreamResponse:
+    @contextlib.asynccontextmanager
+    async def open(self, backfill_id: str) -> AsyncIterator[Follow]:
+        """The backfill's state, then its changes, to its end."""
         feed = self._feeds.get(backfill_id)
         if feed is None or (feed.done and not feed.ended):  # none, or one that failed
             self.readers += 1
             feed = self._feeds[backfill_id] = BackfillFeed(self._kit, backfill_id,
                                                            self.readers)
 
-        async def follow(response: web.StreamResponse) -> None:
-            await response.write(f": reader {feed.serial}, pages {feed.pages}\n\n".encode())
-            await feed.follow(response)
+        async def follow(sink: Sink) -> None:
+            await sink.write(f": reader {feed.serial}, pages {feed.pages}\n\n".encode())
+            await feed.follow(sink)
 
-        return await serve_page(request, self._feeds, backfill_id, feed, follow)
+        async with following(self._feeds, backfill_id, feed, follow) as opened:
+            yield opened
 
 
 async def _first_of(*events: asyncio.Event, timeout: float) -> None:

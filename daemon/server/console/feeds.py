@@ -1,5 +1,7 @@
 """Live updates as server-sent events: one `RunFeed` per run that pages follow, and the
-helpers that write a stream with keep-alives."""
+helpers that open a stream (`Opened`: its error before anything is written) and write it,
+with keep-alives, to a page's own response (`serve_stream`) or to its share of a
+multiplexed one (multiplex.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from aiohttp import web
 
@@ -39,6 +41,19 @@ def stream_response() -> web.StreamResponse:
 
 def retry_line() -> bytes:
     return f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode()
+
+
+class Sink(Protocol):
+    """Where a stream's SSE bytes go: a page's own response, or its share of a multiplexed
+    one (multiplex.py)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+
+Follow = Callable[[Sink], Awaitable[None]]
+# A stream opened: entering it waits for its first record and raises its error (e.g.
+# NOT_FOUND) before anything is written; it gives what writes the stream to its end.
+Opened = contextlib.AbstractAsyncContextManager[Follow]
 
 
 class Broadcast:
@@ -96,7 +111,7 @@ class Broadcast:
             self._pending.cancel()
             self._pending = None
 
-    async def write_from(self, response: web.StreamResponse, index: int) -> int:
+    async def write_from(self, response: Sink, index: int) -> int:
         """The records from index `index` on to `response`, a write for each batch (more may
         come while a write waits); the index after the last written."""
         while index < len(self.events):
@@ -104,7 +119,7 @@ class Broadcast:
             await response.write(joined)
         return index
 
-    async def wait_or_keepalive(self, response: web.StreamResponse) -> None:
+    async def wait_or_keepalive(self, response: Sink) -> None:
         """Until the next record; a comment line to `response` every SSE_KEEPALIVE_SECONDS
         meanwhile (a write to a page that left raises)."""
         changed = self._changed
@@ -146,7 +161,7 @@ class RunFeed(Broadcast):
         super().close()
         self._task.cancel()
 
-    async def follow(self, response: web.StreamResponse, after: int) -> None:
+    async def follow(self, response: Sink, after: int) -> None:
         """Write the events after sequence `after`, then the new ones, to the end: each
         write every event recorded since the last (each its own `id:`, so a reconnect
         resumes exactly after the last one the page read)."""
@@ -168,42 +183,50 @@ class RunFeeds:
         self._service = service
         self._feeds: dict[str, RunFeed] = {}
 
-    async def serve(self, request: web.Request, run_id: str, after: int
-                    ) -> web.StreamResponse:
-        """The run's changes after sequence `after` as an event stream, to its end."""
+    @contextlib.asynccontextmanager
+    async def open(self, run_id: str, after: int) -> AsyncIterator[Follow]:
+        """The run's changes after sequence `after`, to its end."""
         feed = self._feeds.get(run_id)
         if feed is None:
             feed = self._feeds[run_id] = RunFeed(self._service, run_id)
-        return await serve_page(request, self._feeds, run_id, feed,
-                                lambda response: feed.follow(response, after))
+        async with following(self._feeds, run_id, feed,
+                             lambda sink: feed.follow(sink, after)) as follow:
+            yield follow
 
 
 _Feed = TypeVar("_Feed", bound=Broadcast)
 
 
-async def serve_page(request: web.Request, feeds: dict[str, _Feed], key: str, feed: _Feed,
-                     follow: Callable[[web.StreamResponse], Awaitable[None]]
-                     ) -> web.StreamResponse:
-    """One page's event stream of `feed`, kept in `feeds` under `key` while a page follows
-    it: the feed's error as the answer when it failed before its first record (e.g.
-    NOT_FOUND: a 404 before the stream), else `retry:` and what `follow` writes. The last
+@contextlib.asynccontextmanager
+async def following(feeds: dict[str, _Feed], key: str, feed: _Feed, follow: Follow
+                    ) -> AsyncIterator[Follow]:
+    """One page following `feed`, kept in `feeds` under `key` while a page follows it: the
+    feed's error raised when it failed before its first record, else `follow`. The last
     page to leave closes the feed."""
     feed.pages += 1
     try:
         await feed.started.wait()
         if feed.error is not None and not feed.events:
             raise feed.error
-        response = stream_response()
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):  # the page left
-            await response.write(retry_line())
-            await follow(response)
+        yield follow
     finally:
         feed.pages -= 1
         if feed.pages == 0:  # the last page left: stop reading
             feed.close()
             if feeds.get(key) is feed:
                 del feeds[key]
+
+
+async def serve_stream(request: web.Request, opened: Opened) -> web.StreamResponse:
+    """A stream as the answer to `request`: its error as the answer when it fails to open
+    (a 404 before the stream), else `retry:` and the stream, until its end or the page
+    leaves."""
+    async with opened as follow:
+        response = stream_response()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the page left
+            await response.write(retry_line())
+            await follow(response)
     return response
 
 
@@ -215,8 +238,8 @@ async def next_item(changes: AsyncIterator[_Item]) -> _Item | None:
         return None
 
 
-async def next_or_keepalive(changes: AsyncIterator[_Item],
-                            response: web.StreamResponse) -> _Item | None:
+async def next_or_keepalive(changes: AsyncIterator[_Item], response: Sink
+                            ) -> _Item | None:
     """The next change; a comment line every SSE_KEEPALIVE_SECONDS meanwhile (a proxy or a
     browser drops a silent connection; a write to a closed one raises)."""
     waiting = asyncio.ensure_future(next_item(changes))

@@ -6,9 +6,10 @@ run's answer to confirm first)."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Final, cast
 
 import grpc
@@ -17,11 +18,13 @@ from google.protobuf import json_format
 
 from flowplan.daemon.server.console.feeds import (
     END_EVENT,
+    Follow,
+    Opened,
     RunFeeds,
+    Sink,
     next_item,
     next_or_keepalive,
-    retry_line,
-    stream_response,
+    serve_stream,
 )
 from flowplan.daemon.server.console.kit import CallContext, Kit, ServiceError
 from flowplan.daemon.server.console.layouter import Layouter
@@ -51,6 +54,16 @@ class RunPages:
         routes.add_get("/runs/{run_id}/nodes/{node}/log", self.log)
         routes.add_post("/runs/{run_id}/cancel", self.cancel)
         routes.add_post("/runs/{run_id}/resume", self.resume)
+
+    def stream(self, parts: tuple[str, ...], query: Mapping[str, str], last_id: str
+               ) -> Opened | None:
+        """A run's events or a node's log by its URL's path parts, for `/events`."""
+        match parts:
+            case ("runs", run_id, "events"):
+                return self.open_events(run_id, query, last_id)
+            case ("runs", run_id, "nodes", name, "log"):
+                return self.open_log(run_id, name, query, last_id)
+        return None
 
     async def _get_run(self, run_id: str) -> pb.Run:
         answer = await self._kit.call("GetRun", pb.GetRunRequest(run_id=run_id,
@@ -104,12 +117,19 @@ class RunPages:
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events of the run's changes, from WatchRun's history: each with its
         sequence number as id, so a reconnecting browser's Last-Event-ID resumes after it."""
-        after = request.headers.get("Last-Event-ID", request.query.get("after", "0"))
+        return await serve_stream(request, self.open_events(
+            request.match_info["run_id"], request.query,
+            request.headers.get("Last-Event-ID", "")))
+
+    def open_events(self, run_id: str, query: Mapping[str, str], last_id: str) -> Opened:
+        """The run's changes after `last_id` (a stream's own reconnect), else after
+        `?after=`."""
+        after = last_id or query.get("after", "0")
         try:
             after_sequence = max(0, int(after))
         except ValueError:
             after_sequence = 0
-        return await self._feeds.serve(request, request.match_info["run_id"], after_sequence)
+        return self._feeds.open(run_id, after_sequence)
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events of a node's log (the latest attempt's, or `?attempt=N`'s,
@@ -117,44 +137,51 @@ class RunPages:
         the byte offset after the text it carries, so a reconnect (Last-Event-ID) or a page
         shown again (`?offset=N`) goes on from there. A new page starts with the last
         LOG_TAIL_BYTES."""
-        run_id, name = request.match_info["run_id"], request.match_info["node"]
-        attempt = _query_number(request, "attempt", "an attempt number (1, 2, ...)",
+        return await serve_stream(request, self.open_log(
+            request.match_info["run_id"], request.match_info["node"], request.query,
+            request.headers.get("Last-Event-ID", "")))
+
+    @contextlib.asynccontextmanager
+    async def open_log(self, run_id: str, name: str, query: Mapping[str, str], last_id: str
+                       ) -> AsyncIterator[Follow]:
+        """A node's log as `log` above streams it, from `last_id` (the byte offset a
+        stream's own reconnect reached), else `?offset=`."""
+        attempt = _query_number(query, "attempt", "an attempt number (1, 2, ...)",
                                 least=1, below=2 ** 31) or 0
-        offset = _query_number(request, "offset", "a byte offset of the log (0 or more)",
+        offset = _query_number(query, "offset", "a byte offset of the log (0 or more)",
                                least=0, below=2 ** 63)
-        after = request.headers.get("Last-Event-ID", "")
-        if after.isascii() and after.isdigit() and int(after) < 2 ** 63:
-            offset = int(after)  # this stream's own reconnect: where it stopped
+        if last_id.isascii() and last_id.isdigit() and int(last_id) < 2 ** 63:
+            offset = int(last_id)  # this stream's own reconnect: where it stopped
         chunks = cast("AsyncGenerator[pb.GetNodeLogResponse, None]",
                       self._kit.service.GetNodeLog(pb.GetNodeLogRequest(
                           run_id=run_id, node_name=name, attempt=attempt,
                           offset=-LOG_TAIL_BYTES if offset is None else offset,
                           follow=True),
                           CallContext()))
-        first = await next_item(chunks)  # an unknown run or node: 404 before the stream
-        response = stream_response()
-        await response.prepare(request)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            await response.write(retry_line())
-            chunk, last = first, first
-            while chunk is not None:
-                text = decoder.decode(chunk.data)
-                # the offset after the text sent: a character cut at the chunk's end is
-                # held by the decoder, and read again by a stream resumed from here
-                end = chunk.offset + len(chunk.data) - len(decoder.getstate()[0])
-                await response.write(_log_event(end, text, chunk.attempt))
-                last, chunk = chunk, await next_or_keepalive(chunks, response)
-            if last is not None and (rest := decoder.decode(b"", final=True)):
-                # the attempt ended inside a character: what is left, as U+FFFD
-                await response.write(_log_event(last.offset + len(last.data), rest,
-                                                last.attempt))
-            await response.write(END_EVENT)
-        except (ConnectionResetError, ServiceError):
-            pass
+            first = await next_item(chunks)  # an unknown run or node: 404 before the stream
+
+            async def follow(sink: Sink) -> None:
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                chunk, last = first, first
+                with contextlib.suppress(ServiceError):  # the daemon stops: it reconnects
+                    while chunk is not None:
+                        text = decoder.decode(chunk.data)
+                        # the offset after the text sent: a character cut at the chunk's
+                        # end is held by the decoder, and read again by a stream resumed
+                        # from here
+                        end = chunk.offset + len(chunk.data) - len(decoder.getstate()[0])
+                        await sink.write(_log_event(end, text, chunk.attempt))
+                        last, chunk = chunk, await next_or_keepalive(chunks, sink)
+                    if last is not None and (rest := decoder.decode(b"", final=True)):
+                        # the attempt ended inside a character: what is left, as U+FFFD
+                        await sink.write(_log_event(last.offset + len(last.data), rest,
+                                                    last.attempt))
+                    await sink.write(END_EVENT)
+
+            yield follow
         finally:
             await chunks.aclose()
-        return response
 
 
 def node_view(run: pb.Run, node: pb.NodeRun) -> dict[str, object]:
@@ -173,11 +200,11 @@ def _log_event(end: int, text: str, attempt: int) -> bytes:
             f"data: {json.dumps({'text': text, 'attempt': attempt})}\n\n").encode()
 
 
-def _query_number(request: web.Request, key: str, meaning: str, *, least: int,
+def _query_number(query: Mapping[str, str], key: str, meaning: str, *, least: int,
                   below: int) -> int | None:
     """The query parameter `key` as an integer in [least, below) (the range of its field in
     GetNodeLogRequest); None when absent; 400 naming it otherwise."""
-    text = request.query.get(key)
+    text = query.get(key)
     if text is None:
         return None
     if not (text.isascii() and text.isdigit()) or not least <= int(text) < below:

@@ -6,21 +6,31 @@
 "use strict";
 
 // The page's event streams, paused while the page is hidden. A browser opens at most 6
-// HTTP/1.1 connections to one host and each stream holds one, so a page hidden for
-// PAUSE_AFTER_MS (another tab in front, a minimised window) closes its streams, and opens
-// them again when shown, each from where it stopped (its `url()` says where: ?after= a
-// run's sequence, ?offset= a log's byte offset; a backfill's stream starts with its whole
-// state). While open, EventSource reconnects by itself (a daemon restarted), sending
-// Last-Event-ID. A stream that `notices` and has not connected after STALLED_MS (nor
-// failed: the browser is holding it back) shows the page's "live updates paused" notice.
-// For the tests, <html> counts data-streams-opened and data-streams-paused.
+// HTTP/1.1 connections to one host and a stream holds one as long as it is open, so the
+// streams of all of a browser's console pages ask one SharedWorker (stream-worker.js)
+// how: the first 5 of the browser each open an EventSource (a connection of its own, the
+// quickest way to the page), and beyond that all but 4 share one connection the worker
+// reads (`GET /events`); a browser without SharedWorker opens an EventSource per stream.
+// Either way a page hidden for PAUSE_AFTER_MS (another tab in front, a minimised window)
+// closes its streams, and opens them again when shown, each from where it stopped (its
+// `url()` says where: ?after= a run's sequence, ?offset= a log's byte offset; a
+// backfill's stream starts with its whole state). While open, a stream reconnects by
+// itself (a daemon restarted) after the last event it read (Last-Event-ID). A stream that
+// `notices` and has not connected after STALLED_MS (nor failed: the browser is holding it
+// back) shows the page's "live updates paused" notice. For the tests, <html> counts
+// data-streams-opened and data-streams-paused; data-streams-live is the number of the page's
+// streams connected now, data-streams-shared of those through the worker's connection.
 window.flowplanStreams = (function () {
   const PAUSE_AFTER_MS = 3000;  // quick tab switches keep their streams
   const STALLED_MS = 4000;
   const streams = new Set();  // open or paused; a stream that ended leaves
   const stalled = new Set();
+  const byId = new Map();  // of the streams in the worker, by the id it knows them by
   const root = document.documentElement;
   let pauseTimer = null;
+  let ids = 0;
+  let live = 0;
+  let shared = 0;
 
   function count(key) {
     root.dataset[key] = String(Number(root.dataset[key] || "0") + 1);
@@ -43,11 +53,47 @@ window.flowplanStreams = (function () {
     }
   }
 
+  // The worker's port, or null: EventSources of the page's own (no SharedWorker, or it
+  // could not start).
+  let hub = null;
+  if (window.SharedWorker && root.dataset.streamWorker) {
+    try {
+      const worker = new SharedWorker(root.dataset.streamWorker, { name: "flowplan streams" });
+      hub = worker.port;
+      hub.addEventListener("message", function (message) {
+        for (const event of message.data) {  // what one read of the connection brought
+          const stream = byId.get(event.id);
+          if (stream) {
+            stream.hear(event.type, event);
+          }
+        }
+      });
+      hub.start();
+      worker.addEventListener("error", function () {  // it could not start: go on without
+        hub = null;
+        for (const stream of streams) {
+          stream.stop();
+          stream.open();
+        }
+      });
+      window.addEventListener("pagehide", function () {
+        if (hub) {
+          hub.postMessage({ op: "bye" });  // its streams stop with the page
+        }
+      });
+    } catch (error) {
+      hub = null;
+    }
+  }
+
   function Stream(url, listeners, notices) {
     this.url = url;  // a function: the URL to open now, from where the page stands
     this.listeners = listeners;  // {event name: handler(message)}
     this.notices = notices;
-    this.source = null;
+    this.source = null;  // an EventSource, or the worker's {id, own, close} for it
+    this.live = false;
+    this.sharing = false;  // live, through the worker's connection
+    this.failed = false;  // a refused or broken connection (the daemon down) is not held back
     this.timer = null;
     streams.add(this);
     this.open();
@@ -64,31 +110,109 @@ window.flowplanStreams = (function () {
       stream.open();
     }
   });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) {  // back from the browser's cache: its streams went with it
+      for (const stream of streams) {
+        stream.stop();
+        stream.open();
+      }
+    }
+  });
 
   Stream.prototype.open = function () {
     if (this.source || !streams.has(this) || document.visibilityState === "hidden" ||
         !ready) {
       return;  // a hidden page opens it when shown; a loading one once it has loaded
     }
-    const source = this.source = new EventSource(this.url());
     count("streamsOpened");
-    for (const name in this.listeners) {
-      source.addEventListener(name, this.listeners[name]);
+    this.failed = false;
+    const stream = this;
+    if (hub) {  // the worker says how: "direct" (an EventSource here) or shared (through it)
+      const id = ++ids;
+      const port = hub;
+      byId.set(id, this);
+      this.source = {
+        id: id,
+        own: null,  // its EventSource, while it has a connection of its own
+        close: function () {
+          byId.delete(id);
+          if (this.own) {
+            this.own.close();
+          }
+          port.postMessage({ op: "close", id: id });
+        },
+      };
+      port.postMessage({ op: "open", id: id, url: this.url() });
+    } else {
+      this.source = this.eventSource();
     }
     if (this.notices) {
-      let failed = false;  // a refused connection (the daemon down) is not held back
-      const stream = this;
-      source.addEventListener("open", function () {
-        stalled.delete(stream);
-        showNotice();
-      });
-      source.addEventListener("error", function () { failed = true; });
+      const source = this.source;
       this.timer = setTimeout(function () {
-        if (stream.source === source && source.readyState !== EventSource.OPEN && !failed) {
+        if (stream.source === source && !stream.live && !stream.failed) {
           stalled.add(stream);
           showNotice();
         }
       }, STALLED_MS);
+    }
+  };
+
+  Stream.prototype.eventSource = function () {  // the stream in a connection of its own
+    const stream = this;
+    const source = new EventSource(this.url());
+    for (const name in this.listeners) {
+      source.addEventListener(name, this.listeners[name]);
+    }
+    source.addEventListener("open", function () { stream.hear("open"); });
+    source.addEventListener("error", function () { stream.hear("error"); });
+    return source;
+  };
+
+  // What the stream's connection says ("open", "error"), or the worker: "direct" (open an
+  // EventSource), "shared" (close it: the worker follows the stream from where the page
+  // stands), "failed" (refused for good), and a shared stream's own events.
+  Stream.prototype.hear = function (type, message) {
+    const source = this.source;
+    if (type === "direct") {
+      if (!source.own) {
+        this.setLive(false);  // until its own connection opens
+        source.own = this.eventSource();
+      }
+    } else if (type === "shared") {
+      if (source.own) {
+        source.own.close();
+        source.own = null;
+        this.setLive(false);
+      }
+      hub.postMessage({ op: "open", id: source.id, url: this.url() });
+    } else if (type === "open") {
+      this.setLive(true);
+      if (stalled.delete(this)) {
+        showNotice();
+      }
+    } else if (type === "error" || type === "failed") {
+      this.failed = true;
+      this.setLive(false);
+      if (type === "failed") {
+        this.close();
+      }
+    } else if (this.listeners[type]) {
+      this.listeners[type](message);
+    }
+  };
+
+  Stream.prototype.setLive = function (now) {
+    const source = this.source;
+    const sharing = now && source !== null && source.id !== undefined && !source.own;
+    if (this.live !== now) {
+      this.live = now;
+      live += now ? 1 : -1;
+      root.dataset.streamsLive = String(live);
+    }
+    if (this.sharing !== sharing) {
+      this.sharing = sharing;
+      shared += sharing ? 1 : -1;
+      root.dataset.streamsShared = String(shared);
     }
   };
 
@@ -98,6 +222,7 @@ window.flowplanStreams = (function () {
       this.source.close();
       this.source = null;
     }
+    this.setLive(false);
     clearTimeout(this.timer);
     if (stalled.delete(this)) {
       showNotice();
