@@ -85,8 +85,17 @@ def served(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Daemon, int, P
     files = {k: v.replace("GATE", str(tmp_path / "gate")).replace("MARK", str(tmp_path / "mark"))
              .replace("HOLD", str(tmp_path / "hold")) for k, v in FILES.items()}
     publish(make_repo(files), store)
-    with console_daemon(store, tmp_path) as (daemon, port):
-        yield daemon, port, tmp_path
+    try:
+        with console_daemon(store, tmp_path) as (daemon, port):
+            yield daemon, port, tmp_path
+    finally:
+        _release(tmp_path)
+
+
+def _release(tmp_path: Path) -> None:
+    """Every node waiting for a file ends (a node outlives a daemon killed under it)."""
+    for name in ("gate", "hold"):
+        (tmp_path / name).touch()
 
 
 def _events(stream: str) -> list[tuple[int, str, int]]:
@@ -483,6 +492,7 @@ def test_shared_streams_catch_up_after_the_daemon_restarts(make_repo: MakeRepo,
                 assert _counter(driver, "streamsLive") == 1
     finally:
         driver.quit()
+        _release(tmp_path)
 
 
 @needs_chromium
