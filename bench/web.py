@@ -11,21 +11,23 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
 - **HTTP clients**: the second daemon, N (--pages, default 20) aiohttp clients in this
-  process reading `/runs/RUN_ID/events` as a run page does (the floor of a change's
-  latency: the daemon's part without a browser);
+  process reading `/runs/RUN_ID/events`, the run's events a run page follows (the floor
+  of a change's latency: the daemon's part without a browser);
 - **Chromium pages**: the second daemon, N pages of headless Chromium (Debian's `chromium`
   + `chromedriver`, through Selenium, as tests/test_web_console.py drives it) on the run's
   page, a window each: a tab in the background gets no frames (requestAnimationFrame
-  stops), so it would not show what a user's page shows. At most 5 pages a browser (4
-  browsers for 20): over HTTP/1.1 a browser opens at most 6 connections to a host and a
-  page following a run holds one, so a 7th such page would never load. The browsers run at
-  nice 10 (--nice) on the last CPU, so that the daemon gets the machine first, as it would
-  with the browsers on the users' machines;
+  stops), so it would not show what a user's page shows. 5 pages a browser (4 browsers
+  for 20, as 4 users with 5 windows each): a browser's first 5 streams each have a
+  connection of their own (docs/console.md), so each page reads its run's events as an
+  HTTP client does. The browsers run at nice 10 (--nice) on the last CPU, so that the
+  daemon gets the machine first, as it would with the browsers on the users' machines;
+  set again once the pages are open, since Chromium sets the renderer of a page it shows
+  to nice 0 itself (until 2026-12-05 the bench missed that: its renderers ran at nice 0);
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
   priority on any CPU: what a user's page shows when no other page competes for the CPU.
 
 The gate opens once every watcher follows the run (an HTTP client has its answer's headers; a
-page has drawn its graph and its EventSource is open), so the 100 nodes run with every page
+page has drawn its graph and its stream is live), so the 100 nodes run with every page
 watching; the bench polls the run's end with GetRun (0.1 s apart, the same for all setups).
 
 Figures:
@@ -96,27 +98,17 @@ DRAW_MS = 1000.0
 SETUPS = ("none", "clients", "browsers", "alone")
 _T = TypeVar("_T")
 _I = TypeVar("_I")
-# Over HTTP/1.1 a browser opens at most 6 connections to a host, and a page following a run
-# holds one: a 7th such page in one browser waits for a connection and never loads. So a
-# browser shows at most 5 of the pages (leaving a connection for loading them), as windows.
+# The pages a browser shows, as windows: 4 browsers for 20 pages, each page's stream on a
+# connection of its own (a browser's first 5 streams are).
 PAGES_PER_BROWSER = 5
 FINISHED = (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED)
 
 # Injected into every page before its own scripts (Page.addScriptToEvaluateOnNewDocument):
-# counts the page's open EventSources, records when the DOM shows each node's new status and
-# when the next frame after it ended, and marks the first frame with the graph drawn.
+# records when the DOM shows each node's new status and when the next frame after it
+# ended, and marks the first frame with the graph drawn.
 RECORDER = r"""
 (() => {
-  const bench = window.__bench = { open: 0, changes: [] };
-  const Native = window.EventSource;
-  if (Native) {
-    window.EventSource = class extends Native {
-      constructor(url, init) {
-        super(url, init);
-        this.addEventListener("open", () => { bench.open += 1; });
-      }
-    };
-  }
+  const bench = window.__bench = { changes: [] };
   function afterFrame(callback) {  // the end of the next frame: rAF, then a task
     requestAnimationFrame(() => setTimeout(callback, 0));
   }
@@ -418,7 +410,8 @@ class Chromium:
     def set_aside(self, nice: int) -> None:
         """Lower the priority of this browser's processes and keep them on the last CPU, and
         so the pages it opens next (a new renderer inherits its zygote's): the daemon gets
-        the other CPUs first, as if the browsers ran on other machines."""
+        the other CPUs first, as if the browsers ran on other machines. Chromium sets the
+        renderer of a page it shows to nice 0 itself: call again once the pages are open."""
         cpus = sorted(os.sched_getaffinity(0))
         for pid in self.processes():
             with contextlib.suppress(OSError):
@@ -452,8 +445,9 @@ def process_kind(pid: int) -> str:
     return "chromedriver" if argv and argv[0].endswith(b"chromedriver") else "browser"
 
 
-WATCHING = """return !!(window.__bench && window.__bench.open > 0 &&
-                        document.querySelector('#graph[data-drawn="yes"]'))"""
+WATCHING = """const live = document.documentElement.dataset.streamsLive;
+return !!(window.__bench && Number(live) > 0 &&
+          document.querySelector('#graph[data-drawn="yes"]'))"""
 FINISHED_PAGE = """const t = document.getElementById("run-nodes");
                    return !!t && t.dataset.finished === 'yes';"""
 DRAWN = """const mark = (name) => (performance.getEntriesByName(name)[0] || {}).startTime;
@@ -708,6 +702,9 @@ class Bench:
         elif setup in ("browsers", "alone"):
             browsers = self.watching(setup)
             await asyncio.to_thread(in_each, browsers, lambda browser: open_pages(browser, url))
+            if setup == "browsers":  # Chromium set their shown pages' renderers to nice 0
+                for browser in browsers:
+                    browser.set_aside(self.options.nice)
             cpu = [browser.cpu() for browser in browsers]
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
