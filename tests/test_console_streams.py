@@ -266,6 +266,21 @@ def _talking_runs(daemon: Daemon, count: int) -> list[str]:
     return runs
 
 
+def _live_windows(driver: Any, base: str, paths: list[str]) -> list[str]:
+    """Each path's page in a window of its own (the first in the current one), once its
+    streams are live (a node page: its log and its run's events): the windows' handles."""
+    windows = []
+    for index, path in enumerate(paths):
+        if index:
+            driver.switch_to.new_window("window")
+        driver.get(base + path)
+        want = 2 if "/nodes/" in path else 1
+        wait_until(lambda want=want: _counter(driver, "streamsLive") == want,
+                   f"window {index + 1} ({path}) live", timeout=30)
+        windows.append(driver.current_window_handle)
+    return windows
+
+
 def _talking(daemon: Daemon, run_id: str) -> bool:
     return b"first" in b"".join(c.data for c in daemon.call(
         "GetNodeLog", pb.GetNodeLogRequest(run_id=run_id, node_name="talk")))
@@ -406,15 +421,7 @@ def test_eight_live_windows_in_one_browser_share_one_connection(
     driver.set_page_load_timeout(30)
     try:
         browser_login(driver, base, TOKENS["operator"])
-        windows = []
-        for index, path in enumerate(pages):
-            if index:
-                driver.switch_to.new_window("window")
-            driver.get(base + path)
-            want = 2 if "/nodes/" in path else 1
-            wait_until(lambda want=want: _counter(driver, "streamsLive") == want,
-                       f"window {index + 1} ({path}) live", timeout=30)
-            windows.append(driver.current_window_handle)
+        windows = _live_windows(driver, base, pages)
         live, shared = [], []
         for handle in windows:  # all live at once: 4 streams on their own, 6 shared
             driver.switch_to.window(handle)
@@ -443,6 +450,38 @@ def test_eight_live_windows_in_one_browser_share_one_connection(
 
 
 @needs_chromium
+def test_a_shared_connection_refused_after_a_logout_fails_for_good(
+        served: tuple[Daemon, int, Path]) -> None:
+    """7 windows on 7 running runs: 4 streams on connections of their own, 3 shared. The
+    7th logs out: its page leaves, so the worker opens the shared connection again for the
+    5th and 6th, and the daemon refuses it (401, the session is gone): their streams fail
+    for good, as an EventSource's would, and nothing asks again."""
+    from selenium.webdriver.common.by import By
+
+    daemon, port, _ = served
+    base = f"http://127.0.0.1:{port}"
+    runs = _talking_runs(daemon, 7)
+    driver = _driver()
+    try:
+        browser_login(driver, base, TOKENS["operator"])
+        windows = _live_windows(driver, base, [f"/runs/{run_id}" for run_id in runs])
+        assert _counter(driver, "streamsShared") == 1
+        driver.find_element(By.CSS_SELECTOR, 'form[action="/logout"] button').click()
+        wait_until(lambda: "/login" in driver.current_url, "the login page", timeout=30)
+        for handle in windows[4:6]:
+            driver.switch_to.window(handle)
+            wait_until(lambda: _counter(driver, "streamsFailed") == 1,
+                       "the shared stream refused for good", timeout=30)
+            assert _counter(driver, "streamsLive") == 0
+            assert _counter(driver, "streamsOpened") == 1
+        for handle in windows[:4]:  # their own connections, open before the logout
+            driver.switch_to.window(handle)
+            assert _counter(driver, "streamsLive") == 1
+    finally:
+        driver.quit()
+
+
+@needs_chromium
 def test_shared_streams_catch_up_after_the_daemon_restarts(make_repo: MakeRepo,
                                                            tmp_path: Path) -> None:
     """No tokens (loopback): 6 windows on 6 running runs, the 4 oldest streams on
@@ -462,15 +501,11 @@ def test_shared_streams_catch_up_after_the_daemon_restarts(make_repo: MakeRepo,
         with running_daemon(store, state, port=port, extra=extra) as daemon:
             runs = ([_start(daemon, "hold") for _ in range(4)] +
                     [_start(daemon, "live", str(i)) for i in range(2)])
-            windows = []
-            for index, run_id in enumerate(runs):
-                if index:
-                    driver.switch_to.new_window("window")
-                driver.get(f"http://127.0.0.1:{http_port}/runs/{run_id}")
-                wait_until(lambda: _counter(driver, "streamsLive") == 1,
-                           f"window {index + 1} live", timeout=30)
+            windows = _live_windows(driver, f"http://127.0.0.1:{http_port}",
+                                    [f"/runs/{run_id}" for run_id in runs])
+            for handle in windows:
+                driver.switch_to.window(handle)
                 driver.execute_script("document.body.dataset.loaded = 'once'")
-                windows.append(driver.current_window_handle)
             shared = []
             for handle in windows:
                 driver.switch_to.window(handle)

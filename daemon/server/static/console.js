@@ -18,7 +18,8 @@
 // itself (a daemon restarted) after the last event it read (Last-Event-ID). A stream that
 // `notices` and has not connected after STALLED_MS (nor failed: the browser is holding it
 // back) shows the page's "live updates paused" notice. For the tests, <html> counts
-// data-streams-opened and data-streams-paused; data-streams-live is the number of the page's
+// data-streams-opened, data-streams-paused and data-streams-failed (refused by the daemon
+// through the worker, for good); data-streams-live is the number of the page's
 // streams connected now, data-streams-shared of those through the worker's connection.
 window.flowplanStreams = (function () {
   const PAUSE_AFTER_MS = 3000;  // quick tab switches keep their streams
@@ -194,6 +195,7 @@ window.flowplanStreams = (function () {
       this.failed = true;
       this.setLive(false);
       if (type === "failed") {
+        count("streamsFailed");
         this.close();
       }
     } else if (this.listeners[type]) {
