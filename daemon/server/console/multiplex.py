@@ -1,9 +1,10 @@
 """Many pages' event streams in one connection: `GET /events?s=URL&last=ID&s=...`.
 
 A browser opens at most 6 HTTP/1.1 connections to one host, and each live page's stream
-would hold one. So the console's pages hand their streams to one `SharedWorker` per browser
-(static/streams.js), which follows them all here: each `s` is a stream's own URL (a run's,
-a log's or a backfill's events, as a page would open it) and its `last` the id of the last
+holds one. So the console's pages ask one `SharedWorker` per browser
+(static/stream-worker.js) how to connect: a browser's streams beyond its first 5 share one
+connection, which the worker follows here. Each `s` is a stream's own URL (a run's, a
+log's or a backfill's events, as a page would open it) and its `last` the id of the last
 event the worker read of it (empty: none yet), as its Last-Event-ID would say. The answer
 is the streams' events, each tagged with a `stream:` field, its index among the `s`:
 
@@ -13,8 +14,9 @@ is the streams' events, each tagged with a `stream:` field, its index among the 
     event: end           it ended (the worker drops it)
 
 A stream whose reader stops without its end (the daemon stopping) ends the answer, so the
-worker reconnects after `retry:`, each stream from its `last`. When the set of streams
-changes (a page opened, hidden or closed) the worker opens a new answer and drops the old.
+worker reconnects after `retry:`, each stream from its `last`. When the set of shared
+streams changes (a page opened, hidden or closed) the worker opens a new answer and drops
+the old.
 """
 
 from __future__ import annotations
