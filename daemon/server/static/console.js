@@ -55,9 +55,14 @@ window.flowplanStreams = (function () {
   }
 
   // The worker's port, or null: EventSources of the page's own (no SharedWorker, or it
-  // could not start).
-  let hub = null;
-  if (window.SharedWorker && root.dataset.streamWorker) {
+  // could not start). Connected when the page opens its first stream: a page without
+  // live updates starts no worker.
+  let hub;
+  function connect() {
+    hub = null;
+    if (!window.SharedWorker || !root.dataset.streamWorker) {
+      return;
+    }
     try {
       const worker = new SharedWorker(root.dataset.streamWorker, { name: "flowplan streams" });
       hub = worker.port;
@@ -128,6 +133,9 @@ window.flowplanStreams = (function () {
     count("streamsOpened");
     this.failed = false;
     const stream = this;
+    if (hub === undefined) {
+      connect();
+    }
     if (hub) {  // the worker says how: "direct" (an EventSource here) or shared (through it)
       const id = ++ids;
       const port = hub;
