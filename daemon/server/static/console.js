@@ -77,10 +77,7 @@ window.flowplanStreams = (function () {
       hub.start();
       worker.addEventListener("error", function () {  // it could not start: go on without
         hub = null;
-        for (const stream of streams) {
-          stream.stop();
-          stream.open();
-        }
+        reopen();
       });
       window.addEventListener("pagehide", function () {
         if (hub) {
@@ -92,11 +89,18 @@ window.flowplanStreams = (function () {
     }
   }
 
+  function reopen() {  // every stream on a new connection, from where the page stands
+    for (const stream of streams) {
+      stream.stop();
+      stream.open();
+    }
+  }
+
   function Stream(url, listeners, notices) {
     this.url = url;  // a function: the URL to open now, from where the page stands
     this.listeners = listeners;  // {event name: handler(message)}
     this.notices = notices;
-    this.source = null;  // an EventSource, or the worker's {id, own, close} for it
+    this.source = null;  // an EventSource, or the worker's {id, port, own, close} for it
     this.live = false;
     this.sharing = false;  // live, through the worker's connection
     this.failed = false;  // a refused or broken connection (the daemon down) is not held back
@@ -118,10 +122,7 @@ window.flowplanStreams = (function () {
   });
   window.addEventListener("pageshow", function (event) {
     if (event.persisted) {  // back from the browser's cache: its streams went with it
-      for (const stream of streams) {
-        stream.stop();
-        stream.open();
-      }
+      reopen();
     }
   });
 
@@ -142,6 +143,7 @@ window.flowplanStreams = (function () {
       byId.set(id, this);
       this.source = {
         id: id,
+        port: port,
         own: null,  // its EventSource, while it has a connection of its own
         close: function () {
           byId.delete(id);
@@ -193,7 +195,7 @@ window.flowplanStreams = (function () {
         source.own = null;
         this.setLive(false);
       }
-      hub.postMessage({ op: "open", id: source.id, url: this.url() });
+      source.port.postMessage({ op: "open", id: source.id, url: this.url() });
     } else if (type === "open") {
       this.setLive(true);
       if (stalled.delete(this)) {

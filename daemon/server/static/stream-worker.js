@@ -92,6 +92,14 @@ function assign() {
   return changed;
 }
 
+// A stream ended or refused for good: the others may take its connection.
+function drop(stream) {
+  streams.delete(stream.key);
+  if (assign()) {
+    later(SETTLE_MS);
+  }
+}
+
 function later(delay) {
   clearTimeout(timer);
   timer = setTimeout(reconnect, delay);
@@ -176,8 +184,8 @@ async function connect(group) {
       // refused (logged out: 401; a stream the daemon does not know: 400): as an
       // EventSource, each stream fails for good
       for (const entry of group.filter(current)) {
-        streams.delete(entry.stream.key);
         tell(entry.stream, { type: "failed", data: JSON.stringify({ status: response.status }) });
+        drop(entry.stream);
       }
       return;
     }
@@ -225,10 +233,7 @@ async function read(body, group, signal) {
           }
           tell(stream, { type: type || "message", data: data, lastEventId: stream.last });
           if (type === "end" || type === "failed") {
-            streams.delete(stream.key);  // for good: no new connection follows it
-            if (assign()) {
-              later(SETTLE_MS);
-            }
+            drop(stream);  // for good: no new connection follows it
           }
         }
         type = "";
