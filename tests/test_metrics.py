@@ -48,13 +48,18 @@ FILES = {
         """,
     "workflows/daily.yaml": """
         name: daily
-        schedule: {every: day, at: "02:00", timezone: UTC}
+        schedule: {every: day, at: "TICK", timezone: UTC}
         nodes:
           - {name: day, command: "echo ${ds}"}
         """,
 }
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _files(tick: str = "02:00") -> dict[str, str]:
+    """FILES with the daily tick at `tick` (HH:MM, UTC)."""
+    return {k: v.replace("TICK", tick) for k, v in FILES.items()}
 
 
 def scrape(url: str, token: str | None = None) -> Samples:
@@ -88,7 +93,9 @@ def stamp(text: str) -> timestamp_pb2.Timestamp:
 def test_counters_move_with_runs_retries_a_backfill_a_tick_and_a_failed_email(
         make_repo: MakeRepo, tmp_path: Path) -> None:
     store, state = tmp_path / "store", tmp_path / "state"
-    publish(make_repo(FILES), store)
+    # the daily tick 12 hours before now: its catch-up below is hours late at any time of day
+    tick = (datetime.now(UTC) - timedelta(hours=12)).strftime("%H:%M")
+    publish(make_repo(_files(tick)), store)
     database = StateStore(state)  # the schedule was last looked at two days ago: the
     ago = datetime.now(UTC) - timedelta(days=2)  # start catches up its latest missed tick,
     database.record_ticks("daily", [], considered_until=ago, at=ago)  # hours late
@@ -255,7 +262,7 @@ def test_email_send_attempts_are_counted_by_outcome(make_repo: MakeRepo,
 def test_with_a_token_metrics_need_the_bearer_header(make_repo: MakeRepo,
                                                      tmp_path: Path) -> None:
     store, state = tmp_path / "store", tmp_path / "state"
-    publish(make_repo(FILES), store)
+    publish(make_repo(_files()), store)
     (tmp_path / "token").write_text("s3cret\n")
     http_port = free_port()
     with running_daemon(store, state, token="s3cret",
@@ -298,7 +305,7 @@ def test_a_roles_file_token_of_any_role_may_scrape(make_repo: MakeRepo,
     """The HTTP listener accepts the tokens gRPC accepts: a roles file's viewer may read
     /metrics, a token of no file may not; a token added by SIGHUP works at once."""
     store, state = tmp_path / "store", tmp_path / "state"
-    publish(make_repo(FILES), store)
+    publish(make_repo(_files()), store)
     viewer, later = "viewer-token-0123456789", "operator-token-0123456789"
     roles = tmp_path / "roles"
     roles.write_text(f"viewer grafana {viewer}\n")
@@ -340,7 +347,7 @@ def test_a_non_loopback_http_address_needs_a_token_tls_or_insecure(tmp_path: Pat
 def test_with_tls_metrics_are_served_over_https_to_a_client_certificate(
         make_repo: MakeRepo, tmp_path: Path) -> None:
     store, state, pki = tmp_path / "store", tmp_path / "state", tmp_path / "pki"
-    publish(make_repo(FILES), store)
+    publish(make_repo(_files()), store)
     pems = certificates(pki)
     http_port = free_port()
     client = grpc.ssl_channel_credentials(root_certificates=pems["ca"],
