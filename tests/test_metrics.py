@@ -93,8 +93,10 @@ def stamp(text: str) -> timestamp_pb2.Timestamp:
 def test_counters_move_with_runs_retries_a_backfill_a_tick_and_a_failed_email(
         make_repo: MakeRepo, tmp_path: Path) -> None:
     store, state = tmp_path / "store", tmp_path / "state"
-    # the daily tick 12 hours before now: its catch-up below is hours late at any time of day
-    tick = (datetime.now(UTC) - timedelta(hours=12)).strftime("%H:%M")
+    # the daily tick ~12 hours before now: its catch-up below is hours late at any time of
+    # day; at half past, so that the backfills' ranges (midnight to midnight) hold the same
+    # ticks whatever the hour
+    tick = (datetime.now(UTC) - timedelta(hours=12)).strftime("%H:30")
     publish(make_repo(_files(tick)), store)
     database = StateStore(state)  # the schedule was last looked at two days ago: the
     ago = datetime.now(UTC) - timedelta(days=2)  # start catches up its latest missed tick,
