@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import shutil
+import sqlite3
 import ssl
 import urllib.parse
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from certificates import certificates
 from conftest import ROOT, MakeRepo, wait_until
 from daemon_harness import Daemon, free_port, pb, publish, running_daemon
 from google.protobuf import struct_pb2
+
+from flowplan.daemon.server.console.kit import Kit, ServiceError
 
 TOKENS = {"operator": "o" * 20 + "-operator", "viewer": "v" * 20 + "-viewer"}
 ROLES_FILE = f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n"
@@ -180,6 +183,49 @@ def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path])
     assert operator.request("GET", "/")[0] == 303
     assert operator.request("GET", "/metrics")[0] == 401  # /metrics keeps its bearer rule
 
+
+
+def test_the_workflows_list_shows_each_workflows_last_ten_runs_and_its_version(
+        console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, tmp_path = console
+    (tmp_path / "go").touch()  # chain's b ends at once: exit code 0 succeeds, 1 fails
+    started = [daemon.call("StartRun", pb.StartRunRequest(
+        workflow="chain", params=_params(code=str(int(k % 3 == 0))))).run.run_id
+        for k in range(12)]
+    done = (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED)
+    wait_until(lambda: all(daemon.call("GetRun", pb.GetRunRequest(run_id=r)).run.status
+                           in done for r in started), "the 12 runs ended", timeout=60)
+    viewer = Browser(port)
+    assert viewer.login(TOKENS["viewer"]) == 303
+    status, _, page = viewer.request("GET", "/")
+    assert status == 200
+    for name in ("chain", "daily"):
+        row = page.split(f'data-workflow="{name}"', 1)[1].split("</tr>", 1)[0]
+        squares = re.findall(r'<a href="/runs/([^"]+)" class="square" data-status="([A-Z]+)"',
+                             row)
+        listed = daemon.call("ListRuns", pb.ListRunsRequest(workflow=name, page_size=10)).runs
+        assert squares == [(run.run_id, pb.RunStatus.Name(run.status).removeprefix(
+            "RUN_STATUS_")) for run in reversed(listed)]  # oldest on the left
+        assert "v1<div class=\"sub\">first version" in row
+        if name == "chain":  # the newest 10 of the 12, each in its colour
+            assert [run_id for run_id, _ in squares] == started[2:]
+            assert {status for _, status in squares} == {"SUCCEEDED", "FAILED"}
+
+
+def test_a_pages_read_that_fails_is_an_internal_error_not_the_daemons_end() -> None:
+    def broken(names: list[str]) -> dict[str, list[pb.Run]]:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    with pytest.raises(ServiceError) as caught:
+        Kit.read(broken, ["chain"])
+    assert caught.value.code is grpc.StatusCode.INTERNAL
+    assert str(caught.value) == "internal error: database disk image is malformed"
+
+
+def _params(**values: str) -> struct_pb2.Struct:
+    params = struct_pb2.Struct()
+    params.update(values)
+    return params
 
 
 def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(

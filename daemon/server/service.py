@@ -148,6 +148,17 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         self._p.scheduler.set_enabled(request.workflow, request.enabled)
         return pb.SetSchedulingStatusResponse(workflow=self._workflow(plan))
 
+    def latest_versions(self, workflows: Sequence[str]) -> dict[str, pb.PlanVersion]:
+        """The plan version each workflow's `Workflow` describes (its `latest_version`), as
+        ListPlanVersions lists it; a name with none is left out. For the console's
+        Workflows page: one read for all its rows, not a call per row."""
+        found = {}
+        for name in workflows:
+            plan = self._p.catalog.latest(name)
+            if plan is not None:
+                found[name] = convert.plan_version(plan)
+        return found
+
     def _workflow(self, plan: Plan, *, latest: Plan | None = None) -> pb.Workflow:
         latest = latest or plan
         switch = None
@@ -247,6 +258,18 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         for item in items:  # a few bytes each: not worth counting against the page budget
             item.node_counts.CopyFrom(convert.node_counts(counts[item.run_id]))
         return pb.ListRunsResponse(runs=items, next_page_token=token)
+
+    def latest_runs(self, workflows: Sequence[str], per_workflow: int
+                    ) -> dict[str, list[pb.Run]]:
+        """Each workflow's newest `per_workflow` runs, newest first as ListRuns pages them,
+        with only `run_id`, `workflow` and `status` set. For the console's Workflows page:
+        one read for all its rows, not a ListRuns call per row."""
+        statuses = self._p.store.newest_run_statuses(workflows, per_workflow)
+        return {name: [pb.Run(run_id=run_id, workflow=name,
+                              status=convert.enum_value(pb.RunStatus, "RUN_STATUS",
+                                                        status.value))
+                       for run_id, status in runs]
+                for name, runs in statuses.items()}
 
     def _tagged(self, tag: str) -> list[str]:
         """The workflows whose latest plan has the tag ("key=value", or "key" for any

@@ -279,6 +279,15 @@ class RunRows(Database):
                                 [*args, limit]).fetchall()
         return self._runs(rows, with_nodes=with_nodes)
 
+    def newest_run_statuses(self, workflows: Sequence[str], limit: int
+                            ) -> dict[str, list[tuple[str, RunStatus]]]:
+        """Each workflow's newest `limit` runs as (run id, status), newest first, as
+        `list_runs` orders them: an index seek per workflow, not a scan of the history."""
+        query = "SELECT run_id, status FROM runs WHERE workflow = ? ORDER BY run_id DESC LIMIT ?"
+        return {name: [(row[0], RunStatus(row[1]))
+                       for row in self._db.execute(query, (name, limit))]
+                for name in workflows}
+
     def node_counts(self, run_ids: Sequence[str]) -> dict[str, dict[NodeStatus, int]]:
         """For each run, how many of its nodes are in each status (statuses with none left
         out)."""

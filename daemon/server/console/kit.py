@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, ParamSpec, TypeVar
 
 import grpc
 import jinja2
@@ -23,6 +25,10 @@ from flowplan.daemon.server.console.sessions import COOKIE, Session, Sessions
 from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import WorkflowService
 from flowplan.v1 import workflow_service_pb2 as pb
+
+log = logging.getLogger("flowplan.daemon.console")
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 SERVER: Final = Path(__file__).parent.parent  # templates/ and static/ live there
 CSP: Final = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -80,6 +86,16 @@ class Kit:
         if isinstance(answer, bytes):  # GetRun answers serialized bytes
             return pb.GetRunResponse.FromString(answer)
         return answer
+
+    @staticmethod
+    def read(method: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """A read of the service's that is no RPC (one for a whole page's rows), failing as
+        a call does: a bug or a broken store is INTERNAL, logged, not the daemon's end."""
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            log.exception("%s failed", getattr(method, "__name__", "a read"))
+            raise ServiceError(grpc.StatusCode.INTERNAL, f"internal error: {exc}") from exc
 
     def page(self, request: web.Request, template: str, *, status: int = 200,
              **values: Any) -> web.Response:

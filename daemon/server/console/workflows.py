@@ -22,6 +22,7 @@ from flowplan.daemon.server.console.present import graph_json, schedule_words
 from flowplan.v1 import workflow_service_pb2 as pb
 
 HISTORY_PAGE: Final = 20
+LAST_RUNS: Final = 10  # a row's squares on the Workflows page
 
 
 class WorkflowPages:
@@ -39,7 +40,6 @@ class WorkflowPages:
         routes.add_post("/workflows/{name}/backfills", self.start_backfill)
 
     async def workflows(self, request: web.Request) -> web.StreamResponse:
-        call = self._kit.call
         name_filter = request.query.get("name", "").strip()
         tag = request.query.get("tag", "").strip()
         rows = await self._all_workflows()
@@ -47,16 +47,14 @@ class WorkflowPages:
             rows = [w for w in rows if _tagged(w, tag)]
         if name_filter:
             rows = [w for w in rows if name_filter.lower() in w.name.lower()]
-        shown = []
-        for workflow in rows:
-            runs = await call("ListRuns", pb.ListRunsRequest(workflow=workflow.name,
-                                                             page_size=10))
-            version = await call("ListPlanVersions", pb.ListPlanVersionsRequest(
-                workflow=workflow.name, page_size=1))
-            shown.append({"w": workflow, "schedule": schedule_words(workflow),
-                          "runs": list(reversed(runs.runs)),
-                          "version": version.plan_versions[0] if version.plan_versions
-                          else None})
+        names = [workflow.name for workflow in rows]
+        # one read each for every row (a call per row took ~0.2 s at 1,000 workflows)
+        runs = self._kit.read(self._kit.service.latest_runs, names, LAST_RUNS)
+        versions = self._kit.read(self._kit.service.latest_versions, names)
+        shown = [{"w": workflow, "schedule": schedule_words(workflow),
+                  "runs": list(reversed(runs[workflow.name])),
+                  "version": versions.get(workflow.name)}
+                 for workflow in rows]
         return self._kit.page(request, "workflows.html", rows=shown, name=name_filter,
                               tag=tag)
 
