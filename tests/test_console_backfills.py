@@ -18,7 +18,15 @@ import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, free_port, pb, publish, running_daemon
 from google.protobuf import timestamp_pb2
-from test_web_console import ROLES_FILE, TOKENS, Browser, _chromium, _driver, screenshots
+from test_web_console import (
+    ROLES_FILE,
+    TOKENS,
+    Browser,
+    _chromium,
+    _driver,
+    browser_errors,
+    screenshots,
+)
 
 FILES = {
     "flowplan.yaml": "queues:\n  default: {concurrency: 8}\n",
@@ -367,7 +375,7 @@ def test_in_a_browser_a_backfill_page_follows_its_progress_and_runs(
         wait_until(lambda: driver.find_element(By.ID, "backfill").get_attribute(
             "data-finished") == "yes", "the stream's end")
         assert driver.execute_script("return document.body.dataset.loaded") == "once"
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
         assert not errors, errors  # e.g. a CSP violation
     finally:
         driver.quit()

@@ -24,6 +24,7 @@ from test_web_console import (
     Browser,
     _chromium,
     _driver,
+    browser_errors,
     browser_login,
     console_daemon,
 )
@@ -248,7 +249,7 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
             "the timeline drawn again")
         shown = driver.execute_script(SHOWN)
         assert shown["added"] == len(names), shown["added"]  # each bar made once
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
         assert not errors, errors
     finally:
         driver.quit()

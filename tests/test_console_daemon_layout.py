@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import MakeRepo, wait_until
 from daemon_harness import free_port, pb, publish, running_daemon
-from test_web_console import Browser, _chromium, _driver
+from test_web_console import Browser, _chromium, _driver, browser_errors
 from test_web_graph_layout import LAYERS, layered
 
 from flowplan.daemon.server.console.layouter import (
@@ -312,7 +312,7 @@ def test_the_first_view_after_publishing_draws_the_daemons_layout_the_browsers_o
             assert computed(daemon.output()) == 2
             again = view(driver, f"{base}/runs/{run_id}")  # kept: in the page now
             assert again["daemon"] == first["own"] and again["wait"] is None
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
     finally:
         driver.quit()
     assert not errors, errors

@@ -19,7 +19,7 @@ import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import Daemon, flowplan, free_port, running_daemon
 from google.protobuf import struct_pb2, timestamp_pb2
-from test_web_console import Browser, _chromium, _driver, screenshots
+from test_web_console import Browser, _chromium, _driver, browser_errors, screenshots
 
 from flowplan.daemon.server.console.diff import Change, Line, Span, diff_versions, line_diff
 from flowplan.daemon.server.console.present import duration, run_duration, when
@@ -450,7 +450,7 @@ def test_in_a_browser_compare_with_the_previous_version(
         driver.close()
         driver.switch_to.window(driver.window_handles[0])
         ends_on_its_duration(shown, gate)
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
     finally:
         (tmp_path / "go").touch()  # the gate run's shell must not outlive the test
         driver.quit()

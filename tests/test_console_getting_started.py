@@ -19,7 +19,7 @@ import pytest
 from conftest import FLOWPLAN, ROOT, wait_until
 from daemon_harness import free_port, pb, publish, running_daemon
 from google.protobuf import struct_pb2
-from test_web_console import Browser, _chromium, _driver, screenshots
+from test_web_console import Browser, _chromium, _driver, browser_errors, screenshots
 
 DOCS = ROOT / "docs" / "getting-started.md"
 RUN_ID = re.compile(r"\bwr_[0-9A-Z]{26}\b")
@@ -118,7 +118,7 @@ def test_in_a_browser_the_walk_opens_from_the_menu(tmp_path: Path) -> None:
             wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'),
                        "the first workflow's page")
             assert driver.current_url.endswith("/workflows/daily_sales")
-            errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            errors = browser_errors(driver)
             assert not errors, errors
     finally:
         driver.quit()

@@ -21,6 +21,7 @@ from test_web_console import (
     Browser,
     _chromium,
     _driver,
+    browser_errors,
     browser_login,
     console_daemon,
     screenshots,
@@ -130,10 +131,6 @@ def _finished_run_page(served: tuple[Daemon, int, Path], driver: Any, workflow: 
     _drawn(driver)
 
 
-def _errors(driver: Any) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
 @needs_chromium
 def test_the_workflow_page_panel_shows_a_nodes_definition(
         served: tuple[Daemon, int, Path], driver: Any) -> None:
@@ -180,7 +177,7 @@ def test_the_workflow_page_panel_shows_a_nodes_definition(
     _drawn(driver)
     _wait(lambda: _panel(driver) == "mail", "the panel the link names")
     assert _facts(driver)["upstream"] == "load"
-    assert not _errors(driver)  # e.g. a CSP violation
+    assert not browser_errors(driver)  # e.g. a CSP violation
 
 
 @needs_chromium
@@ -275,7 +272,7 @@ def test_a_run_page_panel_follows_the_log_and_the_timeline_grows_live(
     log = driver.find_element(By.ID, "panel-log")
     _wait(lambda: log.text == "prep", "prep's log")
     assert driver.execute_script("return document.body.dataset.loaded") == loaded
-    assert not _errors(driver)
+    assert not browser_errors(driver)
 
 
 @needs_chromium
@@ -299,7 +296,7 @@ def test_a_viewer_opens_a_panel_from_a_link_and_sees_no_tick_box(
     assert driver.find_element(By.ID, "panel-status").text == "SUCCEEDED"
     assert not driver.find_elements(By.CSS_SELECTOR, "#panel-tick, input[type=checkbox]")
     assert len(driver.find_elements(By.CSS_SELECTOR, "#timeline rect.bar")) == 3
-    assert not _errors(driver)
+    assert not browser_errors(driver)
 
     _login(driver, base, TOKENS["operator"])
     driver.get(f"{base}/runs/{run_id}#node=r")
@@ -381,7 +378,7 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
             draws), "a redraw"))
     assert fastest < 160, drawn
     print(f"a 1,000-row timeline drawn in {fastest} ms")
-    assert not _errors(driver)
+    assert not browser_errors(driver)
 
 
 @needs_chromium
@@ -408,7 +405,7 @@ def test_a_timeline_without_attempts_waits_for_the_first(
     _wait(lambda: driver.execute_script(
         "return document.querySelectorAll('#timeline rect.bar[data-status=RUNNING]').length"
         ) == 1, "the first attempt's bar")
-    assert not _errors(driver)
+    assert not browser_errors(driver)
 
 
 LABELS = """const svg = document.querySelector('#graph svg');
@@ -460,4 +457,4 @@ def test_labels_too_small_to_read_are_left_out_until_the_graph_is_zoomed_in(
         assert driver.execute_script(LABELS)["display"] == "block"
         driver.execute_script("document.getElementById('graph-fit').click()")
         assert driver.execute_script(LABELS)["far"] is True
-        assert not _errors(driver)
+        assert not browser_errors(driver)

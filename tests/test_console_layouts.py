@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import free_port, pb, publish, running_daemon
-from test_web_console import TOKENS, Browser, _chromium, _driver
+from test_web_console import TOKENS, Browser, _chromium, _driver, browser_errors
 from test_web_graph_layout import DRAWING, LAYERS, layered
 
 from flowplan.daemon.server.console.layouts import (
@@ -250,8 +250,8 @@ def test_a_first_view_posts_its_layout_and_every_later_view_draws_the_daemons(
             same_drawing(after, first)
             fresh = view(first_browser, f"{base}/runs/{run_id}")
             assert fresh["layout"] == "daemon"
-        errors = [e["message"] for driver in (first_browser, second_browser)
-                  for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = [error for driver in (first_browser, second_browser)
+                  for error in browser_errors(driver)]
     finally:
         first_browser.quit()
         if second_browser is not None:

@@ -31,6 +31,7 @@ from test_web_console import (
     Browser,
     _chromium,
     _driver,
+    browser_errors,
     browser_login,
     console_daemon,
     screenshots,
@@ -395,7 +396,7 @@ def test_thirteen_live_pages_in_one_browser_each_catch_up_when_shown(
                 assert _counter(driver, "streamsPaused") >= 1, what
                 assert _counter(driver, "streamsOpened") >= 2, what
             assert not driver.find_elements("id", "live-notice"), what
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
         assert not errors, errors
     finally:
         driver.quit()
@@ -443,7 +444,7 @@ def test_eight_live_windows_in_one_browser_share_one_connection(
                 assert set(_texts(driver, "g[data-node]", "data-status")) == {"SUCCEEDED"}
             assert not driver.find_elements(By.ID, "live-notice"), path
             assert _counter(driver, "streamsPaused") == 0  # never hidden
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
         assert not errors, errors
     finally:
         driver.quit()

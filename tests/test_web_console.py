@@ -429,7 +429,7 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         driver.save_screenshot(str(shots / "node.png"))
         driver.close()
         driver.switch_to.window(run_tab)
-        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = browser_errors(driver)
 
         # a viewer: the same pages without a button, and its POSTs refused
         driver.delete_all_cookies()
@@ -540,6 +540,13 @@ def _driver() -> Any:
                      "--disable-dev-shm-usage", "--window-size=1100,700"):
         options.add_argument(argument)
     return webdriver.Chrome(options=options, service=Service(found[1]))
+
+
+def browser_errors(driver: Any, *, ignore: str = "") -> list[str]:
+    """What the browser logged as SEVERE since the last look (a script's exception, a CSP
+    violation, a failed request), but messages that contain `ignore` (when given)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and not (ignore and ignore in e["message"])]
 
 
 def browser_login(driver: Any, base: str, token: str) -> None:

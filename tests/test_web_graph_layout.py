@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import MakeRepo, wait_until
 from daemon_harness import free_port, publish, running_daemon
-from test_web_console import _chromium, _driver
+from test_web_console import _chromium, _driver, browser_errors
 
 LAYERS = [6, 40, 60, 1, 50, 60, 40, 1]  # 258 nodes: over graph.js's 200, so stored
 
@@ -113,8 +113,7 @@ def test_a_large_graph_is_laid_out_in_layers_then_drawn_again_from_the_stored_la
                                  and d, "the new version's graph laid out anew")
             assert set(changed["nodes"]) == set(first["nodes"])
             assert view(driver, url)["layout"] == "stored"
-            errors = [e["message"] for e in driver.get_log("browser")
-                      if e["level"] == "SEVERE" and "/layouts/" not in e["message"]]
+            errors = browser_errors(driver, ignore="/layouts/")
         finally:
             driver.quit()
     assert not errors, errors
