@@ -11,8 +11,8 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
 - **HTTP clients**: the second daemon, N (--pages, default 20) aiohttp clients in this
-  process reading `/runs/RUN_ID/events`, the run's events a run page follows (the floor
-  of a change's latency: the daemon's part without a browser);
+  process reading `/runs/RUN_ID/events?batch=1`, the run's events as a run page follows
+  them (the floor of a change's latency: the daemon's part without a browser);
 - **Chromium pages**: the second daemon, N pages of headless Chromium (Debian's `chromium`
   + `chromedriver`, through Selenium, as tests/test_web_console.py drives it) on the run's
   page, a window each: a tab in the background gets no frames (requestAnimationFrame
@@ -291,8 +291,9 @@ class Daemon:
 
 async def watch(session: aiohttp.ClientSession, url: str, connected: asyncio.Event,
                 latencies: list[float]) -> None:
-    """Read a run's events to their end, as a run page does; each change's latency."""
-    async with session.get(url) as response:
+    """Read a run's events to their end, as a run page does (`?batch=1`: each write's changes
+    in one `changes` event); each change's latency."""
+    async with session.get(url, params={"batch": "1"}) as response:
         connected.set()
         since = time.time()
         async for line in response.content:
@@ -300,9 +301,9 @@ async def watch(session: aiohttp.ClientSession, url: str, connected: asyncio.Eve
             if line.startswith(b"event: end"):
                 return
             if line.startswith(b"data: "):
-                change = json.loads(line[6:])
-                if change["time"] >= since:  # recorded after this client connected
-                    latencies.append(read - change["time"])
+                for change in json.loads(line[6:]):
+                    if change["time"] >= since:  # recorded after this client connected
+                        latencies.append(read - change["time"])
 
 
 async def commits(session: aiohttp.ClientSession, url: str) -> dict[tuple[str, str], float]:

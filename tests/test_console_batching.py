@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,64 @@ def test_a_stream_writes_the_changes_of_each_spell_at_once_and_resumes_inside_on
         _, _, stream = operator.request("GET", f"/runs/{run_id}/events?after=0",
                                         headers={"Last-Event-ID": str(after)})
         assert _ids(stream) == rest, after
+
+
+def _together(stream: str) -> list[tuple[int, list[dict[str, Any]]]]:
+    """(id, changes) of each `changes` event of a `?batch=1` stream."""
+    return [(int(i), json.loads(d)) for i, d in
+            re.findall(r"^id: (\d+)\nevent: changes\ndata: (\[.*\])$", stream, re.M)]
+
+
+def _key(change: dict[str, Any]) -> tuple[int, str, str | None, str | None]:
+    node = change.get("node")
+    return (change["sequence"], change["run_status"], node["name"] if node else None,
+            node["status"] if node else None)
+
+
+def test_with_batch_1_each_write_is_one_changes_event_and_resumes_after_its_id(
+        served: tuple[Daemon, int, Path]) -> None:
+    """`?batch=1` (what the console's pages ask for): each write is one `changes` event, a
+    JSON array of the changes the plain stream sends as events of their own, its id its
+    last change's sequence; `?after=` and `Last-Event-ID` resume after it; another value
+    is a 400 that says what is right, on the stream's own URL and in `/events`."""
+    daemon, port, tmp_path = served
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    cookie = "; ".join(f"{k}={v}" for k, v in operator.cookies.items())
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="fast")).run.run_id
+    url = f"/runs/{run_id}/events?batch=1"
+    chunks = _chunks(port, cookie, url, time.monotonic() + 60)
+    assert next(chunks) == b"retry: 1000\n\n"
+    (tmp_path / "gate").touch()
+    raw = [chunk.decode() for chunk in chunks]
+    assert raw[-1].endswith("event: end\ndata: {}\n\n")
+    writes = [_together(chunk) for chunk in raw]
+    assert all(len(write) == 1 for write in writes if write), writes  # one event a write
+    events = [event for write in writes for event in write]
+    assert all(i == changes[-1]["sequence"] for i, changes in events), events
+    assert any(len(changes) > 1 for _, changes in events)
+    # the plain stream, read now, gives each node as it is now (WatchRun): the same changes
+    _, _, plain = operator.request("GET", f"/runs/{run_id}/events")
+    one_each = [json.loads(d) for d in re.findall(r"^data: (\{.+\})$", plain, re.M)]
+    assert [_key(c) for _, changes in events for c in changes] == [_key(c) for c in one_each]
+    assert len(one_each) >= 2 * CHAIN
+    _, _, again = operator.request("GET", url)
+    assert [c for _, changes in _together(again) for c in changes] == one_each
+
+    middle = events[len(events) // 2][0]
+    rest = [c for c in one_each if c["sequence"] > middle]
+    for query, headers in ((f"&after={middle}", {}), ("&after=0", {"Last-Event-ID": str(middle)})):
+        _, _, stream = operator.request("GET", url + query, headers=headers)
+        assert [c for _, changes in _together(stream) for c in changes] == rest, query
+        assert stream.endswith("event: end\ndata: {}\n\n")
+
+    status, _, page = operator.request("GET", f"/runs/{run_id}/events?batch=yes")
+    assert status == 400 and "batch must be 1" in page and "not &#39;yes&#39;" in page, page
+    query = urllib.parse.urlencode([("s", f"/runs/{run_id}/events?batch=2"), ("last", "")])
+    _, _, shared = operator.request("GET", "/events?" + query)
+    failed = re.search(r"^event: failed\ndata: (.*)\nstream: 0$", shared, re.M)
+    assert failed and json.loads(failed.group(1))["status"] == 400, shared
+    assert "batch must be 1" in json.loads(failed.group(1))["message"]
 
 
 # ---- in a browser ---------------------------------------------------------------------------

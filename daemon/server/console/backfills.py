@@ -145,6 +145,7 @@ class BackfillFeed(Broadcast):
         super().__init__()
         self.serial = serial  # the console's count of backfill readers started: this one's
         self.ended = False  # ... because the backfill finished
+        self.events: list[bytes] = []  # each change a page shows, as its SSE event
         self._kit = kit
         self._id = backfill_id
         self._backfill: dict[str, Any] = {}
@@ -196,6 +197,13 @@ class BackfillFeed(Broadcast):
             self._runs.update((row["run_id"], row) for row in changed)
             self._wake()
         return bool(answer.backfill.status != pb.BACKFILL_STATUS_RUNNING)
+
+    def recorded(self) -> int:
+        return len(self.events)
+
+    def render(self, start: int, end: int, *, together: bool) -> bytes:
+        """The events, as they are (each is the state a page shows, not a change of it)."""
+        return b"".join(self.events[start:end])
 
     def snapshot(self) -> bytes:
         """The whole state as one event: what a page (re)connecting catches up with."""

@@ -59,6 +59,7 @@ Opened = contextlib.AbstractAsyncContextManager[Follow]
 class Broadcast:
     """What one reader records and every page's stream writes: `started` once there is a
     first record (or the end), `_wake` at each new one, `wait_or_keepalive` for the next.
+    A subclass keeps the records: `recorded` counts them, `render` writes some as SSE.
 
     Pages are woken at most every FLUSH_SECONDS: a record after a quiet spell wakes them at
     once, one within FLUSH_SECONDS of the last wake-up waits for the end of that spell, with
@@ -67,14 +68,21 @@ class Broadcast:
 
     def __init__(self) -> None:
         self.started = asyncio.Event()  # the first record, or the end
-        self.events: list[bytes] = []  # every record, as sent
         self.error: ServiceError | None = None  # why the reader stopped, if it failed
         self.done = False  # the reader stopped
         self.pages = 0  # following it now
         self._changed = asyncio.Event()
         self._woken_at = -FLUSH_SECONDS
         self._pending: asyncio.TimerHandle | None = None
-        self._joined: tuple[int, int, bytes] = (0, 0, b"")
+        self._joined: dict[bool, tuple[int, int, bytes]] = {}  # by `together`
+
+    def recorded(self) -> int:
+        """How many records there are."""
+        raise NotImplementedError
+
+    def render(self, start: int, end: int, *, together: bool) -> bytes:
+        """Records `start` to `end` as SSE: an event each, or (`together`) one event."""
+        raise NotImplementedError
 
     def _wake(self, *, now: bool = False) -> None:
         """A new record (`now`: the last one, sent without waiting)."""
@@ -96,26 +104,26 @@ class Broadcast:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def batch(self, start: int) -> tuple[bytes, int]:
-        """The records from index `start` on as one write, and the index after them; joined
-        once for all the pages at `start`."""
-        end = len(self.events)
-        first, last, joined = self._joined
-        if (first, last) != (start, end):
-            joined = b"".join(self.events[start:end])
-            self._joined = (start, end, joined)
-        return joined, end
+    def batch(self, start: int, *, together: bool = False) -> tuple[bytes, int]:
+        """The records from index `start` on as one write, and the index after them; written
+        once for all the pages at `start` that ask for the same form."""
+        end = self.recorded()
+        joined = self._joined.get(together)
+        if joined is None or joined[:2] != (start, end):
+            joined = self._joined[together] = (start, end,
+                                               self.render(start, end, together=together))
+        return joined[2], end
 
     def close(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
 
-    async def write_from(self, response: Sink, index: int) -> int:
+    async def write_from(self, response: Sink, index: int, *, together: bool = False) -> int:
         """The records from index `index` on to `response`, a write for each batch (more may
         come while a write waits); the index after the last written."""
-        while index < len(self.events):
-            joined, index = self.batch(index)
+        while index < self.recorded():
+            joined, index = self.batch(index, together=together)
             await response.write(joined)
         return index
 
@@ -133,11 +141,12 @@ class RunFeed(Broadcast):
     """One WatchRun per run, shared by every page that follows it: the run's changes are
     read from the store once, however many pages watch (each page reading its own WatchRun
     cost the engine's handoff 1.5x with 20 pages; bench/web.py). Kept while a page follows
-    the run; its events are the run's whole history, as SSE bytes."""
+    the run; its records are the run's whole history, each change's JSON."""
 
     def __init__(self, service: WorkflowService, run_id: str) -> None:
         super().__init__()
-        self.sequences: list[int] = []  # of each event, in order
+        self.sequences: list[int] = []  # of each change, in order
+        self.changes: list[bytes] = []  # each change's JSON (change_json)
         changes = cast("AsyncGenerator[pb.WatchRunResponse, None]", service.WatchRun(
             pb.WatchRunRequest(run_id=run_id, after_sequence=0), CallContext()))
         self._task = asyncio.ensure_future(self._read(changes))
@@ -146,7 +155,7 @@ class RunFeed(Broadcast):
         try:
             async for change in changes:
                 self.sequences.append(change.sequence)
-                self.events.append(sse_change(change))
+                self.changes.append(change_json(change))
                 self._wake()
         except ServiceError as exc:  # NOT_FOUND; UNAVAILABLE when the daemon stops
             self.error = exc
@@ -157,17 +166,30 @@ class RunFeed(Broadcast):
             self._wake(now=True)
             await changes.aclose()
 
+    def recorded(self) -> int:
+        return len(self.changes)
+
+    def render(self, start: int, end: int, *, together: bool) -> bytes:
+        """A `change` event each (its id its sequence), or (`together`) one `changes` event
+        of them all, a JSON array, whose id is the last one's sequence."""
+        if together:
+            return b"id: %d\nevent: changes\ndata: [%s]\n\n" % (
+                self.sequences[end - 1], b",".join(self.changes[start:end]))
+        return b"".join(b"id: %d\nevent: change\ndata: %s\n\n" % each for each in zip(
+            self.sequences[start:end], self.changes[start:end], strict=True))
+
     def close(self) -> None:
         super().close()
         self._task.cancel()
 
-    async def follow(self, response: Sink, after: int) -> None:
-        """Write the events after sequence `after`, then the new ones, to the end: each
-        write every event recorded since the last (each its own `id:`, so a reconnect
-        resumes exactly after the last one the page read)."""
+    async def follow(self, response: Sink, after: int, *, together: bool = False) -> None:
+        """Write the changes after sequence `after`, then the new ones, to the end: each
+        write every change recorded since the last, as an event each (each its own `id:`,
+        so a reconnect resumes exactly after the last one the page read) or (`together`) as
+        one event (whose `id:` is its last change's)."""
         index = bisect.bisect_right(self.sequences, after)
         while True:
-            index = await self.write_from(response, index)
+            index = await self.write_from(response, index, together=together)
             if self.done:
                 if self.error is None:
                     await response.write(END_EVENT)
@@ -184,13 +206,16 @@ class RunFeeds:
         self._feeds: dict[str, RunFeed] = {}
 
     @contextlib.asynccontextmanager
-    async def open(self, run_id: str, after: int) -> AsyncIterator[Follow]:
-        """The run's changes after sequence `after`, to its end."""
+    async def open(self, run_id: str, after: int, *, together: bool = False
+                   ) -> AsyncIterator[Follow]:
+        """The run's changes after sequence `after`, to its end (`together`: each write's
+        changes as one event)."""
         feed = self._feeds.get(run_id)
         if feed is None:
             feed = self._feeds[run_id] = RunFeed(self._service, run_id)
         async with following(self._feeds, run_id, feed,
-                             lambda sink: feed.follow(sink, after)) as follow:
+                             lambda sink: feed.follow(sink, after, together=together)
+                             ) as follow:
             yield follow
 
 
@@ -206,7 +231,7 @@ async def following(feeds: dict[str, _Feed], key: str, feed: _Feed, follow: Foll
     feed.pages += 1
     try:
         await feed.started.wait()
-        if feed.error is not None and not feed.events:
+        if feed.error is not None and not feed.recorded():
             raise feed.error
         yield follow
     finally:
@@ -256,8 +281,8 @@ async def next_or_keepalive(changes: AsyncIterator[_Item], response: Sink
                 await waiting
 
 
-def sse_change(change: pb.WatchRunResponse) -> bytes:
-    """A run's change as an SSE `change` event; its id is the change's sequence number."""
+def change_json(change: pb.WatchRunResponse) -> bytes:
+    """A run's change as its events carry it (RunFeed.render), JSON."""
     data: dict[str, Any] = {"sequence": change.sequence,
                             "run_status": status_name(pb.RunStatus, change.run_status),
                             "time": change.event_time.ToMilliseconds() / 1000}
@@ -272,5 +297,4 @@ def sse_change(change: pb.WatchRunResponse) -> bytes:
             # (shown again, reconnected) gets only the latest state, so the attempts before
             # the latest come too, and a retry that came and went meanwhile is not lost
             data["node"]["earlier"] = [attempt_view(a) for a in node.attempts[:-1]]
-    return (f"id: {change.sequence}\nevent: change\n"
-            f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
+    return json.dumps(data, separators=(",", ":")).encode()

@@ -121,15 +121,25 @@ class RunPages:
             request.match_info["run_id"], request.query,
             request.headers.get("Last-Event-ID", "")))
 
-    def open_events(self, run_id: str, query: Mapping[str, str], last_id: str) -> Opened:
+    @contextlib.asynccontextmanager
+    async def open_events(self, run_id: str, query: Mapping[str, str], last_id: str
+                          ) -> AsyncIterator[Follow]:
         """The run's changes after `last_id` (a stream's own reconnect), else after
-        `?after=`."""
+        `?after=`; with `?batch=1` each write's changes as one `changes` event (the
+        console's pages: a page handles one event a write, not one a change)."""
+        together = query.get("batch", "0")
+        if together not in ("0", "1"):
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "batch must be 1 (the changes of each write as one `changes`"
+                               f" event) or 0 (an event each), not '{together[:20]}'")
         after = last_id or query.get("after", "0")
         try:
             after_sequence = max(0, int(after))
         except ValueError:
             after_sequence = 0
-        return self._feeds.open(run_id, after_sequence)
+        async with self._feeds.open(run_id, after_sequence, together=together == "1"
+                                    ) as follow:
+            yield follow
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events of a node's log (the latest attempt's, or `?attempt=N`'s,
