@@ -118,17 +118,24 @@ RECORDER = r"""
   new MutationObserver((records) => {
     const now = Date.now();
     const entry = { at: now, frame: null, nodes: [] };
-    for (const record of records) {
+    records.forEach((record, i) => {
       const element = record.target;
       if (record.attributeName === "data-drawn") {  // the graph's, not the timeline's
         if (element.id === "graph") {
           afterFrame(() => performance.mark("bench-graph-painted"));
         }
-      } else if (element.localName === "g" && element.dataset.node &&
-                 element.dataset.status !== record.oldValue) {
-        entry.nodes.push([element.dataset.node, element.dataset.status]);
+      } else if (element.localName === "g" && element.dataset.node) {
+        // the status this record set: the next record's old value for the same node (a
+        // batch may take it from PENDING to RUNNING to SUCCEEDED in one task), else its
+        // status now
+        const next = records.slice(i + 1).find((later) => later.target === element &&
+                                                          later.attributeName === "data-status");
+        const set = next ? next.oldValue : element.dataset.status;
+        if (set !== record.oldValue) {
+          entry.nodes.push([element.dataset.node, set]);
+        }
       }
-    }
+    });
     if (entry.nodes.length) {
       bench.changes.push(entry);
       waiting.push(entry);
