@@ -1,7 +1,8 @@
 """A run's changes reach its pages in batches: the daemon writes the changes recorded within
 FLUSH_SECONDS of each other to a page's stream in one write, each event keeping its own `id:`
 (so `?after=` and `Last-Event-ID` resume exactly after the last one read, even in the middle
-of a batch), and a page applies each batch's changes, in order, without losing one. Against
+of a batch), or with `?batch=1` (the pages' own) as one `changes` event whose id is its last
+change's; and a page applies each batch's changes, in order, without losing one. Against
 a real `flowplan serve --http`: the stream's HTTP chunks read off a socket (aiohttp writes
 each write as one chunk), then a real headless Chromium (skipped without chromium and
 chromedriver) on the page of a 40-node run that starts and ends while it watches."""
