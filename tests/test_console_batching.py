@@ -215,6 +215,7 @@ new MutationObserver((records) => {
 }).observe(document.getElementById('timeline'), {childList: true, subtree: true});
 return Number(document.getElementById('run-nodes').dataset.sequence);
 """
+GRAPH_TOP = "return document.getElementById('graph').getBoundingClientRect().top"
 SHOWN = """
 const texts = (selector) => [...document.querySelectorAll(selector)].map((e) => e.textContent);
 return {
@@ -240,7 +241,8 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
     ~10 to a write. Every row and graph node ends SUCCEEDED with one attempt, each change is
     handed on to the page's other scripts once, in order; the run's duration is the one a
     reload shows (its start and end came in the same few batches); the timeline drew each
-    bar once and then moved it (no SVG made again at each draw); Cancel went."""
+    bar once and then moved it (no SVG made again at each draw); Cancel went, and the graph
+    stayed where it was."""
     from selenium.webdriver.common.by import By
 
     daemon, port, tmp_path = served
@@ -258,6 +260,7 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
             " document.getElementById('graph').dataset.drawn === 'yes'"), "the page following")
         assert driver.find_element(By.ID, "run-status").text == "PENDING"
         rendered = int(driver.execute_script(RECORD))
+        top = driver.execute_script(GRAPH_TOP)
         # the table and the timeline are below the fold (a 1100x700 window): written only
         # when they come into view, and the table when the run ends
         draws = driver.execute_script("return document.getElementById('timeline')"
@@ -275,6 +278,9 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
         assert driver.execute_script("return window.__rowWrites") == 0, "written at the end"
         assert shown["graph"] == ["SUCCEEDED"] * len(names)
         assert shown["run"] == ["SUCCEEDED", "SUCCEEDED"] and not shown["cancel"]
+        # Cancel gone, its place kept: the graph did not move (the whole page not drawn
+        # again at the run's end)
+        assert driver.execute_script(GRAPH_TOP) == top
         _, _, stream = _operator(port).request("GET", f"/runs/{second}/events?after={rendered}")
         sent = [json.loads(d) for d in re.findall(r"^data: (\{.+\})$", stream, re.M)]
         assert shown["changes"] == [
