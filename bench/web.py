@@ -19,10 +19,13 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   stops), so it would not show what a user's page shows. 5 pages a browser (4 browsers
   for 20, as 4 users with 5 windows each): a browser's first 5 streams each have a
   connection of their own (docs/console.md), so each page reads its run's events as an
-  HTTP client does. The browsers run at nice 10 (--nice) on the last CPU, so that the
-  daemon gets the machine first, as it would with the browsers on the users' machines;
-  set again once the pages are open, since Chromium sets the renderer of a page it shows
-  to nice 0 itself (until 2026-12-05 the bench missed that: its renderers ran at nice 0);
+  HTTP client does. Every thread of the browsers runs at nice 10 (--nice) on the last CPU,
+  so that the daemon gets the machine first, as it would with the browsers on the users'
+  machines; set again once the pages are open, since Chromium sets the threads of a page
+  it shows itself. A nice value and a CPU affinity are a thread's on Linux: until
+  2026-12-05 the bench set only each process's main thread, and the others (the
+  compositors, raised to nice -8 by Chromium, run as root here; a user's browser may not
+  raise them) ran on both CPUs ahead of the daemon;
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
   priority on any CPU: what a user's page shows when no other page competes for the CPU.
 
@@ -37,8 +40,10 @@ Figures:
 - a change's latency: from the engine's commit of it (the event's `time`) to an HTTP client
   reading it, to a page's DOM having it (a MutationObserver on `data-status` of the graph's
   `<g data-node>`, Date.now()), and to the end of the next frame after it (rAF, then a
-  task); p50 and p99 over every page; target: the DOM's p99 <= 100 ms. And the CPU the
-  browsers spent while a run was watched;
+  task); p50 and p99 over every page; target: the DOM's p99 <= 100 ms. And the chain's
+  run, its first start to its last end, in each setup; the CPU the 20 pages' browsers
+  spent from the gate's opening to the run's end seen, and to their figures collected; the
+  most of their threads found not set aside after a run;
 - a 1,000-node run page (a layered DAG with fan-outs and fan-ins, 2,043 edges, its 8
   sources waiting for their run's gate file), loaded --loads times (default 5) of each
   kind by the browser of the 1 page, before the 20 windows open: from the navigation's
@@ -333,6 +338,13 @@ def handoffs(run: pb.Run) -> list[float]:
             for k in range(N_CHAIN - 1)]
 
 
+def chain_seconds(run: pb.Run) -> float:
+    """From the chain's first start to its last end."""
+    by_name = {node.name: node for node in run.nodes}
+    return (by_name[f"n{N_CHAIN - 1}"].attempts[-1].finished_at.ToNanoseconds()
+            - by_name["n0"].attempts[0].started_at.ToNanoseconds()) / 1e9
+
+
 # ---------------------------------------------------------------------------------------
 # Chromium
 # ---------------------------------------------------------------------------------------
@@ -415,17 +427,31 @@ class Chromium:
             todo += children.get(pid, [])
         return found
 
-    def set_aside(self, nice: int) -> None:
-        """Lower the priority of this browser's processes and keep them on the last CPU, and
-        so the pages it opens next (a new renderer inherits its zygote's): the daemon gets
-        the other CPUs first, as if the browsers ran on other machines. Chromium sets the
-        renderer of a page it shows to nice 0 itself: call again once the pages are open."""
-        cpus = sorted(os.sched_getaffinity(0))
+    def threads(self) -> Iterator[int]:
+        """The thread ids of all its processes."""
         for pid in self.processes():
+            with contextlib.suppress(OSError):  # it may have ended meanwhile
+                yield from (int(task) for task in os.listdir(f"/proc/{pid}/task"))
+
+    def set_aside(self, nice: int) -> None:
+        """Every thread of this browser's at `nice`, on the last CPU, and so the threads they
+        start next: the daemon gets the other CPUs first, as if the browsers ran on other
+        machines. Chromium sets the threads of a page it shows itself: call again once the
+        pages are open."""
+        cpu = sorted(os.sched_getaffinity(0))[-1]
+        for thread in self.threads():
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, nice)
-                if len(cpus) > 1:
-                    os.sched_setaffinity(pid, cpus[-1:])
+                os.setpriority(os.PRIO_PROCESS, thread, nice)
+                os.sched_setaffinity(thread, {cpu})
+
+    def escaped(self, nice: int) -> int:
+        """How many of its threads are not (or no longer) set aside."""
+        cpu, count = sorted(os.sched_getaffinity(0))[-1], 0
+        for thread in self.threads():
+            with contextlib.suppress(OSError):
+                count += (os.getpriority(os.PRIO_PROCESS, thread) != nice
+                          or os.sched_getaffinity(thread) != {cpu})
+        return count
 
     def cpu(self) -> dict[int, float]:
         """CPU seconds (user + system) of each of its processes so far."""
@@ -553,6 +579,16 @@ def page_changes(chromium: Chromium) -> list[list[dict[str, Any]]]:
     return pages
 
 
+def cpu_spent(browsers: list[Chromium], before: list[dict[int, float]]) -> dict[str, float]:
+    """The browsers' CPU seconds since `before` (their `cpu()` then), by process kind."""
+    kinds: dict[str, float] = {}
+    for browser, then in zip(browsers, before, strict=True):
+        for pid, now in browser.cpu().items():
+            kind = process_kind(pid)
+            kinds[kind] = kinds.get(kind, 0.0) + now - then.get(pid, 0.0)
+    return kinds
+
+
 def in_each(items: list[_I], work: Callable[[_I], _T]) -> list[_T]:
     """`work` on every item (a browser) at once, a thread each."""
     with ThreadPoolExecutor(len(items)) as pool:
@@ -584,7 +620,10 @@ class Results:
         self.loads: dict[str, list[dict[str, Any]]] = {}
         # seconds: a version loaded to its layout kept, and of those the layout's own
         self.kept: list[tuple[float, float]] = []
+        self.chain: dict[str, list[float]] = {setup: [] for setup in SETUPS}  # a run's s
         self.browser_cpu: list[float] = []  # CPU seconds of the browsers, a run each
+        self.run_cpu: list[float] = []  # the same to the run's end seen (0.1 s apart)
+        self.escaped = 0  # the most browser threads found not set aside after a run
         self.browser_kinds: list[dict[str, float]] = []  # the same by process kind
 
 
@@ -616,7 +655,9 @@ class Bench:
         self.results.dom = {"browsers": [], "alone": []}
         self.results.frame = {"browsers": [], "alone": []}
         self.results.no_frame = 0
+        self.results.chain = {setup: [] for setup in SETUPS}
         self.results.browser_cpu = []
+        self.results.run_cpu = []
         self.results.browser_kinds = []
         for i in range(self.options.repeat):
             self.say(f"round {i + 1} of {self.options.repeat}")
@@ -710,14 +751,19 @@ class Bench:
         elif setup in ("browsers", "alone"):
             browsers = self.watching(setup)
             await asyncio.to_thread(in_each, browsers, lambda browser: open_pages(browser, url))
-            if setup == "browsers":  # Chromium set their shown pages' renderers to nice 0
+            if setup == "browsers":  # Chromium set their shown pages' threads itself
                 for browser in browsers:
                     browser.set_aside(self.options.nice)
             cpu = [browser.cpu() for browser in browsers]
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
+        if setup == "browsers":
+            self.results.run_cpu.append(sum(cpu_spent(browsers, cpu).values()))
+            self.results.escaped = max(self.results.escaped, sum(
+                browser.escaped(self.options.nice) for browser in browsers))
         await asyncio.gather(*watchers)
         self.results.gaps[setup] += handoffs(run)
+        self.results.chain[setup].append(chain_seconds(run))
         if setup in ("browsers", "alone"):
             await self.collect(setup, f"{url}/events", cpu)
 
@@ -733,11 +779,7 @@ class Bench:
         browsers = self.watching(setup)
         shown = await asyncio.to_thread(in_each, browsers, page_changes)
         if setup == "browsers":
-            kinds: dict[str, float] = {}
-            for browser, before in zip(browsers, cpu, strict=True):
-                for pid, after in browser.cpu().items():
-                    kind = process_kind(pid)
-                    kinds[kind] = kinds.get(kind, 0.0) + after - before.get(pid, 0.0)
+            kinds = cpu_spent(browsers, cpu)
             self.results.browser_cpu.append(sum(kinds.values()))
             self.results.browser_kinds.append(kinds)
         for changes in (page for browser in shown for page in browser):
@@ -887,9 +929,16 @@ def main(argv: list[str] | None = None) -> int:
           f" {sum(map(len, results.dom.values()))} shown in pages' DOM ({results.no_frame}"
           f" with no frame after them); {time.monotonic() - started:.0f} s")
     print(table(rows))
+    print("the chain's run, its first start to its last end (median s): " + ", ".join(
+        f"{setup} {statistics.median(seconds):.2f}"
+        for setup, seconds in results.chain.items() if seconds))
+    if results.run_cpu:
+        print(f"Chromium's CPU from the gate's opening to the run's end seen (median):"
+              f" {statistics.median(results.run_cpu):.2f} s; threads found not set aside"
+              f" after a run: {results.escaped}")
     if results.browser_cpu:
         cpu = statistics.median(results.browser_cpu)
-        print(f"Chromium's CPU while watching a run (median of the runs): {cpu:.2f} s,"
+        print(f"Chromium's CPU to the pages' figures collected (median of the runs): {cpu:.2f} s,"
               f" {cpu / args.pages / (2 * N_CHAIN) * 1e3:.2f} ms a page a change; by process"
               " (median s): " + ", ".join(
                   f"{kind} {statistics.median(k.get(kind, 0.0) for k in results.browser_kinds):.2f}"
@@ -916,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
             "figures": [vars(row) for row in rows], "loads": results.loads,
             "changes": {"clients": len(results.clients), "no frame": results.no_frame,
                         **{f"dom, {k}": len(v) for k, v in results.dom.items()}},
-            "browser cpu s": results.browser_cpu,
+            "browser cpu s": results.browser_cpu, "browser cpu to the run's end s":
+            results.run_cpu, "chain s": results.chain, "threads not set aside": results.escaped,
             "chromium": missing or "ran"}, indent=2) + "\n")
     if missing:
         print(f"Chromium's part SKIPPED: {missing}: no draw time, no browser pages measured")
