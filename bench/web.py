@@ -204,8 +204,10 @@ def layered_dag(count: int, seed: int = 16, gates: Path | None = None,
             name = f"{rng.choice(verbs)}_{rng.choice(things)}_{len(nodes):03d}"
             upstream = (previous if len(previous) == 1 or size == 1 else
                         rng.sample(previous, min(len(previous), rng.randint(1, 3))))
-            waits = gates is not None and not layer  # a source: for the gate (0.5 s apart)
-            nodes.append(_node(name, upstream, _gate(gates, 0.5) if waits else "true"))
+            # a source waits for the gate (0.5 s apart)
+            waits = gates is not None and not layer
+            nodes.append(_node(name, upstream,
+                               _gate(gates, 0.5) if gates is not None and waits else "true"))
             current.append(name)
         previous, layer = current, layer + 1
     nodes += [_node("publish", previous), _node("alert", ["publish"], f"echo {version}")]
@@ -859,11 +861,11 @@ def figures(results: Results, pages: int) -> list[Figure]:
                     "ms", clients[pct], f"<= {LATENCY_P99_MS:g} ms" if judged else "",
                     value <= LATENCY_P99_MS if judged else None))
     if results.loads:
-        for kind, label, floor in (
+        for kind, label, floor_kind in (
                 ("first", "first view of a new version (run at once)", "floor"),
                 ("browser", "the same, the browser lays it out", "floor"),
                 ("daemon", "a later view", "floor, daemon's layout")):
-            loaded: list[float] = [load["load"] for load in results.loads[floor]]
+            loaded: list[float] = [load["load"] for load in results.loads[floor_kind]]
             painted: list[float] = [load["painted"] for load in results.loads[kind]]
             p50 = statistics.median(painted)
             judged = kind != "browser"  # the comparison: what it was before
