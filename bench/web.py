@@ -24,8 +24,9 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   machines; set again once the pages are open, since Chromium sets the threads of a page
   it shows itself. A nice value and a CPU affinity are a thread's on Linux: until
   2026-12-05 the bench set only each process's main thread, and the others (the
-  compositors, raised to nice -8 by Chromium, run as root here; a user's browser may not
-  raise them) ran on both CPUs ahead of the daemon;
+  compositors, raised to nice -8 by Chromium, run as root here; run as an ordinary user,
+  without a limit that allows it, it cannot raise them) ran on both CPUs ahead of the
+  daemon;
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
   priority on any CPU: what a user's page shows when no other page competes for the CPU.
 
