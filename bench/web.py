@@ -206,9 +206,8 @@ def layered_dag(count: int, seed: int = 16, gates: Path | None = None,
             upstream = (previous if len(previous) == 1 or size == 1 else
                         rng.sample(previous, min(len(previous), rng.randint(1, 3))))
             # a source waits for the gate (0.5 s apart)
-            waits = gates is not None and not layer
-            nodes.append(_node(name, upstream,
-                               _gate(gates, 0.5) if gates is not None and waits else "true"))
+            command = _gate(gates, 0.5) if gates is not None and not layer else "true"
+            nodes.append(_node(name, upstream, command))
             current.append(name)
         previous, layer = current, layer + 1
     nodes += [_node("publish", previous), _node("alert", ["publish"], f"echo {version}")]
