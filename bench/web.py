@@ -364,6 +364,11 @@ def chromium_missing() -> str | None:
     return None
 
 
+def aside_cpu() -> int:
+    """The CPU the watching browsers are kept on: the last this process may use."""
+    return sorted(os.sched_getaffinity(0))[-1]
+
+
 class Chromium:
     """One headless Chromium, its windows each with RECORDER injected into every page."""
 
@@ -440,7 +445,7 @@ class Chromium:
         start next: the daemon gets the other CPUs first, as if the browsers ran on other
         machines. Chromium sets the threads of a page it shows itself: call again once the
         pages are open."""
-        cpu = sorted(os.sched_getaffinity(0))[-1]
+        cpu = aside_cpu()
         for thread in self.threads():
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, thread, nice)
@@ -448,7 +453,7 @@ class Chromium:
 
     def escaped(self, nice: int) -> int:
         """How many of its threads are not (or no longer) set aside."""
-        cpu, count = sorted(os.sched_getaffinity(0))[-1], 0
+        cpu, count = aside_cpu(), 0
         for thread in self.threads():
             with contextlib.suppress(OSError):
                 count += (os.getpriority(os.PRIO_PROCESS, thread) != nice
