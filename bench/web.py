@@ -6,7 +6,7 @@ on them, and how long a 1,000-node run page takes to draw its graph.
 
 Two real `flowplan serve --http` daemons on loopback serve one store. Its `chain` workflow is
 a `gate` node, which waits for a file named after its run, then a chain of 100 `true` nodes
-(n0 -> n1 -> ... -> n99). Four setups run it in turn, run by run (the order rotates), each
+(n0 -> n1 -> ... -> n99). Five setups run it in turn, run by run (the order rotates), each
 --repeat times (default 5) after a warm-up run:
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
@@ -27,6 +27,12 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   compositors, raised to nice -8 by Chromium, run as root here; run as an ordinary user,
   without a limit that allows it, it cannot raise them) ran on both CPUs ahead of the
   daemon;
+- **least pages**: the same N windows of the same browsers, set aside the same way, each
+  showing the least page that shows the run's graph live (LEAST_PAGE): the run page's graph
+  as that page drew it, the console's style sheet, and the run's events, each node's new
+  status written into its `<g>`; no node table, timeline, panel or other script. The floor
+  of a run page's latency with N pages on this machine: what any page drawing this graph
+  costs Chromium;
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
   priority on any CPU: what a user's page shows when no other page competes for the CPU.
 
@@ -41,10 +47,11 @@ Figures:
 - a change's latency: from the engine's commit of it (the event's `time`) to an HTTP client
   reading it, to a page's DOM having it (a MutationObserver on `data-status` of the graph's
   `<g data-node>`, Date.now()), and to the end of the next frame after it (rAF, then a
-  task); p50 and p99 over every page; target: the DOM's p99 <= 100 ms. And the chain's
-  run, its first start to its last end, in each setup; the CPU the 20 pages' browsers
-  spent from the gate's opening to the run's end seen, and to their figures collected; the
-  most of their threads found not set aside after a run;
+  task); p50 and p99 over every page, the run pages' against the least pages'; target: the
+  DOM's p99 <= 100 ms. And the chain's run, its first start to its last end, in each
+  setup; the CPU the set-aside browsers spent from the gate's opening to the run's end
+  seen (run pages, least pages), and to the run pages' figures collected; the most of
+  their threads found not set aside after a run;
 - a 1,000-node run page (a layered DAG with fan-outs and fan-ins, 2,043 edges, its 8
   sources waiting for their run's gate file), loaded --loads times (default 5) of each
   kind by the browser of the 1 page, before the 20 windows open: from the navigation's
@@ -101,7 +108,9 @@ N_BIG = 1000
 HANDOFF_RATIO = 1.2
 LATENCY_P99_MS = 100.0
 DRAW_MS = 1000.0
-SETUPS = ("none", "clients", "browsers", "alone")
+SETUPS = ("none", "clients", "browsers", "least", "alone")
+PAGE_SETUPS = ("browsers", "least", "alone")  # the setups with Chromium pages
+ASIDE = ("browsers", "least")  # their pages in the set-aside browsers
 _T = TypeVar("_T")
 _I = TypeVar("_I")
 # The pages a browser shows, as windows: 4 browsers for 20 pages, each page's stream on a
@@ -489,6 +498,42 @@ def process_kind(pid: int) -> str:
 WATCHING = """const live = document.documentElement.dataset.streamsLive;
 return !!(window.__bench && Number(live) > 0 &&
           document.querySelector('#graph[data-drawn="yes"]'))"""
+# The least page that shows a run's graph live, the floor of a run page's latency: the run
+# page's graph as that page drew it (its SVG, the console's style sheet) and the run's
+# events, each node's new status written into its <g>. Nothing else of the run page: no
+# node table, timeline, panel, run's duration or other script. The same hooks as a run
+# page's (WATCHING, FINISHED_PAGE) and the same RECORDER.
+LEAST_PAGE = r"""
+const [graph, events] = arguments;
+const link = document.createElement("link");
+link.rel = "stylesheet";
+link.href = "/static/console.css";
+document.head.replaceChildren(link);
+document.body.innerHTML = '<div id="graph" class="graph">' + graph + '</div>' +
+                          '<table id="run-nodes"></table>';
+const box = document.getElementById("graph");
+const nodes = new Map();
+for (const element of box.querySelectorAll("g[data-node]")) {
+  nodes.set(element.dataset.node, element);
+}
+const source = new EventSource(events);
+source.addEventListener("open", () => { document.documentElement.dataset.streamsLive = "1"; });
+source.addEventListener("changes", (message) => {
+  for (const change of JSON.parse(message.data)) {
+    const element = change.node && nodes.get(change.node.name);
+    if (element) {
+      element.dataset.status = change.node.status;
+    }
+  }
+});
+source.addEventListener("end", () => {
+  source.close();
+  document.getElementById("run-nodes").dataset.finished = "yes";
+});
+box.dataset.drawn = "yes";
+"""
+GRAPH = """return [document.querySelector("#graph svg").outerHTML,
+                   document.getElementById("run-nodes").dataset.sequence]"""
 FINISHED_PAGE = """const t = document.getElementById("run-nodes");
                    return !!t && t.dataset.finished === 'yes';"""
 DRAWN = """const mark = (name) => (performance.getEntriesByName(name)[0] || {}).startTime;
@@ -571,6 +616,25 @@ def open_pages(chromium: Chromium, url: str) -> None:
         chromium.until(WATCHING, "a page following the run")
 
 
+def run_graph(chromium: Chromium, url: str) -> tuple[str, str]:
+    """A run page's graph as drawn (its SVG) and the last change it shows (its sequence),
+    from the page in the current window."""
+    chromium.driver.get(url)
+    chromium.until(WATCHING, "a page following the run")
+    graph, sequence = chromium.script(GRAPH)
+    return graph, sequence
+
+
+def open_least_pages(chromium: Chromium, origin: str, graph: str, events: str) -> None:
+    """LEAST_PAGE in every window, following `events`. Built in a document of the daemon's
+    (its style sheet, shown as text): a page of another origin may not read the events."""
+    for _ in chromium.each():
+        chromium.driver.get(f"{origin}/static/console.css")
+        chromium.script(LEAST_PAGE, graph, events)
+    for _ in chromium.each():
+        chromium.until(WATCHING, "a least page following the run")
+
+
 def page_changes(chromium: Chromium) -> list[list[dict[str, Any]]]:
     """Every page's recorded changes, once it shows the run finished and the frame after its
     last change has ended (or 2 s passed: a page that got no frame)."""
@@ -621,17 +685,24 @@ class Results:
         self.gaps: dict[str, list[float]] = {setup: [] for setup in SETUPS}
         self.clients: list[float] = []  # seconds, an HTTP client reading each change
         # seconds, a page's DOM showing each change, and the end of the frame after it
-        self.dom: dict[str, list[float]] = {"browsers": [], "alone": []}
-        self.frame: dict[str, list[float]] = {"browsers": [], "alone": []}
+        self.dom: dict[str, list[float]] = {setup: [] for setup in PAGE_SETUPS}
+        self.frame: dict[str, list[float]] = {setup: [] for setup in PAGE_SETUPS}
         self.no_frame = 0  # DOM changes with no frame after them
         self.loads: dict[str, list[dict[str, Any]]] = {}
         # seconds: a version loaded to its layout kept, and of those the layout's own
         self.kept: list[tuple[float, float]] = []
         self.chain: dict[str, list[float]] = {setup: [] for setup in SETUPS}  # a run's s
         self.browser_cpu: list[float] = []  # CPU seconds of the browsers, a run each
-        self.run_cpu: list[float] = []  # the same to the run's end seen (0.1 s apart)
+        # the set-aside browsers' CPU seconds to the run's end seen (0.1 s apart), a run each
+        self.run_cpu: dict[str, list[float]] = {setup: [] for setup in ASIDE}
         self.escaped = 0  # the most browser threads found not set aside after a run
         self.browser_kinds: list[dict[str, float]] = []  # the same by process kind
+
+    def runs_forgotten(self) -> Results:
+        """New results with this one's 1,000-node figures: the warm-up runs' left out."""
+        fresh = Results()
+        fresh.loads, fresh.kept = self.loads, self.kept
+        return fresh
 
 
 class Bench:
@@ -657,15 +728,7 @@ class Bench:
         self.say("warm-up runs")
         for setup in setups:
             await self.chain_run(setup)
-        self.results.gaps = {setup: [] for setup in SETUPS}
-        self.results.clients = []
-        self.results.dom = {"browsers": [], "alone": []}
-        self.results.frame = {"browsers": [], "alone": []}
-        self.results.no_frame = 0
-        self.results.chain = {setup: [] for setup in SETUPS}
-        self.results.browser_cpu = []
-        self.results.run_cpu = []
-        self.results.browser_kinds = []
+        self.results = self.results.runs_forgotten()
         for i in range(self.options.repeat):
             self.say(f"round {i + 1} of {self.options.repeat}")
             for setup in setups[i % len(setups):] + setups[:i % len(setups)]:
@@ -755,23 +818,30 @@ class Bench:
                         for event in connected]
             for event in connected:
                 await event.wait()
-        elif setup in ("browsers", "alone"):
+        elif setup in PAGE_SETUPS:
             browsers = self.watching(setup)
-            await asyncio.to_thread(in_each, browsers, lambda browser: open_pages(browser, url))
-            if setup == "browsers":  # Chromium set their shown pages' threads itself
+            if setup == "least":  # the graph from a run page in one of the windows
+                graph, sequence = await asyncio.to_thread(run_graph, browsers[0], url)
+                events = f"/runs/{run_id}/events?batch=1&after={sequence}"
+                await asyncio.to_thread(in_each, browsers, lambda browser: open_least_pages(
+                    browser, daemon.url, graph, events))
+            else:
+                await asyncio.to_thread(in_each, browsers,
+                                        lambda browser: open_pages(browser, url))
+            if setup in ASIDE:  # Chromium set their shown pages' threads itself
                 for browser in browsers:
                     browser.set_aside(self.options.nice)
             cpu = [browser.cpu() for browser in browsers]
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
-        if setup == "browsers":
-            self.results.run_cpu.append(sum(cpu_spent(browsers, cpu).values()))
+        if setup in ASIDE:
+            self.results.run_cpu[setup].append(sum(cpu_spent(browsers, cpu).values()))
             self.results.escaped = max(self.results.escaped, sum(
                 browser.escaped(self.options.nice) for browser in browsers))
         await asyncio.gather(*watchers)
         self.results.gaps[setup] += handoffs(run)
         self.results.chain[setup].append(chain_seconds(run))
-        if setup in ("browsers", "alone"):
+        if setup in PAGE_SETUPS:
             await self.collect(setup, f"{url}/events", cpu)
 
     def watching(self, setup: str) -> list[Chromium]:
@@ -840,13 +910,13 @@ def figures(results: Results, pages: int) -> list[Figure]:
     rows: list[Figure] = []
     none = results.gaps["none"]
     labels = {"clients": f"{pages} HTTP clients", "browsers": f"{pages} Chromium pages",
-              "alone": "1 Chromium page"}
+              "least": f"{pages} least pages", "alone": "1 Chromium page"}
     for setup, label in labels.items():
         if not results.gaps[setup]:
             continue
         for pct in (50, 99):
             value, floor = (percentile(v, pct) * 1e3 for v in (results.gaps[setup], none))
-            judged = pct == 50 and setup != "alone"
+            judged = pct == 50 and setup in ("clients", "browsers")
             rows.append(Figure(f"handoff p{pct}, {label} (floor: none)", value, "ms", floor,
                                f"<= {HANDOFF_RATIO:g}x" if judged else "",
                                value <= HANDOFF_RATIO * floor if judged else None))
@@ -855,15 +925,20 @@ def figures(results: Results, pages: int) -> list[Figure]:
         value = percentile(results.clients, pct) * 1e3
         clients[pct] = value
         rows.append(Figure(f"change read by an HTTP client p{pct}", value, "ms"))
-    for setup in ("browsers", "alone"):
+    for setup in ("least", "browsers", "alone"):
         for kind, what in (("dom", "DOM"), ("frame", "frame end")):
             values = getattr(results, kind)[setup]
+            least = getattr(results, kind)["least"]
             for pct in (50, 99) if values else ():
                 value = percentile(values, pct) * 1e3
                 judged = pct == 99 and kind == "dom" and setup == "browsers"
+                # the run pages against the least pages in the same browsers, when measured
+                below, name = clients[pct], "HTTP client"
+                if setup == "browsers" and least:
+                    below, name = percentile(least, pct) * 1e3, labels["least"]
                 rows.append(Figure(
-                    f"change, {labels[setup]}: {what} p{pct} (floor: HTTP client)", value,
-                    "ms", clients[pct], f"<= {LATENCY_P99_MS:g} ms" if judged else "",
+                    f"change, {labels[setup]}: {what} p{pct} (floor: {name})", value,
+                    "ms", below, f"<= {LATENCY_P99_MS:g} ms" if judged else "",
                     value <= LATENCY_P99_MS if judged else None))
     if results.loads:
         for kind, label, floor_kind in (
@@ -939,10 +1014,12 @@ def main(argv: list[str] | None = None) -> int:
     print("the chain's run, its first start to its last end (median s): " + ", ".join(
         f"{setup} {statistics.median(seconds):.2f}"
         for setup, seconds in results.chain.items() if seconds))
-    if results.run_cpu:
-        print(f"Chromium's CPU from the gate's opening to the run's end seen (median):"
-              f" {statistics.median(results.run_cpu):.2f} s; threads found not set aside"
-              f" after a run: {results.escaped}")
+    if results.run_cpu["browsers"]:
+        print("the set-aside browsers' CPU from the gate's opening to the run's end seen"
+              " (median s): " + ", ".join(
+                  f"{setup} {statistics.median(seconds):.2f}"
+                  for setup, seconds in results.run_cpu.items() if seconds)
+              + f"; threads found not set aside after a run: {results.escaped}")
     if results.browser_cpu:
         cpu = statistics.median(results.browser_cpu)
         print(f"Chromium's CPU to the pages' figures collected (median of the runs): {cpu:.2f} s,"
