@@ -622,7 +622,7 @@ def run_graph(chromium: Chromium, url: str) -> tuple[str, str]:
     chromium.driver.get(url)
     chromium.until(WATCHING, "a page following the run")
     graph, sequence = chromium.script(GRAPH)
-    return graph, sequence
+    return str(graph), str(sequence)
 
 
 def open_least_pages(chromium: Chromium, origin: str, graph: str, events: str) -> None:
@@ -928,13 +928,13 @@ def figures(results: Results, pages: int) -> list[Figure]:
     for setup in ("least", "browsers", "alone"):
         for kind, what in (("dom", "DOM"), ("frame", "frame end")):
             values = getattr(results, kind)[setup]
-            least = getattr(results, kind)["least"]
+            # the run pages against the least pages in the same browsers, when measured
+            least = getattr(results, kind)["least"] if setup == "browsers" else []
             for pct in (50, 99) if values else ():
                 value = percentile(values, pct) * 1e3
                 judged = pct == 99 and kind == "dom" and setup == "browsers"
-                # the run pages against the least pages in the same browsers, when measured
                 below, name = clients[pct], "HTTP client"
-                if setup == "browsers" and least:
+                if least:
                     below, name = percentile(least, pct) * 1e3, labels["least"]
                 rows.append(Figure(
                     f"change, {labels[setup]}: {what} p{pct} (floor: {name})", value,
