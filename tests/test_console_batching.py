@@ -196,10 +196,11 @@ new MutationObserver((records) => { window.__rowWrites += records.length; }).obs
 document.addEventListener('flowplan:end', () => {
   window.__rowWritesBeforeEnd = window.__rowWrites;
 });
-document.addEventListener('flowplan:change', (event) => {
-  const c = event.detail;
-  window.__changes.push([c.sequence, c.run_status, c.node ? c.node.name : null,
-                         c.node ? c.node.status : null]);
+document.addEventListener('flowplan:changes', (event) => {
+  for (const c of event.detail) {
+    window.__changes.push([c.sequence, c.run_status, c.node ? c.node.name : null,
+                           c.node ? c.node.status : null]);
+  }
 });
 new MutationObserver((records) => {
   for (const record of records) {

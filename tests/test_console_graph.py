@@ -398,10 +398,10 @@ def test_a_timeline_without_attempts_waits_for_the_first(
         " return [box.dataset.rows, box.querySelector('p.sub').hidden,"
         " box.querySelectorAll('rect.bar').length]") == ["0", False, 0]
     driver.execute_script(
-        "document.dispatchEvent(new CustomEvent('flowplan:change', {detail: {node: {"
+        "document.dispatchEvent(new CustomEvent('flowplan:changes', {detail: [{node: {"
         " name: 'load', status: 'RUNNING', attempts: 1, attempt: {number: 1,"
         " status: 'RUNNING', started_time: arguments[0], finished_time: null,"
-        " copied_from: ''}}}}))", start)
+        " copied_from: ''}}}]}))", start)
     _wait(lambda: driver.execute_script(
         "return document.querySelectorAll('#timeline rect.bar[data-status=RUNNING]').length"
         ) == 1, "the first attempt's bar")

@@ -5,7 +5,7 @@
 // from the page (the Nodes table and the graph's edges). On a run page
 // (data-panel="run") it shows the node's status and attempts from
 // /runs/RUN_ID/nodes/NODE?format=json, kept current by the run's change events
-// (console.js's "flowplan:change"), and follows the latest attempt's log
+// (console.js's "flowplan:changes"), and follows the latest attempt's log
 // (/runs/RUN_ID/nodes/NODE/log) while it runs; for roles that may resume, "Tick for
 // resume" ticks the node's box in the resume form.
 "use strict";
@@ -355,11 +355,16 @@
     log = stream;
   }
 
-  document.addEventListener("flowplan:change", function (event) {
-    const change = event.detail;
-    if (kind !== "run" || current === null || !change.node || change.node.name !== current) {
-      return;
+  document.addEventListener("flowplan:changes", function (event) {
+    if (kind === "run" && current !== null) {
+      for (const change of event.detail) {
+        if (change.node && change.node.name === current) {
+          showChange(change);
+        }
+      }
     }
+  });
+  function showChange(change) {
     const status = document.getElementById("panel-status");
     if (status) {
       status.dataset.status = change.node.status;
@@ -381,7 +386,7 @@
         followLog(current, text);
       }
     }
-  });
+  }
 
   // the node's box in the table ticked or unticked: the panel's box follows
   document.addEventListener("change", function (event) {

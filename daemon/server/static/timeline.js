@@ -3,7 +3,7 @@
 // started_time, finished_time}]}]}, times in seconds since the epoch). One row per node
 // that ran in this run (copied attempts ran in another run), one bar per attempt from its
 // start to its end, a running one growing to now; coloured by the attempt's status as the
-// graph is. Kept current by the run's change events (console.js's "flowplan:change"). The
+// graph is. Kept current by the run's change events (console.js's "flowplan:changes"). The
 // rows scroll under a fixed time axis, so a run of 1,000 nodes stays usable. A click on a
 // row opens the node's panel (panel.js).
 "use strict";
@@ -126,6 +126,7 @@
   function draw() {
     queued = false;
     const began = performance.now();
+    recordOwed();
     const shown = order.filter(function (name) { return attempts.get(name).length > 0; });
     empty.hidden = shown.length > 0;
     axis.style.display = scroller.style.display = shown.length ? "" : "none";
@@ -292,17 +293,27 @@
     }
   }
 
-  document.addEventListener("flowplan:change", function (event) {
-    const node = event.detail.node;
-    if (!node || !node.attempt) {
-      return;
+  // Each node's latest state from its changes, recorded at the next draw: a node's change
+  // carries all its attempts (the earlier ones in node.earlier), so the latest is enough,
+  // and a timeline out of view records nothing until it is drawn.
+  const owed = new Map();  // node name -> its latest state, not yet recorded
+  function recordOwed() {
+    for (const [name, node] of owed) {
+      for (const attempt of (node.earlier || []).concat([node.attempt])) {
+        record(name, attempt);
+      }
     }
-    // the attempts before the latest come too: a page catching up gets only the latest
-    // state of the node, a retry that came and went meanwhile among its earlier attempts
-    for (const attempt of (node.earlier || []).concat([node.attempt])) {
-      record(node.name, attempt);
+    owed.clear();
+  }
+  document.addEventListener("flowplan:changes", function (event) {
+    for (const change of event.detail) {
+      if (change.node && change.node.attempt) {
+        owed.set(change.node.name, change.node);
+      }
     }
-    later();
+    if (owed.size) {
+      later();
+    }
   });
   document.addEventListener("flowplan:end", function () {
     ended = true;
