@@ -196,7 +196,9 @@ new MutationObserver((records) => { window.__rowWrites += records.length; }).obs
 document.addEventListener('flowplan:end', () => {
   window.__rowWritesBeforeEnd = window.__rowWrites;
 });
+window.__events = 0;  // flowplan:changes events: one a write the page read
 document.addEventListener('flowplan:changes', (event) => {
+  window.__events += 1;
   for (const c of event.detail) {
     window.__changes.push([c.sequence, c.run_status, c.node ? c.node.name : null,
                            c.node ? c.node.status : null]);
@@ -229,7 +231,7 @@ return {
   duration: document.getElementById('run-duration').textContent,
   bars: [...document.querySelectorAll('#timeline rect.bar')].map((bar) =>
     [bar.closest('g[data-row]').dataset.row, bar.dataset.status]),
-  added: window.__bars.size, changes: window.__changes,
+  added: window.__bars.size, changes: window.__changes, events: window.__events,
   rowWritesBeforeEnd: window.__rowWritesBeforeEnd,
   cancel: document.getElementById('cancel-form') !== null};
 """
@@ -240,10 +242,10 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
         served: tuple[Daemon, int, Path]) -> None:
     """The page of a run waiting behind another: when it runs, its 41 nodes' changes come
     ~10 to a write. Every row and graph node ends SUCCEEDED with one attempt, each change is
-    handed on to the page's other scripts once, in order; the run's duration is the one a
-    reload shows (its start and end came in the same few batches); the timeline drew each
-    bar once and then moved it (no SVG made again at each draw); Cancel went, and the graph
-    stayed where it was."""
+    handed on to the page's other scripts once, in order, a write's changes in one event;
+    the run's duration is the one a reload shows (its start and end came in the same few
+    batches); the timeline drew each bar once and then moved it (no SVG made again at each
+    draw); Cancel went, and the graph stayed where it was."""
     from selenium.webdriver.common.by import By
 
     daemon, port, tmp_path = served
@@ -288,6 +290,8 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
             [c["sequence"], c["run_status"], c["node"]["name"] if "node" in c else None,
              c["node"]["status"] if "node" in c else None] for c in sent]
         assert len(sent) >= 2 * len(names)
+        # handed on a write at a time: each flowplan:changes event carries a write's changes
+        assert 0 < shown["events"] < len(sent), (shown["events"], len(sent))
         _, _, page = _operator(port).request("GET", f"/runs/{second}")
         again = re.search(r'<span id="run-duration"[^>]*>([^<]*)</span>', page)
         # the same text, but for the page's times being whole milliseconds (the daemon's
