@@ -6,7 +6,7 @@ on them, and how long a 1,000-node run page takes to draw its graph.
 
 Two real `flowplan serve --http` daemons on loopback serve one store. Its `chain` workflow is
 a `gate` node, which waits for a file named after its run, then a chain of 100 `true` nodes
-(n0 -> n1 -> ... -> n99). Five setups run it in turn, run by run (the order rotates), each
+(n0 -> n1 -> ... -> n99). Six setups run it in turn, run by run (the order rotates), each
 --repeat times (default 5) after a warm-up run:
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
@@ -33,6 +33,9 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   status written into its `<g>`; no node table, timeline, panel or other script. The floor
   of a run page's latency with N pages on this machine: what any page drawing this graph
   costs Chromium;
+- **bare pages**: the same least pages with the graph not displayed (`display: none`):
+  each status still goes into its `<g>`, and nothing is drawn. The floor of any page
+  following the run: what reading the events and writing the DOM cost N pages here;
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
   priority on any CPU: what a user's page shows when no other page competes for the CPU.
 
@@ -47,11 +50,12 @@ Figures:
 - a change's latency: from the engine's commit of it (the event's `time`) to an HTTP client
   reading it, to a page's DOM having it (a MutationObserver on `data-status` of the graph's
   `<g data-node>`, Date.now()), and to the end of the next frame after it (rAF, then a
-  task); p50 and p99 over every page, the run pages' against the least pages'; target: the
-  DOM's p99 <= 100 ms. And the chain's run, its first start to its last end, in each
-  setup; the CPU the set-aside browsers spent from the gate's opening to the run's end
-  seen (run pages, least pages), and to the run pages' figures collected; the most of
-  their threads found not set aside after a run;
+  task); p50 and p99 over every page, the run pages' against the least pages', theirs
+  against the bare pages'; target: the DOM's p99 <= 100 ms. And the chain's run, its
+  first start to its last end, in each setup; the CPU the set-aside browsers spent from
+  the gate's opening to the run's end seen (run pages, least pages, bare pages), and to
+  the run pages' figures collected; the most of their threads found not set aside after a
+  run;
 - a 1,000-node run page (a layered DAG with fan-outs and fan-ins, 2,043 edges, its 8
   sources waiting for their run's gate file), loaded --loads times (default 5) of each
   kind by the browser of the 1 page, before the 20 windows open: from the navigation's
@@ -108,9 +112,10 @@ N_BIG = 1000
 HANDOFF_RATIO = 1.2
 LATENCY_P99_MS = 100.0
 DRAW_MS = 1000.0
-SETUPS = ("none", "clients", "browsers", "least", "alone")
-PAGE_SETUPS = ("browsers", "least", "alone")  # the setups with Chromium pages
-ASIDE = ("browsers", "least")  # their pages in the set-aside browsers
+SETUPS = ("none", "clients", "browsers", "least", "bare", "alone")
+PAGE_SETUPS = ("browsers", "least", "bare", "alone")  # the setups with Chromium pages
+ASIDE = ("browsers", "least", "bare")  # their pages in the set-aside browsers
+FLOORS = ("least", "bare")  # LEAST_PAGE, its graph shown or not
 _T = TypeVar("_T")
 _I = TypeVar("_I")
 # The pages a browser shows, as windows: 4 browsers for 20 pages, each page's stream on a
@@ -502,9 +507,12 @@ return !!(window.__bench && Number(live) > 0 &&
 # page's graph as that page drew it (its SVG, the console's style sheet) and the run's
 # events, each node's new status written into its <g>. Nothing else of the run page: no
 # node table, timeline, panel, run's duration or other script. The same hooks as a run
-# page's (WATCHING, FINISHED_PAGE) and the same RECORDER.
+# page's (WATCHING, FINISHED_PAGE) and the same RECORDER. With `shown` false, the bare
+# page, the floor of any page following the run: the graph is not displayed (each status
+# still goes into its <g>), so a change costs reading the events and writing the DOM, and
+# nothing is drawn.
 LEAST_PAGE = r"""
-const [graph, events] = arguments;
+const [graph, events, shown] = arguments;
 const link = document.createElement("link");
 link.rel = "stylesheet";
 link.href = "/static/console.css";
@@ -512,6 +520,9 @@ document.head.replaceChildren(link);
 document.body.innerHTML = '<div id="graph" class="graph">' + graph + '</div>' +
                           '<table id="run-nodes"></table>';
 const box = document.getElementById("graph");
+if (!shown) {
+  box.querySelector("svg").style.display = "none";
+}
 const nodes = new Map();
 for (const element of box.querySelectorAll("g[data-node]")) {
   nodes.set(element.dataset.node, element);
@@ -625,12 +636,14 @@ def run_graph(chromium: Chromium, url: str) -> tuple[str, str]:
     return str(graph), str(sequence)
 
 
-def open_least_pages(chromium: Chromium, origin: str, graph: str, events: str) -> None:
-    """LEAST_PAGE in every window, following `events`. Built in a document of the daemon's
-    (its style sheet, shown as text): a page of another origin may not read the events."""
+def open_least_pages(chromium: Chromium, origin: str, graph: str, events: str,
+                     shown: bool) -> None:
+    """LEAST_PAGE in every window, following `events`, its graph `shown` or not. Built in a
+    document of the daemon's (its style sheet, shown as text): a page of another origin may
+    not read the events."""
     for _ in chromium.each():
         chromium.driver.get(f"{origin}/static/console.css")
-        chromium.script(LEAST_PAGE, graph, events)
+        chromium.script(LEAST_PAGE, graph, events, shown)
     for _ in chromium.each():
         chromium.until(WATCHING, "a least page following the run")
 
@@ -820,11 +833,11 @@ class Bench:
                 await event.wait()
         elif setup in PAGE_SETUPS:
             browsers = self.watching(setup)
-            if setup == "least":  # the graph from a run page in one of the windows
+            if setup in FLOORS:  # the graph from a run page in one of the windows
                 graph, sequence = await asyncio.to_thread(run_graph, browsers[0], url)
                 events = f"/runs/{run_id}/events?batch=1&after={sequence}"
                 await asyncio.to_thread(in_each, browsers, lambda browser: open_least_pages(
-                    browser, daemon.url, graph, events))
+                    browser, daemon.url, graph, events, setup == "least"))
             else:
                 await asyncio.to_thread(in_each, browsers,
                                         lambda browser: open_pages(browser, url))
@@ -910,7 +923,8 @@ def figures(results: Results, pages: int) -> list[Figure]:
     rows: list[Figure] = []
     none = results.gaps["none"]
     labels = {"clients": f"{pages} HTTP clients", "browsers": f"{pages} Chromium pages",
-              "least": f"{pages} least pages", "alone": "1 Chromium page"}
+              "least": f"{pages} least pages", "bare": f"{pages} bare pages",
+              "alone": "1 Chromium page"}
     for setup, label in labels.items():
         if not results.gaps[setup]:
             continue
@@ -925,17 +939,19 @@ def figures(results: Results, pages: int) -> list[Figure]:
         value = percentile(results.clients, pct) * 1e3
         clients[pct] = value
         rows.append(Figure(f"change read by an HTTP client p{pct}", value, "ms"))
-    for setup in ("least", "browsers", "alone"):
+    # each page's floor in the same browsers, when measured: the run pages' the least
+    # pages', theirs the bare pages'
+    floors = {"browsers": "least", "least": "bare"}
+    for setup in ("bare", "least", "browsers", "alone"):
         for kind, what in (("dom", "DOM"), ("frame", "frame end")):
             values = getattr(results, kind)[setup]
-            # the run pages against the least pages in the same browsers, when measured
-            least = getattr(results, kind)["least"] if setup == "browsers" else []
+            floor = getattr(results, kind)[floors[setup]] if setup in floors else []
             for pct in (50, 99) if values else ():
                 value = percentile(values, pct) * 1e3
                 judged = pct == 99 and kind == "dom" and setup == "browsers"
                 below, name = clients[pct], "HTTP client"
-                if least:
-                    below, name = percentile(least, pct) * 1e3, labels["least"]
+                if floor:
+                    below, name = percentile(floor, pct) * 1e3, labels[floors[setup]]
                 rows.append(Figure(
                     f"change, {labels[setup]}: {what} p{pct} (floor: {name})", value,
                     "ms", below, f"<= {LATENCY_P99_MS:g} ms" if judged else "",
