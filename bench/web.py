@@ -115,7 +115,7 @@ DRAW_MS = 1000.0
 SETUPS = ("none", "clients", "browsers", "least", "bare", "alone")
 PAGE_SETUPS = ("browsers", "least", "bare", "alone")  # the setups with Chromium pages
 ASIDE = ("browsers", "least", "bare")  # their pages in the set-aside browsers
-FLOORS = ("least", "bare")  # LEAST_PAGE, its graph shown or not
+LEAST_PAGES = ("least", "bare")  # the setups showing LEAST_PAGE, its graph shown or not
 _T = TypeVar("_T")
 _I = TypeVar("_I")
 # The pages a browser shows, as windows: 4 browsers for 20 pages, each page's stream on a
@@ -645,7 +645,7 @@ def open_least_pages(chromium: Chromium, origin: str, graph: str, events: str,
         chromium.driver.get(f"{origin}/static/console.css")
         chromium.script(LEAST_PAGE, graph, events, shown)
     for _ in chromium.each():
-        chromium.until(WATCHING, "a least page following the run")
+        chromium.until(WATCHING, "a least or bare page following the run")
 
 
 def page_changes(chromium: Chromium) -> list[list[dict[str, Any]]]:
@@ -833,7 +833,7 @@ class Bench:
                 await event.wait()
         elif setup in PAGE_SETUPS:
             browsers = self.watching(setup)
-            if setup in FLOORS:  # the graph from a run page in one of the windows
+            if setup in LEAST_PAGES:  # the graph from a run page in one of the windows
                 graph, sequence = await asyncio.to_thread(run_graph, browsers[0], url)
                 events = f"/runs/{run_id}/events?batch=1&after={sequence}"
                 await asyncio.to_thread(in_each, browsers, lambda browser: open_least_pages(
