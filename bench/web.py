@@ -1,8 +1,8 @@
 """Web console benchmark: what pages following a run cost the engine, how soon a change shows
 on them, and how long a 1,000-node run page takes to draw its graph.
 
-    python bench/web.py [--repeat N] [--pages N] [--loads N] [--nice N] [--no-browser]
-                        [--json FILE] [--strict]
+    python bench/web.py [--repeat N] [--pages N] [--loads N] [--nice N] [--aside cpu|idle]
+                        [--no-browser] [--json FILE] [--strict]
 
 Two real `flowplan serve --http` daemons on loopback serve one store. Its `chain` workflow is
 a `gate` node, which waits for a file named after its run, then a chain of 100 `true` nodes
@@ -26,7 +26,8 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   2026-12-05 the bench set only each process's main thread, and the others (the
   compositors, raised to nice -8 by Chromium, run as root here; run as an ordinary user,
   without a limit that allows it, it cannot raise them) ran on both CPUs ahead of the
-  daemon;
+  daemon. `--aside idle` sets them aside another way: SCHED_IDLE on every CPU, so that
+  they have all the CPU the daemon leaves, on both CPUs, and none it wants;
 - **least pages**: the same N windows of the same browsers, set aside the same way, each
   showing the least page that shows the run's graph live (LEAST_PAGE): the run page's graph
   as that page drew it, the console's style sheet, and the run's events, each node's new
@@ -97,7 +98,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import grpc
@@ -378,6 +379,11 @@ def chromium_missing() -> str | None:
     return None
 
 
+# how the watching browsers are set aside: "cpu" (every thread at --nice on the last CPU) or
+# "idle" (every thread SCHED_IDLE on every CPU)
+Aside = Literal["cpu", "idle"]
+
+
 def aside_cpu() -> int:
     """The CPU the watching browsers are kept on: the last this process may use."""
     return sorted(os.sched_getaffinity(0))[-1]
@@ -454,24 +460,31 @@ class Chromium:
             with contextlib.suppress(OSError):  # it may have ended meanwhile
                 yield from (int(task) for task in os.listdir(f"/proc/{pid}/task"))
 
-    def set_aside(self, nice: int) -> None:
-        """Every thread of this browser's at `nice`, on the last CPU, and so the threads they
-        start next: the daemon gets the other CPUs first, as if the browsers ran on other
-        machines. Chromium sets the threads of a page it shows itself: call again once the
-        pages are open."""
-        cpu = aside_cpu()
+    def set_aside(self, nice: int, aside: Aside) -> None:
+        """Every thread of this browser's set aside, and so the threads they start next:
+        `cpu`, at `nice` on the last CPU; `idle`, SCHED_IDLE on every CPU (it runs only
+        when nothing else would). Either way the daemon gets the machine first, as if the
+        browsers ran on other machines. Chromium sets the threads of a page it shows
+        itself: call again once the pages are open."""
+        cpus = {aside_cpu()} if aside == "cpu" else os.sched_getaffinity(0)
         for thread in self.threads():
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, thread, nice)
-                os.sched_setaffinity(thread, {cpu})
+                if aside == "idle":
+                    os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+                else:
+                    os.setpriority(os.PRIO_PROCESS, thread, nice)
+                os.sched_setaffinity(thread, cpus)
 
-    def escaped(self, nice: int) -> int:
+    def escaped(self, nice: int, aside: Aside) -> int:
         """How many of its threads are not (or no longer) set aside."""
-        cpu, count = aside_cpu(), 0
+        cpus = {aside_cpu()} if aside == "cpu" else os.sched_getaffinity(0)
+        count = 0
         for thread in self.threads():
             with contextlib.suppress(OSError):
-                count += (os.getpriority(os.PRIO_PROCESS, thread) != nice
-                          or os.sched_getaffinity(thread) != {cpu})
+                count += (os.sched_getaffinity(thread) != cpus
+                          or (os.sched_getscheduler(thread) != os.SCHED_IDLE
+                              if aside == "idle"
+                              else os.getpriority(os.PRIO_PROCESS, thread) != nice))
         return count
 
     def cpu(self) -> dict[int, float]:
@@ -691,6 +704,7 @@ class Options:
     loads: int  # loads of the 1,000-node page, of each kind
     browser: bool  # Chromium's part
     nice: int  # the watching browsers' niceness
+    aside: Aside  # how they are set aside
 
 
 class Results:
@@ -810,10 +824,11 @@ class Bench:
 
     async def open_windows(self) -> None:
         pages, count = self.options.pages, len(self.browsers)
-        self.say(f"opening {pages} windows, at most {PAGES_PER_BROWSER} a browser, at nice"
-                 f" {self.options.nice} on the last CPU")
+        aside = (f"at nice {self.options.nice} on the last CPU" if self.options.aside == "cpu"
+                 else "SCHED_IDLE on every CPU")
+        self.say(f"opening {pages} windows, at most {PAGES_PER_BROWSER} a browser, {aside}")
         for browser in self.browsers:
-            browser.set_aside(self.options.nice)
+            browser.set_aside(self.options.nice, self.options.aside)
         sizes = [len(range(i, pages, count)) for i in range(count)]
         await asyncio.to_thread(in_each, list(zip(self.browsers, sizes, strict=True)),
                                 lambda pair: pair[0].open_windows(pair[1]))
@@ -843,14 +858,14 @@ class Bench:
                                         lambda browser: open_pages(browser, url))
             if setup in ASIDE:  # Chromium set their shown pages' threads itself
                 for browser in browsers:
-                    browser.set_aside(self.options.nice)
+                    browser.set_aside(self.options.nice, self.options.aside)
             cpu = [browser.cpu() for browser in browsers]
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
         if setup in ASIDE:
             self.results.run_cpu[setup].append(sum(cpu_spent(browsers, cpu).values()))
             self.results.escaped = max(self.results.escaped, sum(
-                browser.escaped(self.options.nice) for browser in browsers))
+                browser.escaped(self.options.nice, self.options.aside) for browser in browsers))
         await asyncio.gather(*watchers)
         self.results.gaps[setup] += handoffs(run)
         self.results.chain[setup].append(chain_seconds(run))
@@ -1003,6 +1018,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=10,
                         help="the watching browsers' niceness (default 10: the daemons come"
                              " first, as if the browsers ran on other machines)")
+    parser.add_argument("--aside", choices=("cpu", "idle"), default="cpu",
+                        help="how the watching browsers are set aside: cpu (default: at"
+                             " --nice on the last CPU) or idle (SCHED_IDLE on every CPU)")
     parser.add_argument("--no-browser", action="store_true", help="skip Chromium's part")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--strict", action="store_true",
@@ -1019,7 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="flowplan-bench-web-") as folder:
         options = Options(repeat=args.repeat, pages=args.pages, loads=args.loads,
-                          browser=not (args.no_browser or missing), nice=args.nice)
+                          browser=not (args.no_browser or missing), nice=args.nice,
+                          aside=args.aside)
         results = asyncio.run(bench(Path(folder), options, say))
     rows = figures(results, args.pages)
     print(f"chain of {N_CHAIN} `true` nodes after a gate, {args.repeat} runs per setup,"
