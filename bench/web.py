@@ -384,9 +384,11 @@ def chromium_missing() -> str | None:
 Aside = Literal["cpu", "idle"]
 
 
-def aside_cpu() -> int:
-    """The CPU the watching browsers are kept on: the last this process may use."""
-    return sorted(os.sched_getaffinity(0))[-1]
+def aside_cpus(aside: Aside) -> set[int]:
+    """The CPUs the watching browsers are kept on: `cpu`, the last this process may use;
+    `idle`, all of them."""
+    cpus = os.sched_getaffinity(0)
+    return {max(cpus)} if aside == "cpu" else cpus
 
 
 class Chromium:
@@ -466,7 +468,7 @@ class Chromium:
         when nothing else would). Either way the daemon gets the machine first, as if the
         browsers ran on other machines. Chromium sets the threads of a page it shows
         itself: call again once the pages are open."""
-        cpus = {aside_cpu()} if aside == "cpu" else os.sched_getaffinity(0)
+        cpus = aside_cpus(aside)
         for thread in self.threads():
             with contextlib.suppress(OSError):
                 if aside == "idle":
@@ -477,7 +479,7 @@ class Chromium:
 
     def escaped(self, nice: int, aside: Aside) -> int:
         """How many of its threads are not (or no longer) set aside."""
-        cpus = {aside_cpu()} if aside == "cpu" else os.sched_getaffinity(0)
+        cpus = aside_cpus(aside)
         count = 0
         for thread in self.threads():
             with contextlib.suppress(OSError):
@@ -1016,8 +1018,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="loads of the 1,000-node page, of each kind (default 5; 0: the"
                              " 1,000-node page is not measured)")
     parser.add_argument("--nice", type=int, default=10,
-                        help="the watching browsers' niceness (default 10: the daemons come"
-                             " first, as if the browsers ran on other machines)")
+                        help="the watching browsers' niceness with --aside cpu (default 10:"
+                             " the daemons come first, as if the browsers ran on other"
+                             " machines)")
     parser.add_argument("--aside", choices=("cpu", "idle"), default="cpu",
                         help="how the watching browsers are set aside: cpu (default: at"
                              " --nice on the last CPU) or idle (SCHED_IDLE on every CPU)")
@@ -1086,6 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
                         **{f"dom, {k}": len(v) for k, v in results.dom.items()}},
             "browser cpu s": results.browser_cpu, "browser cpu to the run's end s":
             results.run_cpu, "chain s": results.chain, "threads not set aside": results.escaped,
+            "aside": args.aside if args.aside == "idle" else f"cpu, nice {args.nice}",
             "chromium": missing or "ran"}, indent=2) + "\n")
     if missing:
         print(f"Chromium's part SKIPPED: {missing}: no draw time, no browser pages measured")
