@@ -6,7 +6,7 @@ on them, and how long a 1,000-node run page takes to draw its graph.
 
 Two real `flowplan serve --http` daemons on loopback serve one store. Its `chain` workflow is
 a `gate` node, which waits for a file named after its run, then a chain of 100 `true` nodes
-(n0 -> n1 -> ... -> n99). Six setups run it in turn, run by run (the order rotates), each
+(n0 -> n1 -> ... -> n99). Seven setups run it in turn, run by run (the order rotates), each
 --repeat times (default 5) after a warm-up run:
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
@@ -38,7 +38,8 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   each status still goes into its `<g>`, and nothing is drawn. The floor of any page
   following the run: what reading the events and writing the DOM cost N pages here;
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
-  priority on any CPU: what a user's page shows when no other page competes for the CPU.
+  priority on any CPU: what a user's page shows when no other page competes for the CPU;
+- **1 bare page**: the same browser showing one bare page.
 
 The gate opens once every watcher follows the run (an HTTP client has its answer's headers; a
 page has drawn its graph and its stream is live), so the 100 nodes run with every page
@@ -57,6 +58,10 @@ Figures:
   the gate's opening to the run's end seen (run pages, least pages, bare pages), and to
   the run pages' figures collected; the most of their threads found not set aside after a
   run;
+- the physical limit of the latency's target here: what the page alone (a run page, a bare
+  page) costs its browser a DOM update (its CPU from the gate's opening to the run's end
+  seen, over the updates its page made), so the CPU N such pages would need to keep up with
+  the run, against the CPU the N set-aside pages got (their CPU over the chain's run);
 - a 1,000-node run page (a layered DAG with fan-outs and fan-ins, 2,043 edges, its 8
   sources waiting for their run's gate file), loaded --loads times (default 5) of each
   kind by the browser of the 1 page, before the 20 windows open: from the navigation's
@@ -113,10 +118,13 @@ N_BIG = 1000
 HANDOFF_RATIO = 1.2
 LATENCY_P99_MS = 100.0
 DRAW_MS = 1000.0
-SETUPS = ("none", "clients", "browsers", "least", "bare", "alone")
-PAGE_SETUPS = ("browsers", "least", "bare", "alone")  # the setups with Chromium pages
+SETUPS = ("none", "clients", "browsers", "least", "bare", "alone", "alone bare")
+# the setups with Chromium pages
+PAGE_SETUPS = ("browsers", "least", "bare", "alone", "alone bare")
 ASIDE = ("browsers", "least", "bare")  # their pages in the set-aside browsers
-LEAST_PAGES = ("least", "bare")  # the setups showing LEAST_PAGE, its graph shown or not
+ALONE = ("alone", "alone bare")  # one page in a browser of its own, at normal priority
+# the setups showing LEAST_PAGE, its graph shown (least) or not
+LEAST_PAGES = ("least", "bare", "alone bare")
 _T = TypeVar("_T")
 _I = TypeVar("_I")
 # The pages a browser shows, as windows: 4 browsers for 20 pages, each page's stream on a
@@ -728,6 +736,11 @@ class Results:
         # the set-aside browsers' CPU seconds to the run's end seen (0.1 s apart), a run each
         self.run_cpu: dict[str, list[float]] = {setup: [] for setup in ASIDE}
         self.escaped = 0  # the most browser threads found not set aside after a run
+        # the 1 page alone (a run page, a bare page), a run each: its browser's CPU seconds
+        # from the gate's opening to the run's end seen, the DOM updates its page made (the
+        # MutationObserver's callbacks with a node's status), the chain's run in seconds
+        self.alone_cost: dict[str, list[tuple[float, int, float]]] = {
+            setup: [] for setup in ALONE}
         self.browser_kinds: list[dict[str, float]] = []  # the same by process kind
 
     def runs_forgotten(self) -> Results:
@@ -867,24 +880,28 @@ class Bench:
             cpu = [browser.cpu() for browser in browsers]
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
+        spent = sum(cpu_spent(browsers, cpu).values()) if setup in PAGE_SETUPS else 0.0
         if setup in ASIDE:
-            self.results.run_cpu[setup].append(sum(cpu_spent(browsers, cpu).values()))
+            self.results.run_cpu[setup].append(spent)
             self.results.escaped = max(self.results.escaped, sum(
                 browser.escaped(self.options.nice, self.options.aside) for browser in browsers))
         await asyncio.gather(*watchers)
         self.results.gaps[setup] += handoffs(run)
         self.results.chain[setup].append(chain_seconds(run))
         if setup in PAGE_SETUPS:
-            await self.collect(setup, f"{url}/events", cpu)
+            updates = await self.collect(setup, f"{url}/events", cpu)
+            if setup in ALONE:
+                self.results.alone_cost[setup].append((spent, updates, chain_seconds(run)))
 
     def watching(self, setup: str) -> list[Chromium]:
-        if setup == "alone":
+        if setup in ALONE:
             assert self.alone is not None
             return [self.alone]
         return self.browsers
 
-    async def collect(self, setup: str, events: str, cpu: list[dict[int, float]]) -> None:
-        """Each page's changes against the engine's commit of them, and the browsers' CPU."""
+    async def collect(self, setup: str, events: str, cpu: list[dict[int, float]]) -> int:
+        """Each page's changes against the engine's commit of them, and the browsers' CPU;
+        the DOM updates of the chain's nodes that the pages made."""
         committed = await commits(self.session, events)
         browsers = self.watching(setup)
         shown = await asyncio.to_thread(in_each, browsers, page_changes)
@@ -892,8 +909,10 @@ class Bench:
             kinds = cpu_spent(browsers, cpu)
             self.results.browser_cpu.append(sum(kinds.values()))
             self.results.browser_kinds.append(kinds)
+        updates = 0
         for changes in (page for browser in shown for page in browser):
             for entry in changes:
+                updates += any(node != "gate" for node, _ in entry["nodes"])
                 for node, status in entry["nodes"]:
                     if node == "gate":
                         continue  # it may have run before its page opened
@@ -903,6 +922,7 @@ class Bench:
                         self.results.no_frame += 1
                     else:
                         self.results.frame[setup].append(entry["frame"] / 1e3 - at)
+        return updates
 
     async def quit(self) -> None:
         everyone = self.browsers + ([self.alone] if self.alone else [])
@@ -944,7 +964,7 @@ def figures(results: Results, pages: int) -> list[Figure]:
     none = results.gaps["none"]
     labels = {"clients": f"{pages} HTTP clients", "browsers": f"{pages} Chromium pages",
               "least": f"{pages} least pages", "bare": f"{pages} bare pages",
-              "alone": "1 Chromium page"}
+              "alone": "1 Chromium page", "alone bare": "1 bare page"}
     for setup, label in labels.items():
         if not results.gaps[setup]:
             continue
@@ -962,7 +982,7 @@ def figures(results: Results, pages: int) -> list[Figure]:
     # each page's floor in the same browsers, when measured: the run pages' the least
     # pages', theirs the bare pages'
     floors = {"browsers": "least", "least": "bare"}
-    for setup in ("bare", "least", "browsers", "alone"):
+    for setup in ("bare", "least", "browsers", "alone", "alone bare"):
         for kind, what in (("dom", "DOM"), ("frame", "frame end")):
             values = getattr(results, kind)[setup]
             floor = getattr(results, kind)[floors[setup]] if setup in floors else []
@@ -1010,6 +1030,34 @@ def breakdown(loads: list[dict[str, Any]]) -> str:
             f" {median(lambda x: x['laid_out'] - x['start']):.0f}, SVG built"
             f" {median(lambda x: x['drawn'] - x['laid_out']):.0f}, style/layout/paint to the"
             f" frame's end {median(lambda x: x['painted'] - x['drawn']):.0f}")
+
+
+def demand(results: Results, pages: int) -> list[str]:
+    """The physical limit of the latency's target on this machine, for `pages` run pages and
+    `pages` bare pages: the CPU they would need to show every write as one page alone does,
+    against the CPU the set-aside ones got. Past it the pages fall behind, and a page behind
+    shows all that came since its last update in its next one: a change then waits about a
+    round of the pages' updates, `pages` times one's CPU at the CPU they got."""
+    lines = []
+    for setup, what, crowd in (("alone", "1 Chromium page", "browsers"),
+                               ("alone bare", "1 bare page", "bare")):
+        costs = results.alone_cost[setup]
+        if not costs or not results.run_cpu[crowd]:
+            continue
+        cpu, updates, seconds = (statistics.median(cost[i] for cost in costs)
+                                 for i in range(3))
+        each, rate = cpu / max(updates, 1), updates / seconds
+        got = statistics.median(spent / run for spent, run in zip(
+            results.run_cpu[crowd], results.chain[crowd], strict=True))
+        lines.append(
+            f"{what} alone (median of the runs): {each * 1e3:.2f} ms of its browser's CPU a"
+            f" DOM update ({cpu:.2f} s for {updates:.0f} updates, {rate:.0f} a second of the"
+            f" chain's run, {cpu / seconds:.2f} CPU); {pages} such pages would need"
+            f" {pages * each * rate:.2f} CPUs to keep up, and {pages} set aside got"
+            f" {got:.2f} (their CPU to the run's end seen / the chain's run); a round of"
+            f" their updates: {pages * each * 1e3:.0f} ms of CPU, {pages * each / got * 1e3:.0f}"
+            " ms at that")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1068,6 +1116,8 @@ def main(argv: list[str] | None = None) -> int:
               " (median s): " + ", ".join(
                   f"{kind} {statistics.median(k.get(kind, 0.0) for k in results.browser_kinds):.2f}"
                   for kind in sorted({kind for k in results.browser_kinds for kind in k})))
+    for line in demand(results, args.pages):
+        print(line)
     if results.loads:
         first = results.loads["first"]
         print(f"{N_BIG}-node page, first view of a new version: {breakdown(first)}; the"
@@ -1092,6 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
                         **{f"dom, {k}": len(v) for k, v in results.dom.items()}},
             "browser cpu s": results.browser_cpu, "browser cpu to the run's end s":
             results.run_cpu, "chain s": results.chain, "threads not set aside": results.escaped,
+            "alone: browser cpu s, updates, chain s": results.alone_cost,
             "aside": args.aside if args.aside == "idle" else f"cpu, nice {args.nice}",
             "chromium": missing or "ran"}, indent=2) + "\n")
     if missing:
