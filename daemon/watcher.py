@@ -1,10 +1,12 @@
 """The daemon's view of the plan store: the verified latest version of every workflow, kept
 fresh by a watcher.
 
-Filesystem events (watchfiles) are only hints: each batch triggers a rescan of the store,
-and a full rescan also runs every `RESCAN_SECONDS` in case an event was lost (network
-filesystems, a store replaced by a rename). A plan that is unreadable or fails its digest
-check is logged and skipped, never fatal: the workflow keeps its last good version.
+Filesystem events (watchfiles) are only hints: each batch triggers a rescan of the store
+(a new workflow's folder too, as a plan written into it before the watcher watches it
+makes no event of its own), and a full rescan also runs every `RESCAN_SECONDS` in case an
+event was lost (network filesystems, a store replaced by a rename). A plan that is
+unreadable or fails its digest check is logged and skipped, never fatal: the workflow keeps
+its last good version.
 """
 
 from __future__ import annotations
@@ -87,7 +89,14 @@ class PlanCatalog:
 
 def _relevant(change: Change, path: str) -> bool:
     name = Path(path).name
-    return name.endswith(".json") and not name.startswith(".")
+    if name.startswith("."):
+        return False
+    if name.endswith(".json"):
+        return True
+    # A new workflow's folder. The kernel watches one folder at a time, and the watcher
+    # adds a new one only once it hears of it: a plan written into it before that (a
+    # publish on a busy machine, a folder moved or synced in) makes no event of its own.
+    return change == Change.added and Path(path).is_dir()
 
 
 async def watch_plans(catalog: PlanCatalog, on_change: Callable[[list[Plan]], None],

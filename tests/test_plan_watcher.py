@@ -1,0 +1,69 @@
+"""The daemon's plan watcher on a real store and real filesystem events: new versions load
+within seconds, well before the periodic rescan (RESCAN_SECONDS) would find them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import Plan
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore
+from flowplan.daemon.watcher import RESCAN_SECONDS, PlanCatalog, watch_plans
+
+WITHIN_SECONDS = 5.0  # far below RESCAN_SECONDS: only an event can have loaded it
+
+
+def _compiled(make_repo: Any, name: str) -> list[Plan]:
+    result = compile_repo(read_repo(make_repo(
+        {f"workflows/{name}.yaml": f"name: {name}\nnodes:\n  - {{name: x, command: 'true'}}\n"})))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    return list(result.plans)
+
+
+def test_a_workflow_folder_that_arrives_with_its_plan_inside_is_loaded_at_once(
+        tmp_path: Path, make_repo: Any) -> None:
+    # inotify watches one folder at a time: a plan written into a new workflow's folder
+    # before the watcher watches that folder (a store synced or restored by `mv`, `rsync`,
+    # or a publish racing the watcher on a busy machine) makes no event of its own
+    assert RESCAN_SECONDS > 3 * WITHIN_SECONDS
+    store = PlanStore(tmp_path / "store")
+    store.publish(_compiled(make_repo, "first"))
+    catalog = PlanCatalog(store)
+    loaded: list[str] = []
+
+    async def until(workflow: str, what: str) -> float:
+        started = time.monotonic()
+        while workflow not in loaded:
+            assert time.monotonic() - started < WITHIN_SECONDS, f"{what} not loaded"
+            await asyncio.sleep(0.02)
+        return time.monotonic() - started
+
+    async def body() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.ensure_future(watch_plans(
+            catalog, lambda plans: loaded.extend(plan.workflow for plan in plans), stop))
+        try:
+            # the watcher is up once a publish of the usual kind is seen
+            deadline = time.monotonic() + WITHIN_SECONDS
+            while "second" not in loaded:
+                if "second" not in store.workflows():
+                    await asyncio.sleep(0.1)  # awatch starting: publish once it may be
+                    store.publish(_compiled(make_repo, "second"))
+                assert time.monotonic() < deadline, "the watcher never saw a publish"
+                await asyncio.sleep(0.02)
+            staging = PlanStore(tmp_path / "staging")
+            staging.publish(_compiled(make_repo, "late"))
+            os.rename(staging.root / "late", store.root / "late")
+            await until("late", "a workflow folder moved into the store")
+            latest = catalog.latest("late")
+            assert latest is not None and latest.version == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(watcher, 5)
+
+    asyncio.run(body())
