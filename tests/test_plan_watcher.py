@@ -18,9 +18,9 @@ from flowplan.daemon.watcher import RESCAN_SECONDS, PlanCatalog, watch_plans
 WITHIN_SECONDS = 5.0  # far below RESCAN_SECONDS: only an event can have loaded it
 
 
-def _compiled(make_repo: Any, name: str) -> list[Plan]:
-    result = compile_repo(read_repo(make_repo(
-        {f"workflows/{name}.yaml": f"name: {name}\nnodes:\n  - {{name: x, command: 'true'}}\n"})))
+def _compiled(make_repo: Any, name: str, command: str = "true") -> list[Plan]:
+    result = compile_repo(read_repo(make_repo({f"workflows/{name}.yaml": (
+        f"name: {name}\nnodes:\n  - {{name: x, command: '{command}'}}\n")})))
     assert result.ok, [str(d) for d in result.diagnostics]
     return list(result.plans)
 
@@ -30,7 +30,7 @@ def test_a_workflow_folder_that_arrives_with_its_plan_inside_is_loaded_at_once(
     # inotify watches one folder at a time: a plan written into a new workflow's folder
     # before the watcher watches that folder (a store synced or restored by `mv`, `rsync`,
     # or a publish racing the watcher on a busy machine) makes no event of its own
-    assert RESCAN_SECONDS > 3 * WITHIN_SECONDS
+    assert RESCAN_SECONDS > 4 * WITHIN_SECONDS  # both waits end before the first one
     store = PlanStore(tmp_path / "store")
     store.publish(_compiled(make_repo, "first"))
     catalog = PlanCatalog(store)
@@ -48,14 +48,18 @@ def test_a_workflow_folder_that_arrives_with_its_plan_inside_is_loaded_at_once(
         watcher = asyncio.ensure_future(watch_plans(
             catalog, lambda plans: loaded.extend(plan.workflow for plan in plans), stop))
         try:
-            # the watcher is up once a publish of the usual kind is seen
-            deadline = time.monotonic() + WITHIN_SECONDS
-            while "second" not in loaded:
-                if "second" not in store.workflows():
-                    await asyncio.sleep(0.1)  # awatch starting: publish once it may be
-                    store.publish(_compiled(make_repo, "second"))
-                assert time.monotonic() < deadline, "the watcher never saw a publish"
-                await asyncio.sleep(0.02)
+            # the watcher is up once it sees a new version of a workflow it has: one is
+            # published every 0.5 s until then (awatch may take a moment to start)
+            deadline = time.monotonic() + 3 * WITHIN_SECONDS
+            version = 1
+            while "first" not in loaded:
+                assert time.monotonic() < deadline, "the watcher never saw a new version"
+                version += 1
+                store.publish(_compiled(make_repo, "first", f"echo {version}"))
+                for _ in range(25):
+                    if "first" in loaded:
+                        break
+                    await asyncio.sleep(0.02)
             staging = PlanStore(tmp_path / "staging")
             staging.publish(_compiled(make_repo, "late"))
             os.rename(staging.root / "late", store.root / "late")
