@@ -265,7 +265,11 @@ def test_a_run_page_shows_every_change_of_a_run_that_starts_and_ends_while_it_wa
         rendered = int(driver.execute_script(RECORD))
         top = driver.execute_script(GRAPH_TOP)
         # the table and the timeline are below the fold (a 1100x700 window): written only
-        # when they come into view, and the table when the run ends
+        # when they come into view, and the table when the run ends; the timeline's first
+        # draw comes after the page's first frame
+        wait_until(lambda: driver.execute_script(
+            "return document.getElementById('timeline').dataset.drawn === 'yes'"),
+            "the timeline's first draw")
         draws = driver.execute_script("return document.getElementById('timeline')"
                                       ".dataset.draws")
         (tmp_path / "gate").touch()

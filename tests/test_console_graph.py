@@ -295,7 +295,9 @@ def test_a_viewer_opens_a_panel_from_a_link_and_sees_no_tick_box(
                "r's two attempts")
     assert driver.find_element(By.ID, "panel-status").text == "SUCCEEDED"
     assert not driver.find_elements(By.CSS_SELECTOR, "#panel-tick, input[type=checkbox]")
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#timeline rect.bar")) == 3
+    # the timeline draws after the page's first frame
+    _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#timeline rect.bar")) == 3,
+          "the timeline's 3 bars")
     assert not browser_errors(driver)
 
     _login(driver, base, TOKENS["operator"])
@@ -336,6 +338,44 @@ def test_a_nodes_json_for_the_panel_is_the_apis_answer_masked(
     timeline = json.loads(page.split('data-timeline="', 1)[1].split('"', 1)[0]
                           .replace("&#34;", '"'))
     assert [len(n["attempts"]) for n in timeline["nodes"]] == [1, 2]
+
+
+# Injected before the page's scripts: notes, when the graph and the timeline each say they
+# are drawn, the frames begun so far and whether the page's scripts had all run
+# (DOMContentLoaded fires once they have).
+FRAMES = r"""
+window.__frames = 0;
+window.__drawnAt = {};
+let loaded = false;
+document.addEventListener("DOMContentLoaded", () => { loaded = true; });
+(function tick() { requestAnimationFrame(() => { window.__frames += 1; tick(); }); })();
+new MutationObserver((records) => {
+  for (const record of records) {
+    if (record.target.dataset.drawn === "yes" && !(record.target.id in window.__drawnAt)) {
+      window.__drawnAt[record.target.id] = { frames: window.__frames, loaded: loaded };
+    }
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-drawn"] });
+"""
+
+
+@needs_chromium
+def test_the_timeline_below_the_graph_draws_after_the_graphs_frame(
+        served: tuple[Daemon, int, Path], driver: Any) -> None:
+    """The graph is drawn while the page's scripts run; the timeline, below the fold, only
+    after them, in a frame after the graph's, so it does not hold back the frame that shows
+    the graph (docs/console.md, Timeline)."""
+    _, _, tmp_path = served
+    (tmp_path / "first").touch()
+    (tmp_path / "gate").touch()
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FRAMES})
+    _finished_run_page(served, driver, "flaky")
+    drawn = _wait(lambda: driver.execute_script(
+        "return 'timeline' in window.__drawnAt && window.__drawnAt"), "the timeline drawn")
+    assert not drawn["graph"]["loaded"], drawn
+    assert drawn["timeline"]["loaded"], drawn
+    assert drawn["timeline"]["frames"] > drawn["graph"]["frames"], drawn
+    assert not browser_errors(driver)
 
 
 @needs_chromium

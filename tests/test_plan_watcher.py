@@ -36,12 +36,11 @@ def test_a_workflow_folder_that_arrives_with_its_plan_inside_is_loaded_at_once(
     catalog = PlanCatalog(store)
     loaded: list[str] = []
 
-    async def until(workflow: str, what: str) -> float:
+    async def until(workflow: str, what: str) -> None:
         started = time.monotonic()
         while workflow not in loaded:
             assert time.monotonic() - started < WITHIN_SECONDS, f"{what} not loaded"
             await asyncio.sleep(0.02)
-        return time.monotonic() - started
 
     async def body() -> None:
         stop = asyncio.Event()
