@@ -67,14 +67,16 @@ Figures:
   kind by the browser of the 1 page, before the 20 windows open: from the navigation's
   start to the end of the first frame with the graph drawn (graph.js sets
   `#graph[data-drawn=yes]`, then a rAF and a task). The first view of a new version, as a
-  user meets it: publish a new version of the DAG (the same graph, another `alert`
-  command), start a run as soon as the daemon has it (GetWorkflow polled 10 ms apart) and
-  open its page at once (the tab's stored layouts cleared): the daemon lays the graph out
-  as it loads the version, and the page carries or fetches that layout; for comparison, the
-  same first view on the second daemon, which leaves layouts to browsers
-  (`--console-layouts browser`, as before the daemon laid them out); and a later view
-  (a finished run's page, the tab's cleared), what every other view gets. The floor: the
-  same URL loaded with graph.js, layout.js and dagre blocked, to its load event's end.
+  user meets it: publish a new version of the DAG, start a run as soon as the daemon has it
+  (GetWorkflow polled 10 ms apart) and open its page at once (the tab's stored layouts
+  cleared). Twice a load: a version with a new graph (its `alert` node renamed): the daemon
+  lays the graph out as it loads the version, and the page carries or fetches that layout;
+  for comparison, the same first view on the second daemon, which leaves layouts to
+  browsers (`--console-layouts browser`, as before the daemon laid them out); then a
+  version of that same graph (another `alert` command), which has its layout already. And
+  a later view (a finished run's page, the tab's cleared), what every other view gets. The
+  floor: the same URL loaded with graph.js, layout.js and dagre blocked, to its load
+  event's end.
   Target: a view <= 1 s (p50; the max is shown). Also the time from the daemon's loading of
   a version to its keeping the layout it computed (its log's times). Where the time goes:
   the HTML, the scripts' start, the layout, building the SVG, the frame (graph.js's
@@ -209,12 +211,13 @@ def gated_chain(gates: Path) -> str:
 
 
 def layered_dag(count: int, seed: int = 16, gates: Path | None = None,
-                version: int = 0) -> str:
+                version: int = 0, graph: int = 0) -> str:
     """A DAG as data teams write them: a few sources, layers of 20-60 nodes each picking 1-3
     upstream nodes of the layer before, a fan-in checkpoint every sixth layer that the next
     layer fans out from, then a `publish` fan-in and an `alert`. With `gates`, the sources
     wait for their run's gate file (the engine stays idle while a page loads); `version`
-    changes the `alert` node's command: a new plan version of the very same graph."""
+    changes the `alert` node's command: a new plan version of the very same graph; `graph`
+    (not 0) renames it `alert_GRAPH`: a new graph of the same size, laid out anew."""
     rng = random.Random(seed)
     verbs = ("extract", "clean", "join", "score", "load", "check", "agg", "enrich", "dedupe")
     things = ("orders", "users", "events", "payments", "stock", "clicks", "invoices", "ads")
@@ -233,7 +236,8 @@ def layered_dag(count: int, seed: int = 16, gates: Path | None = None,
             nodes.append(_node(name, upstream, command))
             current.append(name)
         previous, layer = current, layer + 1
-    nodes += [_node("publish", previous), _node("alert", ["publish"], f"echo {version}")]
+    alert = f"alert_{graph}" if graph else "alert"
+    nodes += [_node("publish", previous), _node(alert, ["publish"], f"echo {version}")]
     return "\n".join(["name: big", "queue: wide", "nodes:", *nodes]) + "\n"
 
 
@@ -633,16 +637,18 @@ def later_views(chromium: Chromium, url: str, loads: int) -> dict[str, list[dict
 
 
 def check_loads(loads: dict[str, list[dict[str, Any]]]) -> None:
-    for kind in ("first", "browser", "daemon"):
+    for kind in ("first", "same", "browser", "daemon"):
         if any(load["nodes"] != N_BIG for load in loads[kind]):
             sys.exit(f"bench: a {kind} view of the 1,000-node page did not draw every node:"
                      f" {[(load['nodes'], load['layout']) for load in loads[kind]]}")
-    if any(load["layout"] != "daemon" for load in loads["daemon"]):
-        sys.exit("bench: a later view did not draw the daemon's layout")
+    if any(load["layout"] != "daemon" for load in loads["daemon"] + loads["same"]):
+        sys.exit("bench: a later view, or a first view of a graph laid out already, did not"
+                 " draw the daemon's layout")
     if any(load["layout"] != "computed" for load in loads["browser"]):
         sys.exit("bench: a first view on the daemon with `--console-layouts browser` did not"
                  " lay its graph out")
-    if any(load["drawn"] for load in loads["floor"] + loads["floor, daemon's layout"]):
+    if any(load["drawn"] for kind in ("floor", "floor, same graph", "floor, daemon's layout")
+           for load in loads[kind]):
         sys.exit("bench: the floor's page drew its graph: blocking graph.js did not work")
 
 
@@ -793,15 +799,23 @@ class Bench:
         await daemon.finish(big)
         url = f"{daemon.url}/runs/{big}"
         await asyncio.to_thread(warm_up, self.alone, url)
-        loads: dict[str, list[dict[str, Any]]] = {"first": [], "floor": [], "browser": []}
+        loads: dict[str, list[dict[str, Any]]] = {
+            "first": [], "floor": [], "browser": [], "same": [], "floor, same graph": []}
         for _ in range(self.options.loads):
             version = await daemon.version("big") + 1
-            self.say(f"version {version}: published, run and viewed at once")
-            drawn, floor, kept = await self.first_view(daemon, version)
+            self.say(f"version {version}, a new graph: published, run and viewed at once")
+            drawn, floor, kept = await self.first_view(daemon, version, new_graph=True)
             loads["first"].append(drawn)
             loads["floor"].append(floor)
+            assert kept is not None
             self.results.kept.append(kept)
             loads["browser"].append(await self.browser_view(version))
+            self.say(f"version {version + 1}, the same graph: published, run and viewed at"
+                     " once")
+            drawn, floor, kept = await self.first_view(daemon, version + 1, new_graph=False)
+            loads["same"].append(drawn)
+            loads["floor, same graph"].append(floor)
+            assert kept is None
         self.say(f"loading a finished run's page {self.options.loads} x 2 times")
         loads.update(await asyncio.to_thread(later_views, self.alone, url,
                                              self.options.loads))
@@ -809,13 +823,15 @@ class Bench:
         check_loads(loads)
         self.results.loads = loads
 
-    async def first_view(self, daemon: Daemon, version: int
-                         ) -> tuple[dict[str, Any], dict[str, Any], tuple[float, float]]:
-        """Publish `version` of the 1,000-node DAG (the same graph, a new digest), start a run
-        as soon as the daemon has it and view its page at once, as a user would: the draw,
-        its floor, and the seconds from the daemon's loading it to its layout kept."""
+    async def first_view(self, daemon: Daemon, version: int, *, new_graph: bool
+                         ) -> tuple[dict[str, Any], dict[str, Any], tuple[float, float] | None]:
+        """Publish `version` of the 1,000-node DAG, with a new graph (layered_dag's `graph`
+        numbered as the version) or the previous version's, start a run as soon as the daemon
+        has it and view its page at once, as a user would: the draw, its floor, and for a new
+        graph the seconds from the daemon's loading it to its layout kept (else None)."""
+        graph = version if new_graph else version - 1
         (self.repo / "workflows" / "big.yaml").write_text(
-            layered_dag(N_BIG, gates=self.gates, version=version))
+            layered_dag(N_BIG, gates=self.gates, version=version, graph=graph))
         await asyncio.to_thread(publish, self.repo, self.store)
         while await daemon.version("big") != version:
             await asyncio.sleep(0.01)
@@ -825,7 +841,8 @@ class Bench:
                                                f"{daemon.url}/runs/{run_id}")
         (self.gates / run_id).touch()
         await daemon.finish(run_id)
-        return drawn, floor, await daemon.loaded_to_kept("big", version, N_BIG)
+        return drawn, floor, (await daemon.loaded_to_kept("big", version, N_BIG)
+                              if new_graph else None)
 
     async def browser_view(self, version: int) -> dict[str, Any]:
         """The same first view on the daemon that leaves layouts to browsers (as before the
@@ -998,8 +1015,9 @@ def figures(results: Results, pages: int) -> list[Figure]:
                     value <= LATENCY_P99_MS if judged else None))
     if results.loads:
         for kind, label, floor_kind in (
-                ("first", "first view of a new version (run at once)", "floor"),
+                ("first", "first view of a version with a new graph (run at once)", "floor"),
                 ("browser", "the same, the browser lays it out", "floor"),
+                ("same", "first view of a version with the same graph", "floor, same graph"),
                 ("daemon", "a later view", "floor, daemon's layout")):
             loaded: list[float] = [load["load"] for load in results.loads[floor_kind]]
             painted: list[float] = [load["painted"] for load in results.loads[kind]]
@@ -1120,14 +1138,16 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if results.loads:
         first = results.loads["first"]
-        print(f"{N_BIG}-node page, first view of a new version: {breakdown(first)}; the"
+        print(f"{N_BIG}-node page, first view of a new graph: {breakdown(first)}; the"
               f" daemon's layout in {sum(x['layout'] == 'daemon' for x in first)} of"
               f" {len(first)} (else the browser laid it out)")
         print(f"{N_BIG}-node page, first view, the browser lays it out:"
               f" {breakdown(results.loads['browser'])}")
+        print(f"{N_BIG}-node page, first view of a version with the same graph:"
+              f" {breakdown(results.loads['same'])}")
         print(f"{N_BIG}-node page, daemon's layout: {breakdown(results.loads['daemon'])};"
               f" the layout {results.loads['daemon'][0]['kept'] / 1e3:.0f} kB of JSON")
-        for kind in ("floor", "floor, daemon's layout"):
+        for kind in ("floor", "floor, same graph", "floor, daemon's layout"):
             floor = results.loads[kind]
             print(f"{N_BIG}-node page, {kind}: HTML received"
                   f" {statistics.median(x['html'] for x in floor):.0f}, load event end"

@@ -2,9 +2,9 @@
 the embedded V8 give a layout that fits its graph, within a time and memory cap; a page waits
 a bounded time for it; without V8 the browser lays out as before. Then real daemons: the
 layout computed when a version is loaded is the one a run page and the workflow page look up
-(no second computation), and in real headless Chromium (skipped without chromium and
-chromedriver) the first view after publishing draws the daemon's layout, the very one the
-browser's layout.js computes."""
+(no second computation, nor one for a later version of the same graph), and in real headless
+Chromium (skipped without chromium and chromedriver) the first view after publishing draws
+the daemon's layout, the very one the browser's layout.js computes."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ from flowplan.daemon.server.console.layouts import Graph, Layouts, PageLayout, p
 SETTINGS = "queues:\n  default: {concurrency: 16}\n  wide: {concurrency: 16}\n"
 
 
-def graph_of(workflow: str, digest: str = "d" * 64) -> Graph:
+def graph_of(workflow: str) -> Graph:
     """A workflow file's graph, nodes and edges in file order (as its pages list them)."""
     nodes = yaml.safe_load(workflow)["nodes"]
-    return Graph(digest, tuple(n["name"] for n in nodes),
+    return Graph(tuple(n["name"] for n in nodes),
                  tuple((up, n["name"]) for n in nodes for up in n.get("upstream", [])))
 
 
@@ -50,7 +50,7 @@ WIDE = graph_of(layered())  # 258 nodes, in layers
 def big(count: int = 1000) -> Graph:
     """Layers of 40 nodes, each after 2 nodes of the layer before."""
     names = tuple(f"n{i}" for i in range(count))
-    return Graph("d" * 64, names, tuple(
+    return Graph(names, tuple(
         (names[i - 40 - (i * 7) % 40 if k else i - 40], names[i]) for i in range(40, count)
         for k in (0, 1) if not k or (i * 7) % 40))
 
@@ -72,7 +72,7 @@ def test_v8_lays_a_large_graph_out_in_its_layers_and_the_layout_fits(v8: V8Dagre
 
 
 def test_a_layout_too_slow_or_too_large_for_v8_fails_and_v8_goes_on() -> None:
-    large, tiny = big(), Graph("d" * 64, ("a", "b"), (("a", "b"),))
+    large, tiny = big(), Graph(("a", "b"), (("a", "b"),))
     slow = V8Dagre(seconds=0.2)  # the large graph takes ~1-6 s
     with pytest.raises(ComputeError, match=r"not done within 0\.2 s"):
         slow.compute(large)
@@ -104,7 +104,7 @@ def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
 
         waiting = Layouter(Layouts(None), v8)  # long enough: the layout itself
         assert await waiting.wait(WIDE) == kept.stored
-        small = Graph("d" * 64, ("a", "b"), (("a", "b"),))
+        small = Graph(("a", "b"), (("a", "b"),))
         assert waiting.page(small, "run=r1") == layouter.page(small, "run=r1") == PageLayout()
         layouter.close()
         waiting.close()
@@ -154,7 +154,7 @@ def computed(log: str) -> int:
     return log.count("console layout computed")
 
 
-def test_the_layout_computed_when_a_version_loads_is_the_one_its_pages_look_up(
+def test_a_graph_is_laid_out_once_as_its_first_version_loads_and_its_pages_carry_it(
         make_repo: MakeRepo, tmp_path: Path) -> None:
     store, state = tmp_path / "store", tmp_path / "state"
     publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}), store)
@@ -178,6 +178,22 @@ def test_the_layout_computed_when_a_version_loads_is_the_one_its_pages_look_up(
         assert computed(daemon.output()) == 2  # no page asked for another computation
         files = {path.stem: path.read_text() for path in kept.glob("*.json")}
         assert len(files) == 2
+
+        # Version 3 runs another command in version 1's graph: it has that graph's layout
+        # already, in its pages as soon as the daemon has the version.
+        publish(make_repo({"flowplan.yaml": SETTINGS,
+                           "workflows/wide.yaml": layered(command="echo 3")}), store)
+        wait_until(lambda: daemon.call("GetWorkflow", pb.GetWorkflowRequest(
+            workflow="wide")).workflow.plan_version == 3, "version 3 loaded")
+        runs.append(daemon.call("StartRun", pb.StartRunRequest(workflow="wide")).run.run_id)
+        first = re.search(r'data-daemon-layout="([^"]*)"',
+                          browser.request("GET", "/workflows/wide?version=1")[2])
+        assert first
+        for path in ("/workflows/wide?version=3", f"/runs/{runs[-1]}"):
+            status, _, page = browser.request("GET", path)
+            found = re.search(r'data-daemon-layout="([^"]*)"', page)
+            assert status == 200 and found and found.group(1) == first.group(1), path
+        assert {path.stem for path in kept.glob("*.json")} == set(files)
         for version in (1, 2):
             _, _, text = browser.request("GET", f"/workflows/wide?version={version}")
             found = re.search(r'data-daemon-layout="([^"]*)"', text)
@@ -191,6 +207,7 @@ def test_the_layout_computed_when_a_version_loads_is_the_one_its_pages_look_up(
         status, _, text = browser.request("GET", f"/layouts/{'0' * 32}?run={runs[0]}")
         assert status == 409 and "reload the page" in text
         assert daemon.stop() == 0
+    assert computed(daemon.output()) == 2  # version 3's graph was not laid out again
 
 
 def test_a_version_synced_from_git_is_laid_out_as_it_loads(make_repo: MakeRepo,
@@ -316,3 +333,4 @@ def test_the_first_view_after_publishing_draws_the_daemons_layout_the_browsers_o
     finally:
         driver.quit()
     assert not errors, errors
+

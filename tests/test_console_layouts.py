@@ -30,9 +30,9 @@ from flowplan.daemon.server.console.layouts import (
 )
 
 
-def chain(count: int, digest: str = "d" * 64) -> Graph:
+def chain(count: int) -> Graph:
     names = tuple(f"n{i}" for i in range(count))
-    return Graph(digest, names, tuple(itertools.pairwise(names)))
+    return Graph(names, tuple(itertools.pairwise(names)))
 
 
 def layout_of(graph: Graph) -> dict[str, Any]:
@@ -81,11 +81,14 @@ def test_a_layout_is_kept_only_when_it_fits_its_graph_exactly() -> None:
         parse_layout("{", graph)
 
 
-def test_the_key_names_the_plan_and_the_graph_not_their_order() -> None:
+def test_the_key_names_the_graph_not_its_order_nor_its_plan_version() -> None:
     graph = chain(4)
-    assert Graph(graph.digest, tuple(reversed(graph.nodes)), graph.edges[::-1]).key == graph.key
-    assert chain(4, digest="e" * 64).key != graph.key  # another plan version
+    assert Graph(tuple(reversed(graph.nodes)), graph.edges[::-1]).key == graph.key
     assert chain(5).key != graph.key
+    renamed = Graph(("n0", "n1", "n2", "m3"), (("n0", "n1"), ("n1", "n2"), ("n2", "m3")))
+    assert renamed.key != graph.key
+    moved = Graph(graph.nodes, (("n0", "n1"), ("n1", "n2"), ("n1", "n3")))
+    assert moved.key != graph.key
 
 
 def test_the_first_layout_stays_the_least_recently_used_go_and_files_outlive_a_restart(

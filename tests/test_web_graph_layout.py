@@ -18,8 +18,9 @@ from test_web_console import _chromium, _driver, browser_errors
 LAYERS = [6, 40, 60, 1, 50, 60, 40, 1]  # 258 nodes: over graph.js's 200, so stored
 
 
-def layered(edge_change: bool = False) -> str:
-    """A workflow of LAYERS: each node after 1-2 nodes of the layer before."""
+def layered(edge_change: bool = False, command: str = "true") -> str:
+    """A workflow of LAYERS: each node after 1-2 nodes of the layer before, each running
+    `command` (another: a new plan version of the very same graph)."""
     lines = ["name: wide", "nodes:"]
     previous: list[str] = []
     for layer, size in enumerate(LAYERS):
@@ -30,7 +31,7 @@ def layered(edge_change: bool = False) -> str:
             if edge_change and layer == 2 and i == 0:
                 upstream = [previous[-1]]
             ups = f", upstream: [{', '.join(upstream)}]" if upstream else ""
-            lines.append(f"  - {{name: {name}, command: 'true'{ups}}}")
+            lines.append(f"  - {{name: {name}, command: '{command}'{ups}}}")
         previous = current
     return "\n".join(lines) + "\n"
 

@@ -8,7 +8,8 @@ capped at LAYOUT_SECONDS and MAX_MEMORY bytes of V8 heap. What it computes goes 
 same check as a browser's post (`parse_layout`) into the same store (`Layouts`: the first
 layout kept stays).
 
-It lays out every graph of more than BIG nodes that has no layout:
+It lays out every graph of more than BIG nodes that has no layout (a new plan version that
+leaves its graph as it was has one: the layout is its graph's, not its version's):
 - eagerly, when the daemon loads a plan version (`plans_loaded`, from the plan watcher) and
   at start for every workflow's latest version (`start`), read through GetWorkflow as the
   workflow's page reads it, so the key is the one its pages look up;

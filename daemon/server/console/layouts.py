@@ -1,17 +1,19 @@
 """Graph layouts the daemon keeps, so that no view of a large graph but (at most) the very
 first pays for dagre's layout (~1 s at 1,000 nodes).
 
-A plan version's graph never changes, so its layout is computed once: by the daemon itself,
-in its embedded V8, as soon as it loads the plan version (layouter.py), or else by the first
-browser. graph.js lays out a graph of more than BIG nodes that the page did not bring a
-layout for (nor could fetch from the daemon, `GET /layouts/KEY?...`), draws it, and posts
-the layout to `/layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`). The server reads that
-graph from the service itself, recomputes its key (the plan's digest and a hash of the nodes
-and edges as drawn) and keeps the layout only when it fits that graph exactly: the same node
-names and edges, finite numbers within the drawing's bounds, at most MAX_BYTES. The first
-layout kept for a key stays (a client never replaces one); at most MAX_LAYOUTS are kept, the
-least recently used going first, in memory and as `<state>/console-layouts/KEY.json`, so they
-survive a restart. A file that cannot be read is ignored (one log line) and removed.
+A graph's layout depends on its nodes and edges alone, so it is computed once for every plan
+version, run and workflow page showing that graph (a new version that leaves the graph as it
+was draws at once): by the daemon itself, in its embedded V8, as soon as it loads a plan
+version with a graph it has no layout of (layouter.py), or else by the first browser.
+graph.js lays out a graph of more than BIG nodes that the page did not bring a layout for
+(nor could fetch from the daemon, `GET /layouts/KEY?...`), draws it, and posts the layout to
+`/layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`). The server reads that graph from
+the service itself, recomputes its key (a hash of the nodes and edges as drawn) and keeps
+the layout only when it fits that graph exactly: the same node names and edges, finite
+numbers within the drawing's bounds, at most MAX_BYTES. The first layout kept for a key
+stays (a client never replaces one); at most MAX_LAYOUTS are kept, the least recently used
+going first, in memory and as `<state>/console-layouts/KEY.json`, so they survive a
+restart. A file that cannot be read is ignored (one log line) and removed.
 
 A layout holds positions only: names, statuses and links come from the server's data, so a
 poisoned layout can at worst misdraw the picture (docs/console.md).
@@ -63,17 +65,16 @@ class LayoutError(ValueError):
 
 @dataclass(frozen=True)
 class Graph:
-    """A graph as a page draws it: its plan's digest, its nodes and edges in page order."""
+    """A graph as a page draws it: its nodes and edges in page order."""
 
-    digest: str
     nodes: tuple[str, ...]
     edges: tuple[tuple[str, str], ...]
 
     @cached_property
     def key(self) -> str:
-        """The plan's digest and the nodes and edges (in any order): runs of one version,
-        and the version's workflow page, share it."""
-        digest = hashlib.sha256(f"flowplan-layout {LAYOUT_VERSION}\n{self.digest}\n".encode())
+        """The nodes and edges (in any order), not the plan: all the versions of a graph,
+        their runs and workflow pages share it, as graph.js's key in the tab does."""
+        digest = hashlib.sha256(f"flowplan-layout {LAYOUT_VERSION}\n".encode())
         for name in sorted(set(self.nodes)):
             digest.update(f"{name}\n".encode())
         digest.update(b"\n")
@@ -94,12 +95,12 @@ class PageLayout:
 
 
 def run_graph(run: pb.Run) -> Graph:
-    return Graph(run.plan_digest, tuple(n.name for n in run.nodes),
+    return Graph(tuple(n.name for n in run.nodes),
                  tuple((e.upstream, e.downstream) for e in run.edges))
 
 
 def workflow_graph(workflow: pb.Workflow) -> Graph:
-    return Graph(workflow.plan_digest, tuple(n.name for n in workflow.nodes),
+    return Graph(tuple(n.name for n in workflow.nodes),
                  tuple((e.upstream, e.downstream) for e in workflow.edges))
 
 
