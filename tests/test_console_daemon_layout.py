@@ -334,3 +334,53 @@ def test_the_first_view_after_publishing_draws_the_daemons_layout_the_browsers_o
         driver.quit()
     assert not errors, errors
 
+
+# Injected before the page's scripts: what of the page was parsed when its graph was drawn.
+AT_DRAW = r"""
+new MutationObserver((records, observer) => {
+  for (const record of records) {
+    if (record.target.id === "graph" && record.target.dataset.drawn === "yes") {
+      window.__atDraw = { rows: document.querySelectorAll("#run-nodes tr[data-node]").length,
+                          parsing: document.readyState === "loading" };
+      observer.disconnect();
+    }
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-drawn"] });
+"""
+
+TICKED = """return document.querySelector('#graph g.gnode[data-node="' + arguments[0] + '"]')
+  .classList.contains("ticked");"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
+                    " (.ci/run installs them)")
+def test_a_graph_with_its_layout_in_the_page_is_drawn_before_the_rest_is_parsed(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """graph.js runs as the parser reaches it: a large run page's graph, its layout in the
+    page, is drawn before the node table below it is parsed; the table's boxes, parsed after,
+    still mark the graph's nodes when ticked for Resume."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}), store)
+    port = free_port()
+    driver = _driver()
+    try:
+        with running_daemon(store, state, extra=["--http", f"127.0.0.1:{port}"]) as daemon:
+            wait_until(lambda: computed(daemon.output()) == 1, "the graph laid out at start")
+            run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="wide")).run.run_id
+            daemon.wait_run(run_id, timeout=60)
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": AT_DRAW})
+            found = view(driver, f"http://127.0.0.1:{port}/runs/{run_id}")
+            assert found["layout"] == "daemon" and found["daemon"] is not None
+            assert driver.execute_script("return window.__atDraw") == {"rows": 0,
+                                                                      "parsing": True}
+            assert len(driver.find_elements("css selector", "#run-nodes tr[data-node]")) == sum(
+                LAYERS)
+            assert not driver.execute_script(TICKED, "l2_0")
+            driver.execute_script("arguments[0].click()", driver.find_element(
+                "css selector", 'input[name="node"][value="l2_0"]'))
+            assert driver.execute_script(TICKED, "l2_0")
+            assert daemon.stop() == 0
+        errors = browser_errors(driver)
+    finally:
+        driver.quit()
+    assert not errors, errors

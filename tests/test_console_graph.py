@@ -362,9 +362,10 @@ new MutationObserver((records) => {
 @needs_chromium
 def test_the_timeline_below_the_graph_draws_after_the_graphs_frame(
         served: tuple[Daemon, int, Path], driver: Any) -> None:
-    """The graph is drawn while the page's scripts run; the timeline, below the fold, only
-    after them, in a frame after the graph's, so it does not hold back the frame that shows
-    the graph (docs/console.md, Timeline)."""
+    """The timeline, below the fold, is drawn only after the page's scripts have run, in a
+    frame after the graph's, so it does not hold back the frame that shows the graph
+    (docs/console.md, Timeline). (A graph this small is laid out once the page is parsed:
+    test_console_daemon_layout has a large one drawn sooner.)"""
     _, _, tmp_path = served
     (tmp_path / "first").touch()
     (tmp_path / "gate").touch()
@@ -372,7 +373,6 @@ def test_the_timeline_below_the_graph_draws_after_the_graphs_frame(
     _finished_run_page(served, driver, "flaky")
     drawn = _wait(lambda: driver.execute_script(
         "return 'timeline' in window.__drawnAt && window.__drawnAt"), "the timeline drawn")
-    assert not drawn["graph"]["loaded"], drawn
     assert drawn["timeline"]["loaded"], drawn
     assert drawn["timeline"]["frames"] > drawn["graph"]["frames"], drawn
     assert not browser_errors(driver)

@@ -8,11 +8,16 @@
 // (data-daemon-layout; the daemon lays large graphs out itself, console/layouter.py); else
 // it is kept in the tab's sessionStorage for a view again, and sent to the daemon
 // (data-layout-url) for every later view, by anyone (see computeLayout).
+//
+// The pages load it (and layout.js) right after #graph, not deferred: with a layout in
+// the page it draws at once, before the parser reaches the rest of the page (a 1,000-node
+// run's timeline and node table, most of its HTML). A layout to compute waits for the page
+// to be parsed: the deferred dagre has run by then.
 "use strict";
 
 (function () {
   const box = document.getElementById("graph");
-  if (!box || !window.dagre || !window.flowplanLayout) {
+  if (!box || !window.flowplanLayout) {
     return;
   }
   performance.mark("flowplan-graph-start");
@@ -26,8 +31,10 @@
   const LAYOUT_VERSION = flowplanLayout.VERSION;
   const key = layoutKey(data);
   const ready = daemonLayout(data) || storedLayout(key, data);
-  if (ready || !box.dataset.layoutWait) {
-    draw(ready || computeLayout(key, data), false);
+  if (ready) {
+    draw(ready, false);
+  } else if (!box.dataset.layoutWait) {
+    drawComputed();
   } else {
     // The daemon is laying this graph out (it began when it loaded the plan version): its
     // layout comes as soon as it is kept, fetched while the rest of this page loads; else
@@ -40,9 +47,25 @@
           box.dataset.layout = "daemon";
           draw(kept, true);
         } else {
-          draw(computeLayout(key, data), true);
+          drawComputed();
         }
       });
+  }
+
+  function parsed(callback) {  // once the page is parsed (and its deferred scripts ran)
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", callback);
+    } else {
+      callback();
+    }
+  }
+
+  function drawComputed() {  // dagre is deferred: it has run once the page is parsed
+    parsed(function () {
+      if (window.dagre) {
+        draw(computeLayout(key, data), true);
+      }
+    });
   }
 
   function make(tag, attributes) {
@@ -53,8 +76,9 @@
     return element;
   }
 
-  // Draws `layout`; `late`: after the page loaded (the daemon's layout fetched), so the
-  // nodes take the statuses the page shows now (console.js kept the table's current).
+  // Draws `layout`; `late`: not as the parser reached this script (a layout fetched or
+  // computed), so the nodes take the statuses the page's table shows now, as far as it is
+  // parsed (console.js keeps them current once the page is parsed).
   function draw(layout, late) {
     performance.mark("flowplan-graph-laid-out");
     const statuses = new Map();
@@ -196,16 +220,23 @@
                                                { detail: { name: group.dataset.node } }));
       }
     });
-    for (const tick of document.querySelectorAll('input[name="node"]')) {
-      const marked = function () {
-        const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
-        if (group) {
-          group.classList.toggle("ticked", tick.checked);
-        }
-      };
-      tick.addEventListener("change", marked);
-      marked();  // a box the browser kept ticked (back to the page)
+    // (The boxes come after the graph in the page: not parsed yet when it is drawn early.)
+    function marked(tick) {
+      const group = svg.querySelector('g.gnode[data-node="' + CSS.escape(tick.value) + '"]');
+      if (group) {
+        group.classList.toggle("ticked", tick.checked);
+      }
     }
+    document.addEventListener("change", function (event) {
+      if (event.target.matches('input[name="node"]')) {
+        marked(event.target);
+      }
+    });
+    parsed(function () {  // a box the browser kept ticked (back to the page)
+      for (const tick of document.querySelectorAll('input[name="node"]')) {
+        marked(tick);
+      }
+    });
     box.dataset.drawn = "yes";
     performance.mark("flowplan-graph-drawn");
     document.dispatchEvent(new CustomEvent("flowplan:graph-drawn"));  // panel.js marks
