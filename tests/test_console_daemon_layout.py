@@ -15,6 +15,7 @@ import logging
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +352,27 @@ new MutationObserver((records, observer) => {
 TICKED = """return document.querySelector('#graph g.gnode[data-node="' + arguments[0] + '"]')
   .classList.contains("ticked");"""
 
+# the graph's view (its viewBox), its box's size, and the drawing's size
+VIEW = """const box = document.getElementById("graph");
+const layout = JSON.parse(box.dataset.daemonLayout);
+return { view: box.querySelector("svg").getAttribute("viewBox").split(" ").map(Number),
+         box: [box.clientWidth, box.clientHeight], size: [layout.width, layout.height] };"""
+
+
+def whole(found: dict[str, Any]) -> bool:
+    """The view shows the whole drawing."""
+    (x, y, w, h), (width, height) = found["view"], found["size"]
+    return x <= 0.5 and y <= 0.5 and x + w >= width - 0.5 and y + h >= height - 0.5
+
+
+def view_when(driver: Any, ok: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """The graph's VIEW once `ok` holds for it (polled)."""
+    def found() -> dict[str, Any] | None:
+        view: dict[str, Any] = driver.execute_script(VIEW)
+        return view if ok(view) else None
+    result: dict[str, Any] = wait_until(found, what)
+    return result
+
 
 @pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
                     " (.ci/run installs them)")
@@ -358,7 +380,9 @@ def test_a_graph_with_its_layout_in_the_page_is_drawn_before_the_rest_is_parsed(
         make_repo: MakeRepo, tmp_path: Path) -> None:
     """graph.js runs as the parser reaches it: a large run page's graph, its layout in the
     page, is drawn before the node table below it is parsed; the table's boxes, parsed after,
-    still mark the graph's nodes when ticked for Resume."""
+    still mark the graph's nodes when ticked for Resume; once the page is parsed (a scroll
+    bar narrowed the box) the whole graph is in view; a node's panel, narrowing the box,
+    keeps the drawing's scale (docs/console.md, Graphs)."""
     store, state = tmp_path / "store", tmp_path / "state"
     publish(make_repo({"flowplan.yaml": SETTINGS, "workflows/wide.yaml": layered()}), store)
     port = free_port()
@@ -379,6 +403,19 @@ def test_a_graph_with_its_layout_in_the_page_is_drawn_before_the_rest_is_parsed(
             driver.execute_script("arguments[0].click()", driver.find_element(
                 "css selector", 'input[name="node"][value="l2_0"]'))
             assert driver.execute_script(TICKED, "l2_0")
+            fitted = view_when(driver, whole, "the whole graph in view")
+            driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', "
+                                  "{bubbles: true}))", driver.find_element(
+                                      "css selector", '#graph g.gnode[data-node="l1_0"] rect'))
+            narrowed = view_when(driver, lambda found: found["box"][0] < fitted["box"][0],
+                                 "the box narrowed by the panel")
+            scale = fitted["view"][2] / fitted["box"][0]
+            assert narrowed["view"][2] / narrowed["box"][0] == pytest.approx(scale)
+            assert narrowed["view"][3] / narrowed["box"][1] == pytest.approx(
+                fitted["view"][3] / fitted["box"][1])
+            wait_until(lambda: driver.execute_script(
+                "return !!document.querySelector('#panel [data-ended=\"yes\"]')"),
+                "the panel's log read to its end")  # before the daemon stops
             assert daemon.stop() == 0
         errors = browser_errors(driver)
     finally:

@@ -137,14 +137,26 @@
       const scale = Math.min(boxSize.w / view.w, boxSize.h / view.h);
       svg.classList.toggle("far", LABEL_PX * scale < LABEL_MIN_PX);
     }
+    let moved = false;  // by the user: zoomed or panned
     function fit() {  // the whole graph, never drawn larger than its natural size
-      const w = Math.max(size.width || 1, box.clientWidth);
-      const h = Math.max(size.height || 1, box.clientHeight);
+      boxSize = { w: box.clientWidth, h: box.clientHeight };
+      const w = Math.max(size.width || 1, boxSize.w);
+      const h = Math.max(size.height || 1, boxSize.h);
       view = { x: ((size.width || 1) - w) / 2, y: ((size.height || 1) - h) / 2, w: w, h: h };
       show();
     }
     fit();
     box.appendChild(svg);
+    // Drawn while the page is parsed: the rest of the page may change the box's size (a
+    // scroll bar comes with it), so the graph is fitted again once the page is parsed,
+    // unless the user moved it meanwhile.
+    if (document.readyState === "loading") {
+      parsed(function () {
+        if (!moved) {
+          fit();
+        }
+      });
+    }
     // The box resized (a node's panel opened beside it): the same scale and centre, so the
     // drawing keeps its size rather than shrinking with the box.
     if (window.ResizeObserver) {
@@ -176,6 +188,7 @@
       const py = view.y + (event.clientY - rect.top) / rect.height * view.h;
       view = { x: px - (px - view.x) * factor, y: py - (py - view.y) * factor,
                w: view.w * factor, h: view.h * factor };
+      moved = true;
       show();
     }, { passive: false });
     let drag = null;
@@ -194,6 +207,7 @@
       view = { x: drag.view.x - (event.clientX - drag.x) / rect.width * drag.view.w,
                y: drag.view.y - (event.clientY - drag.y) / rect.height * drag.view.h,
                w: drag.view.w, h: drag.view.h };
+      moved = true;
       show();
     });
     svg.addEventListener("pointerup", function () { drag = null; });
