@@ -364,8 +364,9 @@ def test_the_timeline_below_the_graph_draws_after_the_graphs_frame(
         served: tuple[Daemon, int, Path], driver: Any) -> None:
     """The timeline, below the fold, is drawn only after the page's scripts have run, in a
     frame after the graph's, so it does not hold back the frame that shows the graph
-    (docs/console.md, Timeline). (A graph this small is laid out once the page is parsed:
-    test_console_daemon_layout has a large one drawn sooner.)"""
+    (docs/console.md, Timeline). A graph this small is laid out by the page, so drawn once
+    the page is parsed (docs/console.md, Graphs; test_console_daemon_layout has a large one
+    drawn sooner)."""
     _, _, tmp_path = served
     (tmp_path / "first").touch()
     (tmp_path / "gate").touch()
@@ -373,6 +374,7 @@ def test_the_timeline_below_the_graph_draws_after_the_graphs_frame(
     _finished_run_page(served, driver, "flaky")
     drawn = _wait(lambda: driver.execute_script(
         "return 'timeline' in window.__drawnAt && window.__drawnAt"), "the timeline drawn")
+    assert drawn["graph"]["loaded"], drawn  # laid out by dagre, deferred: once parsed
     assert drawn["timeline"]["loaded"], drawn
     assert drawn["timeline"]["frames"] > drawn["graph"]["frames"], drawn
     assert not browser_errors(driver)
