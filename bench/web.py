@@ -75,7 +75,7 @@ Figures:
   browsers (`--console-layouts browser`, as before the daemon laid them out); then a
   version of that same graph (another `alert` command), which has its layout already. And
   a later view (a finished run's page, the tab's cleared), what every other view gets. The
-  floor: the same URL loaded with graph.js, layout.js and dagre blocked, to its load
+  floor: the same URL loaded with graph.js, layout.js and d3-dag blocked, to its load
   event's end.
   Target: a view <= 1 s (p50; the max is shown). Also the time from the daemon's loading of
   a version to its keeping the layout it computed (its log's times). Where the time goes:
@@ -589,7 +589,7 @@ LOADED = """const nav = performance.getEntriesByType("navigation")[0];
 return nav && nav.loadEventEnd > 0 ? { load: nav.loadEventEnd, html: nav.responseEnd,
   drawn: document.querySelectorAll("#graph g[data-node]").length } : null;"""
 BLOCKED = ["*/static/graph.js*", "*/static/layout.js*",  # named with their ?v= hash
-           "*/static/dagre-*.js*"]
+           "*/static/d3-dag-*.js*"]
 
 
 def block(chromium: Chromium, urls: list[str]) -> None:

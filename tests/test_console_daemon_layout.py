@@ -1,4 +1,4 @@
-"""The daemon lays out large graphs itself (console/layouter.py): dagre and static/layout.js in
+"""The daemon lays out large graphs itself (console/layouter.py): d3-dag and static/layout.js in
 the embedded V8 give a layout that fits its graph, within a time and memory cap; a page waits
 a bounded time for it; without V8 the browser lays out as before. Then real daemons: the
 layout computed when a version is loaded is the one a run page and the workflow page look up
@@ -29,7 +29,7 @@ from test_web_graph_layout import LAYERS, layered
 from flowplan.daemon.server.console.layouter import (
     ComputeError,
     Layouter,
-    V8Dagre,
+    V8Layout,
     computer_for,
     load_v8,
 )
@@ -57,28 +57,45 @@ def big(count: int = 1000) -> Graph:
 
 
 @pytest.fixture(scope="module")
-def v8() -> V8Dagre:
-    return V8Dagre()
+def v8() -> V8Layout:
+    return V8Layout()
 
 
-def test_v8_lays_a_large_graph_out_in_its_layers_and_the_layout_fits(v8: V8Dagre) -> None:
+def test_v8_lays_a_large_graph_out_in_its_layers_and_the_layout_fits(v8: V8Layout) -> None:
     layout = json.loads(parse_layout(v8.compute(WIDE), WIDE))  # LayoutError if it did not fit
     assert set(layout["nodes"]) == set(WIDE.nodes) and len(layout["edges"]) == len(WIDE.edges)
     tops = [{layout["nodes"][f"l{layer}_{i}"][1] for i in range(size)}
-            for layer, size in enumerate(LAYERS)]  # tight-tree ranks: a layer a row
+            for layer, size in enumerate(LAYERS)]  # longest-path layers: a layer a row
     assert all(len(row) == 1 for row in tops), tops
     rows = [row.pop() for row in tops]
     assert rows == sorted(rows) and len(set(rows)) == len(LAYERS)
     assert v8.compute(WIDE) == v8.compute(WIDE)  # the same every time
 
 
+@pytest.mark.parametrize("chains", [3, 80])  # 3x3 nodes: network simplex; 240: longest path
+def test_each_connected_part_of_a_graph_starts_in_the_first_row(v8: V8Layout,
+                                                               chains: int) -> None:
+    """A part with fewer layers than another is drawn from the top, not hung at the bottom
+    (d3-dag's longest path with topDown(true) would line the parts' last layers up)."""
+    names = [f"c{c}_{i}" for c in range(chains) for i in range(3)]
+    # chain 0 is 3 deep; every other chain is 2 deep, with a node on its own beside it
+    edges = [(f"c{c}_0", f"c{c}_1") for c in range(chains)] + [("c0_1", "c0_2")]
+    graph = Graph(tuple(names), tuple(edges))
+    layout = json.loads(parse_layout(v8.compute(graph), graph))
+    top = {name: box[1] for name, box in layout["nodes"].items()}
+    first = top["c0_0"]
+    assert all(top[f"c{c}_0"] == top[f"c{c}_2"] == first for c in range(1, chains)), top
+    assert all(top[f"c{c}_1"] == top["c0_1"] > first for c in range(chains)), top
+    assert top["c0_2"] > top["c0_1"]
+
+
 def test_a_layout_too_slow_or_too_large_for_v8_fails_and_v8_goes_on() -> None:
     large, tiny = big(), Graph(("a", "b"), (("a", "b"),))
-    slow = V8Dagre(seconds=0.2)  # the large graph takes ~1-6 s
+    slow = V8Layout(seconds=0.2)  # the large graph takes ~5 s (dagre's took >10 s)
     with pytest.raises(ComputeError, match=r"not done within 0\.2 s"):
         slow.compute(large)
     assert set(json.loads(slow.compute(tiny))["nodes"]) == {"a", "b"}  # the same context
-    small = V8Dagre(max_memory=4 * 1024 * 1024)
+    small = V8Layout(max_memory=4 * 1024 * 1024)
     with pytest.raises(ComputeError, match="more than 4 MB of V8 heap"):
         small.compute(large)
     assert set(json.loads(small.compute(tiny))["nodes"]) == {"a", "b"}
@@ -87,7 +104,7 @@ def test_a_layout_too_slow_or_too_large_for_v8_fails_and_v8_goes_on() -> None:
 
 
 def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
-        v8: V8Dagre, tmp_path: Path) -> None:
+        v8: V8Layout, tmp_path: Path) -> None:
     async def scenario() -> None:
         layouts = Layouts(tmp_path / "layouts")
         layouter = Layouter(layouts, v8, wait_seconds=0.001)
@@ -116,7 +133,7 @@ def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
 def test_a_graph_v8_failed_on_is_left_to_the_browser_and_not_tried_again(
         caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
-        layouter = Layouter(Layouts(None), V8Dagre(seconds=0.001))
+        layouter = Layouter(Layouts(None), V8Layout(seconds=0.001))
         assert layouter.page(WIDE, "run=r1").wait
         assert await layouter.wait(WIDE) is None  # it failed
         page = layouter.page(WIDE, "run=r1")

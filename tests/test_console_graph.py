@@ -374,7 +374,7 @@ def test_the_timeline_below_the_graph_draws_after_the_graphs_frame(
     _finished_run_page(served, driver, "flaky")
     drawn = _wait(lambda: driver.execute_script(
         "return 'timeline' in window.__drawnAt && window.__drawnAt"), "the timeline drawn")
-    assert drawn["graph"]["loaded"], drawn  # laid out by dagre, deferred: once parsed
+    assert drawn["graph"]["loaded"], drawn  # laid out by d3-dag, deferred: once parsed
     assert drawn["timeline"]["loaded"], drawn
     assert drawn["timeline"]["frames"] > drawn["graph"]["frames"], drawn
     assert not browser_errors(driver)

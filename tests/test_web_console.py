@@ -7,6 +7,7 @@ tests write their screenshots into docs/console/."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import os
 import re
@@ -636,6 +637,25 @@ def test_a_flood_of_login_forms_does_not_push_out_who_logged_in(
     assert sessions.who(sessions.get("not-a-session")) is None
 
 
+def test_every_vendored_file_is_the_one_recorded_with_its_licence() -> None:
+    """static/VENDORED.md names each vendored file with its sha256 and licence file: the
+    files served are those bytes, unchanged, and no built file is there unrecorded."""
+    static = ROOT / "daemon" / "server" / "static"
+    rows = [line for line in (static / "VENDORED.md").read_text().splitlines()
+            if line.startswith("| `")]
+    recorded = {}
+    for row in rows:
+        name = re.match(r"\| `([^`]+)`", row)
+        licence = re.search(r"\| [^|]*`([^`]+\.LICENSE)` \|", row)
+        digest = re.search(r"\| `([0-9a-f]{64})`", row)
+        assert name and licence and digest, row
+        recorded[name[1]] = digest[1]
+        assert (static / licence[1]).read_text().strip(), licence[1]
+    assert set(recorded) == {p.name for p in static.glob("*.min.js")}
+    for name, digest in recorded.items():
+        assert hashlib.sha256((static / name).read_bytes()).hexdigest() == digest, name
+
+
 def test_static_files_are_named_by_their_hash_and_kept(
         console: tuple[Daemon, int, Path]) -> None:
     """A page names each script by its content's hash: that URL may be kept a year; any
@@ -647,7 +667,7 @@ def test_static_files_are_named_by_their_hash_and_kept(
     assert status == 200 and headers["cache-control"] == "no-store"
     scripts = re.findall(r'<script src="(/static/[^"]+)"', page)
     assert {s.split("?")[0] for s in scripts} >= {"/static/console.js", "/static/graph.js",
-                                                  "/static/dagre-0.8.5.min.js",
+                                                  "/static/d3-dag-1.2.2.min.js",
                                                   "/static/layout.js"}
     for url in scripts:
         status, headers, body = operator.request("GET", url)

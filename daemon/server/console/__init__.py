@@ -15,7 +15,7 @@ One module per job:
 - `guide.py`: the getting-started walk, with links into this daemon's pages;
 - `feeds.py`: the live updates (server-sent events) that run pages follow;
 - `layouts.py`: large graphs' layouts, checked and kept (`console-layouts/` in the state
-  directory) for every view; `layouter.py`: the daemon computing them (dagre in an embedded
+  directory) for every view; `layouter.py`: the daemon computing them (d3-dag in an embedded
   V8) as soon as it loads a plan version, else the first browser does;
 - `diff.py`: what changed between two plan versions of a workflow (its diff page);
 - `present.py`: how values are shown (statuses, times, schedules, graphs).

@@ -1,6 +1,6 @@
 """The console's static files (`/static/…`: scripts, the style sheet, the icon), named in
 pages with their content's hash (`/static/graph.js?v=3f2a…`), so a browser keeps them for a
-year and fetches again only what a new release changed: dagre alone is 283 KB to fetch and
+year and fetches again only what a new release changed: d3-dag alone is 143 KB to fetch and
 compile on every view otherwise. A URL without the current hash is revalidated instead
 (`no-cache`: aiohttp answers 304 when the file has not changed)."""
 

@@ -1,7 +1,7 @@
 """The daemon lays out large graphs itself, so that even the first view of a plan version
 draws a ready layout.
 
-It runs the very files a browser runs, the vendored dagre and `static/layout.js`, in an
+It runs the very files a browser runs, the vendored d3-dag and `static/layout.js`, in an
 embedded V8 (the `mini-racer` package), so its layout is the one a browser would compute. One
 graph at a time, on a worker thread of its own (the event loop never waits for V8), each call
 capped at LAYOUT_SECONDS and MAX_MEMORY bytes of V8 heap. What it computes goes through the
@@ -50,9 +50,9 @@ from flowplan.daemon.server.console.layouts import (
 )
 from flowplan.v1 import workflow_service_pb2 as pb
 
-SCRIPTS: Final = ("dagre-0.8.5.min.js", "layout.js")  # in static/, in this order
-LAYOUT_SECONDS: Final = 10.0  # one layout in V8 at most (1,000 nodes: ~0.6-1 s)
-MAX_MEMORY: Final = 512 * 1024 * 1024  # bytes of V8 heap (1,000 nodes: ~100 MB)
+SCRIPTS: Final = ("d3-dag-1.2.2.min.js", "layout.js")  # in static/, in this order
+LAYOUT_SECONDS: Final = 10.0  # one layout in V8 at most (bench/web.py's 1,000 nodes: ~0.25 s)
+MAX_MEMORY: Final = 512 * 1024 * 1024  # bytes of V8 heap (1,000 nodes: < 32 MB)
 SETTLE_SECONDS: Final = 5.0  # V8 ends a call cut short (a timeout) within this
 # A page waits this long at most for the daemon's layout, then lays the graph out itself.
 # The daemon began earlier, with the same engine (V8), so waiting for it beats starting
@@ -74,8 +74,8 @@ class Computer(Protocol):
     def close(self) -> None: ...
 
 
-class V8Dagre:
-    """dagre and layout.js in one V8 context, made on first use and kept (a timeout or an
+class V8Layout:
+    """d3-dag and layout.js in one V8 context, made on first use and kept (a timeout or an
     exhausted heap leaves it usable; any other failure makes a new one next time)."""
 
     def __init__(self, folder: Path = SERVER / "static", *, seconds: float = LAYOUT_SECONDS,
@@ -83,8 +83,9 @@ class V8Dagre:
         from py_mini_racer import MiniRacer, init_mini_racer  # ImportError: see load_v8
 
         # Not mini-racer's default --single-threaded: V8's own threads compile and collect
-        # beside the layout, which takes ~0.5-0.6 s of wall time instead of ~0.65-0.8 s at
-        # 1,000 nodes (the first view of a new version waits for it). Once per process.
+        # beside the layout (with dagre, flowplan's engine before d3-dag, 1,000 nodes took
+        # ~0.5-0.6 s of wall time so instead of ~0.65-0.8 s; the first view of a new version
+        # waits for it). Once per process.
         init_mini_racer(flags=(), ignore_duplicate_init=True)
         self._make = MiniRacer
         self._sources = [(folder / name).read_text(encoding="utf-8") for name in SCRIPTS]
@@ -118,7 +119,7 @@ class V8Dagre:
             raise
         except Exception as exc:  # V8 did not start, or a script did not load
             self.close()
-            raise ComputeError(f"V8 with dagre: {type(exc).__name__}: {exc}") from exc
+            raise ComputeError(f"V8 with d3-dag: {type(exc).__name__}: {exc}") from exc
         try:
             text = context.eval(f"JSON.stringify(flowplanLayout.compute({data}))",
                                 timeout_sec=self._seconds, max_memory=self._max_memory)
@@ -133,7 +134,7 @@ class V8Dagre:
             raise ComputeError(f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(text, str):
             raise ComputeError(f"layout.js returned {type(text).__name__}, not JSON text")
-        context.low_memory_notification()  # 1,000 nodes: ~250 MB of heap back, in ~40 ms
+        context.low_memory_notification()  # the layout's garbage back at once, not later
         return text
 
     def _settle(self) -> None:
@@ -151,9 +152,9 @@ class V8Dagre:
 
 
 def load_v8() -> Computer | None:
-    """A V8Dagre, or None (logged) when mini-racer cannot be used here."""
+    """A V8Layout, or None (logged) when mini-racer cannot be used here."""
     try:
-        return V8Dagre()
+        return V8Layout()
     except (ImportError, OSError) as exc:  # no wheel for this platform; no libmini_racer
         log.warning("console layouts: the embedded V8 (mini-racer) cannot be used here (%s):"
                     " the first browser to view a large graph lays it out", exc)

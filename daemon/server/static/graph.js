@@ -1,5 +1,5 @@
 // flowplan console: draws the graph of #graph's data-graph ({nodes: [{name, status}],
-// edges: [[upstream, downstream]]}) as SVG, laid out by layout.js (the vendored dagre,
+// edges: [[upstream, downstream]]}) as SVG, laid out by layout.js (the vendored d3-dag,
 // layered, top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">:
 // console.js keeps data-status current and the style sheet colours it. Wheel zooms,
 // dragging pans, the "Fit" button fits the graph to the view, the search box highlights a
@@ -12,7 +12,7 @@
 // The pages load it (and layout.js) right after #graph, not deferred: with a layout in
 // the page it draws at once, before the parser reaches the rest of the page (a 1,000-node
 // run's timeline and node table, most of its HTML). A layout to compute waits for the page
-// to be parsed: the deferred dagre has run by then.
+// to be parsed: the deferred d3-dag has run by then.
 "use strict";
 
 (function () {
@@ -60,9 +60,9 @@
     }
   }
 
-  function drawComputed() {  // dagre is deferred: it has run once the page is parsed
+  function drawComputed() {  // d3-dag is deferred: it has run once the page is parsed
     parsed(function () {
-      if (window.dagre) {
+      if (window.d3) {
         draw(computeLayout(key, data), true);
       }
     });
