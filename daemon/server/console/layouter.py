@@ -52,7 +52,7 @@ from flowplan.v1 import workflow_service_pb2 as pb
 
 SCRIPTS: Final = ("d3-dag-1.2.2.min.js", "layout.js")  # in static/, in this order
 LAYOUT_SECONDS: Final = 10.0  # one layout in V8 at most (bench/web.py's 1,000 nodes: ~0.25 s)
-MAX_MEMORY: Final = 512 * 1024 * 1024  # bytes of V8 heap (1,000 nodes: < 32 MB)
+MAX_MEMORY: Final = 512 * 1024 * 1024  # bytes of V8 heap (bench/web.py's 1,000 nodes: < 8 MB)
 SETTLE_SECONDS: Final = 5.0  # V8 ends a call cut short (a timeout) within this
 # A page waits this long at most for the daemon's layout, then lays the graph out itself.
 # The daemon began earlier, with the same engine (V8), so waiting for it beats starting
@@ -83,9 +83,9 @@ class V8Layout:
         from py_mini_racer import MiniRacer, init_mini_racer  # ImportError: see load_v8
 
         # Not mini-racer's default --single-threaded: V8's own threads compile and collect
-        # beside the layout (with dagre, flowplan's engine before d3-dag, 1,000 nodes took
-        # ~0.5-0.6 s of wall time so instead of ~0.65-0.8 s; the first view of a new version
-        # waits for it). Once per process.
+        # beside the layout, which shortens it (measured with dagre, the engine before
+        # d3-dag: 1,000 nodes in ~0.5-0.6 s of wall time instead of ~0.65-0.8 s); the first
+        # view of a new version waits for it. Once per process.
         init_mini_racer(flags=(), ignore_duplicate_init=True)
         self._make = MiniRacer
         self._sources = [(folder / name).read_text(encoding="utf-8") for name in SCRIPTS]
