@@ -2,12 +2,13 @@
 on them, and how long a 1,000-node run page takes to draw its graph.
 
     python bench/web.py [--repeat N] [--pages N] [--loads N] [--nice N] [--aside cpu|idle]
-                        [--no-browser] [--json FILE] [--strict]
+                        [--node-seconds S] [--no-browser] [--json FILE] [--strict]
 
 Two real `flowplan serve --http` daemons on loopback serve one store. Its `chain` workflow is
 a `gate` node, which waits for a file named after its run, then a chain of 100 `true` nodes
-(n0 -> n1 -> ... -> n99). Seven setups run it in turn, run by run (the order rotates), each
---repeat times (default 5) after a warm-up run:
+(n0 -> n1 -> ... -> n99; with --node-seconds S each node sleeps S seconds, so its changes
+come S apart instead of in a burst). Seven setups run it in turn, run by run (the order
+rotates), each --repeat times (default 5) after a warm-up run:
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
 - **HTTP clients**: the second daemon, N (--pages, default 20) aiohttp clients in this
@@ -21,13 +22,14 @@ a `gate` node, which waits for a file named after its run, then a chain of 100 `
   connection of their own (docs/console.md), so each page reads its run's events as an
   HTTP client does. Every thread of the browsers runs at nice 10 (--nice) on the last CPU,
   so that the daemon gets the machine first, as it would with the browsers on the users'
-  machines; set again once the pages are open, since Chromium sets the threads of a page
-  it shows itself. A nice value and a CPU affinity are a thread's on Linux: until
-  2026-12-05 the bench set only each process's main thread, and the others (the
-  compositors, raised to nice -8 by Chromium, run as root here; run as an ordinary user,
-  without a limit that allows it, it cannot raise them) ran on both CPUs ahead of the
-  daemon. `--aside idle` sets them aside another way: SCHED_IDLE on every CPU, so that
-  they have all the CPU the daemon leaves, on both CPUs, and none it wants;
+  machines; set again once the pages are open, and every second while a run goes on,
+  since Chromium sets the threads of a page it shows (and those it starts) itself. A nice
+  value and a CPU affinity are a thread's on Linux: until 2026-12-05 the bench set only
+  each process's main thread, and the others (the compositors, raised to nice -8 by
+  Chromium, run as root here; run as an ordinary user, without a limit that allows it, it
+  cannot raise them) ran on both CPUs ahead of the daemon. `--aside idle` sets them aside
+  another way: SCHED_IDLE on every CPU, so that they have all the CPU the daemon leaves,
+  on both CPUs, and none it wants;
 - **least pages**: the same N windows of the same browsers, set aside the same way, each
   showing the least page that shows the run's graph live (LEAST_PAGE): the run page's graph
   as that page drew it, the console's style sheet, and the run's events, each node's new
@@ -203,10 +205,13 @@ def _gate(gates: Path, every: float = 0.02) -> str:
             " done")
 
 
-def gated_chain(gates: Path) -> str:
-    """The gate waits for its file; the engine stops it after 10 minutes in any case."""
+def gated_chain(gates: Path, seconds: float = 0.0) -> str:
+    """The gate waits for its file; the engine stops it after 10 minutes in any case. Each
+    node of the chain runs `true`, or with `seconds` `sleep SECONDS`."""
+    command = f"sleep {seconds:g}" if seconds else "true"
     nodes = [_node("gate", [], _gate(gates))[:-1] + ", timeout: 10m}"]
-    nodes += [_node(f"n{i}", [f"n{i - 1}"] if i else ["gate"]) for i in range(N_CHAIN)]
+    nodes += [_node(f"n{i}", [f"n{i - 1}"] if i else ["gate"], command)
+              for i in range(N_CHAIN)]
     return "\n".join(["name: chain", "nodes:", *nodes]) + "\n"
 
 
@@ -724,6 +729,7 @@ class Options:
     browser: bool  # Chromium's part
     nice: int  # the watching browsers' niceness
     aside: Aside  # how they are set aside
+    node_seconds: float = 0.0  # what each node of the chain sleeps (0: it runs `true`)
 
 
 class Results:
@@ -895,8 +901,14 @@ class Bench:
                 for browser in browsers:
                     browser.set_aside(self.options.nice, self.options.aside)
             cpu = [browser.cpu() for browser in browsers]
+        keeper = (asyncio.ensure_future(self.keep_aside(browsers)) if setup in ASIDE
+                  else None)
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         spent = sum(cpu_spent(browsers, cpu).values()) if setup in PAGE_SETUPS else 0.0
         if setup in ASIDE:
             self.results.run_cpu[setup].append(spent)
@@ -909,6 +921,16 @@ class Bench:
             updates = await self.collect(setup, f"{url}/events", cpu)
             if setup in ALONE:
                 self.results.alone_cost[setup].append((spent, updates, chain_seconds(run)))
+
+    async def keep_aside(self, browsers: list[Chromium]) -> None:
+        """Set the browsers aside again every second while the run goes on: Chromium sets
+        the threads it starts (or raises) itself. A chain of `true` nodes ends within the
+        second; in runs of ~50 s (`--node-seconds 0.5`) 10 threads were found not set aside
+        at a run's end without it."""
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(in_each, browsers, lambda browser: browser.set_aside(
+                self.options.nice, self.options.aside))
 
     def watching(self, setup: str) -> list[Chromium]:
         if setup in ALONE:
@@ -953,7 +975,7 @@ async def bench(work: Path, options: Options, say: Callable[[str], None]) -> Res
     gates.mkdir()
     (repo / "flowplan.yaml").write_text(
         "queues: {default: {concurrency: 4}, wide: {concurrency: 16}}\n")
-    (repo / "workflows" / "chain.yaml").write_text(gated_chain(gates))
+    (repo / "workflows" / "chain.yaml").write_text(gated_chain(gates, options.node_seconds))
     (repo / "workflows" / "big.yaml").write_text(layered_dag(N_BIG, gates=gates, version=1))
     publish(repo, work / "store")
     daemons = {"none": Daemon(work, "none", work / "store"),
@@ -1093,11 +1115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aside", choices=("cpu", "idle"), default="cpu",
                         help="how the watching browsers are set aside: cpu (default: at"
                              " --nice on the last CPU) or idle (SCHED_IDLE on every CPU)")
+    parser.add_argument("--node-seconds", type=float, default=0.0, metavar="S",
+                        help="each node of the chain sleeps S seconds instead of running"
+                             " `true`: its changes come S apart, not in a burst (default 0)")
     parser.add_argument("--no-browser", action="store_true", help="skip Chromium's part")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 on a MISS, or when Chromium's part cannot run")
     args = parser.parse_args(argv)
+    if args.node_seconds < 0:
+        parser.error(f"--node-seconds: {args.node_seconds:g} is negative; give 0 (the nodes"
+                     " run `true`) or the seconds each node sleeps")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     missing = None if args.no_browser else chromium_missing()
     if missing:
@@ -1110,10 +1138,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="flowplan-bench-web-") as folder:
         options = Options(repeat=args.repeat, pages=args.pages, loads=args.loads,
                           browser=not (args.no_browser or missing), nice=args.nice,
-                          aside=args.aside)
+                          aside=args.aside, node_seconds=args.node_seconds)
         results = asyncio.run(bench(Path(folder), options, say))
     rows = figures(results, args.pages)
-    print(f"chain of {N_CHAIN} `true` nodes after a gate, {args.repeat} runs per setup,"
+    node = f"`sleep {args.node_seconds:g}`" if args.node_seconds else "`true`"
+    print(f"chain of {N_CHAIN} {node} nodes after a gate, {args.repeat} runs per setup,"
           f" {args.pages} watchers; {len(results.clients)} changes read by HTTP clients,"
           f" {sum(map(len, results.dom.values()))} shown in pages' DOM ({results.no_frame}"
           f" with no frame after them); {time.monotonic() - started:.0f} s")
@@ -1164,6 +1193,7 @@ def main(argv: list[str] | None = None) -> int:
             results.run_cpu, "chain s": results.chain, "threads not set aside": results.escaped,
             "alone: browser cpu s, updates, chain s": results.alone_cost,
             "aside": args.aside if args.aside == "idle" else f"cpu, nice {args.nice}",
+            "node seconds": args.node_seconds,
             "chromium": missing or "ran"}, indent=2) + "\n")
     if missing:
         print(f"Chromium's part SKIPPED: {missing}: no draw time, no browser pages measured")
