@@ -901,14 +901,13 @@ class Bench:
                 for browser in browsers:
                     browser.set_aside(self.options.nice, self.options.aside)
             cpu = [browser.cpu() for browser in browsers]
-        keeper = (asyncio.ensure_future(self.keep_aside(browsers)) if setup in ASIDE
-                  else None)
+        ended = asyncio.Event()
+        keeper = asyncio.ensure_future(self.keep_aside(browsers if setup in ASIDE else [],
+                                                       ended))
         (self.gates / run_id).touch()
         run = await daemon.finish(run_id)
-        if keeper is not None:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+        ended.set()
+        await keeper  # any setting aside under way is done before the threads are counted
         spent = sum(cpu_spent(browsers, cpu).values()) if setup in PAGE_SETUPS else 0.0
         if setup in ASIDE:
             self.results.run_cpu[setup].append(spent)
@@ -922,13 +921,15 @@ class Bench:
             if setup in ALONE:
                 self.results.alone_cost[setup].append((spent, updates, chain_seconds(run)))
 
-    async def keep_aside(self, browsers: list[Chromium]) -> None:
-        """Set the browsers aside again every second while the run goes on: Chromium sets
-        the threads it starts (or raises) itself. A chain of `true` nodes ends within the
-        second; in runs of ~50 s (`--node-seconds 0.5`) 10 threads were found not set aside
-        at a run's end without it."""
-        while True:
-            await asyncio.sleep(1.0)
+    async def keep_aside(self, browsers: list[Chromium], ended: asyncio.Event) -> None:
+        """Set the browsers aside again every second until the run has `ended`: Chromium
+        sets the threads it starts (or raises) itself. A chain of `true` nodes ends within
+        the second; in runs of ~50 s (`--node-seconds 0.5`) 10 threads were found not set
+        aside at a run's end without it."""
+        while browsers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), 1.0)
+                return
             await asyncio.to_thread(in_each, browsers, lambda browser: browser.set_aside(
                 self.options.nice, self.options.aside))
 
