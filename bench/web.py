@@ -7,7 +7,7 @@ on them, and how long a 1,000-node run page takes to draw its graph.
 Two real `flowplan serve --http` daemons on loopback serve one store. Its `chain` workflow is
 a `gate` node, which waits for a file named after its run, then a chain of 100 `true` nodes
 (n0 -> n1 -> ... -> n99; with --node-seconds S each node sleeps S seconds, so its changes
-come S apart instead of in a burst). Seven setups run it in turn, run by run (the order
+come S apart instead of in a burst). Eight setups run it in turn, run by run (the order
 rotates), each --repeat times (default 5) after a warm-up run:
 
 - **none**: the first daemon, nobody watching (the floor of the handoff);
@@ -41,7 +41,10 @@ rotates), each --repeat times (default 5) after a warm-up run:
   following the run: what reading the events and writing the DOM cost N pages here;
 - **1 Chromium page**: the second daemon, one run page in a browser of its own at normal
   priority on any CPU: what a user's page shows when no other page competes for the CPU;
-- **1 bare page**: the same browser showing one bare page.
+- **1 bare page**: the same browser showing one bare page;
+- **1 Chromium page of N watchers**: the same browser showing one run page while N - 1 HTTP
+  clients read the run's events beside it: the daemon serving N watchers, and one of them
+  a page with CPU of its own, as each of N users' pages has on the user's machine.
 
 The gate opens once every watcher follows the run (an HTTP client has its answer's headers; a
 page has drawn its graph and its stream is live), so the 100 nodes run with every page
@@ -122,11 +125,13 @@ N_BIG = 1000
 HANDOFF_RATIO = 1.2
 LATENCY_P99_MS = 100.0
 DRAW_MS = 1000.0
-SETUPS = ("none", "clients", "browsers", "least", "bare", "alone", "alone bare")
+SETUPS = ("none", "clients", "browsers", "least", "bare", "alone", "alone bare", "crowd")
 # the setups with Chromium pages
-PAGE_SETUPS = ("browsers", "least", "bare", "alone", "alone bare")
+PAGE_SETUPS = ("browsers", "least", "bare", "alone", "alone bare", "crowd")
 ASIDE = ("browsers", "least", "bare")  # their pages in the set-aside browsers
 ALONE = ("alone", "alone bare")  # one page in a browser of its own, at normal priority
+# one run page in that browser among --pages watchers, the others HTTP clients
+OWN_BROWSER = (*ALONE, "crowd")
 # the setups showing LEAST_PAGE, its graph shown (least) or not
 LEAST_PAGES = ("least", "bare", "alone bare")
 _T = TypeVar("_T")
@@ -880,14 +885,15 @@ class Bench:
         url = f"{daemon.url}/runs/{run_id}"
         watchers: list[asyncio.Future[None]] = []
         cpu: list[dict[int, float]] = []
-        if setup == "clients":
-            connected = [asyncio.Event() for _ in range(self.options.pages)]
-            watchers = [asyncio.ensure_future(watch(self.session, f"{url}/events", event,
-                                                    self.results.clients))
+        if setup in ("clients", "crowd"):  # the crowd's page is one of its watchers
+            connected = [asyncio.Event() for _ in range(self.options.pages - (setup == "crowd"))]
+            # the floor is the clients' own setup: the crowd's clients' latencies left out
+            read = self.results.clients if setup == "clients" else []
+            watchers = [asyncio.ensure_future(watch(self.session, f"{url}/events", event, read))
                         for event in connected]
             for event in connected:
                 await event.wait()
-        elif setup in PAGE_SETUPS:
+        if setup in PAGE_SETUPS:
             browsers = self.watching(setup)
             if setup in LEAST_PAGES:  # the graph from a run page in one of the windows
                 graph, sequence = await asyncio.to_thread(run_graph, browsers[0], url)
@@ -934,7 +940,7 @@ class Bench:
                 self.options.nice, self.options.aside))
 
     def watching(self, setup: str) -> list[Chromium]:
-        if setup in ALONE:
+        if setup in OWN_BROWSER:
             assert self.alone is not None
             return [self.alone]
         return self.browsers
@@ -1004,7 +1010,8 @@ def figures(results: Results, pages: int) -> list[Figure]:
     none = results.gaps["none"]
     labels = {"clients": f"{pages} HTTP clients", "browsers": f"{pages} Chromium pages",
               "least": f"{pages} least pages", "bare": f"{pages} bare pages",
-              "alone": "1 Chromium page", "alone bare": "1 bare page"}
+              "alone": "1 Chromium page", "alone bare": "1 bare page",
+              "crowd": f"1 Chromium page of {pages} watchers"}
     for setup, label in labels.items():
         if not results.gaps[setup]:
             continue
@@ -1022,7 +1029,7 @@ def figures(results: Results, pages: int) -> list[Figure]:
     # each page's floor in the same browsers, when measured: the run pages' the least
     # pages', theirs the bare pages'
     floors = {"browsers": "least", "least": "bare"}
-    for setup in ("bare", "least", "browsers", "alone", "alone bare"):
+    for setup in ("bare", "least", "browsers", "alone", "alone bare", "crowd"):
         for kind, what in (("dom", "DOM"), ("frame", "frame end")):
             values = getattr(results, kind)[setup]
             floor = getattr(results, kind)[floors[setup]] if setup in floors else []
