@@ -165,7 +165,7 @@ def _zone_exists(zone: str) -> bool:
         return False
     try:
         zoneinfo.ZoneInfo(zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: `Europe`, a folder
         return False
     return True
 
@@ -182,15 +182,21 @@ def finite(value: Any) -> Any:
     return value
 
 
+START_YEARS: Final = (1900, 9998)  # a zone's offset must not take the instant off the calendar
+
+
 def start_time(value: Any) -> str:
     """ISO 8601 date or date-time; without an offset it is read in the schedule's zone."""
     if isinstance(value, str):
         try:
-            datetime.fromisoformat(value)  # date-only strings parse too: midnight
+            parsed = datetime.fromisoformat(value)  # date-only strings parse too: midnight
         except ValueError:
             pass
         else:
-            return value
+            if START_YEARS[0] <= parsed.year <= START_YEARS[1]:
+                return value
+            raise _fail(Code.INVALID_START, "start '{value}' is out of range: give a year from"
+                        f" {START_YEARS[0]} to {START_YEARS[1]}", value=value)
     raise _fail(Code.INVALID_START,
                 "start '{value}' is not an ISO 8601 date-time such as 2026-01-01T00:00:00",
                 value=str(value))
