@@ -554,11 +554,13 @@ def _refused_access(every: list[nodes.Node]) -> Iterator[_Refusal]:
         if name.startswith("_") and not on_params:
             yield (Code.TEMPLATE_UNSAFE, f"'{name}' starts with '_': the sandbox refuses"
                    " private attributes")
-        elif name in _MUTATING:
+        elif on_params and hasattr(dict, name):
+            # Jinja2 reads an attribute before a key: `params.keys` is the method itself
             yield (Code.TEMPLATE_UNSAFE,
-                   f"'params.{name}' is the mapping's '{name}' method, which changes it and is"
-                   f" refused: write params['{name}'] for a parameter of that name"
-                   if on_params else f"'.{name}' would change a value; template values are"
+                   f"'params.{name}' is the mapping's '{name}' method, not a parameter:"
+                   f" write params['{name}'] for a parameter of that name")
+        elif name in _MUTATING:
+            yield (Code.TEMPLATE_UNSAFE, f"'.{name}' would change a value; template values are"
                    " read-only (the sandbox refuses it)")
 
 

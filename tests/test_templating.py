@@ -121,20 +121,24 @@ def test_ordinary_templates_render_as_before(template, expected):
     ("${ [].append(1) }", Code.TEMPLATE_UNSAFE, "'.append' would change a value"),
     ("${ params.region.pop() }", Code.TEMPLATE_UNSAFE, "'.pop' would change a value"),
     ("${ params.update }", Code.TEMPLATE_UNSAFE, "write params['update']"),
+    # read-only methods too: Jinja2 would render the bound method, not the parameter
+    ("${ params.keys }", Code.TEMPLATE_UNSAFE, "'keys' method, not a parameter"),
+    ("${ params.get }", Code.TEMPLATE_UNSAFE, "write params['get']"),
     ("${ 7 ** (3 * 10 ** 7) }", Code.TEMPLATE_LIMIT, "more than 4,000 digits"),
     ("${ ds ~ ('x' * 10 ** 9) }", Code.TEMPLATE_LIMIT, "limited to 1,048,576"),
     ("${ [0] * -(-10 ** 9) }", Code.TEMPLATE_LIMIT, "limited to 1,048,576"),
 ])
 def test_check_refuses_what_the_sandbox_or_a_limit_refuses_whatever_the_values(
         template, code, fragment):
-    problems = check(template, frozenset({"region", "update"}))
+    problems = check(template, frozenset({"region", "update", "keys", "get"}))
     assert [p.code for p in problems] == [code]
     assert fragment in problems[0].message
 
 
 @pytest.mark.parametrize("template", [
-    "${ params['update'] }", "${ params.region.upper() }", "${ 2 ** 100 }", "${ 1 / 0 }",
+    "${ params['update'] }", "${ params['keys'] }", "${ params.region.upper() }",
+    "${ 2 ** 100 }", "${ 1 / 0 }",
     "${ 'ab' * 3 }", "${ params.region * 10 ** 9 }",  # a param: only the run knows its size
 ])
 def test_check_passes_what_may_render(template):
-    assert check(template, frozenset({"region", "update"})) == ()
+    assert check(template, frozenset({"region", "update", "keys"})) == ()
