@@ -59,7 +59,9 @@ class FileCheck:
         """Record the positions later checks need and drop the node tree."""
         doc = self.document
         if doc is not None and isinstance(doc.value, dict):
-            self.name_known = "name" not in doc.value or isinstance(doc.value["name"], str)
+            # an invalid name (a typo such as `daily sales`) is no surer than an unreadable one
+            given = doc.value.get("name", self.name)
+            self.name_known = isinstance(given, str) and _is_name(given)
             if "name" in doc.value:
                 self.name_position = doc.position(("name",))
             self.source_positions = {n.index: doc.position(("nodes", n.index, "source"))

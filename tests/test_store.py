@@ -104,6 +104,21 @@ def test_no_tombstone_while_a_file_name_is_unreadable(make_repo, tmp_path):
     assert store.versions("beta") == [1]
 
 
+@pytest.mark.parametrize("name", ["daily sales", "9lives"])
+def test_no_tombstone_while_a_name_is_invalid(make_repo, tmp_path, name):
+    """A typo in `name:` must not remove the workflow the file really names."""
+    repo = make_repo({"workflows/a.yaml": WF.format(name="daily", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    make_repo({"workflows/a.yaml": WF.format(name=f"'{name}'", word="hi")})
+    result = compile_repo(read_repo(repo))
+    assert result.uncertain_files == ("workflows/a.yaml",)
+    report = store.publish(result.plans, keep=result.failed,
+                           remove_missing=not result.uncertain_files)
+    assert report.written == ()
+    assert store.versions("daily") == [1]
+
+
 def test_tampered_plan_is_refused(make_repo, tmp_path):
     repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
     store = PlanStore(tmp_path / "store")
