@@ -529,7 +529,7 @@ def _template_position(doc: Document, path: Path, value: str, offset: int) -> tu
     starts = [m.start() for m in _TEMPLATE_START.finditer(value)]
     raw = doc.text[node.start_mark.index:node.end_mark.index]
     raw_starts = [m.start() for m in _TEMPLATE_START.finditer(raw)]
-    if offset not in starts or starts.index(offset) >= len(raw_starts):
+    if offset not in starts or len(starts) != len(raw_starts):  # `\u0024{` makes a `${`
         return doc.position(path)
     index = node.start_mark.index + raw_starts[starts.index(offset)]
     line = doc.text.count("\n", 0, index) + 1

@@ -85,6 +85,17 @@ def test_nul_in_a_source_path_is_a_diagnostic(tmp_path: Path) -> None:
         (4, 13, Code.SOURCE_MISSING)]
 
 
+@pytest.mark.parametrize(("command", "column"), [
+    ('"echo ${ nope } ${ ds }"', 20),  # the `${` itself
+    ('"echo \\u0024{ nope } ${ ds }"', 14),  # an escape made a `${`: the scalar's start
+])
+def test_a_template_diagnostic_points_at_its_expression_or_else_its_scalar(
+        command: str, column: int) -> None:
+    result = _compile_text(f"name: w\nnodes:\n  - name: a\n    command: {command}\n")
+    assert [(d.line, d.column, d.code) for d in result.diagnostics] == [
+        (4, column, Code.UNKNOWN_VARIABLE)]
+
+
 DEEP_EXPRESSION = "${" + "(" * 300 + "ds" + ")" * 300 + "}"
 
 
