@@ -173,6 +173,11 @@ def read_repo(root: Path) -> RepoSnapshot:
     confined = _inside(real_root, os.path.realpath(base))  # else every file is resolved
     for entry in _yaml_entries(base):
         relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+        if not _utf8(relative):  # a plan names its file: it must be text
+            unreadable[relative.encode("utf-8", "surrogateescape").decode(
+                "utf-8", "backslashreplace")] = ("its name is not UTF-8; rename it with a UTF-8"
+                                                 " name")
+            continue
         symlink = entry.is_symlink()
         data = read(entry.path, relative, resolve=symlink or not confined,
                     regular=not symlink and entry.is_file(follow_symlinks=False))
@@ -180,6 +185,16 @@ def read_repo(root: Path) -> RepoSnapshot:
             workflows[relative] = data
     return RepoSnapshot(settings=settings, workflows=dict(sorted(workflows.items())),
                         sources=DiskSources(root), unreadable=dict(sorted(unreadable.items())))
+
+
+def _utf8(path: str) -> bool:
+    """Whether a path read from the file system (undecodable bytes kept as surrogates) is
+    UTF-8 text."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _yaml_entries(folder: str) -> Iterator[os.DirEntry[str]]:

@@ -167,6 +167,19 @@ def test_a_fifo_in_the_repository_is_reported_not_waited_on(make_repo, tmp_path)
                                      " file: not a regular file (a FIFO)")
 
 
+def test_a_workflow_file_name_that_is_not_utf8_is_reported_and_the_others_publish(
+        make_repo, tmp_path):
+    repo = make_repo({"workflows/good.yaml": GOOD})
+    (repo / "workflows" / "\xe9t\xe9.yaml".encode("latin-1").decode(
+        "utf-8", "surrogateescape")).write_text(GOOD)
+    named = ("workflows/\\xe9t\\xe9.yaml:1:1: error FP012 cannot read the workflow file: its"
+             " name is not UTF-8; rename it with a UTF-8 name")
+    checked = flowplan("check", repo)
+    assert checked.returncode == 1 and checked.stdout.splitlines()[0] == named
+    published = flowplan("publish", repo, "--store", tmp_path / "store")
+    assert published.returncode == 1 and "good: version 1 (new)" in published.stdout
+
+
 def test_a_fifo_in_the_plan_store_does_not_hold_publish(make_repo, tmp_path):
     repo, store = make_repo({"workflows/good.yaml": GOOD}), tmp_path / "store"
     assert flowplan("publish", repo, "--store", store).returncode == 0

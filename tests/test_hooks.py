@@ -152,6 +152,18 @@ def test_invalid_push_is_rejected_with_file_line_column_and_store_unchanged(serv
     assert server.snapshot() == before
 
 
+def test_a_file_name_that_is_not_utf8_is_rejected_not_published_half(server: Server):
+    before, head = server.snapshot(), server.head()
+    latin1 = "workflows/" + b"\xe9t\xe9".decode("utf-8", "surrogateescape") + ".yaml"
+    server.commit("Add a Latin-1 name", {latin1: WF.format(word="accent")})
+    done = server.push()
+    assert done.returncode != 0
+    assert ("remote: workflows/\\xe9t\\xe9.yaml:1:1: error FP012 cannot read the workflow"
+            " file: its name is not UTF-8; rename it with a UTF-8 name") in done.stderr
+    assert server.head() == head
+    assert server.snapshot() == before
+
+
 def test_same_content_in_a_new_commit_publishes_nothing(server: Server):
     before = server.snapshot()
     server.commit("Touch the README only", {"README": "flows, again\n"})
