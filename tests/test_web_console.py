@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import http.client
 import os
 import re
@@ -28,6 +29,7 @@ from daemon_harness import Daemon, free_port, pb, publish, running_daemon
 from google.protobuf import struct_pb2
 
 from flowplan.daemon.server.console.kit import Kit, ServiceError
+from flowplan.daemon.server.console.layouts import workflow_graph
 
 TOKENS = {"operator": "o" * 20 + "-operator", "viewer": "v" * 20 + "-viewer"}
 ROLES_FILE = f"operator ci {TOKENS['operator']}\nviewer grafana {TOKENS['viewer']}\n"
@@ -51,6 +53,7 @@ FILES = {
         """,
 }
 DOCS_SCREENSHOTS = ROOT / "docs" / "console"
+FINISHED = (pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED)
 
 
 def screenshots(tmp_path: Path) -> Path:
@@ -231,7 +234,7 @@ def _params(**values: str) -> struct_pb2.Struct:
 
 def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
         console: tuple[Daemon, int, Path]) -> None:
-    daemon, port, _ = console
+    daemon, port, tmp_path = console
     operator = Browser(port)
     assert operator.login(TOKENS["operator"]) == 303
     csrf = operator.csrf("/")
@@ -246,12 +249,75 @@ def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
         assert (got, reason in page) == (status, True), (path, form, page)
     assert operator.request("GET", "/workflows/nothing")[0] == 404
     assert operator.request("GET", "/workflows/chain?version=x")[0] == 400
+    # numbers Python reads and protobuf does not hold, and times off the calendar: a 400
+    # that names the field, never a 500
+    key = workflow_graph(daemon.call("GetWorkflow", pb.GetWorkflowRequest(
+        workflow="chain")).workflow).key
+    for path, reason in [("/workflows/chain?version=%C2%B2", "version must be"),
+                         ("/workflows/chain?version=9223372036854775808", "version must be"),
+                         (f"/layouts/{key}?workflow=chain&version=99999999999",
+                          "version must be"),
+                         ("/events?s=http://[::1&last=", "s #1")]:
+        status, _, page = operator.request("GET", path)
+        assert (status, reason in page) == (400, True), (path, page)
+    for wrong, reason in [({"parallel": "99999999999"}, "parallel runs must be"),
+                          ({"start": "0001-01-01T00:00:00+05:00"}, "start must be a time from"),
+                          ({"end": "9999-12-31T23:00:00-05:00"}, "end must be a time from")]:
+        form = {"csrf": csrf, "start": "2026-01-01", "end": "2026-01-02", **wrong}
+        status, _, page = operator.request("POST", "/workflows/daily/backfills", form)
+        assert (status, reason in page) == (400, True), (form, page)
+    # a small graph is each page's to lay out: the daemon neither computes nor keeps it
+    assert operator.request("GET", f"/layouts/{key}?workflow=chain&version=1")[0] == 204
+    assert not list((tmp_path / "state").glob("console-layouts/*.json"))
+    # the switch goes back to the page it was on, never to another site
+    for back, landed in [("/?tag=team", "/?tag=team"), ("//evil.example/x", "/"),
+                         ("/\\evil.example", "/"), ("https://evil.example", "/")]:
+        status, headers, _ = operator.request("POST", "/workflows/daily/scheduling",
+                                              {"csrf": csrf, "enabled": "on", "back": back})
+        assert (status, headers["location"]) == (303, landed), back
     assert operator.request("GET", "/workflows/chain?version=9")[0] == 404
     status, _, page = operator.request("GET", "/workflows/chain?version=1")
     assert status == 200 and 'href="?version=1"' in page
     assert operator.request("GET", "/runs/%00")[0] in (400, 404)
     assert operator.request("GET", "/static/../console.py")[0] in (403, 404)
     daemon.call("ListWorkflows", pb.ListWorkflowsRequest())  # still serving
+
+
+def test_the_run_form_keeps_a_secret_params_default_it_shows_masked(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """The form shows the defaults as GetWorkflow does, a secret's value masked: sent back as
+    shown, the secret keeps its real default; a value typed over the mask replaces it."""
+    store = tmp_path / "store"
+    publish(make_repo({"workflows/secret.yaml": """
+        name: secret
+        params: {api_token: real-default-value, region: eu, want: eu}
+        nodes:
+          - name: a
+            command: >-
+              test "${params.api_token}" = "$(printf 'real-default-%s' value)"
+              && test "${params.region}" = "${params.want}"
+        """}), store)
+    with console_daemon(store, tmp_path) as (daemon, port):
+        operator = Browser(port)
+        assert operator.login(TOKENS["operator"]) == 303
+        status, _, page = operator.request("GET", "/workflows/secret")
+        shown = re.search(r'<textarea name="params"[^>]*>(.*?)</textarea>', page, re.S)
+        assert status == 200 and shown and "real-default-value" not in html.unescape(page)
+        prefill = html.unescape(shown.group(1))
+        assert '"api_token": "********"' in prefill
+        for params, wanted in [
+                (prefill, pb.RUN_STATUS_SUCCEEDED),  # as shown: the real default
+                (prefill.replace('"********"', '"typed"'), pb.RUN_STATUS_FAILED),
+                (prefill.replace('"eu"', '"us"'), pb.RUN_STATUS_SUCCEEDED)]:  # both changed
+            csrf = operator.csrf("/workflows/secret")
+            status, headers, _ = operator.request("POST", "/workflows/secret/runs",
+                                                  {"csrf": csrf, "params": params})
+            assert status == 303, params
+            run_id = headers["location"].removeprefix("/runs/")
+            wait_until(lambda run_id=run_id: daemon.call("GetRun", pb.GetRunRequest(
+                run_id=run_id)).run.status in FINISHED, "the run's end", 30)
+            run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id)).run
+            assert run.status == wanted, params
 
 
 def test_over_https_the_session_cookie_is_secure(make_repo: MakeRepo, tmp_path: Path) -> None:

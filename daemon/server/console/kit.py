@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, NoReturn, ParamSpec, TypeVar
@@ -49,6 +50,15 @@ class ServiceError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def whole_number(text: str, name: str, wanted: str) -> int:
+    """`text` as a whole number from 0 to 999,999,999 (what fits every int32 field), or
+    INVALID_ARGUMENT naming `name` and saying what is `wanted`."""
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{name} must be {wanted}, not '{text[:20]}'")
+    return int(text)
 
 
 class CallContext:

@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 import grpc
 from aiohttp import web
 
-from flowplan.daemon.server.console.kit import Kit, ServiceError
+from flowplan.daemon.server.console.kit import Kit, ServiceError, whole_number
 from flowplan.daemon.server.roles import Grant
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -319,6 +319,8 @@ class LayoutPages:
         graph = await self._graph_of(request)
         if isinstance(graph, web.Response):
             return graph
+        if len(graph.nodes) <= BIG:  # each page lays it out; nothing computed nor kept
+            return web.Response(status=204)
         layout = (await self._wait(graph) if self._wait is not None
                   else self._layouts.get(graph))
         if layout is None:
@@ -358,12 +360,12 @@ class LayoutPages:
             answer = await self._kit.call("GetRun", pb.GetRunRequest(
                 run_id=str(query["run"]), include_graph=True))
             return run_graph(answer.run)
-        version = str(query.get("version", ""))
-        if "workflow" not in query or not version.isdigit():
+        if "workflow" not in query or "version" not in query:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                "name the graph: ?run=RUN_ID, or ?workflow=NAME&version=N")
         answer = await self._kit.call("GetWorkflow", pb.GetWorkflowRequest(
-            workflow=str(query["workflow"]), plan_version=int(version)))
+            workflow=str(query["workflow"]),
+            plan_version=whole_number(str(query["version"]), "version", "a version number")))
         return workflow_graph(answer.workflow)
 
 

@@ -93,9 +93,12 @@ class Multiplex:
                            f" stream with no event read yet, not {len(lasts)} times")
         streams = []
         for index, (text, last) in enumerate(zip(urls, lasts, strict=True)):
-            url = URL(text)
+            try:
+                url: URL | None = URL(text)
+            except ValueError:  # `http://[::1`: not a URL at all
+                url = None
             opened = None
-            if not url.is_absolute() and text.startswith("/"):
+            if url is not None and not url.is_absolute() and text.startswith("/"):
                 parts = url.parts[1:]
                 for opener in self._openers:
                     if (opened := opener(parts, url.query, last)) is not None:

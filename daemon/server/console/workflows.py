@@ -15,7 +15,7 @@ from aiohttp import web
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from flowplan.daemon.server.console.diff import diff_versions
-from flowplan.daemon.server.console.kit import Kit, ServiceError
+from flowplan.daemon.server.console.kit import Kit, ServiceError, whole_number
 from flowplan.daemon.server.console.layouter import Layouter
 from flowplan.daemon.server.console.layouts import source_query, workflow_graph
 from flowplan.daemon.server.console.present import graph_json, schedule_words
@@ -56,7 +56,7 @@ class WorkflowPages:
                   "version": versions.get(workflow.name)}
                  for workflow in rows]
         return self._kit.page(request, "workflows.html", rows=shown, name=name_filter,
-                              tag=tag)
+                              tag=tag, back=request.path_qs)
 
     async def _all_workflows(self) -> list[pb.Workflow]:
         found: list[pb.Workflow] = []
@@ -73,11 +73,9 @@ class WorkflowPages:
         call = self._kit.call
         name = request.match_info["name"]
         version = request.query.get("version", "")
-        if version and not version.isdigit():
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"version must be a version number, not '{version[:20]}'")
         answer = await call("GetWorkflow", pb.GetWorkflowRequest(
-            workflow=name, plan_version=int(version or 0)))
+            workflow=name, plan_version=whole_number(version, "version", "a version number")
+            if version else 0))
         versions = await call("ListPlanVersions",
                               pb.ListPlanVersionsRequest(workflow=name, page_size=50))
         page_token = request.query.get("page", "")
@@ -132,8 +130,8 @@ class WorkflowPages:
         form = await request.post()
         await self._kit.call("SetSchedulingStatus", pb.SetSchedulingStatusRequest(
             workflow=request.match_info["name"], enabled=form.get("enabled") == "on"))
-        back = str(form.get("back", "/"))
-        raise web.HTTPSeeOther(back if back.startswith("/") else "/")
+        back = str(form.get("back", "/"))  # a path of this site: not `//host` nor `/\host`
+        raise web.HTTPSeeOther(back if re.fullmatch(r"/(?![/\\])[^\s]*", back) else "/")
 
     async def start_run(self, request: web.Request) -> web.StreamResponse:
         self._kit.require(request, "StartRun")
@@ -146,8 +144,17 @@ class WorkflowPages:
             except json_format.ParseError as exc:
                 raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"params must be a JSON object: {exc}") from exc
+        name = request.match_info["name"]
+        # The form shows the defaults as GetWorkflow does, secret values masked: a param sent
+        # back as shown keeps the workflow's default (a masked one is not its value).
+        shown = json_format.MessageToDict((await self._kit.call(
+            "GetWorkflow", pb.GetWorkflowRequest(workflow=name))).workflow.params)
+        given = json_format.MessageToDict(params)
+        params = struct_pb2.Struct()
+        params.update({key: value for key, value in given.items()
+                       if key not in shown or shown[key] != value})
         answer = await self._kit.call("StartRun", pb.StartRunRequest(
-            workflow=request.match_info["name"], params=params,
+            workflow=name, params=params,
             queue=str(form.get("queue", "")).strip(), remarks=str(form.get("remarks", ""))))
         raise web.HTTPSeeOther(f"/runs/{answer.run.run_id}")
 
@@ -165,12 +172,8 @@ class WorkflowPages:
         if fields["reprocess"] not in reprocess:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                "reprocess must be all, missing or failed")
-        try:
-            parallel = int(fields["parallel"] or 0)
-        except ValueError:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "parallel runs must be a whole number (0: the workflow's"
-                               " max_active_runs)") from None
+        parallel = whole_number(fields["parallel"] or "0", "parallel runs", "a whole number"
+                                " (0: the workflow's max_active_runs)")
         backfill = pb.StartBackfillRequest(
             workflow=name, start_time=form_time(fields["start"], "start"),
             end_time=form_time(fields["end"], "end"), queue=fields["queue"],
@@ -213,5 +216,10 @@ def form_time(text: str, name: str) -> timestamp_pb2.Timestamp:
                            f"{name} must be a time such as 2026-01-31T02:00:00Z (a time"
                            " without a zone is UTC)") from None
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    try:
+        stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    except (OverflowError, ValueError):  # its zone takes it off the calendar
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{name} must be a time from 0001-01-01T00:00:00Z to"
+                           " 9999-12-31T23:59:59Z") from None
     return stamp
