@@ -360,6 +360,10 @@ def test_a_non_loopback_address_needs_auth_or_insecure(deployed: tuple[Path, Pat
                              "--state", str(state), "--listen", f"0.0.0.0:{free_port()}"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2 and "--insecure" in result.stderr
+    with running_daemon(store, state, extra=["--http", "0.0.0.0:0", "--insecure"]) as daemon:
+        daemon.call("ListWorkflows", pb.ListWorkflowsRequest())
+        wait_until(lambda: "anyone who reaches --http 0.0.0.0:0 acts as an admin"
+                   in daemon.output(), "the warning of an address open to all")
 
 
 def test_a_second_daemon_on_the_same_state_is_refused(deployed: tuple[Path, Path, Path]

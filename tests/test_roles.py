@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from flowplan.client import Client, ClientError
 from flowplan.daemon.server.auth import DRY_RUN_METHODS, METHOD_ROLES, least_role
+from flowplan.daemon.server.config import ServeConfig, open_to_all
 from flowplan.daemon.server.roles import Role, RolesFileError, parse_roles
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -144,6 +145,24 @@ def test_a_non_loopback_address_accepts_a_roles_file_as_authentication(tmp_path:
     result = flowplan("serve", "--store", tmp_path / "store", "--state", tmp_path / "state",
                       "--listen", "0.0.0.0:50051", "--print-config", check=False)
     assert result.returncode == 2 and "--roles-file" in result.stderr
+
+
+@pytest.mark.parametrize(("settings", "open_addresses"), [
+    ({"listen": "0.0.0.0:50051", "tls_cert": b"c", "tls_key": b"k"}, ["--listen 0.0.0.0:50051"]),
+    ({"listen": "0.0.0.0:50051", "insecure": True, "http": "[::]:8080"},
+     ["--listen 0.0.0.0:50051", "--http [::]:8080"]),
+    ({"listen": "127.0.0.1:50051", "http": "0.0.0.0:8080", "insecure": True},
+     ["--http 0.0.0.0:8080"]),
+    ({"listen": "0.0.0.0:50051", "tls_cert": b"c", "tls_key": b"k", "tls_client_ca": b"ca"},
+     []),
+    ({"listen": "0.0.0.0:50051", "token": "t" * 20}, []),
+    ({"listen": "127.0.0.1:50051", "http": "127.0.0.1:8080"}, []),
+])
+def test_the_addresses_where_any_client_is_an_admin_are_named(
+        settings: dict[str, object], open_addresses: list[str]) -> None:
+    """What the daemon warns of at its start: off loopback, TLS alone or --insecure."""
+    config = ServeConfig(store=Path("s"), state=Path("t"), **settings)  # type: ignore[arg-type]
+    assert open_to_all(config) == open_addresses
 
 
 # ---- a real daemon --------------------------------------------------------------------

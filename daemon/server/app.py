@@ -40,7 +40,7 @@ from flowplan.daemon.notify import Notifier, Outbox, OutboxSender
 from flowplan.daemon.scheduler.backfills import Backfills
 from flowplan.daemon.scheduler.scheduler import Scheduler
 from flowplan.daemon.server.auth import TokenInterceptor
-from flowplan.daemon.server.config import ServeConfig, UsageError
+from flowplan.daemon.server.config import ServeConfig, UsageError, open_to_all
 from flowplan.daemon.server.errors import handlers_of, serve_tolerant
 from flowplan.daemon.server.roles import Grant
 from flowplan.daemon.server.service import SERVICE_NAME, Parts, WorkflowService, register
@@ -231,6 +231,10 @@ class Daemon:
             "max_connections": self.max_connections,
             **({"http_max_connections": self.http_max_connections} if self.http_url else {}),
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}})
+        for address in open_to_all(config):
+            log.warning("anyone who reaches %s acts as an admin: no token, and no client"
+                        " certificate is asked for; give --token-file or --roles-file, or"
+                        " --tls-client-ca", address)
         self.ready.set()
         notify(f"READY=1\nSTATUS=serving on {config.listen.rsplit(':', 1)[0]}:{self.port}"
                f"\nMAINPID={os.getpid()}")

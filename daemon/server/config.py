@@ -99,6 +99,16 @@ class ServeConfig:
                     " accept the risk")
 
 
+def open_to_all(config: ServeConfig) -> list[str]:
+    """The flags of the addresses off loopback where any client acts as an admin: no token,
+    and no client certificate asked for (`--tls-cert` alone, or `--insecure`)."""
+    if config.token or config.grants or config.tls_client_ca:
+        return []
+    return [f"{flag} {address}" for flag, address in (("--listen", config.listen),
+                                                      ("--http", config.http))
+            if address is not None and not is_loopback(address)]
+
+
 LISTEN_WANTED = ("host:port with a port from 0 to 65535 (e.g. 127.0.0.1:50051; 0 takes a free"
                  " port)")
 
