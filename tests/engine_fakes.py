@@ -24,6 +24,7 @@ class FakeClock:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self.render_seconds = 0.0  # how long `run_bounded` work (a node's templates) takes
 
     def now(self) -> datetime:
         return self._now
@@ -38,6 +39,7 @@ class FakeClock:
         await future
 
     async def run_bounded(self, function: Callable[[], T], seconds: float) -> T:
+        await self.sleep(self.render_seconds)
         return function()
 
     @property

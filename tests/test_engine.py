@@ -270,6 +270,29 @@ nodes:
     run(tmp_path, yaml, body)
 
 
+def test_a_cancel_while_a_nodes_command_is_built_starts_nothing(tmp_path):
+    """The run is CANCELLED once nothing of it runs: a node whose templates were rendering
+    when the cancel came is never launched, nor recorded as started."""
+    yaml = """
+nodes:
+  - {name: a, command: "echo ${ ds }"}
+"""
+
+    async def body(h: Harness) -> None:
+        h.clock.render_seconds = 2
+        run_id = h.start()
+        await h.clock.advance(1)
+        h.engine.cancel_run(run_id)
+        await h.clock.advance(5)
+        done = h.engine.get_run(run_id)
+        assert (done.status, done.node("a").status) == (RunStatus.CANCELLED,
+                                                        NodeStatus.CANCELLED)
+        assert (h.launcher.launches, done.node("a").attempts) == ([], ())
+        assert ("a", "RUNNING") not in h.events
+
+    run(tmp_path, yaml, body)
+
+
 def test_cancel_of_retrying_node_stops_the_retry(tmp_path):
     async def body(h: Harness) -> None:
         h.launcher.scripts["a"] = [Behaviour(code=1)]

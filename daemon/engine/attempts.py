@@ -143,12 +143,22 @@ class Attempts(EngineCore):
                 if (problem := process_problem(argv, node_env, env)) is not None:
                     raise CommandError(problem)
             except CommandError as exc:
+                if run.cancel.is_set():  # cancelled while it was built: the node is CANCELLED
+                    return None
                 await self._durably(lambda: self._store.start_attempt(attempt))
                 node.attempts = number
                 return await self._finish(run, node, number, None,
                                           mask(str(exc), run.secrets), retryable=False)
-            # intent first, then the launch (on a full disk: once it can be written)
-            await self._durably(lambda: self._store.start_attempt(attempt))
+            # Intent first, then the launch (on a full disk: once it can be written). A cancel
+            # that came while the command was built, or while the disk was full, has made the
+            # node CANCELLED and maybe ended the run: nothing may start then.
+            def record_start() -> None:
+                if not run.cancel.is_set():
+                    self._store.start_attempt(attempt)
+
+            await self._durably(record_start)
+            if run.cancel.is_set():
+                return None
             node.attempts = number
             run.set_node_status(node, NodeStatus.RUNNING)
             self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
