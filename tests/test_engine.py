@@ -27,10 +27,11 @@ SETTINGS = (b"queues:\n  default: {concurrency: 4}\n  solo: {concurrency: 1}\n"
             b"  dev: {concurrency: 2}\n")
 
 
-def compile_one(yaml: str, settings: bytes = SETTINGS) -> Plan:
+def compile_one(yaml: str, settings: bytes = SETTINGS,
+                sources: dict[str, bytes] | None = None) -> Plan:
     result = compile_repo(RepoSnapshot(settings=settings, workflows={"workflows/w.yaml":
                                                                      yaml.encode()},
-                                       sources=MemorySources({})))
+                                       sources=MemorySources(sources or {})))
     assert result.ok, [str(d) for d in result.diagnostics]
     return result.plans[0]
 
@@ -291,6 +292,57 @@ nodes:
         assert ("a", "RUNNING") not in h.events
 
     run(tmp_path, yaml, body)
+
+
+def _attempts(h: Harness, run_id: str, node: str) -> list[tuple[int, str, int | None, str]]:
+    return [(a.number, a.status.value, a.exit_code, a.error or "")
+            for a in h.engine.get_run(run_id).node(node).attempts]
+
+
+def test_an_attempt_whose_files_cannot_be_written_fails_and_is_retried(tmp_path):
+    """Its own attempt records why (attempt 1's result stays); the node's retries apply."""
+    plan = compile_one("nodes:\n  - {name: q, source: jobs/q.sql, retries: 2, retry_delay: 10s}\n",
+                       sources={"jobs/q.sql": b"SELECT '${ds}';\n"})
+    harness = Harness(tmp_path, plan)
+
+    async def main() -> None:
+        await harness.engine.start()
+        harness.launcher.scripts["q"] = [Behaviour(code=1), Behaviour(code=0)]
+        run_id = harness.start()
+        await harness.clock.advance(2)
+        blocked = tmp_path / "state" / "runs" / run_id / "q" / "2"  # a file: no folder there
+        blocked.parent.mkdir(parents=True, exist_ok=True)
+        blocked.write_text("")
+        await harness.clock.advance(15)
+        assert _attempts(harness, run_id, "q")[:2] == [
+            (1, "FAILED", 1, "exited with code 1"),
+            (2, "FAILED", None, "cannot write the attempt's files: File exists")]
+        await harness.clock.advance(30)
+        assert [a[:2] for a in _attempts(harness, run_id, "q")] == [
+            (1, "FAILED"), (2, "FAILED"), (3, "SUCCEEDED")]
+        assert harness.engine.get_run(run_id).status is RunStatus.SUCCEEDED
+        await harness.engine.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_fault_before_an_attempt_is_recorded_fails_a_new_attempt_not_the_last(tmp_path):
+    """A bug of flowplan's own fails the node at once, on an attempt of its own."""
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["a"] = [Behaviour(code=1)]
+        run_id = h.start()
+        await h.clock.advance(2)
+
+        async def broken(*args: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        h.engine._build_command = broken  # type: ignore[method-assign]
+        await h.clock.advance(10)
+        assert _attempts(h, run_id, "a") == [(1, "FAILED", 1, "exited with code 1"),
+                                             (2, "FAILED", None, "internal error: a bug")]
+        assert h.engine.get_run(run_id).node("a").status is NodeStatus.FAILED
+
+    run(tmp_path, CHAIN, body)
 
 
 def test_cancel_of_retrying_node_stops_the_retry(tmp_path):

@@ -89,7 +89,12 @@ class Attempts(EngineCore):
                 except Exception as exc:  # a bug must fail one node, never stall its run
                     log.exception("run %s node %s: internal error", run.header.run_id,
                                   node.name)
-                    outcome = await self._finish(run, node, max(node.attempts, 1), None,
+                    if node.status is not NodeStatus.RUNNING:  # before its attempt's row
+                        attempt = self._new_attempt(run, node, node.attempts + 1)
+                        await self._durably(functools.partial(self._store.start_attempt,
+                                                              attempt))
+                        node.attempts = attempt.number
+                    outcome = await self._finish(run, node, node.attempts, None,
                                                  f"internal error: {exc}", retryable=False)
                 finally:
                     queue.release()
@@ -120,12 +125,9 @@ class Attempts(EngineCore):
         plan = node.plan
         if recovered is None or recovered.never_started:
             number = node.attempts + 1 if recovered is None else node.attempts
-            started = self._clock.now()
+            attempt = self._new_attempt(run, node, number)
             attempt_dir = self._attempt_dir(run, node.name, number)
             variables = run.context.variables(node.name, number)
-            attempt = Attempt(run_id=run.header.run_id, node=node.name, number=number,
-                              plan_version=node.plan_version, status=AttemptStatus.RUNNING,
-                              started_at=started, log_path=str(attempt_dir / "log"))
             try:
                 queue_plan = run.graph.queues.get(node.queue)
                 if queue_plan is None:
@@ -142,11 +144,16 @@ class Attempts(EngineCore):
                     env["TRACEPARENT"] = traceparent(run.header.run_id, node.name, number)
                 if (problem := process_problem(argv, node_env, env)) is not None:
                     raise CommandError(problem)
-            except CommandError as exc:
+            except (CommandError, OSError) as exc:
                 if run.cancel.is_set():  # cancelled while it was built: the node is CANCELLED
                     return None
                 await self._durably(lambda: self._store.start_attempt(attempt))
                 node.attempts = number
+                if isinstance(exc, OSError):  # writing its source or query file: may clear
+                    log.warning("run %s node %s attempt %d: %s", run.header.run_id,
+                                node.name, number, exc)
+                    return await self._finish(run, node, number, None, "cannot write the"
+                                              f" attempt's files: {exc.strerror or exc}")
                 return await self._finish(run, node, number, None,
                                           mask(str(exc), run.secrets), retryable=False)
             # Intent first, then the launch (on a full disk: once it can be written). A cancel
@@ -200,6 +207,13 @@ class Attempts(EngineCore):
             return await self._finish(run, node, number, code,
                                       f"timed out after {plan.timeout_seconds:g}s")
         return await self._finish(run, node, number, code, None)
+
+    def _new_attempt(self, run: RunState, node: NodeState, number: int) -> Attempt:
+        """Attempt `number` of `node` as its start records it: RUNNING from now."""
+        return Attempt(run_id=run.header.run_id, node=node.name, number=number,
+                       plan_version=node.plan_version, status=AttemptStatus.RUNNING,
+                       started_at=self._clock.now(),
+                       log_path=str(self._attempt_dir(run, node.name, number) / "log"))
 
     async def _build_command(self, plan: NodePlan, queue: QueuePlan,
                              variables: Mapping[str, Any], attempt_dir: Path
