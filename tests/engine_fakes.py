@@ -109,6 +109,7 @@ class FakeLauncher:
     processes: dict[str, list[FakeProcess]] = field(default_factory=dict)
     running: int = 0
     peak: int = 0
+    adopt: Behaviour | None = None  # recover(): a process left running, doing this; else lost
     _pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     async def launch(self, spec: LaunchSpec) -> FakeProcess:
@@ -118,8 +119,10 @@ class FakeLauncher:
         behaviour = script[attempt] if attempt < len(script) else Behaviour()
         process = FakeProcess(self.clock, behaviour, next(self._pids))
         self.processes.setdefault(node, []).append(process)
-        start = self.clock.now().timestamp()
-        self.launches.append((node, start))
+        self.launches.append((node, self.clock.now().timestamp()))
+        return self._counted(process)
+
+    def _counted(self, process: FakeProcess) -> FakeProcess:
         self.running += 1
         self.peak = max(self.peak, self.running)
         original = process.wait
@@ -134,4 +137,7 @@ class FakeLauncher:
         return process
 
     def recover(self, attempt_dir: Path, pid: int | None, pid_start: int | None) -> Recovered:
-        return Recovered(lost=True)
+        if self.adopt is None:
+            return Recovered(lost=True)
+        process = self._counted(FakeProcess(self.clock, self.adopt, pid or next(self._pids)))
+        return Recovered(handle=process, pid=process.pid)

@@ -345,6 +345,44 @@ def test_a_fault_before_an_attempt_is_recorded_fails_a_new_attempt_not_the_last(
     run(tmp_path, CHAIN, body)
 
 
+def test_after_a_restart_a_queue_runs_no_more_than_its_concurrency(tmp_path):
+    """The adopted attempts hold their queue's slots before any pending node asks for one,
+    whatever the order of their runs: here the older run's node waits, as before the stop."""
+    yaml = """
+max_active_runs: 2
+nodes:
+  - {name: x, command: x}
+  - {name: s, command: s, queue: solo, upstream: [x]}
+"""
+    first = Harness(tmp_path, compile_one(yaml))
+    first.launcher.scripts = {"x": [Behaviour(seconds=5), Behaviour(seconds=1)],
+                              "s": [Behaviour(seconds=100)] * 2}
+
+    async def before() -> None:
+        await first.engine.start()
+        first.start()
+        first.start(logical_time=T0 + timedelta(hours=1))  # its x ends first: its s runs
+        await first.clock.advance(10)
+        assert [(q.name, q.running, q.waiting) for q in first.engine.queue_usage()
+                if q.name == "solo"] == [("solo", 1, 1)]
+        await first.engine.stop()
+
+    asyncio.run(asyncio.wait_for(before(), 10))
+    again = Harness(tmp_path, first.plan())
+    again.launcher.adopt = Behaviour(seconds=100)
+    again.launcher.scripts = {"s": [Behaviour(seconds=100)]}
+
+    async def after() -> None:
+        await again.engine.start()
+        await again.clock.advance(1)
+        assert [(q.name, q.running, q.waiting) for q in again.engine.queue_usage()
+                if q.name == "solo"] == [("solo", 1, 1)]
+        assert (again.launcher.peak, again.launcher.launches) == (1, [])
+        await again.engine.stop()
+
+    asyncio.run(asyncio.wait_for(after(), 10))
+
+
 def test_cancel_of_retrying_node_stops_the_retry(tmp_path):
     async def body(h: Harness) -> None:
         h.launcher.scripts["a"] = [Behaviour(code=1)]

@@ -26,6 +26,7 @@ class Recovery(Admission):
     async def start(self) -> None:
         """Recover every run that was active when the last process stopped."""
         now = self._clock.now()
+        recovered: list[tuple[RunState, Run]] = []
         for run in self._store.runs_with_status([RunStatus.RUNNING]):
             try:
                 state = self._load_run(run)
@@ -37,7 +38,14 @@ class Recovery(Admission):
             self._lane(state.lane).active += 1
             if self._store.cancel_requested(run.run_id):
                 self._apply_cancel(state)  # cancelled before the crash: finish the cancel
-            self._recover_nodes(state, run)
+            self._recover_attempts(state, run)
+            recovered.append((state, run))
+        # Only then the nodes that wait to start: the attempts of every run, spawned first,
+        # take their queue slots (tasks start in the order they are made) before any node
+        # asks for one, so that a queue never runs more than its concurrency.
+        for state, run in recovered:
+            self._evaluate(state, [n.name for n in run.nodes if n.status is NodeStatus.PENDING])
+            self._maybe_finish(state)
         pending = self._store.runs_with_status([RunStatus.PENDING], with_nodes=False)
         cancelled = [r.run_id for r in pending if self._store.cancel_requested(r.run_id)]
         if cancelled:
@@ -49,7 +57,8 @@ class Recovery(Admission):
                                 lane=lane_of(r.workflow, r.backfill_id))
                       for r in pending if r.run_id not in skip)
 
-    def _recover_nodes(self, state: RunState, run: Run) -> None:
+    def _recover_attempts(self, state: RunState, run: Run) -> None:
+        """Adopt or close each node's attempt left RUNNING; resume the retry delays."""
         for stored in run.nodes:
             node = state.nodes[stored.name]
             if stored.status is NodeStatus.RUNNING and stored.attempts:
@@ -71,8 +80,6 @@ class Recovery(Admission):
                 node.dispatched = True
                 self._spawn(self._execute(state, node, None,
                                           retry_at=stored.next_attempt_at or self._clock.now()))
-        self._evaluate(state, [n.name for n in run.nodes if n.status is NodeStatus.PENDING])
-        self._maybe_finish(state)
 
     def _fail_unrecoverable(self, run: Run, reason: str) -> None:
         """Fail a run whose plan cannot be loaded any more. Its attempts still running are
