@@ -310,6 +310,33 @@ def test_resume_errors(tmp_path, make_repo):
     drive(tmp_path, make_repo, body)
 
 
+def test_a_resumed_node_runs_on_its_new_versions_queue_and_concurrency(tmp_path, make_repo):
+    """The fix pushed to git takes effect: a re-run node uses its queue as its new version
+    defines it (here one that did not exist before), and a queue's concurrency stays the
+    newest published one however old the resumed run's version is."""
+    failing = "name: w\nnodes:\n  - {name: a, command: 'exit 1'}\n"
+    fixed = "name: w\nnodes:\n  - {name: a, command: 'true', queue: big}\n"
+
+    async def body(env: Env) -> None:
+        env.publish({"flowplan.yaml": "queues:\n  default: {concurrency: 4}\n",
+                     "workflows/w.yaml": failing})
+        first = await env.engine.wait_run(env.start("w"))
+        assert first.status is RunStatus.FAILED
+        env.publish({"flowplan.yaml": "queues:\n  default: {concurrency: 1}\n"
+                                      "  big: {concurrency: 2}\n", "workflows/w.yaml": fixed})
+        await env.engine.wait_run(env.start("w"))  # a run of version 2 sizes the queues
+        assert env.engine.resume_run(first.run_id, ["a"], dry_run=True).plan_version == 2
+        answer = env.engine.resume_run(first.run_id, ["a"])
+        resumed = await env.engine.wait_run(answer.run_id or "")
+        assert (resumed.status, resumed.node("a").queue) == (RunStatus.SUCCEEDED, "big")
+        old = env.engine.resume_run(first.run_id, ["a"], plan_version=1)  # its old queue
+        assert (await env.engine.wait_run(old.run_id or "")).status is RunStatus.FAILED
+        assert {q.name: q.capacity for q in env.engine.queue_usage()} == {
+            "default": 1, "big": 2}
+
+    drive(tmp_path, make_repo, body)
+
+
 def test_missing_interpreter_fails_the_attempt_with_a_reason(tmp_path, make_repo):
     files = {"flowplan.yaml": "queues:\n  default: {python: /nonexistent/python3}\n",
              "workflows/p.yaml": "name: p\nnodes:\n  - {source: jobs/x.py, retries: 1,"

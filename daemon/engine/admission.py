@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from functools import partial
 
-from flowplan.compiler.plan import NodePlan, Plan
+from flowplan.compiler.plan import Plan
 from flowplan.daemon.domain import NodeStatus, Run, RunStatus
 from flowplan.daemon.engine.attempts import Attempts
 from flowplan.daemon.engine.core import LaneKey, QueuedRun, RunState, lane_of
@@ -24,12 +24,12 @@ class Admission(Attempts):
         """Queue stored PENDING runs in their lanes and start what the lanes allow. With
         `plan` (the runs' plan) their state is built now; without, when each is admitted."""
         content = self._content(plan) if plan is not None else None
-        node_plans = {n.name: n for n in content.nodes} if content is not None else {}
+        every: dict[str, Plan] = ({n.name: plan for n in content.nodes}
+                                  if content is not None and plan is not None else {})
         self._enqueue(
             QueuedRun(run_id=r.run_id, workflow=r.workflow, plan_version=r.plan_version,
                       lane=lane_of(r.workflow, r.backfill_id),
-                      state=(self._state(r, content, node_plans) if content is not None
-                             else None))
+                      state=self._state(r, content, every) if content is not None else None)
             for r in runs)
 
     def _enqueue(self, queued: Iterable[QueuedRun]) -> None:
@@ -103,8 +103,6 @@ class Admission(Attempts):
     def _load_run(self, run: Run) -> RunState:
         graph_version = self._store.graph_version(run.run_id)
         graph = self._content(self._plans.get(run.workflow, graph_version))
-        node_plans: dict[str, NodePlan] = {}
-        for node in run.nodes:
-            content = self._content(self._plans.get(run.workflow, node.plan_version))
-            node_plans[node.name] = content.node(node.name)
-        return self._state(run, graph, node_plans)
+        versions = {v: self._plans.get(run.workflow, v) for v in {n.plan_version
+                                                                  for n in run.nodes}}
+        return self._state(run, graph, {n.name: versions[n.plan_version] for n in run.nodes})

@@ -129,10 +129,10 @@ class Attempts(EngineCore):
             attempt_dir = self._attempt_dir(run, node.name, number)
             variables = run.context.variables(node.name, number)
             try:
-                queue_plan = run.graph.queues.get(node.queue)
+                queue_plan = node.queue_plan
                 if queue_plan is None:
                     raise CommandError(f"queue '{node.queue}' is not defined in plan version"
-                                       f" {run.header.plan_version}")
+                                       f" {node.plan_version}")
                 argv, node_env = await self._build_command(plan, queue_plan, variables,
                                                            attempt_dir)
                 env = attempt_env(self._settings.base_env, variables, node_env,
@@ -283,7 +283,7 @@ class Attempts(EngineCore):
                 node_status = NodeStatus.FAILED
         if error is None and code not in (0, None):
             error = f"exited with code {code}{EXIT_MEANINGS.get(code, '')}"
-        application_id = attempt_application_id(run.graph.queues.get(node.queue),
+        application_id = attempt_application_id(node.queue_plan,
                                                 self._attempt_dir(run, node.name, number))
         await self._durably(lambda: self._store.finish_attempt(
             run.header.run_id, node.name, number, status=attempt_status, at=now,

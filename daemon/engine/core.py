@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from flowplan.compiler.plan import NodePlan, Plan, WorkflowPlan
+from flowplan.compiler.plan import NodePlan, Plan, QueuePlan, WorkflowPlan
 from flowplan.daemon.domain import NodeStatus, Run, RunStatus
 from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.commands import RunContext, secret_values
@@ -86,6 +86,7 @@ class NodeState:
     plan_version: int
     status: NodeStatus
     queue: str
+    queue_plan: QueuePlan | None  # its queue as its own plan version defines it; None: not there
     upstream: list[str] = field(default_factory=list)
     downstream: list[str] = field(default_factory=list)
     attempts: int = 0
@@ -175,6 +176,8 @@ class EngineCore:
         self._admitting: set[LaneKey] = set()
         self._done: dict[str, asyncio.Event] = {}
         self._queues: dict[str, ResourceQueue] = {}
+        # when the plan whose settings sized each queue was published (None: never published)
+        self._queues_sized_at: dict[str, datetime | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[StatusEvent], None]] = []
         self._stopping = False
@@ -242,30 +245,49 @@ class EngineCore:
                            " a tombstone)", field="workflow", precondition=True)
         return plan.content
 
-    def _state(self, run: Run, graph: WorkflowPlan, node_plans: Mapping[str, NodePlan]) -> RunState:
+    def _state(self, run: Run, graph: WorkflowPlan, node_plans: Mapping[str, Plan]) -> RunState:
+        """A run's state: `graph` its shape, `node_plans` the plan version each node runs."""
         workspace = self._settings.state_dir / "runs" / run.run_id / "workspace"
         context = RunContext(run_id=run.run_id, workflow=run.workflow, timezone=graph.timezone,
                              logical_time=run.logical_time,
                              data_interval_start=run.data_interval_start,
                              data_interval_end=run.data_interval_end, params=run.params,
                              workspace=workspace)
-        nodes = {n.name: NodeState(name=n.name, plan=node_plans[n.name],
+        plans = {id(plan): plan for plan in node_plans.values()}
+        defined = {key: {n.name: n for n in self._content(plan).nodes}
+                   for key, plan in plans.items()}
+        nodes = {n.name: NodeState(name=n.name, plan=defined[id(node_plans[n.name])][n.name],
                                    plan_version=n.plan_version, status=n.status, queue=n.queue,
+                                   queue_plan=self._content(node_plans[n.name]).queues.get(
+                                       n.queue),
                                    attempts=len(n.attempts))
                  for n in run.nodes}
         for upstream, downstream in graph.edges():
             nodes[upstream].downstream.append(downstream)
             nodes[downstream].upstream.append(upstream)
         secrets = secret_values((n.plan for n in nodes.values()), context, graph.timezone)
-        for queue_name, queue in graph.queues.items():
-            if queue_name not in self._queues:
-                self._queues[queue_name] = ResourceQueue(queue_name, capacity_of(queue))
-            else:
-                self._queues[queue_name].resize(capacity_of(queue))
+        for plan in plans.values():
+            self._size_queues(plan)
         return RunState(header=run, graph=graph, context=context, nodes=nodes,
                         status=run.status, secrets=secrets,
                         lane=lane_of(run.workflow, run.backfill_id),
                         unfinished=sum(not n.status.finished for n in nodes.values()))
+
+    def _size_queues(self, plan: Plan) -> None:
+        """Make the queues `plan` defines; a queue's capacity is the one of the most recently
+        published plan seen, so that a run of an older version (resumed, recovered, of a
+        backfill) never brings back a concurrency the repository has changed since."""
+        assert plan.content is not None
+        for name, queue in plan.content.queues.items():
+            if name not in self._queues:
+                self._queues[name] = ResourceQueue(name, capacity_of(queue))
+            else:
+                sized_at = self._queues_sized_at[name]
+                if plan.published_at is None or (sized_at is not None
+                                                 and plan.published_at <= sized_at):
+                    continue
+                self._queues[name].resize(capacity_of(queue))
+            self._queues_sized_at[name] = plan.published_at
 
     def _lane(self, key: LaneKey) -> Lane:
         lane = self._lanes.get(key)

@@ -251,23 +251,21 @@ class Engine(Recovery):
         new_id = ids.run_id(now)
         rerun = set(shape.rerun)
         nodes = []
-        node_plans: dict[str, NodePlan] = {}
+        node_plans: dict[str, Plan] = {}
         for old in original.nodes:
             if old.name in rerun:
-                node_plan = rerun_content.node(old.name)
-                queue = _queue_for(node_plan, original.queue_override)
+                queue = _queue_for(rerun_content.node(old.name), original.queue_override)
                 nodes.append(NodeRun(run_id=new_id, name=old.name, status=NodeStatus.PENDING,
                                      queue=queue, plan_version=chosen.version))
+                node_plans[old.name] = chosen
             else:
-                node_plan = self._plans.get(original.workflow, old.plan_version).content.node(  # type: ignore[union-attr]
-                    old.name)
+                node_plans[old.name] = self._plans.get(original.workflow, old.plan_version)
                 source = old.copied_from_run_id or original.run_id
                 nodes.append(replace(
                     old, run_id=new_id, copied_from_run_id=source,
                     attempts=tuple(replace(a, run_id=new_id,
                                            copied_from_run_id=a.copied_from_run_id or source)
                                    for a in old.attempts)))
-            node_plans[old.name] = node_plan
         run = Run(run_id=new_id, workflow=original.workflow, plan_version=chosen.version,
                   plan_digest=chosen.digest, trigger=RunTrigger.RESUME,
                   logical_time=original.logical_time, status=RunStatus.PENDING, created_at=now,
