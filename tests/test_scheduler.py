@@ -157,14 +157,17 @@ def test_catchup_all_is_capped_to_the_newest_ticks(tmp_path: Path) -> None:
     assert [t[:10] for t in world.logical_times()] == ["2026-05-02", "2026-05-11", "2026-05-12"]
 
 
-def test_a_tick_within_the_grace_is_on_time_even_with_catchup_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("late", "runs"), [(30, True), (60, True), (61, False)])
+def test_a_tick_within_the_grace_is_on_time_even_with_catchup_none(
+        tmp_path: Path, late: int, runs: bool) -> None:
+    """At most 60 s old (the grace, one exactly that old included): on time."""
     catalog = published(workflow('{every: day, at: "06:00", timezone: UTC, catchup: none}'))
     start = datetime(2026, 5, 1, 12, tzinfo=UTC)
     play(tmp_path, start, lambda w: w.clock.advance(1), catalog=catalog)
-    # down from 12:00 to 06:00:30 the next day: a 30 s late start still runs the 06:00 tick
-    world = play(tmp_path, datetime(2026, 5, 2, 6, 0, 30, tzinfo=UTC),
+    # down from 12:00 to 06:00 + `late` s the next day
+    world = play(tmp_path, datetime(2026, 5, 2, 6, 0, tzinfo=UTC) + timedelta(seconds=late),
                  lambda w: w.clock.advance(1), catalog=catalog)
-    assert world.logical_times() == ["2026-05-02T06:00:00+00:00"]
+    assert world.logical_times() == (["2026-05-02T06:00:00+00:00"] if runs else [])
 
 
 def test_first_sight_runs_nothing_from_the_past(tmp_path: Path) -> None:

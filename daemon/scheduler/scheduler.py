@@ -201,13 +201,16 @@ class Scheduler:
         `paused`: the workflow was paused until `now`, so none of them is on time, however
         recent: each was missed and follows `catchup`.
         """
-        grace = now if paused else now - timedelta(
-            seconds=self._settings.misfire_grace_seconds)
-        floor = max(cursor, grace)
-        on_time = [t for t in ticks_between(schedule, floor, now) if t > floor]
-        if cursor >= grace:
-            return on_time, 0
-        missed = itertools.takewhile(lambda t: t <= grace, iter_ticks(schedule, cursor))
+        if paused:
+            on_time: list[datetime] = []
+            missed = itertools.takewhile(lambda t: t <= now, iter_ticks(schedule, cursor))
+        else:  # a tick at most the grace old is on time, one exactly that old included
+            grace = now - timedelta(seconds=self._settings.misfire_grace_seconds)
+            on_time = [t for t in ticks_between(schedule, max(cursor, grace), now)
+                       if t > cursor]
+            if cursor >= grace:
+                return on_time, 0
+            missed = itertools.takewhile(lambda t: t < grace, iter_ticks(schedule, cursor))
         if schedule.catchup == "all":
             newest: collections.deque[datetime] = collections.deque(
                 maxlen=self._settings.catchup_cap)
