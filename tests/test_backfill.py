@@ -172,6 +172,31 @@ def test_cancel_cancels_pending_and_running_runs(tmp_path: Path) -> None:
     assert [b.status for b in finished] == [BackfillStatus.CANCELLED]
 
 
+def test_a_resumed_run_that_succeeds_turns_a_failed_backfill_succeeded(tmp_path: Path
+                                                                        ) -> None:
+    finished = []
+
+    async def body(world: World) -> None:
+        world.backfills.on_finished(finished.append)
+        world.launcher.scripts["a"] = [Behaviour(code=1), Behaviour(code=0), Behaviour(code=1)]
+        answer = world.backfills.start(request(1, 1))
+        assert answer.backfill_id
+        await world.clock.advance(10)
+        assert world.backfills.get(answer.backfill_id).status is BackfillStatus.FAILED
+        fixed = world.engine.resume_run(answer.run_ids[0], ["a"])
+        await world.clock.advance(10)
+        backfill = world.backfills.get(answer.backfill_id)
+        assert (backfill.status, backfill.progress.succeeded, backfill.progress.failed) == (
+            BackfillStatus.SUCCEEDED, 1, 0)
+        world.engine.resume_run(fixed.run_id or "", ["a"])  # and back, should it fail again
+        await world.clock.advance(10)
+        assert world.backfills.get(answer.backfill_id).status is BackfillStatus.FAILED
+
+    play(tmp_path, NOW, body, catalog=catalog())
+    assert [b.status for b in finished] == [BackfillStatus.FAILED, BackfillStatus.SUCCEEDED,
+                                            BackfillStatus.FAILED]
+
+
 FAIR = ("name: w\nschedule: {every: 5m, timezone: UTC}\nqueue: solo\nnodes:\n"
         + "".join(f"  - {{name: n{i}, command: x}}\n" for i in range(10)))
 

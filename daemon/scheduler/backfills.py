@@ -172,14 +172,19 @@ class Backfills:
                                                   backfill_id)
 
     def _maybe_finish(self, backfill_id: str) -> None:
+        """End the backfill once its last run has ended; a backfill that ended already is
+        judged again when a resumed run of it ends (a CANCELLED one stays so)."""
         if self._store.backfill_unfinished(backfill_id):
             return
         backfill = self._store.get_backfill(backfill_id)
-        if backfill is None or backfill.status.finished or backfill.progress.unfinished:
+        if backfill is None or backfill.status is BackfillStatus.CANCELLED or (
+                backfill.progress.unfinished):
             return
         progress = backfill.progress
         status = (BackfillStatus.FAILED if progress.failed else BackfillStatus.CANCELLED
                   if progress.cancelled else BackfillStatus.SUCCEEDED)
+        if status is backfill.status:
+            return
         self._store.finish_backfill(backfill_id, status, at=self._clock.now())
         self._notify(self.get(backfill_id))
 
