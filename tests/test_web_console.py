@@ -6,6 +6,7 @@ tests write their screenshots into docs/console/."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import html
@@ -23,12 +24,15 @@ from typing import Any
 
 import grpc
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from certificates import certificates
 from conftest import ROOT, MakeRepo, wait_until
 from daemon_harness import Daemon, free_port, pb, publish, running_daemon
 from google.protobuf import struct_pb2
 
-from flowplan.daemon.server.console.kit import Kit, ServiceError
+from flowplan.daemon.server.console.access import backstop_headers
+from flowplan.daemon.server.console.kit import SECURITY_HEADERS, Kit, ServiceError
 from flowplan.daemon.server.console.layouts import workflow_graph
 
 TOKENS = {"operator": "o" * 20 + "-operator", "viewer": "v" * 20 + "-viewer"}
@@ -752,3 +756,22 @@ def test_static_files_are_named_by_their_hash_and_kept(
     status, _, page = viewer.request("GET", "/login")
     sheet = re.search(r'href="(/static/console\.css\?v=[0-9a-f]{16})"', page)
     assert sheet and viewer.request("GET", sheet.group(1))[0] == 200
+
+
+def test_a_fault_of_a_handler_is_a_500_with_the_security_headers() -> None:
+    """aiohttp answers a handler's exception itself, past the middleware: the backstop still
+    gives that answer the Content-Security-Policy and the others."""
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    async def main() -> tuple[int, dict[str, str]]:
+        app = web.Application()
+        app.router.add_get("/", broken)
+        app.on_response_prepare.append(backstop_headers)
+        async with TestClient(TestServer(app)) as client:
+            response = await client.get("/")
+            return response.status, dict(response.headers)
+
+    status, headers = asyncio.run(main())
+    assert status == 500
+    assert {k: headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS

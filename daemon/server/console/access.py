@@ -22,6 +22,13 @@ log = logging.getLogger("flowplan.daemon.console")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def backstop_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The security headers on an answer the middleware never saw: aiohttp's own 500 for
+    a fault of a handler (the headers a handler or the middleware set stay)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 class Access:
     """The guard every request passes (`middleware`), and the login and logout pages."""
 
@@ -31,6 +38,7 @@ class Access:
 
     def mount(self, app: web.Application) -> None:
         app.middlewares.append(self.middleware)
+        app.on_response_prepare.append(backstop_headers)
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
