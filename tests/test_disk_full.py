@@ -122,6 +122,9 @@ def test_a_full_disk_keeps_the_outcome_until_it_can_be_written(
         running = attempt(d, run.run_id, "write")
         assert running is not None and running.status == pb.ATTEMPT_STATUS_RUNNING
         assert "cannot write the state database" in d.output()
+        d.call("ListNotifications", pb.ListNotificationsRequest())  # a read proves nothing
+        assert "can be written again" not in d.output()
+        assert health(d) == health_pb2.HealthCheckResponse.NOT_SERVING
 
         if then == "daemon-restarted":
             d.stop(signal.SIGKILL)  # the outcome was only in memory

@@ -116,3 +116,20 @@ def test_a_second_run_of_the_same_tick_raises_the_stores_own_error(tmp_path: Pat
         assert [r.run_id for r in store.list_runs(workflow="wf")] == ["r1"]
     finally:
         store.close()
+
+
+def test_only_a_commit_that_wrote_says_the_database_can_be_written_again(
+        tmp_path: Path) -> None:
+    """A read inside a transaction commits on a full disk too: it must not clear the error
+    that health reports (NOT_SERVING) until a write or the probe succeeds."""
+    store = StateStore(tmp_path / "state")
+    for clear in ("write", "probe"):
+        store.write_error = "database or disk is full"  # as after a refused commit
+        with store.transaction() as db:
+            db.execute("SELECT count(*) FROM runs").fetchone()
+        assert store.write_error == "database or disk is full"
+        if clear == "write":
+            store.set_switch("w", enabled=True, git_enabled=True, at=datetime.now(UTC))
+        else:
+            store.probe_write()
+        assert store.write_error is None

@@ -170,6 +170,7 @@ class Database:
         if self._in_tx:
             yield self._db
             return
+        changes = self._db.total_changes
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
@@ -184,6 +185,10 @@ class Database:
             raise
         finally:
             self._in_tx = False
+        if self._db.total_changes != changes:  # a commit that only read proves nothing
+            self._writable_again()
+
+    def _writable_again(self) -> None:
         if self.write_error is not None:
             log.warning("the state database %s can be written again", self.path)
             self.write_error = None
@@ -202,6 +207,7 @@ class Database:
         with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             db.execute(f"PRAGMA user_version={int(version)}")
+        self._writable_again()  # a PRAGMA is not counted in total_changes
 
     # ---- writes -------------------------------------------------------------------------
 
