@@ -383,6 +383,23 @@ nodes:
     asyncio.run(asyncio.wait_for(after(), 10))
 
 
+def test_a_cancelled_pending_run_records_each_nodes_cancel_in_its_history(tmp_path):
+    """WatchRun replays a run's history: a run cancelled while it waited for admission has
+    its nodes' CANCELLED there too, as live watchers saw them, before the run's."""
+    yaml = "max_active_runs: 1\nnodes:\n  - {name: a, command: x}\n  - {name: b, command: x}\n"
+
+    async def body(h: Harness) -> None:
+        h.launcher.scripts["a"] = [Behaviour(hang=True)]
+        h.start()
+        waiting = h.start(logical_time=T0 + timedelta(hours=1))
+        await h.clock.advance(1)
+        h.engine.cancel_run(waiting)
+        assert [(e.node, e.status) for e in h.store.events_after(waiting, 0)] == [
+            (None, "PENDING"), ("a", "CANCELLED"), ("b", "CANCELLED"), (None, "CANCELLED")]
+
+    run(tmp_path, yaml, body)
+
+
 def test_cancel_of_retrying_node_stops_the_retry(tmp_path):
     async def body(h: Harness) -> None:
         h.launcher.scripts["a"] = [Behaviour(code=1)]

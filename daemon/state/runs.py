@@ -320,18 +320,27 @@ class RunRows(Database):
 
 
     def cancel_queued(self, run_ids: Sequence[str], *, at: datetime) -> None:
-        """Cancel runs that never started: the runs and all their nodes CANCELLED."""
+        """Cancel runs that never started: the runs and all their nodes CANCELLED, each
+        change in its run's history (the nodes', then the run's)."""
         with self.transaction() as db:
             for chunk in chunks(run_ids, 500):
                 marks = ",".join("?" * len(chunk))
-                db.execute(f"UPDATE node_runs SET status = 'CANCELLED' WHERE run_id IN ({marks})"
-                           " AND status = 'PENDING'", chunk)
                 queued = [r[0] for r in db.execute(
                     f"SELECT run_id FROM runs WHERE run_id IN ({marks}) AND status = 'PENDING'",
                     chunk)]
+                if not queued:
+                    continue
+                marks = ",".join("?" * len(queued))
+                nodes = db.execute(f"SELECT run_id, name FROM node_runs WHERE run_id IN"
+                                   f" ({marks}) AND status = 'PENDING' ORDER BY run_id,"
+                                   " position", queued).fetchall()
+                db.execute(f"UPDATE node_runs SET status = 'CANCELLED' WHERE run_id IN ({marks})"
+                           " AND status = 'PENDING'", queued)
                 db.execute("UPDATE runs SET status = 'CANCELLED', cancel_requested_at ="
                            " COALESCE(cancel_requested_at, ?), finished_at = ? WHERE run_id IN"
-                           f" ({marks}) AND status = 'PENDING'", [ts(at), ts(at), *chunk])
+                           f" ({marks})", [ts(at), ts(at), *queued])
+                for run_id, name in nodes:
+                    self._event(run_id, name, NodeStatus.CANCELLED.value, None, at)
                 for run_id in queued:
                     self._event(run_id, None, RunStatus.CANCELLED.value, None, at)
 
