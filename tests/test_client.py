@@ -744,6 +744,15 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
             flowplan(*args)
         assert exited.value.code == 2, args
     capsys.readouterr()
+    for flag, value, args in (  # times that are not within the calendar once in UTC
+            ("--logical-time", "0001-01-01T00:00+01:00", ["run", "w"]),
+            ("--from", "0001-01-01T00:00+05:00", ["backfill", "w", "--to", "0001-01-02"]),
+            ("--to", "9999-12-31T23:00-05:00", ["backfill", "w", "--from", "9999-12-31"])):
+        with pytest.raises(SystemExit) as exited:
+            flowplan(*args, flag, value)
+        assert exited.value.code == 2, flag
+        assert f"argument {flag}: '{value}' is outside 0001-01-01T00:00Z.." \
+            in capsys.readouterr().err, flag
     assert flowplan("runs", "--token-file", str(tmp_path / "missing")) == 2
     assert "token file" in capsys.readouterr().err
     (tmp_path / "empty").write_text("\n")

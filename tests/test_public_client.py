@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,22 @@ def test_the_options_come_from_the_environment_like_the_cli(daemon, tmp_path):
     assert (client.target.address, client.target.unary_timeout) == (daemon.address, 5)
     assert client.list_workflows().workflows
     client.close()
+    # a token given directly: the environment's token file is not read
+    with Client(daemon.address, token="direct", environ={
+            "FLOWPLAN_TOKEN_FILE": str(tmp_path / "missing")}) as direct:
+        assert (direct.target.token, direct.target.token_file) == ("direct", None)
+        assert direct.list_workflows().workflows
+
+
+def test_a_time_outside_the_calendar_in_utc_is_refused_naming_the_parameter(daemon):
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))  # 0000-12-31 in UTC
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
+    with Client(daemon.address) as client:
+        with pytest.raises(ValueError, match=r"^logical_time 0001-01-01T00:00:00\+01:00 is"):
+            client.start_run("chain", logical_time=early)
+        with pytest.raises(ValueError, match=r"^end 9999-12-31T23:00:00-05:00 is"):
+            client.start_backfill("chain", start=datetime(9999, 1, 1, tzinfo=UTC), end=late)
+        assert not client.list_runs().runs  # nothing was sent
 
 
 def test_the_async_client_has_the_same_methods(daemon):

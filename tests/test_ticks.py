@@ -221,12 +221,14 @@ def test_ticks_between_is_inclusive_and_bounded() -> None:
 def test_too_many_ticks_stops_early(monkeypatch: pytest.MonkeyPatch) -> None:
     consumed: list[datetime] = []
 
-    def counting(schedule: SchedulePlan, after: datetime) -> Iterator[datetime]:
-        for tick in iter_ticks(schedule, after):
+    ticks_after = ticks_module._ticks_after
+
+    def counting(schedule: SchedulePlan, floor: datetime | None) -> Iterator[datetime]:
+        for tick in ticks_after(schedule, floor):
             consumed.append(tick)
             yield tick
 
-    monkeypatch.setattr(ticks_module, "iter_ticks", counting)
+    monkeypatch.setattr(ticks_module, "_ticks_after", counting)
     every_minute = interval(60, None)
     with pytest.raises(TooManyTicks):
         ticks_between(every_minute, utc(2020, 1, 1), utc(2023, 1, 1), limit=10)
@@ -248,6 +250,44 @@ def test_aware_datetimes_only_and_next_ticks_count() -> None:
         utc(2026, 1, 1, 2)]
     assert next_ticks(schedule, datetime(2026, 1, 1, 3, tzinfo=ZoneInfo(AMS)), 1) == [
         utc(2026, 1, 2, 2)]
+
+
+FIRST, LAST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+EAST, WEST = timezone(timedelta(hours=1)), timezone(timedelta(hours=-5))
+
+
+def test_the_ends_of_the_calendar() -> None:
+    """No OverflowError anywhere near 0001-01-01 or 9999-12-31, whatever the zones: a wall
+    time whose instant is outside the calendar has no tick, an argument outside it bounds as
+    its instant would."""
+    midnight = daily("00:00")
+    for schedule in (midnight, cron("0 0 * * *"), interval(3600, ("00:00", "01:00"))):
+        assert ticks_between(schedule, FIRST, utc(1, 1, 1, 0, 59))[0] == FIRST
+        assert next_ticks(schedule, datetime(1, 1, 1, tzinfo=EAST), 1) == [FIRST]
+        assert next_ticks(schedule.model_copy(update={"start": FIRST}), FIRST, 1) != [FIRST]
+    assert previous_tick(cron("0 0 * * *"), utc(1, 1, 2, 0, 0, 0, 1)) == utc(1, 1, 2)
+    assert ticks_between(cron("0 0 * * *"), utc(9000, 1, 2), utc(9000, 1, 2)) == [
+        utc(9000, 1, 2)]  # croniter's floats lose microseconds this far from 1970
+    assert ticks_between(cron("0 0 * * 2"), FIRST, utc(1, 1, 8)) == [utc(1, 1, 2)]  # a Monday
+    assert ticks_between(midnight, FIRST, datetime(1, 1, 1, tzinfo=EAST)) == []
+    # 00:00 in Amsterdam (LMT +00:19:32) on the first day is before the calendar
+    assert ticks_between(daily("00:00", AMS), FIRST, utc(1, 1, 2)) == [
+        utc(1, 1, 1, 23, 40, 28)]
+    assert ticks_between(daily("02:00", NYC, start=FIRST), FIRST, utc(1, 1, 1, 12)) == [
+        utc(1, 1, 1, 6, 56, 2)]  # New York's LMT is -04:56:02
+    assert previous_tick(daily("00:00", AMS), utc(1, 1, 1, 3)) is None
+    assert previous_tick(midnight, datetime(1, 1, 1, tzinfo=EAST)) is None
+    late = daily("23:30", NYC)  # 23:30 on 9999-12-31 in New York is after the calendar
+    assert next_ticks(late, utc(9999, 12, 30, 12), 3) == [utc(9999, 12, 31, 4, 30)]
+    assert ticks_between(late, utc(9999, 12, 30, 12), LAST) == [utc(9999, 12, 31, 4, 30)]
+    assert ticks_between(late, utc(9999, 12, 30, 12), datetime(9999, 12, 31, 23, tzinfo=WEST)) == [
+        utc(9999, 12, 31, 4, 30)]
+    assert previous_tick(late, LAST) == utc(9999, 12, 31, 4, 30)
+    assert previous_tick(cron("30 23 * * *", "Asia/Tokyo"), LAST) == utc(9999, 12, 31, 14, 30)
+    assert previous_tick(daily("23:30", AMS), datetime(9999, 12, 31, 23, tzinfo=WEST)) == \
+        utc(9999, 12, 31, 22, 30)
+    assert next_ticks(daily("23:00"), datetime(9999, 12, 31, 23, tzinfo=WEST), 1) == []
+    assert next_ticks(daily("23:00"), LAST, 1) == []
 
 
 def test_a_cron_that_never_fires() -> None:

@@ -42,12 +42,14 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from flowplan.daemon.client.connection import (
     CONNECTED_PROBE_SECONDS,
     MAX_MESSAGE_BYTES,
     RECONNECT_FIRST_DELAY,
     RECONNECT_MAX_DELAY,
+    TOKEN_FILE_ENV,
     ClientError,
     FieldViolation,
     Target,
@@ -138,10 +140,12 @@ def _target(address: str | None, *, token: str | None, token_file: Path | str | 
     def path(value: Path | str | None) -> Path | None:
         return None if value is None else Path(value)
 
+    environ = os.environ if environ is None else environ
+    if token is not None:  # given directly: $FLOWPLAN_TOKEN_FILE is not read
+        environ = {k: v for k, v in environ.items() if k != TOKEN_FILE_ENV}
     target = target_from_options(
         address=address, token_file=path(token_file), tls_ca=path(tls_ca),
-        tls_cert=path(tls_cert), tls_key=path(tls_key), timeout=timeout,
-        environ=os.environ if environ is None else environ)
+        tls_cert=path(tls_cert), tls_key=path(tls_key), timeout=timeout, environ=environ)
     if token is not None:
         target = dataclasses.replace(target, token=token)
     return target
@@ -163,7 +167,7 @@ def _start_run(workflow: str, params: Mapping[str, ParamValue] | None, queue: st
     if params:
         request.params.update(dict(params))
     if logical_time is not None:
-        request.logical_time.FromDatetime(logical_time)
+        _set_time(request.logical_time, logical_time, "logical_time")
     return request
 
 
@@ -174,9 +178,17 @@ def _start_backfill(workflow: str, *, start: datetime, end: datetime, queue: str
         workflow=workflow, queue=queue, remarks=remarks, failure_emails=list(failure_emails),
         max_parallel_runs=max_parallel_runs, dry_run=dry_run,
         reprocess=reprocess)  # type: ignore[arg-type]
-    request.start_time.FromDatetime(start)
-    request.end_time.FromDatetime(end)
+    _set_time(request.start_time, start, "start")
+    _set_time(request.end_time, end, "end")
     return request
+
+
+def _set_time(field: Timestamp, moment: datetime, name: str) -> None:
+    try:
+        field.FromDatetime(moment)
+    except (OverflowError, ValueError) as exc:  # outside the calendar once in UTC
+        raise UsageError(f"{name} {moment.isoformat()} is not a time the daemon can take: it"
+                         " must lie within 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z") from exc
 
 
 def _fresh_log(chunk: pb.GetNodeLogResponse, next_offset: int | None

@@ -345,7 +345,14 @@ def _time(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected {TIME_HELP}; got '{text}'") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # as the daemon takes it
+    except OverflowError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is outside 0001-01-01T00:00Z..9999-12-31T23:59:59Z (in UTC), the"
+            " times the daemon takes") from None
+    return moment
 
 
 def _end_time(text: str) -> datetime:

@@ -38,7 +38,8 @@ UNREACHABLE_HINT = "is the daemon running? Start one with 'flowplan up' or 'flow
 
 class UsageError(ValueError):
     """An option that parsed but cannot be used (an unreadable token file...): exit 2 in
-    the CLI; raised by the Python client's constructor."""
+    the CLI; raised by the Python client's constructor, and by its calls given a time the
+    daemon cannot take."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ def stamp(moment: datetime | None) -> str:
     if moment is None:
         return NONE
     moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = moment.replace(tzinfo=None).isoformat(timespec="seconds")  # strftime: year 1 as "1"
     return text + (f".{moment.microsecond // 1000:03d}Z" if moment.microsecond else "Z")
 
 

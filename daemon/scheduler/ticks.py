@@ -21,6 +21,9 @@ The contract, for a schedule whose wall times are in `schedule.timezone`:
   stretch of an hourly or minutely schedule has no ticks of its own.
 - No tick before `schedule.start` (a tick exactly at `start` counts).
 - Ticks are strictly increasing, with no duplicates.
+- The calendar ends at 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z: a wall time whose
+  instant lies outside that has no tick, and an argument outside it (an aware datetime with an
+  offset, such as 0001-01-01T00:00+01:00) bounds the ticks as the instant it names would.
 
 The work is done per local day (daily, interval) or per cron wall time, never minute by
 minute: 10,000 daily ticks take a few milliseconds.
@@ -30,9 +33,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, time, timedelta
+from contextlib import suppress
+from datetime import MINYEAR, UTC, datetime, time, timedelta
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice
 from typing import Final, cast
 from zoneinfo import ZoneInfo
 
@@ -46,6 +50,9 @@ _DAY: Final = timedelta(days=1)
 _RESOLUTION: Final = timedelta(microseconds=1)
 _SECOND: Final = timedelta(seconds=1)
 _WHOLE_DAY: Final = ("00:00", "23:59")  # what the compiler writes for an interval without window
+_FIRST: Final = datetime.min.replace(tzinfo=UTC)  # the calendar's first instant (or wall time)
+_LAST: Final = datetime.max.replace(tzinfo=UTC)
+_CYCLE_YEARS: Final = 400  # the Gregorian calendar, weekdays included, repeats after 400 years
 
 # The offset of a wall time (a naive datetime; `fold` picks the occurrence) in a zone.
 # ZoneInfo.utcoffset reads the wall fields only, so no `replace(tzinfo=...)` is needed.
@@ -63,12 +70,7 @@ class TooManyTicks(ValueError):  # noqa: N818 - the name callers know
 def iter_ticks(schedule: SchedulePlan, after: datetime) -> Iterator[datetime]:
     """The ticks strictly after `after`, increasing. Endless, except for a cron expression
     that never fires again (or the end of the calendar)."""
-    zone = _zone(schedule.timezone)
-    floor = _utc(after)
-    if schedule.start is not None:
-        floor = max(floor, _utc(schedule.start) - _RESOLUTION)
-    walls = _walls_after(schedule, _tagged(floor.astimezone(zone)))
-    return _instants_after(walls, zone, floor)
+    return _ticks_after(schedule, _bound(after))
 
 
 def next_ticks(schedule: SchedulePlan, after: datetime, n: int) -> list[datetime]:
@@ -82,9 +84,11 @@ def ticks_between(schedule: SchedulePlan, start: datetime, end: datetime, *,
                   limit: int | None = None) -> list[datetime]:
     """The ticks t with start <= t <= end, increasing. Raises `TooManyTicks` as soon as more
     than `limit` ticks are found (the rest is never computed)."""
-    last = _utc(end)
+    last = _bound(end)
+    if last is None:  # `end` is before the calendar's first instant
+        return []
     ticks: list[datetime] = []
-    for tick in iter_ticks(schedule, _utc(start) - _RESOLUTION):
+    for tick in _ticks_after(schedule, _floor_from(start)):
         if tick > last:
             break
         if limit is not None and len(ticks) >= limit:
@@ -97,21 +101,50 @@ def previous_tick(schedule: SchedulePlan, before: datetime) -> datetime | None:
     """The last tick strictly before `before`, or None when there is none (before `start`,
     or a cron expression that never fired)."""
     zone = _zone(schedule.timezone)
-    ceiling = _utc(before)
-    start = _utc(schedule.start) if schedule.start is not None else None
-    if start is not None and ceiling <= start:
+    ceiling = _bound(before)
+    start = _bound(schedule.start) if schedule.start is not None else None
+    if ceiling is None or (start is not None and ceiling <= start):
         return None
-    local = ceiling.astimezone(zone)
+    try:
+        local = ceiling.astimezone(zone)
+    except OverflowError:  # the zone's wall clock is past an end of the calendar there
+        if ceiling.year == MINYEAR:
+            return None  # every wall time's instant is after `before`
+        local = _LAST  # no schedule fires at the last wall time's fraction of a second
     top = _tagged(local)
     if local.fold:
         # `before` is in the second pass of a repeated stretch: the first occurrences of the
         # wall times up to the stretch's end came before it.
         top += _offset(zone, top) - _offset(zone, local)
     for wall in _walls_before(schedule, top):
-        instant = _instant(wall, zone)
+        try:
+            instant = _instant(wall, zone)
+        except OverflowError:  # the wall time's instant is past an end of the calendar
+            if wall.year == MINYEAR:
+                return None
+            continue
         if instant < ceiling:
             return instant if start is None or instant >= start else None
     return None
+
+
+def _ticks_after(schedule: SchedulePlan, floor: datetime | None) -> Iterator[datetime]:
+    """The ticks strictly after the instant `floor` (None: from the calendar's first instant
+    on), and not before `schedule.start`."""
+    if schedule.start is not None:
+        start = _floor_from(schedule.start)
+        if start is not None and (floor is None or start > floor):
+            floor = start
+    zone = _zone(schedule.timezone)
+    if floor is None:
+        return _instants_after(_walls_from_first(schedule), zone, None)
+    try:
+        local = floor.astimezone(zone)
+    except OverflowError:  # the zone's wall clock is past an end of the calendar there
+        if floor.year == MINYEAR:  # every wall time is later than `floor`'s
+            return _instants_after(_walls_from_first(schedule), zone, floor)
+        return iter(())  # no wall time is later
+    return _instants_after(_walls_after(schedule, _tagged(local)), zone, floor)
 
 
 # --- wall times -> instants ------------------------------------------------------------------
@@ -125,10 +158,22 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _utc(moment: datetime) -> datetime:
+def _bound(moment: datetime) -> datetime | None:
+    """`moment` as a UTC instant to bound ticks by: None when it is before the calendar's
+    first instant, the calendar's last when it is after it (no tick is that late)."""
     if moment.utcoffset() is None:
         raise ValueError(f"{moment.isoformat()} has no time zone; give an aware datetime")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # within a day of an end of the calendar: the year says which
+        return None if moment.year == MINYEAR else _LAST
+
+
+def _floor_from(moment: datetime) -> datetime | None:
+    """The floor of the ticks from `moment` on, it included: the instant just before it
+    (None: the calendar has none)."""
+    instant = _bound(moment)
+    return None if instant is None or instant == _FIRST else instant - _RESOLUTION
 
 
 def _tagged(wall: datetime) -> datetime:
@@ -137,13 +182,19 @@ def _tagged(wall: datetime) -> datetime:
 
 
 def _instants_after(walls: Iterator[datetime], zone: ZoneInfo,
-                    floor: datetime) -> Iterator[datetime]:
-    """The distinct instants of increasing tagged wall times that come after `floor`. The
-    mapping is monotone, so comparing with the last instant given drops the duplicates."""
+                    floor: datetime | None) -> Iterator[datetime]:
+    """The distinct instants of increasing tagged wall times that come after `floor` (None:
+    any). The mapping is monotone, so comparing with the last instant given drops the
+    duplicates."""
     last = floor
     for wall in walls:
-        instant = _instant(wall, zone)
-        if instant > last:
+        try:
+            instant = _instant(wall, zone)
+        except OverflowError:  # the wall time's instant is past an end of the calendar
+            if wall.year == MINYEAR:
+                continue
+            return
+        if last is None or instant > last:
             last = instant
             yield instant
 
@@ -198,6 +249,18 @@ def _walls_before(schedule: SchedulePlan, wall: datetime) -> Iterator[datetime]:
     return _day_walls_before(_times_of_day(schedule), wall)
 
 
+def _walls_from_first(schedule: SchedulePlan) -> Iterator[datetime]:
+    """The schedule's tagged wall times from the calendar's first on (it included),
+    increasing."""
+    # No earlier wall time to count from: whether the schedule fires at the first is read
+    # 400 years on, where the calendar is the same.
+    same = _FIRST.replace(year=MINYEAR + _CYCLE_YEARS)
+    later = _walls_after(schedule, _FIRST)
+    if next(_walls_after(schedule, same - _RESOLUTION), None) == same:
+        return chain((_FIRST,), later)
+    return later
+
+
 def _cron(schedule: SchedulePlan) -> str:
     if not schedule.cron:
         raise ValueError("a cron schedule without a cron expression")
@@ -207,7 +270,13 @@ def _cron(schedule: SchedulePlan) -> str:
 def _cron_walls(expression: str, wall: datetime, *, forward: bool) -> Iterator[datetime]:
     # croniter on naive datetimes is pure wall-clock arithmetic: no zone, no DST, so it
     # neither fires twice in a repeated hour nor skips the wall times of a gap.
-    walls = croniter(expression, wall.replace(tzinfo=None))
+    # It counts in float seconds, which lose the microseconds far from 1970: it starts from a
+    # whole second instead, the same bound for cron's whole-minute wall times.
+    start = wall.replace(tzinfo=None, microsecond=0)
+    if wall.microsecond and not forward:
+        with suppress(OverflowError):  # 9999-12-31T23:59:59 is no minute's wall time
+            start += _SECOND
+    walls = croniter(expression, start)
     step = walls.get_next if forward else walls.get_prev
     while True:
         try:
