@@ -101,6 +101,8 @@ def test_params_are_capped_and_pages_fit_a_default_client(
                         else None})
     db.close()
     with running_daemon(store, state) as d:  # the harness's channel: a default client
+        newest = d.call("ListRuns", pb.ListRunsRequest()).runs  # 150 small ones first
+        assert len(newest) == 100  # page_size 0: the default the proto states
         listed: list[pb.Run] = []
         token, pages = "", 0
         while True:

@@ -4,6 +4,8 @@ while it runs, and streams."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import sqlite3
@@ -278,6 +280,102 @@ def test_errors_carry_the_right_code_and_field(deployed: tuple[Path, Path, Path]
         assert health.Check(health_pb2.HealthCheckRequest(
             service="flowplan.v1.WorkflowService")).status == 1
         assert d.process.poll() is None  # none of it hurt the daemon
+
+
+def forged_token(position: str, scope: str) -> str:
+    """A page token built by hand, in the form the daemon's tokens have."""
+    raw = json.dumps({"p": position, "s": scope}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_values_past_what_exists_are_refused_as_the_api_docs_say(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        done = d.call("StartRun", pb.StartRunRequest(workflow="chain"))
+        done = d.wait_run(done.run.run_id)
+        slow = d.call("StartRun", pb.StartRunRequest(workflow="slow")).run
+        wait_until(lambda: d.call("GetRun", pb.GetRunRequest(
+            run_id=slow.run_id, include_graph=True)).run.nodes[0].attempts, "slow's attempt")
+        last = d.call("GetRun", pb.GetRunRequest(run_id=slow.run_id)).run.last_sequence
+        # WatchRun: after_sequence negative or past the history, even of a running run
+        for run, after in ((done, -1), (done, done.last_sequence + 1), (slow, last + 5)):
+            code, message, fields = error_of(lambda r=run, a=after: list(d.stub.WatchRun(
+                pb.WatchRunRequest(run_id=r.run_id, after_sequence=a), timeout=5)))
+            assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["after_sequence"]), \
+                (after, message)
+        assert list(d.stub.WatchRun(pb.WatchRunRequest(
+            run_id=done.run_id, after_sequence=done.last_sequence), timeout=5)) == []
+        # page tokens whose position is not one the daemon gives out
+        for name, request in [
+                ("ListPlanVersions", pb.ListPlanVersionsRequest(
+                    workflow="chain", page_token=forged_token("abc", "versions:chain"))),
+                ("ListNotifications", pb.ListNotificationsRequest(
+                    page_token=forged_token("abc", "notifications::0")))]:
+            code, _, fields = error_of(lambda n=name, r=request: d.call(n, r))
+            assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["page_token"]), name
+        # plan_version: negative is INVALID_ARGUMENT, missing NOT_FOUND, neither shows a path
+        for name, request in [
+                ("GetWorkflow", pb.GetWorkflowRequest(workflow="chain", plan_version=-1)),
+                ("ResumeRun", pb.ResumeRunRequest(run_id=done.run_id, node_names=["b"],
+                                                  plan_version=-1, dry_run=True))]:
+            code, _, fields = error_of(lambda n=name, r=request: d.call(n, r))
+            assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["plan_version"]), name
+        for name, request in [
+                ("GetWorkflow", pb.GetWorkflowRequest(workflow="chain", plan_version=7)),
+                ("ResumeRun", pb.ResumeRunRequest(run_id=done.run_id, node_names=["b"],
+                                                  plan_version=7, dry_run=True))]:
+            code, message, _ = error_of(lambda n=name, r=request: d.call(n, r))
+            assert code == grpc.StatusCode.NOT_FOUND, name
+            assert message == "version 7 of chain does not exist: its only version is 1", name
+        # GetNodeLog: an attempt the node does not have
+        for run, attempt, follow in ((done, 2, False), (done, 2, True), (slow, 2, False),
+                                     (slow, 3, True)):
+            code, message, _ = error_of(lambda r=run, a=attempt, f=follow: list(
+                d.stub.GetNodeLog(pb.GetNodeLogRequest(
+                    run_id=r.run_id, node_name=r.nodes[0].name,
+                    attempt=a, follow=f), timeout=5)))
+            assert code == grpc.StatusCode.NOT_FOUND, (attempt, follow, message)
+            assert f"has no attempt {attempt}: its last attempt is 1" in message
+        shown = flowplan("logs", done.run_id, "a", "--attempt", "5", "--address", d.address,
+                         check=False)
+        assert (shown.returncode, shown.stdout) == (1, "")
+        assert shown.stderr.startswith("error: NOT_FOUND: node 'a' of run")
+        # with follow, the attempt after the last one of a running node is waited for, and
+        # NOT_FOUND once the node ends without it
+        waiting = d.stub.GetNodeLog(pb.GetNodeLogRequest(
+            run_id=slow.run_id, node_name="wait", attempt=2, follow=True), timeout=20)
+        code, _, _ = error_of(lambda: list(d.stub.GetNodeLog(pb.GetNodeLogRequest(
+            run_id=slow.run_id, node_name="wait", attempt=2, follow=True), timeout=1)))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+        d.call("CancelRun", pb.CancelRunRequest(run_id=slow.run_id))
+        code, _, _ = error_of(lambda: list(waiting))
+        assert code == grpc.StatusCode.NOT_FOUND
+        assert d.process.poll() is None
+
+
+def test_backfills_and_runs_at_the_ends_of_the_calendar(
+        deployed: tuple[Path, Path, Path]) -> None:
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        for start, end, tick, previous in (  # the first tick's interval starts at it
+                ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z", "0001-01-01T02:00:00Z",
+                 "0001-01-01T02:00:00Z"),
+                ("9999-12-31T00:00:00Z", "9999-12-31T23:59:59Z", "9999-12-31T02:00:00Z",
+                 "9999-12-30T02:00:00Z")):
+            answer = d.call("StartBackfill", pb.StartBackfillRequest(
+                workflow="daily", start_time=ts(start), end_time=ts(end)))
+            assert [t.ToJsonString() for t in answer.logical_times] == [tick]
+            ran = d.wait_run(answer.run_ids[0])
+            assert ran.status == pb.RUN_STATUS_SUCCEEDED
+            assert ran.data_interval_start.ToJsonString() == previous
+        code, _, fields = error_of(lambda: d.call("StartBackfill", pb.StartBackfillRequest(
+            workflow="daily", start_time=ts("0001-01-01T00:00:00Z"),
+            end_time=ts("0001-01-01T01:00:00Z"), dry_run=True)))
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["start_time"])  # no tick
+        dry = flowplan("backfill", "daily", "--from", "0001-01-01", "--to", "0001-01-02",
+                       "--dry-run", "--address", d.address)
+        assert "would start 2 runs, first 0001-01-01T02:00:00Z" in dry.stdout
 
 
 def test_bearer_token_health_and_reflection(deployed: tuple[Path, Path, Path]) -> None:

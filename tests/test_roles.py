@@ -230,6 +230,16 @@ def test_each_role_against_reads_and_changes(make_repo: MakeRepo, tmp_path: Path
         code, message = _code(lambda: call("viewer", "ResumeRun", resume))
         assert code is grpc.StatusCode.PERMISSION_DENIED and "with dry_run set" in message
         assert call("operator", "ResumeRun", resume).run_id
+        # a body that does not decode has no dry_run: INVALID_ARGUMENT for every role
+        for method in ("StartBackfill", "ResumeRun"):
+            raw = d.channel.unary_unary(f"/flowplan.v1.WorkflowService/{method}",
+                                        request_serializer=lambda b: b)
+            for role in ("viewer", "operator"):
+                code, message = _code(lambda r=role, raw=raw: raw(
+                    b"\xff\xff\xff", timeout=10,
+                    metadata=[("authorization", f"Bearer {TOKENS[r]}")]))
+                assert code is grpc.StatusCode.INVALID_ARGUMENT, (method, role, message)
+                assert f"not a valid flowplan.v1.{method}Request" in message
         events = list(d.stub.WatchRun(pb.WatchRunRequest(run_id=failed), timeout=10,
                                       metadata=[("authorization",
                                                  f"Bearer {TOKENS['viewer']}")]))

@@ -19,6 +19,7 @@ from typing import Any, Final, TypeAlias, cast
 
 import grpc
 
+from flowplan.daemon.server.errors import MalformedRequest
 from flowplan.daemon.server.roles import Grant, Role
 
 log = logging.getLogger("flowplan.daemon.auth")
@@ -129,7 +130,8 @@ def _denied(method: str, needed: Role, grant: Grant) -> str:
 
 
 def _dry_run_only(handler: Handler, method: str, grant: Grant) -> Handler:
-    """`handler` for a request with `dry_run` set; PERMISSION_DENIED for one without."""
+    """`handler` for a request with `dry_run` set; PERMISSION_DENIED for one without (a
+    body that does not decode is INVALID_ARGUMENT, as for every role)."""
     # the aio server's handlers are coroutines (the stubs type them as the sync server's)
     behaviour = cast("Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]] | None",
                      handler.unary_unary)
@@ -138,7 +140,8 @@ def _dry_run_only(handler: Handler, method: str, grant: Grant) -> Handler:
                         _denied(method, least_role(method), grant))
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if not request.dry_run:
+        # a body that does not decode has no dry_run: `behaviour` refuses it as for any role
+        if not isinstance(request, MalformedRequest) and not request.dry_run:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 _denied(method, least_role(method), grant)
                                 + "; with dry_run set, a viewer may ask it")

@@ -20,7 +20,10 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
+import grpc
+
 from flowplan.daemon.domain import Attempt, AttemptStatus
+from flowplan.daemon.server.errors import RequestError
 from flowplan.daemon.state.store import StateStore
 
 CHUNK = 64 * 1024
@@ -119,21 +122,38 @@ def _partial_secret(data: bytes, secrets: Sequence[bytes]) -> int:
 
 async def _attempt(store: StateStore, run_id: str, node: str, number: int, *, follow: bool,
                    woken: asyncio.Event, closing: asyncio.Event) -> Attempt | None:
-    """The attempt asked for (0: the latest); with `follow`, wait until it exists."""
+    """The attempt asked for (0: the latest; None: the node has none yet). With `follow`,
+    wait until it exists: the node's first attempt, or the one after its last. A number it
+    has not and will not have, or has not yet without `follow`, is NOT_FOUND."""
     while True:
         woken.clear()
         found = store.get_node(run_id, node)
         attempts = found.attempts if found is not None else ()
+        finished = found is None or found.status.finished
         if number:
             match = [a for a in attempts if a.number == number]
             if match:
                 return match[0]
+            last = attempts[-1].number if attempts else 0
+            if not follow or finished or number > last + 1:
+                raise _no_attempt(run_id, node, number, last, finished=finished)
         elif attempts:
             return attempts[-1]
-        if not follow or closing.is_set() or (found is not None and found.status.finished):
+        elif not follow or finished:
+            return None
+        if closing.is_set():
             return None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_either(woken, closing), FOLLOW_POLL_SECONDS * 5)
+
+
+def _no_attempt(run_id: str, node: str, number: int, last: int, *, finished: bool
+                ) -> RequestError:
+    has = f"its last attempt is {last}" if last else "it has none"
+    if not finished and number == last + 1:
+        has += "; with follow set, the call waits for it"
+    return RequestError(f"node '{node}' of run {run_id} has no attempt {number}: {has}",
+                        field="attempt", code=grpc.StatusCode.NOT_FOUND)
 
 
 def _finished(store: StateStore, run_id: str, node: str, number: int) -> bool:

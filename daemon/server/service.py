@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,8 +45,10 @@ from flowplan.daemon.watcher import PlanCatalog
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
+log = logging.getLogger("flowplan.server")
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
-DEFAULT_PAGE_SIZE = 50
+DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_PARAMS_BYTES = 64 * 1024  # of a request's params as compact UTF-8 JSON
 PAGE_BYTES = 1024 * 1024  # a list answer stops before this, well under clients' 4 MB default
@@ -115,6 +118,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Any
                           ) -> pb.GetWorkflowResponse:
         latest = self._latest_any(request.workflow)
+        _version_number(request.plan_version)
         plan = latest
         if request.plan_version:
             plan = self._version(request.workflow, request.plan_version)
@@ -125,9 +129,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                ) -> pb.ListPlanVersionsResponse:
         self._latest_any(request.workflow)
         size = _page_size(request.page_size)
-        before = _decode_token(request.page_token, scope=f"versions:{request.workflow}")
+        before = _decode_number(request.page_token, scope=f"versions:{request.workflow}")
         versions = [v for v in reversed(self._p.catalog.versions(request.workflow))
-                    if before is None or v < int(before)]
+                    if before is None or v < before]
 
         def build(version: int) -> pb.PlanVersion | None:
             try:
@@ -176,11 +180,21 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         return plan
 
     def _version(self, workflow: str, version: int) -> Plan:
+        """Version `version` (positive) of `workflow`. A refusal never shows the plan store's
+        paths: they are the daemon's, not the caller's; the log has them."""
+        versions = self._p.catalog.versions(workflow)
+        if version not in versions:
+            known = ("it has none" if not versions else f"its only version is {versions[0]}"
+                     if len(versions) == 1 else f"it has versions {versions[0]} to {versions[-1]}")
+            raise RequestError(f"version {version} of {workflow} does not exist: {known}",
+                               field="plan_version", code=grpc.StatusCode.NOT_FOUND)
         try:
             return self._p.catalog.get(workflow, version)
         except (PlanError, OSError, ValueError) as exc:
-            raise RequestError(f"version {version} of {workflow} cannot be read: {exc}",
-                               field="plan_version", code=grpc.StatusCode.NOT_FOUND) from exc
+            log.error("plan %s version %d cannot be read: %s", workflow, version, exc)
+            raise RequestError(f"version {version} of {workflow} cannot be read (the daemon's"
+                               " log says why); use another version", field="plan_version",
+                               code=grpc.StatusCode.NOT_FOUND) from exc
 
     # ---- runs ---------------------------------------------------------------------------
 
@@ -307,6 +321,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                field="node_names")
         for index, name in enumerate(request.node_names):
             _known_length(name, f"node_names[{index}]")
+        if _version_number(request.plan_version):
+            original = self._p.store.get_run(request.run_id, with_nodes=False)
+            if original is not None:  # else the engine says the run does not exist
+                self._version(original.workflow, request.plan_version)
         answer = self._p.engine.resume_run(request.run_id, list(request.node_names),
                                            plan_version=request.plan_version or None,
                                            dry_run=request.dry_run,
@@ -398,12 +416,11 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                 ) -> pb.ListNotificationsResponse:
         size = _page_size(request.page_size)
         scope = f"notifications:{request.run_id}:{request.status}"
-        before = _decode_token(request.page_token, scope=scope)
+        before = _decode_number(request.page_token, scope=scope)
         status = _enum_name(pb.NotificationStatus, request.status, "status")
         rows = Outbox(self._p.store).page(
             run_id=request.run_id or None, status=OutboxStatus(status) if status else None,
-            before_id=int(before) if before is not None and before.isdigit() else None,
-            limit=size + 1)
+            before_id=before, limit=size + 1)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
@@ -421,7 +438,15 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if self._p.store.get_run(run_id, with_nodes=False) is None:
             raise RequestError(f"run {run_id} does not exist", field="run_id",
                                code=grpc.StatusCode.NOT_FOUND)
-        last = max(0, request.after_sequence)
+        last = request.after_sequence
+        if last < 0:
+            raise RequestError(f"after_sequence {last} is negative: send 0 for the run's whole"
+                               " history, or the last sequence received", field="after_sequence")
+        known = self._p.store.last_sequence(run_id)
+        if last > known:
+            raise RequestError(f"after_sequence {last} is beyond run {run_id}'s history, which"
+                               f" ends at sequence {known}: send the last sequence received,"
+                               " or 0 for the whole history", field="after_sequence")
         status = self._p.store.run_status_at(run_id, last)
         if status is not None and status.finished:
             return  # the change that finished the run was sent already
@@ -607,6 +632,14 @@ def _enum_name(enum: EnumTypeWrapper, value: int, field: str) -> str | None:
     return enum.Name(value)[len(unset) - len("UNSPECIFIED"):]
 
 
+def _version_number(value: int) -> int:
+    """A request's `plan_version`: 0 (the latest) or a version number."""
+    if value < 0:
+        raise RequestError(f"plan_version {value} is negative: give a version number, or 0"
+                           " for the latest", field="plan_version")
+    return value
+
+
 def _page_size(value: int) -> int:
     if value < 0:
         raise RequestError("page_size must not be negative", field="page_size")
@@ -632,6 +665,18 @@ def _decode_token(token: str, *, scope: str) -> str | None:
         raise RequestError("page_token belongs to a request with other filters; send the"
                            " same filters as the first page", field="page_token")
     return position
+
+
+def _decode_number(token: str, *, scope: str) -> int | None:
+    """`_decode_token` of a token whose position is a number (a plan version, an outbox
+    row's id)."""
+    position = _decode_token(token, scope=scope)
+    if position is None:
+        return None
+    # 18 digits at most: the number fits an SQLite integer (the store compares with it)
+    if not (position.isascii() and position.isdigit() and len(position) <= 18):
+        raise RequestError("page_token is not one this daemon gave out", field="page_token")
+    return int(position)
 
 
 def register(server: grpc.aio.Server, parts: Parts) -> WorkflowService:
