@@ -251,3 +251,18 @@ def test_a_sampled_out_run_drops_its_attempt_spans_too(monkeypatch):
     per_trace = Counter(span.context.trace_id for span in exporter.get_finished_spans())
     assert 0 < len(per_trace) < 40, "some runs sampled, some not"
     assert set(per_trace.values()) == {2}, "a run's span and its attempt's, or neither"
+
+
+@pytest.mark.parametrize(("variables", "name"), [
+    ({}, "flowplan"),
+    ({"OTEL_SERVICE_NAME": "flowplan-eu"}, "flowplan-eu"),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=prod-flowplan,deployment.environment=prod"},
+     "prod-flowplan"),
+])
+def test_the_service_name_is_flowplan_unless_the_environment_names_it(
+        monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], name: str) -> None:
+    for variable in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    assert Tracing([]).provider.resource.attributes["service.name"] == name

@@ -117,12 +117,13 @@ class Tracing:
     """The tracer provider and the spans of runs and attempts; `on_event` is the engine's
     listener (`follow`), `interceptor()` the gRPC server's."""
 
-    def __init__(self, processors: Sequence[SpanProcessor],
-                 environ: Mapping[str, str] | None = None) -> None:
-        environ = environ or {}
+    def __init__(self, processors: Sequence[SpanProcessor]) -> None:
         self._ids = DerivedIds()
-        resource = Resource.create(
-            {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "flowplan"})
+        # the SDK reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from the process's
+        # environment; a name from either wins, else flowplan names itself
+        resource = Resource.create({})
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({SERVICE_NAME: "flowplan"}))
         self.provider = TracerProvider(resource=resource, id_generator=self._ids)
         for processor in processors:
             self.provider.add_span_processor(processor)
@@ -138,8 +139,7 @@ class Tracing:
     def from_environment(cls, environ: Mapping[str, str]) -> Tracing:
         """Exporting as the OTEL_* variables say, each exporter behind a BatchSpanProcessor
         (its own thread: nothing on the event loop waits for the collector)."""
-        return cls([BatchSpanProcessor(exporter) for exporter in exporters_from(environ)],
-                   environ)
+        return cls([BatchSpanProcessor(exporter) for exporter in exporters_from(environ)])
 
     def follow(self, engine: Engine, store: StateStore) -> None:
         """Build the spans of `engine`'s runs (`store`: the start of a run or attempt that
