@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, pb, publish
+from daemon_harness import Daemon, flowplan, pb, publish
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -119,6 +119,9 @@ def test_a_full_disk_keeps_the_outcome_until_it_can_be_written(
             d.call("StartRun", pb.StartRunRequest(workflow="big", params=flag_param))
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "database or disk is full: nothing was changed" in refused.value.details()
+        cli = flowplan("run", "big", "--address", d.address, check=False)
+        assert cli.returncode == 1 and "is the daemon running" not in cli.stderr  # reached
+        assert "hint: the daemon answered but cannot take this call now" in cli.stderr
         running = attempt(d, run.run_id, "write")
         assert running is not None and running.status == pb.ATTEMPT_STATUS_RUNNING
         assert "cannot write the state database" in d.output()

@@ -146,10 +146,10 @@ def error_of(err: grpc.RpcError) -> ClientError:
 
 
 def exit_code(failure: ClientError, *, connected: bool) -> int:
-    """3 when the daemon could not be reached, else 1."""
-    if failure.code is grpc.StatusCode.UNAVAILABLE:
-        return EXIT_UNREACHABLE
-    if failure.code is grpc.StatusCode.DEADLINE_EXCEEDED and not connected:
+    """3 when the daemon could not be reached, else 1 (a daemon that answered UNAVAILABLE
+    itself, its state database full, was reached)."""
+    if failure.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
+            not connected):
         return EXIT_UNREACHABLE
     return EXIT_FAILED
 
@@ -166,8 +166,9 @@ class Reachable(Protocol):
 def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
     """Print a failed call (`error: CODE: message`, each field violation, a hint) to `out`;
     returns the exit code."""
-    code = exit_code(failure, connected=(failure.code is not grpc.StatusCode.DEADLINE_EXCEEDED
-                                         or client.connected()))
+    code = exit_code(failure, connected=(
+        failure.code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+        or client.connected()))
     print(f"error: {failure.code.name}: {failure.message}", file=out)
     for violation in failure.violations:
         print(f"  {violation.field}: {violation.description}", file=out)
@@ -185,6 +186,9 @@ def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
         whose = f"the token in {target.token_file}" if target.token_file else "this token"
         print(f"hint: the daemon knows {whose}, but its role may not do this; use a token"
               " with the role named above (the daemon's --roles-file)", file=out)
+    elif failure.code is grpc.StatusCode.UNAVAILABLE:
+        print("hint: the daemon answered but cannot take this call now (its message says"
+              " why); try again later", file=out)
     elif failure.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         print(f"hint: no answer within {target.unary_timeout:g}s; a longer --timeout may"
               " help", file=out)
