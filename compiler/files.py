@@ -79,8 +79,9 @@ class FileLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, path: Path, *, wait: bool = True, mode: int = 0o644) -> FileLock:
-        """Lock `path` (created if missing, with `mode`). `wait=False` raises
+    def acquire(cls, path: Path, *, wait: bool = True, mode: int = 0o666) -> FileLock:
+        """Lock `path` (created if missing, with `mode` less the umask, as every other file:
+        a store shared by a group is locked by each of its members). `wait=False` raises
         `BlockingIOError` instead of waiting while another holder has it. A FIFO or another
         non-regular file there raises `NotRegularFileError` instead of a traceback from
         `open` (a FIFO is not seekable) or a wait."""

@@ -222,3 +222,18 @@ def test_a_version_that_is_not_a_regular_file_is_refused_unread(make_repo, tmp_p
     assert _refusal_within(10, lambda: store.load("alpha", 3)).endswith(
         "3.json: cannot read plan: not a regular file (a symlink)")
     assert store.load("alpha", 1).version == 1
+
+
+def test_a_store_shared_by_a_group_is_writable_by_the_group(make_repo, tmp_path):
+    """With umask 002 every file publish makes, its lock files included, is the group's to
+    write: another member of the group can publish next (docs/gitops.md)."""
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    old = os.umask(0o002)
+    try:
+        _publish(repo, PlanStore(tmp_path / "store"))
+    finally:
+        os.umask(old)
+    made = [path for path in (tmp_path / "store").rglob("*")]
+    assert any(path.name.endswith(".lock") for path in made)
+    assert all(path.stat().st_mode & 0o020 for path in made), [
+        (str(path), oct(path.stat().st_mode)) for path in made if not path.stat().st_mode & 0o020]
