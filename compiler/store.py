@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from flowplan.compiler import __version__
 from flowplan.compiler.files import locked
 from flowplan.compiler.plan import Plan, PlanError, load_plan, tombstone_plan
 from flowplan.compiler.values import NAME_RE
@@ -118,11 +119,15 @@ class PlanStore:
                     if workflow in present or workflow in keep:
                         continue
                     latest = self._latest_or_none(workflow)
-                    if latest is not None and not latest.tombstone:
-                        tombstone = tombstone_plan(workflow,
-                                                   compiler_version=latest.compiler_version)
-                        results.append(self._publish_one(tombstone, published_at, remarks,
-                                                         commit))
+                    if (latest is None and not self.versions(workflow)) or (
+                            latest is not None and latest.tombstone):
+                        continue
+                    # an unreadable latest version is removed too: else the daemon would
+                    # run the last version it can read of a workflow that is gone
+                    tombstone = tombstone_plan(workflow, compiler_version=(
+                        latest.compiler_version if latest is not None else __version__))
+                    results.append(self._publish_one(tombstone, published_at, remarks,
+                                                     commit))
             kept = tuple((name, max(self.versions(name), default=None)) for name in sorted(keep))
         return PublishReport(published=tuple(results), kept=kept)
 

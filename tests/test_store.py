@@ -76,6 +76,24 @@ def test_removed_workflow_gets_tombstone_and_readding_is_new(make_repo, tmp_path
         ("beta", Change.NEW, 3)]
 
 
+def test_a_removed_workflow_whose_latest_version_is_unreadable_gets_its_tombstone(
+        make_repo, tmp_path):
+    """Else the daemon, skipping the unreadable version, would go on running the one before
+    it of a workflow that no longer exists."""
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi"),
+                      "workflows/b.yaml": WF.format(name="beta", word="one")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    make_repo({"workflows/b.yaml": WF.format(name="beta", word="two")})
+    _publish(repo, store)
+    store.path("beta", 2).write_text('{"broken": true}')
+    (repo / "workflows/b.yaml").unlink()
+    _, report = _publish(repo, store)
+    assert [(p.workflow, p.change, p.version) for p in report.written] == [
+        ("beta", Change.REMOVED, 3)]
+    assert store.load("beta", 3).tombstone
+
+
 def test_invalid_workflow_keeps_last_good_version_and_others_publish(make_repo, tmp_path):
     repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi"),
                       "workflows/b.yaml": WF.format(name="beta", word="hi")})
