@@ -98,6 +98,7 @@ def test_print_config_shows_no_secret(settings_file: Path, tmp_path: Path) -> No
                    "--tls-cert", tmp_path / "pki/server_cert.pem",
                    "--tls-key", tmp_path / "pki/server_key.pem",
                    env={"FLOWPLAN_SMTP_HOST": "mail.example.com",
+                        "FLOWPLAN_SMTP_STARTTLS": "true",  # a login needs it off loopback
                         "FLOWPLAN_SMTP_USER": "flow",
                         "FLOWPLAN_SMTP_PASSWORD_FILE": str(tmp_path / "smtp-password")})
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,7 @@
 """E-mail notifications through the outbox, against a real SMTP server (aiosmtpd on
 127.0.0.1): each kind of message from real engine runs, retries with backoff on a fake clock,
-restart with an unsent outbox, no server configured, STARTTLS refused, login."""
+restart with an unsent outbox, no server configured, STARTTLS refused, login, recipients
+refused for now, a clean stop mid-send, settings refused at start."""
 
 from __future__ import annotations
 
@@ -24,11 +25,20 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from engine_fakes import FakeClock
 
 from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.plan import WorkflowPlan
 from flowplan.compiler.repo import read_repo
 from flowplan.compiler.store import PlanStore
-from flowplan.daemon.domain import RunStatus, RunTrigger
+from flowplan.daemon.domain import (
+    Attempt,
+    AttemptStatus,
+    NodeRun,
+    NodeStatus,
+    Run,
+    RunStatus,
+    RunTrigger,
+)
 from flowplan.daemon.engine.clock import Clock, SystemClock
-from flowplan.daemon.engine.commands import mask
+from flowplan.daemon.engine.commands import mask, secret_values
 from flowplan.daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from flowplan.daemon.engine.launcher import LocalLauncher
 from flowplan.daemon.notify import (
@@ -39,7 +49,14 @@ from flowplan.daemon.notify import (
     RetryPolicy,
     SmtpSettings,
 )
-from flowplan.daemon.notify.messages import TAIL_BYTES, Draft, Kind, tail_text
+from flowplan.daemon.notify.messages import (
+    TAIL_BYTES,
+    Draft,
+    Kind,
+    listed_failures,
+    on_failure_message,
+    tail_text,
+)
 from flowplan.daemon.server.command import add_serve_arguments
 from flowplan.daemon.server.config import UsageError
 from flowplan.daemon.server.settings import load_settings
@@ -60,24 +77,35 @@ def free_port() -> int:
 
 @dataclass
 class Inbox:
-    """What the SMTP server received; `refuse` makes RCPT answer 550 for those addresses."""
+    """What the SMTP server received (`raw`: as it came); `refuse` makes RCPT answer 550 for
+    those addresses, `later` 452 (try again later); `data_delay` seconds pass before DATA is
+    answered (a server that scans content), `receiving` counts the DATA commands begun."""
 
     messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    later: set[str] = field(default_factory=set)
+    data_delay: float = 0.0
+    receiving: int = 0
 
     async def handle_RCPT(  # noqa: N802 (the hook names are aiosmtpd's)
             self, server: SMTP, session: Session, envelope: Envelope, address: str,
             rcpt_options: list[str]) -> str:
         if address in self.refuse:
             return "550 no such mailbox"
+        if address in self.later:
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(  # noqa: N802
             self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.receiving += 1
+        await asyncio.sleep(self.data_delay)
         assert isinstance(envelope.content, bytes)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        self.raw.append(envelope.content)
         self.messages.append((list(envelope.rcpt_tos), message))
         return "250 OK"
 
@@ -111,8 +139,9 @@ def server() -> Iterator[Server]:
 
 
 def settings_for(port: int, **kwargs: Any) -> SmtpSettings:
+    kwargs.setdefault("timeout", 5.0)
     return SmtpSettings(host="127.0.0.1", port=port, from_address="flowplan@example.org",
-                        timeout=5.0, **kwargs)
+                        **kwargs)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -564,11 +593,12 @@ def test_a_failing_listener_never_fails_the_engine(tmp_path: Path, caplog: Any) 
 
 # ---- settings and log tails ---------------------------------------------------------------
 
-def smtp_from(argv: list[str]) -> SmtpSettings | None:
-    """The SMTP settings `flowplan serve` would use with these flags (no FLOWPLAN_* variables)."""
+def smtp_from(argv: list[str], environ: dict[str, str] | None = None) -> SmtpSettings | None:
+    """The SMTP settings `flowplan serve` would use with these flags and FLOWPLAN_* variables
+    (by default none)."""
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
-    return load_settings(parser.parse_args(argv), environ={}).smtp()
+    return load_settings(parser.parse_args(argv), environ=environ or {}).smtp()
 
 
 def test_settings_from_a_toml_file_with_flags_over_it(tmp_path: Path) -> None:
@@ -584,10 +614,10 @@ def test_settings_from_a_toml_file_with_flags_over_it(tmp_path: Path) -> None:
                                     from_address="Flowplan <fp@example.com>", starttls=True,
                                     username="flow", password="pw")
     assert settings.domain == "example.com"
-    settings = smtp_from(["--settings", str(file), "--smtp-host", "relay", "--no-smtp-starttls",
-                          "--smtp-port", "2525"])
+    settings = smtp_from(["--settings", str(file), "--smtp-host", "localhost",
+                          "--no-smtp-starttls", "--smtp-port", "2525"])
     assert settings is not None
-    assert (settings.host, settings.port, settings.starttls) == ("relay", 2525, False)
+    assert (settings.host, settings.port, settings.starttls) == ("localhost", 2525, False)
     assert smtp_from([]) is None
 
     file.write_text('[smtp]\nhost = "h"\nprot = 25\n')
@@ -656,3 +686,214 @@ def test_a_multi_line_secret_cut_by_the_tail_window_never_shows_in_part() -> Non
     assert "BBBB" not in cut and "END KEY" not in cut and cut.endswith("key\nlast line")
     assert tail_text(data, cut=False, secrets=[key]).splitlines()[:2] == [
         "********", "after the key"]
+
+
+# ---- recipients refused for now, attempts that raise, a stop mid-send -----------------------
+
+def test_recipients_refused_for_now_get_the_message_from_a_follow_up_row(
+        tmp_path: Path, server: Server) -> None:
+    server.inbox.later = {"busy@example.com"}  # 452: try again later
+    server.inbox.refuse = {"gone@example.com"}  # 550: never
+    clock = FakeClock()
+    outbox = Outbox(StateStore(tmp_path / "state"))
+    sender = OutboxSender(outbox, settings_for(server.port), clock=clock)
+    start = clock.now()
+
+    async def main() -> None:
+        await sender.start()
+        sender.record(draft(to=("ok@example.com", "busy@example.com", "gone@example.com")))
+        await settle_delivery(clock, outbox, 1)
+        await until(lambda: len(outbox.rows()) == 2)
+        server.inbox.later = set()
+        await clock.advance(30)
+        await until(lambda: outbox.rows()[1].status is OutboxStatus.SENT)
+        await sender.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    first, retry = outbox.rows()
+    assert (first.status, first.attempts) == (OutboxStatus.SENT, 1)
+    assert first.last_error == (
+        "refused by the server: busy@example.com (452 4.5.3 Too many recipients);"
+        " gone@example.com (550 no such mailbox); retried for busy@example.com as outbox"
+        f" row {retry.id}")
+    assert retry.key == "on_failure/wr_1/retry/1" and retry.recipients == ("busy@example.com",)
+    assert (retry.kind, retry.run_id, retry.subject, retry.body, retry.message_id,
+            retry.created_at) == (first.kind, first.run_id, first.subject, first.body,
+                                  first.message_id, first.created_at)
+    assert (retry.status, retry.attempts, retry.sent_at) == (
+        OutboxStatus.SENT, 1, start + timedelta(seconds=30))
+    assert [to for to, _ in server.inbox.messages] == [["ok@example.com"],
+                                                      ["busy@example.com"]]
+    assert {str(m["Message-ID"]) for _, m in server.inbox.messages} == {first.message_id}
+
+
+def test_an_attempt_that_raises_is_a_failed_attempt_and_later_rows_go_on(
+        tmp_path: Path, server: Server, caplog: Any) -> None:
+    clock = FakeClock()
+    outbox = Outbox(StateStore(tmp_path / "state"))
+    sender = OutboxSender(outbox, settings_for(server.port), clock=clock,
+                          policy=RetryPolicy(max_attempts=2))
+    start = clock.now()
+
+    async def main() -> None:
+        await sender.start()
+        # a row no message can be built from (a header with a line break)
+        sender.record(draft("bad", to=("ops@example.com\r\nBcc: spy@example.com",)))
+        await settle_delivery(clock, outbox, 1)
+        sender.record(draft("good"))
+        await until(lambda: outbox.rows()[1].status is OutboxStatus.SENT)
+        await clock.advance(30)
+        await settle_delivery(clock, outbox, 2)
+        await sender.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    bad, good = outbox.rows()
+    assert (bad.status, bad.attempts, good.status) == (OutboxStatus.FAILED, 2, OutboxStatus.SENT)
+    assert (bad.last_error or "").startswith(
+        "the message could not be built or sent: ValueError: Header values may not contain")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "attempt 1 of 2 failed" in warnings[0].getMessage()
+    assert warnings[0].exc_info is not None  # the traceback, to find the cause
+    assert f"next attempt at {(start + timedelta(seconds=30)).isoformat()}" in \
+        warnings[0].getMessage()
+    assert [to for to, _ in server.inbox.messages] == [["ops@example.com"]]
+
+
+def test_a_stop_while_the_server_is_slow_to_answer_records_the_message_as_sent(
+        tmp_path: Path, server: Server, caplog: Any) -> None:
+    server.inbox.data_delay = 1.0  # longer than the stop's grace, shorter than the timeout
+    state = StateStore(tmp_path / "state")
+    outbox = Outbox(state)
+    sender = OutboxSender(outbox, settings_for(server.port, timeout=3.0), clock=SystemClock())
+
+    async def main() -> None:
+        await sender.start()
+        sender.record(draft())
+        await until(lambda: server.inbox.receiving == 1)
+        await sender.stop(grace_seconds=0.2)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    row = outbox.rows()[0]
+    assert (row.status, row.attempts) == (OutboxStatus.SENT, 1)  # not sent again at start
+    assert len(server.inbox.messages) == 1 and outbox.next_due() is None
+    assert any("waiting for the SMTP server's answer to notification on_failure/wr_1"
+               in r.getMessage() for r in caplog.records)
+
+
+# ---- settings refused at start --------------------------------------------------------------
+
+def test_settings_that_cannot_send_are_refused_at_start_naming_the_setting(
+        tmp_path: Path) -> None:
+    (tmp_path / "ascii").write_text("hunter2\n")
+    (tmp_path / "accents").write_text("pässwörd\n")
+    login = ["--smtp-user", "flow", "--smtp-password-file", str(tmp_path / "ascii")]
+    with pytest.raises(UsageError) as refused:
+        smtp_from(["--smtp-host", "mail.example.com", *login])
+    assert str(refused.value) == (
+        "--smtp-user and --smtp-password-file without --smtp-starttls would send the SMTP"
+        " password to mail.example.com in clear: turn on --smtp-starttls, or send through a"
+        " mail relay on this machine (host localhost, 127.0.0.1 or ::1)")
+    for host in ("localhost", "127.0.0.1", "127.0.0.53", "::1"):  # a relay on this machine
+        assert smtp_from(["--smtp-host", host, *login]) is not None
+    assert smtp_from(["--smtp-host", "mail.example.com", "--smtp-starttls", *login]) is not None
+
+    with pytest.raises(UsageError, match=(
+            "the SMTP password in --smtp-password-file has characters other than ASCII")):
+        smtp_from(["--smtp-host", "127.0.0.1", "--smtp-user", "flow",
+                   "--smtp-password-file", str(tmp_path / "accents")])
+    with pytest.raises(UsageError, match="FLOWPLAN_SMTP_USER 'flöw' has characters other"):
+        smtp_from(["--smtp-host", "127.0.0.1", "--smtp-password-file",
+                   str(tmp_path / "ascii")], {"FLOWPLAN_SMTP_USER": "flöw"})
+
+    with pytest.raises(UsageError) as refused:
+        smtp_from(["--smtp-host", "h"], {"FLOWPLAN_SMTP_FROM": "fp@example.com, b@example.com"})
+    assert str(refused.value) == (
+        "FLOWPLAN_SMTP_FROM 'fp@example.com, b@example.com' is 2 addresses: give one, such as"
+        " flowplan@example.com or 'Flowplan <flowplan@example.com>'")
+    file = tmp_path / "flowplan.toml"
+    file.write_text('[smtp]\nhost = "h"\nfrom = "fp@example.com\\r\\nBcc: spy@example.com"\n')
+    with pytest.raises(UsageError) as refused:
+        smtp_from(["--settings", str(file)])
+    assert str(refused.value).startswith(
+        f"[smtp] from of {file} 'fp@example.com\\r\\nBcc: spy@example.com' has a line break:")
+    # a display name with a comma is still one address
+    assert smtp_from(["--smtp-host", "h", "--smtp-from", '"Ops, Data" <fp@example.com>'])
+
+
+# ---- what the messages say -----------------------------------------------------------------
+
+def failed_run(failures: int, params: dict[str, Any] | None = None) -> Run:
+    """A run whose `failures` nodes failed, each with a log path."""
+    def node(i: int) -> NodeRun:
+        attempt = Attempt(run_id="wr_1", node=f"part{i}", number=1, plan_version=1,
+                          status=AttemptStatus.FAILED, started_at=LOGICAL, finished_at=LOGICAL,
+                          exit_code=1, error="exited with code 1",
+                          log_path=f"/state/runs/wr_1/part{i}/1/log")
+        return NodeRun(run_id="wr_1", name=f"part{i}", status=NodeStatus.FAILED,
+                       queue="default", plan_version=1, attempts=(attempt,))
+    return Run(run_id="wr_1", workflow="fanout", plan_version=1, plan_digest="d",
+               trigger=RunTrigger.SCHEDULE, logical_time=LOGICAL, status=RunStatus.FAILED,
+               created_at=LOGICAL, params=params or {},
+               nodes=tuple(node(i) for i in range(failures)))
+
+
+def on_failure_plan(make_repo: Any) -> WorkflowPlan:
+    result = compile_repo(read_repo(make_repo({"workflows/fanout.yaml": (
+        "name: fanout\non_failure: {email: [ops@example.com]}\n"
+        "nodes:\n  - {name: part0, command: 'exit 1'}\n")})))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    [plan] = [p.content for p in result.plans if p.content.name == "fanout"]
+    return plan
+
+
+def test_an_on_failure_message_details_at_most_50_failed_nodes(make_repo: Any) -> None:
+    run = failed_run(2500)  # a fan-out whose partitions all failed (the database was down)
+    tail = "\n".join(f"ERROR connection to the database failed ({'x' * 60})"
+                     for _ in range(50))
+    assert [n.name for n in listed_failures(run)] == [f"part{i}" for i in range(50)]
+    message = on_failure_message(run, on_failure_plan(make_repo),
+                                 {n.name: tail for n in listed_failures(run)}, [])
+    assert message is not None
+    assert len(message.body.encode()) < 300_000  # 10.9 MB before: refused by servers (552)
+    assert message.body.count("\n--- part") == 50
+    assert message.body.count("Last lines of the log") == 50
+    assert "Failed nodes (2500):" in message.body
+    names = ", ".join(f"part{i}" for i in range(50, 550))
+    assert (f"\n... and 2450 more failed nodes (flowplan status wr_1): {names} and 1950"
+            " others.\n") in message.body
+
+    few = on_failure_message(failed_run(51), on_failure_plan(make_repo), {}, [])
+    assert few is not None and "... and 1 more failed nodes (flowplan status wr_1): part50." \
+        in few.body
+
+
+def test_params_with_secret_names_are_masked_however_short(make_repo: Any) -> None:
+    run = failed_run(1, {"region": "eu", "DB_PASSWORD": "7q", "PIN_KEY": 42,
+                         "API_TOKEN": "abcdef", "EMPTY_SECRET": ""})
+    message = on_failure_message(run, on_failure_plan(make_repo), {},
+                                 secret_values([], run, "UTC"))
+    assert message is not None
+    assert ("Params:        API_TOKEN=********, DB_PASSWORD=********, EMPTY_SECRET=,"
+            " PIN_KEY=********, region=eu") in message.body.splitlines()
+
+
+def test_a_utf_8_body_is_sent_7_bit_as_quoted_printable(tmp_path: Path, server: Server) -> None:
+    outbox = Outbox(StateStore(tmp_path / "state"))
+    sender = OutboxSender(outbox, settings_for(server.port), clock=SystemClock())
+    text = "Grüße: the load of Zürich failed ✗\nDétails below.\n"
+
+    async def main() -> None:
+        await sender.start()
+        sender.record(Draft(key="on_failure/wr_1", kind=Kind.ON_FAILURE,
+                            recipients=("ops@example.com",), subject="[flowplan] Zürich",
+                            body=text, run_id="wr_1"))
+        await until(lambda: len(server.inbox.messages) == 1)
+        await sender.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    raw = server.inbox.raw[0]
+    assert raw.isascii()  # no 8BITMIME asked for, none needed
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    _, message = server.inbox.messages[0]
+    assert body(message).replace("\r\n", "\n") == text  # CRLF: as on the wire
+    assert message["Subject"] == "[flowplan] Zürich"

@@ -20,11 +20,13 @@ from zoneinfo import ZoneInfo
 
 from flowplan.compiler.plan import NotifyPlan, WorkflowPlan
 from flowplan.daemon.domain import NodeRun, NodeStatus, Run, RunStatus
-from flowplan.daemon.engine.commands import mask, mask_end
+from flowplan.daemon.engine.commands import mask, mask_end, masked_params
 
 TAIL_LINES: Final = 50
 TAIL_BYTES: Final = 4096
 MAX_LISTED_RUNS: Final = 50  # a backfill message lists at most this many failed runs
+MAX_LISTED_NODES: Final = 50  # an on_failure message details at most this many failed nodes
+MAX_NAMED_NODES: Final = 500  # ... and names at most this many more
 PREFIX: Final = "[flowplan]"
 
 
@@ -116,7 +118,9 @@ def on_failure_message(run: Run, plan: WorkflowPlan, tails: Mapping[str, str | N
                        secrets: list[str]) -> Draft | None:
     """The workflow's `on_failure` message for a FAILED run; None when it has no address.
 
-    `tails` maps a failed node to the tail of its last attempt's log (None: no log).
+    `tails` maps a failed node to the tail of its last attempt's log (None: no log); only
+    the first `MAX_LISTED_NODES` failed nodes (`listed_failures`) are detailed, so that a
+    wide fan-out that fails makes a message mail servers still take.
     """
     if not plan.on_failure_email:
         return None
@@ -126,8 +130,15 @@ def on_failure_message(run: Run, plan: WorkflowPlan, tails: Mapping[str, str | N
              f" ({len(failed)} of {len(run.nodes)} nodes failed).", ""]
     lines += _run_header(run, plan)
     lines += ["", f"Failed nodes ({len(failed)}):"]
-    for node in failed:
+    for node in listed_failures(run):
         lines += ["", *_node_failure(node, tails.get(node.name))]
+    more = failed[MAX_LISTED_NODES:]
+    if more:
+        names = ", ".join(n.name for n in more[:MAX_NAMED_NODES])
+        if len(more) > MAX_NAMED_NODES:
+            names += f" and {len(more) - MAX_NAMED_NODES} others"
+        lines += ["", f"... and {len(more)} more failed nodes (flowplan status"
+                      f" {run.run_id}): {names}."]
     others = [f"{n.name} {n.status.value}" for n in run.nodes if n.status is not NodeStatus.FAILED]
     if others:
         lines += ["", "Other nodes: " + ", ".join(others) + "."]
@@ -135,6 +146,11 @@ def on_failure_message(run: Run, plan: WorkflowPlan, tails: Mapping[str, str | N
     return Draft(key=on_failure_key(run.run_id), kind=Kind.ON_FAILURE,
                  recipients=plan.on_failure_email, subject=mask(subject, secrets),
                  body=mask("\n".join(lines) + "\n", secrets), run_id=run.run_id)
+
+
+def listed_failures(run: Run) -> list[NodeRun]:
+    """The failed nodes the `on_failure` message details (with the tail of their log)."""
+    return [n for n in run.nodes if n.status is NodeStatus.FAILED][:MAX_LISTED_NODES]
 
 
 def node_status_message(run: Run, plan: WorkflowPlan, node: NodeRun, *, notify: NotifyPlan,
@@ -232,7 +248,8 @@ def email_message(*, from_address: str, recipients: Sequence[str], subject: str,
         message["X-Flowplan-Run"] = run_id
     if backfill_id is not None:
         message["X-Flowplan-Backfill"] = backfill_id
-    message.set_content(body)
+    # quoted-printable keeps a UTF-8 body 7-bit: smtplib never asks a server for 8BITMIME
+    message.set_content(body, cte="quoted-printable")
     return message
 
 
@@ -254,8 +271,9 @@ def _run_header(run: Run, plan: WorkflowPlan) -> list[str]:
     if run.previous_run_id:
         lines.append(f"Resumed from:  {run.previous_run_id}")
     if run.params:
-        lines.append("Params:        " + ", ".join(f"{k}={v}" for k, v in
-                                                   sorted(run.params.items())))
+        # as the API shows them: a secret too short to mask in text is still `********`
+        lines.append("Params:        " + ", ".join(
+            f"{k}={v}" for k, v in sorted(masked_params(run.params).items())))
     if run.remarks:
         lines.append(f"Remarks:       {run.remarks}")
     return lines

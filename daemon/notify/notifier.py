@@ -23,6 +23,7 @@ from flowplan.daemon.notify.messages import (
     MAX_LISTED_RUNS,
     BackfillInfo,
     backfill_message,
+    listed_failures,
     merge_recipients,
     node_status_message,
     on_failure_message,
@@ -85,7 +86,7 @@ class Notifier:
         assert run is not None
         secrets = self._secrets(run)
         tails = {n.name: self._tail(n.attempts[-1] if n.attempts else None, secrets)
-                 for n in run.nodes if n.status is NodeStatus.FAILED}
+                 for n in listed_failures(run)}
         draft = on_failure_message(run, plan, tails, secrets)
         if draft is not None:
             self._sender.record(draft)

@@ -1,8 +1,9 @@
 """The outbox table (state schema 3): every notification is a row before anything tries to
 send it, so a message survives a crash, an SMTP outage and a restart.
 
-A row's `key` is unique (`messages.*_key`): recording the same message twice (an engine
-event replayed after a restart) keeps the first row. All access goes through
+A row's `key` is unique (`messages.*_key`, or `sender.retry_key` for a follow-up to the
+recipients a server refused for now): recording the same message twice (an engine event
+replayed after a restart) keeps the first row. All access goes through
 `StateStore.transaction()`, on the event loop's thread.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -124,6 +126,26 @@ class Outbox:
         with self._store.transaction() as db:
             db.execute("UPDATE outbox SET status = 'SENT', sent_at = ?, next_attempt_at = NULL,"
                        " last_error = ? WHERE id = ?", (ts(at), note, row_id))
+
+    def mark_sent_and_retry(self, row_id: int, *, at: datetime, key: str,
+                            recipients: tuple[str, ...], next_attempt_at: datetime,
+                            note: Callable[[int], str]) -> int:
+        """Mark a row SENT and, in the same transaction, add a PENDING row `key` that sends
+        the same message (content, Message-ID, Date) to `recipients` at `next_attempt_at`;
+        the new row's id. `note(id)` is the first row's note."""
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT INTO outbox (key, kind, run_id, backfill_id, node, recipients, subject,"
+                " body, message_id, status, attempts, next_attempt_at, created_at)"
+                " SELECT ?, kind, run_id, backfill_id, node, ?, subject, body, message_id,"
+                " 'PENDING', 0, ?, created_at FROM outbox WHERE id = ?"
+                " ON CONFLICT (key) DO NOTHING",
+                (key, json.dumps(list(recipients)), ts(next_attempt_at), row_id))
+            retry_id = int(db.execute("SELECT id FROM outbox WHERE key = ?",
+                                      (key,)).fetchone()[0])
+            db.execute("UPDATE outbox SET status = 'SENT', sent_at = ?, next_attempt_at = NULL,"
+                       " last_error = ? WHERE id = ?", (ts(at), note(retry_id), row_id))
+        return retry_id
 
     def mark_retry(self, row_id: int, *, error: str, next_attempt_at: datetime) -> None:
         with self._store.transaction() as db:

@@ -3,12 +3,16 @@ with smtplib in a worker thread so the event loop never waits on a mail server.
 
 - Recording a row wakes the task at once; otherwise it sleeps (on the injected `Clock`)
   until the next row is due. There is no polling interval.
-- A failed attempt is retried after `RetryPolicy.delay(n)`: 30 s, 1 min, 2 min, ... capped
-  at 1 h; after `max_attempts` (10, about 3 h of trying) the row is FAILED and logged. A
-  permanent refusal (an SMTP 5xx for the sender, every recipient or the content) fails it
-  at once: sending it again cannot succeed.
+- A failed attempt (anything that goes wrong building or sending the message) is retried
+  after `RetryPolicy.delay(n)`: 30 s, 1 min, 2 min, ... capped at 1 h; after `max_attempts`
+  (10, about 3 h of trying) the row is FAILED and logged. A permanent refusal (an SMTP 5xx
+  for the sender, every recipient or the content) fails it at once: sending it again cannot
+  succeed.
+- Recipients the server refuses for now (4xx) while it accepts others get the message again
+  from a follow-up row of their own (`retry_key`); those refused with a 5xx do not.
 - At least once: the attempt is counted before sending and the result recorded after; a
-  crash in between sends the message again on restart, with the same Message-ID.
+  crash in between sends the message again on restart, with the same Message-ID. A clean
+  `stop()` waits for the message being sent and records its outcome.
 - Each attempt's outcome (`AttemptOutcome`) goes to the `on_attempt` listener once
   recorded: the daemon's metrics count them (`flowplan_outbox_send_attempts_total`).
 """
@@ -82,6 +86,7 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._sending: OutboxRow | None = None  # the row whose message smtplib is sending
 
     @property
     def outbox(self) -> Outbox:
@@ -130,8 +135,14 @@ class OutboxSender:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-sender")
 
     async def stop(self, *, grace_seconds: float | None = None) -> None:
-        """Stop after the message being sent, if any (at most `grace_seconds`, by default
-        the SMTP timeout); what is left is sent by the next start. Idempotent."""
+        """Stop after the message being sent, if any; what is left is sent by the next start.
+        Idempotent.
+
+        smtplib's worker thread cannot be interrupted (the process waits for it anyway), so
+        stop() waits for the server's answer, each SMTP command at most the SMTP timeout, and
+        records it: else the next start would send the message again. After `grace_seconds`
+        (by default the SMTP timeout) a warning says what it waits for.
+        """
         task, self._task = self._task, None
         if task is None:
             return
@@ -140,8 +151,9 @@ class OutboxSender:
         if grace_seconds is None:
             grace_seconds = self._settings.timeout if self._settings else 0.0
         done, _ = await asyncio.wait({task}, timeout=grace_seconds)
-        if not done:
-            task.cancel()
+        if not done and (row := self._sending) is not None:
+            log.warning("stopping: waiting for the SMTP server's answer to notification %s"
+                        " (outbox row %d)", row.key, row.id)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -180,35 +192,68 @@ class OutboxSender:
             return
         number = row.attempts + 1
         self._outbox.begin_attempt(row.id)
-        message = email_message(
-            from_address=settings.from_address, recipients=row.recipients,
-            subject=row.subject, body=row.body, message_id=row.message_id,
-            date=row.created_at, kind=row.kind, run_id=row.run_id,
-            backfill_id=row.backfill_id)
+        self._sending = row
         try:
+            message = email_message(
+                from_address=settings.from_address, recipients=row.recipients,
+                subject=row.subject, body=row.body, message_id=row.message_id,
+                date=row.created_at, kind=row.kind, run_id=row.run_id,
+                backfill_id=row.backfill_id)
             refused = await asyncio.to_thread(send_message, settings, message)
         except DeliveryError as exc:
-            if exc.permanent or number >= limit:
-                self._give_up(row, number, str(exc))
-                self._attempted(AttemptOutcome.FAILED)
-            else:
-                next_at = self._clock.now() + timedelta(seconds=self._policy.delay(number))
-                self._outbox.mark_retry(row.id, error=str(exc), next_attempt_at=next_at)
-                log.warning("notification %s (outbox row %d): attempt %d of %d failed: %s;"
-                            " next attempt at %s", row.key, row.id, number, limit, exc,
-                            next_at.isoformat(timespec="seconds"))
-                self._attempted(AttemptOutcome.RETRIED)
+            self._failed(row, number, str(exc), permanent=exc.permanent)
             return
-        note = None
-        if refused:
-            note = "refused by the server: " + "; ".join(
-                f"{address} ({code} {text.decode('utf-8', 'replace')})"
-                for address, (code, text) in sorted(refused.items()))
-            log.warning("notification %s (outbox row %d): %s", row.key, row.id, note)
-        self._outbox.mark_sent(row.id, at=self._clock.now(), note=note)
+        except Exception as exc:  # bad data in the row, a bug: still a failed attempt
+            self._failed(row, number, f"the message could not be built or sent:"
+                         f" {type(exc).__name__}: {exc}", unexpected=True)
+            return
+        finally:
+            self._sending = None
+        self._sent(row, number, refused)
+
+    def _sent(self, row: OutboxRow, number: int, refused: dict[str, tuple[int, bytes]]
+              ) -> None:
+        """Record a message the server accepted for some recipients at least; those it
+        refused for now (4xx) get it from a follow-up row."""
+        now = self._clock.now()
+        later = tuple(sorted(a for a, (code, _) in refused.items() if code < 500))
+        listed = "; ".join(f"{address} ({code} {text.decode('utf-8', 'replace')})"
+                           for address, (code, text) in sorted(refused.items()))
+        if later:
+            retry_at = now + timedelta(seconds=self._policy.delay(number))
+            retry_id = self._outbox.mark_sent_and_retry(
+                row.id, at=now, key=retry_key(row.key, number), recipients=later,
+                next_attempt_at=retry_at,
+                note=lambda retry_id: (
+                    f"refused by the server: {listed}; retried for {', '.join(later)} as"
+                    f" outbox row {retry_id}"))
+            log.warning("notification %s (outbox row %d): refused by the server: %s; retried"
+                        " for %s as outbox row %d at %s", row.key, row.id, listed,
+                        ", ".join(later), retry_id, retry_at.isoformat(timespec="seconds"))
+        else:
+            note = f"refused by the server: {listed}" if refused else None
+            if note:
+                log.warning("notification %s (outbox row %d): %s", row.key, row.id, note)
+            self._outbox.mark_sent(row.id, at=now, note=note)
         log.info("notification %s (outbox row %d) sent to %s", row.key, row.id,
-                 ", ".join(row.recipients))
+                 ", ".join(a for a in row.recipients if a not in refused))
         self._attempted(AttemptOutcome.SENT)
+
+    def _failed(self, row: OutboxRow, number: int, error: str, *, permanent: bool = False,
+                unexpected: bool = False) -> None:
+        """Record a failed attempt: retried with backoff, or given up when permanent or the
+        last. `unexpected` logs the traceback too."""
+        limit = self._policy.max_attempts
+        if permanent or number >= limit:
+            self._give_up(row, number, error)
+            self._attempted(AttemptOutcome.FAILED)
+            return
+        next_at = self._clock.now() + timedelta(seconds=self._policy.delay(number))
+        self._outbox.mark_retry(row.id, error=error, next_attempt_at=next_at)
+        log.warning("notification %s (outbox row %d): attempt %d of %d failed: %s;"
+                    " next attempt at %s", row.key, row.id, number, limit, error,
+                    next_at.isoformat(timespec="seconds"), exc_info=unexpected)
+        self._attempted(AttemptOutcome.RETRIED)
 
     def _attempted(self, outcome: AttemptOutcome) -> None:
         if self._on_attempt is not None:
@@ -222,6 +267,12 @@ class OutboxSender:
         log.error("notification %s (outbox row %d, to %s) given up after %d attempt%s: %s",
                   row.key, row.id, ", ".join(row.recipients), attempts,
                   "" if attempts == 1 else "s", error)
+
+
+def retry_key(key: str, attempt: int) -> str:
+    """The key of the follow-up row for the recipients refused for now in `attempt` of the
+    row `key`: unique, since no message's own key has that shape."""
+    return f"{key}/retry/{attempt}"
 
 
 def send_message(settings: SmtpSettings, message: EmailMessage

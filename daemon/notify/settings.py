@@ -16,10 +16,11 @@ that table into `SmtpSettings`:
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,9 +28,28 @@ from flowplan.compiler.grammars import is_email_address
 
 DEFAULT_TIMEOUT: Final = 30.0
 
+Name = Callable[[str], str]
+"""How a message calls an `[smtp]` key: `flag_name`, or as the daemon's settings gave it."""
+
+
+def flag_name(key: str) -> str:
+    """The `flowplan serve` flag of an `[smtp]` key: `password_file` -> `--smtp-password-file`."""
+    return "--smtp-" + key.replace("_", "-")
+
 
 class SettingsError(ValueError):
-    """Settings that cannot be used; the message names the flag or file key at fault."""
+    """Settings that cannot be used; the message names the flag or file key at fault.
+
+    Given a function of a `Name`, `str()` names flags and `named()` names each key as the
+    daemon's settings gave it (a flag, a FLOWPLAN_SMTP_* variable or a file key).
+    """
+
+    def __init__(self, message: str | Callable[[Name], str]) -> None:
+        self._message = message
+        super().__init__(self.named(flag_name))
+
+    def named(self, name: Name) -> str:
+        return self._message if isinstance(self._message, str) else self._message(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +72,23 @@ class SmtpSettings:
         if self.timeout <= 0:
             raise SettingsError(f"SMTP timeout {self.timeout:g} must be positive")
         if (self.username is None) != (self.password is None):
-            raise SettingsError("an SMTP user needs a password file, and a password file a"
-                                " user (--smtp-user, --smtp-password-file)")
-        check_address(self.from_address, what="SMTP from address")
+            raise SettingsError(lambda n: "an SMTP user needs a password file, and a password"
+                                f" file a user ({n('user')}, {n('password_file')})")
+        # smtplib encodes AUTH as ASCII: anything else fails every attempt (UnicodeEncodeError)
+        if self.username is not None and not self.username.isascii():
+            raise SettingsError(lambda n: f"{n('user')} {self.username!r} has characters"
+                                " other than ASCII, which smtplib cannot log in with: give"
+                                " the ASCII user name of the mail account")
+        if self.password is not None and not self.password.isascii():
+            raise SettingsError(lambda n: f"the SMTP password in {n('password_file')} has"
+                                " characters other than ASCII, which smtplib cannot log in"
+                                " with: give the mail account an ASCII password")
+        if self.username is not None and not self.starttls and not is_loopback(self.host):
+            raise SettingsError(lambda n: (
+                f"{n('user')} and {n('password_file')} without {n('starttls')} would send the"
+                f" SMTP password to {self.host} in clear: turn on {n('starttls')}, or send"
+                " through a mail relay on this machine (host localhost, 127.0.0.1 or ::1)"))
+        check_address(self.from_address, key="from")
 
     @property
     def domain(self) -> str:
@@ -68,12 +102,31 @@ class SmtpSettings:
         return f"smtp://{user}{self.host}:{self.port}{tls}, from {self.from_address}"
 
 
-def check_address(text: str, *, what: str) -> str:
-    """`text` is one address (`a@b.c` or `Name <a@b.c>`); returns it, else SettingsError."""
-    _, address = parseaddr(text)
-    if not is_email_address(address, host_alone=True):
-        raise SettingsError(f"{what} {text!r} is not an e-mail address such as"
-                            " flowplan@example.com or 'Flowplan <flowplan@example.com>'")
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address: a relay on this machine, reached without a network."""
+    name = host.lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_address(text: str, *, key: str) -> str:
+    """`text` is one address (`a@b.c` or `Name <a@b.c>`) on one line; returns it, else
+    SettingsError naming the `[smtp]` key it came from."""
+    example = "flowplan@example.com or 'Flowplan <flowplan@example.com>'"
+    if "\r" in text or "\n" in text:
+        raise SettingsError(lambda n: f"{n(key)} {text!r} has a line break: give one address"
+                            f" on one line, such as {example}")
+    addresses = getaddresses([text])
+    if len(addresses) > 1:
+        raise SettingsError(lambda n: f"{n(key)} {text!r} is {len(addresses)} addresses:"
+                            f" give one, such as {example}")
+    if not is_email_address(parseaddr(text)[1], host_alone=True):
+        raise SettingsError(lambda n: f"{n(key)} {text!r} is not an e-mail address such as"
+                            f" {example}")
     return text
 
 

@@ -252,7 +252,7 @@ class Daemon:
             stop_watch.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await engine.stop()
-            await sender.stop(grace_seconds=STOP_GRACE_SECONDS)
+            await sender.stop()
             if tracing is not None:
                 await tracing.shutdown()
             store.close()

@@ -407,8 +407,8 @@ class Loaded:
         try:
             return smtp_settings({k: v for k, v in values.items() if v is not None},
                                  base=Path.cwd())
-        except SettingsError as exc:
-            raise UsageError(str(exc)) from exc
+        except SettingsError as exc:  # named as given: a flag, a variable or a file key
+            raise UsageError(exc.named(lambda key: self.name(BY_PLACE["smtp", key]))) from exc
 
     def to_toml(self) -> str:
         """`--print-config`: the effective settings as TOML, each line saying where its value
