@@ -161,6 +161,10 @@ def _publish_git(args: argparse.Namespace) -> int:
     except GitError as exc:
         print(f"flowplan publish: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except OSError as exc:  # a FIFO as the store's .lock, a store it may not write
+        print(f"flowplan publish: cannot publish to {args.store}: {exc.filename}:"
+              f" {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
     print(f"{report.branch} at {report.commit[:12]} {report.subject!r}")
     print_diagnostics(report.compiled)
     print_publish_report(report)

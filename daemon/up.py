@@ -109,6 +109,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"flowplan up: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the first publish: a FIFO as the store's .lock, a full disk
+        print(f"flowplan up: cannot publish to {config.store}: {exc.filename}:"
+              f" {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def publish(root: Path, store: PlanStore, *, remarks: str, quiet_if_same: tuple[str, ...] = (),

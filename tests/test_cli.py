@@ -206,3 +206,17 @@ def test_a_fifo_as_a_lock_file_of_the_store_is_named_not_a_traceback(make_repo, 
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr == (f"flowplan publish: cannot lock {store}/.git-publish.lock: not a"
                            " regular file (a FIFO); remove it\n")
+    (store / ".git-publish.lock").unlink()
+    os.mkfifo(store / ".lock")  # past the git lock: the store's own
+    done = flowplan("publish", "--git", repo, "--store", store, timeout=FINISHES)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.endswith(f"flowplan publish: cannot publish to {store}: {store}/.lock:"
+                                " not a regular file (a FIFO); remove it\n")
+    home = tmp_path / "home"
+    (home / "store").mkdir(parents=True)
+    os.mkfifo(home / "store" / ".lock")
+    done = flowplan("up", repo, "--home", home, "--listen", "127.0.0.1:0", "--http",
+                    "127.0.0.1:0", timeout=FINISHES)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.endswith(f"flowplan up: cannot publish to {home}/store:"
+                                f" {home}/store/.lock: not a regular file (a FIFO); remove it\n")
