@@ -6,7 +6,7 @@ Filesystem events (watchfiles) are only hints: each batch triggers a rescan of t
 makes no event of its own), and a full rescan also runs every `RESCAN_SECONDS` in case an
 event was lost (network filesystems, a store replaced by a rename). A plan that is
 unreadable or fails its digest check is logged and skipped, never fatal: the workflow keeps
-its last good version.
+its last good version, until that file changes (a copy that was not done yet) and reads.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class PlanCatalog:
         self.store = store
         self._cache: dict[tuple[str, int], Plan] = {}
         self._latest: dict[str, Plan] = {}
-        self._broken: set[tuple[str, int]] = set()
+        # versions skipped as unreadable, with their file's (size, mtime) then: one that
+        # changes since (a copy that was not done) is read again
+        self._broken: dict[tuple[str, int], tuple[int, int] | None] = {}
         self.rescan()
 
     def get(self, workflow: str, version: int) -> Plan:
@@ -70,14 +72,19 @@ class PlanCatalog:
                 current = self._latest.get(workflow)
                 if current is not None and current.version == version:
                     break
-                if (workflow, version) in self._broken:
+                key = (workflow, version)
+                seen = self._file(workflow, version)
+                if key in self._broken and self._broken[key] == seen:
                     continue
                 try:
                     plan = self.get(workflow, version)
                 except (PlanError, OSError, ValueError) as exc:
-                    self._broken.add((workflow, version))
-                    log.error("plan %s version %d skipped: %s", workflow, version, exc)
+                    if key not in self._broken:
+                        log.error("plan %s version %d skipped: %s", workflow, version, exc)
+                    self._broken[key] = seen
                     continue
+                if self._broken.pop(key, False) is not False:
+                    log.info("plan %s version %d can be read now", workflow, version)
                 if current is None or (current.version or 0) < version:
                     self._latest[workflow] = plan
                     changed.append(plan)
@@ -85,6 +92,14 @@ class PlanCatalog:
                              " (tombstone)" if plan.tombstone else "")
                 break
         return changed
+
+
+    def _file(self, workflow: str, version: int) -> tuple[int, int] | None:
+        try:
+            found = self.store.path(workflow, version).stat()
+        except OSError:
+            return None
+        return found.st_size, found.st_mtime_ns
 
 
 def _relevant(change: Change, path: str) -> bool:

@@ -70,3 +70,21 @@ def test_a_workflow_folder_that_arrives_with_its_plan_inside_is_loaded_at_once(
             await asyncio.wait_for(watcher, 5)
 
     asyncio.run(body())
+
+
+def test_a_version_read_while_it_was_copied_is_read_again_once_the_copy_is_done(
+        tmp_path: Path, make_repo: Any) -> None:
+    """A folder copied in by `cp -r` or scp shows a version file half written: it is skipped
+    then, and loaded by the next rescan once it has changed, not skipped for good."""
+    staging = PlanStore(tmp_path / "staging")
+    staging.publish(_compiled(make_repo, "daily"))
+    whole = (staging.root / "daily" / "1.json").read_bytes()
+    store = PlanStore(tmp_path / "store")
+    (store.root / "daily").mkdir(parents=True)
+    (store.root / "daily" / "1.json").write_bytes(whole[: len(whole) // 2])
+    catalog = PlanCatalog(store)
+    assert catalog.latest("daily") is None and catalog.skipped() == 1
+    assert catalog.rescan() == []  # unchanged: not read again
+    (store.root / "daily" / "1.json").write_bytes(whole)
+    assert [plan.version for plan in catalog.rescan()] == [1]
+    assert catalog.skipped() == 0
