@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from flowplan.daemon.server.app import IN_USE
 from flowplan.daemon.state.store import StateStore
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
@@ -513,6 +514,10 @@ def test_a_second_daemon_on_the_same_address_is_refused(deployed: tuple[Path, Pa
         assert second.returncode == 2, second.stdout + second.stderr
         assert f"cannot listen on {first.address}: address in use" in second.stderr
         assert "listening" not in second.stdout + second.stderr
+        if command == "serve":  # JSON log lines and one refusal, gRPC's core not heard
+            *logged, refusal = second.stderr.splitlines()
+            assert refusal == f"flowplan serve: cannot listen on {first.address}: {IN_USE}"
+            assert all(isinstance(json.loads(line), dict) for line in logged), logged
         assert first.call("ListWorkflows", pb.ListWorkflowsRequest()).workflows  # unharmed
         assert first.stop() == 0
 

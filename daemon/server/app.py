@@ -324,6 +324,9 @@ class Daemon:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         config = self.config
+        # asked first: gRPC's core would print its own non-JSON line to stderr on the way
+        if _bind_problem(config.listen, in_use_only=True):
+            raise UsageError(f"cannot listen on {config.listen}: {IN_USE}")
         try:
             if config.tls_cert and config.tls_key:
                 credentials = grpc.ssl_server_credentials(
@@ -424,14 +427,20 @@ async def watch_writes(store: StateStore, health_service: health.aio.HealthServi
             await asyncio.wait_for(stop.wait(), WRITE_WATCH_SECONDS)
 
 
-def _bind_problem(listen: str) -> str:
-    """Why `listen` cannot be bound, in words, found by binding it once more ourselves."""
+IN_USE = ("address in use: another program (perhaps another flowplan daemon) listens there;"
+          " stop it or choose another --listen")
+
+
+def _bind_problem(listen: str, *, in_use_only: bool = False) -> str:
+    """Why `listen` cannot be bound, in words, found by binding it once more ourselves;
+    with `in_use_only`, only whether another program listens there ("" if not)."""
     host, _, port = listen.rpartition(":")
     try:
         infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except (OSError, ValueError) as exc:
-        return f"{host!r} is not a host name or address this machine resolves ({exc})"
+        return "" if in_use_only else (
+            f"{host!r} is not a host name or address this machine resolves ({exc})")
     for family, kind, proto, _, address in infos:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
@@ -439,10 +448,10 @@ def _bind_problem(listen: str) -> str:
                 probe.bind(address)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    return ("address in use: another program (perhaps another flowplan"
-                            " daemon) listens there; stop it or choose another --listen")
-                return f"{exc.strerror or exc}; choose an address of this host for --listen"
-    return "gRPC could not bind it; choose another --listen"
+                    return IN_USE
+                if not in_use_only:
+                    return f"{exc.strerror or exc}; choose an address of this host for --listen"
+    return "" if in_use_only else "gRPC could not bind it; choose another --listen"
 
 
 async def serve(config: ServeConfig, *, reread_access: Reread | None = None) -> int:
