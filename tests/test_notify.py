@@ -818,6 +818,10 @@ def test_settings_that_cannot_send_are_refused_at_start_naming_the_setting(
         f"[smtp] from of {file} 'fp@example.com\\r\\nBcc: spy@example.com' has a line break:")
     # a display name with a comma is still one address
     assert smtp_from(["--smtp-host", "h", "--smtp-from", '"Ops, Data" <fp@example.com>'])
+    with pytest.raises(UsageError) as refused:  # SMTPS: no greeting before a TLS handshake
+        smtp_from(["--smtp-host", "h", "--smtp-port", "465"])
+    assert str(refused.value) == ("--smtp-port 465 is SMTPS (implicit TLS), which flowplan does"
+                                  " not speak: give port 587 with --smtp-starttls (or 25)")
 
 
 # ---- what the messages say -----------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any, Final
 from flowplan.compiler.grammars import is_email_address
 
 DEFAULT_TIMEOUT: Final = 30.0
+SMTPS_PORT: Final = 465
 
 Name = Callable[[str], str]
 """How a message calls an `[smtp]` key: `flag_name`, or as the daemon's settings gave it."""
@@ -69,6 +70,10 @@ class SmtpSettings:
             raise SettingsError("SMTP host must not be empty")
         if not 0 < self.port < 65536:
             raise SettingsError(f"SMTP port {self.port} is not between 1 and 65535")
+        if self.port == SMTPS_PORT:  # every attempt would wait for a greeting that never comes
+            raise SettingsError(lambda n: f"{n('port')} {SMTPS_PORT} is SMTPS (implicit TLS),"
+                                " which flowplan does not speak: give port 587 with"
+                                f" {n('starttls')} (or 25)")
         if self.timeout <= 0:
             raise SettingsError(f"SMTP timeout {self.timeout:g} must be positive")
         if (self.username is None) != (self.password is None):
