@@ -11,9 +11,11 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from flowplan.compiler import __version__, templating
 from flowplan.compiler.diagnostics import Code, Diagnostic, Severity, has_errors
@@ -216,6 +218,14 @@ class _SourceCache:
                 except UnicodeDecodeError:
                     data = SourceProblem(Code.SOURCE_NOT_TEXT,
                                          f"source '{path}' is not UTF-8 text")
+                else:
+                    if is_lfs_pointer(data):
+                        data = SourceProblem(
+                            Code.SOURCE_LFS_POINTER,
+                            f"source '{path}' is a Git LFS pointer, not the file it stands"
+                            " for: flowplan reads sources from the commit's objects, where"
+                            " Git LFS keeps only the pointer; commit the source itself, not"
+                            " through Git LFS (no `filter=lfs` for it in .gitattributes)")
             self.read[path] = data
         return self.read[path]
 
@@ -231,6 +241,21 @@ class _SourceCache:
             assert isinstance(data, bytes)
             self.embedded[path] = source_plan(path, data)
         return self.embedded[path]
+
+
+# https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md: `key value` lines, `version`
+# first, `oid` and `size` among them (keys sorted; extensions and unknown keys allowed);
+# under 1024 bytes. CRLF lines too: a working tree may have them.
+_LFS_POINTER: Final = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\r?\n(?:[a-z0-9.-]+ [^\r\n]*(?:\r?\n|\Z))+")
+_LFS_OID: Final = re.compile(rb"^oid sha256:[0-9a-f]{64}\r?$", re.MULTILINE)
+_LFS_SIZE: Final = re.compile(rb"^size [0-9]+\r?$", re.MULTILINE)
+
+
+def is_lfs_pointer(data: bytes) -> bool:
+    """Whether `data` is a Git LFS pointer file (what is committed in place of the file)."""
+    return (len(data) < 1024 and _LFS_POINTER.fullmatch(data) is not None
+            and _LFS_OID.search(data) is not None and _LFS_SIZE.search(data) is not None)
 
 
 def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSpec | None,

@@ -58,6 +58,7 @@ class Code(StrEnum):
     SOURCE_NOT_FILE = "FP302"
     SOURCE_OUTSIDE = "FP303"
     SOURCE_NOT_TEXT = "FP304"  # not UTF-8, or too large to embed
+    SOURCE_LFS_POINTER = "FP305"  # a Git LFS pointer file, not the source it stands for
 
     INVALID_CRON = "FP401"
     INVALID_WINDOW = "FP402"

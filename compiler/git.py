@@ -6,10 +6,11 @@ variables that git sets for a pre-receive hook (pushed objects are not in the re
 yet) or the variables a fetch over ssh or a proxy needs. Nothing else of the caller's
 environment leaks in: no GIT_DIR, GIT_WORK_TREE or GIT_INDEX_FILE from a hook.
 
-A commit is read from git objects (`ls-tree` and `cat-file --batch`), never from a working
-copy, into a temporary folder that the compiler then reads like any repository. `git
-archive` is not used: it applies `export-ignore` and `export-subst` attributes, so what it
-writes is not always what was committed.
+A commit is read from git objects (`ls-tree` and `cat-file`), never from a working copy,
+into a temporary folder that the compiler then reads like any repository (`CommitTree`):
+only what it reads is written, and of a file no more than the compiler reads. `git archive`
+is not used: it applies `export-ignore` and `export-subst` attributes, so what it writes is
+not always what was committed, and it writes every file of the tree.
 
 Publishing from git (`publish_branch`, `publish_from_git`) always publishes the branch's
 head at the time the publish lock is held, whatever commit triggered it: see
@@ -19,6 +20,9 @@ docs/gitops.md, "Concurrency".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
+import io
 import os
 import posixpath
 import re
@@ -28,11 +32,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import IO, BinaryIO, Final, NamedTuple
 
 from flowplan.compiler.compile import CompileResult, compile_repo
 from flowplan.compiler.files import locked
-from flowplan.compiler.repo import read_repo
+from flowplan.compiler.parsing import MAX_FILE_BYTES
+from flowplan.compiler.repo import (
+    MAX_SOURCE_BYTES,
+    SETTINGS_FILE,
+    WORKFLOWS_DIR,
+    DiskSources,
+    RepoSnapshot,
+    SourceProblem,
+    check_source_size,
+    normalize_source_path,
+    read_repo,
+)
 from flowplan.compiler.store import PlanStore, PublishReport
 
 SHA_RE: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256 object names
@@ -47,6 +62,9 @@ QUARANTINE_ENV: Final = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORI
 _NETWORK_ENV: Final = ("SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSH", "HTTPS_PROXY",
                        "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
 _SYMLINK_MODE: Final = "120000"
+READ_LIMIT: Final = max(MAX_FILE_BYTES, MAX_SOURCE_BYTES)  # the most the compiler reads of a file
+_MAX_LINK: Final = 4096  # PATH_MAX: no longer symlink target can be written
+_CHUNK: Final = 1 << 16
 
 
 class GitError(Exception):
@@ -130,92 +148,246 @@ class Git:
                  url, f"+refs/heads/{branch}:refs/heads/{branch}", timeout=timeout)
 
     @contextlib.contextmanager
-    def exported(self, commit: str) -> Iterator[Path]:
-        """The commit's tree, written to a temporary folder that is removed afterwards."""
+    def exported(self, commit: str) -> Iterator[CommitTree]:
+        """The commit's tree, as far as the compiler reads it, in a temporary folder that is
+        removed afterwards: see `CommitTree`."""
         _check_sha(commit)
         with tempfile.TemporaryDirectory(prefix="flowplan-commit-") as tmp:
-            root = Path(tmp) / "tree"
-            root.mkdir()
-            self._write_tree(commit, root, outside=Path(tmp) / "outside")
-            yield root
+            tree = CommitTree(self, commit, Path(tmp))
+            try:
+                tree.write_for_read_repo()
+                yield tree
+            finally:
+                tree.close()
 
-    def _write_tree(self, commit: str, root: Path, *, outside: Path) -> None:
-        entries = []
-        listing = self.output("ls-tree", "-r", "-z", "--full-tree", commit)
-        # paths are bytes in git: surrogateescape writes back exactly the bytes committed
-        for record in listing.decode("utf-8", "surrogateescape").split("\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            mode, kind, sha = meta.split(" ")
-            if kind != "blob":  # a submodule (gitlink) has no content here
-                continue
-            entries.append((mode, sha, _safe_path(path)))
-        # regular files first, symlinks last: no file is ever written through a link
-        entries.sort(key=lambda entry: entry[0] == _SYMLINK_MODE)
-        links: list[Path] = []
-        with _BlobReader(self) as blobs:
-            for mode, sha, path in entries:
-                target = root / path
-                try:
-                    _make_parents(root, path)
-                    data = blobs.read(sha)
-                    if mode == _SYMLINK_MODE:
-                        os.symlink(data, target)
-                        links.append(target)
-                    else:
-                        target.write_bytes(data)
-                        if int(mode, 8) & 0o111:
-                            target.chmod(0o755)
-                except (OSError, ValueError) as exc:
-                    why = exc.strerror if isinstance(exc, OSError) else str(exc)
-                    raise GitError(f"{commit[:12]}: cannot write {path!r}: {why}") from exc
-        _confine_symlinks(root, links, outside)
+
+class _Blob(NamedTuple):
+    mode: str
+    sha: str
+    size: int
+
+
+class CommitTree:
+    """A commit's tree in a folder (`root`), written only as far as the compiler reads it.
+
+    Every symlink is written first, so that a path resolves on disk as in a working tree
+    (one that leaves the repository is confined, see `_confine_symlinks`); `flowplan.yaml`
+    and the workflow files next (`write_for_read_repo`), and a job source when it is read
+    (`read`: this is the snapshot's `SourceReader`). A file that nothing reads costs
+    a line of `ls-tree`, and of a file that is read, no more than `READ_LIMIT + 1` bytes are
+    written or held in memory: past that, the compiler only needs to know it is too large.
+    Picklable: the workers of `compile_repo` read sources through their copy.
+    """
+
+    def __init__(self, git: Git, commit: str, folder: Path) -> None:
+        self.root = folder / "tree"
+        self._git, self._commit = git, commit
+        self._staging = folder / "staging"  # files are written here, then renamed into place
+        self._outside = folder / "outside"
+        self.root.mkdir()
+        self._staging.mkdir()
+        self._real_root = os.path.realpath(self.root)
+        self._disk = DiskSources(self.root)
+        self._owner = os.getpid()
+        self._reader: _BlobReader | None = None
+        self._files, self._links = _list_tree(git, commit)
+        self._folders = _folders(commit, self._files, self._links)
+
+    def __getstate__(self) -> dict[str, object]:
+        # a worker reads with `git cat-file blob`: a `--batch` of its own would outlive it
+        return {**self.__dict__, "_reader": None}
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def snapshot(self) -> RepoSnapshot:
+        """What `read_repo` reads of the folder, with job sources read through the tree."""
+        return dataclasses.replace(read_repo(self.root), sources=self)
+
+    def write_for_read_repo(self) -> None:
+        """Every symlink, then `flowplan.yaml` and every `*.yaml`/`*.yml` below `workflows/`,
+        wherever symlinks lead: more than `read_repo` reads (not hidden ones), never less."""
+        self._write_links()
+        self._materialize(self._resolve(SETTINGS_FILE))
+        base = self._resolve(WORKFLOWS_DIR)
+        if base is None:
+            return
+        prefix = "" if base == "." else base + "/"
+        for path in [*self._files, *self._links]:
+            if path.startswith(prefix) and path.endswith((".yaml", ".yml")):
+                self._materialize(self._resolve(path))
+
+    def read(self, path: str) -> bytes | SourceProblem:
+        """A job source, as `DiskSources` reads it from a working tree of the commit."""
+        normalized = normalize_source_path(path)
+        if isinstance(normalized, SourceProblem):
+            return normalized
+        real = self._resolve(normalized)
+        blob = self._files.get(real) if real is not None else None
+        if blob is not None and (problem := check_source_size(path, blob.size)):
+            return problem  # its size on disk would be the bytes written, not the blob's
+        self._materialize(real)
+        return self._disk.read(path)
+
+    def _resolve(self, path: str) -> str | None:
+        """The path that `path` (from the root) resolves to through the tree's symlinks;
+        None when it leaves the repository."""
+        real = os.path.realpath(os.path.join(self._real_root, path))
+        if real == self._real_root:
+            return "."
+        if real.startswith(self._real_root + os.sep):
+            return real[len(self._real_root) + 1:]
+        return None
+
+    def _materialize(self, real: str | None) -> None:
+        """Write the file at the resolved path `real`, or the file it is below (a read
+        there fails as on a working tree), or make the folder it is."""
+        if real is None:
+            return
+        parts = real.split("/")
+        for end in range(1, len(parts) + 1):
+            path = "/".join(parts[:end])
+            if (blob := self._files.get(path)) is not None:
+                self._write_file(path, blob)
+                return
+        if real in self._folders:
+            try:
+                (self.root / real).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise GitError(f"{self._commit[:12]}: cannot write {real!r}:"
+                               f" {exc.strerror}") from exc
+
+    def _write_file(self, path: str, blob: _Blob) -> None:
+        target = self.root / path
+        if os.path.lexists(target):  # written already, maybe by another worker
+            return
+        try:
+            _make_parents(self.root, path)
+            fd, staged = tempfile.mkstemp(dir=self._staging)
+            with open(fd, "wb") as out:
+                self._copy(blob, out)
+            os.chmod(staged, 0o755 if int(blob.mode, 8) & 0o111 else 0o644)
+            os.replace(staged, target)  # whole or absent, for a worker reading it now
+        except OSError as exc:
+            raise GitError(f"{self._commit[:12]}: cannot write {path!r}:"
+                           f" {exc.strerror}") from exc
+
+    def _copy(self, blob: _Blob, out: BinaryIO) -> None:
+        if blob.size <= READ_LIMIT and os.getpid() == self._owner:
+            if self._reader is None:
+                self._reader = _BlobReader(self._git)
+            self._reader.copy(blob.sha, blob.size, out)
+        else:
+            _copy_blob_prefix(self._git, blob, READ_LIMIT + 1, out)
+
+    def _write_links(self) -> None:
+        written: list[Path] = []
+        for path, blob in self._links.items():
+            target = self.root / path
+            try:
+                if blob.size > _MAX_LINK:
+                    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+                _make_parents(self.root, path)
+                data = io.BytesIO()
+                self._copy(blob, data)
+                os.symlink(data.getvalue(), target)
+                written.append(target)
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise GitError(f"{self._commit[:12]}: cannot write {path!r}: {why}") from exc
+        _confine_symlinks(self.root, written, self._outside)
+
+
+def _list_tree(git: Git, commit: str) -> tuple[dict[str, _Blob], dict[str, _Blob]]:
+    """The commit's files and its symlinks, by path; a submodule has no content here."""
+    files: dict[str, _Blob] = {}
+    links: dict[str, _Blob] = {}
+    listing = git.output("ls-tree", "-r", "-l", "-z", "--full-tree", commit)
+    # paths are bytes in git: surrogateescape writes back exactly the bytes committed
+    for record in listing.decode("utf-8", "surrogateescape").split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        mode, kind, sha, size = meta.split()
+        if kind != "blob":
+            continue
+        found = links if mode == _SYMLINK_MODE else files
+        found[_safe_path(path)] = _Blob(mode, sha, int(size))
+    return files, links
+
+
+def _folders(commit: str, files: Mapping[str, _Blob], links: Mapping[str, _Blob]) -> set[str]:
+    """The folders of the tree (of its files and symlinks, as a working tree has them)."""
+    folders: set[str] = set()
+    for path in [*files, *links]:
+        parts = path.split("/")
+        folders.update("/".join(parts[:end]) for end in range(1, len(parts)))
+    if clash := sorted(folders & (files.keys() | links.keys())):  # only a crafted tree has one
+        raise GitError(f"{commit[:12]}: {clash[0]!r} is both a file and a folder in the"
+                       " commit's tree")
+    return folders
 
 
 class _BlobReader:
     """`git cat-file --batch`, one blob at a time (request, answer: no pipe deadlock)."""
 
     def __init__(self, git: Git) -> None:
-        self._git = git
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> _BlobReader:
         self._process = subprocess.Popen(
-            ["git", f"--git-dir={self._git.git_dir}", "cat-file", "--batch"],
+            ["git", f"--git-dir={git.git_dir}", "cat-file", "--batch"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=self._git.env, cwd=self._git.git_dir)
-        return self
+            env=git.env, cwd=git.git_dir)
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         process = self._process
-        if process is None:
-            return
-        assert process.stdin is not None
+        assert process.stdin is not None and process.stdout is not None
         with contextlib.suppress(BrokenPipeError):
             process.stdin.close()
+        process.stdout.close()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
-    def read(self, sha: str) -> bytes:
-        assert self._process is not None
-        assert self._process.stdin is not None and self._process.stdout is not None
+    def copy(self, sha: str, size: int, out: BinaryIO) -> None:
+        """The blob `sha` of `size` bytes into `out`, a chunk at a time."""
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
         try:
-            self._process.stdin.write(sha.encode("ascii") + b"\n")
-            self._process.stdin.flush()
+            stdin.write(sha.encode("ascii") + b"\n")
+            stdin.flush()
         except BrokenPipeError as exc:
             raise GitError("git cat-file stopped early") from exc
-        header = self._process.stdout.readline().split()
-        if len(header) != 3 or header[1] != b"blob":
-            raise GitError(f"object {sha} is missing or not a blob")
-        size = int(header[2])
-        data = self._process.stdout.read(size)
-        if len(data) != size or self._process.stdout.read(1) != b"\n":
+        header = stdout.readline().split()
+        if len(header) != 3 or header[1] != b"blob" or int(header[2]) != size:
+            raise GitError(f"object {sha} is missing or not a blob of {size} bytes")
+        if _copy_exactly(stdout, out, size) != size or stdout.read(1) != b"\n":
             raise GitError(f"object {sha}: short read from git cat-file")
-        return data
+
+
+def _copy_blob_prefix(git: Git, blob: _Blob, limit: int, out: BinaryIO) -> None:
+    """The first `limit` bytes of `blob` into `out`, from `git cat-file blob`, which streams
+    a blob (`--batch` inflates all of it first); the rest is never read."""
+    wanted = min(blob.size, limit)
+    with subprocess.Popen(["git", f"--git-dir={git.git_dir}", "cat-file", "blob", blob.sha],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git.env,
+                          cwd=git.git_dir) as process:
+        assert process.stdout is not None
+        copied = _copy_exactly(process.stdout, out, wanted)
+        process.kill()
+    if copied != wanted:
+        raise GitError(f"object {blob.sha}: short read from git cat-file")
+
+
+def _copy_exactly(source: IO[bytes], out: BinaryIO, count: int) -> int:
+    """Copy `count` bytes (fewer at the end of `source`); the number copied."""
+    copied = 0
+    while copied < count and (chunk := source.read(min(count - copied, _CHUNK))):
+        out.write(chunk)
+        copied += len(chunk)
+    return copied
 
 
 def _check_sha(sha: str) -> None:
@@ -287,8 +459,8 @@ def compile_commit(git: Git, commit: str, *, plans: bool = True,
                    workers: int = 1) -> CompileResult:
     """Compile a commit as `flowplan check`/`publish` compile a folder: its tree root is the
     repository root (a commit without `workflows/` has no workflows)."""
-    with git.exported(commit) as root:
-        return compile_repo(read_repo(root), plans=plans, workers=workers)
+    with git.exported(commit) as tree:
+        return compile_repo(tree.snapshot(), plans=plans, workers=workers)
 
 
 def publish_branch(git: Git, branch: str, store: Path, *,

@@ -63,7 +63,8 @@ def normalize_source_path(path: str) -> str | SourceProblem:
     return normalized
 
 
-def _check_size(path: str, size: int) -> SourceProblem | None:
+def check_source_size(path: str, size: int) -> SourceProblem | None:
+    """Why a source of `size` bytes is not embedded, or None when it can be."""
     if size > MAX_SOURCE_BYTES:
         return SourceProblem(Code.SOURCE_NOT_TEXT,
                              f"source '{path}' is {size} bytes; at most {MAX_SOURCE_BYTES} bytes"
@@ -102,7 +103,7 @@ class DiskSources:
                                  f" {exc.strerror}")
         if not stat.S_ISREG(info.st_mode):
             return SourceProblem(Code.SOURCE_NOT_FILE, f"source '{path}' is not a regular file")
-        if problem := _check_size(path, info.st_size):
+        if problem := check_source_size(path, info.st_size):
             return problem
         try:
             data = read_regular(real, limit=MAX_SOURCE_BYTES)
@@ -111,7 +112,7 @@ class DiskSources:
         except OSError as exc:
             return SourceProblem(Code.SOURCE_MISSING, f"source '{path}' cannot be read:"
                                  f" {exc.strerror}")
-        return _check_size(path, len(data)) or data
+        return check_source_size(path, len(data)) or data
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ class MemorySources:
             return normalized
         if normalized in self.files:
             data = self.files[normalized]
-            return _check_size(path, len(data)) or data
+            return check_source_size(path, len(data)) or data
         prefix = normalized.rstrip("/") + "/"
         if any(name.startswith(prefix) for name in self.files):
             return SourceProblem(Code.SOURCE_NOT_FILE, f"source '{path}' is not a regular file")

@@ -301,13 +301,33 @@ def test_a_commit_is_read_from_objects_with_modes_and_confined_symlinks(tmp_path
         "name: links\nnodes:\n  - source: jobs/alias.sh\n  - source: jobs/escape.sh\n")})
     sha = git("rev-parse", "HEAD", cwd=srv.clone).stdout.strip()
     repo = Git.open(srv.clone / ".git")
-    with repo.exported(sha) as root:
-        assert os.access(root / "jobs" / "run.sh", os.X_OK)
-        assert (root / "jobs" / "alias.sh").read_text() == "echo hi\n"
-        assert not (root / "jobs" / "escape.sh").exists()  # points nowhere on this disk
+    with repo.exported(sha) as tree:
+        assert tree.read("jobs/alias.sh") == b"echo hi\n"
+        assert os.access(tree.root / "jobs" / "run.sh", os.X_OK)
+        assert not (tree.root / "jobs" / "escape.sh").exists()  # points nowhere on this disk
     result = compile_commit(repo, sha)
     assert [(d.code, d.line) for d in result.diagnostics] == [
         (Code.SOURCE_OUTSIDE, 4), (Code.UNREADABLE_FILE, 1)]
     assert str(result.diagnostics[1]) == (  # as `flowplan check` says it of a working tree
         "workflows/stolen.yaml:1:1: FP012 cannot read the workflow file: it resolves outside"
         " the repository (symlink); a workflow file or flowplan.yaml must be inside it")
+
+
+def test_a_job_source_committed_through_git_lfs_is_rejected(server: Server):
+    """The commit holds the LFS pointer, not the script: publishing it would run the pointer."""
+    before, head = server.snapshot(), server.head()
+    pointer = ("version https://git-lfs.github.com/spec/v1\n"
+               "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+               "size 48213\n")
+    server.commit("Track jobs with LFS", {
+        ".gitattributes": "jobs/*.py filter=lfs diff=lfs merge=lfs -text\n",
+        "jobs/train.py": pointer,  # what `git lfs` commits; no git-lfs here to do it
+        "workflows/train.yaml": "name: train\nnodes:\n  - source: jobs/train.py\n"})
+    done = server.push()
+    assert done.returncode != 0
+    assert ("remote: workflows/train.yaml:3:13: error FP305 source 'jobs/train.py' is a Git LFS"
+            " pointer, not the file it stands for: flowplan reads sources from the commit's"
+            " objects, where Git LFS keeps only the pointer; commit the source itself, not"
+            " through Git LFS (no `filter=lfs` for it in .gitattributes)") in done.stderr
+    assert server.head() == head
+    assert server.snapshot() == before
