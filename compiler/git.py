@@ -26,8 +26,11 @@ import io
 import os
 import posixpath
 import re
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +68,7 @@ _SYMLINK_MODE: Final = "120000"
 READ_LIMIT: Final = max(MAX_FILE_BYTES, MAX_SOURCE_BYTES)  # the most the compiler reads of a file
 _MAX_LINK: Final = 4096  # PATH_MAX: no longer symlink target can be written
 _CHUNK: Final = 1 << 16
+STOP_POLL_SECONDS: Final = 0.1  # how soon a stoppable git command sees its stop
 
 
 class GitError(Exception):
@@ -93,16 +97,22 @@ class Git:
         env.update({name: os.environ[name] for name in names if os.environ.get(name)})
         return cls(git_dir.absolute(), env)
 
-    def run(self, *args: str, timeout: float | None = None) -> str:
-        """Stdout of `git --git-dir=<git_dir> ARGS`; `GitError` with git's message on failure."""
-        return self.output(*args, timeout=timeout).decode("utf-8", "replace")
+    def run(self, *args: str, timeout: float | None = None,
+            stop: threading.Event | None = None) -> str:
+        """Stdout of `git --git-dir=<git_dir> ARGS`; `GitError` with git's message on failure
+        (or once `stop` is set: git and what it started, ssh, are killed)."""
+        return self.output(*args, timeout=timeout, stop=stop).decode("utf-8", "replace")
 
-    def output(self, *args: str, timeout: float | None = None) -> bytes:
+    def output(self, *args: str, timeout: float | None = None,
+               stop: threading.Event | None = None) -> bytes:
         """As `run`, undecoded."""
         try:
-            done = subprocess.run(["git", f"--git-dir={self.git_dir}", *args], env=self.env,
-                                  cwd=self.git_dir, capture_output=True, timeout=timeout,
-                                  check=False)
+            if stop is None:
+                done = subprocess.run(["git", f"--git-dir={self.git_dir}", *args],
+                                      env=self.env, cwd=self.git_dir, capture_output=True,
+                                      timeout=timeout, check=False)
+            else:
+                done = self._stoppable(list(args), timeout, stop)
         except FileNotFoundError as exc:
             raise GitError(f"git is not installed or not on PATH ({self.env['PATH']})") from exc
         except subprocess.TimeoutExpired as exc:
@@ -113,6 +123,30 @@ class Git:
             message = done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
             raise GitError(f"git {args[0]}: {message}")
         return done.stdout
+
+    def _stoppable(self, args: list[str], timeout: float | None, stop: threading.Event
+                   ) -> subprocess.CompletedProcess[bytes]:
+        """`subprocess.run` that also ends when `stop` is set: in a session of its own, so
+        that the kill reaches what git started (ssh) too."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with subprocess.Popen(["git", f"--git-dir={self.git_dir}", *args], env=self.env,
+                              cwd=self.git_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True) as process:
+            while True:
+                try:
+                    out, err = process.communicate(timeout=STOP_POLL_SECONDS)
+                    return subprocess.CompletedProcess(process.args, process.returncode, out,
+                                                       err)
+                except subprocess.TimeoutExpired:
+                    late = deadline is not None and time.monotonic() > deadline
+                    if not (late or stop.is_set()):
+                        continue
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.communicate()
+                    if late:
+                        raise subprocess.TimeoutExpired(process.args, timeout or 0) from None
+                    raise GitError(f"git {args[0]}: stopped (the daemon is stopping)") from None
 
     def is_bare(self) -> bool:
         """True for a bare repository; `GitError` when `git_dir` is no repository at all."""
@@ -142,10 +176,11 @@ class Git:
         return self.run("log", "-1", "--no-show-signature", "--encoding=UTF-8", "--format=%s",
                         commit, "--").strip()
 
-    def fetch_branch(self, url: str, branch: str, *, timeout: float = FETCH_TIMEOUT) -> None:
+    def fetch_branch(self, url: str, branch: str, *, timeout: float = FETCH_TIMEOUT,
+                     stop: threading.Event | None = None) -> None:
         """Update `refs/heads/<branch>` to the remote's, even when it was force-pushed."""
         self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--end-of-options",
-                 url, f"+refs/heads/{branch}:refs/heads/{branch}", timeout=timeout)
+                 url, f"+refs/heads/{branch}:refs/heads/{branch}", timeout=timeout, stop=stop)
 
     @contextlib.contextmanager
     def exported(self, commit: str) -> Iterator[CommitTree]:
@@ -506,10 +541,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def publish_from_git(url: str, branch: str, store: Path, *, cache: Path | None = None,
-                     timeout: float = FETCH_TIMEOUT,
-                     now: datetime | None = None) -> GitPublishReport:
+                     timeout: float = FETCH_TIMEOUT, now: datetime | None = None,
+                     stop: threading.Event | None = None) -> GitPublishReport:
     """Fetch `branch` of `url` into a bare cache and publish its head: the pull alternative
-    to the hooks, for `flowplan publish --git` and a daemon that syncs periodically.
+    to the hooks, for `flowplan publish --git` and a daemon that syncs periodically (which
+    sets `stop` when it stops: the fetch is killed rather than waited for).
 
     The cache defaults to `<store>/.git-cache`; it is created on first use. Idempotent:
     an unchanged head publishes nothing. Raises `GitError` when the fetch fails or the
@@ -522,7 +558,7 @@ def publish_from_git(url: str, branch: str, store: Path, *, cache: Path | None =
             cache.mkdir(parents=True, exist_ok=True)
             git.run("init", "--quiet", "--bare", str(cache))
         check_branch_name(git, branch)
-        git.fetch_branch(local_url(url), branch, timeout=timeout)
+        git.fetch_branch(local_url(url), branch, timeout=timeout, stop=stop)
         report = publish_branch(git, branch, store, now=now)
     if report is None:  # fetched, yet no ref: only if the cache was changed underneath us
         raise GitError(f"{url}: branch {branch!r} not found after fetching it")

@@ -5,6 +5,7 @@ while it runs, and streams."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -777,6 +778,36 @@ def test_serve_git_publishes_the_branch_head_on_an_interval(make_repo: MakeRepo,
         versions = d.call("ListPlanVersions", pb.ListPlanVersionsRequest(workflow="chain"))
         assert versions.plan_versions[0].remarks == "first plans"
         assert len(versions.plan_versions[0].commit) == 40
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(
+                    errors="replace"):
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_daemon_syncing_from_git_stops_at_once_in_the_middle_of_a_fetch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM while git fetches over ssh (here an ssh that hangs): the fetch is killed,
+    ssh included, instead of waited for up to its 300 s timeout (systemd would SIGKILL)."""
+    marker = f"flowplan-test-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"sleep 60; : {marker}")
+    d = Daemon(tmp_path / "store", tmp_path / "state",
+               extra=["--git", "ssh://git.invalid/repo.git"])
+    try:
+        wait_until(lambda: _processes_with(marker), "the fetch's ssh to start")
+        started = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - started < 10
+        assert "git sync failed" not in d.output()  # a stop is not a failure
+        wait_until(lambda: not _processes_with(marker), "the fetch's ssh to be gone")
+    finally:
+        if d.process.poll() is None:
+            d.stop(signal.SIGKILL)
 
 
 def test_a_fifo_in_the_store_neither_stalls_the_daemon_nor_hides_other_plans(

@@ -25,6 +25,7 @@ import resource
 import signal
 import socket
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -347,10 +348,14 @@ class Daemon:
 
         assert self.config.git_url is not None
         reported: str | None = None  # the commit whose invalid workflows were logged
+        halt = threading.Event()  # the fetch's own stop: a thread cannot be cancelled
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: halt.set())
         while not stop.is_set():
             try:
                 report = await asyncio.to_thread(publish_from_git, self.config.git_url,
-                                                 self.config.git_branch, self.config.store)
+                                                 self.config.git_branch, self.config.store,
+                                                 stop=halt)
                 if report.compiled.diagnostics and report.commit != reported:
                     reported = report.commit  # once per commit, not on every interval
                     for diagnostic in report.compiled.diagnostics:
@@ -362,9 +367,11 @@ class Daemon:
                     if changed := catalog.rescan():
                         self._plans_loaded(scheduler)(changed)
             except Exception as exc:  # a git server that is down must not stop the daemon
-                log.error("git sync failed: %s", exc)
+                if not stop.is_set():
+                    log.error("git sync failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.sync_interval_seconds)
+        stopping.cancel()
 
 
 def raise_fd_limit() -> int:
