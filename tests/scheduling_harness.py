@@ -12,7 +12,7 @@ from typing import Any
 from engine_fakes import FakeClock, FakeLauncher
 from test_engine import compile_one
 
-from flowplan.compiler.plan import Plan, PlanError
+from flowplan.compiler.plan import Plan, PlanError, tombstone_plan
 from flowplan.daemon.domain import Run
 from flowplan.daemon.engine.engine import Engine, EngineSettings
 from flowplan.daemon.scheduler.backfills import Backfills
@@ -26,12 +26,23 @@ class Catalog:
     def __init__(self) -> None:
         self._versions: dict[str, list[Plan]] = {}
 
-    def publish(self, yaml: str) -> Plan:
+    def publish(self, yaml: str, *, at: datetime | None = None) -> Plan:
+        """Version N+1 of the workflow in `yaml`, published `at` (None: unknown)."""
         plan = compile_one(yaml)
+        return self._add(plan, at)
+
+    def remove(self, workflow: str, *, at: datetime | None = None) -> Plan:
+        """A tombstone version: the workflow's file was deleted."""
+        return self._add(tombstone_plan(workflow, compiler_version="test"), at)
+
+    def _add(self, plan: Plan, at: datetime | None) -> Plan:
         versions = self._versions.setdefault(plan.workflow, [])
-        plan = plan.model_copy(update={"version": len(versions) + 1})
+        plan = plan.model_copy(update={"version": len(versions) + 1, "published_at": at})
         versions.append(plan)
         return plan
+
+    def versions(self, workflow: str) -> list[int]:
+        return list(range(1, len(self._versions.get(workflow, [])) + 1))
 
     def get(self, workflow: str, version: int) -> Plan:
         versions = self._versions.get(workflow, [])

@@ -24,6 +24,9 @@ from daemon_harness import free_port, publish, running_daemon
 from google.protobuf import timestamp_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.repo import read_repo
+from flowplan.compiler.store import PlanStore
 from flowplan.daemon.state.store import StateStore
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -97,11 +100,12 @@ def test_counters_move_with_runs_retries_a_backfill_a_tick_and_a_failed_email(
     # day; at half past, so that the backfills' ranges (midnight to midnight) hold the same
     # ticks whatever the hour
     tick = (datetime.now(UTC) - timedelta(hours=12)).strftime("%H:30")
-    publish(make_repo(_files(tick)), store)
-    database = StateStore(state)  # the schedule was last looked at two days ago: the
-    ago = datetime.now(UTC) - timedelta(days=2)  # start catches up its latest missed tick,
-    database.record_ticks("daily", [], considered_until=ago, at=ago)  # hours late
-    database.close()
+    ago = datetime.now(UTC) - timedelta(days=2)
+    result = compile_repo(read_repo(make_repo(_files(tick))))  # published three days ago,
+    PlanStore(store).publish(result.plans, now=ago - timedelta(days=1))
+    database = StateStore(state)  # and its schedule last looked at two days ago: the
+    database.record_ticks("daily", [], considered_until=ago, at=ago)  # start catches up
+    database.close()  # its latest missed tick, hours late
     smtp_port = free_port()  # nothing listens there: every send fails
     http_port = free_port()
     with running_daemon(store, state, extra=["--http", f"127.0.0.1:{http_port}",

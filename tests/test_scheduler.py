@@ -251,6 +251,52 @@ def test_a_pause_ended_by_git_also_misses_its_ticks(tmp_path: Path) -> None:
     play(tmp_path, datetime(2026, 5, 1, 12, 46, tzinfo=UTC), body, catalog=catalog)
 
 
+START = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+MANUAL = "name: w\nnodes:\n  - {name: a, command: a}\n"
+
+
+@pytest.mark.parametrize("before", ["daily", "manual", "removed"])
+def test_a_schedule_runs_no_tick_from_before_its_version(tmp_path: Path, before: str) -> None:
+    """Hourly with catchup all, published at 15:20 after a daily schedule since 12:30, or
+    after hourly until 13:05 and then none or a deleted file: the 14:00 and 15:00 ticks
+    belonged to no published version, so they were not missed and do not run. The loop
+    slept all along (no other workflow)."""
+    hourly = workflow("{every: 1h, timezone: UTC, catchup: all}")
+    catalog = Catalog()
+    catalog.publish(workflow('{every: day, at: "02:00", timezone: UTC, catchup: all}')
+                    if before == "daily" else hourly, at=START)
+    earlier = [] if before == "daily" else ["2026-05-01T13:00:00+00:00"]
+
+    async def body(world: World) -> None:
+        await world.clock.advance(35 * 60)  # 13:05
+        if before == "manual":
+            catalog.publish(MANUAL, at=world.clock.now())
+        elif before == "removed":
+            catalog.remove("w", at=world.clock.now())
+        world.scheduler.wake()
+        await world.clock.advance(2 * 3600 + 15 * 60)  # 15:20
+        catalog.publish(hourly, at=world.clock.now())
+        world.scheduler.wake()
+        await world.clock.advance(50 * 60)  # 16:10
+        assert world.logical_times() == [*earlier, "2026-05-01T16:00:00+00:00"]
+
+    play(tmp_path, START, body, catalog=catalog)
+
+
+def test_a_new_version_with_the_same_ticks_keeps_the_missed_ones(tmp_path: Path) -> None:
+    """A version published while the daemon was down that changes only a command (or
+    catchup, or the switch) leaves the schedule in force: its missed ticks follow catchup."""
+    hourly = "{every: 1h, timezone: UTC, catchup: all}"
+    catalog = Catalog()
+    catalog.publish(workflow(hourly), at=START - timedelta(days=1))
+    play(tmp_path, START, lambda w: w.clock.advance(1), catalog=catalog)  # first sight
+    catalog.publish(workflow(hourly, extra="description: fixed\n"), at=START + timedelta(hours=2))
+    world = play(tmp_path, START + timedelta(hours=3), lambda w: w.clock.advance(1),
+                 catalog=catalog)
+    assert world.logical_times() == ["2026-05-01T13:00:00+00:00", "2026-05-01T14:00:00+00:00",
+                                     "2026-05-01T15:00:00+00:00"]
+
+
 def test_switch_errors_name_the_workflow(tmp_path: Path) -> None:
     catalog = published(workflow('{every: 1h}'),
                         "name: manual\nnodes:\n  - {name: a, command: a}\n")

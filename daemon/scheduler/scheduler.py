@@ -41,11 +41,16 @@ WRITE_RETRY_SECONDS = 1.0  # a pass the state database refused is tried again th
 
 
 class Catalog(Protocol):
-    """The published plans the scheduler reads: every workflow and its latest version."""
+    """The published plans the scheduler reads: every workflow, its latest version, and its
+    earlier ones (to know since when its schedule is in force)."""
 
     def workflows(self) -> list[str]: ...
 
     def latest(self, workflow: str) -> Plan | None: ...
+
+    def versions(self, workflow: str) -> list[int]: ...
+
+    def get(self, workflow: str, version: int) -> Plan: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,11 @@ class SwitchState:
     enabled: bool
     enabled_in_git: bool
     next_tick: datetime | None
+
+
+def _tick_rule(schedule: SchedulePlan) -> dict[str, Any]:
+    """What decides a schedule's ticks: all of it but the switch and `catchup`."""
+    return schedule.model_dump(exclude={"enabled", "catchup"})
 
 
 def latest_plan(catalog: Catalog, workflow: str) -> Plan:
@@ -177,7 +187,7 @@ class Scheduler:
             self._store.record_ticks(workflow, [], considered_until=now, at=now)
             cursor = now
         elif cursor < now:
-            self._fire(plan, schedule, cursor, now)
+            self._fire(plan, schedule, self._in_force_from(plan, cursor, now), now)
             cursor = now
         upcoming = next_ticks(schedule, cursor, 1)
         return upcoming[0] if upcoming else None
@@ -269,7 +279,37 @@ class Scheduler:
         if plan is None or plan.content is None or plan.content.schedule is None \
                 or cursor is None or cursor >= now:
             return
-        self._fire(plan, plan.content.schedule, cursor, now, paused=True)
+        self._fire(plan, plan.content.schedule, self._in_force_from(plan, cursor, now), now,
+                   paused=True)
+
+    def _in_force_from(self, plan: Plan, cursor: datetime, now: datetime) -> datetime:
+        """`cursor`, or the publication of the version since which the workflow's ticks are
+        what its latest version says, when that came later: a new schedule (or one back after
+        none, or after the workflow was removed) has no ticks before it to run or to miss.
+        A version that only pauses, unpauses or changes `catchup` keeps the ticks."""
+        assert plan.content is not None and plan.content.schedule is not None
+        since = plan.published_at
+        if since is None or since <= cursor:  # the usual case: no listing of versions
+            return cursor
+        ticks = _tick_rule(plan.content.schedule)
+        for version in reversed(self._catalog.versions(plan.workflow)):
+            if since is None or since <= cursor:
+                return cursor
+            if plan.version is not None and version >= plan.version:
+                continue
+            try:
+                older = self._catalog.get(plan.workflow, version)
+            except Exception:  # an unreadable version: its schedule is not known
+                break
+            if older.content is None or older.content.schedule is None or (
+                    _tick_rule(older.content.schedule) != ticks):
+                break
+            since = older.published_at
+        if since is None or since <= cursor:
+            return cursor
+        log.info("%s: its schedule is in force since %s: no tick before it runs",
+                 plan.workflow, since.isoformat())
+        return min(since, now)
 
     def set_enabled(self, workflow: str, enabled: bool) -> SwitchState:
         """Flip the scheduling switch at run time; it holds until git changes `enabled`."""
