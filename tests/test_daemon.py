@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -778,6 +779,37 @@ def test_serve_git_publishes_the_branch_head_on_an_interval(make_repo: MakeRepo,
         versions = d.call("ListPlanVersions", pb.ListPlanVersionsRequest(workflow="chain"))
         assert versions.plan_versions[0].remarks == "first plans"
         assert len(versions.plan_versions[0].commit) == 40
+
+
+def test_a_replayed_watch_shows_each_node_as_it_was_after_that_change(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """WatchRun from 0 of a finished run: each node event carries the attempts as they were
+    then (not the node as it is now), and a RETRYING the time its retry was due."""
+    mark, store = tmp_path / "mark", tmp_path / "store"
+    publish(make_repo({"workflows/flaky.yaml": f"""
+name: flaky
+nodes:
+  - name: x
+    command: test -e {mark} || {{ touch {mark}; exit 2; }}
+    retries: 1
+    retry_delay: 1s
+"""}), store)
+    with running_daemon(store, tmp_path / "state") as d:
+        run = d.call("StartRun", pb.StartRunRequest(workflow="flaky")).run
+        assert d.wait_run(run.run_id).status == pb.RUN_STATUS_SUCCEEDED
+        events = [e for e in d.stub.WatchRun(pb.WatchRunRequest(run_id=run.run_id),
+                                             timeout=10) if e.HasField("node")]
+    seen = [(pb.NodeStatus.Name(e.node.status)[12:],
+             [(a.number, pb.AttemptStatus.Name(a.status)[15:],
+               a.exit_code if a.HasField("exit_code") else None) for a in e.node.attempts])
+            for e in events]
+    assert seen == [("RUNNING", [(1, "RUNNING", None)]),
+                    ("RETRYING", [(1, "FAILED", 2)]),
+                    ("RUNNING", [(1, "FAILED", 2), (2, "RUNNING", None)]),
+                    ("SUCCEEDED", [(1, "FAILED", 2), (2, "SUCCEEDED", 0)])]
+    retrying = events[1].node
+    assert retrying.next_attempt_at.ToDatetime() - retrying.attempts[0].finished_at.ToDatetime(
+        ) == timedelta(seconds=1)
 
 
 def _processes_with(marker: str) -> list[int]:

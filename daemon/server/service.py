@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -23,7 +23,17 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
 from flowplan.compiler.plan import Plan, PlanError, WorkflowPlan
-from flowplan.daemon.domain import Backfill, BackfillStatus, Run, RunStatus, RunTrigger
+from flowplan.daemon.domain import (
+    AttemptStatus,
+    Backfill,
+    BackfillStatus,
+    NodeRun,
+    NodeStatus,
+    Run,
+    RunEvent,
+    RunStatus,
+    RunTrigger,
+)
 from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.engine import Engine, StatusEvent
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
@@ -452,6 +462,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             return  # the change that finished the run was sent already
         woken = asyncio.Event()
         unsubscribe = self._p.engine.subscribe(_waker(run_id, woken))
+        workflow = self._p.store.get_run(run_id, with_nodes=False)
         try:
             while not self._p.closing.is_set():
                 woken.clear()
@@ -462,7 +473,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     if event.node is None:
                         status = RunStatus(event.status)
                     else:
-                        node = self._p.store.get_node(run_id, event.node)
+                        found = self._p.store.get_node(run_id, event.node)
+                        node = found and self._as_of(found, event, workflow.workflow
+                                                     if workflow else "")
                         status = self._p.store.run_status_at(run_id, event.sequence)
                     yield convert.run_event(event, run_status=status, node=node)
                     if event.node is None and status is not None and status.finished:
@@ -473,6 +486,33 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             unsubscribe()
         await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down;"
                             f" watch again with after_sequence={last}")
+
+    def _as_of(self, node: NodeRun, event: RunEvent, workflow: str) -> NodeRun:
+        """`node` as it was right after `event` (docs/api.md, WatchRun): its attempts up to
+        the event's, that one still running at a RUNNING, and for a RETRYING the time its
+        next attempt was due then. Replayed later, the node has moved on."""
+        if event.attempt is None:
+            return node
+        attempts = [a for a in node.attempts if a.number <= event.attempt]
+        if event.status == NodeStatus.RUNNING.value and attempts and (
+                attempts[-1].number == event.attempt):
+            attempts[-1] = dataclasses.replace(attempts[-1], status=AttemptStatus.RUNNING,
+                                               finished_at=None, exit_code=None, error=None)
+        next_at = None
+        if event.status != NodeStatus.RETRYING.value:
+            pass
+        elif node.status is NodeStatus.RETRYING and len(node.attempts) == event.attempt:
+            next_at = node.next_attempt_at  # still waiting for that retry: the stored time
+        elif attempts and (ended := attempts[-1].finished_at) is not None:
+            try:
+                plan = self._p.catalog.get(workflow, node.plan_version).content
+                defined = plan.node(node.name) if plan is not None else None
+            except (PlanError, OSError, ValueError, KeyError):
+                defined = None
+            if defined is not None:  # as the engine set it when the attempt ended
+                next_at = ended + timedelta(seconds=defined.retry_delay_seconds
+                                            * defined.retry_backoff ** (event.attempt - 1))
+        return dataclasses.replace(node, attempts=tuple(attempts), next_attempt_at=next_at)
 
     @stream
     async def GetNodeLog(self, request: pb.GetNodeLogRequest, context: Any
