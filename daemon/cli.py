@@ -86,8 +86,8 @@ def options_after_command(argv: Sequence[str], client: Collection[str]) -> list[
     if index == 0 or index >= len(argv):
         return list(argv)
     if argv[index] not in client:
-        raise ValueError(f"options go after the command here: flowplan {argv[index]}"
-                         f" {' '.join(argv[:index])} ...")
+        raise ValueError(f"flowplan {argv[index]} does not call a daemon: it takes none of"
+                         f" {' '.join(argv[:index])} (see flowplan {argv[index]} --help)")
     return [argv[index], *argv[:index], *argv[index + 1:]]
 
 

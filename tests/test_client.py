@@ -22,7 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from flowplan.daemon import cli
-from flowplan.daemon.client import commands, connection
+from flowplan.daemon.client import commands, connection, render
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -196,11 +196,20 @@ def test_connection_options_may_come_before_the_command(fake, capsys, monkeypatc
         pb.ListWorkflowsResponse(workflows=[ADHOC])
 
 
-def test_connection_options_before_another_command_say_where_they_go(capsys):
+def test_connection_options_before_a_command_that_calls_no_daemon_are_refused(capsys):
     with pytest.raises(SystemExit) as exited:
         flowplan("--address", "h:1", "check", ".")
     assert exited.value.code == 2
-    assert "options go after the command here: flowplan check --address h:1 ..." in \
+    assert ("flowplan check does not call a daemon: it takes none of --address h:1 (see"
+            " flowplan check --help)") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1", ":50051",
+                                     "h:port"])
+def test_an_address_grpc_would_wrap_or_misread_is_a_usage_error(capsys, address):
+    """gRPC takes port 99999 as 34463: whatever listens there would get the call."""
+    assert flowplan("runs", "--address", address) == 2
+    assert f"address {address!r}: give HOST:PORT with a port from 1 to 65535" in \
         capsys.readouterr().err
 
 
@@ -431,6 +440,17 @@ def test_status_prints_the_header_and_the_graph_without_colour(fake, capsys):
     assert flowplan("status", "wr_01JG", "--json") == 0
     assert json_format.Parse(capsys.readouterr().out, pb.GetRunResponse()) == (
         pb.GetRunResponse(run=GRAPH_RUN))
+
+
+def test_status_keeps_the_lines_of_multi_line_remarks_in_the_header(fake, capsys):
+    run = pb.Run()
+    run.CopyFrom(GRAPH_RUN)
+    run.remarks = "rerun after the fix\nticket OPS-12"
+    fake.answers["GetRun"] = pb.GetRunResponse(run=run)
+    assert flowplan("status", "wr_01JG") == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("  remarks    rerun after the fix")
+    assert out[at + 1] == "             ticket OPS-12"
 
 
 def test_status_colours_each_node_status_on_a_terminal(fake, capsys, monkeypatch):
@@ -797,3 +817,13 @@ def test_mutual_tls(tmp_path, capsys, monkeypatch):
         assert "(TLS)" in capsys.readouterr().err
     finally:
         server.stop(grace=None)
+
+
+@pytest.mark.parametrize(("moment", "shown"), [
+    (datetime(2026, 1, 2, 2, 0, tzinfo=UTC), "2026-01-02T02:00:00Z"),
+    (datetime(2026, 1, 2, 2, 0, 0, 250_000, tzinfo=UTC), "2026-01-02T02:00:00.250Z"),
+    (datetime(2026, 1, 2, 2, 0, 0, 999, tzinfo=UTC), "2026-01-02T02:00:00Z"),  # under 1 ms
+    (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),
+])
+def test_times_are_shown_with_milliseconds_only_when_not_zero(moment, shown):
+    assert render.stamp(moment) == shown

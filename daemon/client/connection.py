@@ -72,6 +72,12 @@ def target_from_options(*, address: str | None, token_file: Path | None,
                         timeout: float | None, environ: Mapping[str, str]) -> Target:
     """The target the options (over the environment) name; raises UsageError."""
     address = address or environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not (port.isascii() and port.isdigit()) or not (
+            0 < int(port) < 65536):
+        # gRPC would wrap a port past 65535 (99999 -> 34463) and call whatever listens there
+        raise UsageError(f"address {address!r}: give HOST:PORT with a port from 1 to 65535,"
+                         f" such as {DEFAULT_ADDRESS} (--address or ${ADDRESS_ENV})")
     if token_file is None and environ.get(TOKEN_FILE_ENV):
         token_file = Path(environ[TOKEN_FILE_ENV])
     token = None

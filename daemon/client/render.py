@@ -64,12 +64,21 @@ def when(message: Message, field: str) -> datetime | None:
     return stamp.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
+def _field(lines: list[str], label: str, value: str) -> None:
+    """`  label      value` when there is a value; its further lines (remarks) under it."""
+    if value:
+        first, *more = value.splitlines() or [value]
+        lines.append(f"  {label:<10} {first}")
+        lines.extend(f"  {'':<10} {line}" for line in more)
+
+
 def stamp(moment: datetime | None) -> str:
     if moment is None:
         return NONE
     moment = moment.astimezone(UTC)
     text = moment.replace(tzinfo=None).isoformat(timespec="seconds")  # strftime: year 1 as "1"
-    return text + (f".{moment.microsecond // 1000:03d}Z" if moment.microsecond else "Z")
+    millis = moment.microsecond // 1000  # shown when not zero, as docs/cli.md says
+    return text + (f".{millis:03d}Z" if millis else "Z")
 
 
 def duration(seconds: float) -> str:
@@ -215,8 +224,7 @@ def run_header(run: pb.Run, paint: Paint, now: datetime) -> list[str]:
     lines = [f"run {paint(BOLD, run.run_id)}  {run.workflow}  {paint.status(status)}"]
 
     def add(label: str, value: str) -> None:
-        if value:
-            lines.append(f"  {label:<10} {value}")
+        _field(lines, label, value)
 
     logical = stamp(when(run, "logical_time"))
     interval = when(run, "data_interval_start"), when(run, "data_interval_end")
@@ -359,8 +367,7 @@ def backfill_header(backfill: pb.Backfill, paint: Paint, now: datetime) -> list[
              f"  {paint.status(status)}"]
 
     def add(label: str, value: str) -> None:
-        if value:
-            lines.append(f"  {label:<10} {value}")
+        _field(lines, label, value)
 
     p = backfill.progress
     add("range", f"{stamp(when(backfill, 'start_time'))} .. {stamp(when(backfill, 'end_time'))}")
