@@ -34,6 +34,7 @@ from flowplan.compiler.report import print_diagnostics, print_publish_report
 from flowplan.compiler.store import PlanStore
 from flowplan.daemon.engine import spark
 from flowplan.daemon.notify.sender import NO_SMTP
+from flowplan.daemon.scheduler.scheduler import SwitchState
 from flowplan.daemon.scheduler.ticks import next_ticks
 from flowplan.daemon.server.app import NO_HTTP, Daemon
 from flowplan.daemon.server.config import DEFAULT_LISTEN, ServeConfig, UsageError
@@ -148,7 +149,8 @@ async def _up(root: Path, config: ServeConfig) -> int:
         http = (f"console at {daemon.http_url}/, metrics at {daemon.http_url}/metrics"
                 if daemon.http_url
                 else f"{NO_HTTP}{daemon.http_problem}")
-        _banner(config, daemon.port, result.plans, http=http)
+        _banner(config, daemon.port, result.plans, http=http,
+                switch=daemon.scheduler.switch_state if daemon.scheduler else None)
     finally:  # the banner says these: no log line for them too
         held.write_out(drop=lambda record: record.getMessage().startswith(NO_HTTP) or (
             config.smtp is None and record.getMessage().startswith(NO_SMTP)))
@@ -188,9 +190,12 @@ async def _republish(root: Path, config: ServeConfig, store: PlanStore,
 
 
 def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | list[Plan], *,
-            http: str) -> None:
+            http: str, switch: Callable[[str], SwitchState] | None = None) -> None:
+    """What runs when, and how to look; `switch` says the scheduling switch in force (a
+    pause set at run time outlives a restart)."""
     host = config.listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
+    flag = "" if address == DEFAULT_LISTEN else f" --address {address}"
     print(f"\ndaemon listening on {address}  (store {config.store}, state {config.state})")
     print(http)
     now = datetime.now(UTC)
@@ -205,15 +210,21 @@ def _banner(config: ServeConfig, port: int | None, plans: tuple[Plan, ...] | lis
         if content.schedule is None:
             manual.append(plan.workflow)
             continue
-        upcoming = next_ticks(content.schedule, now, 1)
-        when = upcoming[0].astimezone().strftime("%Y-%m-%d %H:%M %Z") if upcoming else "never"
-        state = "" if content.schedule.enabled else " (paused in git)"
-        print(f"  scheduled  {plan.workflow:<24} next run {when}{state}")
+        state = switch(plan.workflow) if switch is not None else None
+        if state is not None and state.enabled_in_git and not state.enabled:
+            print(f"  scheduled  {plan.workflow:<24} paused (flowplan unpause{flag}"
+                  f" {plan.workflow})")
+        else:
+            upcoming = next_ticks(content.schedule, now, 1)
+            when = (upcoming[0].astimezone().strftime("%Y-%m-%d %H:%M %Z") if upcoming
+                    else "never")
+            paused = "" if content.schedule.enabled else " (paused in git)"
+            print(f"  scheduled  {plan.workflow:<24} next run {when}{paused}")
         if missing.get(plan.workflow):
             print(f"  {'':<10} {'':<24} {missing[plan.workflow]}")
     for name in manual:
-        print(f"  manual     {name:<24} {missing.get(name) or f'start it: flowplan run {name}'}")
-    flag = "" if address == DEFAULT_LISTEN else f" --address {address}"
+        print(f"  manual     {name:<24}"
+              f" {missing.get(name) or f'start it: flowplan run{flag} {name}'}")
     if config.smtp is None:
         print(f"\nnotifications: {NO_SMTP}; e-mails are recorded, not sent:"
               f" flowplan notifications{flag}")

@@ -50,7 +50,7 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
                 time.sleep(0.05)
             text = out.read_text()
             assert "scheduled  daily_sales" in text and "scheduled  hourly_health" in text
-            assert "start it: flowplan run reindex" in text
+            assert f"start it: flowplan run --address {address} reindex" in text
             banner = text[:text.index("Ctrl-C stops")]
             assert " WARNING " not in banner, banner  # log lines wait for the banner's end
             assert f"metrics at http://{http}/metrics" in banner
@@ -70,7 +70,7 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
                     "needs", "the", "Spark", "extra", "(pip", "install", "'flowplan[spark]',",
                     "Java", "17+)", "or", "SPARK_HOME"]
             else:
-                assert rollup.endswith("start it: flowplan run spark_rollup")
+                assert rollup.endswith(f"start it: flowplan run --address {address} spark_rollup")
             assert (project / ".flowplan" / "store" / "daily_sales" / "1.json").is_file()
             names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest()).workflows]
             assert names == ["daily_sales", "hourly_health", "reindex", "spark_rollup"]
@@ -127,3 +127,41 @@ def test_flowplan_up_says_in_one_line_when_its_http_port_is_busy(tmp_path: Path)
             process.send_signal(signal.SIGINT)
             code = process.wait(timeout=30)
     assert code == 0, out.read_text()
+
+
+def test_the_banner_of_a_restart_says_a_workflow_paused_at_run_time_is_paused(
+        tmp_path: Path) -> None:
+    """The switch set at run time outlives a restart: the banner says so, not git's next
+    run."""
+    project = tmp_path / "project"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "daily.yaml").write_text(
+        "name: daily\nschedule: {every: day, at: '02:00'}\nnodes: [{name: a, command: 'true'}]\n")
+    address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    for start in ("first", "again"):
+        out = tmp_path / f"{start}.out"
+        with open(out, "wb") as sink:
+            process = subprocess.Popen(
+                [*FLOWPLAN, "up", "--listen", address, "--http", http],
+                cwd=project, stdout=sink, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+            try:
+                channel = grpc.insecure_channel(address)
+                serving(channel, process, out)
+                deadline = time.monotonic() + 10
+                while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                line = next(line for line in out.read_text().splitlines()
+                            if line.startswith("  scheduled  daily"))
+                if start == "first":
+                    assert "next run" in line
+                    pb_grpc.WorkflowServiceStub(channel).SetSchedulingStatus(
+                        pb.SetSchedulingStatusRequest(workflow="daily", enabled=False),
+                        timeout=5)
+                else:
+                    assert line.split() == ["scheduled", "daily", "paused", "(flowplan",
+                                            "unpause", "--address", address, "daily)"]
+                channel.close()
+            finally:
+                process.send_signal(signal.SIGINT)
+                assert process.wait(timeout=30) == 0, out.read_text()

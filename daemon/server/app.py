@@ -83,6 +83,7 @@ class Daemon:
         self.http_url: str | None = None  # the HTTP listener's, once it listens
         self.http_problem: str | None = None  # why it does not, when not `http_required`
         self.metrics: Metrics | None = None  # with --http
+        self.scheduler: Scheduler | None = None  # once running
         self.console: Console | None = None  # with --http, once it listens
         self.max_connections = config.max_connections  # lowered to fit the fd limit at run()
         self.http_max_connections = config.http_max_connections  # likewise, with --http
@@ -159,8 +160,9 @@ class Daemon:
                 engine=engine, store=store, outbox=outbox, catalog=catalog, clock=clock))
         if metrics is not None:  # counters only: nothing on the engine's path waits
             engine.subscribe(metrics.on_event)
-        scheduler = Scheduler(engine=engine, store=store, catalog=catalog, clock=clock,
-                              on_created=metrics.on_tick_created if metrics else None)
+        scheduler = self.scheduler = Scheduler(
+            engine=engine, store=store, catalog=catalog, clock=clock,
+            on_created=metrics.on_tick_created if metrics else None)
         backfills = Backfills(engine=engine, store=store, catalog=catalog, clock=clock)
         sender = OutboxSender(outbox, config.smtp, clock=clock,
                               on_attempt=metrics.on_email_attempt if metrics else None)
