@@ -17,16 +17,17 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import io
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 from zoneinfo import ZoneInfo
 
 from flowplan.compiler import cli as compiler_cli
@@ -142,8 +143,10 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
     engine = Engine(store=store, plans=plans, launcher=LocalLauncher(), clock=SystemClock(),
                     settings=EngineSettings(state_dir=state_dir,
                                             kill_grace_seconds=KILL_GRACE_SECONDS))
-    view: _View = (_Table(plan, out, paint=console.Paint.for_stream(out))
-                   if console.is_terminal(out) else _Lines(out))
+    reader = _Reader(out)
+    view: _View = (_Table(plan, reader.stream, paint=console.Paint.for_stream(out))
+                   if console.is_terminal(out) else _Lines(reader.stream))
+    out = reader.stream  # from here on a reader who leaves (`| head`) breaks nothing
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     interrupts = 0
@@ -170,6 +173,15 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
         run = engine.create_run(latest, trigger=RunTrigger.DEBUG, logical_time=logical_time,
                                 params=params, queue=queue,
                                 remarks="flowplan debug (working tree)")
+        started = run
+
+        def nobody_reads() -> None:  # nobody watches any more: the run ends, then cleanup
+            with contextlib.suppress(RunError):
+                engine.cancel_run(started.run_id)
+
+        reader.on_gone = lambda: loop.call_soon(nobody_reads)
+        if reader.gone:
+            nobody_reads()
         view.begin(run)
         ticker = loop.create_task(view.tick())
         final = await engine.wait_run(run.run_id)
@@ -196,6 +208,47 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
     if interrupts:
         return EXIT_INTERRUPTED
     return EXIT_OK if final.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+class _Reader:
+    """`out` for a reader who may leave (`flowplan debug | head`): past a broken pipe, what
+    is written is dropped, `gone` says so and `on_gone` is called, once. Anything else (is
+    it a terminal, its encoding) is the real stream's."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.gone = False
+        self.on_gone: Callable[[], object] | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        return cast("TextIO", self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._out, name)
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._out.write(text)
+            except BrokenPipeError:
+                self._left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._out.flush()
+            except BrokenPipeError:
+                self._left()
+
+    def _left(self) -> None:
+        self.gone = True
+        # what stays in the stream's buffer would fail again at exit: let it go nowhere
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._out.fileno())
+        if self.on_gone is not None:
+            self.on_gone()
 
 
 def _summary(engine: Engine, run: Run, out: TextIO, *, paint: console.Paint) -> None:

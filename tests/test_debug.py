@@ -103,6 +103,25 @@ def test_three_node_chain_succeeds_exit_0(make_repo, tmp_path):
     assert "\033[" not in done.stdout  # no terminal: no colours, no redraws
 
 
+def test_a_reader_that_leaves_cancels_the_run_and_its_state_is_removed(make_repo, tmp_path):
+    """`flowplan debug ... | head -1`: nobody watches any more, so the run is cancelled, its
+    folder removed, and the exit code is the run's (1: not succeeded), without a traceback."""
+    repo = make_repo({"flowplan.yaml": QUEUES, "workflows/slow.yaml": (
+        "name: slow\nnodes:\n  - {name: wait, command: 'sleep 30'}\n")})
+    process = subprocess.Popen([*FLOWPLAN, "debug", repo, "slow"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=ROOT,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"debug run wr_")
+    process.stdout.close()  # as head does once it has its line
+    started = time.monotonic()
+    code = process.wait(timeout=60)
+    errors = process.stderr.read().decode()
+    assert code == 1 and time.monotonic() - started < 20, errors
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
+    assert not list(tmp_path.glob("flowplan-debug-*"))
+
+
 def test_failed_node_shows_its_log_tail_and_exit_1(make_repo, tmp_path):
     repo = make_repo({"workflows/failing.yaml": FAILING})
     done = flowplan("debug", repo, "failing", tmp=tmp_path)
