@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,8 @@ from flowplan.compiler.plan import (
     WorkflowPlan,
 )
 from flowplan.compiler.validate import CheckedNode
+
+_SECOND = timedelta(seconds=1)
 
 _T = TypeVar("_T")
 
@@ -145,9 +147,24 @@ def _schedule(spec: ScheduleSpec, timezone: str) -> SchedulePlan:
 
 
 def _start_instant(value: str, timezone: str) -> datetime:
-    """An ISO date or date-time; a naive one is a wall time in the schedule's zone."""
+    """An ISO date or date-time; a naive one is a wall time in the schedule's zone, and one
+    that does not exist there (a DST gap) the first instant after it: the jump's, as a tick
+    at that wall time fires (docs/scheduling.md)."""
     parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
-    return parsed
+    if parsed.tzinfo is not None:
+        return parsed
+    zone = ZoneInfo(timezone)
+    before, after = parsed.replace(tzinfo=zone), parsed.replace(tzinfo=zone, fold=1)
+    if before.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == parsed:
+        return before
+    # in a gap: fold=1 reads the wall time with the offset after the jump, an instant
+    # before it; fold=0 with the offset before, one after it. The jump lies between.
+    low, high = after.astimezone(UTC), before.astimezone(UTC)
+    while high - low > _SECOND:
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == high.astimezone(zone).utcoffset():
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0).astimezone(zone)  # zones jump on whole seconds
 

@@ -6,6 +6,8 @@ import hashlib
 import shutil
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from flowplan.compiler.compile import compile_repo
 from flowplan.compiler.plan import WorkflowPlan
 from flowplan.compiler.repo import read_repo
@@ -96,6 +98,25 @@ def test_schedule_normalized_with_start_in_schedule_zone(make_repo):
     assert schedule.timezone == "Europe/Amsterdam"
     assert schedule.start == datetime(2026, 1, 1, 6, tzinfo=timezone(timedelta(hours=1)))
     assert (schedule.enabled, schedule.catchup) == (True, "latest")
+
+
+@pytest.mark.parametrize(("zone", "start", "instant"), [
+    ("Europe/London", "2026-03-29T01:30", "2026-03-29T02:00:00+01:00"),  # the gap's jump
+    ("Australia/Lord_Howe", "2026-10-04T02:15", "2026-10-04T02:30:00+11:00"),  # 30 minutes
+    ("America/New_York", "2026-03-08T02:30", "2026-03-08T03:00:00-04:00"),
+    ("Europe/London", "2026-10-25T01:30", "2026-10-25T01:30:00+01:00"),  # repeated: 1st
+])
+def test_a_start_wall_time_that_does_not_exist_is_the_jump_after_it(make_repo, zone, start,
+                                                                     instant):
+    """As a tick at that wall time fires (docs/scheduling.md): else the day's tick is lost."""
+    repo = make_repo({"workflows/w.yaml": (
+        f"name: w\nschedule: {{every: day, at: '{start[11:]}', timezone: {zone},"
+        f" start: '{start}'}}\nnodes:\n  - {{name: a, command: 'true'}}\n")})
+    result = compile_repo(read_repo(repo))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    schedule = result.plans[0].content.schedule  # type: ignore[union-attr]
+    assert schedule is not None and schedule.start is not None
+    assert schedule.start.isoformat() == instant
 
 
 def test_sources_embedded_with_sha256(make_repo):
