@@ -9,8 +9,8 @@ import subprocess
 import tracemalloc
 from pathlib import Path
 
-import pytest
 from conftest import ROOT
+from test_hooks import git_home  # noqa: F401 - autouse: a HOME of our own for git
 
 from flowplan.compiler.compile import compile_repo
 from flowplan.compiler.diagnostics import Code
@@ -21,18 +21,6 @@ from flowplan.compiler.repo import MAX_SOURCE_BYTES, read_repo
 POINTER = ("version https://git-lfs.github.com/spec/v1\n"
            "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
            "size 48213\n")
-
-
-@pytest.fixture(autouse=True)
-def git_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / ".gitconfig").write_text(
-        "[user]\n\tname = Flow Tester\n\temail = tester@example.com\n"
-        "[init]\n\tdefaultBranch = main\n")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
 
 
 def commit(clone: Path, files: dict[str, str | bytes], links: dict[str, str] | None = None,

@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 import grpc
 from conftest import FLOWPLAN, ROOT
@@ -20,6 +21,21 @@ from daemon_harness import free_port, serving
 from flowplan.daemon.engine import spark
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
+
+
+def start_up(project: Path, address: str, http: str, sink: IO[bytes], out: Path
+             ) -> tuple[subprocess.Popen[bytes], grpc.Channel]:
+    """`flowplan up` in `project`, serving (health) and done with its banner."""
+    process = subprocess.Popen(
+        [*FLOWPLAN, "up", "--listen", address, "--http", http],
+        cwd=project, stdout=sink, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+    channel = grpc.insecure_channel(address)
+    serving(channel, process, out)
+    deadline = time.monotonic() + 10
+    while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process, channel
 
 
 def versions(stub: pb_grpc.WorkflowServiceStub, workflow: str) -> list[int]:
@@ -37,17 +53,9 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
     http = f"127.0.0.1:{free_port()}"
     out = tmp_path / "up.out"
     with open(out, "wb") as sink:
-        process = subprocess.Popen(
-            [*FLOWPLAN, "up", "--listen", address, "--http", http],
-            cwd=project, stdout=sink, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+        process, channel = start_up(project, address, http, sink, out)
         try:
-            channel = grpc.insecure_channel(address)
-            serving(channel, process, out)  # health SERVING
             stub = pb_grpc.WorkflowServiceStub(channel)
-            deadline = time.monotonic() + 10
-            while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)
             text = out.read_text()
             assert "scheduled  daily_sales" in text and "scheduled  hourly_health" in text
             assert f"start it: flowplan run --address {address} reindex" in text
@@ -108,16 +116,8 @@ def test_flowplan_up_says_in_one_line_when_its_http_port_is_busy(tmp_path: Path)
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         http = f"127.0.0.1:{busy.getsockname()[1]}"
-        process = subprocess.Popen(
-            [*FLOWPLAN, "up", "--listen", address, "--http", http],
-            cwd=project, stdout=sink, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+        process, channel = start_up(project, address, http, sink, out)  # gRPC serves anyway
         try:
-            channel = grpc.insecure_channel(address)
-            serving(channel, process, out)  # gRPC serves all the same
-            deadline = time.monotonic() + 10
-            while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)
             said = [line for line in out.read_text().splitlines() if http in line]
             assert said == [f"no HTTP listener (metrics), serving gRPC only: cannot listen on"
                             f" --http {http}: address in use: another program listens there;"
@@ -141,16 +141,8 @@ def test_the_banner_of_a_restart_says_a_workflow_paused_at_run_time_is_paused(
     for start in ("first", "again"):
         out = tmp_path / f"{start}.out"
         with open(out, "wb") as sink:
-            process = subprocess.Popen(
-                [*FLOWPLAN, "up", "--listen", address, "--http", http],
-                cwd=project, stdout=sink, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+            process, channel = start_up(project, address, http, sink, out)
             try:
-                channel = grpc.insecure_channel(address)
-                serving(channel, process, out)
-                deadline = time.monotonic() + 10
-                while "Ctrl-C stops" not in out.read_text() and time.monotonic() < deadline:
-                    time.sleep(0.05)
                 line = next(line for line in out.read_text().splitlines()
                             if line.startswith("  scheduled  daily"))
                 if start == "first":
