@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from flowplan.compiler.plan import Plan, PlanError, WorkflowPlan
 from flowplan.daemon.domain import (
+    Attempt,
     AttemptStatus,
     Backfill,
     BackfillStatus,
@@ -445,7 +446,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                        ) -> AsyncIterator[pb.WatchRunResponse]:
         _required(request.run_id, "run_id")
         run_id = request.run_id
-        if self._p.store.get_run(run_id, with_nodes=False) is None:
+        header = self._p.store.get_run(run_id, with_nodes=False)
+        if header is None:
             raise RequestError(f"run {run_id} does not exist", field="run_id",
                                code=grpc.StatusCode.NOT_FOUND)
         last = request.after_sequence
@@ -462,7 +464,6 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             return  # the change that finished the run was sent already
         woken = asyncio.Event()
         unsubscribe = self._p.engine.subscribe(_waker(run_id, woken))
-        workflow = self._p.store.get_run(run_id, with_nodes=False)
         try:
             while not self._p.closing.is_set():
                 woken.clear()
@@ -474,8 +475,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                         status = RunStatus(event.status)
                     else:
                         found = self._p.store.get_node(run_id, event.node)
-                        node = found and self._as_of(found, event, workflow.workflow
-                                                     if workflow else "")
+                        node = found and self._as_of(found, event, header.workflow)
                         status = self._p.store.run_status_at(run_id, event.sequence)
                     yield convert.run_event(event, run_status=status, node=node)
                     if event.node is None and status is not None and status.finished:
@@ -499,20 +499,25 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             attempts[-1] = dataclasses.replace(attempts[-1], status=AttemptStatus.RUNNING,
                                                finished_at=None, exit_code=None, error=None)
         next_at = None
-        if event.status != NodeStatus.RETRYING.value:
-            pass
-        elif node.status is NodeStatus.RETRYING and len(node.attempts) == event.attempt:
-            next_at = node.next_attempt_at  # still waiting for that retry: the stored time
-        elif attempts and (ended := attempts[-1].finished_at) is not None:
-            try:
-                plan = self._p.catalog.get(workflow, node.plan_version).content
-                defined = plan.node(node.name) if plan is not None else None
-            except (PlanError, OSError, ValueError, KeyError):
-                defined = None
-            if defined is not None:  # as the engine set it when the attempt ended
-                next_at = ended + timedelta(seconds=defined.retry_delay_seconds
-                                            * defined.retry_backoff ** (event.attempt - 1))
+        if event.status == NodeStatus.RETRYING.value and attempts:
+            next_at = self._retry_due(node, attempts[-1], workflow)
         return dataclasses.replace(node, attempts=tuple(attempts), next_attempt_at=next_at)
+
+    def _retry_due(self, node: NodeRun, failed: Attempt, workflow: str) -> datetime | None:
+        """When the attempt after `failed` was due, as the engine set it at its end."""
+        if node.status is NodeStatus.RETRYING and len(node.attempts) == failed.number:
+            return node.next_attempt_at  # that retry still waits: the stored time
+        if failed.finished_at is None:
+            return None
+        try:
+            plan = self._p.catalog.get(workflow, node.plan_version).content
+            defined = plan.node(node.name) if plan is not None else None
+        except (PlanError, OSError, ValueError, KeyError):
+            return None
+        if defined is None:
+            return None
+        return failed.finished_at + timedelta(
+            seconds=defined.retry_delay_seconds * defined.retry_backoff ** (failed.number - 1))
 
     @stream
     async def GetNodeLog(self, request: pb.GetNodeLogRequest, context: Any
