@@ -13,7 +13,7 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -869,6 +869,18 @@ def test_an_on_failure_message_details_at_most_50_failed_nodes(make_repo: Any) -
     few = on_failure_message(failed_run(51), on_failure_plan(make_repo), {}, [])
     assert few is not None and "... and 1 more failed nodes (flowplan status wr_1): part50." \
         in few.body
+
+
+def test_an_on_failure_message_names_at_most_500_other_nodes(make_repo: Any) -> None:
+    run = failed_run(2500)  # one partition failed, the 2,499 others succeeded or were skipped
+    statuses = [NodeStatus.FAILED] + [NodeStatus.SUCCEEDED] * 2000 + [NodeStatus.SKIPPED] * 499
+    run = replace(run, nodes=tuple(replace(node, status=status)
+                                   for node, status in zip(run.nodes, statuses, strict=True)))
+    message = on_failure_message(run, on_failure_plan(make_repo), {}, [])
+    assert message is not None
+    named = ", ".join(f"part{i} SUCCEEDED" for i in range(1, 501))
+    assert f"\nOther nodes: {named} and 1999 others.\n" in message.body
+    assert len(message.body.encode()) < 30_000  # 2,499 statuses listed before: 46 KB
 
 
 def test_params_with_secret_names_are_masked_however_short(make_repo: Any) -> None:

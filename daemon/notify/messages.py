@@ -26,7 +26,7 @@ TAIL_LINES: Final = 50
 TAIL_BYTES: Final = 4096
 MAX_LISTED_RUNS: Final = 50  # a backfill message lists at most this many failed runs
 MAX_LISTED_NODES: Final = 50  # an on_failure message details at most this many failed nodes
-MAX_NAMED_NODES: Final = 500  # ... and names at most this many more
+MAX_NAMED_NODES: Final = 500  # ... names at most this many more, and this many others
 PREFIX: Final = "[flowplan]"
 
 
@@ -141,7 +141,10 @@ def on_failure_message(run: Run, plan: WorkflowPlan, tails: Mapping[str, str | N
                       f" {run.run_id}): {names}."]
     others = [f"{n.name} {n.status.value}" for n in run.nodes if n.status is not NodeStatus.FAILED]
     if others:
-        lines += ["", "Other nodes: " + ", ".join(others) + "."]
+        named = ", ".join(others[:MAX_NAMED_NODES])
+        if len(others) > MAX_NAMED_NODES:
+            named += f" and {len(others) - MAX_NAMED_NODES} others"
+        lines += ["", "Other nodes: " + named + "."]
     lines += _footer()
     return Draft(key=on_failure_key(run.run_id), kind=Kind.ON_FAILURE,
                  recipients=plan.on_failure_email, subject=mask(subject, secrets),
