@@ -239,6 +239,9 @@ def test_the_options_come_from_the_environment_like_the_cli(daemon, tmp_path):
             "FLOWPLAN_TOKEN_FILE": str(tmp_path / "missing")}) as direct:
         assert (direct.target.token, direct.target.token_file) == ("direct", None)
         assert direct.list_workflows().workflows
+    token_file.write_text("from-file\n")
+    with pytest.raises(ValueError, match="either as token= or in token_file=, not both"):
+        Client(daemon.address, token="direct", token_file=token_file)
 
 
 def test_a_time_outside_the_calendar_in_utc_is_refused_naming_the_parameter(daemon):

@@ -140,6 +140,8 @@ def _target(address: str | None, *, token: str | None, token_file: Path | str | 
     def path(value: Path | str | None) -> Path | None:
         return None if value is None else Path(value)
 
+    if token is not None and token_file is not None:
+        raise UsageError("give the bearer token either as token= or in token_file=, not both")
     environ = os.environ if environ is None else environ
     if token is not None:  # given directly: $FLOWPLAN_TOKEN_FILE is not read
         environ = {k: v for k, v in environ.items() if k != TOKEN_FILE_ENV}
