@@ -190,6 +190,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    if not args.repo.exists():  # `graph a b`: two workflows, not REPO then WORKFLOW
+        print(f"flowplan: {args.repo}: no such directory (graph draws one workflow:"
+              f" flowplan graph [REPO] WORKFLOW)", file=sys.stderr)
+        return EXIT_USAGE
     result = _compile(args.repo)
     if isinstance(result, int):
         return result

@@ -142,6 +142,8 @@ def find_root(path: Path) -> Path:
         return path
     if path.name == WORKFLOWS_DIR:
         return path.parent
+    if Path(os.path.abspath(path)).name == WORKFLOWS_DIR:  # `.`, `./` or `x/..` inside it
+        return Path(os.path.abspath(path)).parent
     raise RepoError(f"{path}: not a workflow repository (no {WORKFLOWS_DIR}/ folder and no"
                     f" {SETTINGS_FILE})")
 

@@ -78,6 +78,19 @@ def test_usage_errors_exit_2(tmp_path):
     assert flowplan("nonsense").returncode == 2
 
 
+def test_repo_may_be_the_workflows_folder_however_it_is_written(make_repo):
+    one = "name: a\nnodes:\n  - {name: x, command: 'true'}\n"
+    repo = make_repo({"workflows/sales/a.yaml": one})
+    for where, arg in [(repo, "workflows"), (repo / "workflows", "."), (repo / "workflows", "./"),
+                       (repo / "workflows", None), (repo / "workflows/sales", "..")]:
+        done = flowplan("check", *([arg] if arg else []), cwd=where)
+        assert (done.returncode, done.stdout) == (0, "1 workflow valid\n"), (where, arg, done)
+    # a folder named like a workflow file is a folder: its files are read
+    other = one.replace("name: a", "name: b")
+    assert flowplan("check", make_repo({"workflows/d.yaml/b.yaml": other})).stdout == (
+        "2 workflows valid\n")
+
+
 def test_compile_writes_plans_and_publish_reports_changes(tmp_path):
     out = tmp_path / "plans"
     done = flowplan("compile", "workflows", "--out", out)
@@ -137,6 +150,10 @@ def test_graph_takes_one_workflow_and_says_so_in_its_usage():
     assert extra.stderr.startswith("usage: flowplan graph ")
     assert extra.stderr.endswith(
         "flowplan graph: error: unrecognized arguments: hourly_health\n")
+    two = flowplan("graph", "daily_sales", "hourly_health")  # REPO is first: no such folder
+    assert (two.returncode, two.stderr) == (2, "flowplan: daily_sales: no such directory (graph"
+                                                " draws one workflow: flowplan graph [REPO]"
+                                                " WORKFLOW)\n")
 
 
 def test_schema_prints_draft07_workflow_schema():
