@@ -222,6 +222,9 @@ def test_triggers_and_independent_branches_after_a_failure(tmp_path):
             "after_good": "SUCCEEDED", "after_bad": "SKIPPED", "any_ok": "SUCCEEDED",
             "all_done": "SUCCEEDED", "on_fail": "SUCCEEDED", "all_fail": "SKIPPED"}
         assert done.status is RunStatus.FAILED
+        assert done.node("after_bad").skip_reason == "trigger all_succeeded: upstream bad FAILED"
+        assert done.node("all_fail").skip_reason == (
+            "trigger all_failed: upstream good SUCCEEDED")
 
     run(tmp_path, TRIGGERS, body)
 
@@ -232,7 +235,7 @@ def test_cleanup_node_skipped_after_success_does_not_fail_the_run(tmp_path):
         await h.clock.advance(20)
         done = h.engine.get_run(run_id)
         assert done.node("on_fail").status is NodeStatus.SKIPPED
-        assert done.node("on_fail").skip_reason is not None
+        assert done.node("on_fail").skip_reason == "trigger any_failed: no upstream failed"
         assert done.status is RunStatus.SUCCEEDED
 
     run(tmp_path, TRIGGERS.replace("  - {name: all_fail, command: x, upstream: [bad, good],"

@@ -6,7 +6,7 @@ import pytest
 
 from flowplan.daemon.domain import NodeStatus as S
 from flowplan.daemon.engine.triggers import Readiness as R
-from flowplan.daemon.engine.triggers import readiness
+from flowplan.daemon.engine.triggers import readiness, skip_reason
 
 
 @pytest.mark.parametrize(("trigger", "upstream", "expected"), [
@@ -36,3 +36,22 @@ def test_readiness(trigger, upstream, expected):
 def test_unknown_trigger_is_an_error():
     with pytest.raises(ValueError, match="unknown trigger"):
         readiness("sometimes", [S.SUCCEEDED])
+
+
+@pytest.mark.parametrize(("trigger", "upstream", "expected"), [
+    ("all_succeeded", {"extract": S.SUCCEEDED, "transform": S.FAILED, "load": S.RUNNING},
+     "trigger all_succeeded: upstream transform FAILED"),
+    ("all_succeeded", {"a": S.SKIPPED, "b": S.CANCELLED},
+     "trigger all_succeeded: upstreams a SKIPPED, b CANCELLED"),
+    ("any_succeeded", {"a": S.FAILED, "b": S.SKIPPED},
+     "trigger any_succeeded: upstreams a FAILED, b SKIPPED"),
+    ("any_failed", {"a": S.SUCCEEDED, "b": S.CANCELLED}, "trigger any_failed: no upstream failed"),
+    ("all_failed", {"a": S.FAILED, "b": S.SUCCEEDED, "c": S.PENDING},
+     "trigger all_failed: upstream b SUCCEEDED"),
+    ("all_succeeded", {f"p{i}": S.FAILED for i in range(8)},
+     "trigger all_succeeded: upstreams p0 FAILED, p1 FAILED, p2 FAILED, p3 FAILED, p4 FAILED,"
+     " 3 more"),
+])
+def test_a_skip_names_the_upstreams_that_decided_it(trigger, upstream, expected):
+    assert readiness(trigger, list(upstream.values())) is R.SKIP
+    assert skip_reason(trigger, upstream) == expected

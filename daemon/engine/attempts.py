@@ -41,7 +41,7 @@ from flowplan.daemon.engine.launcher import (
 )
 from flowplan.daemon.engine.queues import ResourceQueue
 from flowplan.daemon.engine.spark import attempt_application_id
-from flowplan.daemon.engine.triggers import Readiness, readiness
+from flowplan.daemon.engine.triggers import Readiness, readiness, skip_reason
 
 log = logging.getLogger("flowplan.engine")
 
@@ -63,7 +63,8 @@ class Attempts(EngineCore):
                 node.dispatched = True
                 self._spawn(self._execute(run, node, None))
             elif decision is Readiness.SKIP:
-                reason = f"trigger {node.plan.trigger} cannot hold over its upstreams"
+                reason = skip_reason(node.plan.trigger,
+                                     {u: run.nodes[u].status for u in node.upstream})
                 self._set_node_status(run, [node], NodeStatus.SKIPPED, skip_reason=reason)
                 work.extend(reversed(node.downstream))
 

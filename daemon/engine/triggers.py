@@ -3,7 +3,7 @@ triggers). Pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 
 from flowplan.daemon.domain import NodeStatus
@@ -43,3 +43,23 @@ def readiness(trigger: str, upstream: Sequence[NodeStatus]) -> Readiness:
             return Readiness.READY
         return Readiness.SKIP if len(done) > failed else Readiness.WAIT
     raise ValueError(f"unknown trigger {trigger!r}")
+
+
+NAMED_UPSTREAMS = 5  # a skip reason names at most this many upstreams
+
+
+def skip_reason(trigger: str, upstream: Mapping[str, NodeStatus]) -> str:
+    """Why a node whose trigger can no longer hold is skipped, naming the upstreams that
+    decided it: `trigger all_succeeded: upstream transform FAILED`."""
+    def named(statuses: Sequence[tuple[str, NodeStatus]]) -> str:
+        words = [f"{name} {status.value}" for name, status in statuses[:NAMED_UPSTREAMS]]
+        if len(statuses) > NAMED_UPSTREAMS:
+            words.append(f"{len(statuses) - NAMED_UPSTREAMS} more")
+        return ("upstream " if len(statuses) == 1 else "upstreams ") + ", ".join(words)
+
+    done = [(name, s) for name, s in upstream.items() if s.finished]
+    if trigger == "any_failed":
+        return f"trigger {trigger}: no upstream failed"
+    # all_failed: the upstreams that did not fail; all_ and any_succeeded: that did not succeed
+    wanted = NodeStatus.FAILED if trigger == "all_failed" else NodeStatus.SUCCEEDED
+    return f"trigger {trigger}: {named([(n, s) for n, s in done if s is not wanted])}"
