@@ -30,6 +30,10 @@ FILES = {
                            "  - {name: a, command: 'true'}\n",
     "workflows/yearly.yaml": "name: yearly\nschedule: {cron: '0 2 1 1 *', timezone: UTC,"
                              " enabled: false}\nnodes:\n  - {name: y, command: 'true'}\n",
+    # 20,000 ticks of 10 nodes: the largest backfill, seconds to create
+    "workflows/minutely.yaml": "name: minutely\nschedule: {every: 1m, timezone: UTC, enabled:"
+                               " false}\nnodes:\n" + "".join(
+                                   f"  - {{name: n{i}, command: 'true'}}\n" for i in range(10)),
     # 16 MB of log, then it stays running (followed) until cancelled
     "workflows/chatty.yaml": "name: chatty\nnodes:\n  - {name: talk, command: 'head -c"
                              " 16000000 /dev/zero | tr \"\\\\0\" x; sleep 120'}\n",
@@ -123,6 +127,24 @@ def test_params_are_capped_and_pages_fit_a_default_client(
         assert len(whole.params["blob"]) == 3_000_000
         shown = flowplan("runs", "--limit", "0", "--json", "--address", d.address)
         assert len(json.loads(shown.stdout)["runs"]) == 244
+
+
+def test_a_backfill_whose_caller_timed_out_before_its_commit_is_not_created(
+        deployed: tuple[Path, Path, Path]) -> None:
+    """Told DEADLINE_EXCEEDED, a client would start it again: it must not exist twice."""
+    _, store, state = deployed
+    with running_daemon(store, state) as d:
+        request = pb.StartBackfillRequest(workflow="minutely", start_time=Timestamp(
+            seconds=86_400), end_time=Timestamp(seconds=86_400 + 60 * 19_999))
+        with pytest.raises(grpc.RpcError) as late:
+            d.call("StartBackfill", request, timeout=0.3)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+        wait_until(lambda: "none was created" in d.output(), "the abandoned backfill rolled back",
+                   timeout=60)
+        assert not d.call("ListBackfills", pb.ListBackfillsRequest()).backfills
+        assert not d.call("ListRuns", pb.ListRunsRequest()).runs
+        answer = d.call("StartBackfill", request, timeout=60)  # with time enough: created
+        assert len(answer.run_ids) == 20_000
 
 
 def test_remarks_stored_before_the_cap_are_cut_in_lists(

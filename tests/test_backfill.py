@@ -17,7 +17,7 @@ from flowplan.daemon.domain import BackfillStatus, Reprocess, RunStatus, RunTrig
 from flowplan.daemon.engine.clock import SystemClock
 from flowplan.daemon.engine.engine import Engine, EngineSettings, RunError
 from flowplan.daemon.engine.launcher import LocalLauncher
-from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
+from flowplan.daemon.scheduler.backfills import AbandonedError, BackfillRequest, Backfills
 from flowplan.daemon.state.store import StateStore
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -273,17 +273,40 @@ def test_bad_requests_name_the_field(tmp_path: Path, change: dict[str, object], 
     assert world.runs() == []
 
 
-def test_a_range_over_100000_ticks_is_refused(tmp_path: Path) -> None:
+def test_a_range_over_20000_ticks_or_200000_node_runs_is_refused(tmp_path: Path) -> None:
     c = Catalog()
     c.publish("name: w\nschedule: {every: 1m, timezone: UTC}\nnodes:\n  - {name: a, command: a}\n")
+    c.publish("name: wide\nschedule: {every: 1h, timezone: UTC}\nnodes:\n"
+              + "".join(f"  - {{name: n{i}, command: a}}\n" for i in range(20)))
 
     async def body(world: World) -> None:
-        with pytest.raises(RunError, match="more than 100,000 ticks") as error:
-            world.backfills.start(BackfillRequest(workflow="w", start_time=day(1) - timedelta(
-                days=80), end_time=day(1)))
+        minutes = day(1) - timedelta(minutes=20_000)
+        with pytest.raises(RunError, match="more than 20,000 ticks") as error:
+            world.backfills.start(BackfillRequest(workflow="w", start_time=minutes,
+                                                  end_time=day(1)))
+        assert error.value.field == "end_time"
+        assert len(world.backfills.start(BackfillRequest(
+            workflow="w", start_time=minutes + timedelta(minutes=1), end_time=day(1),
+            dry_run=True)).logical_times) == 20_000
+        hours = day(1) - timedelta(hours=10_000)  # 10,001 ticks of 20 nodes
+        with pytest.raises(RunError, match="10,001 runs of wide would hold 200,020 node runs,"
+                                           " more than the 200,000") as error:
+            world.backfills.start(BackfillRequest(workflow="wide", start_time=hours,
+                                                  end_time=day(1), dry_run=True))
         assert error.value.field == "end_time"
 
     play(tmp_path, NOW, body, catalog=c)
+
+
+def test_a_backfill_its_caller_gave_up_on_is_not_created(tmp_path: Path) -> None:
+    async def body(world: World) -> None:
+        with pytest.raises(AbandonedError, match="none was created"):
+            world.backfills.start(request(1, 3), abandoned=lambda: True)
+        assert world.store.list_backfills() == []
+        assert world.backfills.start(request(1, 3)).backfill_id is not None
+
+    world = play(tmp_path, NOW, body, catalog=catalog())
+    assert len(world.runs()) == 3
 
 
 def test_each_backfilled_run_writes_its_own_ds_with_a_real_node(tmp_path: Path) -> None:

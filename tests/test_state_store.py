@@ -133,3 +133,20 @@ def test_only_a_commit_that_wrote_says_the_database_can_be_written_again(
         else:
             store.probe_write()
         assert store.write_error is None
+
+
+def test_a_backfills_unfinished_check_reads_its_active_runs_only(tmp_path: Path) -> None:
+    """Asked at every run's end: through runs_by_backfill it walked the runs that already
+    ended, which made a 100,000-run backfill quadratic."""
+    store = StateStore(tmp_path)
+    try:
+        asked: list[str] = []
+        store._db.set_trace_callback(asked.append)
+        assert store.backfill_unfinished("bf_x") is False
+        store._db.set_trace_callback(None)
+        [query] = [q for q in asked if "backfill_id" in q]
+        plan = store._db.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+        assert [row[3] for row in plan] == [
+            "SEARCH runs USING INDEX runs_active_by_backfill (backfill_id=?)"]
+    finally:
+        store.close()

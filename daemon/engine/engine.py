@@ -130,10 +130,11 @@ class Engine(Recovery):
         if queued:
             self._store.cancel_queued([q.run_id for q in queued], at=now)
             gone = {q.run_id for q in queued}
+            for name in {q.lane for q in queued}:  # once a lane: a backfill may queue 100,000
+                lane = self._lanes[name]
+                lane.pending = deque(p for p in lane.pending if p.run_id not in gone)
             for q in queued:
                 del self._queued[q.run_id]
-                lane = self._lanes[q.lane]
-                lane.pending = deque(p for p in lane.pending if p.run_id not in gone)
                 if q.state is not None:
                     for node in q.state.nodes.values():
                         self._emit(q.run_id, node.name, NodeStatus.CANCELLED.value)

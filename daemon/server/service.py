@@ -38,7 +38,7 @@ from flowplan.daemon.domain import (
 from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.engine import Engine, StatusEvent
 from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
-from flowplan.daemon.scheduler.backfills import BackfillRequest, Backfills
+from flowplan.daemon.scheduler.backfills import AbandonedError, BackfillRequest, Backfills
 from flowplan.daemon.scheduler.manual import start_run
 from flowplan.daemon.scheduler.scheduler import Scheduler, latest_plan
 from flowplan.daemon.server import convert
@@ -375,13 +375,22 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if request.max_parallel_runs < 0:
             raise RequestError("max_parallel_runs must be positive (0: the workflow's"
                                " max_active_runs)", field="max_parallel_runs")
-        answer = self._p.backfills.start(BackfillRequest(
-            workflow=request.workflow, start_time=_time(request.start_time, "start_time"),
-            end_time=_time(request.end_time, "end_time"),
-            max_parallel_runs=request.max_parallel_runs or None, queue=request.queue or None,
-            remarks=_remarks(request.remarks), failure_emails=_emails(request.failure_emails),
-            dry_run=request.dry_run,
-            reprocess=convert.reprocess(_known(pb.Reprocess, request.reprocess, "reprocess"))))
+        def abandoned() -> bool:  # the client has been told DEADLINE_EXCEEDED already
+            left = context.time_remaining()
+            return left is not None and left <= 0
+
+        try:
+            answer = self._p.backfills.start(BackfillRequest(
+                workflow=request.workflow, start_time=_time(request.start_time, "start_time"),
+                end_time=_time(request.end_time, "end_time"),
+                max_parallel_runs=request.max_parallel_runs or None,
+                queue=request.queue or None, remarks=_remarks(request.remarks),
+                failure_emails=_emails(request.failure_emails), dry_run=request.dry_run,
+                reprocess=convert.reprocess(_known(pb.Reprocess, request.reprocess,
+                                                   "reprocess"))), abandoned=abandoned)
+        except AbandonedError as exc:
+            log.warning("%s", exc)
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         return pb.StartBackfillResponse(
             backfill_id=answer.backfill_id or "",
             logical_times=[convert.required_timestamp(t) for t in answer.logical_times],

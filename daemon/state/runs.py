@@ -59,6 +59,10 @@ class RunRows(Database):
                 f" already ({exc})") from exc
 
     def _insert_runs(self, runs: Sequence[Run], graph_version: int | None) -> None:
+        # a backfill's runs share their params and creation time: each is written once
+        params = {id(p): json.dumps(p, sort_keys=True) for p in {id(r.params): r.params
+                                                                  for r in runs}.values()}
+        created = {r.created_at: ts(r.created_at) for r in runs}
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO runs (run_id, workflow, plan_version, plan_digest, graph_version,"
@@ -68,9 +72,10 @@ class RunRows(Database):
                 [(run.run_id, run.workflow, run.plan_version, run.plan_digest,
                   graph_version or run.plan_version, run.trigger.value,
                   ts(run.logical_time), ts(run.data_interval_start), ts(run.data_interval_end),
-                  run.status.value, json.dumps(run.params, sort_keys=True), run.remarks,
-                  run.queue_override, run.backfill_id, run.previous_run_id, ts(run.created_at),
-                  ts(run.started_at), ts(run.finished_at)) for run in runs])
+                  run.status.value, params[id(run.params)], run.remarks,
+                  run.queue_override, run.backfill_id, run.previous_run_id,
+                  created[run.created_at], ts(run.started_at), ts(run.finished_at))
+                 for run in runs])
             db.executemany(
                 "INSERT INTO node_runs (run_id, name, position, status, queue, plan_version,"
                 " copied_from_run_id, next_attempt_at, skip_reason) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -83,10 +88,10 @@ class RunRows(Database):
             events: list[tuple[Any, ...]] = []
             for run in runs:
                 history: list[tuple[Any, ...]] = [
-                    (run.run_id, 1, None, run.status.value, None, ts(run.created_at))]
+                    (run.run_id, 1, None, run.status.value, None, created[run.created_at])]
                 if run.previous_run_id is not None:
                     history += [(run.run_id, len(history) + i + 1, n.name, n.status.value,
-                                 len(n.attempts) or None, ts(run.created_at))
+                                 len(n.attempts) or None, created[run.created_at])
                                 for i, n in enumerate(n for n in run.nodes
                                                       if n.status.finished)]
                 events += history
@@ -106,6 +111,21 @@ class RunRows(Database):
             "INSERT INTO run_events (run_id, sequence, node, status, attempt, at) SELECT ?,"
             " COALESCE(MAX(sequence), 0) + 1, ?, ?, ?, ? FROM run_events WHERE run_id = ?",
             (run_id, node, status, attempt, ts(at), run_id))
+
+    def _events(self, changes: Sequence[tuple[str, str | None, str]], at: datetime) -> None:
+        """`_event` for many (run id, node, status) changes at `at`, in this order within
+        each run: one query for the runs' last sequences, one insert (a backfill's cancel)."""
+        last: dict[str, int] = {}
+        for chunk in chunks(list(dict.fromkeys(run_id for run_id, _, _ in changes)), 500):
+            marks = ",".join("?" * len(chunk))
+            last.update(self._db.execute(
+                f"SELECT run_id, MAX(sequence) FROM run_events WHERE run_id IN ({marks})"
+                " GROUP BY run_id", chunk).fetchall())
+        stamp, events = ts(at), []
+        for run_id, node, status in changes:
+            last[run_id] = sequence = last.get(run_id, 0) + 1
+            events.append((run_id, sequence, node, status, None, stamp))
+        self._insert_events(events)
 
     def _insert_attempts(self, attempts: Iterable[Attempt]) -> None:
         self._db.executemany(
@@ -339,10 +359,10 @@ class RunRows(Database):
                 db.execute("UPDATE runs SET status = 'CANCELLED', cancel_requested_at ="
                            " COALESCE(cancel_requested_at, ?), finished_at = ? WHERE run_id IN"
                            f" ({marks})", [ts(at), ts(at), *queued])
-                for run_id, name in nodes:
-                    self._event(run_id, name, NodeStatus.CANCELLED.value, None, at)
-                for run_id in queued:
-                    self._event(run_id, None, RunStatus.CANCELLED.value, None, at)
+                self._events([*((run_id, name, NodeStatus.CANCELLED.value)
+                                 for run_id, name in nodes),
+                              *((run_id, None, RunStatus.CANCELLED.value) for run_id in queued)],
+                             at)
 
 
 def _node_run(n: sqlite3.Row, attempts: tuple[Attempt, ...]) -> NodeRun:

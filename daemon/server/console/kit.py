@@ -71,6 +71,10 @@ class CallContext:
         code: grpc.StatusCode = status.code
         raise ServiceError(code, status.details)
 
+    @staticmethod
+    def time_remaining() -> float | None:
+        return None  # a browser's request has no deadline
+
 
 class Kit:
     """The service, the sessions and the templates, shared by the console's page groups."""
