@@ -310,6 +310,42 @@ def test_resume_errors(tmp_path, make_repo):
     drive(tmp_path, make_repo, body)
 
 
+def test_resume_refuses_what_it_cannot_do_as_answered(tmp_path, make_repo):
+    """A starting node that its trigger would skip at once, and a removed workflow even with
+    a version named, are refused; params a fix added get their defaults."""
+    trigger_v1 = ("name: t\nparams: {p: one}\nnodes:\n  - {name: a, command: 'exit 1'}\n"
+                  "  - {name: e, command: 'exit 1', upstream: [a], trigger: all_done}\n")
+
+    async def body(env: Env) -> None:
+        env.publish({"workflows/t.yaml": trigger_v1})
+        first = await env.engine.wait_run(env.start("t"))
+        assert first.node("e").status is NodeStatus.FAILED
+        env.publish({"workflows/t.yaml": trigger_v1.replace("all_done", "all_succeeded")})
+        for dry_run in (True, False):
+            with pytest.raises(RunError, match="node 'e' would be skipped, not started: trigger"
+                               " all_succeeded: upstream a FAILED in the copied") as skipped:
+                env.engine.resume_run(first.run_id, ["e"], dry_run=dry_run)
+            assert (skipped.value.field, skipped.value.precondition) == ("node_names[0]", True)
+        assert env.engine.resume_run(first.run_id, ["a", "e"], dry_run=True).node_names == (
+            "a",)  # with its upstream re-run, e is decided later
+
+        env.publish({"workflows/t.yaml": "name: t\nparams: {p: two, q: added}\nnodes:\n"
+                                         "  - {name: a, command: 'true'}\n  - {name: e,"
+                                         " command: 'test ${params.q} = added', upstream: [a]}\n"})
+        fixed = await env.engine.wait_run(env.engine.resume_run(first.run_id, ["a"]).run_id or "")
+        assert fixed.status is RunStatus.SUCCEEDED
+        assert fixed.params == {"p": "one", "q": "added"}  # the run's own p, q's default
+
+        (env.make_repo({}) / "workflows/t.yaml").unlink()
+        env.publish({})  # removed: version 4 is a tombstone
+        for version in (None, 1, 4):
+            with pytest.raises(RunError, match="was removed") as removed:
+                env.engine.resume_run(first.run_id, ["a"], plan_version=version, dry_run=True)
+            assert (removed.value.field, removed.value.precondition) == ("run_id", True)
+
+    drive(tmp_path, make_repo, body)
+
+
 def test_a_resumed_node_runs_on_its_new_versions_queue_and_concurrency(tmp_path, make_repo):
     """The fix pushed to git takes effect: a re-run node uses its queue as its new version
     defines it (here one that did not exist before), and a queue's concurrency stays the

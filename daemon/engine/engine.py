@@ -226,18 +226,25 @@ class Engine(Recovery):
         original = self.get_run(run_id)
         graph_version = self._store.graph_version(run_id)
         graph = self._content(self._plans.get(original.workflow, graph_version))
-        if plan_version is None:
-            latest = self._plans.latest(original.workflow)
-            if latest is None or latest.version is None:
-                raise RunError(f"workflow '{original.workflow}' has no published version",
-                               field="plan_version", precondition=True)
-            chosen = latest
-        else:
+        latest = self._plans.latest(original.workflow)
+        if latest is None or latest.version is None:
+            raise RunError(f"workflow '{original.workflow}' has no published version",
+                           field="plan_version", precondition=True)
+        if latest.content is None:  # whichever version is asked for
+            raise RunError(f"workflow '{original.workflow}' was removed (version"
+                           f" {latest.version} is a tombstone): its runs cannot be resumed"
+                           " until it is published again", field="run_id", precondition=True)
+        chosen = latest
+        if plan_version is not None:
             try:
                 chosen = self._plans.get(original.workflow, plan_version)
             except Exception as exc:
                 raise RunError(f"plan version {plan_version} of {original.workflow} cannot be"
                                f" used: {exc}", field="plan_version", not_found=True) from exc
+            if chosen.content is None:
+                raise RunError(f"plan version {plan_version} of {original.workflow} is a"
+                               " tombstone (the workflow removed), not a version to run",
+                               field="plan_version", precondition=True)
         rerun_content = self._content(chosen)
         assert chosen.version is not None
         try:
@@ -270,7 +277,8 @@ class Engine(Recovery):
         run = Run(run_id=new_id, workflow=original.workflow, plan_version=chosen.version,
                   plan_digest=chosen.digest, trigger=RunTrigger.RESUME,
                   logical_time=original.logical_time, status=RunStatus.PENDING, created_at=now,
-                  params=original.params,
+                  # the run's params, and the defaults of params the fix added
+                  params={**rerun_content.params, **original.params},
                   remarks=original.remarks if remarks is None else remarks,
                   queue_override=original.queue_override, backfill_id=original.backfill_id,
                   previous_run_id=original.run_id,

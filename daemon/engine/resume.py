@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flowplan.compiler.plan import WorkflowPlan
 from flowplan.daemon.domain import Run
+from flowplan.daemon.engine.triggers import Readiness, readiness, skip_reason
 
 
 class ResumeError(ValueError):
@@ -58,6 +59,20 @@ def plan_resume(run: Run, graph: WorkflowPlan, selected: Sequence[str],
             raise ResumeError(f"node '{name}' must run again but plan version {rerun_version}"
                               f" of {run.workflow} has no such node", field="plan_version",
                               precondition=True)
+    # a starting node's upstreams are all copied, so its trigger is decided now: one that
+    # cannot hold would be skipped at once, not started as the answer says
+    above: dict[str, list[str]] = {name: [] for name in names}
+    for upstream, node in graph.edges():
+        above[node].append(upstream)
+    for name in starting:
+        trigger = rerun_plan.node(name).trigger
+        copied = {u: run.node(u).status for u in above[name]}
+        if readiness(trigger, list(copied.values())) is not Readiness.READY:
+            index = list(selected).index(name)
+            raise ResumeError(
+                f"node '{name}' would be skipped, not started: {skip_reason(trigger, copied)}"
+                " in the copied upstreams; resume from those upstreams too",
+                field=f"node_names[{index}]", precondition=True)
     return ResumePlan(rerun=rerun, starting=starting)
 
 
