@@ -271,7 +271,8 @@ def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSp
         data = sources.get(path)
         if isinstance(data, SourceProblem):
             line, column = check.source_positions[node.index]
-            out.append(Diagnostic(check.file, line, column, data.code, data.message))
+            out.append(Diagnostic(check.file, line, column, data.code,
+                                  data.message + _beside_hint(data, path, check.file, sources)))
             found = True
             continue
         if node.type == "sql":
@@ -283,6 +284,17 @@ def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSp
                                       f" {check.file})", problem.severity))
                 found = found or problem.severity is Severity.ERROR
     return found
+
+
+def _beside_hint(problem: SourceProblem, path: str, file: str, sources: _SourceCache) -> str:
+    """For a missing source that exists beside the workflow file: the path to write."""
+    if problem.code is not Code.SOURCE_MISSING or path.startswith("/"):
+        return ""
+    beside = posixpath.normpath(posixpath.join(posixpath.dirname(file), path))
+    if beside == path or beside.startswith("../") or not isinstance(sources.get(beside), bytes):
+        return ""
+    return (f"; source paths are from the repository root, not from {file}'s folder: did"
+            f" you mean '{beside}'?")
 
 
 def _offset_position(data: bytes, offset: int) -> tuple[int, int]:

@@ -159,7 +159,7 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        return [_yaml_error(exc, file)]
+        return [_yaml_error(exc, file, text)]
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -212,10 +212,14 @@ def _mark(node: yaml.Node | yaml.Event | None) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+def _yaml_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "invalid YAML"
+    if mark is not None and "tab" not in problem:
+        lines = text.split("\n", mark.line + 1)
+        if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+            problem += ": a tab; YAML indents with spaces only"
     if exc.context and "single document" in exc.context:
         return _diag(file, line, column, Code.NOT_ONE_DOCUMENT,
                      "file has more than one YAML document; keep one workflow per file")
@@ -247,7 +251,7 @@ def _exact_depth_problem(text: str, file: str) -> Diagnostic | None:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
-        return _yaml_error(exc, file)
+        return _yaml_error(exc, file, text)
     return None
 
 

@@ -181,6 +181,15 @@ def test_duplicate_key_points_at_the_second_and_names_the_first() -> None:
     assert str(diagnostic) == "x.yaml:5:3: FP007 duplicate key 'c' (first at line 3)"
 
 
+@pytest.mark.parametrize("text", ["name: a\nnodes:\n\t- name: x\n",  # libyaml: "any token"
+                                  "a:\n  b: 1\n\tc: 2\n"])
+def test_a_tab_that_breaks_the_yaml_is_named(text: str) -> None:
+    [diagnostic] = problems(text)
+    assert diagnostic.code is Code.YAML_SYNTAX
+    assert "tab" in diagnostic.message, diagnostic.message
+    assert diagnostic.message.count("tab") <= 2  # said once, libyaml's own words or ours
+
+
 def test_quoted_and_plain_spellings_of_a_key_are_the_same_key() -> None:
     [diagnostic] = problems("a: 1\n'a': 2\n")
     assert diagnostic.code is Code.DUPLICATE_KEY and diagnostic.line == 2
