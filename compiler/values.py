@@ -20,7 +20,7 @@ from typing import Any, Final
 from croniter import croniter
 from pydantic_core import PydanticCustomError
 
-from flowplan.compiler.diagnostics import Code
+from flowplan.compiler.diagnostics import Code, did_you_mean
 from flowplan.compiler.grammars import MAX_DURATION_SECONDS, is_email_address, parse_duration
 
 NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
@@ -202,14 +202,35 @@ def start_time(value: Any) -> str:
                 value=str(value))
 
 
+_CRON_FIELDS: Final = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"),
+                       ("month", "1-12 or jan-dec"), ("day-of-week", "0-7 or sun-sat"))
+
+
 def cron(value: Any) -> str:
     """A five-field cron expression or a macro such as `@daily`."""
     if isinstance(value, str):
         expression = " ".join(value.split())
         if expression in _CRON_MACROS:
             return expression
-        if len(expression.split(" ")) == 5 and _cron_valid(expression):
+        fields = expression.split(" ")
+        if len(fields) == 5 and _cron_valid(expression):
             return expression
+        if expression.startswith("@"):
+            raise _fail(Code.INVALID_CRON, "'{value}' is not a cron macro: give one of "
+                        + ", ".join(sorted(_CRON_MACROS)) + did_you_mean(expression,
+                                                                          _CRON_MACROS),
+                        value=expression)
+        if len(fields) != 5:
+            raise _fail(Code.INVALID_CRON,
+                        "'{value}' has {count} fields; cron takes five (minute hour"
+                        " day-of-month month day-of-week, no seconds) such as \"0 2 * * *\"",
+                        value=expression, count=len(fields))
+        for index, (field, allowed) in enumerate(_CRON_FIELDS):
+            alone = " ".join(f if i == index else "*" for i, f in enumerate(fields))
+            if not _cron_valid(alone):
+                raise _fail(Code.INVALID_CRON, "'{value}': the " + field + " field '{field}'"
+                            " is not valid: give " + allowed + ", a list (1,15), a range"
+                            " (1-5), a step (*/10) or *", value=expression, field=fields[index])
     raise _fail(Code.INVALID_CRON,
                 "'{value}' is not a valid cron expression: five fields (minute hour"
                 " day-of-month month day-of-week) such as \"0 2 * * *\"", value=str(value))
