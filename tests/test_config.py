@@ -91,6 +91,17 @@ def test_flags_win_over_variables_over_the_file_over_defaults(settings_file: Pat
     assert f"# settings file: {settings_file}" in result.stdout
 
 
+def test_print_config_prints_settings_that_would_not_serve_then_says_why(tmp_path: Path
+                                                                         ) -> None:
+    result = serve("--print-config", "--max-connections", "9", env={})
+    assert result.returncode == 2
+    printed = tomllib.loads(result.stdout)
+    assert printed["server"]["max_connections"] == 9 and "store" not in printed["server"]
+    assert result.stderr == ("flowplan serve: these settings would not serve: give the plan"
+                             " store's folder: --store DIR, FLOWPLAN_SERVER_STORE or [server]"
+                             " store in the --settings file\n")
+
+
 def test_print_config_shows_no_secret(settings_file: Path, tmp_path: Path) -> None:
     keys = certificates(tmp_path / "pki")
     (tmp_path / "smtp-password").write_text(PASSWORD + "\n")
@@ -133,11 +144,13 @@ def test_print_config_shows_no_secret(settings_file: Path, tmp_path: Path) -> No
     ("", {"FLOWPLAN_SERVER_KILLGRACE": "1"},
      "FLOWPLAN_SERVER_KILLGRACE: not a setting of flowplan serve; the [server] ones:"),
     ("[tls]\ncert = 'cert.pem'\n", {},
-     "[tls] cert of {file} and --tls-key go together"),
+     "these settings would not serve: [tls] cert of {file} and --tls-key go together"),
     ("[server]\nstore = 'flowplan.toml'\n", {},
-     "{file}: [server] store {folder}/flowplan.toml is a file: give a folder"),
+     "these settings would not serve: {file}: [server] store {folder}/flowplan.toml is a"
+     " file: give a folder"),
     ("[server]\ntoken_file = 'missing'\n", {},
-     "cannot read {folder}/missing ([server] token_file of {file}): No such file"),
+     "these settings would not serve: cannot read {folder}/missing ([server] token_file of"
+     " {file}): No such file"),
 ], ids=["type", "listen", "port", "choice", "table", "key", "env", "http-cap", "env-bool",
         "env-unknown",
         "tls-pair", "store-file", "token-missing"])
@@ -151,7 +164,10 @@ def test_a_refused_setting_names_the_file_and_key_or_the_variable(
         folders += ["--store", tmp_path / "plans"]
     result = serve("--settings", settings, *folders, "--print-config", env=env)
     assert result.returncode == 2
-    assert result.stdout == ""
+    if message.startswith("these settings would not serve"):  # read, then found wanting
+        assert tomllib.loads(result.stdout)["server"]["state"] == str(tmp_path / "state")
+    else:
+        assert result.stdout == ""
     assert result.stderr.startswith(
         "flowplan serve: " + message.format(file=settings, folder=tmp_path)), result.stderr
 

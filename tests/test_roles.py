@@ -131,7 +131,8 @@ def test_serve_refuses_a_malformed_roles_file_at_start(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=tmp_path, timeout=60,
         env={**os.environ, "FLOWPLAN_SERVER_ROLES_FILE": str(roles)})
     assert (result.returncode, result.stderr) == (
-        2, f"flowplan serve: {roles}:2: not UTF-8 text (FLOWPLAN_SERVER_ROLES_FILE)\n")
+        2, f"flowplan serve: these settings would not serve: {roles}:2: not UTF-8 text"
+           " (FLOWPLAN_SERVER_ROLES_FILE)\n")
 
 
 def test_a_non_loopback_address_accepts_a_roles_file_as_authentication(tmp_path: Path

@@ -39,12 +39,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         loaded = load_settings(args, os.environ)
-        config = loaded.config()
     except UsageError as exc:
         print(f"flowplan serve: {exc}", file=sys.stderr)
         return 2
-    if args.print_config:
+    if args.print_config:  # what is set, even when it is not yet enough to serve
         sys.stdout.write(loaded.to_toml())
+    try:
+        config = loaded.config()
+    except UsageError as exc:
+        what = "these settings would not serve: " if args.print_config else ""
+        print(f"flowplan serve: {what}{exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
         return 0
     import asyncio
 
