@@ -593,6 +593,12 @@ def test_backfill_sends_the_range_and_options_and_lists_a_dry_run(fake, capsys):
                                                                tzinfo=UTC)
     assert capsys.readouterr().out.startswith("nothing to backfill")
 
+    fake.answers["StartBackfill"] = pb.StartBackfillResponse(logical_times=times[:1])
+    assert flowplan("backfill", "daily_sales", "--from", "2026-01-01", "--to", "2026-01-01",
+                    "--dry-run") == 0
+    assert capsys.readouterr().out.startswith(
+        "dry run: a backfill of daily_sales would start 1 run, first")
+
 
 def _backfill_progress(fake: FakeDaemon, final: int) -> None:
     fake.answers["StartBackfill"] = pb.StartBackfillResponse(

@@ -119,7 +119,8 @@ def test_flowplan_up_says_in_one_line_when_its_http_port_is_busy(tmp_path: Path)
         process, channel = start_up(project, address, http, sink, out)  # gRPC serves anyway
         try:
             said = [line for line in out.read_text().splitlines() if http in line]
-            assert said == [f"no HTTP listener (metrics), serving gRPC only: cannot listen on"
+            assert said == [f"no HTTP listener (web console and metrics), serving gRPC only:"
+                            f" cannot listen on"
                             f" --http {http}: address in use: another program listens there;"
                             " choose another --http"], out.read_text()
             channel.close()

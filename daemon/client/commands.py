@@ -626,7 +626,7 @@ def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
         out.message(response, one_line=wait)
     elif args.dry_run:
         span = f", first {times[0]}, last {times[-1]}:" if times else ""
-        out.line(f"dry run: a backfill of {args.workflow} would start {len(times)} runs{span}")
+        out.line(f"dry run: a backfill of {args.workflow} would start {_runs(len(times))}{span}")
         out.lines(f"  {t}" for t in times)
     elif not response.backfill_id:
         reprocess = args.reprocess or "all"
@@ -635,10 +635,14 @@ def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
     else:
         span = f", {times[0]} .. {times[-1]}" if times else ""
         out.line(f"started backfill {response.backfill_id} of {args.workflow}:"
-                 f" {len(times)} runs{span}")
+                 f" {_runs(len(times))}{span}")
     if not wait:
         return EXIT_OK
     return wait_backfill(client, response.backfill_id, out)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def wait_backfill(client: Client, backfill_id: str, out: Output) -> int:
@@ -671,7 +675,7 @@ def wait_backfill(client: Client, backfill_id: str, out: Output) -> int:
     if not out.json:
         progress = backfill.progress
         status = render.backfill_status(backfill.status)
-        out.line(f"backfill {backfill_id} {out.paint.status(status)}: {progress.total} runs"
+        out.line(f"backfill {backfill_id} {out.paint.status(status)}: {_runs(progress.total)}"
                  f" ({render.progress_counts(progress)})")
         if progress.failed:
             out.line(f"failed runs: flowplan runs --backfill {backfill_id} --status failed")

@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client co
 
 log = logging.getLogger("flowplan.daemon")
 
-NO_HTTP = "no HTTP listener (metrics), serving gRPC only: "
+NO_HTTP = "no HTTP listener (web console and metrics), serving gRPC only: "
 STOP_GRACE_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0  # WAL checkpoints off the event loop (daemon/state/store.py)
 RESERVED_FDS = 128  # for the daemon's own files: SQLite, logs, the shim, plan reads, git
