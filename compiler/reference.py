@@ -10,7 +10,9 @@ what this module generates. Regenerate with `python -m flowplan.compiler.referen
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -272,5 +274,23 @@ def write(path: Path = REFERENCE_PATH) -> Path:
     return path
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flowplan.compiler.reference [PATH]`, from the root of a clone: the page
+    goes into that clone, not into whichever tree the installed package points at."""
+    parser = argparse.ArgumentParser(
+        prog=REGENERATE, description="Regenerate docs/workflow-reference.md from the"
+                                     " compiler's models.")
+    parser.add_argument("path", nargs="?", type=Path,
+                        default=Path("docs") / REFERENCE_PATH.name,
+                        help=f"where to write it (default: docs/{REFERENCE_PATH.name}, from"
+                             " the repository root)")
+    args = parser.parse_args(argv)
+    if not args.path.parent.is_dir():
+        parser.error(f"{args.path.parent}/ does not exist: run it from the repository root,"
+                     " or give the page's path")
+    print(write(args.path))
+    return 0
+
+
 if __name__ == "__main__":
-    print(write())
+    sys.exit(main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from conftest import ROOT
 
@@ -55,3 +57,22 @@ def test_links_between_sections_resolve():
     titles = {"".join(c for c in s.title.lower() if c.isalnum() or c in " -_").replace(" ", "-")
               for s in SECTIONS}
     assert anchors <= titles, anchors - titles
+
+
+def test_regenerating_writes_into_the_clone_it_is_run_from(tmp_path):
+    """Not into the tree the installed package points at (another clone's docs/)."""
+    before = REFERENCE_PATH.stat().st_mtime_ns
+    helped = subprocess.run([sys.executable, "-m", "flowplan.compiler.reference", "--help"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: ")
+    nowhere = subprocess.run([sys.executable, "-m", "flowplan.compiler.reference"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert nowhere.returncode == 2 and "docs/ does not exist: run it from the repository root" \
+        in nowhere.stderr
+    (tmp_path / "docs").mkdir()
+    made = subprocess.run([sys.executable, "-m", "flowplan.compiler.reference"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "docs/workflow-reference.md").read_text(encoding="utf-8") == (
+        reference_markdown())
+    assert REFERENCE_PATH.stat().st_mtime_ns == before
