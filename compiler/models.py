@@ -35,6 +35,8 @@ EnvName = Annotated[str, BeforeValidator(values.env_name), WithJsonSchema(
     {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"})]
 Text = Annotated[str, BeforeValidator(values.text),
                  WithJsonSchema({"type": ["string", "integer"]})]
+SparkConfValue = Annotated[str, BeforeValidator(values.spark_conf_value),
+                           WithJsonSchema({"type": ["string", "integer"]})]
 Duration = Annotated[float, BeforeValidator(values.duration), WithJsonSchema(_DURATION)]
 Timeout = Annotated[float | None, BeforeValidator(values.timeout), WithJsonSchema(
     {"anyOf": [_DURATION, {"type": "null"}, {"const": "none"}],
@@ -147,7 +149,7 @@ class QueueSpec(_Spec):
     executor: Executor = "local"
     concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
     master: str | None = None
-    conf: dict[str, Text] = Field(default_factory=dict)
+    conf: dict[str, SparkConfValue] = Field(default_factory=dict)
     python: str | None = None
 
 

@@ -181,11 +181,41 @@ def check_settings(doc: Document | None) -> tuple[SettingsSpec | None, list[Diag
             f"defaults.queue '{settings.defaults.queue}' is not a queue of 'queues'"
             + did_you_mean(settings.defaults.queue, settings.queues)))
     for name, queue in settings.queues.items():
-        if queue.executor == "local" and queue.master is not None:
-            line, column = doc.position(("queues", name, "master"), key=True)
-            diagnostics.append(Diagnostic(doc.file, line, column, Code.INVALID_VALUE,
-                                          f"queue '{name}': master applies to spark queues only"))
+        diagnostics += _queue_settings(doc, name, queue)
     return (None if diagnostics else settings), diagnostics
+
+
+def _queue_settings(doc: Document, name: str, queue: QueueSpec) -> list[Diagnostic]:
+    """A queue's spark settings that its model takes but that cannot work: `master` or
+    `conf` on a local queue (which ignores them), an empty `master` (it would be dropped:
+    spark-submit's default master instead of the one meant), and `conf` keys that
+    `--conf key=value` cannot carry (empty, or with a `=`: Spark splits at the first)."""
+    found: list[Diagnostic] = []
+
+    def error(path: Path, message: str, *, key: bool) -> None:
+        line, column = doc.position(("queues", name, *path), key=key)
+        found.append(Diagnostic(doc.file, line, column, Code.INVALID_VALUE,
+                                f"queue '{name}': {message}"))
+
+    if queue.executor == "local":
+        if queue.master is not None:
+            error(("master",), "master applies to spark queues only", key=True)
+        if queue.conf:
+            error(("conf",), "conf applies to spark queues only", key=True)
+        return found
+    if queue.master is not None and not queue.master.strip():
+        error(("master",), "master is empty: give a master URL such as local[2],"
+              " spark://host:7077, yarn or k8s://https://host:6443, or leave master out"
+              " for spark-submit's default", key=False)
+    for prop in queue.conf:
+        if not prop.strip():
+            error(("conf", prop), "a conf key is empty: a key is a Spark property's name,"
+                  " such as spark.executor.memory", key=True)
+        elif "=" in prop:
+            error(("conf", prop), f"conf key '{prop}' contains '=', which --conf key=value"
+                  " cannot carry: the key is the property's name alone and the value its"
+                  " value, such as spark.executor.memory: \"2g\"", key=True)
+    return found
 
 
 class _SettingsDoc(Document):

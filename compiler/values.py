@@ -78,6 +78,20 @@ def text(value: Any) -> str:
                 kind=type(value).__name__ if value is not None else "nothing")
 
 
+def spark_conf_value(value: Any) -> str:
+    """A Spark property's value in a spark queue's `conf`: `text`, with a hint for a nested
+    mapping or a list, which `--conf key=value` cannot carry and quoting would not mend."""
+    if isinstance(value, dict):
+        raise _fail(Code.WRONG_TYPE, "expected a string, got a mapping; write each Spark"
+                    " property as one full key with a string value, such as"
+                    " spark.executor.memory: \"2g\"")
+    if isinstance(value, list):
+        raise _fail(Code.WRONG_TYPE, "expected a string, got a list; a Spark property's value"
+                    " is one string, with Spark's own separator for a list, such as"
+                    " spark.jars: \"a.jar,b.jar\"")
+    return text(value)
+
+
 def duration(value: Any) -> float:
     """Seconds from a number (seconds) or a string like `30s`, `10m`, `1h30m`, `500ms`."""
     if isinstance(value, bool):

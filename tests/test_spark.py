@@ -2,8 +2,10 @@
 engine, launcher and state store on `local[1]`, and on a standalone cluster (master and one
 worker started here on loopback); a cancel kills the driver's whole process group (client
 mode) and, on the cluster, the application's executor; a missing spark-submit fails the node
-with the install hint. Plus the pieces without a JVM: the spark-submit lookup, the argv, the
-SQL statement splitter and the application id parser.
+with the install hint; the SQL runner runs every statement to its end and reports errors as
+its own, and the event log hides the job's args. Plus the pieces without a JVM: the
+spark-submit lookup, the argv, the SQL statement splitter, the application id parser and how
+`flowplan status` shows the id.
 
 The real-Spark tests need the `spark` extra (pyspark ships spark-submit and the jars) and
 Java 17+; CI installs both. Every Spark process is kept small: one core, 512 MiB heaps, no UI,
@@ -30,14 +32,17 @@ from typing import Any
 
 import pytest
 from conftest import FLOWPLAN, ROOT, running
+from google.protobuf.timestamp_pb2 import Timestamp
 from test_engine_real import Env as RealEnv
 from test_engine_real import drive as real_drive
 
-from flowplan.compiler.plan import NodePlan, QueuePlan
+from flowplan.compiler.plan import NodePlan, QueuePlan, SourcePlan
+from flowplan.daemon.client import render
 from flowplan.daemon.domain import NodeStatus, RunStatus
 from flowplan.daemon.engine import spark
 from flowplan.daemon.engine.commands import CommandError, build_command
 from flowplan.daemon.engine.spark_sql import statements
+from flowplan.v1 import workflow_service_pb2 as pb
 
 LOGICAL = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -185,6 +190,7 @@ def test_submit_argv_master_conf_and_defaults(tmp_path):
     assert argv == (
         "/opt/spark/bin/spark-submit", "--master", "spark://10.0.0.5:7077",
         "--name", "flowplan:w.n:wr_1:1", "--conf", "spark.executor.memory=2g",
+        "--conf", f"spark.redaction.regex={spark.REDACTION_REGEX}",
         "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
         "--conf", "spark.pyspark.driver.python=/usr/bin/python3.11",
         str(job), "--ds", "x y")
@@ -201,6 +207,7 @@ def test_submit_argv_master_conf_and_defaults(tmp_path):
         "/opt/spark/bin/spark-submit", "--master", "yarn",
         "--conf", "spark.submit.deployMode=cluster", "--conf", "spark.app.name=mine",
         "--conf", f"spark.files=hdfs:///a.txt,{tmp_path / 'query.sql'}",
+        "--conf", f"spark.redaction.regex={spark.REDACTION_REGEX}",
         str(spark.SQL_RUNNER), "query.sql")
 
 
@@ -212,7 +219,53 @@ def test_shell_nodes_cannot_run_on_a_spark_queue(tmp_path):
     with pytest.raises(CommandError, match="queue 'spark' uses executor spark, which runs"
                                            " python and sql sources; node 'say' is a shell"
                                            " command: put it on a local queue"):
-        build_command(node, queue, {}, sources_dir=tmp_path, attempt_dir=tmp_path)
+        build_command(node, queue, {}, queue_name="spark", sources_dir=tmp_path,
+                      attempt_dir=tmp_path)
+
+
+def test_the_messages_name_the_queue_that_runs_the_node_not_the_plans(tmp_path, monkeypatch):
+    """A run's queue override sends a node without a queue of its own to a spark queue: the
+    reason names that queue, not the plan's."""
+    queue = QueuePlan(executor="spark", concurrency=1, master="local[1]")
+    shell = NodePlan(name="sh", type="shell", command="echo hi", queue="default",
+                     queue_pinned=False, retries=0, retry_delay_seconds=0, retry_backoff=1,
+                     timeout_seconds=None, tags={})
+    with pytest.raises(CommandError, match=r"^queue 'heavy' uses executor spark, which runs"
+                                           " python and sql sources; node 'sh' is a shell"
+                                           " command"):
+        build_command(shell, queue, {}, queue_name="heavy", sources_dir=tmp_path,
+                      attempt_dir=tmp_path)
+    job = NodePlan(name="j", type="python", source=SourcePlan(path="jobs/j.py", text="",
+                                                              sha256="0" * 64),
+                   queue="default", queue_pinned=False, retries=0, retry_delay_seconds=0,
+                   retry_backoff=1, timeout_seconds=None, tags={})
+    monkeypatch.setattr(spark, "locate", lambda: None)
+    with pytest.raises(CommandError, match=r"^queue 'heavy' uses executor spark, but"
+                                           " spark-submit was not found"):
+        build_command(job, queue, {}, queue_name="heavy", sources_dir=tmp_path,
+                      attempt_dir=tmp_path)
+
+
+def test_status_shows_the_application_id_of_a_single_successful_attempt():
+    started, finished = Timestamp(seconds=1_774_749_600), Timestamp(seconds=1_774_749_612)
+    run = pb.Run(run_id="wr_1", workflow="w", status=pb.RUN_STATUS_SUCCEEDED, plan_version=1,
+                 nodes=[pb.NodeRun(name="rollup", status=pb.NODE_STATUS_SUCCEEDED,
+                                   queue="spark", attempts=[pb.Attempt(
+                                       number=1, status=pb.ATTEMPT_STATUS_SUCCEEDED,
+                                       started_at=started, finished_at=finished, exit_code=0,
+                                       spark_application_id="local-1774749601234")]),
+                        pb.NodeRun(name="report", status=pb.NODE_STATUS_SUCCEEDED,
+                                   queue="default", attempts=[pb.Attempt(
+                                       number=1, status=pb.ATTEMPT_STATUS_SUCCEEDED,
+                                       started_at=started, finished_at=finished,
+                                       exit_code=0)])])
+    lines = render.run_graph(run, render.Paint(color=False), datetime.now(UTC))
+    assert lines == [
+        "NODE    STATUS     ATTEMPTS  DURATION  QUEUE    UPSTREAM",
+        "rollup  SUCCEEDED  1         12.0s     spark    -",
+        "    └ attempt 1  SUCCEEDED  12.0s  exit 0  local-1774749601234",
+        "report  SUCCEEDED  1         12.0s     default  -",  # no Spark: nothing to add
+        "2 nodes: 2 succeeded"]
 
 
 # ---- real Spark -----------------------------------------------------------------------------
@@ -384,6 +437,95 @@ def test_missing_spark_submit_fails_the_node_without_retry(tmp_path, make_repo):
     assert ("--- j, attempt 1: queue 'spark' uses executor spark, but spark-submit was not"
             " found: pip install 'flowplan[spark]' (or set SPARK_HOME)") in result.stdout
     assert "attempt 2" not in result.stdout
+
+
+# The SQL runner on several scripts in one driver (one JVM: a new SparkContext per script),
+# submitted with flowplan's own argv, so its event log can be read back too.
+SQL_DRIVER = """
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {runner_dir!r})
+import spark_sql
+
+spark_sql.MAX_ROWS = 3
+results, _flag, _secret, *scripts = sys.argv[1:]
+out = {{}}
+for script in scripts:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = spark_sql.main(["spark_sql.py", script])
+    except Exception as exc:  # the runner's bug: a traceback instead of its message
+        code = f"raised {{exc!r}}"
+    out[Path(script).name] = [code, stdout.getvalue(), stderr.getvalue()]
+Path(results).write_text(json.dumps(out))
+"""
+
+SQL_SCRIPTS = {
+    # a check in a statement that is not the last one: its rows must be computed
+    "mid.sql": ("CREATE TEMPORARY VIEW v AS SELECT 0 AS cnt;\n"
+                "SELECT assert_true(cnt > 0, 'no rows in v') FROM v;\n"
+                "SELECT 'after' AS status;\n"),
+    # a runtime error in the last statement: the runner's message, no traceback
+    "last.sql": "CREATE TEMPORARY VIEW v AS SELECT 1 AS x;\n\nSELECT raise_error('boom') FROM v\n",
+    # the last statement fails in a row after the rows printed (MAX_ROWS is 3 here)
+    "late.sql": "SELECT id, assert_true(id < 50, 'late row') AS ok FROM range(0, 100, 1, 1)",
+    "ok.sql": ("CREATE TEMPORARY VIEW v AS SELECT id AS x FROM range(5);\n"
+               "SELECT assert_true(x >= 0) FROM v;\n"
+               "SET spark.sql.shuffle.partitions = 1;\n"
+               "SELECT x, 'a;b' AS s FROM v ORDER BY x;\n"),
+}
+
+
+@needs_spark
+def test_sql_runner_executes_every_statement_and_the_event_log_hides_the_args(tmp_path):
+    submit = spark.locate()
+    assert submit is not None
+    for name, text in SQL_SCRIPTS.items():
+        (tmp_path / name).write_text(text)
+    driver = tmp_path / "driver.py"
+    driver.write_text(SQL_DRIVER.format(runner_dir=str(spark.SQL_RUNNER.parent)))
+    results, secret = tmp_path / "results.json", "hunter2-not-for-logs"
+    queue = QueuePlan(executor="spark", concurrency=1, master="local[1]",
+                      conf={**SMALL, "spark.eventLog.compress": "false"})  # readable here
+    argv = spark.submit_argv(submit, queue, app_name="flowplan:w.sql:wr_1:1",
+                             attempt_dir=tmp_path / "1", primary=driver,
+                             args=[str(results), "--pw", secret,
+                                   *(str(tmp_path / name) for name in SQL_SCRIPTS)])
+    done = subprocess.run(argv, cwd=tmp_path, env=spark.submit_env(submit, os.environ),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(results.read_text())
+
+    code, stdout, stderr = out["mid.sql"]
+    assert (code, stdout) == (1, ""), out["mid.sql"]
+    assert stderr.startswith("spark sql error: mid.sql, statement 2 (line 2): ")
+    assert "no rows in v" in stderr and "Traceback" not in stderr
+
+    code, stdout, stderr = out["last.sql"]
+    assert (code, stdout) == (1, ""), out["last.sql"]
+    assert stderr.startswith("spark sql error: last.sql, statement 2 (line 3): ")
+    assert "boom" in stderr and "Traceback" not in stderr
+
+    code, stdout, stderr = out["late.sql"]
+    assert (code, stdout) == (1, ""), out["late.sql"]
+    assert stderr.startswith("spark sql error: late.sql, statement 1 (line 1): ")
+    assert "late row" in stderr
+
+    code, stdout, stderr = out["ok.sql"]
+    assert (code, stdout) == (0, "x,s\r\n0,a;b\r\n1,a;b\r\n2,a;b\r\n"), out["ok.sql"]
+    assert stderr.endswith("(only the first 3 rows are shown)\n")
+
+    # the event logs (one per SparkContext) hide the JVM's command line, with its args
+    logs = [path.read_text() for path in (tmp_path / "1" / spark.EVENTS_DIR).rglob("events_*")]
+    assert len(logs) == len(SQL_SCRIPTS)
+    for log in logs:
+        assert '"sun.java.command":"*********(redacted)"' in log
+        assert secret not in log
 
 
 # ---- a standalone cluster on loopback -------------------------------------------------------

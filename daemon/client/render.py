@@ -257,8 +257,9 @@ def run_graph(run: pb.Run, paint: Paint, now: datetime, *,
               only: Collection[str] | None = None) -> list[str]:
     """Every node in the run's (topological) order (with `only`, those named) with its
     upstreams, status, attempts and duration; under a node, its own tags and what explains
-    its state: attempts that did not succeed, the next retry, why it was skipped, the run
-    it was copied from. The last line counts every node of the run by status."""
+    its state: attempts that did not succeed or that name a Spark application, the next
+    retry, why it was skipped, the run it was copied from. The last line counts every node
+    of the run by status."""
     upstream: dict[str, list[str]] = {}
     for edge in run.edges:
         upstream.setdefault(edge.downstream, []).append(edge.upstream)
@@ -300,6 +301,7 @@ def _node_details(node: pb.NodeRun, run: pb.Run, paint: Paint, now: datetime) ->
         extra.append(f"copied from {node.copied_from_run_id}")
     show_attempts = len(node.attempts) > 1 or any(
         a.status in (pb.ATTEMPT_STATUS_FAILED, pb.ATTEMPT_STATUS_CANCELLED)
+        or a.spark_application_id  # the link to the cluster's UI, whatever the attempt's end
         for a in node.attempts)
     for attempt in node.attempts if show_attempts else ():
         extra.append(attempt_text(attempt, run.plan_version, paint, now))

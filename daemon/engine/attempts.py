@@ -134,8 +134,8 @@ class Attempts(EngineCore):
                 if queue_plan is None:
                     raise CommandError(f"queue '{node.queue}' is not defined in plan version"
                                        f" {node.plan_version}")
-                argv, node_env = await self._build_command(plan, queue_plan, variables,
-                                                           attempt_dir)
+                argv, node_env = await self._build_command(plan, queue_plan, node.queue,
+                                                           variables, attempt_dir)
                 env = attempt_env(self._settings.base_env, variables, node_env,
                                   workspace=run.context.workspace,
                                   sqlite_db=self._settings.state_dir / "sqlite"
@@ -216,14 +216,14 @@ class Attempts(EngineCore):
                        started_at=self._clock.now(),
                        log_path=str(self._attempt_dir(run, node.name, number) / "log"))
 
-    async def _build_command(self, plan: NodePlan, queue: QueuePlan,
+    async def _build_command(self, plan: NodePlan, queue: QueuePlan, queue_name: str,
                              variables: Mapping[str, Any], attempt_dir: Path
                              ) -> tuple[tuple[str, ...], dict[str, str]]:
         """`build_command` off the event loop (templates render there), within a time limit;
         on the loop when there is nothing to render: the hop to the thread and back costs
         the loop more than such a command does."""
         build = functools.partial(
-            build_command, plan, queue, variables,
+            build_command, plan, queue, variables, queue_name=queue_name,
             sources_dir=self._settings.state_dir / "sources", attempt_dir=attempt_dir)
         if renders_as_written(plan, queue):
             return build()

@@ -177,8 +177,12 @@ def renders_as_written(node: NodePlan, queue: QueuePlan) -> bool:
 
 
 def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any], *,
-                  sources_dir: Path, attempt_dir: Path) -> tuple[tuple[str, ...], dict[str, str]]:
-    """(argv, node env) for one attempt; raises `CommandError` with a reason for people."""
+                  queue_name: str, sources_dir: Path, attempt_dir: Path
+                  ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(argv, node env) for one attempt; raises `CommandError` with a reason for people.
+
+    `queue` is the queue the node runs on and `queue_name` its name: the run's queue
+    override where the node has no queue of its own, so not always `node.queue`."""
     try:
         args = [templating.render(arg, variables) for arg in node.args]
         env = {key: templating.render(value, variables) for key, value in node.env.items()}
@@ -187,8 +191,8 @@ def build_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any]
     except templating.TemplateError as exc:
         raise CommandError(str(exc)) from exc
     if queue.executor == "spark":
-        return _spark_command(node, queue, variables, args, env, sources_dir=sources_dir,
-                              attempt_dir=attempt_dir)
+        return _spark_command(node, queue, variables, args, env, queue_name=queue_name,
+                              sources_dir=sources_dir, attempt_dir=attempt_dir)
     if command is not None:
         return ("/bin/sh", "-c", command), env
     assert node.source is not None
@@ -216,17 +220,18 @@ def _render_sql(source: SourcePlan, variables: Mapping[str, Any], attempt_dir: P
 
 
 def _spark_command(node: NodePlan, queue: QueuePlan, variables: Mapping[str, Any],
-                   args: list[str], env: dict[str, str], *, sources_dir: Path,
-                   attempt_dir: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+                   args: list[str], env: dict[str, str], *, queue_name: str,
+                   sources_dir: Path, attempt_dir: Path
+                   ) -> tuple[tuple[str, ...], dict[str, str]]:
     """`spark-submit` of a python source, or of the SQL runner with a rendered sql source."""
     if node.source is None or node.type == "shell":
-        raise CommandError(f"queue '{node.queue}' uses executor spark, which runs python and"
+        raise CommandError(f"queue '{queue_name}' uses executor spark, which runs python and"
                            f" sql sources; node '{node.name}' is a shell"
                            f" {'command' if node.source is None else 'source'}: put it on a"
                            " local queue")
     submit = spark.locate()
     if submit is None:
-        raise CommandError(spark.not_found_message(node.queue))
+        raise CommandError(spark.not_found_message(queue_name))
     files: list[Path] = []
     if node.type == "sql":
         query = _render_sql(node.source, variables, attempt_dir, "spark_sql")

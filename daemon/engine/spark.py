@@ -36,6 +36,10 @@ APPLICATION_ID = re.compile(
     rb"(?<![A-Za-z0-9-])"
     rb"(app-\d{14}-\d{4,}|application_\d{10,}_\d{4,}|local-\d{10,}|spark-[0-9a-f]{32})"
     rb"(?![\w-])")
+# Spark 4's default `spark.redaction.regex`, plus the JVM's command line: it holds the job's
+# args (`${params.password}` among them), which the event log and the UI's environment page
+# would show in the clear. Spark redacts the value of any property whose key or value matches.
+REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|credential|sun\.java\.command"
 _LOG_SCAN_BYTES = 16 * 1024 * 1024  # the id comes with the SparkContext, near the start
 _CHUNK = 1024 * 1024
 
@@ -107,10 +111,12 @@ def submit_argv(submit: SparkSubmit, queue: QueuePlan, *, app_name: str, attempt
                 files: Sequence[Path] = ()) -> tuple[str, ...]:
     """`spark-submit --master M --name N --conf k=v ... PRIMARY ARGS`.
 
-    Defaults that the queue's conf does not set itself: the application name; in client
-    mode an event log in the attempt folder (so that the log names the application id) and
-    the driver's Python (the queue's `python`, else this interpreter, which has pyspark when
-    the pyspark package's spark-submit is used; with a `local` master the workers' too).
+    Defaults that the queue's conf does not set itself: the application name; a redaction
+    regex that also hides the JVM's command line (it holds the job's args) from the event log
+    and the UI; in client mode an event log in the attempt folder (so that the log names the
+    application id) and the driver's Python (the queue's `python`, else this interpreter,
+    which has pyspark when the pyspark package's spark-submit is used; with a `local` master
+    the workers' too).
     `files` are shipped to the driver's working directory (`spark.files`, added to the
     conf's own).
     """
@@ -123,6 +129,7 @@ def submit_argv(submit: SparkSubmit, queue: QueuePlan, *, app_name: str, attempt
     if files:
         conf["spark.files"] = ",".join([*filter(None, [conf.get("spark.files")]),
                                         *(str(f) for f in files)])
+    conf.setdefault("spark.redaction.regex", REDACTION_REGEX)
     client = not cluster_mode(queue)
     if client and not ({"spark.eventLog.enabled", "spark.eventLog.dir"} & conf.keys()):
         events = attempt_dir / EVENTS_DIR

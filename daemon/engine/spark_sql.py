@@ -1,10 +1,11 @@
 """The Spark SQL runner of spark queues: `spark-submit spark_sql.py QUERY_FILE`.
 
 Runs the statements of a rendered `.sql` node one after the other in one SparkSession (so
-temporary views made by one statement are seen by the next) and prints the rows of the last
-statement as CSV, header first, like the embedded SQL engine of local queues. A statement
-that fails stops the script: its number, first line and Spark's message go to stderr, and
-the exit code is 1.
+temporary views made by one statement are seen by the next), each to its end (a query's rows
+are computed, not only planned), and prints the rows of the last statement as CSV, header
+first, like the embedded SQL engine of local queues. A statement that fails, while planned or
+while its rows are computed, stops the script: its number, first line and Spark's message go
+to stderr, and the exit code is 1.
 
 This file is the primary resource of a `spark-submit`: it runs in the Spark driver's Python,
 which may not have flowplan installed, so it imports nothing but the standard library and
@@ -18,6 +19,10 @@ import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 MAX_ROWS = 10_000  # of the last statement, printed to the log
 
@@ -76,26 +81,29 @@ def main(argv: list[str]) -> int:
         return 2
     path = Path(argv[1])
     script = path.read_text(encoding="utf-8")
+    from py4j.protocol import Py4JJavaError  # type: ignore[import-untyped]
     from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()
     try:
-        result = None
-        for number, (first_line, statement) in enumerate(statements(script), start=1):
+        todo = list(statements(script))
+        columns: list[str] = []
+        rows: list[Any] = []
+        for number, (first_line, statement) in enumerate(todo, start=1):
             try:
-                result = spark.sql(statement)
-            except PySparkException as exc:
+                columns, rows = run(spark.sql(statement), last=number == len(todo))
+            except (PySparkException, Py4JJavaError) as exc:
+                message = exc.java_exception.toString() if isinstance(exc, Py4JJavaError) else exc
                 print(f"spark sql error: {path.name}, statement {number} (line {first_line}):"
-                      f" {exc}", file=sys.stderr)
+                      f" {message}", file=sys.stderr)
                 return 1
-        if result is not None and result.columns:
-            rows = result.limit(MAX_ROWS + 1).collect()
+        if columns:
             # One write: spark-submit runs the driver with PYTHONUNBUFFERED, so row-by-row
             # writes would let the JVM's log lines (same file) land between the rows.
             table = io.StringIO()
             writer = csv.writer(table)
-            writer.writerow(result.columns)
+            writer.writerow(columns)
             writer.writerows(tuple(row) for row in rows[:MAX_ROWS])
             sys.stdout.write(table.getvalue())
             if len(rows) > MAX_ROWS:
@@ -104,6 +112,26 @@ def main(argv: list[str]) -> int:
         return 0
     finally:
         spark.stop()
+
+
+def run(result: DataFrame, *, last: bool) -> tuple[list[str], list[Any]]:
+    """Execute a statement's DataFrame to its end: `spark.sql` runs commands (DDL, INSERT,
+    ...) at once but only plans a query, whose rows must be computed for its checks
+    (`assert_true`, `raise_error`, a bad cast) to fail. The last statement's columns and its
+    first `MAX_ROWS + 1` rows; other statements' rows are computed and dropped (a "noop"
+    write: nothing reaches the driver)."""
+    if not result.columns:
+        return [], []  # a command without output: it has run
+    noop = result.write.format("noop").mode("overwrite")
+    if not last:
+        noop.save()
+        return [], []
+    rows = result.limit(MAX_ROWS + 1).collect()
+    if len(rows) > MAX_ROWS:
+        # The limit stopped the query early (fewer rows would mean that every partition was
+        # read to its end): run it to its end too, so that a check in a later row fails.
+        noop.save()
+    return result.columns, rows
 
 
 if __name__ == "__main__":
