@@ -18,7 +18,9 @@ from flowplan.compiler.compile import compile_repo
 from flowplan.compiler.plan import Plan
 from flowplan.compiler.repo import MemorySources, RepoSnapshot
 from flowplan.daemon.domain import NodeStatus, RunStatus, RunTrigger
+from flowplan.daemon.engine import spark
 from flowplan.daemon.engine.engine import Engine, EngineSettings, RunError
+from flowplan.daemon.engine.launcher import Recovered
 from flowplan.daemon.engine.plans import MemoryPlans
 from flowplan.daemon.state.store import StateStore
 
@@ -37,8 +39,9 @@ def compile_one(yaml: str, settings: bytes = SETTINGS,
 
 
 class Harness:
-    def __init__(self, tmp: Path, plan: Plan, *, grace: float = 5.0) -> None:
-        self.clock = FakeClock(T0)
+    def __init__(self, tmp: Path, plan: Plan, *, grace: float = 5.0, at: datetime = T0
+                 ) -> None:
+        self.clock = FakeClock(at)
         self.launcher = FakeLauncher(self.clock)
         self.plans = MemoryPlans([plan])
         self.store = StateStore(tmp / "state")
@@ -180,6 +183,41 @@ nodes:
         await h.clock.advance(5)
 
     run(tmp_path, yaml, body)
+
+
+def test_a_node_sent_to_a_spark_queue_by_the_runs_override_fails_naming_that_queue(
+        tmp_path, monkeypatch):
+    """Not the plan's queue: the one the node would have run on."""
+    settings = SETTINGS + b"  heavy: {executor: spark, concurrency: 1, master: 'local[1]'}\n"
+    yaml = """
+nodes:
+  - {name: sh, command: echo hi, retries: 2}
+  - {name: j, source: jobs/j.py, retries: 2}
+"""
+    monkeypatch.setattr(spark, "locate", lambda: None)  # no spark-submit here
+
+    async def body(h: Harness) -> None:
+        run_id = h.start(queue="heavy")
+        await h.clock.advance(5)
+        done = h.engine.get_run(run_id)
+        assert done.status is RunStatus.FAILED
+        assert (done.node("sh").queue, done.node("j").queue) == ("heavy", "heavy")
+        assert _attempts(h, run_id, "sh") == [
+            (1, "FAILED", None, "queue 'heavy' uses executor spark, which runs python and sql"
+             " sources; node 'sh' is a shell command: put it on a local queue")]
+        assert _attempts(h, run_id, "j") == [
+            (1, "FAILED", None, "queue 'heavy' uses executor spark, but spark-submit was not"
+             " found: pip install 'flowplan[spark]' (or set SPARK_HOME)")]
+        assert h.launcher.launches == []
+
+    h = Harness(tmp_path, compile_one(yaml, settings, {"jobs/j.py": b"print('hi')\n"}))
+
+    async def main() -> None:
+        await h.engine.start()
+        await body(h)
+        await h.engine.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
 
 
 def test_max_active_runs_keeps_extra_runs_pending_then_starts_them(tmp_path):
@@ -384,6 +422,91 @@ nodes:
         await again.engine.stop()
 
     asyncio.run(asyncio.wait_for(after(), 10))
+
+
+def _ended_while_down(tmp_path: Path, *, down_at: float, up_at: float,
+                      ended_at: float | None, cancel: bool = False) -> tuple[Harness, str]:
+    """Node a of CHAIN (retry_delay 10s) runs from T0; the engine stops at `down_at` s
+    (`cancel`: just after the run's cancel, before a ended); a new one starts at `up_at` s
+    and finds a's attempt 1 ended with code 3 at `ended_at` s (its exit file's time; None:
+    unknown). Runs until T0 + 100 s."""
+    first = Harness(tmp_path, compile_one(CHAIN))
+    first.launcher.scripts["a"] = [Behaviour(hang=True, ignore_term=True)]
+
+    async def before() -> str:
+        await first.engine.start()
+        run_id = first.start()
+        await first.clock.advance(down_at)
+        if cancel:
+            first.engine.cancel_run(run_id)
+            await first.clock.advance(0)
+        await first.engine.stop()
+        return run_id
+
+    run_id = asyncio.run(asyncio.wait_for(before(), 10))
+    again = Harness(tmp_path, first.plan(), at=T0 + timedelta(seconds=up_at))
+    found: list[Path] = []
+
+    def recover(attempt_dir: Path, pid: int | None, pid_start: int | None) -> Recovered:
+        found.append(attempt_dir)
+        return Recovered(exit_code=3, pid=pid, ended_at=None if ended_at is None
+                         else T0 + timedelta(seconds=ended_at))
+
+    again.launcher.recover = recover  # type: ignore[method-assign]
+
+    async def after() -> None:
+        await again.engine.start()
+        await again.clock.advance(100 - up_at)
+        await again.engine.stop()
+
+    asyncio.run(asyncio.wait_for(after(), 10))
+    assert [(f.parent.name, f.name) for f in found] == [("a", "1")]
+    return again, run_id
+
+
+def test_an_attempt_that_ended_while_the_engine_was_down_ends_when_its_process_did(
+        tmp_path):
+    """Its finished_at is its exit file's time, not the restart's, and its retry is due
+    retry_delay after that: the downtime does not delay it."""
+    h, run_id = _ended_while_down(tmp_path, down_at=1, up_at=8, ended_at=4)
+    a = h.engine.get_run(run_id).node("a")
+    assert [(x.number, x.exit_code) for x in a.attempts] == [(1, 3), (2, 0)]
+    assert a.attempts[0].finished_at == T0 + timedelta(seconds=4)
+    assert a.attempts[0].error == "exited with code 3"
+    assert h.node_times("a") == [14]  # 4 + 10, not 8 + 10
+    assert h.engine.get_run(run_id).status is RunStatus.SUCCEEDED
+
+
+def test_a_retry_already_due_at_the_restart_starts_at_once(tmp_path):
+    h, run_id = _ended_while_down(tmp_path, down_at=1, up_at=30, ended_at=4)
+    assert h.engine.get_run(run_id).node("a").attempts[0].finished_at == (
+        T0 + timedelta(seconds=4))
+    assert h.node_times("a") == [30]
+
+
+def test_a_cancelled_attempt_that_ended_while_the_engine_was_down_ends_when_it_did(
+        tmp_path):
+    h, run_id = _ended_while_down(tmp_path, down_at=1, up_at=8, ended_at=4, cancel=True)
+    done = h.engine.get_run(run_id)
+    assert done.status is RunStatus.CANCELLED
+    [first] = done.node("a").attempts
+    assert (first.status.value, first.exit_code, first.error) == ("CANCELLED", 3, "cancelled")
+    assert first.finished_at == T0 + timedelta(seconds=4)
+    assert h.node_times("a") == []
+
+
+@pytest.mark.parametrize(("ended_at", "finished"), [
+    (-5, 0),  # before the attempt started (a clock set back, a file's time changed): its start
+    (50, 8),  # after the restart (the same, forward): the restart
+    (None, 8),  # unknown: the restart, as before
+], ids=["before-its-start", "after-now", "unknown"])
+def test_the_end_time_of_an_attempt_found_ended_is_kept_between_its_start_and_now(
+        tmp_path, ended_at, finished):
+    h, run_id = _ended_while_down(tmp_path, down_at=1, up_at=8, ended_at=ended_at)
+    first = h.engine.get_run(run_id).node("a").attempts[0]
+    assert first.started_at == T0
+    assert first.finished_at == T0 + timedelta(seconds=finished)
+    assert h.node_times("a") == [max(finished + 10, 8)]
 
 
 def test_a_cancelled_pending_run_records_each_nodes_cancel_in_its_history(tmp_path):

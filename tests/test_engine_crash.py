@@ -475,6 +475,36 @@ def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries,
     check_attempts(rig, run, "a", expected)
 
 
+def test_a_node_that_ends_while_the_engine_is_down_ends_then_not_at_the_restart(rig):
+    """Its attempt's finished_at is when it ended (the exit file's time), and its retry is
+    due `retry_delay` after that: the downtime does not delay the retry."""
+    chain(rig, a=rig.job(3, 0), retries=1, retry_delay="4s")
+    rig.close_gate("a")
+    first = rig.driver(create="w")
+    run_id = first.run_id()
+    pid = rig.running_node(run_id, "a")
+    first.kill()
+    exit_file = rig.attempt_dir(run_id, "a", 1) / "exit"
+    rig.open_gate("a")
+    wait_until(exit_file.exists, "the exit file")
+    wait_until(lambda: not running(pid), "the node to end")
+    stat = exit_file.stat()
+    ended = datetime.fromtimestamp(stat.st_mtime_ns // 1000 / 1_000_000, UTC)
+    time.sleep(1.0)  # the engine stays down a while after the node ended
+
+    restarted = datetime.now(UTC)
+    rig.driver().finished()
+    run = check_final(rig, run_id, RunStatus.SUCCEEDED, ALL_OK)
+    check_attempts(rig, run, "a", [(FAILED, 3, "exited with code 3"), (OK, 0, None)])
+    first_attempt, second_attempt = run.node("a").attempts
+    assert first_attempt.finished_at is not None
+    assert abs(first_attempt.finished_at - ended) < timedelta(milliseconds=1)
+    assert first_attempt.finished_at < restarted
+    # due 4 s after the node's end (about 3 s after the restart), not 4 s after the restart
+    assert first_attempt.finished_at + timedelta(seconds=4) <= second_attempt.started_at
+    assert second_attempt.started_at < restarted + timedelta(seconds=4)
+
+
 @pytest.mark.parametrize("retries", [1, 0])
 def test_kill_during_a_node_whose_process_vanishes_fails_it_as_lost(rig, retries):
     run_id, pid = killed_during_a(rig, retries=retries)
@@ -678,6 +708,8 @@ def test_recovery_adopts_only_its_own_supervisor_never_a_reused_pid(tmp_path):
             handle.signal_group(signal.SIGKILL)
             assert await asyncio.wait_for(handle.wait(), WAIT) == 128 + signal.SIGKILL
         (folder / "exit").write_text("0\n")
-        assert launcher.recover(folder, handle.pid, start) == Recovered(exit_code=0, pid=handle.pid)
+        os.utime(folder / "exit", (1_700_000_000, 1_700_000_000))
+        assert launcher.recover(folder, handle.pid, start) == Recovered(
+            exit_code=0, pid=handle.pid, ended_at=datetime.fromtimestamp(1_700_000_000, UTC))
 
     asyncio.run(main())

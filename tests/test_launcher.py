@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,13 @@ from flowplan.daemon.engine.launcher import (
     ProcessLostError,
     Recovered,
     process_start,
+    read_end,
     read_exit,
     read_record,
 )
 
 WAIT = 10.0
+TICK = timedelta(milliseconds=20)
 
 
 def run(body: Callable[[], Awaitable[Any]]) -> Any:
@@ -409,12 +412,42 @@ def test_the_shim_records_the_exit_while_no_daemon_listens_then_exits(tmp_path, 
     daemon.kill()
     assert running(daemon.pid) and running(daemon.shim)
     assert os.getsid(daemon.pid) == daemon.pid and os.getsid(daemon.shim) == daemon.shim
+    before = datetime.now(UTC)
     gate.unlink()
     wait_until(lambda: read_exit(folder) == 5, "the exit file")
+    after = datetime.now(UTC)
     wait_until(lambda: not running(daemon.shim), "the shim to exit: no daemon, no child")
     assert (folder / "log").read_text() == "started\ndone\n"
     recovered = LocalLauncher().recover(folder, daemon.pid, daemon.start)
-    assert recovered == Recovered(exit_code=5, pid=daemon.pid)
+    assert recovered == Recovered(exit_code=5, pid=daemon.pid, ended_at=file_time(
+        folder / "exit"))
+    assert recovered.ended_at is not None
+    # the exit file's time, when the node ended (the file system's clock is a tick coarse)
+    assert before - TICK <= recovered.ended_at <= after
+
+
+def file_time(path: Path) -> datetime:
+    seconds, nanoseconds = divmod(path.stat().st_mtime_ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanoseconds // 1000)
+
+
+def test_recovery_reads_when_an_attempt_ended_from_its_exit_file(tmp_path):
+    """From the `exit` file's modification time: a shim of any version writes the file when
+    the node ends, in the same format (the status alone: an old daemon reads it too)."""
+    folder = tmp_path / "a" / "1"
+    folder.mkdir(parents=True)
+    (folder / "log").write_text("")
+    (folder / "pid").write_text("999999999\n")  # no such process
+    (folder / "exit").write_text("3\n")
+    ended = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    os.utime(folder / "exit", ns=(0, int(ended.timestamp()) * 10**9 + 123456789))
+    assert read_end(folder) == (3, ended)
+    assert LocalLauncher().recover(folder, None, None) == Recovered(
+        exit_code=3, ended_at=ended, pid=999999999)
+    (folder / "exit").write_text("not a status\n")
+    assert read_end(folder) is None
+    (folder / "exit").unlink()
+    assert read_end(folder) is None
 
 
 def test_adoption_of_a_node_whose_daemon_is_gone(tmp_path, daemons):

@@ -120,7 +120,7 @@ class Attempts(EngineCore):
         if run.cancel.is_set():
             if recovered is not None and recovered.handle is None:  # its row is RUNNING
                 await self._finish(run, node, node.attempts, recovered.exit_code, "cancelled",
-                                   cancelled=True)
+                                   cancelled=True, ended_at=recovered.ended_at)
             if recovered is None or recovered.handle is None:
                 return None
         plan = node.plan
@@ -193,7 +193,8 @@ class Attempts(EngineCore):
                 unwritten = (self._attempt_dir(run, node.name, number) / "exit.tmp").exists()
                 return await self._finish(run, node, number, None,
                                           LOST_UNWRITTEN if unwritten else LOST)
-            return await self._finish(run, node, number, recovered.exit_code, None)
+            return await self._finish(run, node, number, recovered.exit_code, None,
+                                      ended_at=recovered.ended_at)
         node.handle = handle
         try:
             code, reason = await self._wait(run, handle, timeout)
@@ -262,11 +263,17 @@ class Attempts(EngineCore):
                 waiter.cancel()
 
     async def _finish(self, run: RunState, node: NodeState, number: int, code: int | None,
-                      error: str | None, *, retryable: bool = True, cancelled: bool = False
-                      ) -> datetime | None:
+                      error: str | None, *, retryable: bool = True, cancelled: bool = False,
+                      ended_at: datetime | None = None) -> datetime | None:
         """Record an attempt's end and the node's next status in one commit (on a full
-        disk: kept here and retried until it is written; nothing acts on it before)."""
-        now = self._clock.now()
+        disk: kept here and retried until it is written; nothing acts on it before).
+
+        The attempt ends now, or at `ended_at` when it ended while the daemon was away (its
+        exit file's time): its `finished_at` and the base of its retry delay, kept between its
+        start and now (a clock that moved, a file's time that was changed)."""
+        at = self._clock.now()
+        if ended_at is not None:
+            at = min(max(ended_at, self._attempt_started(run, node)), at)
         plan = node.plan
         succeeded = code == 0 and error is None
         next_at: datetime | None = None
@@ -278,7 +285,7 @@ class Attempts(EngineCore):
             attempt_status = AttemptStatus.FAILED
             if retryable and number <= plan.retries and not run.cancel.is_set():
                 delay = plan.retry_delay_seconds * plan.retry_backoff ** (number - 1)
-                next_at = now + timedelta(seconds=delay)
+                next_at = at + timedelta(seconds=delay)
                 node_status = NodeStatus.RETRYING
             else:
                 node_status = NodeStatus.FAILED
@@ -287,7 +294,7 @@ class Attempts(EngineCore):
         application_id = attempt_application_id(node.queue_plan,
                                                 self._attempt_dir(run, node.name, number))
         await self._durably(lambda: self._store.finish_attempt(
-            run.header.run_id, node.name, number, status=attempt_status, at=now,
+            run.header.run_id, node.name, number, status=attempt_status, at=at,
             exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
             spark_application_id=application_id))
         run.set_node_status(node, node_status)

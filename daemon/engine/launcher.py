@@ -10,16 +10,18 @@ the daemon talks to it over a socket pair. Per attempt the folder holds:
     pid    the node's pid; the file's modification time is the node's start time (field 22
            of /proc/PID/stat: clock ticks since boot, modulo 2**31, as seconds since the
            epoch); written under a temporary name, then renamed
-    exit   its exit status (128 + N for signal N) once it ended; temporary name, then renamed
+    exit   its exit status (128 + N for signal N) once it ended; temporary name, then renamed;
+           the file's modification time is when the attempt ended (the shim writes it then)
     cgroup the path of the node's cgroup, where the shim made one (see shim.py)
 
 A restarted daemon reads those files (`LocalLauncher.recover`): an `exit` file means the
-attempt finished; a live node whose pid and start time match the folder's record (and the
-state store's, when it has them) and whose parent is a live shim is adopted: the shim that
-started it records its end. No `log` means the node never started. Anything else is `lost`:
-the node ended and nothing recorded its status, or it runs with no shim to record it (its
-shim was killed), and then it is killed, so that a retry does not run beside it: its process
-group while the node itself is alive, its cgroup (if it had one) in any case.
+attempt finished, at the file's modification time (not at the restart); a live node whose
+pid and start time match the folder's record (and the state store's, when it has them) and
+whose parent is a live shim is adopted: the shim that started it records its end. No `log`
+means the node never started. Anything else is `lost`: the node ended and nothing recorded
+its status, or it runs with no shim to record it (its shim was killed), and then it is
+killed, so that a retry does not run beside it: its process group while the node itself is
+alive, its cgroup (if it had one) in any case.
 
 Why one shim and not one supervisor per attempt: creating a process is most of what an
 attempt costs here (about 0.5 ms), and a `/bin/sh` supervisor per attempt doubled the
@@ -40,6 +42,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,6 +104,7 @@ class Recovered:
     """What a restart finds of an attempt that was running."""
 
     exit_code: int | None = None  # finished while the daemon was away
+    ended_at: datetime | None = None  # ... at this time (the exit file's), when known
     handle: ProcessHandle | None = None  # still running: adopted
     never_started: bool = False  # no log: the node never ran, launch it again
     lost: bool = False  # it ended and left no exit status
@@ -109,6 +113,23 @@ class Recovered:
 
 def read_exit(attempt_dir: Path) -> int | None:
     return _read_int(attempt_dir / "exit")
+
+
+def read_end(attempt_dir: Path) -> tuple[int, datetime] | None:
+    """The node's exit status and when it ended: the `exit` file's text and modification time
+    (the shim writes the file as the node ends; a shim of any version, the format is the same).
+    """
+    try:
+        with open(attempt_dir / "exit", "rb") as record:
+            text = record.read().strip()
+            mtime = os.fstat(record.fileno()).st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not text.lstrip(b"-").isdigit():
+        return None
+    seconds, nanoseconds = divmod(mtime, 1_000_000_000)
+    return int(text), (datetime.fromtimestamp(seconds, UTC)
+                       + timedelta(microseconds=nanoseconds // 1000))
 
 
 def read_record(attempt_dir: Path) -> tuple[int, int] | None:
@@ -486,18 +507,18 @@ class LocalLauncher:
         record = read_record(attempt_dir)
         if pid is None and record is not None:
             pid = record[0]
-        code = read_exit(attempt_dir)
-        if code is not None:
-            return Recovered(exit_code=code, pid=pid)
+        end = read_end(attempt_dir)
+        if end is not None:
+            return Recovered(exit_code=end[0], ended_at=end[1], pid=pid)
         if pid is None:
             if not (attempt_dir / "log").exists():
                 return Recovered(never_started=True)
             # a shim had begun the launch: its pid file follows at once, unless it died
             record = _wait_for_record(attempt_dir)
             if record is None:
-                code = read_exit(attempt_dir)
-                if code is not None:
-                    return Recovered(exit_code=code)
+                end = read_end(attempt_dir)
+                if end is not None:
+                    return Recovered(exit_code=end[0], ended_at=end[1])
                 _kill_unrecorded(attempt_dir)
                 kill_cgroup(attempt_dir)
                 return Recovered(lost=True)
@@ -514,9 +535,9 @@ class LocalLauncher:
             # its shim is gone: nothing will record its end; stop it, so that a retry does
             # not run beside it
             _signal_group(pid, signal.SIGKILL)
-        code = read_exit(attempt_dir)  # it may have finished while we looked
-        if code is not None:
-            return Recovered(exit_code=code, pid=pid)
+        end = read_end(attempt_dir)  # it may have finished while we looked
+        if end is not None:
+            return Recovered(exit_code=end[0], ended_at=end[1], pid=pid)
         kill_cgroup(attempt_dir)
         return Recovered(lost=True, pid=pid)
 

@@ -29,7 +29,8 @@ a stand-in `/bin/sh`, so that every started attempt has a process, a pid file an
 
 When a child ends (SIGCHLD wakes the loop), the shim SIGKILLs what is left of its process
 group (a background process the node left behind, children that ignored a TERM), then reaps
-it, writes `exit` (temporary file, then rename: a reader never sees half of it), then
+it, writes `exit` (temporary file, then rename: a reader never sees half of it; the file's
+modification time is the attempt's end, which a restarted daemon reads), then
 reports: an attempt that ended leaves nothing of its group behind. The one exception: a node
 that was sent a TERM (a timeout or cancel) and ended while other members of its group still
 run is held, unreaped and unreported, until they have ended too or the KILL that follows the
@@ -544,6 +545,8 @@ class Shim:
         with contextlib.suppress(ChildProcessError):
             os.waitid(os.P_PID, pid, os.WEXITED)
         attempt_dir = self.children.pop(pid)
+        # now, not later: the file's modification time is the attempt's end (a restarted
+        # daemon's finished_at)
         with contextlib.suppress(OSError):  # else the folder went away under us
             write_file(attempt_dir + "/exit.tmp", f"{code}\n")
             os.rename(attempt_dir + "/exit.tmp", attempt_dir + "/exit")
