@@ -277,7 +277,8 @@ def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSp
             continue
         if node.type == "sql":
             language = sql_language(node.spec, check.header, settings)
-            for problem in sources.sql_problems(path, params, language):
+            for problem in (*sources.sql_problems(path, params, language),
+                            *templating.braces(data.decode("utf-8"))):
                 line, column = _offset_position(data, problem.offset)
                 out.append(Diagnostic(path, line, column, problem.code,
                                       f"{problem.message} (in node '{node.name}' of"

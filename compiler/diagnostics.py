@@ -77,6 +77,7 @@ class Code(StrEnum):
     TEMPLATE_UNQUOTABLE = "FP507"  # a value where quoting cannot work (backticks, heredoc...)
     RAW_PARAM = "FP508"  # a warning: `| raw` pastes a param unquoted into a command or SQL
     RAW_MISPLACED = "FP509"  # `| raw` that is not the expression's last filter
+    JINJA_BRACES = "FP510"  # a warning: `{{ ds }}`, Jinja's delimiters, is left as text
 
     SETTINGS_UNKNOWN_QUEUE = "FP601"  # defaults.queue names no queue
 

@@ -129,7 +129,7 @@ class _TooManyDigitsError(ValueError):
 
     def __init__(self, digits: int) -> None:
         super().__init__(f"integer with {digits} digits is out of range; an integer has at"
-                         f" most {MAX_INT_DIGITS} digits (quote it for a string)")
+                         f" most {MAX_INT_DIGITS} digits (where text is meant, quote it)")
 
 
 class _InvalidError(Exception):

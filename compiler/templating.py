@@ -402,6 +402,22 @@ def check(template: str, params: frozenset[str] | None, language: Language = "te
     return _check_cached(template, params, language)
 
 
+# `{{ ds }}`, `{{ params.region }}`: Airflow's and dbt's Jinja, which flowplan leaves as text
+_BRACES: Final = re.compile(r"\{\{-?\s*(" + "|".join(sorted(VARIABLES)) + r")\b[^{}]*?-?\}\}")
+
+
+def braces(template: str) -> tuple[TemplateProblem, ...]:
+    """Warnings for `{{ VARIABLE ... }}`: a template written in Jinja's own delimiters,
+    which flowplan passes through as text (its templates are `${...}`)."""
+    if "{{" not in template:
+        return ()
+    return tuple(TemplateProblem(
+        found.start(), Code.JINJA_BRACES,
+        f"'{found.group(0)}' is passed through as text: flowplan's templates are"
+        f" ${{{found.group(0)[2:-2].strip(' -')}}}, not Jinja's {{{{ }}}}", Severity.WARNING)
+        for found in _BRACES.finditer(template))
+
+
 @lru_cache(maxsize=65536)
 def _check_cached(template: str, params: frozenset[str] | None, language: Language
                   ) -> tuple[TemplateProblem, ...]:

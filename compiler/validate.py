@@ -12,7 +12,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -94,6 +94,13 @@ _TYPE_NAMES = {
 }
 
 
+# Keys of Airflow, Dagu and GitHub Actions files that flowplan spells otherwise
+# (docs/coming-from.md), suggested where the spelling alone suggests nothing.
+_OTHER_TOOLS: Final = {"depends": "upstream", "depends_on": "upstream", "needs": "upstream",
+                       "dependencies": "upstream", "steps": "nodes", "tasks": "nodes",
+                       "jobs": "nodes", "schedule_interval": "schedule", "run": "command"}
+
+
 def _to_diagnostic(error: Any, doc: Document, prefix: Path) -> Diagnostic:
     loc: list[str | int] = [p for p in error["loc"] if p != "[key]"]
     kind: str = error["type"]
@@ -101,9 +108,11 @@ def _to_diagnostic(error: Any, doc: Document, prefix: Path) -> Diagnostic:
     shown = loc if prefix == ("settings",) else path  # flowplan.yaml's own key names
     label = ".".join(str(p) for p in shown) or "document"
     if kind == "extra_forbidden":
-        parent_model = _model_at(prefix, loc)
-        message = f"unknown key '{loc[-1]}'" + did_you_mean(str(loc[-1]), parent_model)
-        code, on_key = Code.UNKNOWN_KEY, True
+        parent_model = list(_model_at(prefix, loc))
+        hint = did_you_mean(str(loc[-1]), parent_model)
+        if not hint and _OTHER_TOOLS.get(str(loc[-1])) in parent_model:
+            hint = f" (did you mean '{_OTHER_TOOLS[str(loc[-1])]}'?)"
+        message, code, on_key = f"unknown key '{loc[-1]}'{hint}", Code.UNKNOWN_KEY, True
     elif kind == "missing":
         message, code, on_key = f"missing required key '{label}'", Code.MISSING_KEY, False
     elif kind.startswith("FP"):
@@ -114,6 +123,9 @@ def _to_diagnostic(error: Any, doc: Document, prefix: Path) -> Diagnostic:
         code, on_key = Code.WRONG_TYPE, False
     elif kind == "literal_error":
         message = f"{label}: {error['msg'].replace('Input should be', 'expected')}"
+        if isinstance(error.get("input"), str):
+            allowed = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+            message += did_you_mean(error["input"], allowed)
         code, on_key = Code.INVALID_VALUE, False
     elif kind == "too_short" and path == ("nodes",):
         message, code, on_key = "a workflow needs at least one node", Code.EMPTY_WORKFLOW, False
@@ -530,6 +542,11 @@ def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> No
                 assert result.document is not None
                 line, column = _template_position(result.document, path, template,
                                                   problem.offset)
+                result.diagnostics.append(Diagnostic(result.file, line, column, problem.code,
+                                                     problem.message, problem.severity))
+            for problem in templating.braces(template):  # at the value: quoting moves it
+                assert result.document is not None
+                line, column = result.document.position(path)
                 result.diagnostics.append(Diagnostic(result.file, line, column, problem.code,
                                                      problem.message, problem.severity))
 

@@ -1,0 +1,2 @@
+-- dbt's spelling
+select * from orders where day = '{{ ds }}' and region = '{{ params.region }}'
