@@ -13,7 +13,10 @@ for NODE (no `finally`, no flush, no atexit: exactly what an operator's `kill -9
 - `after-intent`  the attempt row is committed, the process is not launched yet;
 - `after-launch`  the process is launched, its pid not yet committed;
 - `before-finish` the node's process has ended, its result is not committed;
-- `after-finish`  the result is committed, the downstream nodes are not started yet.
+- `after-finish`  the result is committed, the downstream nodes are not started yet;
+- `after-run-end` the run's end is committed (with the notification outbox row that the
+  notifier, subscribed as `flowplan serve` does, records in the same commit); NODE is
+  not used.
 
 `--cancel-when-running NODE` cancels the run as soon as NODE's first attempt has written to
 its log (so its command runs: a cancel in the first milliseconds, before the node's shell
@@ -26,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,11 +45,12 @@ from flowplan.daemon.domain import Attempt, RunStatus, RunTrigger
 from flowplan.daemon.engine.clock import SystemClock
 from flowplan.daemon.engine.engine import Engine, EngineSettings, StatusEvent
 from flowplan.daemon.engine.launcher import LaunchSpec, LocalLauncher, ProcessHandle
+from flowplan.daemon.notify import Notifier, Outbox, OutboxSender
 from flowplan.daemon.state.store import StateStore
 from flowplan.daemon.watcher import PlanCatalog
 
 LOGICAL_TIME = datetime(2026, 3, 29, 1, tzinfo=UTC)
-POINTS = ("after-intent", "after-launch", "before-finish", "after-finish")
+POINTS = ("after-intent", "after-launch", "before-finish", "after-finish", "after-run-end")
 
 
 def die() -> None:
@@ -53,22 +60,48 @@ def die() -> None:
 
 
 class CrashingStore(StateStore):
+    """Dies before a write, or just after the commit that holds it (which the engine may
+    widen: its durable listeners write in the same commit)."""
+
     def __init__(self, state_dir: Path, point: str | None, node: str | None) -> None:
-        super().__init__(state_dir)
         self._point = point
         self._node = node
+        self._depth = 0
+        self._die_after_commit = False
+        super().__init__(state_dir)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._depth += 1
+        try:
+            with super().transaction() as db:
+                yield db
+        finally:
+            self._depth -= 1
+        if self._depth == 0 and self._die_after_commit:
+            die()
+
+    def _after_commit(self) -> None:
+        self._die_after_commit = True
+        if self._depth == 0:
+            die()
 
     def start_attempt(self, attempt: Attempt) -> None:
         super().start_attempt(attempt)
         if self._point == "after-intent" and attempt.node == self._node:
-            die()
+            self._after_commit()
 
     def finish_attempt(self, run_id: str, node: str, number: int, **kwargs: Any) -> None:
         if self._point == "before-finish" and node == self._node:
             die()
         super().finish_attempt(run_id, node, number, **kwargs)
         if self._point == "after-finish" and node == self._node:
-            die()
+            self._after_commit()
+
+    def set_run_status(self, run_id: str, status: RunStatus, *, at: datetime) -> None:
+        super().set_run_status(run_id, status, at=at)
+        if self._point == "after-run-end" and status.finished:
+            self._after_commit()
 
 
 class CrashingLauncher(LocalLauncher):
@@ -111,9 +144,14 @@ async def main(args: argparse.Namespace) -> None:
     state_dir = Path(args.state)
     store = CrashingStore(state_dir, point, node)
     plans = PlanStore(Path(args.store))
-    engine = Engine(store=store, plans=PlanCatalog(plans),
+    catalog = PlanCatalog(plans)
+    engine = Engine(store=store, plans=catalog,
                     launcher=CrashingLauncher(point, node), clock=SystemClock(),
                     settings=EngineSettings(state_dir=state_dir, kill_grace_seconds=1.0))
+    # as `flowplan serve` wires it, without an SMTP server: messages stay in the outbox
+    notifier = Notifier(store=store, plans=catalog,
+                        sender=OutboxSender(Outbox(store), None, clock=SystemClock()))
+    engine.subscribe(notifier.on_event, durable=True)
     await engine.start()
     if args.create:
         plan = plans.latest(args.create)

@@ -310,6 +310,29 @@ def test_crash_after_the_intent_is_committed_before_the_launch(rig):
     check_attempts(rig, run, "b", [(OK, 0, None)])
 
 
+def test_a_crash_right_after_a_run_fails_keeps_its_failure_email(rig):
+    """The on_failure message is recorded in the commit of the run's end: a crash there
+    cannot keep the FAILED run and lose the message (before, the row came in a commit of
+    its own, just after, and a restart did not make it again)."""
+    rig.publish(f"""
+name: w
+on_failure: {{email: [ops@example.com]}}
+nodes:
+  - {{name: a, command: "{rig.job(3)}"}}
+""")
+    first = rig.driver(create="w", crash_at="after-run-end:run")
+    run_id = first.run_id()
+    first.crashed()
+    assert rig.run(run_id).status is RunStatus.FAILED
+    rig.driver().finished()  # nothing to recover: the run ended
+    store = StateStore(rig.state_dir)
+    try:
+        rows = store._db.execute("SELECT key, recipients FROM outbox").fetchall()
+    finally:
+        store.close()
+    assert [tuple(r) for r in rows] == [(f"on_failure/{run_id}", '["ops@example.com"]')]
+
+
 def test_crash_after_the_launch_before_the_pid_is_committed(rig):
     chain(rig)
     rig.close_gate("a")

@@ -180,7 +180,7 @@ class Env:
         self.sender = OutboxSender(self.outbox, settings, clock=clock or SystemClock())
         self.notifier = Notifier(store=self.state, plans=self.catalog,
                                  sender=self.sender)
-        self.engine.subscribe(self.notifier.on_event)
+        self.engine.subscribe(self.notifier.on_event, durable=True)
 
     def publish(self, files: dict[str, str]) -> None:
         result = compile_repo(read_repo(self.make_repo(files)))

@@ -31,6 +31,7 @@ from flowplan.daemon.engine.core import (
     EngineCore,
     NodeState,
     RunState,
+    StatusEvent,
 )
 from flowplan.daemon.engine.launcher import (
     LaunchSpec,
@@ -160,16 +161,21 @@ class Attempts(EngineCore):
             # Intent first, then the launch (on a full disk: once it can be written). A cancel
             # that came while the command was built, or while the disk was full, has made the
             # node CANCELLED and maybe ended the run: nothing may start then.
+            started: list[StatusEvent] = []
+
             def record_start() -> None:
                 if not run.cancel.is_set():
-                    self._store.start_attempt(attempt)
+                    event = self._event(run.header.run_id, node.name,
+                                        NodeStatus.RUNNING.value, number)
+                    self._commit_with(lambda: self._store.start_attempt(attempt), event)
+                    started[:] = [event]
 
             await self._durably(record_start)
             if run.cancel.is_set():
                 return None
             node.attempts = number
             run.set_node_status(node, NodeStatus.RUNNING)
-            self._emit(run.header.run_id, node.name, NodeStatus.RUNNING.value, number)
+            self._tell(self._listeners, started[0])
             try:
                 handle = await self._launcher.launch(LaunchSpec(
                     argv=argv, env=env, cwd=run.context.workspace, attempt_dir=attempt_dir))
@@ -293,12 +299,19 @@ class Attempts(EngineCore):
             error = f"exited with code {code}{EXIT_MEANINGS.get(code, '')}"
         application_id = attempt_application_id(node.queue_plan,
                                                 self._attempt_dir(run, node.name, number))
-        await self._durably(lambda: self._store.finish_attempt(
-            run.header.run_id, node.name, number, status=attempt_status, at=at,
-            exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
-            spark_application_id=application_id))
+        ended: list[StatusEvent] = []
+
+        def record_end() -> None:
+            event = self._event(run.header.run_id, node.name, node_status.value, number, code)
+            self._commit_with(lambda: self._store.finish_attempt(
+                run.header.run_id, node.name, number, status=attempt_status, at=at,
+                exit_code=code, error=error, node_status=node_status, next_attempt_at=next_at,
+                spark_application_id=application_id), event)
+            ended[:] = [event]
+
+        await self._durably(record_end)
         run.set_node_status(node, node_status)
-        self._emit(run.header.run_id, node.name, node_status.value, number, code)
+        self._tell(self._listeners, ended[0])
         return next_at
 
     def _after_final(self, run: RunState, node: NodeState) -> None:

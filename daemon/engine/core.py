@@ -180,20 +180,51 @@ class EngineCore:
         self._queues_sized_at: dict[str, datetime | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[StatusEvent], None]] = []
+        self._durable: list[Callable[[StatusEvent], None]] = []
         self._stopping = False
 
-    def subscribe(self, listener: Callable[[StatusEvent], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+    def subscribe(self, listener: Callable[[StatusEvent], None], *, durable: bool = False
+                  ) -> Callable[[], None]:
+        """Call `listener` with each status change, after it is committed; a `durable` one
+        (the notification outbox, backfills) inside the commit of a run's end, a node's end
+        or retry and an attempt's start, so that what it writes to the state store commits
+        with the change or not at all (a crash cannot keep one and lose the other). A
+        durable listener is quick, reads the store, and raises only StateWriteError."""
+        listeners = self._durable if durable else self._listeners
+        listeners.append(listener)
+        return lambda: listeners.remove(listener)
+
+    def _event(self, run_id: str, node: str | None, status: str, attempt: int | None = None,
+               exit_code: int | None = None) -> StatusEvent:
+        return StatusEvent(run_id, node, status, self._clock.now(), attempt, exit_code)
 
     def _emit(self, run_id: str, node: str | None, status: str, attempt: int | None = None,
               exit_code: int | None = None) -> None:
-        event = StatusEvent(run_id, node, status, self._clock.now(), attempt, exit_code)
-        for listener in list(self._listeners):
+        """Tell every listener of a change committed already (its own commit)."""
+        event = self._event(run_id, node, status, attempt, exit_code)
+        self._tell(self._durable, event)
+        self._tell(self._listeners, event)
+
+    def _commit_with(self, write: Callable[[], object], event: StatusEvent) -> None:
+        """`write` and what the durable listeners write on hearing `event`, in one commit;
+        a StateWriteError of either rolls both back (the caller tries again)."""
+        with self._store.transaction():
+            write()
+            for listener in list(self._durable):
+                try:
+                    listener(event)
+                except StateWriteError:
+                    raise
+                except Exception:  # a bug of the listener's: the change goes on without it
+                    log.exception("a listener of run %s failed", event.run_id)
+
+    def _tell(self, listeners: Sequence[Callable[[StatusEvent], None]],
+              event: StatusEvent) -> None:
+        for listener in list(listeners):
             try:
                 listener(event)
             except Exception:  # a listener must not stop the change it hears of halfway
-                log.exception("a listener of run %s failed", run_id)
+                log.exception("a listener of run %s failed", event.run_id)
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
@@ -301,9 +332,11 @@ class EngineCore:
             event.set()
 
     def _set_run_status(self, run: RunState, status: RunStatus) -> None:
-        self._store.set_run_status(run.header.run_id, status, at=self._clock.now())
+        event = self._event(run.header.run_id, None, status.value)
+        self._commit_with(lambda: self._store.set_run_status(run.header.run_id, status,
+                                                             at=event.at), event)
         run.status = status
-        self._emit(run.header.run_id, None, status.value)
+        self._tell(self._listeners, event)
 
     def _set_node_status(self, run: RunState, nodes: Sequence[NodeState], status: NodeStatus, *,
                          skip_reason: str | None = None) -> None:

@@ -5,7 +5,7 @@ Wiring, in the daemon:
     settings = config.smtp     # daemon/server/settings.py; None: record, do not send
     sender = OutboxSender(Outbox(store), settings, clock=clock)
     notifier = Notifier(store=store, plans=plans, sender=sender)
-    engine.subscribe(notifier.on_event)                 # before engine.start()
+    engine.subscribe(notifier.on_event, durable=True)  # before engine.start()
     await sender.start()
     ...                                                 # backfill runner, when a backfill ends:
     notifier.backfill_finished(backfill_id)

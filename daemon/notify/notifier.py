@@ -1,10 +1,12 @@
 """From engine events to outbox rows: the listener the daemon subscribes to the engine
-(`engine.subscribe(notifier.on_event)`), and `backfill_finished` for the backfill runner.
+(`on_event`), and `backfill_finished` for the backfill runner.
 
-The listener runs inside the engine, right after each status change is committed. It reads
-state through the store's public methods, builds the message (`messages`) and records it
-(`OutboxSender.record`); it never raises into the engine: a notification that cannot be
-recorded is logged, and the run goes on.
+The listener is a durable one (`engine.subscribe(notifier.on_event, durable=True)`): it runs
+inside the engine's commit of a run's end, a node's end or retry and an attempt's start, so
+that the outbox row and the change it tells of are committed together. It reads state
+through the store's public methods, builds the message (`messages`) and records it
+(`OutboxSender.record`); it raises into the engine only StateWriteError (the commit is then
+tried again whole): any other problem is logged, and the run goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from flowplan.daemon.notify.messages import (
     tail_text,
 )
 from flowplan.daemon.notify.sender import OutboxSender
-from flowplan.daemon.state.store import StateStore
+from flowplan.daemon.state.store import StateStore, StateWriteError
 
 log = logging.getLogger("flowplan.notify")
 
@@ -69,6 +71,8 @@ class Notifier:
             elif event.status in _NOTIFY_STATUSES:
                 self._node_status(event.run_id, event.node, NodeStatus(event.status),
                                   event.attempt)
+        except StateWriteError:
+            raise  # inside the engine's commit: the change and its message are tried again
         except Exception:
             log.exception("run %s: the notification for %s %s could not be recorded",
                           event.run_id, event.node or "the run", event.status)

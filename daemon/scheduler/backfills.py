@@ -76,7 +76,8 @@ class Backfills:
         self._clock = clock
         self._finished: list[Callable[[Backfill], object]] = []
         self._cancelling = False  # within cancel(): its runs' ends are its own doing
-        self._unsubscribe = engine.subscribe(self._on_event)
+        # in the commit of each run's end: the backfill's end and its e-mail go with it
+        self._unsubscribe = engine.subscribe(self._on_event, durable=True)
 
     def on_finished(self, callback: Callable[[Backfill], object]) -> None:
         """Call `callback` once when a backfill ends (e.g. to send its failure e-mail)."""

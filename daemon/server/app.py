@@ -167,7 +167,7 @@ class Daemon:
         sender = OutboxSender(outbox, config.smtp, clock=clock,
                               on_attempt=metrics.on_email_attempt if metrics else None)
         notifier = Notifier(store=store, plans=catalog, sender=sender)
-        engine.subscribe(notifier.on_event)
+        engine.subscribe(notifier.on_event, durable=True)
         backfills.on_finished(lambda b: notifier.backfill_finished(b.backfill_id))
         closing = asyncio.Event()
 
