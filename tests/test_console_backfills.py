@@ -470,3 +470,18 @@ def test_a_backfill_of_more_runs_than_its_page_shows_pages_the_older_ones(
         assert f"?page={state_event['older']}" in older_url.replace("%3D", "=")
         status, _, refused = viewer.request("GET", f"/backfills/{backfill_id}?page=nonsense")
         assert status == 400 and "page_token" in refused, refused
+
+
+def test_a_workflows_history_pages_at_its_section_and_back_to_the_newest(
+        console: tuple[Daemon, int, Path]) -> None:
+    daemon, port, _ = console
+    _backfill(daemon, "daily", days=25, parallel=8)  # 25 runs: a page of 20, then 5
+    viewer = Browser(port)
+    assert viewer.login(TOKENS["viewer"]) == 303
+    _, _, page = viewer.request("GET", "/workflows/daily")
+    assert len(re.findall(r'<tr data-run="', page)) == 20 and 'id="newest"' not in page
+    older = re.search(r'<a href="\?page=([^"#]+)#history-section" id="older">', page)
+    assert older, page
+    _, _, page = viewer.request("GET", f"/workflows/daily?page={older.group(1)}")
+    assert len(re.findall(r'<tr data-run="', page)) == 5 and 'id="older"' not in page
+    assert '<a href="?#history-section" id="newest">Newest runs</a>' in page

@@ -270,6 +270,10 @@ def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
         form = {"csrf": csrf, "start": "2026-01-01", "end": "2026-01-02", **wrong}
         status, _, page = operator.request("POST", "/workflows/daily/backfills", form)
         assert (status, reason in page) == (400, True), (form, page)
+        assert '<a href="/workflows/daily#backfill-section" id="back-to-form">' in page
+    status, _, page = operator.request("POST", "/runs/wr_nope/resume",
+                                       {"csrf": csrf, "node": "a"})
+    assert status == 404 and '<a href="/runs/wr_nope" id="back-to-form">' in page
     # a small graph is each page's to lay out: the daemon neither computes nor keeps it
     assert operator.request("GET", f"/layouts/{key}?workflow=chain&version=1")[0] == 204
     assert not list((tmp_path / "state").glob("console-layouts/*.json"))
@@ -361,6 +365,12 @@ def test_a_backfill_from_the_form_after_its_preview(console: tuple[Daemon, int, 
                                        {"csrf": csrf, **form})
     times = re.findall(r"<li>([^<]+)</li>", page)
     assert status == 200 and times == [f"2026-01-0{d} 01:00:00 UTC" for d in (1, 2, 3)], page
+    for end, days in [("2026-01-03", (1, 2, 3)), ("2026-01-03T00:00:00Z", (1, 2))]:
+        # a date alone is the whole day, as `flowplan backfill --to` reads it
+        _, _, page = operator.request("POST", "/workflows/daily/backfills",
+                                      {"csrf": csrf, **form, "end": end})
+        assert re.findall(r"<li>([^<]+)</li>", page) == [
+            f"2026-01-0{d} 01:00:00 UTC" for d in days], (end, page)
     assert not daemon.call("ListBackfills", pb.ListBackfillsRequest()).backfills  # a dry run
     status, headers, _ = operator.request("POST", "/workflows/daily/backfills",
                                           {"csrf": csrf, **form, "confirm": "yes"})
@@ -555,7 +565,10 @@ def test_resume_ticked_nodes_after_the_dry_run_without_tokens_on_loopback(
         status, _, page = local.request("POST", f"/runs/{first}/resume",
                                         {"csrf": csrf, "node": ["J2", "J3"]})
         assert status == 200 and 'id="confirm"' in page
-        assert re.findall(r'<li data-node="(\w+)"', page) == ["J2", "J3"]
+        lists = {part: re.findall(r'<li data-node="(\w+)"', items) for part, items in
+                 re.findall(r'<ul id="([a-z-]+)">(.*?)</ul>', page)}
+        assert lists == {"will-start": ["J2", "J3"], "runs-again": ["J4", "J5"],
+                         "copied": ["J1"]}, page
         assert daemon.call("ListRuns", pb.ListRunsRequest(workflow="w1")).runs[0].run_id == first
         status, headers, _ = local.request("POST", f"/runs/{first}/resume", {
             "csrf": csrf, "node": ["J2", "J3"], "confirm": "yes", "remarks": "fixed"})
@@ -677,8 +690,11 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
             driver.save_screenshot(str(shots / "resume-ticked.png"))
             driver.find_element(By.ID, "resume").click()
             wait_until(lambda: driver.find_elements(By.ID, "confirm"), "the dry run's answer")
-            assert [li.get_attribute("data-node") for li in driver.find_elements(
-                By.CSS_SELECTOR, "#will-start li")] == ["J2", "J3"]
+            answer = {part: [li.get_attribute("data-node") for li in driver.find_elements(
+                By.CSS_SELECTOR, f"#{part} li")] for part in ("will-start", "runs-again",
+                                                               "copied")}
+            assert answer == {"will-start": ["J2", "J3"], "runs-again": ["J4", "J5"],
+                              "copied": ["J1"]}
             driver.find_element(By.ID, "confirm").click()
             wait_until(lambda: driver.find_elements(By.ID, "previous-run"), "the new run")
             assert driver.current_url.rsplit("/", 1)[1] != first

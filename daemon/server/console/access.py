@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 
@@ -54,7 +55,8 @@ class Access:
             response = exc
         except ServiceError as exc:
             response = self._kit.page(request, "error.html",
-                                      status=HTTP_STATUS.get(exc.code, 500), message=str(exc))
+                                      status=HTTP_STATUS.get(exc.code, 500), message=str(exc),
+                                      form_page=_form_page(request))
         response.headers.update(SECURITY_HEADERS)
         if request.path.startswith(STATIC_PREFIX):
             response.headers["Cache-Control"] = self._kit.assets.cache_control(request)
@@ -124,3 +126,16 @@ class Access:
 def _with(request: web.Request, session: Session, grant: Grant) -> web.Request:
     request["session"], request["grant"] = session, grant
     return request
+
+
+# the section of its page that a refused form was sent from: POST /workflows/W/runs came
+# from /workflows/W#run-section
+_FORM_SECTIONS: Final = {"runs": "#run-section", "backfills": "#backfill-section"}
+
+
+def _form_page(request: web.Request) -> str | None:
+    """Where the form of a refused POST is, for a link back to it (its own path's parent)."""
+    if request.method != "POST" or request.path.count("/") < 2:
+        return None
+    page, _, action = request.path.rstrip("/").rpartition("/")
+    return page + (_FORM_SECTIONS.get(action, "") if page.startswith("/workflows/") else "")

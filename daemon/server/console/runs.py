@@ -111,8 +111,25 @@ class RunPages:
             remarks=str(form.get("remarks", ""))))
         if confirm:
             raise web.HTTPSeeOther(f"/runs/{answer.run_id}")
-        return self._kit.page(request, "resume.html", run_id=run_id, ticked=nodes,
-                              answer=answer, remarks=str(form.get("remarks", "")))
+        run = (await self._kit.call("GetRun", pb.GetRunRequest(run_id=run_id,
+                                                             include_graph=True))).run
+        below: dict[str, list[str]] = {}
+        for edge in run.edges:
+            below.setdefault(edge.upstream, []).append(edge.downstream)
+        again: set[str] = set()
+        todo = [child for name in answer.node_names for child in below.get(name, ())]
+        while todo:  # everything downstream of the nodes that start runs again
+            name = todo.pop()
+            if name not in again:
+                again.add(name)
+                todo.extend(below.get(name, ()))
+        order = [n.name for n in run.nodes]  # the run's topological order
+        starting = set(answer.node_names)
+        return self._kit.page(
+            request, "resume.html", run_id=run_id, ticked=nodes, answer=answer,
+            remarks=str(form.get("remarks", "")),
+            downstream=[n for n in order if n in again and n not in starting],
+            copied=[n for n in order if n not in again and n not in starting])
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events of the run's changes, from WatchRun's history: each with its

@@ -85,7 +85,7 @@ class WorkflowPages:
         return self._kit.page(
             request, "workflow.html", w=answer.workflow,
             schedule=schedule_words(answer.workflow), versions=versions.plan_versions,
-            runs=runs.runs, next_page=runs.next_page_token,
+            runs=runs.runs, next_page=runs.next_page_token, paged=bool(page_token),
             graph=graph_json([(n.name, None) for n in answer.workflow.nodes],
                              answer.workflow.edges),
             layout=self._layouts.page(workflow_graph(answer.workflow), source_query(
@@ -176,7 +176,7 @@ class WorkflowPages:
                                 " (0: the workflow's max_active_runs)")
         backfill = pb.StartBackfillRequest(
             workflow=name, start_time=form_time(fields["start"], "start"),
-            end_time=form_time(fields["end"], "end"), queue=fields["queue"],
+            end_time=form_time(fields["end"], "end", day_end=True), queue=fields["queue"],
             remarks=fields["remarks"], max_parallel_runs=parallel, dry_run=not confirm,
             reprocess=reprocess[fields["reprocess"]],
             failure_emails=[e.strip() for e in fields["emails"].split(",") if e.strip()])
@@ -206,11 +206,14 @@ def _version_number(query: Mapping[str, str], key: str) -> int:
     return int(text)
 
 
-def form_time(text: str, name: str) -> timestamp_pb2.Timestamp:
+def form_time(text: str, name: str, *, day_end: bool = False) -> timestamp_pb2.Timestamp:
     """A form's time: ISO 8601 with a zone (`2026-01-31T02:00:00Z`); a date or a time
-    without a zone is UTC (what `<input type=datetime-local>` sends)."""
+    without a zone is UTC (what `<input type=datetime-local>` sends). With `day_end`, a
+    date alone is the end of that day, as `flowplan backfill --to` reads it."""
     try:
         value = datetime.fromisoformat(text)
+        if day_end and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", text):
+            value = value.replace(hour=23, minute=59, second=59, microsecond=999999)
     except ValueError:
         raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"{name} must be a time such as 2026-01-31T02:00:00Z (a time"
