@@ -392,7 +392,8 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
     (tmp_path / "gate").touch()
     _finished_run_page(served, driver, "flaky")
     start = 1_796_000_000.0
-    nodes = [{"name": f"n{i:04d}", "attempts": [] if i % 6 == 5 else [
+    wide = "W" * 40 + "_the_end"  # wider than the label column: cut to fit, whole on hover
+    nodes = [{"name": wide if i == 0 else f"n{i:04d}", "attempts": [] if i % 6 == 5 else [
         {"number": 1, "status": "FAILED", "started_time": start + i,
          "finished_time": start + i + 5},
         {"number": 2, "status": "SUCCEEDED", "started_time": start + i + 7,
@@ -409,6 +410,13 @@ def test_the_timeline_of_a_thousand_nodes_scrolls_under_its_axis(
         " ticks: box.querySelectorAll('.timeline-tick').length}"), "the big timeline drawn")
     assert drawn["rows"] == "1000" and drawn["bars"] == 2000, drawn
     assert drawn["scrolls"] and drawn["axis"] and drawn["ticks"] >= 3, drawn
+    label = driver.execute_script(
+        "const t = document.querySelector(`g.timeline-row[data-row='${arguments[0]}']"
+        " text.timeline-name`); const box = t.getBBox();"
+        " return {x: box.x, right: box.x + box.width, text: t.firstChild.data,"
+        " title: t.querySelector('title').textContent}", wide)
+    assert label["title"] == wide and label["text"].endswith("…"), label
+    assert label["text"][:-1] == wide[:len(label["text"]) - 1] and label["x"] >= 0, label
     fastest = drawn["ms"]
     for _ in range(4):  # the fastest of 5 draws: one may wait behind the machine's other work
         draws = int(driver.execute_script(
