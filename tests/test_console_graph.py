@@ -507,4 +507,17 @@ def test_labels_too_small_to_read_are_left_out_until_the_graph_is_zoomed_in(
         assert driver.execute_script(LABELS)["display"] == "block"
         driver.execute_script("document.getElementById('graph-fit').click()")
         assert driver.execute_script(LABELS)["far"] is True
+        # a search brings the node to the middle, its name readable
+        found = driver.execute_script(
+            "const search = document.getElementById('graph-search');"
+            " search.value = 'c42'; search.dispatchEvent(new Event('input'));"
+            " const svg = document.querySelector('#graph svg');"
+            " const node = svg.querySelector('g.gnode[data-node=\"c42\"]');"
+            " const box = svg.getBoundingClientRect();"
+            " const at = node.getBoundingClientRect();"
+            " return {far: svg.classList.contains('far'), found: node.classList.contains('found'),"
+            " dx: at.left + at.width / 2 - (box.left + box.width / 2),"
+            " dy: at.top + at.height / 2 - (box.top + box.height / 2)}")
+        assert found["found"] and not found["far"], found
+        assert abs(found["dx"]) < 2 and abs(found["dy"]) < 2, found
         assert not browser_errors(driver)

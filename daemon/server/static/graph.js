@@ -2,8 +2,9 @@
 // edges: [[upstream, downstream]]}) as SVG, laid out by layout.js (the vendored d3-dag,
 // layered, top to bottom). Each node is a <g data-node="NAME" data-status="STATUS">:
 // console.js keeps data-status current and the style sheet colours it. Wheel zooms,
-// dragging pans, the "Fit" button fits the graph to the view, the search box highlights a
-// node by name; a click on a node dispatches "flowplan:node-click" (panel.js opens the
+// dragging pans, the "Fit" button fits the graph to the view, the search box highlights the
+// nodes whose name has the text typed and brings the first (or the one of exactly that name)
+// to the middle, readable; a click on a node dispatches "flowplan:node-click" (panel.js opens the
 // node's panel). A large graph's layout comes with the page when the daemon keeps one
 // (data-daemon-layout; the daemon lays large graphs out itself, console/layouter.py); else
 // it is kept in the tab's sessionStorage for a view again, and sent to the daemon
@@ -219,9 +220,23 @@
     if (search) {
       search.addEventListener("input", function () {
         const wanted = search.value.trim().toLowerCase();
+        let first = null;
         for (const group of svg.querySelectorAll("g.gnode")) {
           const hit = wanted !== "" && group.dataset.node.toLowerCase().includes(wanted);
           group.classList.toggle("found", hit);
+          if (hit && (first === null || group.dataset.node.toLowerCase() === wanted)) {
+            first = group;  // the first match, or the node of exactly that name
+          }
+        }
+        if (first !== null) {  // brought to the middle, at least at its natural size
+          const at = layout.nodes[first.dataset.node];
+          boxSize = { w: box.clientWidth, h: box.clientHeight };
+          const scale = Math.max(Math.min(boxSize.w / view.w, boxSize.h / view.h), 1);
+          const w = boxSize.w / scale;
+          const h = boxSize.h / scale;
+          view = { x: at[0] + at[2] / 2 - w / 2, y: at[1] + at[3] / 2 - h / 2, w: w, h: h };
+          moved = true;
+          show();
         }
       });
     }
