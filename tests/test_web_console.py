@@ -179,6 +179,9 @@ def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path])
     assert status == 303
     answer = daemon.call("GetWorkflow", pb.GetWorkflowRequest(workflow="daily"))
     assert not answer.workflow.scheduling_enabled
+    _, _, page = operator.request("GET", "/")  # the switch says its state and its action
+    assert ('data-action="scheduling" title="Scheduling is off: unpause it"'
+            ' aria-pressed="false">Off</button>') in page
     status, headers, _ = operator.request("POST", "/workflows/chain/runs", {
         "csrf": own, "params": '{"code": "3"}', "remarks": "from the console"})
     assert status == 303 and headers["location"].startswith("/runs/")
