@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from flowplan.client import Client, ClientError, Retry
 from flowplan.daemon import cli
 from flowplan.daemon.client import commands, connection, render
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -833,3 +834,38 @@ def test_mutual_tls(tmp_path, capsys, monkeypatch):
 ])
 def test_times_are_shown_with_milliseconds_only_when_not_zero(moment, shown):
     assert render.stamp(moment) == shown
+
+
+def test_a_cancel_whose_answer_a_restart_lost_answers_the_cancelled_run(
+        daemon_server: tuple[FakeDaemon, int]) -> None:
+    """The first CancelRun reached the daemon, which went down before answering; the call
+    tried again is refused (the run is finished now): the client answers the run."""
+    fake, port = daemon_server
+    fake.reset()
+    tries: list[str] = []
+
+    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
+        tries.append(request.run_id)  # type: ignore[attr-defined]
+        if len(tries) == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "run wr_1 already finished"
+                                                           " (CANCELLED)")
+
+    fake.answers["CancelRun"] = cancel
+    fake.answers["GetRun"] = pb.GetRunResponse(run=pb.Run(run_id="wr_1",
+                                                          status=pb.RUN_STATUS_CANCELLED))
+    quick = Retry(first_delay=0.01, max_delay=0.01, give_up_after=5)
+    with Client(f"127.0.0.1:{port}", retry=quick, environ={}) as client:
+        run = client.cancel_run("wr_1")
+        assert (run.run_id, run.status, tries) == ("wr_1", pb.RUN_STATUS_CANCELLED,
+                                                   ["wr_1", "wr_1"])
+        fake.answers["GetRun"] = pb.GetRunResponse(run=pb.Run(
+            run_id="wr_1", status=pb.RUN_STATUS_SUCCEEDED))  # it ended otherwise: the error
+        tries.clear()
+        with pytest.raises(ClientError) as refused:
+            client.cancel_run("wr_1")
+        assert refused.value.code is grpc.StatusCode.FAILED_PRECONDITION
+        tries[:] = ["first"]  # not tried again: a refusal is the answer
+        with pytest.raises(ClientError):
+            client.cancel_run("wr_1")
+        assert len(fake.requests("GetRun")) == 2

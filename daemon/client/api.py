@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -290,7 +290,11 @@ class Client(_Base):
             ready.cancel()
         return True
 
-    def _call(self, method: str, request: Any, *, idempotent: bool) -> Any:
+    def _call(self, method: str, request: Any, *, idempotent: bool,
+              settled: Callable[[], Any] | None = None) -> Any:
+        """`method`'s answer, tried again on UNAVAILABLE when `idempotent`. `settled`: for a
+        call tried again whose repeat is refused with FAILED_PRECONDITION (the first one
+        reached the daemon before its restart), the answer it stands for, or None."""
         backoff = _Backoff(self.retry if idempotent else NO_RETRY)
         while True:
             try:
@@ -299,6 +303,11 @@ class Client(_Base):
             except grpc.RpcError as err:
                 delay = backoff.next_delay(err, answered=self._answered)
                 if delay is None:
+                    if settled is not None and backoff.failing and (
+                            err.code() is grpc.StatusCode.FAILED_PRECONDITION):
+                        answer = settled()
+                        if answer is not None:
+                            return answer
                     raise error_of(err) from None
                 self._lost(err, backoff)
                 time.sleep(delay)
@@ -376,9 +385,15 @@ class Client(_Base):
             idempotent=True)
 
     def cancel_run(self, run_id: str) -> pb.Run:
-        """Ask a run to stop (safe to repeat); the run as it is now."""
+        """Ask a run to stop (safe to repeat); the run as it is now. Tried again through a
+        daemon restart, a cancel that landed before it answers the CANCELLED run."""
+        def settled() -> pb.CancelRunResponse | None:
+            run = self.get_run(run_id)
+            return pb.CancelRunResponse(run=run) if run.status == pb.RUN_STATUS_CANCELLED \
+                else None
+
         return self._call("CancelRun", pb.CancelRunRequest(  # type: ignore[no-any-return]
-            run_id=run_id), idempotent=True).run
+            run_id=run_id), idempotent=True, settled=settled).run
 
     def resume_run(self, run_id: str, nodes: Iterable[str], *, plan_version: int = 0,
                    dry_run: bool = False, remarks: str = "") -> pb.ResumeRunResponse:
@@ -518,7 +533,8 @@ class AsyncClient(_Base):
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: str, request: Any, *, idempotent: bool) -> Any:
+    async def _call(self, method: str, request: Any, *, idempotent: bool,
+                    settled: Callable[[], Awaitable[Any]] | None = None) -> Any:
         backoff = _Backoff(self.retry if idempotent else NO_RETRY)
         while True:
             try:
@@ -527,6 +543,11 @@ class AsyncClient(_Base):
             except grpc.RpcError as err:
                 delay = backoff.next_delay(err, answered=self._answered)
                 if delay is None:
+                    if settled is not None and backoff.failing and (
+                            err.code() is grpc.StatusCode.FAILED_PRECONDITION):
+                        answer = await settled()
+                        if answer is not None:
+                            return answer
                     raise error_of(err) from None
                 self._lost(err, backoff)
                 await asyncio.sleep(delay)
@@ -589,8 +610,13 @@ class AsyncClient(_Base):
             idempotent=True)
 
     async def cancel_run(self, run_id: str) -> pb.Run:
+        async def settled() -> pb.CancelRunResponse | None:
+            run = await self.get_run(run_id)
+            return pb.CancelRunResponse(run=run) if run.status == pb.RUN_STATUS_CANCELLED \
+                else None
+
         return (await self._call("CancelRun", pb.CancelRunRequest(  # type: ignore[no-any-return]
-            run_id=run_id), idempotent=True)).run
+            run_id=run_id), idempotent=True, settled=settled)).run
 
     async def resume_run(self, run_id: str, nodes: Iterable[str], *, plan_version: int = 0,
                          dry_run: bool = False, remarks: str = "") -> pb.ResumeRunResponse:
