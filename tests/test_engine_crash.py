@@ -469,14 +469,9 @@ def test_kill_during_a_node_adopts_the_running_process(rig):
     assert run.node("a").attempts[0].pid == pid
 
 
-@pytest.mark.parametrize(("retries", "codes", "expected"), [
-    (0, (0,), [(OK, 0, None)]),
-    (0, (4,), [(FAILED, 4, "exited with code 4")]),
-    (1, (4, 0), [(FAILED, 4, "exited with code 4"), (OK, 0, None)]),
-], ids=["succeeded", "failed", "failed-then-retried"])
-def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries, codes,
-                                                                   expected):
-    chain(rig, a=rig.job(*codes), retries=retries)
+def _a_ends_while_the_engine_is_down(rig: Rig) -> tuple[str, Path]:
+    """A run of `w` whose node a runs, the driver killed, then a ends with no engine up:
+    the run id and a's exit file."""
     rig.close_gate("a")
     first = rig.driver(create="w")
     run_id = first.run_id()
@@ -486,6 +481,18 @@ def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries,
     rig.open_gate("a")
     wait_until(exit_file.exists, "the exit file")
     wait_until(lambda: not running(pid), "the supervisor to end")
+    return run_id, exit_file
+
+
+@pytest.mark.parametrize(("retries", "codes", "expected"), [
+    (0, (0,), [(OK, 0, None)]),
+    (0, (4,), [(FAILED, 4, "exited with code 4")]),
+    (1, (4, 0), [(FAILED, 4, "exited with code 4"), (OK, 0, None)]),
+], ids=["succeeded", "failed", "failed-then-retried"])
+def test_kill_during_a_node_that_finishes_while_the_engine_is_down(rig, retries, codes,
+                                                                   expected):
+    chain(rig, a=rig.job(*codes), retries=retries)
+    run_id, _ = _a_ends_while_the_engine_is_down(rig)
 
     rig.driver().finished()  # collected from its record, the retry (if any) launched
     if expected[-1][0] is OK:
@@ -502,15 +509,7 @@ def test_a_node_that_ends_while_the_engine_is_down_ends_then_not_at_the_restart(
     """Its attempt's finished_at is when it ended (the exit file's time), and its retry is
     due `retry_delay` after that: the downtime does not delay the retry."""
     chain(rig, a=rig.job(3, 0), retries=1, retry_delay="4s")
-    rig.close_gate("a")
-    first = rig.driver(create="w")
-    run_id = first.run_id()
-    pid = rig.running_node(run_id, "a")
-    first.kill()
-    exit_file = rig.attempt_dir(run_id, "a", 1) / "exit"
-    rig.open_gate("a")
-    wait_until(exit_file.exists, "the exit file")
-    wait_until(lambda: not running(pid), "the node to end")
+    run_id, exit_file = _a_ends_while_the_engine_is_down(rig)
     stat = exit_file.stat()
     ended = datetime.fromtimestamp(stat.st_mtime_ns // 1000 / 1_000_000, UTC)
     time.sleep(1.0)  # the engine stays down a while after the node ended
