@@ -4,6 +4,7 @@ this process (`flowplan.daemon.cli.main`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -21,7 +22,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from flowplan.client import Client, ClientError, Retry
+from flowplan.client import AsyncClient, Client, ClientError, Retry
 from flowplan.daemon import cli
 from flowplan.daemon.client import commands, connection, render
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -869,3 +870,69 @@ def test_a_cancel_whose_answer_a_restart_lost_answers_the_cancelled_run(
         with pytest.raises(ClientError):
             client.cancel_run("wr_1")
         assert len(fake.requests("GetRun")) == 2
+
+
+def test_a_backfill_cancel_whose_answer_a_restart_lost_answers_the_cancelled_backfill(
+        daemon_server: tuple[FakeDaemon, int]) -> None:
+    """As for a run: the repeat is refused (the backfill is CANCELLED now); the client
+    answers the backfill with its CANCELLED runs, read page by page."""
+    fake, port = daemon_server
+    fake.reset()
+    tries: list[str] = []
+
+    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
+        tries.append(request.backfill_id)  # type: ignore[attr-defined]
+        if len(tries) == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "backfill bf_1 already finished"
+                                                           " (CANCELLED)")
+
+    def runs(request: Message, context: grpc.ServicerContext) -> Any:
+        assert (request.backfill_id, request.status) == (  # type: ignore[attr-defined]
+            "bf_1", pb.RUN_STATUS_CANCELLED)
+        if request.page_token:  # type: ignore[attr-defined]
+            return pb.ListRunsResponse(runs=[pb.Run(run_id="wr_1")])
+        return pb.ListRunsResponse(runs=[pb.Run(run_id="wr_3"), pb.Run(run_id="wr_2")],
+                                   next_page_token="more")
+
+    fake.answers["CancelBackfill"] = cancel
+    fake.answers["ListRuns"] = runs
+    fake.answers["GetBackfill"] = pb.GetBackfillResponse(backfill=pb.Backfill(
+        backfill_id="bf_1", status=pb.BACKFILL_STATUS_CANCELLED))
+    quick = Retry(first_delay=0.01, max_delay=0.01, give_up_after=5)
+    with Client(f"127.0.0.1:{port}", retry=quick, environ={}) as client:
+        answer = client.cancel_backfill("bf_1")
+        assert (answer.backfill.status, list(answer.cancelled_run_ids), tries) == (
+            pb.BACKFILL_STATUS_CANCELLED, ["wr_1", "wr_2", "wr_3"], ["bf_1", "bf_1"])
+        fake.answers["GetBackfill"] = pb.GetBackfillResponse(backfill=pb.Backfill(
+            backfill_id="bf_1", status=pb.BACKFILL_STATUS_SUCCEEDED))  # ended otherwise
+        tries.clear()
+        with pytest.raises(ClientError) as refused:
+            client.cancel_backfill("bf_1")
+        assert refused.value.code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_the_async_client_settles_a_repeated_backfill_cancel_alike(
+        daemon_server: tuple[FakeDaemon, int]) -> None:
+    fake, port = daemon_server
+    fake.reset()
+    tries: list[str] = []
+
+    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
+        tries.append(request.backfill_id)  # type: ignore[attr-defined]
+        code = grpc.StatusCode.UNAVAILABLE if len(tries) == 1 else (
+            grpc.StatusCode.FAILED_PRECONDITION)
+        context.abort(code, "down" if len(tries) == 1 else "already finished (CANCELLED)")
+
+    fake.answers["CancelBackfill"] = cancel
+    fake.answers["ListRuns"] = pb.ListRunsResponse(runs=[pb.Run(run_id="wr_9")])
+    fake.answers["GetBackfill"] = pb.GetBackfillResponse(backfill=pb.Backfill(
+        backfill_id="bf_1", status=pb.BACKFILL_STATUS_CANCELLED))
+    quick = Retry(first_delay=0.01, max_delay=0.01, give_up_after=5)
+
+    async def cancel_twice() -> pb.CancelBackfillResponse:
+        async with AsyncClient(f"127.0.0.1:{port}", retry=quick, environ={}) as client:
+            return await client.cancel_backfill("bf_1")
+
+    answer = asyncio.run(cancel_twice())
+    assert (list(answer.cancelled_run_ids), tries) == (["wr_9"], ["bf_1", "bf_1"])

@@ -185,6 +185,16 @@ def _start_backfill(workflow: str, *, start: datetime, end: datetime, queue: str
     return request
 
 
+_SETTLED_PAGE = 1000  # the daemon's largest page: a settled cancel lists a backfill's runs
+
+
+def _cancelled_backfill(backfill: pb.Backfill, run_ids: list[str]
+                        ) -> pb.CancelBackfillResponse:
+    """The answer a repeated CancelBackfill stands for: the backfill and its CANCELLED runs
+    (those the lost first answer named that have ended, and any cancelled before it)."""
+    return pb.CancelBackfillResponse(backfill=backfill, cancelled_run_ids=sorted(run_ids))
+
+
 def _set_time(field: Timestamp, moment: datetime, name: str) -> None:
     try:
         field.FromDatetime(moment)
@@ -498,9 +508,25 @@ class Client(_Base):
             page_token=page_token), idempotent=True)
 
     def cancel_backfill(self, backfill_id: str) -> pb.CancelBackfillResponse:
-        """Cancel a backfill and its unfinished runs (safe to repeat)."""
+        """Cancel a backfill and its unfinished runs (safe to repeat). Tried again through a
+        daemon restart, a cancel that landed before it answers the CANCELLED backfill with
+        its CANCELLED runs."""
+        def settled() -> pb.CancelBackfillResponse | None:
+            backfill = self.get_backfill(backfill_id)
+            if backfill.status != pb.BACKFILL_STATUS_CANCELLED:
+                return None
+            run_ids: list[str] = []
+            token = ""
+            while True:
+                page = self.list_runs(backfill_id=backfill_id, status=pb.RUN_STATUS_CANCELLED,
+                                      page_size=_SETTLED_PAGE, page_token=token)
+                run_ids += (run.run_id for run in page.runs)
+                token = page.next_page_token
+                if not token:
+                    return _cancelled_backfill(backfill, run_ids)
+
         return self._call("CancelBackfill", pb.CancelBackfillRequest(  # type: ignore[no-any-return]
-            backfill_id=backfill_id), idempotent=True)
+            backfill_id=backfill_id), idempotent=True, settled=settled)
 
     # -- notifications --------------------------------------------------------------------
 
@@ -706,8 +732,23 @@ class AsyncClient(_Base):
             page_token=page_token), idempotent=True)
 
     async def cancel_backfill(self, backfill_id: str) -> pb.CancelBackfillResponse:
+        async def settled() -> pb.CancelBackfillResponse | None:
+            backfill = await self.get_backfill(backfill_id)
+            if backfill.status != pb.BACKFILL_STATUS_CANCELLED:
+                return None
+            run_ids: list[str] = []
+            token = ""
+            while True:
+                page = await self.list_runs(backfill_id=backfill_id,
+                                            status=pb.RUN_STATUS_CANCELLED,
+                                            page_size=_SETTLED_PAGE, page_token=token)
+                run_ids += (run.run_id for run in page.runs)
+                token = page.next_page_token
+                if not token:
+                    return _cancelled_backfill(backfill, run_ids)
+
         return await self._call("CancelBackfill", pb.CancelBackfillRequest(  # type: ignore[no-any-return]
-            backfill_id=backfill_id), idempotent=True)
+            backfill_id=backfill_id), idempotent=True, settled=settled)
 
     async def list_notifications(self, *, run_id: str = "", status: int = 0,
                                  page_size: int = 0, page_token: str = ""
