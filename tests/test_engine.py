@@ -15,7 +15,7 @@ import pytest
 from engine_fakes import Behaviour, FakeClock, FakeLauncher
 
 from flowplan.compiler.compile import compile_repo
-from flowplan.compiler.plan import Plan
+from flowplan.compiler.plan import Plan, PlanError
 from flowplan.compiler.repo import MemorySources, RepoSnapshot
 from flowplan.daemon.domain import NodeStatus, RunStatus, RunTrigger
 from flowplan.daemon.engine import spark
@@ -425,11 +425,12 @@ nodes:
 
 
 def _ended_while_down(tmp_path: Path, *, down_at: float, up_at: float,
-                      ended_at: float | None, cancel: bool = False) -> tuple[Harness, str]:
+                      ended_at: float | None, cancel: bool = False,
+                      plan_gone: bool = False) -> tuple[Harness, str]:
     """Node a of CHAIN (retry_delay 10s) runs from T0; the engine stops at `down_at` s
     (`cancel`: just after the run's cancel, before a ended); a new one starts at `up_at` s
-    and finds a's attempt 1 ended with code 3 at `ended_at` s (its exit file's time; None:
-    unknown). Runs until T0 + 100 s."""
+    (`plan_gone`: its plan cannot be loaded any more) and finds a's attempt 1 ended with
+    code 3 at `ended_at` s (its exit file's time; None: unknown). Runs until T0 + 100 s."""
     first = Harness(tmp_path, compile_one(CHAIN))
     first.launcher.scripts["a"] = [Behaviour(hang=True, ignore_term=True)]
 
@@ -453,6 +454,11 @@ def _ended_while_down(tmp_path: Path, *, down_at: float, up_at: float,
                          else T0 + timedelta(seconds=ended_at))
 
     again.launcher.recover = recover  # type: ignore[method-assign]
+    if plan_gone:
+        def gone(workflow: str, version: int) -> Plan:
+            raise PlanError(f"{workflow} version {version}: the plan file is damaged")
+
+        again.plans.get = gone  # type: ignore[method-assign]
 
     async def after() -> None:
         await again.engine.start()
@@ -492,6 +498,20 @@ def test_a_cancelled_attempt_that_ended_while_the_engine_was_down_ends_when_it_d
     [first] = done.node("a").attempts
     assert (first.status.value, first.exit_code, first.error) == ("CANCELLED", 3, "cancelled")
     assert first.finished_at == T0 + timedelta(seconds=4)
+    assert h.node_times("a") == []
+
+
+def test_an_attempt_of_a_run_that_cannot_be_recovered_ends_when_its_process_did(tmp_path):
+    """The run fails (its plan is gone), and the attempt that ended by itself while the
+    engine was down keeps its own end, not the restart's."""
+    h, run_id = _ended_while_down(tmp_path, down_at=1, up_at=8, ended_at=4, plan_gone=True)
+    done = h.store.get_run(run_id)
+    assert done is not None and done.status is RunStatus.FAILED
+    [first] = done.node("a").attempts
+    assert (first.status.value, first.exit_code, first.error) == (
+        "FAILED", 3, "exited with code 3")
+    assert first.finished_at == T0 + timedelta(seconds=4)
+    assert done.finished_at == T0 + timedelta(seconds=8)  # the run itself fails now
     assert h.node_times("a") == []
 
 

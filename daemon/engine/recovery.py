@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,10 @@ class Recovery(Admission):
             if found.handle is not None:
                 alive.append((node.name, last.number, found.handle))
             elif found.exit_code is not None:  # it ended by itself while the daemon was down
-                closed.append(_ended(node.name, last.number, found.exit_code, None))
+                ended_at = None if found.ended_at is None else min(
+                    max(found.ended_at, last.started_at), self._clock.now())
+                closed.append(_ended(node.name, last.number, found.exit_code, None,
+                                     ended_at=ended_at))
             else:
                 closed.append(_ended(node.name, last.number, None, LOST if found.lost else why))
         unfinished = [n.name for n in run.nodes if not n.status.finished]
@@ -139,10 +143,12 @@ class Recovery(Admission):
             run_id, unfinished, closed, reason=why, at=now))
 
 
-def _ended(node: str, number: int, code: int | None, error: str | None) -> ClosedAttempt:
+def _ended(node: str, number: int, code: int | None, error: str | None, *,
+           ended_at: datetime | None = None) -> ClosedAttempt:
     """An attempt's end as recorded for a run that cannot be recovered: its own result
-    when it finished by itself, else FAILED with `error`."""
+    (and end, its exit file's time) when it finished by itself, else FAILED with `error`."""
     if error is None and code is not None and code != 0:
         error = f"exited with code {code}{EXIT_MEANINGS.get(code, '')}"
     status = AttemptStatus.SUCCEEDED if error is None else AttemptStatus.FAILED
-    return ClosedAttempt(node=node, number=number, status=status, exit_code=code, error=error)
+    return ClosedAttempt(node=node, number=number, status=status, exit_code=code, error=error,
+                         ended_at=ended_at)

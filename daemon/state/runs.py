@@ -33,6 +33,7 @@ class ClosedAttempt:
     status: AttemptStatus
     exit_code: int | None
     error: str | None
+    ended_at: datetime | None = None  # when it ended by itself while the daemon was away
 
 
 class RunRows(Database):
@@ -213,8 +214,8 @@ class RunRows(Database):
             db.executemany(
                 "UPDATE attempts SET status = ?, finished_at = ?, exit_code = ?, error = ?"
                 " WHERE run_id = ? AND node = ? AND number = ? AND status = 'RUNNING'",
-                [(a.status.value, ts(at), a.exit_code, a.error, run_id, a.node, a.number)
-                 for a in attempts])
+                [(a.status.value, ts(a.ended_at or at), a.exit_code, a.error, run_id, a.node,
+                  a.number) for a in attempts])
             self.set_node_status(run_id, nodes, NodeStatus.FAILED, at=at, skip_reason=reason)
             self.set_run_status(run_id, RunStatus.FAILED, at=at)
 
