@@ -480,8 +480,9 @@ def test_a_workflows_history_pages_at_its_section_and_back_to_the_newest(
     assert viewer.login(TOKENS["viewer"]) == 303
     _, _, page = viewer.request("GET", "/workflows/daily")
     assert len(re.findall(r'<tr data-run="', page)) == 20 and 'id="newest"' not in page
-    older = re.search(r'<a href="\?page=([^"#]+)#history-section" id="older">', page)
+    older = re.search(r'<a href="/workflows/daily\?page=([^"#]+)#history-section"'
+                      r' id="older">', page)
     assert older, page
     _, _, page = viewer.request("GET", f"/workflows/daily?page={older.group(1)}")
     assert len(re.findall(r'<tr data-run="', page)) == 5 and 'id="older"' not in page
-    assert '<a href="?#history-section" id="newest">Newest runs</a>' in page
+    assert '<a href="/workflows/daily#history-section" id="newest">Newest runs</a>' in page

@@ -273,7 +273,11 @@ def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
         form = {"csrf": csrf, "start": "2026-01-01", "end": "2026-01-02", **wrong}
         status, _, page = operator.request("POST", "/workflows/daily/backfills", form)
         assert (status, reason in page) == (400, True), (form, page)
-        assert '<a href="/workflows/daily#backfill-section" id="back-to-form">' in page
+        # beside the form on the workflow's page, what was typed kept, the field focused
+        [(name, typed)] = [(k, v) for k, v in wrong.items()]
+        assert '<p class="problem" role="alert" id="backfill-refused">' in page
+        assert re.search(f'<input name="{name}"[^>]* value="{re.escape(html.escape(typed))}"'
+                         ' autofocus aria-invalid="true"', page), page
     status, _, page = operator.request("POST", "/runs/wr_nope/resume",
                                        {"csrf": csrf, "node": "a"})
     assert status == 404 and '<a href="/runs/wr_nope" id="back-to-form">' in page
@@ -288,10 +292,79 @@ def test_bad_input_is_refused_with_its_reason_and_the_daemon_serves_on(
         assert (status, headers["location"]) == (303, landed), back
     assert operator.request("GET", "/workflows/chain?version=9")[0] == 404
     status, _, page = operator.request("GET", "/workflows/chain?version=1")
-    assert status == 200 and 'href="?version=1"' in page
+    assert status == 200 and 'href="/workflows/chain?version=1"' in page
     assert operator.request("GET", "/runs/%00")[0] in (400, 404)
     assert operator.request("GET", "/static/../console.py")[0] in (403, 404)
     daemon.call("ListWorkflows", pb.ListWorkflowsRequest())  # still serving
+
+
+def test_a_refused_form_comes_back_on_its_page_beside_its_reason_with_what_was_typed(
+        console: tuple[Daemon, int, Path]) -> None:
+    """Run and Resume refused: not a page of its own but the form's page again, the reason
+    beside the form, the input it names focused, what was typed (or ticked) kept."""
+    daemon, port, tmp_path = console
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    csrf = operator.csrf("/")
+
+    def refusal(page: str, form: str) -> str:
+        found = re.search(f'<p class="problem" role="alert" id="{form}-refused">([^<]*)</p>',
+                          page)
+        assert found, page
+        return html.unescape(found.group(1))
+
+    typed = {"params": '{"nope": 1}', "queue": "", "remarks": "fix <b> & retry"}
+    status, _, page = operator.request("POST", "/workflows/chain/runs", {"csrf": csrf, **typed})
+    assert status == 400 and "nope" in refusal(page, "run")
+    assert ('<textarea name="params" rows="4" autofocus aria-invalid="true"'
+            ' aria-describedby="run-refused">{&#34;nope&#34;: 1}</textarea>') in page
+    assert 'value="fix &lt;b&gt; &amp; retry"' in page
+    assert 'id="history-section"' in page and 'id="backfill-refused"' not in page
+    status, _, page = operator.request("POST", "/workflows/chain/runs",
+                                       {"csrf": csrf, **typed, "params": "", "queue": "fast"})
+    assert status == 400 and "fast" in refusal(page, "run")
+    assert re.search(r'<input name="queue" [^>]*value="fast" autofocus', page), page
+    assert '<textarea name="params" rows="4"></textarea>' in page  # as typed: emptied
+    assert not daemon.call("ListRuns", pb.ListRunsRequest(workflow="chain")).runs
+
+    run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain")).run.run_id
+    status, _, page = operator.request("POST", f"/runs/{run_id}/resume",
+                                       {"csrf": csrf, "node": "b", "remarks": "again"})
+    assert status == 409 and "RUNNING" in refusal(page, "resume")
+    assert f'<h1>Run {run_id}</h1>' in page
+    assert re.search(r'value="b" aria-label="resume from b" checked>', page), page
+    assert 'value="a" aria-label="resume from a">' in page  # not ticked: not checked
+    assert re.search(r'<input name="remarks" value="again"></label>\s*<button type="submit"'
+                     r' id="resume" autofocus', page), page
+    (tmp_path / "go").touch()
+    wait_until(lambda: daemon.call("GetRun", pb.GetRunRequest(run_id=run_id)).run.status
+               in FINISHED, what="the run to end")
+    status, _, page = operator.request("POST", f"/runs/{run_id}/resume", {"csrf": csrf})
+    assert status == 400 and "at least one node" in refusal(page, "resume")
+    # those pages' URLs, reloaded or shared, lead to the form
+    for path, landed in [("/workflows/chain/runs", "/workflows/chain#run-section"),
+                         ("/workflows/chain/backfills", "/workflows/chain#backfill-section"),
+                         (f"/runs/{run_id}/resume", f"/runs/{run_id}")]:
+        status, headers, _ = operator.request("GET", path)
+        assert (status, headers["location"]) == (303, landed)
+    # a field the reason names by index (failure_emails[0]) is the input focused
+    status, _, page = operator.request("POST", "/workflows/daily/backfills", {
+        "csrf": csrf, "start": "2026-01-01", "end": "2026-01-02", "emails": "not-an-address"})
+    assert status == 400 and "not-an-address" in refusal(page, "backfill")
+    assert re.findall(r'<(?:input|select|textarea) name="(\w+)"[^>]*autofocus', page) == [
+        "emails"]
+    # the workflow removed since its page was loaded: no form to show the reason beside,
+    # so the reason has a page of its own
+    (tmp_path / "repo" / "workflows" / "daily.yaml").unlink()
+    publish(tmp_path / "repo", tmp_path / "store", remarks="remove daily")
+    wait_until(lambda: daemon.call("GetWorkflow", pb.GetWorkflowRequest(workflow="daily"))
+               .workflow.tombstone, what="daily removed")
+    for action, form in (("runs", {"params": "", "queue": "", "remarks": "x"}),
+                         ("backfills", {"start": "2026-01-01", "end": "2026-01-02"})):
+        status, _, page = operator.request("POST", f"/workflows/daily/{action}",
+                                           {"csrf": csrf, **form})
+        assert status == 409 and "removed" in page, page
+        assert 'id="back-to-form"' in page and 'id="history-section"' not in page
 
 
 def test_the_run_form_keeps_a_secret_params_default_it_shows_masked(
@@ -464,6 +537,20 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'
                                                 ' g[data-node="b"]'), "the workflow's graph")
         driver.save_screenshot(str(shots / "workflow.png"))
+        # refused: back on the workflow's page, the reason beside the form, the queue typed
+        # kept and focused, in view
+        driver.find_element(By.CSS_SELECTOR, "#run-form [name=queue]").send_keys("fast")
+        driver.find_element(By.ID, "start-run").click()
+        wait_until(lambda: driver.find_elements(By.ID, "run-refused"), "the Run form refused")
+        assert "queue" in driver.find_element(By.ID, "run-refused").text
+        assert driver.execute_script(
+            "const f = document.activeElement, box = f.getBoundingClientRect();"
+            " return [f.name, f.value, box.top >= 0 && box.bottom <= innerHeight]") == [
+                "queue", "fast", True]
+        driver.save_screenshot(str(shots / "refused-run-form.png"))
+        errors = browser_errors(driver, ignore="/workflows/chain/runs - Failed to load"
+                                " resource: the server responded with a status of 400")
+        driver.find_element(By.CSS_SELECTOR, "#run-form [name=queue]").clear()
         driver.find_element(By.NAME, "remarks").send_keys("from the browser")
         driver.find_element(By.ID, "start-run").click()
         wait_until(lambda: "/runs/" in driver.current_url, "the run page")
@@ -513,7 +600,7 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         driver.save_screenshot(str(shots / "node.png"))
         driver.close()
         driver.switch_to.window(run_tab)
-        errors = browser_errors(driver)
+        errors += browser_errors(driver)
 
         # a viewer: the same pages without a button, and its POSTs refused
         driver.delete_all_cookies()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn, ParamSpec, TypeVar
 
@@ -13,6 +14,7 @@ import grpc
 import jinja2
 from aiohttp import web
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 
 from flowplan.daemon.server.auth import least_role
 from flowplan.daemon.server.console.assets import Assets
@@ -45,20 +47,48 @@ HTTP_STATUS: Final = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_AR
 
 
 class ServiceError(Exception):
-    """A service method's abort: its gRPC code and message."""
+    """A service method's abort: its gRPC code, its message and the request field it names
+    ('' when none)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, *, field: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.field = field
 
 
-def whole_number(text: str, name: str, wanted: str) -> int:
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A form the daemon refused, shown again on its page: the message beside the form,
+    what was typed kept, and the input the message is about focused (the browser scrolls
+    to it)."""
+
+    form: str  # the form's name on its page: "run", "backfill", "resume"
+    message: str
+    values: Mapping[str, str]
+    focus: str  # an input's name
+
+
+def whole_number(text: str, name: str, wanted: str, *, field: str = "") -> int:
     """`text` as a whole number from 0 to 999,999,999 (what fits every int32 field), or
     INVALID_ARGUMENT naming `name` and saying what is `wanted`."""
     if not re.fullmatch(r"[0-9]{1,9}", text):
         raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"{name} must be {wanted}, not '{text[:20]}'")
+                           f"{name} must be {wanted}, not '{text[:20]}'", field=field)
     return int(text)
+
+
+def _field_of(status: grpc.Status) -> str:
+    """The request field a service's refusal names: its BadRequest or ErrorInfo detail."""
+    for key, value in status.trailing_metadata or ():
+        if key != "grpc-status-details-bin":
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            bad, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
+            if detail.Unpack(bad) and bad.field_violations:
+                return str(bad.field_violations[0].field)
+            if detail.Unpack(info):
+                return str(info.metadata.get("field", ""))
+    return ""
 
 
 class CallContext:
@@ -69,7 +99,7 @@ class CallContext:
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
         code: grpc.StatusCode = status.code
-        raise ServiceError(code, status.details)
+        raise ServiceError(code, status.details, field=_field_of(status))
 
     @staticmethod
     def time_remaining() -> float | None:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Final, cast
+from urllib.parse import quote
 
 import grpc
 from aiohttp import web
@@ -26,7 +27,13 @@ from flowplan.daemon.server.console.feeds import (
     next_or_keepalive,
     serve_stream,
 )
-from flowplan.daemon.server.console.kit import CallContext, Kit, ServiceError
+from flowplan.daemon.server.console.kit import (
+    HTTP_STATUS,
+    CallContext,
+    Kit,
+    Refused,
+    ServiceError,
+)
 from flowplan.daemon.server.console.layouter import Layouter
 from flowplan.daemon.server.console.layouts import run_graph, source_query
 from flowplan.daemon.server.console.present import (
@@ -54,6 +61,7 @@ class RunPages:
         routes.add_get("/runs/{run_id}/nodes/{node}/log", self.log)
         routes.add_post("/runs/{run_id}/cancel", self.cancel)
         routes.add_post("/runs/{run_id}/resume", self.resume)
+        routes.add_get("/runs/{run_id}/resume", self.to_run)  # a refused resume's URL
 
     def stream(self, parts: tuple[str, ...], query: Mapping[str, str], last_id: str
                ) -> Opened | None:
@@ -72,9 +80,14 @@ class RunPages:
         return run
 
     async def run(self, request: web.Request) -> web.StreamResponse:
-        run = await self._get_run(request.match_info["run_id"])
+        return await self._run_page(request, request.match_info["run_id"])
+
+    async def _run_page(self, request: web.Request, run_id: str, *,
+                        refused: Refused | None = None, ticked: frozenset[str] = frozenset(),
+                        status: int = 200) -> web.Response:
+        run = await self._get_run(run_id)
         return self._kit.page(
-            request, "run.html", run=run,
+            request, "run.html", run=run, refused=refused, ticked=ticked, status=status,
             graph=graph_json([(n.name, status_name(pb.NodeStatus, n.status))
                               for n in run.nodes], run.edges),
             layout=self._layouts.page(run_graph(run), source_query(run=run.run_id)),
@@ -98,6 +111,9 @@ class RunPages:
         await self._kit.call("CancelRun", pb.CancelRunRequest(run_id=run_id))
         raise web.HTTPSeeOther(f"/runs/{run_id}")
 
+    async def to_run(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPSeeOther(f"/runs/{quote(request.match_info['run_id'])}")
+
     async def resume(self, request: web.Request) -> web.StreamResponse:
         """Ticked nodes: without `confirm`, the dry run's answer to confirm; with it, the
         new run."""
@@ -106,9 +122,19 @@ class RunPages:
         form = await request.post()
         nodes = [str(n) for n in form.getall("node", [])]
         confirm = form.get("confirm") == "yes"
-        answer = await self._kit.call("ResumeRun", pb.ResumeRunRequest(
-            run_id=run_id, node_names=nodes, dry_run=not confirm,
-            remarks=str(form.get("remarks", ""))))
+        remarks = str(form.get("remarks", ""))
+        try:
+            answer = await self._kit.call("ResumeRun", pb.ResumeRunRequest(
+                run_id=run_id, node_names=nodes, dry_run=not confirm, remarks=remarks))
+        except ServiceError as exc:  # the run's page again: its message, the boxes ticked
+            refused = Refused(form="resume", message=str(exc), values={"remarks": remarks},
+                              focus="remarks" if exc.field == "remarks" else "resume")
+            try:
+                return await self._run_page(request, run_id, refused=refused,
+                                            ticked=frozenset(nodes),
+                                            status=HTTP_STATUS.get(exc.code, 500))
+            except ServiceError:
+                raise exc from None
         if confirm:
             raise web.HTTPSeeOther(f"/runs/{answer.run_id}")
         run = (await self._kit.call("GetRun", pb.GetRunRequest(run_id=run_id,
@@ -127,8 +153,7 @@ class RunPages:
         starting = set(answer.node_names)
         return self._kit.page(
             request, "resume.html", run_id=run_id, ticked=nodes, answer=answer,
-            remarks=str(form.get("remarks", "")),
-            downstream=[n for n in order if n in again and n not in starting],
+            remarks=remarks, downstream=[n for n in order if n in again and n not in starting],
             copied=[n for n in order if n not in again and n not in starting])
 
     async def events(self, request: web.Request) -> web.StreamResponse:

@@ -9,13 +9,20 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import quote
 
 import grpc
 from aiohttp import web
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from flowplan.daemon.server.console.diff import diff_versions
-from flowplan.daemon.server.console.kit import Kit, ServiceError, whole_number
+from flowplan.daemon.server.console.kit import (
+    HTTP_STATUS,
+    Kit,
+    Refused,
+    ServiceError,
+    whole_number,
+)
 from flowplan.daemon.server.console.layouter import Layouter
 from flowplan.daemon.server.console.layouts import source_query, workflow_graph
 from flowplan.daemon.server.console.present import graph_json, schedule_words
@@ -38,6 +45,10 @@ class WorkflowPages:
         routes.add_post("/workflows/{name}/scheduling", self.set_scheduling)
         routes.add_post("/workflows/{name}/runs", self.start_run)
         routes.add_post("/workflows/{name}/backfills", self.start_backfill)
+        # a refused form's page is shown at its POST's URL: reloaded, or shared, that URL
+        # leads to the form's section
+        routes.add_get("/workflows/{name}/runs", self.to_form)
+        routes.add_get("/workflows/{name}/backfills", self.to_form)
 
     async def workflows(self, request: web.Request) -> web.StreamResponse:
         name_filter = request.query.get("name", "").strip()
@@ -70,20 +81,25 @@ class WorkflowPages:
                 return found
 
     async def workflow(self, request: web.Request) -> web.StreamResponse:
-        call = self._kit.call
-        name = request.match_info["name"]
         version = request.query.get("version", "")
-        answer = await call("GetWorkflow", pb.GetWorkflowRequest(
-            workflow=name, plan_version=whole_number(version, "version", "a version number")
-            if version else 0))
+        return await self._workflow_page(
+            request, request.match_info["name"],
+            version=whole_number(version, "version", "a version number") if version else 0,
+            page_token=request.query.get("page", ""))
+
+    async def _workflow_page(self, request: web.Request, name: str, *, version: int = 0,
+                             page_token: str = "", refused: Refused | None = None,
+                             status: int = 200) -> web.Response:
+        call = self._kit.call
+        answer = await call("GetWorkflow", pb.GetWorkflowRequest(workflow=name,
+                                                                 plan_version=version))
         versions = await call("ListPlanVersions",
                               pb.ListPlanVersionsRequest(workflow=name, page_size=50))
-        page_token = request.query.get("page", "")
         runs = await call("ListRuns", pb.ListRunsRequest(
             workflow=name, page_size=HISTORY_PAGE, page_token=page_token))
         params = json_format.MessageToDict(answer.workflow.params)
         return self._kit.page(
-            request, "workflow.html", w=answer.workflow,
+            request, "workflow.html", status=status, refused=refused, w=answer.workflow,
             schedule=schedule_words(answer.workflow), versions=versions.plan_versions,
             runs=runs.runs, next_page=runs.next_page_token, paged=bool(page_token),
             graph=graph_json([(n.name, None) for n in answer.workflow.nodes],
@@ -133,18 +149,49 @@ class WorkflowPages:
         back = str(form.get("back", "/"))  # a path of this site: not `//host` nor `/\host`
         raise web.HTTPSeeOther(back if re.fullmatch(r"/(?![/\\])[^\s]*", back) else "/")
 
+    async def to_form(self, request: web.Request) -> web.StreamResponse:
+        section = "#run-section" if request.path.endswith("/runs") else "#backfill-section"
+        raise web.HTTPSeeOther(f"/workflows/{quote(request.match_info['name'])}{section}")
+
+    async def _refused(self, request: web.Request, name: str, form: str,
+                       values: Mapping[str, str], error: ServiceError) -> web.Response:
+        """The workflow's page again, the refused `form` showing `error` beside what was
+        typed (the error page instead when that page cannot be shown or no longer has the
+        form: the workflow was removed, or its schedule, since the form was sent)."""
+        fields = _FORM_FIELDS[form]
+        field = re.split(r"[.\[]", error.field)[0]  # params.region, failure_emails[2]
+        refused = Refused(form=form, message=str(error), values=values,
+                          focus=fields.get(field, next(iter(fields.values()))))
+        try:
+            workflow = (await self._kit.call("GetWorkflow", pb.GetWorkflowRequest(
+                workflow=name))).workflow
+            if workflow.tombstone or (form == "backfill" and not workflow.HasField("schedule")):
+                raise error
+            return await self._workflow_page(request, name, refused=refused,
+                                             status=HTTP_STATUS.get(error.code, 500))
+        except ServiceError:
+            raise error from None
+
     async def start_run(self, request: web.Request) -> web.StreamResponse:
         self._kit.require(request, "StartRun")
         form = await request.post()
+        values = {k: str(form.get(k, "")) for k in ("params", "queue", "remarks")}
+        try:
+            return await self._start_run(request.match_info["name"], values)
+        except ServiceError as exc:
+            return await self._refused(request, request.match_info["name"], "run", values,
+                                       exc)
+
+    async def _start_run(self, name: str, form: Mapping[str, str]) -> web.StreamResponse:
         params = struct_pb2.Struct()
-        text = str(form.get("params", "")).strip()
+        text = form["params"].strip()
         if text:
             try:
                 json_format.Parse(text, params)
             except json_format.ParseError as exc:
                 raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"params must be a JSON object: {exc}") from exc
-        name = request.match_info["name"]
+                                   f"params must be a JSON object: {exc}",
+                                   field="params") from exc
         # The form shows the defaults as GetWorkflow does, secret values masked: a param sent
         # back as shown keeps the workflow's default (a masked one is not its value).
         shown = json_format.MessageToDict((await self._kit.call(
@@ -154,8 +201,8 @@ class WorkflowPages:
         params.update({key: value for key, value in given.items()
                        if key not in shown or shown[key] != value})
         answer = await self._kit.call("StartRun", pb.StartRunRequest(
-            workflow=name, params=params,
-            queue=str(form.get("queue", "")).strip(), remarks=str(form.get("remarks", ""))))
+            workflow=name, params=params, queue=form["queue"].strip(),
+            remarks=form["remarks"]))
         raise web.HTTPSeeOther(f"/runs/{answer.run.run_id}")
 
     async def start_backfill(self, request: web.Request) -> web.StreamResponse:
@@ -165,15 +212,22 @@ class WorkflowPages:
         confirm = form.get("confirm") == "yes"
         self._kit.require(request, "StartBackfill" if confirm else "GetBackfill")
         name = request.match_info["name"]
-        fields = {k: str(form.get(k, "")).strip() for k in (
-            "start", "end", "queue", "parallel", "reprocess", "remarks", "emails")}
+        fields = {k: str(form.get(k, "")).strip() for k in _FORM_FIELDS["backfill"].values()}
+        try:
+            return await self._start_backfill(request, name, fields, confirm=confirm)
+        except ServiceError as exc:
+            return await self._refused(request, name, "backfill", fields, exc)
+
+    async def _start_backfill(self, request: web.Request, name: str,
+                              fields: Mapping[str, str], *, confirm: bool
+                              ) -> web.StreamResponse:
         reprocess = {"": pb.REPROCESS_UNSPECIFIED, "all": pb.REPROCESS_ALL,
                      "missing": pb.REPROCESS_MISSING, "failed": pb.REPROCESS_FAILED}
         if fields["reprocess"] not in reprocess:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "reprocess must be all, missing or failed")
+                               "reprocess must be all, missing or failed", field="reprocess")
         parallel = whole_number(fields["parallel"] or "0", "parallel runs", "a whole number"
-                                " (0: the workflow's max_active_runs)")
+                                " (0: the workflow's max_active_runs)", field="parallel")
         backfill = pb.StartBackfillRequest(
             workflow=name, start_time=form_time(fields["start"], "start"),
             end_time=form_time(fields["end"], "end", day_end=True), queue=fields["queue"],
@@ -187,6 +241,16 @@ class WorkflowPages:
             request, "backfill_preview.html", workflow=name, fields=fields,
             times=[t.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
                    for t in answer.logical_times])
+
+
+# a refused form's inputs by the request field an error names (the console's own errors
+# name the input itself); the first is focused when the error names none of them
+_FORM_FIELDS: Final[Mapping[str, Mapping[str, str]]] = {
+    "run": {"params": "params", "queue": "queue", "remarks": "remarks"},
+    "backfill": {"start_time": "start", "start": "start", "end_time": "end", "end": "end",
+                 "queue": "queue", "max_parallel_runs": "parallel", "parallel": "parallel",
+                 "reprocess": "reprocess", "remarks": "remarks",
+                 "failure_emails": "emails", "emails": "emails"}}
 
 
 def _tagged(workflow: pb.Workflow, tag: str) -> bool:
@@ -217,12 +281,12 @@ def form_time(text: str, name: str, *, day_end: bool = False) -> timestamp_pb2.T
     except ValueError:
         raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"{name} must be a time such as 2026-01-31T02:00:00Z (a time"
-                           " without a zone is UTC)") from None
+                           " without a zone is UTC)", field=name) from None
     stamp = timestamp_pb2.Timestamp()
     try:
         stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
     except (OverflowError, ValueError):  # its zone takes it off the calendar
         raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"{name} must be a time from 0001-01-01T00:00:00Z to"
-                           " 9999-12-31T23:59:59Z") from None
+                           " 9999-12-31T23:59:59Z", field=name) from None
     return stamp
