@@ -670,7 +670,8 @@ def test_resume_ticked_nodes_after_the_dry_run_without_tokens_on_loopback(
         assert f'id="previous-run">{first}</a>' in page
         assert re.search(rf'data-node="J1"[^>]*>.*?class="copied">{first}</a>', page, re.S)
         _, _, history = local.request("GET", "/workflows/w1")
-        assert f'href="/runs/{first}">{first}</a>' in history
+        half = (len(first) + 1) // 2  # an id may break in its middle in a narrow window
+        assert f'href="/runs/{first}">{first[:half]}<wbr>{first[half:]}</a>' in history
         assert "/login" not in history and 'action="/logout"' not in history
 
 

@@ -19,10 +19,12 @@ from google.rpc import error_details_pb2, status_pb2
 from flowplan.daemon.server.auth import least_role
 from flowplan.daemon.server.console.assets import Assets
 from flowplan.daemon.server.console.present import (
+    breakable,
     run_duration,
     run_seconds,
     status_name,
     when,
+    when_lines,
 )
 from flowplan.daemon.server.console.sessions import COOKIE, Session, Sessions
 from flowplan.daemon.server.roles import Grant
@@ -118,6 +120,8 @@ class Kit:
             loader=jinja2.FileSystemLoader(SERVER / "templates"), autoescape=True,
             undefined=jinja2.StrictUndefined)
         self._pages.filters["when"] = when
+        self._pages.filters["breakable"] = breakable
+        self._pages.filters["when_lines"] = when_lines
         self._pages.globals["status_name"] = status_name
         self._pages.globals["run_duration"] = run_duration
         self._pages.globals["run_seconds"] = run_seconds

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
+from markupsafe import Markup
 
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -73,6 +74,21 @@ def schedule_words(workflow: pb.Workflow) -> str:
     if schedule.kind == pb.SCHEDULE_KIND_CRON:
         return f"cron {schedule.cron}{zone}"
     return "unknown schedule"
+
+
+def breakable(value: str) -> Markup:
+    """An id that may break in its middle (a `<wbr>`) when its column is narrow: a list of
+    `wr_` and `bf_` ids fits an 800 px window, each id on two lines at most."""
+    half = (len(value) + 1) // 2
+    return Markup("{}<wbr>{}").format(value[:half], value[half:])
+
+
+def when_lines(message: Message, name: str) -> Markup:
+    """A timestamp field as `when` shows it, its date and its time each kept whole: in a
+    narrow column they go on two lines, never broken at a hyphen or a colon."""
+    date, _, time = when(message, name).partition(" ")
+    return Markup('<span class="whole">{}</span> <span class="whole">{}</span>').format(
+        date, time)
 
 
 def when(message: Message, name: str) -> str:
