@@ -515,6 +515,57 @@ def test_an_attempt_of_a_run_that_cannot_be_recovered_ends_when_its_process_did(
     assert h.node_times("a") == []
 
 
+@pytest.mark.parametrize(("left_running", "waiting"), [(False, False), (True, False),
+                                                       (False, True)],
+                         ids=["found-ended", "stopped", "waiting-for-admission"])
+def test_a_run_that_cannot_be_recovered_is_heard_failing_in_the_commit_that_fails_it(
+        tmp_path, left_running, waiting):
+    """Its watchers wake, and a durable listener (the outbox, backfills) writes inside the
+    commit that fails it: whether its node had ended or is stopped first (after the grace),
+    or it was still waiting for admission (max_active_runs) and is failed when admitted."""
+    first = Harness(tmp_path, compile_one("max_active_runs: 1\n" + CHAIN))
+    first.launcher.scripts["a"] = [Behaviour(hang=True, ignore_term=True)]
+
+    async def before() -> str:
+        await first.engine.start()
+        running = first.start()
+        queued = first.start(logical_time=T0 + timedelta(hours=1))
+        await first.clock.advance(1)
+        await first.engine.stop()
+        return queued if waiting else running
+
+    run_id = asyncio.run(asyncio.wait_for(before(), 10))
+    again = Harness(tmp_path, first.plan(), at=T0 + timedelta(seconds=8))
+    again.launcher.adopt = Behaviour(hang=True, ignore_term=True) if left_running else None
+
+    def gone(workflow: str, version: int) -> Plan:
+        raise PlanError(f"{workflow} version {version}: the plan file is damaged")
+
+    again.plans.get = gone  # type: ignore[method-assign]
+    heard: list[tuple[str, RunStatus | None]] = []
+
+    def durable(event: Any) -> None:  # what it reads is what its writes commit with
+        if event.node is None and event.status != "PENDING":  # (queued again at start)
+            found = again.store.get_run(event.run_id, with_nodes=False)
+            heard.append((event.status, found and found.status))
+
+    again.engine.subscribe(durable, durable=True)
+
+    async def after() -> None:
+        await again.engine.start()
+        await again.clock.advance(30)  # the grace (5 s) for a node left running
+        await again.engine.stop()
+
+    asyncio.run(asyncio.wait_for(after(), 10))
+    assert heard == [("FAILED", RunStatus.FAILED)] * 2  # the running run's, the waiting one's
+    assert [e for e in again.events if e[1] != "PENDING"] == [(None, "FAILED")] * 2
+    done = again.store.get_run(run_id)
+    assert done is not None and done.status is RunStatus.FAILED
+    assert done.finished_at == T0 + timedelta(seconds=13 if left_running else 8)
+    assert [n.skip_reason for n in done.nodes] == [
+        "cannot recover: w version 1: the plan file is damaged"] * 2
+
+
 @pytest.mark.parametrize(("ended_at", "finished"), [
     (-5, 0),  # before the attempt started (a clock set back, a file's time changed): its start
     (50, 8),  # after the restart (the same, forward): the restart

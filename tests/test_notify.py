@@ -25,7 +25,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from engine_fakes import FakeClock
 
 from flowplan.compiler.compile import compile_repo
-from flowplan.compiler.plan import WorkflowPlan
+from flowplan.compiler.plan import Plan, PlanError, WorkflowPlan
 from flowplan.compiler.repo import read_repo
 from flowplan.compiler.store import PlanStore
 from flowplan.daemon.domain import (
@@ -335,21 +335,27 @@ nodes:
 """
 
 
+def add_backfill(env: Env, *, days: int, remarks: str, failure_emails: list[str]) -> None:
+    """Backfill bf_1 of nightly, FAILED, over the first `days` days of January 2026 (its
+    runs are the test's to make)."""
+    with env.state.transaction() as db:
+        db.execute(
+            "INSERT INTO backfills (backfill_id, workflow, start_time, end_time, status,"
+            " max_parallel_runs, remarks, failure_emails, reprocess, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            ("bf_1", "nightly", ts(datetime(2026, 1, 1, tzinfo=UTC)),
+             ts(datetime(2026, 1, days, tzinfo=UTC)), "FAILED", days, remarks,
+             json.dumps(failure_emails), "all", ts(LOGICAL)))
+
+
 def test_a_backfill_sends_one_message_for_its_failed_runs(tmp_path: Path, make_repo: Any,
                                                           server: Server) -> None:
     env = Env(tmp_path, make_repo, settings_for(server.port))
 
     async def body_(env: Env) -> None:
         env.publish({"workflows/nightly.yaml": BACKFILLED})
-        with env.state.transaction() as db:
-            db.execute(
-                "INSERT INTO backfills (backfill_id, workflow, start_time, end_time, status,"
-                " max_parallel_runs, remarks, failure_emails, reprocess, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                ("bf_1", "nightly", ts(datetime(2026, 1, 1, tzinfo=UTC)),
-                 ts(datetime(2026, 1, 3, tzinfo=UTC)), "FAILED", 3, "reload january",
-                 json.dumps(["backfill@example.com", "OWNER@example.com"]), "all",
-                 ts(LOGICAL)))
+        add_backfill(env, days=3, remarks="reload january",
+                     failure_emails=["backfill@example.com", "OWNER@example.com"])
         runs = [await env.run("nightly", trigger=RunTrigger.BACKFILL, backfill_id="bf_1",
                               logical_time=datetime(2026, 1, day, tzinfo=UTC))
                 for day in (1, 2, 3)]
@@ -370,6 +376,63 @@ def test_a_backfill_sends_one_message_for_its_failed_runs(tmp_path: Path, make_r
         assert f"- 2026-01-03T00:00:00+00:00  {runs[2]}" in text
         assert runs[1] not in text
         assert "    load: exited with code 1" in text
+
+    drive(env, body_)
+
+
+PAIR = """
+name: pair
+on_failure: {email: [owner@example.com]}
+nodes:
+  - {name: a, command: echo a}
+  - {name: b, command: exit 1, upstream: [a]}
+"""
+
+
+def test_a_run_whose_plan_cannot_be_loaded_gets_a_warning_and_its_backfill_its_message(
+        tmp_path: Path, make_repo: Any, server: Server, caplog: Any) -> None:
+    """A run failed because a plan version it uses no longer loads (a restart, an
+    admission; here a resumed run's copied node's older version): no failure e-mail of its
+    own (the plan holds the recipients), a warning instead; its backfill's message goes to
+    the backfill's failure_emails, listing the run without its nodes' errors (its secrets
+    cannot be known to mask them)."""
+    env = Env(tmp_path, make_repo, settings_for(server.port))
+
+    async def body_(env: Env) -> None:
+        env.publish({"workflows/nightly.yaml": BACKFILLED, "workflows/pair.yaml": PAIR})
+        add_backfill(env, days=1, remarks="", failure_emails=["backfill@example.com"])
+        run_id = await env.run("nightly", trigger=RunTrigger.BACKFILL, backfill_id="bf_1",
+                               logical_time=datetime(2026, 1, 1, tzinfo=UTC))
+        first = await env.run("pair")
+        env.publish({"workflows/nightly.yaml": BACKFILLED,
+                     "workflows/pair.yaml": PAIR.replace("name: pair", "name: pair\n"
+                                                         "description: version 2")})
+        resumed = env.engine.resume_run(first, ["b"], plan_version=2).run_id
+        await env.engine.wait_run(resumed)  # a: copied, version 1; b: version 2, failed
+        await until(lambda: len(server.inbox.messages) == 2)  # first's and resumed's
+
+        def damaged(workflow: str, version: int) -> Plan:
+            if version == 1:
+                raise PlanError(f"{workflow} version 1: the plan file is damaged")
+            return env.plans.load(workflow, version)
+
+        env.catalog.get = damaged  # type: ignore[method-assign]
+        rows = len(env.outbox.rows())
+        caplog.clear()
+        restarted = Notifier(store=env.state, plans=env.catalog, sender=env.sender)
+        restarted.on_event(StatusEvent(resumed, None, "FAILED", LOGICAL, None, None))
+        assert len(env.outbox.rows()) == rows
+        assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
+        assert f"run {resumed} failed, and no failure e-mail was recorded: its plan cannot" \
+               " be loaded (pair version 1: the plan file is damaged)" in caplog.text
+        assert env.notifier.backfill_finished("bf_1")
+        await until(lambda: len(server.inbox.messages) == 3)
+        [(to, message)] = [(to, m) for to, m in server.inbox.messages
+                           if m["X-Flowplan-Backfill"] == "bf_1"]
+        assert to == ["backfill@example.com"]
+        text = body(message)
+        assert f"- 2026-01-01T00:00:00+00:00  {run_id}" in text
+        assert "exited with code" not in text
 
     drive(env, body_)
 

@@ -96,7 +96,8 @@ class Admission(Attempts):
     def _fail_queued(self, head: QueuedRun, reason: str) -> None:
         run = self._store.get_run(head.run_id)
         if run is not None:
-            self._fail_unrecoverable(run, reason)
+            self._fail_unrecoverable(run, reason)  # its FAILED committed and told
+            return
         self._emit(head.run_id, None, RunStatus.FAILED.value)
         self._signal_done(head.run_id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,7 @@ class Recovery(Admission):
                 closed.append(_ended(node.name, last.number, None, LOST if found.lost else why))
         unfinished = [n.name for n in run.nodes if not n.status.finished]
         if not alive:
-            now = self._clock.now()
-            self._now_or_later(lambda: self._store.fail_unrecoverable(
-                run.run_id, unfinished, closed, reason=why, at=now))
+            self._now_or_later(self._closer(run.run_id, unfinished, closed, why))
             return
         log.warning("run %s: stopping %d node process(es) it left running", run.run_id,
                     len(alive))
@@ -138,9 +137,22 @@ class Recovery(Admission):
                 raise code
             else:
                 closed.append(_ended(name, number, code, f"stopped: {why}"))
-        now = self._clock.now()
-        await self._durably(lambda: self._store.fail_unrecoverable(
-            run_id, unfinished, closed, reason=why, at=now))
+        await self._durably(self._closer(run_id, unfinished, closed, why))
+
+    def _closer(self, run_id: str, unfinished: list[str], closed: list[ClosedAttempt],
+                why: str) -> Callable[[], None]:
+        """The write that closes a run that cannot be recovered: its rows in one commit with
+        what the durable listeners write on hearing it FAILED (its outbox row, its
+        backfill's end), then the other listeners told (its watchers wake)."""
+        event = self._event(run_id, None, RunStatus.FAILED.value)
+
+        def close() -> None:
+            self._commit_with(lambda: self._store.fail_unrecoverable(
+                run_id, unfinished, closed, reason=why, at=event.at), event)
+            self._tell(self._listeners, event)
+            self._signal_done(run_id)
+
+        return close
 
 
 def _ended(node: str, number: int, code: int | None, error: str | None, *,

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from flowplan.compiler.plan import NodePlan, Plan, WorkflowPlan
+from flowplan.compiler.plan import NodePlan, Plan, PlanError, WorkflowPlan
 from flowplan.daemon.domain import Attempt, NodeStatus, Run, RunStatus, RunTrigger
 from flowplan.daemon.engine.commands import secret_values
 from flowplan.daemon.engine.engine import StatusEvent
@@ -83,12 +83,17 @@ class Notifier:
             return
         if header.trigger is RunTrigger.BACKFILL:
             return  # one message for the whole backfill: `backfill_finished`
-        plan = self._workflow_plan(header.workflow, header.plan_version)
-        if plan is None or not plan.on_failure_email:
+        try:
+            plan = self._workflow_plan(header.workflow, header.plan_version)
+            if plan is None or not plan.on_failure_email:
+                return
+            run = self._store.get_run(run_id)
+            assert run is not None
+            secrets = self._secrets(run)  # each node's own version: a resumed run's too
+        except PlanError as exc:  # the reason it failed: the plan holds the recipients
+            log.warning("run %s failed, and no failure e-mail was recorded: its plan cannot"
+                        " be loaded (%s)", run_id, exc)
             return
-        run = self._store.get_run(run_id)
-        assert run is not None
-        secrets = self._secrets(run)
         tails = {n.name: self._tail(n.attempts[-1] if n.attempts else None, secrets)
                  for n in listed_failures(run)}
         draft = on_failure_message(run, plan, tails, secrets)
@@ -151,18 +156,26 @@ class Notifier:
                         key=lambda r: r.logical_time)
         if not failed:
             return False
-        plan = self._workflow_plan(info.workflow, failed[-1].plan_version)
+        try:
+            plan = self._workflow_plan(info.workflow, failed[-1].plan_version)
+        except PlanError:  # a run failed as it could not be loaded: the backfill's own go on
+            plan = None
         recipients = merge_recipients(info.failure_emails,
                                       plan.on_failure_email if plan is not None else ())
         if not recipients:
             return False
         detailed: dict[str, Run] = {}
+        secrets: dict[str, list[str]] = {}
         for header in failed[:MAX_LISTED_RUNS]:
             full = self._store.get_run(header.run_id)
-            if full is not None:
-                detailed[full.run_id] = full
+            if full is None:
+                continue
+            try:
+                secrets[full.run_id] = self._secrets(full)
+            except PlanError:  # its secrets unknown: listed without its nodes' errors
+                continue
+            detailed[full.run_id] = full
         runs = [detailed.get(r.run_id, r) for r in latest.values()]
-        secrets = {run_id: self._secrets(run) for run_id, run in detailed.items()}
         draft = backfill_message(info, runs, recipients, secrets)
         return draft is not None and self._sender.record(draft) is not None
 
