@@ -36,6 +36,16 @@ FILES = {
         nodes:
           - {name: day, command: "echo ${ds}"}
         """,
+    # long names (up to 100 letters are allowed), to fit an 800 px window all the same
+    "workflows/hourly_health_checks_for_the_warehouse_cluster.yaml": """
+        name: hourly_health_checks_for_the_warehouse_cluster
+        schedule: {every: 1h}
+        tags: {team: warehouse-operations-and-reliability}
+        nodes:
+          - {name: transform_orders_and_refunds_for_the_finance_team, command: "true"}
+          - {name: check, command: "true",
+             upstream: [transform_orders_and_refunds_for_the_finance_team]}
+        """,
     "workflows/gated.yaml": """
         name: gated
         description: Each day's run waits for its gate file, then exits with its code
@@ -381,11 +391,14 @@ def test_in_a_browser_a_backfill_page_follows_its_progress_and_runs(
 
         # in an 800 px window the lists fit it: no page scrolls sideways
         driver.set_window_size(800, 700)
-        for path, shot in (("/backfills", "narrow-backfills"),
+        long_name = "hourly_health_checks_for_the_warehouse_cluster"
+        for path, shot in (("/backfills", "narrow-backfills"), ("/", "narrow-workflows"),
                            ("/workflows/daily#history-section", "narrow-history"),
+                           (f"/workflows/{long_name}#nodes-section", "narrow-nodes"),
                            (f"/backfills/{backfill_id}", "narrow-backfill")):
             driver.get(base + path)
-            assert driver.find_elements(By.CSS_SELECTOR, "tr[data-backfill], tr[data-run]")
+            assert driver.find_elements(By.CSS_SELECTOR, "tr[data-backfill], tr[data-run],"
+                                                         " tr[data-workflow], tr[data-node]")
             width, room = driver.execute_script("const page = document.documentElement;"
                                                 " return [page.scrollWidth, page.clientWidth]")
             driver.save_screenshot(str(shots / f"{shot}.png"))

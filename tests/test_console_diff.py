@@ -22,7 +22,13 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from test_web_console import Browser, _chromium, _driver, browser_errors, screenshots
 
 from flowplan.daemon.server.console.diff import Change, Line, Span, diff_versions, line_diff
-from flowplan.daemon.server.console.present import duration, run_duration, when
+from flowplan.daemon.server.console.present import (
+    breakable_name,
+    duration,
+    run_duration,
+    schedule_words,
+    when,
+)
 from flowplan.v1 import workflow_service_pb2 as pb
 
 
@@ -205,6 +211,37 @@ def test_a_changed_line_marks_the_words_that_differ() -> None:
     (3600, "1h 00m"), (7265, "2h 01m"), (90000, "25h 00m"), (-2, "0 ms")])
 def test_durations_read_at_a_glance(seconds: float, shown: str) -> None:
     assert duration(seconds) == shown
+
+
+@pytest.mark.parametrize(("schedule", "words"), [
+    (None, "manual only"),
+    (pb.Schedule(kind=pb.SCHEDULE_KIND_DAILY, at="02:00", timezone="Europe/Paris"),
+     "every day at 02:00 (Europe/Paris)"),
+    (pb.Schedule(kind=pb.SCHEDULE_KIND_INTERVAL, every_seconds=3600, window_start="00:00",
+                 window_end="23:59", timezone="UTC"), "every hour from 00:00 to 23:59 (UTC)"),
+    (pb.Schedule(kind=pb.SCHEDULE_KIND_INTERVAL, every_seconds=7200, window_start="06:00",
+                 window_end="18:00"), "every 2 hours from 06:00 to 18:00"),
+    (pb.Schedule(kind=pb.SCHEDULE_KIND_INTERVAL, every_seconds=60, window_start="09:00",
+                 window_end="17:00"), "every minute from 09:00 to 17:00"),
+    (pb.Schedule(kind=pb.SCHEDULE_KIND_INTERVAL, every_seconds=900, window_start="09:00",
+                 window_end="17:00"), "every 15 minutes from 09:00 to 17:00"),
+    (pb.Schedule(kind=pb.SCHEDULE_KIND_CRON, cron="0 3 * * 1", timezone="UTC"),
+     "cron 0 3 * * 1 (UTC)")])
+def test_a_schedule_in_words(schedule: pb.Schedule | None, words: str) -> None:
+    workflow = pb.Workflow(name="w")
+    if schedule is not None:
+        workflow.schedule.CopyFrom(schedule)
+    assert schedule_words(workflow) == words
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("day", "day"),
+    ("transform_orders", "transform_<wbr>orders"),
+    ("team=warehouse-ops", "team=<wbr>warehouse-<wbr>ops"),
+    ("a" * 40, "a" * 16 + "<wbr>" + "a" * 16 + "<wbr>" + "a" * 8),
+    ("<b>&", "&lt;b&gt;&amp;")])  # escaped
+def test_a_long_name_may_wrap_after_its_separators(name: str, shown: str) -> None:
+    assert str(breakable_name(name)) == shown
 
 
 def test_a_runs_duration_finished_running_or_not_started() -> None:

@@ -46,7 +46,7 @@ FILES = {
         tags: {team: sales}
         nodes:
           - {name: a, command: "echo a"}
-          - {name: b, upstream: [a], command: "echo started ${params.db_password};
+          - {name: b, upstream: [a], command: "echo started ${params.db_password}; seq 1 60;
               while [ ! -e GATE ]; do sleep 0.02; done; echo finished; exit ${params.code}"}
         """,
     "workflows/daily.yaml": """
@@ -151,7 +151,7 @@ def test_login_session_csrf_roles_and_headers(console: tuple[Daemon, int, Path])
     assert "Secure" not in viewer.set_cookie  # plain HTTP here
     status, headers, page = viewer.request("GET", "/")
     assert status == 200 and 'data-workflow="chain"' in page and "every day at 02:00" in page
-    assert "Europe/Paris" in page and "team=sales" in page
+    assert "Europe/Paris" in page and "team=<wbr>sales" in page  # it may wrap after the =
     assert 'action="/workflows/' not in page  # no switch for a viewer
     status, _, page = viewer.request("GET", "/workflows/chain")
     assert status == 200 and 'data-node="b"' in page and "first version" in page
@@ -572,8 +572,12 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         run_tab = driver.current_window_handle
         driver.switch_to.new_window("tab")  # b's page follows its log
         driver.get(f"{base}/runs/{run_id}/nodes/b")
-        wait_until(lambda: "started" in driver.find_element(By.ID, "log").text,
+        wait_until(lambda: "\n60" in driver.find_element(By.ID, "log").text,
                    "b's log on its page")
+        at_end = ("const log = document.getElementById('log');"
+                  " return log.scrollHeight > log.clientHeight"
+                  " && log.scrollTop + log.clientHeight >= log.scrollHeight - 4")
+        assert driver.execute_script(at_end)  # its end in view: the newest lines
         log_tab = driver.current_window_handle
         driver.switch_to.window(run_tab)
         (tmp_path / "go").touch()  # b's command waits for it
@@ -590,6 +594,7 @@ def test_in_a_browser_log_in_run_and_watch_a_node_succeed_live(
         wait_until(lambda: driver.find_element(By.ID, "log").get_attribute("data-ended"),
                    "b's log followed to its end")
         assert driver.find_element(By.ID, "log").text.splitlines()[-1] == "finished"
+        assert driver.execute_script(at_end)  # followed to its end
         wait_until(lambda: driver.find_element(By.CSS_SELECTOR, 'h1 [data-node="b"]').text
                    == "SUCCEEDED", "b's own page showing it SUCCEEDED")
         attempt = driver.find_element(By.CSS_SELECTOR, '#attempts tr[data-attempt="1"]')
@@ -764,6 +769,10 @@ def test_in_a_browser_resume_w1_by_ticking_j2_and_j3_in_the_graph(
             driver.get(f"http://127.0.0.1:{port}/runs/{first}")
             wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '#graph[data-drawn="yes"]'),
                        "the run's graph")
+            # a status in words reads at 4.5:1 on white: SKIPPED in dark grey, not EMR's
+            assert driver.execute_script(
+                "return getComputedStyle(document.querySelector("
+                "'tr[data-node=\"J4\"] .status')).color") == "rgb(87, 96, 106)"
             for name in ("J2", "J3"):  # a click opens the node's panel, which ticks it
                 assert driver.find_element(By.CSS_SELECTOR, f'g[data-node="{name}"]'
                                            ).get_attribute("data-status") == "FAILED"

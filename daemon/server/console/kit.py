@@ -20,6 +20,7 @@ from flowplan.daemon.server.auth import least_role
 from flowplan.daemon.server.console.assets import Assets
 from flowplan.daemon.server.console.present import (
     breakable,
+    breakable_name,
     run_duration,
     run_seconds,
     status_name,
@@ -121,6 +122,7 @@ class Kit:
             undefined=jinja2.StrictUndefined)
         self._pages.filters["when"] = when
         self._pages.filters["breakable"] = breakable
+        self._pages.filters["breakable_name"] = breakable_name
         self._pages.filters["when_lines"] = when_lines
         self._pages.globals["status_name"] = status_name
         self._pages.globals["run_duration"] = run_duration

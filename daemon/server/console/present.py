@@ -68,8 +68,9 @@ def schedule_words(workflow: pb.Workflow) -> str:
         return f"every day at {schedule.at}{zone}"
     if schedule.kind == pb.SCHEDULE_KIND_INTERVAL:
         every = schedule.every_seconds
-        step = (f"{every // 3600} hours" if every % 3600 == 0 else
-                f"{every // 60} minutes" if every % 60 == 0 else f"{every} seconds")
+        count, unit = ((every // 3600, "hour") if every % 3600 == 0 else
+                       (every // 60, "minute") if every % 60 == 0 else (every, "second"))
+        step = unit if count == 1 else f"{count} {unit}s"
         return (f"every {step} from {schedule.window_start} to {schedule.window_end}{zone}")
     if schedule.kind == pb.SCHEDULE_KIND_CRON:
         return f"cron {schedule.cron}{zone}"
@@ -81,6 +82,23 @@ def breakable(value: str) -> Markup:
     `wr_` and `bf_` ids fits an 800 px window, each id on two lines at most."""
     half = (len(value) + 1) // 2
     return Markup("{}<wbr>{}").format(value[:half], value[half:])
+
+
+_NAME_BREAKS = frozenset("_-.=/")
+_NAME_RUN = 16  # letters at most between two places a long name may wrap
+
+
+def breakable_name(value: str) -> Markup:
+    """A name or a tag that may wrap after `_ - . = /` (and every 16 letters without one)
+    when its column is narrow: a 100-letter name never widens a list past its window."""
+    parts: list[str] = []
+    start = 0
+    for at, letter in enumerate(value, 1):
+        if letter in _NAME_BREAKS or at - start >= _NAME_RUN:
+            parts.append(value[start:at])
+            start = at
+    parts.append(value[start:])
+    return Markup("<wbr>").join(parts)
 
 
 def when_lines(message: Message, name: str) -> Markup:

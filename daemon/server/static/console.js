@@ -301,6 +301,9 @@ window.flowplanInView = function (element, onShown) {
   // a node's page: its log, followed while the attempt runs; shown again, it goes on from
   // the byte offset and attempt it had reached
   const log = document.getElementById("log");
+  if (log) {
+    log.scrollTop = log.scrollHeight;  // its end: where the newest lines and errors are
+  }
   if (log && window.EventSource) {
     const stream = window.flowplanStreams.follow(function () {
       return log.dataset.bytes === undefined ? log.dataset.url :
@@ -308,7 +311,12 @@ window.flowplanInView = function (element, onShown) {
     }, {
       log: function (message) {
         const chunk = JSON.parse(message.data);
+        // kept at its end while it was there; left where the reader scrolled to otherwise
+        const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
         log.textContent += chunk.text;
+        if (atEnd) {
+          log.scrollTop = log.scrollHeight;
+        }
         log.dataset.attempt = String(chunk.attempt);
         log.dataset.bytes = String(message.lastEventId);
       },
