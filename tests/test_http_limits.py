@@ -101,9 +101,9 @@ def test_a_client_that_never_finishes_its_headers_or_body_is_closed(
     with http_daemon(deployed, *limits) as (d, port):
         silent = connect(port)  # sends nothing at all
         dripping = connect(port)  # a header line every 0.2 s, never the blank line
-        dripping.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        dripping.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
         body = connect(port)  # headers whole, 10 bytes of a 100-byte body
-        body.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+        body.sendall(b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n"
                      b"Content-Type: application/x-www-form-urlencoded\r\n\r\ntoken=abcd")
         started = time.monotonic()
 
@@ -143,7 +143,7 @@ def test_a_client_that_never_finishes_its_headers_or_body_is_closed(
 def test_an_idle_keep_alive_connection_is_closed(deployed: tuple[Path, Path]) -> None:
     with http_daemon(deployed, "--idle-timeout", "1s") as (d, port):
         sock = connect(port)
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(65536)

@@ -679,6 +679,29 @@ def test_resume_ticked_nodes_after_the_dry_run_without_tokens_on_loopback(
         assert f'href="/runs/{first}">{first[:half]}<wbr>{first[half:]}</a>' in history
         assert "/login" not in history and 'action="/logout"' not in history
 
+        def answer(method: str, path: str, host: str) -> tuple[int, str]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            cookie = "; ".join(f"{k}={v}" for k, v in local.cookies.items())
+            connection.request(method, path, body=urllib.parse.urlencode({"csrf": csrf}),
+                               headers={"Host": host, "Cookie": cookie, "Content-Type":
+                                        "application/x-www-form-urlencoded"})
+            response = connection.getresponse()
+            got = (response.status, response.getheader("Set-Cookie") or "")
+            connection.close()
+            return got
+
+        # a page whose own name an attacker's DNS turns into 127.0.0.1 (DNS rebinding)
+        # reaches nothing: no page, no cookie, no metrics, no action
+        for host in ("rebind.attacker.example", f"rebind.attacker.example:{port}",
+                     "127.0.0.1.nip.io"):
+            for method, path in (("GET", "/"), ("GET", "/metrics"),
+                                 ("POST", "/workflows/w1/runs")):
+                assert answer(method, path, host) == (403, ""), (host, method, path)
+        for host in (f"127.0.0.1:{port}", "localhost", f"LOCALHOST.:{port}", f"[::1]:{port}",
+                     "flowplan.localhost"):
+            assert answer("GET", "/metrics", host)[0] == 200, host
+        assert len(daemon.call("ListRuns", pb.ListRunsRequest(workflow="w1")).runs) == 2
+
 
 @pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver"
                     " (.ci/run installs them)")

@@ -12,6 +12,10 @@ as gRPC calls do, and the console a login with a token (then a session cookie); 
 `--tls-cert/--tls-key` it serves HTTPS (and with `--tls-client-ca`, asks for a client
 certificate).
 
+Without tokens, a loopback listener answers only requests addressed to an address or a
+loopback name (`localhost`): a guard against DNS rebinding, where a web page whose own name
+resolves to 127.0.0.1 would otherwise be same-origin with the console.
+
 The same connection limits as gRPC, so that clients that connect and send nothing (or send
 slowly) cannot hold the daemon's file descriptors: the listener accepts connections itself
 (not aiohttp's site) to count them, and closes one beyond `--http-max-connections` at once;
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -35,7 +40,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from flowplan.daemon.server.config import ServeConfig, UsageError
+from flowplan.daemon.server.config import ServeConfig, UsageError, is_loopback
 
 if TYPE_CHECKING:
     from flowplan.daemon.server.console import Console
@@ -73,6 +78,8 @@ class HttpServer:
         middlewares: list[Middleware] = [self._read_in_time]
         if caller is not None:
             middlewares.append(_bearer(caller))
+        elif is_loopback(config.http):
+            middlewares.append(_loopback_names_only)
         self._app = web.Application(middlewares=middlewares)
         self._app.router.add_get("/metrics", self._metrics)
         self._console = console
@@ -237,6 +244,36 @@ def _bearer(caller: Callable[[bytes], object | None]) -> Middleware:
                             headers={"WWW-Authenticate": 'Bearer realm="flowplan"'})
 
     return require_token
+
+
+@web.middleware
+async def _loopback_names_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Without tokens, a loopback listener answers requests addressed to it by an address
+    or a loopback name only: a web page whose own name an attacker's DNS turns into
+    127.0.0.1 (DNS rebinding) would otherwise read and drive the console as its admin."""
+    name = _host_name(request.host).rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost") or _is_address(name):
+        return await handler(request)
+    return web.Response(status=403, text=(
+        "this daemon has no tokens, so it answers only requests addressed to a loopback"
+        " name or an address (http://127.0.0.1:PORT/, http://localhost:PORT/), not to"
+        f" '{request.host[:100]}': a guard against DNS rebinding. To serve it under another"
+        " name (behind a reverse proxy), give the daemon tokens\n"))
+
+
+def _host_name(host: str) -> str:
+    """The Host header's name or address, without its port (and an IPv6 one's brackets)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.partition(":")[0]
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _bind(host: str, port: int) -> socket.socket:
