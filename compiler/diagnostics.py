@@ -78,6 +78,7 @@ class Code(StrEnum):
     RAW_PARAM = "FP508"  # a warning: `| raw` pastes a param unquoted into a command or SQL
     RAW_MISPLACED = "FP509"  # `| raw` that is not the expression's last filter
     JINJA_BRACES = "FP510"  # a warning: `{{ ds }}`, Jinja's delimiters, is left as text
+    SECRET_PARAM_NAME = "FP511"  # a warning: a secret env entry reads a param not named as one
 
     SETTINGS_UNKNOWN_QUEUE = "FP601"  # defaults.queue names no queue
 

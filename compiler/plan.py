@@ -150,6 +150,17 @@ class Plan(_Frozen):
                           ensure_ascii=False) + "\n"
 
 
+# A node's env entry or a run's param whose name holds one of these (in any case) is a
+# secret: its value is masked wherever the daemon shows it (docs/concepts.md, Secrets).
+SECRET_MARKERS: Final = ("SECRET", "TOKEN", "PASSWORD", "KEY")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when an env entry's or a param's `name` marks its value as a secret."""
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
 class PlanError(ValueError):
     """A plan file that cannot be used: unreadable, unknown schema version or tampered."""
 

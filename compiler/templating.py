@@ -402,6 +402,19 @@ def check(template: str, params: frozenset[str] | None, language: Language = "te
     return _check_cached(template, params, language)
 
 
+def params_read(template: str) -> frozenset[str]:
+    """The `params.*` names a template's expressions read (none when it does not parse)."""
+    if "${" not in template:
+        return frozenset()
+    try:
+        pieces = list(split(template))
+    except TemplateError:
+        return frozenset()
+    analyses = (_analyse(piece.source) for piece in pieces if isinstance(piece, Expression))
+    return frozenset(name for analysis in analyses if not isinstance(analysis, str)
+                     for name in analysis.param_refs)
+
+
 # `{{ ds }}`, `{{ params.region }}`: Airflow's and dbt's Jinja, which flowplan leaves as text
 _BRACES: Final = re.compile(r"\{\{-?\s*(" + "|".join(sorted(VARIABLES)) + r")\b[^{}]*?-?\}\}")
 

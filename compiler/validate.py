@@ -17,9 +17,16 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from flowplan.compiler import templating
-from flowplan.compiler.diagnostics import Code, Diagnostic, did_you_mean, has_errors
+from flowplan.compiler.diagnostics import (
+    Code,
+    Diagnostic,
+    Severity,
+    did_you_mean,
+    has_errors,
+)
 from flowplan.compiler.models import NodeSpec, NodeType, QueueSpec, SettingsSpec, WorkflowHeaderSpec
 from flowplan.compiler.parsing import Document, Path
+from flowplan.compiler.plan import is_secret_name
 from flowplan.compiler.quoting import Language
 
 _EXTENSION_TYPES: dict[str, NodeType] = {".sh": "shell", ".py": "python", ".sql": "sql"}
@@ -69,10 +76,11 @@ class FileCheck:
         self.document = None
         return self
 
-    def error(self, path: Path, code: Code, message: str, *, key: bool = False) -> None:
+    def error(self, path: Path, code: Code, message: str, *, key: bool = False,
+              severity: Severity = Severity.ERROR) -> None:
         assert self.document is not None
         line, column = self.document.position(path, key=key)
-        self.diagnostics.append(Diagnostic(self.file, line, column, code, message))
+        self.diagnostics.append(Diagnostic(self.file, line, column, code, message, severity))
 
 
 def validate_model(model: type[_M], value: Any, doc: Document, prefix: Path,
@@ -549,6 +557,20 @@ def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> No
                 line, column = result.document.position(path)
                 result.diagnostics.append(Diagnostic(result.file, line, column, problem.code,
                                                      problem.message, problem.severity))
+        for key, value in spec.env.items():
+            if not is_secret_name(key):
+                continue
+            # the one param it reads holds the secret (of several, none is sure to)
+            read = templating.params_read(value) & (params or frozenset())
+            for name in read if len(read) == 1 else ():
+                if not is_secret_name(name):
+                    result.error(
+                        ("nodes", node.index, "env", key), Code.SECRET_PARAM_NAME,
+                        f"env {key} is a secret, but params.{name}, which it reads, is not"
+                        " named as one: its value shows in clear in `flowplan status`, the"
+                        " console and API answers (logs mask it); put SECRET, TOKEN,"
+                        f" PASSWORD or KEY in the param's name, e.g. {name}_key",
+                        severity=Severity.WARNING)
 
 
 def sql_language(node: NodeSpec, header: WorkflowHeaderSpec | None,

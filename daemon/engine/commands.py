@@ -19,10 +19,9 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from flowplan.compiler import templating
-from flowplan.compiler.plan import NodePlan, QueuePlan, SourcePlan
+from flowplan.compiler.plan import NodePlan, QueuePlan, SourcePlan, is_secret_name
 from flowplan.daemon.engine import spark
 
-SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_ARG_BYTES = 128 * 1024  # Linux's MAX_ARG_STRLEN: one argument or NAME=value, with its NUL
 MASK = "********"
@@ -83,8 +82,8 @@ def template_variables(run: RunFields, timezone: str, node: str, attempt: int
 
 
 def is_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    """True when an env entry's or a param's name marks its value as a secret."""
+    return is_secret_name(name)
 
 
 def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
