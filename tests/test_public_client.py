@@ -46,6 +46,12 @@ FILES = {
             command: "for i in $(seq 1 ${params.lines}); do echo line $i; sleep 0.1; done"
           - {name: after, command: "echo done", upstream: [tick]}
         """,
+    "workflows/quiet.yaml": """
+        name: quiet
+        params: {gate: ""}
+        nodes:
+          - {name: wait, command: "while [ ! -e ${params.gate} ]; do sleep 0.05; done; echo awake"}
+        """,
 }
 PATIENT = Retry(first_delay=0.05, max_delay=0.5, give_up_after=60.0)
 
@@ -106,7 +112,7 @@ def test_start_wait_fail_and_resume_from_the_failed_node(daemon):
         listed = client.list_runs(workflow="chain", status=pb.RUN_STATUS_FAILED)
         assert [r.run_id for r in listed.runs] == [resumed.run_id, run.run_id]
         assert client.get_workflow("chain").name == "chain"
-        assert [w.name for w in client.list_workflows().workflows] == ["chain", "ticker"]
+        assert [w.name for w in client.list_workflows().workflows] == ["chain", "quiet", "ticker"]
         assert [v.version for v in client.list_plan_versions("chain").plan_versions] == [1]
         with pytest.raises(ClientError) as caught:  # a manual workflow has no switch
             client.set_scheduling("chain", enabled=False)
@@ -175,6 +181,46 @@ def test_watch_and_log_follow_go_on_across_a_daemon_restart(daemon, signum):
             assert "reconnected" in notes
     finally:
         client.close()
+        daemon.stop(signal.SIGKILL)
+
+
+def test_a_log_followed_before_its_first_byte_goes_on_across_a_daemon_restart(
+        daemon, tmp_path):
+    """As the CLI follows (no retry until the daemon has answered), on a log still empty:
+    the daemon's own end of the stream as it stops (SIGTERM) is an answer, so the follow
+    goes on once it is back, instead of 'is the daemon running?'."""
+    gate = tmp_path / "gate"
+    with Client(daemon.address) as starter:
+        run = starter.start_run("quiet", params={"gate": str(gate)})
+        wait_until(lambda: starter.get_run(run.run_id).nodes[0].status
+                   == pb.NODE_STATUS_RUNNING, "the quiet node running")
+    notes: list[str] = []
+    follower = Client(daemon.address, retry=Retry(first_delay=0.05, max_delay=0.5,
+                                                  give_up_after=60.0, before_answer=False),
+                      on_reconnect=notes.append)
+    log: list[bytes] = []
+    failures: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            log.extend(c.data for c in follower.node_log(run.run_id, "wait", until_end=False))
+        except BaseException as exc:  # reported by the test
+            failures.append(exc)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    wait_until(follower.connected, "the follow's channel connected")
+    time.sleep(0.5)  # for its request to reach the daemon: nothing shows that from here
+    daemon = restart(daemon, signal.SIGTERM)
+    try:
+        gate.touch()  # the daemon is back: the node ends, its one line comes
+        thread.join(timeout=60)
+        assert not failures, failures
+        assert b"".join(log) == b"awake\n"
+        assert notes[0].startswith("lost the daemon (UNAVAILABLE: the daemon is shutting down")
+        assert "reconnected" in notes
+    finally:
+        follower.close()
         daemon.stop(signal.SIGKILL)
 
 

@@ -55,6 +55,7 @@ from flowplan.daemon.client.connection import (
     Target,
     UsageError,
     error_of,
+    stopped,
     target_from_options,
 )
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -339,6 +340,7 @@ class Client(_Base):
                     yield item
                 return
             except grpc.RpcError as err:
+                self._answered = self._answered or stopped(err)  # it was reached
                 delay = backoff.next_delay(err, answered=self._answered)
                 if delay is None:
                     raise error_of(err) from None
@@ -592,6 +594,7 @@ class AsyncClient(_Base):
                     yield item
                 return
             except grpc.RpcError as err:
+                self._answered = self._answered or stopped(err)  # it was reached
                 delay = backoff.next_delay(err, answered=self._answered)
                 if delay is None:
                     raise error_of(err) from None

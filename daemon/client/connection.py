@@ -129,6 +129,25 @@ class ClientError(Exception):
         self.violations = violations
 
 
+def stopped(err: grpc.RpcError) -> bool:
+    """True when the daemon itself ended the stream as it stopped (UNAVAILABLE with its
+    ErrorInfo SHUTTING_DOWN): it was reached, so the stream is followed again after the
+    restart even when nothing came on it before (a log still empty)."""
+    from google.rpc import error_details_pb2  # type: ignore[import-untyped,unused-ignore]
+    from grpc_status import rpc_status  # type: ignore[import-untyped,unused-ignore]
+
+    if err.code() is not grpc.StatusCode.UNAVAILABLE:
+        return False
+    try:
+        status = rpc_status.from_call(err)
+    except (ValueError, AttributeError):
+        return False
+    info = error_details_pb2.ErrorInfo()
+    return status is not None and any(
+        detail.Unpack(info) and info.domain == "flowplan" and info.reason == "SHUTTING_DOWN"
+        for detail in status.details)
+
+
 def error_of(err: grpc.RpcError) -> ClientError:
     """The ClientError a failed gRPC call means (its status details read for violations)."""
     # imported here: only a failed call pays for them

@@ -90,6 +90,21 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RunError | R
     raise AssertionError("unreachable")  # abort raises
 
 
+SHUTTING_DOWN = "SHUTTING_DOWN"  # ErrorInfo.reason of a stream the daemon ends as it stops
+
+
+async def shutting_down(context: grpc.aio.ServicerContext[Any, Any], message: str
+                        ) -> NoReturn:
+    """End a stream as the daemon stops: UNAVAILABLE, with an ErrorInfo (domain flowplan,
+    reason SHUTTING_DOWN) that tells a client the daemon itself answered, so it follows
+    again after the restart even when nothing came on the stream before."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=SHUTTING_DOWN, domain="flowplan"))
+    await context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+        code=code_pb2.UNAVAILABLE, message=message, details=[detail])))
+    raise AssertionError("unreachable")  # abort raises
+
+
 def unwritable(error: StateWriteError) -> str:
     """UNAVAILABLE's message: the call changed nothing and can be repeated."""
     return (f"{error}: nothing was changed; call again once the daemon's disk has room"

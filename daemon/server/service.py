@@ -47,6 +47,7 @@ from flowplan.daemon.server.errors import (
     handlers_of,
     serve_tolerant,
     shown,
+    shutting_down,
     stream,
     unary,
 )
@@ -493,8 +494,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     await _first(woken.wait(), self._p.closing.wait())
         finally:
             unsubscribe()
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down;"
-                            f" watch again with after_sequence={last}")
+        await shutting_down(context, "the daemon is shutting down; watch again with"
+                                     f" after_sequence={last}")
 
     def _as_of(self, node: NodeRun, event: RunEvent, workflow: str) -> NodeRun:
         """`node` as it was right after `event` (docs/api.md, WatchRun): its attempts up to
@@ -555,8 +556,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         finally:
             unsubscribe()
         if request.follow and self._p.closing.is_set():
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down;"
-                                " follow again from the next offset")
+            await shutting_down(context, "the daemon is shutting down; follow again from the"
+                                         " next offset")
 
 
 def _waker(run_id: str, event: asyncio.Event) -> Callable[[StatusEvent], None]:
