@@ -62,6 +62,17 @@ def test_tags_runs_columns_backfills_and_notifications(make_repo: MakeRepo,
             assert runs.returncode == 0, (tag, runs.stderr)
             assert run_id in runs.stdout and new_id in runs.stdout, (tag, runs.stdout)
         assert cli(d.address, "runs", "--tag", "owner=alice").stdout == "no runs\n"
+        assert cli(d.address, "runs", "--workflow", "daily").stdout == "no runs\n"
+        # a name that names nothing is an error, not an empty list that hides the typo
+        for args, said in [
+                (("runs", "--workflow", "dialy", "--status", "failed"),
+                 "NOT_FOUND: workflow 'dialy' does not exist (did you mean 'daily'?)"),
+                (("runs", "--backfill", "bf_nope"), "NOT_FOUND: backfill bf_nope does not"),
+                (("backfills", "--workflow", "chian"), "(did you mean 'chain'?)"),
+                (("notifications", "--run", "wr_nope", "--json"), "NOT_FOUND: run wr_nope")]:
+            wrong = cli(d.address, *args)
+            assert (wrong.returncode, wrong.stdout) == (1, ""), (args, wrong)
+            assert said in wrong.stderr, (args, wrong.stderr)
 
         # runs: the node summary, the run it resumes and the remarks' first line
         table = cli(d.address, "runs", "--workflow", "chain").stdout.splitlines()

@@ -539,6 +539,8 @@ def cmd_runs(client: Client, args: argparse.Namespace, out: Output) -> int:
             break
     exact = not limit or len(runs) <= limit  # the token continues right after the last run
     runs = runs[:limit] if limit else runs
+    if not runs:  # a filter's name mistyped is NOT_FOUND, not "no runs"
+        _exists(client, workflow=args.workflow, backfill_id=args.backfill)
     if out.json:
         out.message(pb.ListRunsResponse(runs=runs, next_page_token=token if exact else ""))
         return EXIT_OK
@@ -549,6 +551,18 @@ def cmd_runs(client: Client, args: argparse.Namespace, out: Output) -> int:
     if token:
         out.note(f"(more runs: --limit {limit * 2 if limit else 0}, or 0 for all)")
     return EXIT_OK
+
+
+def _exists(client: Client, *, workflow: str | None = None, backfill_id: str | None = None,
+            run_id: str | None = None) -> None:
+    """ClientError NOT_FOUND (naming the field) when a list's filter names nothing: an empty
+    list is the API's answer to a name it does not know, which hides a typo."""
+    if workflow:
+        client.get_workflow(workflow)
+    if backfill_id:
+        client.get_backfill(backfill_id)
+    if run_id:
+        client.get_run(run_id, include_graph=False)
 
 
 def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -703,6 +717,8 @@ def cmd_backfills(client: Client, args: argparse.Namespace, out: Output) -> int:
         return page.backfills, page.next_page_token
 
     backfills = _all_pages(fetch)
+    if not backfills:
+        _exists(client, workflow=args.workflow)
     if out.json:
         out.message(pb.ListBackfillsResponse(backfills=backfills))
     elif not backfills:
@@ -738,6 +754,8 @@ def cmd_notifications(client: Client, args: argparse.Namespace, out: Output) -> 
         if not token or (limit and len(items) >= limit):
             break
     items = items[:limit] if limit else items
+    if not items:
+        _exists(client, run_id=args.run)
     if out.json:
         out.message(pb.ListNotificationsResponse(notifications=items, next_page_token=token))
         return EXIT_OK

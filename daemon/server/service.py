@@ -9,6 +9,7 @@ import base64
 import binascii
 import collections
 import dataclasses
+import difflib
 import hashlib
 import json
 import logging
@@ -187,8 +188,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         _required(workflow, "workflow")
         plan = self._p.catalog.latest(workflow)
         if plan is None:
-            raise RequestError(f"workflow '{workflow}' does not exist", field="workflow",
-                               code=grpc.StatusCode.NOT_FOUND)
+            close = difflib.get_close_matches(workflow, self._p.catalog.workflows(), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise RequestError(f"workflow '{shown(workflow)}' does not exist{hint}",
+                               field="workflow", code=grpc.StatusCode.NOT_FOUND)
         return plan
 
     def _version(self, workflow: str, version: int) -> Plan:
