@@ -212,7 +212,31 @@ def _mark(node: yaml.Node | yaml.Event | None) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
+def _at_end(exc: yaml.MarkedYAMLError, text: str) -> bool:
+    """True when the parser met the end of the file where it needed more (libyaml says so
+    in several words: 'found unexpected end of stream', "did not find expected ']'")."""
+    if exc.problem_mark is None:
+        return False
+    if text.endswith("\n"):  # the end is the line after the last newline
+        return exc.problem_mark.line >= text.count("\n")
+    problem = exc.problem or ""
+    return "end of stream" in problem or "<stream end>" in problem
+
+
+# PyYAML's names of what a file ended inside, in the words of a workflow's author
+_UNCLOSED: Final = {"a quoted scalar": "a quoted string", "a flow mapping": "a '{' mapping",
+                    "a flow sequence": "a '[' list"}
+
+
 def _yaml_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
+    if exc.context_mark is not None and exc.context and _at_end(exc, text):
+        # a quote or a bracket never closed: its start is where to look, not the file's end
+        what = exc.context.removeprefix("while scanning ").removeprefix("while parsing ")
+        what = _UNCLOSED.get(what, what)
+        start = exc.context_mark
+        return _diag(file, start.line + 1, start.column + 1, Code.YAML_SYNTAX,
+                     f"invalid YAML: {what} starts here and is not closed before the end of"
+                     " the file")
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "invalid YAML"
