@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flowplan.compiler import templating
 from flowplan.compiler.diagnostics import (
@@ -24,7 +24,15 @@ from flowplan.compiler.diagnostics import (
     did_you_mean,
     has_errors,
 )
-from flowplan.compiler.models import NodeSpec, NodeType, QueueSpec, SettingsSpec, WorkflowHeaderSpec
+from flowplan.compiler.models import (
+    NodeSpec,
+    NodeType,
+    Param,
+    ParamName,
+    QueueSpec,
+    SettingsSpec,
+    WorkflowHeaderSpec,
+)
 from flowplan.compiler.parsing import Document, Path
 from flowplan.compiler.plan import is_secret_name
 from flowplan.compiler.quoting import Language
@@ -293,7 +301,8 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
         _check_queues(result, header, settings)
     if header is not None:
         _check_schedule(result, header)
-    _check_templates(result, header)
+    _check_templates(result, frozenset(header.params) if header is not None
+                     else _params_alone(doc.value))
     result.complete = all_valid and header is not None and not has_errors(result.diagnostics)
     return result.seal()
 
@@ -531,8 +540,22 @@ def _check_schedule(result: FileCheck, header: WorkflowHeaderSpec) -> None:
                      "'at' applies to every: day; use 'window' for every: <N>h or <N>m")
 
 
-def _check_templates(result: FileCheck, header: WorkflowHeaderSpec | None) -> None:
-    params = frozenset(header.params) if header is not None else None
+_PARAMS: Final = TypeAdapter(dict[ParamName, Param])
+
+
+def _params_alone(workflow: Mapping[str, Any]) -> frozenset[str] | None:
+    """The workflow's param names when its header is invalid for another reason (a bad
+    `retries`), so that `params.*` is still checked in the same pass; None when the params
+    are invalid too (reported with the header)."""
+    try:
+        return frozenset(_PARAMS.validate_python(workflow.get("params", {})))
+    except ValidationError:
+        return None
+
+
+def _check_templates(result: FileCheck, params: frozenset[str] | None) -> None:
+    """Every node's templates, `params.*` against the workflow's `params` (None: unknown,
+    not checked)."""
     for node in result.nodes:
         spec = node.spec
         fields: list[tuple[Path, str, Language]] = [
