@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import FLOWPLAN, ROOT, MakeRepo, wait_until
 from daemon_harness import Daemon, publish, running_daemon
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -39,6 +39,15 @@ FILES = {
             command: echo "key=$API_KEY region=$REGION"; exit 1
             retries: 1
             retry_delay: 0s
+        """,
+    "workflows/nested.yaml": """
+        name: nested
+        params:
+          db: {host: db.example, password: N3sted-s3cret, replicas: [{api_key: r3plica-key}]}
+        nodes:
+          - name: connect
+            command: echo "host=${params.db.host} pw=${params.db.password}
+              replica=${params.db.replicas[0].api_key}"
         """,
 }
 
@@ -106,3 +115,23 @@ def test_rendered_values_of_templated_env_secrets_are_masked(make_repo: MakeRepo
         for attempt in ("1", "2"):  # the value differs per attempt: each one is masked
             assert logs(d, run_id, "use", "--attempt", attempt) \
                 == b"key=" + b"*" * len(f"k{attempt}-sw0rdfish") + b" region=eu\n"
+
+
+def test_a_secret_named_key_inside_an_object_param_is_a_secret(make_repo: MakeRepo,
+                                                                tmp_path: Path) -> None:
+    """`db: {password: ...}`: masked in GetWorkflow's and GetRun's params, at any depth
+    (a list's objects too), and in the log; the other keys stay as they are."""
+    store, state = tmp_path / "store", tmp_path / "state"
+    publish(make_repo(FILES), store)
+    with running_daemon(store, state) as d:
+        shown = {"host": "db.example", "password": "********",
+                 "replicas": [{"api_key": "********"}]}
+        workflow = d.call("GetWorkflow", pb.GetWorkflowRequest(workflow="nested")).workflow
+        assert json_format.MessageToDict(workflow.params) == {"db": shown}
+        run_id = start(d, "nested")
+        run = d.wait_run(run_id)
+        assert run.status == pb.RUN_STATUS_SUCCEEDED
+        assert json_format.MessageToDict(run.params) == {"db": shown}
+        assert logs(d, run_id, "connect") == (
+            b"host=db.example pw=" + b"*" * len("N3sted-s3cret")
+            + b" replica=" + b"*" * len("r3plica-key") + b"\n")

@@ -374,12 +374,14 @@ def test_the_run_form_keeps_a_secret_params_default_it_shows_masked(
     store = tmp_path / "store"
     publish(make_repo({"workflows/secret.yaml": """
         name: secret
-        params: {api_token: real-default-value, region: eu, want: eu}
+        params: {api_token: real-default-value, region: eu, want: eu,
+                 db: {host: db.example, password: n3sted-default}}
         nodes:
           - name: a
             command: >-
               test "${params.api_token}" = "$(printf 'real-default-%s' value)"
               && test "${params.region}" = "${params.want}"
+              && test "${params.db.password}" = "$(printf 'n3sted-%s' default)"
         """}), store)
     with console_daemon(store, tmp_path) as (daemon, port):
         operator = Browser(port)
@@ -388,10 +390,11 @@ def test_the_run_form_keeps_a_secret_params_default_it_shows_masked(
         shown = re.search(r'<textarea name="params"[^>]*>(.*?)</textarea>', page, re.S)
         assert status == 200 and shown and "real-default-value" not in html.unescape(page)
         prefill = html.unescape(shown.group(1))
-        assert '"api_token": "********"' in prefill
+        assert '"api_token": "********"' in prefill and "n3sted-default" not in prefill
         for params, wanted in [
                 (prefill, pb.RUN_STATUS_SUCCEEDED),  # as shown: the real default
-                (prefill.replace('"********"', '"typed"'), pb.RUN_STATUS_FAILED),
+                (prefill.replace('"api_token": "********"', '"api_token": "typed"'),
+                 pb.RUN_STATUS_FAILED),
                 (prefill.replace('"eu"', '"us"'), pb.RUN_STATUS_SUCCEEDED)]:  # both changed
             csrf = operator.csrf("/workflows/secret")
             status, headers, _ = operator.request("POST", "/workflows/secret/runs",
@@ -402,6 +405,11 @@ def test_the_run_form_keeps_a_secret_params_default_it_shows_masked(
                 run_id=run_id)).run.status in FINISHED, "the run's end", 30)
             run = daemon.call("GetRun", pb.GetRunRequest(run_id=run_id)).run
             assert run.status == wanted, params
+        # an object param is a default only: edited, it is refused, never run with the mask
+        edited = prefill.replace('"db.example"', '"db2.example"')
+        status, _, page = operator.request("POST", "/workflows/secret/runs", {
+            "csrf": operator.csrf("/workflows/secret"), "params": edited})
+        assert status == 400 and "param 'db' must be a string" in html.unescape(page)
 
 
 def test_over_https_the_session_cookie_is_secure(make_repo: MakeRepo, tmp_path: Path) -> None:

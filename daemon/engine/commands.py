@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -87,15 +87,40 @@ def is_secret(name: str) -> bool:
 
 
 def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params as shown to people: those whose names mark them as secrets are `MASK`."""
-    return {k: MASK if is_secret(k) and v not in (None, "") else v for k, v in params.items()}
+    """Params as shown to people: those whose names mark them as secrets are `MASK`, and so
+    are the keys so named inside an object param, at any depth (`db: {password: ...}`)."""
+    return {k: MASK if is_secret(k) and v not in (None, "") else _masked(v)
+            for k, v in params.items()}
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return masked_params(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
+def _secret_leaves(value: Any, *, secret: bool) -> Iterator[str]:
+    """The values of a param to mask in logs: every scalar under a secret-named key (the
+    param's own name, or a key inside it, at any depth)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _secret_leaves(item, secret=secret or is_secret(str(key)))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _secret_leaves(item, secret=secret)
+    elif secret and value is not None:
+        yield str(value)
 
 
 def secret_values(nodes: Iterable[NodePlan], run: RunFields, timezone: str) -> list[str]:
     """A run's values to mask in logs, statuses and e-mails, longest first: its params with
-    secret-like names, and the values its nodes' env entries with secret-like names take as
-    rendered for the run (for each attempt a node may make, when they differ)."""
+    secret-like names (and the scalars under such names inside object params), and the
+    values its nodes' env entries with secret-like names take as rendered for the run (for
+    each attempt a node may make, when they differ)."""
     values = [str(v) for k, v in run.params.items() if is_secret(k)]
+    values += _secret_leaves(dict(run.params), secret=False)  # nested ones' scalars too
     for node in nodes:
         for key, template in node.env.items():
             if is_secret(key):
