@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import sqlite3
 import stat
 import time
@@ -147,6 +148,61 @@ def test_a_revoked_token_ends_its_sessions_at_once_and_across_a_restart(
         status, _, page = viewer.request("GET", "/")
         assert status == 200 and "grafana · operator" in page  # the role of now
         assert [row[2] for row in setup.rows()] == ["grafana"]
+
+
+def _open_stream(browser: Browser, path: str) -> socket.socket:
+    """A GET of an event stream with the browser's cookie, its 200 head read."""
+    sock = socket.create_connection(("127.0.0.1", browser.port), timeout=1)
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+                 .encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    return sock
+
+
+def _closed_by_daemon(sock: socket.socket, within: float = 10.0) -> bool:
+    """Read until the daemon closes the stream: True when it did within `within` s."""
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if not sock.recv(65536):
+                    return True
+            except TimeoutError:  # nothing for a second: look at the time again
+                continue
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        sock.close()
+
+
+def test_an_open_event_stream_ends_with_its_session(setup: Setup) -> None:
+    """A page's live feeds do not outlast a revoked token or a logout: the daemon closes
+    them within seconds, and the page's reconnection meets the login (401)."""
+    viewer, operator = Browser(setup.http_port), Browser(setup.http_port)
+    with setup.daemon() as daemon:
+        assert viewer.login(TOKENS["viewer"]) == 303
+        assert operator.login(TOKENS["operator"]) == 303
+        run_id = daemon.call("StartRun", pb.StartRunRequest(workflow="chain")).run.run_id
+        wait_until(lambda: pb.NODE_STATUS_RUNNING in [n.status for n in daemon.call(
+            "GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run.nodes
+            if n.name == "b"], "b running (it waits for its gate)")
+        streams = [_open_stream(viewer, f"/runs/{run_id}/events"),
+                   _open_stream(viewer, f"/runs/{run_id}/nodes/b/log")]
+        shared = _open_stream(operator, f"/events?s=/runs/{run_id}/events&last=")
+        setup.roles.write_text(f"operator ci {TOKENS['operator']}\n")  # grafana's goes
+        daemon.process.send_signal(signal.SIGHUP)
+        assert all(_closed_by_daemon(sock) for sock in streams)
+        assert viewer.request("GET", f"/runs/{run_id}/events")[0] == 401
+        assert operator.request("POST", "/logout", {"csrf": operator.csrf("/")})[0] == 303
+        assert _closed_by_daemon(shared)
+        assert "Traceback" not in daemon.output() and '"level": "error"' not in daemon.output()
+        setup.gate.touch()
+        assert daemon.wait_run(run_id).status == pb.RUN_STATUS_SUCCEEDED  # serves on
 
 
 def test_logout_ends_the_session_across_a_restart(setup: Setup) -> None:

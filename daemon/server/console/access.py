@@ -6,6 +6,8 @@ images only from this origin, no inline script or style, no framing)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -78,7 +80,7 @@ class Access:
         if grant is None:
             if session is not None and session.logged_in:  # its token was revoked
                 self._sessions.drop(sid)
-            if request.method == "GET" and not request.path.endswith(("/events", "/log")):
+            if request.method == "GET" and not request.path.endswith(_STREAMS):
                 raise web.HTTPSeeOther("/login")
             return web.Response(status=401, text="log in first: /login\n")
         if session is None:  # no tokens configured: a session only for the CSRF token
@@ -86,7 +88,34 @@ class Access:
             response = await handler(_with(request, session, grant))
             self._kit.set_cookie(response, sid)
             return response
+        if self._sessions.login_needed and request.method == "GET" and (
+                request.path.endswith(_STREAMS)):
+            return await self._while_allowed(handler(_with(request, session, grant)),
+                                             request, sid)
         return await handler(_with(request, session, grant))
+
+    async def _while_allowed(self, answer: Awaitable[web.StreamResponse],
+                             request: web.Request, sid: str | None) -> web.StreamResponse:
+        """An event stream's answer, cut (its connection closed) once its session ends: a
+        logout, or its token revoked. The page's reconnection then meets the login."""
+        task = asyncio.ensure_future(answer)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=SESSION_RECHECK_SECONDS)
+                if done:
+                    return task.result()
+                session = self._sessions.get(sid)
+                if session is None or self._sessions.who(session) is None:
+                    log.info("console stream closed: its session ended",
+                             extra={"fields": {"path": request.path}})
+                    if request.transport is not None:
+                        request.transport.close()
+                    raise asyncio.CancelledError  # as when the page leaves
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def login_form(self, request: web.Request) -> web.StreamResponse:
         if not self._sessions.login_needed:
@@ -126,6 +155,10 @@ class Access:
 def _with(request: web.Request, session: Session, grant: Grant) -> web.Request:
     request["session"], request["grant"] = session, grant
     return request
+
+
+_STREAMS: Final = ("/events", "/log")  # the console's event streams, by their paths' ends
+SESSION_RECHECK_SECONDS: Final = 2.0  # how soon an open stream ends after its session does
 
 
 # the section of its page that a refused form was sent from: POST /workflows/W/runs came
