@@ -837,6 +837,20 @@ def test_times_are_shown_with_milliseconds_only_when_not_zero(moment, shown):
     assert render.stamp(moment) == shown
 
 
+def _lost_then_refused(tries: list[str], field: str
+                       ) -> Callable[[Message, grpc.ServicerContext], Any]:
+    """A cancel whose first try reached the daemon, which went down before answering
+    (UNAVAILABLE); tried again, it is refused: the run or backfill has finished now. Each
+    request's `field` goes into `tries`."""
+    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
+        tries.append(getattr(request, field))
+        if len(tries) == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "already finished (CANCELLED)")
+
+    return cancel
+
+
 def test_a_cancel_whose_answer_a_restart_lost_answers_the_cancelled_run(
         daemon_server: tuple[FakeDaemon, int]) -> None:
     """The first CancelRun reached the daemon, which went down before answering; the call
@@ -844,15 +858,7 @@ def test_a_cancel_whose_answer_a_restart_lost_answers_the_cancelled_run(
     fake, port = daemon_server
     fake.reset()
     tries: list[str] = []
-
-    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
-        tries.append(request.run_id)  # type: ignore[attr-defined]
-        if len(tries) == 1:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
-        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "run wr_1 already finished"
-                                                           " (CANCELLED)")
-
-    fake.answers["CancelRun"] = cancel
+    fake.answers["CancelRun"] = _lost_then_refused(tries, "run_id")
     fake.answers["GetRun"] = pb.GetRunResponse(run=pb.Run(run_id="wr_1",
                                                           status=pb.RUN_STATUS_CANCELLED))
     quick = Retry(first_delay=0.01, max_delay=0.01, give_up_after=5)
@@ -880,13 +886,6 @@ def test_a_backfill_cancel_whose_answer_a_restart_lost_answers_the_cancelled_bac
     fake.reset()
     tries: list[str] = []
 
-    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
-        tries.append(request.backfill_id)  # type: ignore[attr-defined]
-        if len(tries) == 1:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
-        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "backfill bf_1 already finished"
-                                                           " (CANCELLED)")
-
     def runs(request: Message, context: grpc.ServicerContext) -> Any:
         assert (request.backfill_id, request.status) == (  # type: ignore[attr-defined]
             "bf_1", pb.RUN_STATUS_CANCELLED)
@@ -895,7 +894,7 @@ def test_a_backfill_cancel_whose_answer_a_restart_lost_answers_the_cancelled_bac
         return pb.ListRunsResponse(runs=[pb.Run(run_id="wr_3"), pb.Run(run_id="wr_2")],
                                    next_page_token="more")
 
-    fake.answers["CancelBackfill"] = cancel
+    fake.answers["CancelBackfill"] = _lost_then_refused(tries, "backfill_id")
     fake.answers["ListRuns"] = runs
     fake.answers["GetBackfill"] = pb.GetBackfillResponse(backfill=pb.Backfill(
         backfill_id="bf_1", status=pb.BACKFILL_STATUS_CANCELLED))
@@ -917,14 +916,7 @@ def test_the_async_client_settles_a_repeated_backfill_cancel_alike(
     fake, port = daemon_server
     fake.reset()
     tries: list[str] = []
-
-    def cancel(request: Message, context: grpc.ServicerContext) -> Any:
-        tries.append(request.backfill_id)  # type: ignore[attr-defined]
-        code = grpc.StatusCode.UNAVAILABLE if len(tries) == 1 else (
-            grpc.StatusCode.FAILED_PRECONDITION)
-        context.abort(code, "down" if len(tries) == 1 else "already finished (CANCELLED)")
-
-    fake.answers["CancelBackfill"] = cancel
+    fake.answers["CancelBackfill"] = _lost_then_refused(tries, "backfill_id")
     fake.answers["ListRuns"] = pb.ListRunsResponse(runs=[pb.Run(run_id="wr_9")])
     fake.answers["GetBackfill"] = pb.GetBackfillResponse(backfill=pb.Backfill(
         backfill_id="bf_1", status=pb.BACKFILL_STATUS_CANCELLED))
