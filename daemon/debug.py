@@ -19,12 +19,13 @@ import contextlib
 import dataclasses
 import io
 import os
+import select
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
@@ -54,6 +55,7 @@ DEBUG_QUEUE = "dev"
 LOG_TAIL_LINES = 20
 KILL_GRACE_SECONDS = 5.0  # after Ctrl-C: SIGTERM, then SIGKILL this much later
 REDRAW_SECONDS = 0.1  # the live table is redrawn at most this often (and this often)
+READER_CHECK_SECONDS = 0.2  # how often a quiet run looks whether its reader left
 
 _ACTIVE = frozenset({"RUNNING", "RETRYING", "FAILED"})
 
@@ -183,7 +185,7 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
         if reader.gone:
             nobody_reads()
         view.begin(run)
-        ticker = loop.create_task(view.tick())
+        ticker = loop.create_task(_both(view.tick(), reader.watch()))
         final = await engine.wait_run(run.run_id)
         ticker.cancel()
         view.end()
@@ -208,6 +210,12 @@ async def debug_run(plan: Plan, *, state_dir: Path, logical_time: datetime,
     if interrupts:
         return EXIT_INTERRUPTED
     return EXIT_OK if final.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+async def _both(first: Coroutine[Any, Any, None], second: Coroutine[Any, Any, None]
+                ) -> None:
+    """Run two coroutines until both end (or this is cancelled, which cancels both)."""
+    await asyncio.gather(first, second)
 
 
 class _Reader:
@@ -240,6 +248,21 @@ class _Reader:
             try:
                 self._out.flush()
             except BrokenPipeError:
+                self._left()
+
+    async def watch(self) -> None:
+        """Notice a reader who left while nothing is written (a node that runs quietly for
+        long after `| head` took its line): a pipe whose reading end closed reports POLLERR
+        to its writer, looked at every READER_CHECK_SECONDS."""
+        try:
+            fd = self._out.fileno()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return  # not a file (a test's StringIO): its writes say it all
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR and POLLHUP are reported whatever is asked
+        while not self.gone:
+            await asyncio.sleep(READER_CHECK_SECONDS)
+            if any(events & select.POLLERR for _, events in poller.poll(0)):
                 self._left()
 
     def _left(self) -> None:
