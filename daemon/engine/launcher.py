@@ -513,7 +513,8 @@ class LocalLauncher:
         if pid is None:
             if not (attempt_dir / "log").exists():
                 return Recovered(never_started=True)
-            # a shim had begun the launch: its pid file follows at once, unless it died
+            # a shim had begun the launch: its pid file follows within milliseconds (once
+            # the requests it read with this one are spawned), unless it died
             record = _wait_for_record(attempt_dir)
             if record is None:
                 end = read_end(attempt_dir)

@@ -22,8 +22,9 @@ first node) becomes the shim's working directory (it is single-threaded); `<atte
 is created with O_EXCL (the claim: a second launch of the same attempt fails instead of
 running it twice), with its folders if missing; the command starts with
 `posix_spawn` in a new session (its own process group), stdin /dev/null, stdout and stderr to
-the log; `pid` is written (the node's pid, with its start time as the file's modification
-time: see `write_record`); then the answer. A command that cannot be executed is reported as
+the log; once the requests read together are all spawned, for each: its start time is read
+from /proc, `pid` is written (the node's pid, with that start time as the file's modification
+time: see `write_record`), then the answer. A command that cannot be executed is reported as
 a shell would (a message in the log; exit status 127 if not found, 126 if not executable), by
 a stand-in `/bin/sh`, so that every started attempt has a process, a pid file and an exit file.
 
@@ -84,7 +85,6 @@ FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 # Python ignores these; a child must not inherit that (subprocess's restore_signals)
 RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
 RECORD_MODULUS = 2**31
-TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 STAND_IN = ("/bin/sh", "-c", 'printf "%s\\n" "$1" >&2; exit "$2"', NAME)
 NOT_FOUND_ERRORS = (errno.ENOENT, errno.ENOTDIR)
 EXEC_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENOEXEC, errno.EPERM,
@@ -124,21 +124,10 @@ def process_start(pid: int) -> int | None:
 
 
 def spawn(path: str, argv: tuple[str, ...], env: dict[str, str],
-          actions: tuple[tuple[int, int, int], ...]) -> tuple[int, int | None]:
-    """posix_spawn in a new session; the child's pid and start time.
-
-    The start time that /proc/PID/stat shows is the boot clock at the fork, in clock ticks.
-    Read right after the spawn, /proc/PID/stat waits for the child's exec to finish (about
-    0.2 ms here); so the boot clock is read before and after the spawn instead, and when both
-    fall within one tick, that tick is the start time (99% of spawns); else /proc is read.
-    """
-    before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    pid = os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
-                         setsigdef=RESTORED)
-    tick = before // TICK_NS
-    if time.clock_gettime_ns(time.CLOCK_BOOTTIME) // TICK_NS == tick:
-        return pid, tick
-    return pid, process_start(pid)
+          actions: tuple[tuple[int, int, int], ...]) -> int:
+    """posix_spawn in a new session: the child's pid."""
+    return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
+                          setsigdef=RESTORED)
 
 
 def make_folder(path: str) -> None:
@@ -270,6 +259,7 @@ class Shim:
         self.received = bytearray()
         self.unsent = bytearray()
         self.children: dict[int, str] = {}  # pid -> attempt folder, until it is reaped
+        self.starting: list[tuple[int, int, str]] = []  # spawned, unreported: token, pid, dir
         self.stopping: set[int] = set()  # children sent a signal other than SIGKILL
         self.held: dict[int, int] = {}  # ended children left unreaped: pid -> exit status
         self.next_look = 0.0  # when to look at the held children's groups again
@@ -326,6 +316,7 @@ class Shim:
             except Exception as exc:  # never die: the children need us
                 if message[0] == SPAWN:
                     self.report((FAILED, message[1], 0, f"shim: {exc!r}", None))
+        self.record_started()
 
     def report(self, message: tuple[Any, ...]) -> None:
         if self.connected:
@@ -367,12 +358,12 @@ class Shim:
             if not self.connected or self.daemon_gone():
                 return  # nobody would learn of it: a restarted daemon launches it itself
             try:
-                pid, start = self.spawn(argv, env, cwd, attempt_dir)
+                pid = self.spawn(argv, env, cwd, attempt_dir)
             except OSError as exc:
                 self.report((FAILED, token, exc.errno or 0, exc.strerror or str(exc),
                              exc.filename))
             else:
-                self.report((STARTED, token, pid, start))
+                self.starting.append((token, pid, attempt_dir))
         elif message[0] == KILL:
             _, pid, signum = message
             if pid not in self.children:
@@ -388,7 +379,7 @@ class Shim:
                 self.finish(pid)
 
     def spawn(self, argv: tuple[str, ...], env: dict[str, str], cwd: str, attempt_dir: str
-              ) -> tuple[int, int | None]:
+              ) -> int:
         try:
             os.chdir(cwd)  # every time: the same path may be a new folder by now
         except FileNotFoundError:  # here, not in the daemon's event loop (1-2 ms here)
@@ -401,13 +392,13 @@ class Shim:
         cgroup = self.enter_cgroup()
         try:
             try:
-                pid, start = spawn(executable(argv[0], env), argv, env, actions)
+                pid = spawn(executable(argv[0], env), argv, env, actions)
             except OSError as exc:
                 if exc.errno not in EXEC_ERRORS:
                     raise
                 code = NOT_FOUND if exc.errno in NOT_FOUND_ERRORS else NOT_EXECUTABLE
-                pid, start = spawn(STAND_IN[0], (*STAND_IN, f"flowplan: {argv[0]}:"
-                                                 f" {exc.strerror}", str(code)), env, actions)
+                pid = spawn(STAND_IN[0], (*STAND_IN, f"flowplan: {argv[0]}:"
+                                          f" {exc.strerror}", str(code)), env, actions)
         except BaseException:
             if cgroup is not None and self.leave_cgroup(cgroup):
                 with contextlib.suppress(OSError):
@@ -420,9 +411,24 @@ class Shim:
             self.cgroup_of[pid] = cgroup
             with contextlib.suppress(OSError):
                 write_file(attempt_dir + "/cgroup", cgroup + "\n")
-        with contextlib.suppress(OSError):  # else the folder went away under us
-            write_record(attempt_dir + "/pid", pid, start)
-        return pid, start
+        return pid
+
+    def record_started(self) -> None:
+        """Record and report the nodes spawned for the requests just read.
+
+        Their start times are read from /proc/PID/stat, the record a restarted daemon compares
+        with; the boot clock read around a spawn is not that record (on a virtual machine here
+        it once gave a start 63 s after the kernel's, and a node recorded so is not adopted
+        after a restart). The read waits for the child's exec to finish, so it comes after all
+        of a batch's spawns: their execs overlap instead of each waiting in turn. A child is
+        reaped only later in the loop, so its /proc entry is still there.
+        """
+        for token, pid, attempt_dir in self.starting:
+            start = process_start(pid)
+            with contextlib.suppress(OSError):  # else the folder went away under us
+                write_record(attempt_dir + "/pid", pid, start)
+            self.report((STARTED, token, pid, start))
+        self.starting.clear()
 
     def enter_cgroup(self) -> str | None:
         """Move the shim into a new cgroup, so that the node it spawns next is born there."""
