@@ -8,6 +8,7 @@ import asyncio
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -928,3 +929,33 @@ def test_the_async_client_settles_a_repeated_backfill_cancel_alike(
 
     answer = asyncio.run(cancel_twice())
     assert (list(answer.cancelled_run_ids), tries) == (["wr_9"], ["bf_1", "bf_1"])
+
+
+def test_the_async_client_cancels_a_stream_given_up_before_its_headers(
+        daemon_server: tuple[FakeDaemon, int]) -> None:
+    """A watch cancelled while it waits for the stream's headers (a daemon that sends none
+    before its first change) cancels the call, so the daemon stops following for it."""
+    fake, port = daemon_server
+    fake.reset()
+    ended = threading.Event()
+
+    def hold(request: Message, context: grpc.ServicerContext) -> list[Any]:
+        context.add_callback(ended.set)  # the call's end: cancelled, here
+        ended.wait(10)
+        return []
+
+    fake.answers["WatchRun"] = hold
+
+    async def give_up() -> None:
+        async with AsyncClient(f"127.0.0.1:{port}", environ={}) as client:
+            watch = asyncio.create_task(anext(aiter(client.watch_run("wr_1"))))
+            deadline = time.monotonic() + 10
+            while not fake.requests("WatchRun"):
+                assert time.monotonic() < deadline, "the watch never reached the daemon"
+                await asyncio.sleep(0.01)
+            watch.cancel()
+            while not ended.is_set():  # the channel is still open: only a cancel ends it
+                assert time.monotonic() < deadline, "the call was not cancelled"
+                await asyncio.sleep(0.01)
+
+    asyncio.run(give_up())

@@ -184,11 +184,13 @@ def test_watch_and_log_follow_go_on_across_a_daemon_restart(daemon, signum):
         daemon.stop(signal.SIGKILL)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_a_log_followed_before_its_first_byte_goes_on_across_a_daemon_restart(
-        daemon, tmp_path):
+        daemon, tmp_path, signum):
     """As the CLI follows (no retry until the daemon has answered), on a log still empty:
-    the daemon's own end of the stream as it stops (SIGTERM) is an answer, so the follow
-    goes on once it is back, instead of 'is the daemon running?'."""
+    the stream's headers, sent as the daemon takes it, are an answer, so the follow goes on
+    once the daemon is back, instead of 'is the daemon running?', whether the daemon ended
+    the stream as it stopped or was killed."""
     gate = tmp_path / "gate"
     with Client(daemon.address) as starter:
         run = starter.start_run("quiet", params={"gate": str(gate)})
@@ -209,16 +211,19 @@ def test_a_log_followed_before_its_first_byte_goes_on_across_a_daemon_restart(
 
     thread = threading.Thread(target=follow)
     thread.start()
-    wait_until(follower.connected, "the follow's channel connected")
-    time.sleep(0.5)  # for its request to reach the daemon: nothing shows that from here
-    daemon = restart(daemon, signal.SIGTERM)
+    wait_until(lambda: follower.answered, "the daemon taking the follow's stream")
+    assert not log
+    daemon = restart(daemon, signum)
     try:
-        gate.touch()  # the daemon is back: the node ends, its one line comes
+        # through again as the new daemon takes the stream, before anything comes on it
+        wait_until(lambda: "reconnected" in notes, "the follow reconnected")
+        assert not log and not failures
+        gate.touch()  # the node ends, its one line comes
         thread.join(timeout=60)
         assert not failures, failures
         assert b"".join(log) == b"awake\n"
-        assert notes[0].startswith("lost the daemon (UNAVAILABLE: the daemon is shutting down")
-        assert "reconnected" in notes
+        assert notes[0].startswith("lost the daemon (UNAVAILABLE: " + (
+            "the daemon is shutting down" if signum == signal.SIGTERM else ""))
     finally:
         follower.close()
         daemon.stop(signal.SIGKILL)
@@ -322,6 +327,26 @@ def test_the_async_client_has_the_same_methods(daemon):
     asyncio.run(script())
     sync_names = {n for n in vars(Client) if not n.startswith("_")} - {"connected"}
     assert sync_names <= set(vars(AsyncClient))
+
+
+def test_the_async_client_is_answered_once_the_daemon_takes_its_stream(daemon, tmp_path):
+    """Before anything comes on it: the stream's headers say the daemon took it."""
+    gate = tmp_path / "gate"
+
+    async def script() -> None:
+        async with AsyncClient(daemon.address) as starter:
+            run = await starter.start_run("quiet", params={"gate": str(gate)})
+        async with AsyncClient(daemon.address) as follower:
+            first = asyncio.create_task(anext(aiter(follower.node_log(run.run_id, "wait"))))
+            deadline = time.monotonic() + 30
+            while not follower.answered:
+                assert time.monotonic() < deadline, "the daemon never took the stream"
+                await asyncio.sleep(0.01)
+            assert not first.done()  # nothing came on the stream: the log is still empty
+            gate.touch()
+            assert (await asyncio.wait_for(first, timeout=30)).data == b"awake\n"
+
+    asyncio.run(script())
 
 
 def test_the_async_client_tries_a_read_again_and_resumes_a_watch_across_a_restart(daemon):

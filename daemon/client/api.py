@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import grpc.aio
@@ -55,6 +55,7 @@ from flowplan.daemon.client.connection import (
     Target,
     UsageError,
     error_of,
+    opened,
     stopped,
     target_from_options,
 )
@@ -246,13 +247,19 @@ class _Base:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {self.target.token}"),) if self.target.token else ())
         self._options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        self._answered = False  # a call has returned: the daemon was reached
+        self._answered = False  # a call returned or a stream opened: the daemon was reached
         self._channel = self._open(_credentials(self.target))
         self._stub = pb_grpc.WorkflowServiceStub(self._channel)
 
     def _open(self, credentials: grpc.ChannelCredentials | None) -> Any:
         """The channel to the target: blocking or asyncio, as the subclass is."""
         raise NotImplementedError
+
+    @property
+    def answered(self) -> bool:
+        """True once the daemon has answered this client: a call returned, or it took a
+        `watch_run` or `node_log` stream (before anything came on it)."""
+        return self._answered
 
     def _lost(self, err: grpc.RpcError, backoff: _Backoff) -> None:
         if backoff.first:
@@ -287,9 +294,9 @@ class Client(_Base):
         self._channel.close()
 
     def connected(self) -> bool:
-        """True when a call has returned, or the channel is connected now: the daemon was
-        reached. (Watching the channel's state all along would cost every call 0.2 s at
-        close, so it is asked only after a failure.)"""
+        """True when the daemon has answered this client (`answered`), or the channel is
+        connected now: the daemon was reached. (Watching the channel's state all along
+        would cost every call 0.2 s at close, so it is asked only after a failure.)"""
         if self._answered:
             return True
         ready = grpc.channel_ready_future(self._channel)
@@ -334,7 +341,11 @@ class Client(_Base):
         backoff = _Backoff(self.retry)
         while True:
             try:
-                for item in open_stream():
+                stream = open_stream()
+                if opened(cast(grpc.Call, stream).initial_metadata()):
+                    self._answered = True
+                    self._back(backoff)  # through again, though nothing came yet
+                for item in stream:
                     self._answered = True
                     self._back(backoff)
                     yield item
@@ -588,7 +599,16 @@ class AsyncClient(_Base):
         backoff = _Backoff(self.retry)
         while True:
             try:
-                async for item in open_stream():
+                stream = open_stream()
+                try:
+                    headers = await stream.initial_metadata()
+                except BaseException:  # cancelled: grpc cancels the call only while reading
+                    stream.cancel()
+                    raise
+                if opened(headers):
+                    self._answered = True
+                    self._back(backoff)  # through again, though nothing came yet
+                async for item in stream:
                     self._answered = True
                     self._back(backoff)
                     yield item

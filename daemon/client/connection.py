@@ -15,9 +15,9 @@ that passed with no connection to it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 import grpc
 
@@ -127,6 +127,12 @@ class ClientError(Exception):
         self.code = code
         self.message = message
         self.violations = violations
+
+
+def opened(metadata: Sequence[tuple[str, Any]] | None) -> bool:
+    """True when a stream's response headers say that the daemon took it (`flowplan-stream:
+    open`, docs/api.md): it was reached, though nothing may have come on the stream yet."""
+    return any(key == "flowplan-stream" and value == "open" for key, value in metadata or ())
 
 
 def stopped(err: grpc.RpcError) -> bool:

@@ -91,6 +91,14 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RunError | R
 
 
 SHUTTING_DOWN = "SHUTTING_DOWN"  # ErrorInfo.reason of a stream the daemon ends as it stops
+STREAM_OPENED = (("flowplan-stream", "open"),)  # a stream's headers, once the daemon took it
+
+
+async def opened(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Send a stream's response headers now, before its first message (a log still empty, a
+    run that waits may send none for long): a client then knows that the daemon took the
+    request, and follows again after losing it, even to a daemon that was killed."""
+    await context.send_initial_metadata(STREAM_OPENED)
 
 
 async def shutting_down(context: grpc.aio.ServicerContext[Any, Any], message: str

@@ -46,6 +46,7 @@ from flowplan.daemon.server import convert
 from flowplan.daemon.server.errors import (
     RequestError,
     handlers_of,
+    opened,
     serve_tolerant,
     shown,
     shutting_down,
@@ -472,6 +473,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             raise RequestError(f"after_sequence {last} is beyond run {run_id}'s history, which"
                                f" ends at sequence {known}: send the last sequence received,"
                                " or 0 for the whole history", field="after_sequence")
+        await opened(context)
         status = self._p.store.run_status_at(run_id, last)
         if status is not None and status.finished:
             return  # the change that finished the run was sent already
@@ -547,6 +549,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if request.attempt < 0:
             raise RequestError("attempt must be 0 (the latest) or an attempt number",
                                field="attempt")
+        await opened(context)
         secrets = [s.encode() for s in self._p.engine.secrets(request.run_id) if s]
         woken = asyncio.Event()
         unsubscribe = self._p.engine.subscribe(_waker(request.run_id, woken))

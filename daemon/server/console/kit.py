@@ -108,6 +108,9 @@ class CallContext:
     def time_remaining() -> float | None:
         return None  # a browser's request has no deadline
 
+    async def send_initial_metadata(self, metadata: object) -> None:
+        """A stream's gRPC headers: a page's stream has its HTTP response instead."""
+
 
 class Kit:
     """The service, the sessions and the templates, shared by the console's page groups."""
