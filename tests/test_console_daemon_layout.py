@@ -115,7 +115,7 @@ def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
         assert layouter.lay_out(WIDE) is under_way  # one computation, however many ask
         assert await layouter.wait(WIDE) is None  # not within the bound: the browser's turn
         assert await under_way  # kept when done
-        assert (tmp_path / "layouts" / f"{WIDE.key}.json").is_file()
+        assert (tmp_path / "layouts" / f"{WIDE.key}.daemon.json").is_file()
         kept = layouter.page(WIDE, "workflow=wide&version=1")
         assert kept.stored and not kept.url and not kept.wait
         assert kept.stored == parse_layout(kept.stored, WIDE) == await layouter.wait(WIDE)
@@ -130,14 +130,40 @@ def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(
     asyncio.run(scenario())
 
 
+def test_a_layout_a_browser_sent_is_not_drawn_where_the_daemon_lays_the_graph_out(
+        v8: V8Layout, tmp_path: Path) -> None:
+    """One kept before the daemon laid out (an older daemon, `--console-layouts browser`):
+    the daemon lays the graph out and its layout replaces the browser's."""
+    folder = tmp_path / "layouts"
+    made = json.loads(v8.compute(WIDE))
+    scrambled = {**made, "nodes": {name: [0, 0, *box[2:]] for name, box in made["nodes"].items()}}
+    assert Layouts(folder).put(WIDE, json.dumps(scrambled))
+
+    async def scenario() -> None:
+        layouter = Layouter(Layouts(folder), v8)
+        page = layouter.page(WIDE, "workflow=wide&version=1")
+        assert page.wait and not page.stored  # not the browser's
+        assert json.loads(await layouter.wait(WIDE) or "") == made
+        assert layouter.page(WIDE, "workflow=wide&version=1").stored
+        layouter.close()
+
+    asyncio.run(scenario())
+    assert [p.name for p in folder.iterdir()] == [f"{WIDE.key}.daemon.json"]
+    browser = Layouter(Layouts(folder), None)  # browsers lay out: the daemon's is used
+    assert json.loads(browser.page(WIDE, "run=r1").stored) == made
+    browser.close()
+
+
 def test_a_graph_v8_failed_on_is_left_to_the_browser_and_not_tried_again(
         caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         layouter = Layouter(Layouts(None), V8Layout(seconds=0.001))
         assert layouter.page(WIDE, "run=r1").wait
+        assert not layouter.takes_posts(WIDE)  # the daemon lays it out: no browser's kept
         assert await layouter.wait(WIDE) is None  # it failed
         page = layouter.page(WIDE, "run=r1")
         assert page.url and not page.wait and not page.stored
+        assert layouter.takes_posts(WIDE)  # now the first browser's is kept
         assert await layouter.wait(WIDE) is None
         layouter.close()
 
@@ -157,7 +183,7 @@ def test_without_v8_the_daemon_says_so_once_and_browsers_lay_out(
 
     async def scenario() -> None:
         layouter = Layouter(Layouts(None), None)
-        assert not layouter.computes
+        assert not layouter.computes and layouter.takes_posts(WIDE)
         page = layouter.page(WIDE, "run=r1")
         assert page.url and not page.wait
         assert await layouter.wait(WIDE) is None
@@ -194,7 +220,8 @@ def test_a_graph_is_laid_out_once_as_its_first_version_loads_and_its_pages_carry
             assert status == 200 and "data-daemon-layout=" in page, path
             assert "data-layout-url=" not in page, path
         assert computed(daemon.output()) == 2  # no page asked for another computation
-        files = {path.stem: path.read_text() for path in kept.glob("*.json")}
+        files = {path.name.removesuffix(".daemon.json"): path.read_text()
+                 for path in kept.glob("*.daemon.json")}
         assert len(files) == 2
 
         # Version 3 runs another command in version 1's graph: it has that graph's layout
@@ -211,7 +238,8 @@ def test_a_graph_is_laid_out_once_as_its_first_version_loads_and_its_pages_carry
             status, _, page = browser.request("GET", path)
             found = re.search(r'data-daemon-layout="([^"]*)"', page)
             assert status == 200 and found and found.group(1) == first.group(1), path
-        assert {path.stem for path in kept.glob("*.json")} == set(files)
+        assert {path.name.removesuffix(".daemon.json")
+                for path in kept.glob("*.json")} == set(files)
         for version in (1, 2):
             _, _, text = browser.request("GET", f"/workflows/wide?version={version}")
             found = re.search(r'data-daemon-layout="([^"]*)"', text)
@@ -224,6 +252,16 @@ def test_a_graph_is_laid_out_once_as_its_first_version_loads_and_its_pages_carry
             assert text == files[key]
         status, _, text = browser.request("GET", f"/layouts/{'0' * 32}?run={runs[0]}")
         assert status == 409 and "reload the page" in text
+
+        # A layout sent for a graph the daemon lays out is not kept, though it fits.
+        moved = json.loads(files[key])
+        moved["nodes"] = {name: [0, 0, *box[2:]] for name, box in moved["nodes"].items()}
+        csrf = browser.csrf("/workflows/wide")
+        status, _, text = browser.request(
+            "POST", f"/layouts/{key}?workflow=wide&version=2",
+            {"csrf": csrf, "layout": json.dumps(moved)})
+        assert status == 202 and "keeps its own layout" in text, text
+        assert (kept / f"{key}.daemon.json").read_text() == files[key]
         assert daemon.stop() == 0
     assert computed(daemon.output()) == 2  # version 3's graph was not laid out again
 

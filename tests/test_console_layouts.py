@@ -117,6 +117,30 @@ def test_the_first_layout_stays_the_least_recently_used_go_and_files_outlive_a_r
     assert not (folder / f"{c.key}.json").exists()
 
 
+def test_the_daemons_layout_replaces_a_posted_one_and_says_so_in_its_file(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "console-layouts"
+    graph = chain(3)
+    layouts = Layouts(folder)
+    posted = layout_of(graph)
+    assert layouts.put(graph, json.dumps(posted))  # a browser's
+    assert layouts.get(graph) and layouts.get(graph, posted=False) is None
+    assert [p.name for p in folder.iterdir()] == [f"{graph.key}.json"]
+    made = layout_of(graph)
+    made["nodes"]["n0"][0] = 20
+    assert layouts.put(graph, json.dumps(made), by_daemon=True)  # replaces the post
+    assert json.loads(layouts.get(graph, posted=False) or "")["nodes"]["n0"][0] == 20
+    assert [p.name for p in folder.iterdir()] == [f"{graph.key}.daemon.json"]
+    assert not layouts.put(graph, json.dumps(posted))  # a post never replaces it
+    assert not layouts.put(graph, json.dumps(posted), by_daemon=True)  # nor a second one
+
+    again = Layouts(folder)  # a restart: the file says who made it
+    assert again.get(graph, posted=False) == layouts.get(graph)
+    (folder / f"{graph.key}.json").write_text(json.dumps(posted))  # a post left beside it
+    assert Layouts(folder).get(graph, posted=False) == layouts.get(graph)
+    assert [p.name for p in folder.iterdir()] == [f"{graph.key}.daemon.json"]
+
+
 def test_a_damaged_file_is_ignored_with_one_log_line(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "console-layouts"

@@ -35,7 +35,8 @@ class Console:
         runs, backfills = RunPages(kit, layouter), BackfillPages(kit)
         self._parts = (Access(kit), WorkflowPages(kit, layouter), runs, backfills,
                        Multiplex([runs.stream, backfills.stream]), GuidePages(kit),
-                       LayoutPages(kit, layouter.layouts, layouter.wait))
+                       LayoutPages(kit, layouter.layouts, layouter.wait,
+                                   layouter.takes_posts))
 
     def mount(self, app: web.Application) -> None:
         for part in self._parts:  # Access first: its middleware guards every route

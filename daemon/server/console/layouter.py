@@ -18,7 +18,9 @@ leaves its graph as it was has one: the layout is its graph's, not its version's
   `GET /layouts/KEY?...`, which answers the layout as soon as it is kept, so the daemon's
   work overlaps the browser's loading of the page (~0.3 s at 1,000 nodes), rather than the
   page's request waiting for it. Not kept within WAIT_SECONDS (or it failed): 204, and the
-  browser lays the graph out and posts it, as it did before the daemon could.
+  browser lays the graph out for its page. It posts that layout too, but the daemon keeps
+  it only where it does not lay the graph out itself (`takes_posts`): a graph the daemon
+  lays out is never drawn from a layout a user sent.
 
 Without V8 (`mini-racer` missing or not loadable here: logged once), after a graph's
 layout failed (too slow, too large: logged, not tried again until a restart), or with
@@ -181,11 +183,17 @@ class Layouter:
     def computes(self) -> bool:
         return self._computer is not None
 
+    def takes_posts(self, graph: Graph) -> bool:
+        """Whether a browser's layout of `graph` may be kept: only where the daemon does not
+        lay it out itself (no V8, `--console-layouts browser`, or V8 failed on this graph).
+        Else the layout kept is always the daemon's, never one a user sent."""
+        return not self.computes or graph.key in self._failed
+
     def page(self, graph: Graph, url: str) -> PageLayout:
         """What the page drawing `graph` carries: the kept layout; else, when the daemon can
         compute it, where the page fetches it (`wait`) once computed; else where the
         browser posts its own."""
-        found = self.layouts.page(graph, url)
+        found = self.layouts.page(graph, url, posted=self.takes_posts(graph))
         if not found.url or not self.computes or graph.key in self._failed:
             return found
         self.lay_out(graph)  # under way by the time the page's script asks for it
@@ -194,14 +202,15 @@ class Layouter:
     async def wait(self, graph: Graph) -> str | None:
         """The layout of `graph`, computed now if need be (waiting WAIT_SECONDS at most),
         or None: the browser lays the graph out."""
-        stored = self.layouts.get(graph)
-        if stored is not None or not self.computes or graph.key in self._failed:
+        posted = self.takes_posts(graph)
+        stored = self.layouts.get(graph, posted=posted)
+        if stored is not None or posted:
             return stored
         try:
             await asyncio.wait_for(asyncio.shield(self.lay_out(graph)), self._wait)
         except TimeoutError:
             return None
-        return self.layouts.get(graph)
+        return self.layouts.get(graph, posted=self.takes_posts(graph))
 
     def lay_out(self, graph: Graph) -> asyncio.Task[bool]:
         """The computation of `graph`'s layout, under way or new; its result: kept or not."""
@@ -216,13 +225,13 @@ class Layouter:
     async def _compute(self, graph: Graph) -> bool:
         assert self._computer is not None
         async with self._lock:
-            if self.layouts.get(graph) is not None or self._closed:
+            if self.layouts.get(graph, posted=False) is not None or self._closed:
                 return False
             began = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
                 text = await loop.run_in_executor(self._thread, self._computer.compute, graph)
-                kept = self.layouts.put(graph, text)
+                kept = self.layouts.put(graph, text, by_daemon=True)
             except (ComputeError, LayoutError) as exc:
                 self._failed.add(graph.key)
                 log.warning("console layouts: the daemon could not lay out a graph of %d"

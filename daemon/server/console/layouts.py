@@ -7,12 +7,13 @@ was draws at once): by the daemon itself, in its embedded V8, as soon as it load
 version with a graph it has no layout of (layouter.py), or else by the first browser.
 graph.js lays out a graph of more than BIG nodes that the page did not bring a layout for
 (nor could fetch from the daemon, `GET /layouts/KEY?...`), draws it, and posts the layout to
-`/layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`). The server reads that graph from
-the service itself, recomputes its key (a hash of the nodes and edges as drawn) and keeps
+`/layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`); where the daemon lays that graph
+out itself, the post is not kept (202). Else the server reads that graph from the service
+itself, recomputes its key (a hash of the nodes and edges as drawn) and keeps
 the layout only when it fits that graph exactly: the same node names and edges, finite
 numbers within the drawing's bounds, at most MAX_BYTES. The first layout kept for a key
 stays (a client never replaces one); at most MAX_LAYOUTS are kept, the least recently used
-going first, in memory and as `<state>/console-layouts/KEY.json`, so they survive a
+going first, in memory and as `<state>/console-layouts/KEY[.daemon].json`, so they survive a
 restart. A file that cannot be read is ignored (one log line) and removed.
 
 A layout holds positions only: names, statuses and links come from the server's data, so a
@@ -54,6 +55,7 @@ TOLERANCE: Final = 1.0  # px: rounding of positions inside the drawing's bounds
 # laid out again (old files are unused and go as the least recently used).
 LAYOUT_VERSION: Final = "2"  # "1": dagre 0.8.5's layouts
 KEY_RE: Final = re.compile(r"[0-9a-f]{32}")
+DAEMON_SUFFIX: Final = ".daemon.json"  # a layout file the daemon made; a browser's: KEY.json
 EDGE_SEP: Final = "\u0000"  # graph.js keys an edge "UP\0DOWN" (names cannot hold it)
 
 log = logging.getLogger("flowplan.daemon.console")
@@ -189,26 +191,38 @@ def _same(what: str, given: dict[str, Any], expected: Iterable[str]) -> None:
 class Layouts:
     """The kept layouts: the newest `limit` by use, in memory and (with `folder`) one file
     each. Files are read when their key is first asked for, and checked against the graph
-    then, as a posted layout is."""
+    then, as a posted layout is.
+
+    Each knows who made it: the daemon (`KEY.daemon.json`) or a browser's post (`KEY.json`,
+    as every layout was before the daemon marked its own). Where the daemon lays a graph out
+    itself, a posted layout is not used (`posted=False`) and the daemon's replaces it."""
 
     def __init__(self, folder: Path | None, limit: int = MAX_LAYOUTS) -> None:
         self._folder = folder
         self._limit = limit
         # key -> the layout's JSON, or None: a file not read yet. Least recently used first.
         self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._made: set[str] = set()  # keys whose layout the daemon made
         if folder is None:
             return
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            files = sorted((p.stat().st_mtime, p.stem) for p in folder.glob("*.json")
-                            if KEY_RE.fullmatch(p.stem))
+            files = sorted((p.stat().st_mtime, p.name) for p in folder.glob("*.json"))
         except OSError as exc:
             log.warning("console layouts: cannot use %s (%s): layouts are kept in memory"
                         " until the next restart", folder, exc)
             self._folder = None
             return
-        for _, key in files:
+        for _, name in files:
+            key = name.removesuffix(DAEMON_SUFFIX).removesuffix(".json")
+            if not KEY_RE.fullmatch(key):
+                continue
+            if key in self._kept:  # both: the daemon's replaced a post it did not remove
+                with contextlib.suppress(OSError):
+                    (folder / f"{key}.json").unlink()
             self._kept[key] = None
+            if name.endswith(DAEMON_SUFFIX):
+                self._made.add(key)
         self._evict()
 
     def __len__(self) -> int:
@@ -219,10 +233,11 @@ class Layouts:
         """How many layouts are kept at most."""
         return self._limit
 
-    def get(self, graph: Graph) -> str | None:
-        """The layout kept for `graph`, or None."""
+    def get(self, graph: Graph, *, posted: bool = True) -> str | None:
+        """The layout kept for `graph`, or None (with `posted=False`, also when a browser
+        sent it)."""
         key = graph.key
-        if key not in self._kept:
+        if key not in self._kept or not (posted or key in self._made):
             return None
         text = self._kept[key]
         if text is None:
@@ -233,21 +248,29 @@ class Layouts:
         self._kept.move_to_end(key)
         if self._folder is not None:
             with contextlib.suppress(OSError):  # the order of use, for a restart
-                os.utime(self._folder / f"{key}.json")
+                os.utime(self._path(key))
         return text
 
-    def put(self, graph: Graph, text: str | bytes) -> bool:
+    def put(self, graph: Graph, text: str | bytes, *, by_daemon: bool = False) -> bool:
         """Keep `text` (checked against `graph`: LayoutError) unless a layout is kept for the
-        graph already: the first one stays. True when kept."""
+        graph already: the first one stays, except that the daemon's (`by_daemon`) replaces
+        one a browser sent. True when kept."""
         layout = parse_layout(text, graph)
         key = graph.key
-        if key in self._kept and self.get(graph) is not None:
+        if key in self._kept and self.get(graph, posted=not by_daemon) is not None:
             return False
+        if key in self._kept and self._folder is not None and key not in self._made:
+            with contextlib.suppress(OSError):
+                self._path(key).unlink()  # a browser's, replaced
         self._kept[key] = layout
         self._kept.move_to_end(key)
+        if by_daemon:
+            self._made.add(key)
+        else:
+            self._made.discard(key)
         if self._folder is not None:
-            path = self._folder / f"{key}.json"
-            temporary = path.with_suffix(".tmp")
+            path = self._path(key)
+            temporary = path.with_name(f"{key}.tmp")
             try:
                 descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -259,23 +282,28 @@ class Layouts:
         self._evict()
         return True
 
-    def page(self, graph: Graph, url: str) -> PageLayout:
-        """What the page drawing `graph` carries; `url` names the graph for a post."""
+    def page(self, graph: Graph, url: str, *, posted: bool = True) -> PageLayout:
+        """What the page drawing `graph` carries; `url` names the graph for a post; `posted`:
+        as for `get`."""
         if len(graph.nodes) <= BIG:
             return PageLayout()
-        stored = self.get(graph)
+        stored = self.get(graph, posted=posted)
         return PageLayout(stored=stored) if stored else PageLayout(
             url=f"/layouts/{graph.key}?{url}")
 
-    def _read(self, key: str, graph: Graph) -> str | None:
+    def _path(self, key: str) -> Path:
         assert self._folder is not None
-        path = self._folder / f"{key}.json"
+        return self._folder / (f"{key}{DAEMON_SUFFIX}" if key in self._made else f"{key}.json")
+
+    def _read(self, key: str, graph: Graph) -> str | None:
+        path = self._path(key)
         try:
             return parse_layout(path.read_bytes(), graph)
         except (OSError, LayoutError) as exc:
             log.warning("console layouts: %s could not be read (%s): ignored; the graph is"
                         " laid out again", path, exc)
             del self._kept[key]
+            self._made.discard(key)
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
@@ -285,21 +313,26 @@ class Layouts:
             key, _ = self._kept.popitem(last=False)
             if self._folder is not None:
                 with contextlib.suppress(OSError):
-                    (self._folder / f"{key}.json").unlink()
+                    self._path(key).unlink()
+            self._made.discard(key)
 
 
 class LayoutPages:
     """`POST /layouts/KEY?run=RUN_ID` (or `?workflow=NAME&version=N`), form fields `csrf`
     and `layout`: any logged-in role may post (the layout is what layout.js computes for
-    everyone, not an action), and the server checks it against the graph it reads itself.
-    `GET` of the same URL: the daemon's layout of that graph (JSON; waiting for the daemon's
-    computation of it, layouter.py), or 204: none, the browser lays it out."""
+    everyone, not an action), and the server checks it against the graph it reads itself;
+    it is kept only where `takes(graph)` (layouter.py: where the daemon does not lay that
+    graph out itself; else 202, not kept). `GET` of the same URL: the daemon's layout of
+    that graph (JSON; waiting for the daemon's computation of it, layouter.py), or 204:
+    none, the browser lays it out."""
 
     def __init__(self, kit: Kit, layouts: Layouts,
-                 wait: Callable[[Graph], Awaitable[str | None]] | None = None) -> None:
+                 wait: Callable[[Graph], Awaitable[str | None]] | None = None,
+                 takes: Callable[[Graph], bool] | None = None) -> None:
         self._kit = kit
         self._layouts = layouts
         self._wait = wait
+        self._takes = takes
 
     def mount(self, app: web.Application) -> None:
         app.router.add_post("/layouts/{key}", self.post)
@@ -335,6 +368,9 @@ class LayoutPages:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"a graph of {len(graph.nodes)} nodes is laid out by each"
                                f" page; the daemon keeps layouts of more than {BIG}")
+        if self._takes is not None and not self._takes(graph):
+            return web.Response(status=202, text="the daemon lays this graph out itself and"
+                                " keeps its own layout: a page's is not kept\n")
         form = await request.post()
         text = form.get("layout")
         if not isinstance(text, str):

@@ -360,7 +360,8 @@
 
   // The layout drawn, to the daemon, which keeps the first one it gets for this graph (any
   // role may send it, with the session's CSRF token): data-layout-saved says "yes" (kept),
-  // "kept" (it had one already) or "no".
+  // "kept" (it had one already), "daemon" (the daemon lays this graph out itself and keeps
+  // only its own) or "no".
   function sendLayout(layout) {
     const form = new FormData();
     form.append("csrf", box.dataset.csrf || "");
@@ -369,7 +370,7 @@
     fetch(box.dataset.layoutUrl, { method: "POST", body: form, credentials: "same-origin" })
       .then(function (answer) {
         box.dataset.layoutSaved = answer.status === 201 ? "yes" :
-          answer.status === 200 ? "kept" : "no";
+          answer.status === 200 ? "kept" : answer.status === 202 ? "daemon" : "no";
       }, function () { box.dataset.layoutSaved = "no"; });
   }
 
