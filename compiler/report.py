@@ -76,9 +76,11 @@ def print_publish_report(report: PublishReport) -> None:
             print(f"{item.workflow}: unchanged (version {item.version})")
         else:
             print(f"{item.workflow}: version {item.version} ({item.change.value})")
-    for name, version in report.kept:
-        active = f"version {version} stays active" if version else "nothing published yet"
-        print(f"{name}: not published, invalid; {active}")
+    for kept in report.kept:
+        active = (f"it stays removed (version {kept.version})" if kept.removed
+                  else f"version {kept.version} stays active" if kept.version
+                  else "nothing published yet")
+        print(f"{kept.workflow}: not published, invalid; {active}")
 
 
 def plan_or_report(result: CompileResult, workflow: str, *, command: str) -> Plan | None:

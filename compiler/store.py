@@ -42,9 +42,18 @@ class Published:
 
 
 @dataclass(frozen=True, slots=True)
+class Kept:
+    """An invalid workflow, not published: its latest version stays as it was."""
+
+    workflow: str
+    version: int | None  # the latest version (None: nothing published yet)
+    removed: bool = False  # that version is a tombstone: the workflow stays removed
+
+
+@dataclass(frozen=True, slots=True)
 class PublishReport:
     published: tuple[Published, ...]
-    kept: tuple[tuple[str, int | None], ...]  # invalid workflows: (name, version still active)
+    kept: tuple[Kept, ...]  # the invalid workflows
 
     @property
     def written(self) -> tuple[Published, ...]:
@@ -128,8 +137,13 @@ class PlanStore:
                         latest.compiler_version if latest is not None else __version__))
                     results.append(self._publish_one(tombstone, published_at, remarks,
                                                      commit))
-            kept = tuple((name, max(self.versions(name), default=None)) for name in sorted(keep))
+            kept = tuple(self._kept(name) for name in sorted(keep))
         return PublishReport(published=tuple(results), kept=kept)
+
+    def _kept(self, workflow: str) -> Kept:
+        version = max(self.versions(workflow), default=None)
+        latest = self._latest_or_none(workflow) if version is not None else None
+        return Kept(workflow, version, removed=latest is not None and latest.tombstone)
 
     def _latest_or_none(self, workflow: str) -> Plan | None:
         try:

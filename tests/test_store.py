@@ -15,7 +15,8 @@ from conftest import wait_until
 from flowplan.compiler.compile import compile_repo
 from flowplan.compiler.plan import PlanError, load_plan
 from flowplan.compiler.repo import read_repo
-from flowplan.compiler.store import Change, PlanStore
+from flowplan.compiler.report import print_publish_report
+from flowplan.compiler.store import Change, Kept, PlanStore
 
 WF = """
 name: {name}
@@ -104,8 +105,27 @@ def test_invalid_workflow_keeps_last_good_version_and_others_publish(make_repo, 
     result, report = _publish(repo, store)
     assert result.failed == ("beta",)
     assert [(p.workflow, p.version) for p in report.written] == [("alpha", 2)]
-    assert report.kept == (("beta", 1),)
+    assert report.kept == (Kept("beta", 1),)
     assert store.versions("beta") == [1]
+
+
+def test_an_invalid_workflow_whose_latest_version_removed_it_stays_removed(make_repo,
+                                                                          tmp_path, capsys):
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi"),
+                      "workflows/b.yaml": WF.format(name="beta", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    (repo / "workflows" / "b.yaml").unlink()
+    _, removed = _publish(repo, store)
+    assert [(p.workflow, p.version, p.change) for p in removed.written] == [
+        ("beta", 2, Change.REMOVED)]
+    make_repo({"workflows/b.yaml": "name: beta\nnodes:\n  - name: a\n    comand: x\n"})
+    _, report = _publish(repo, store)
+    assert report.kept == (Kept("beta", 2, removed=True),)
+    print_publish_report(report)
+    assert capsys.readouterr().out.splitlines() == [
+        "alpha: unchanged (version 1)", "beta: not published, invalid; it stays removed"
+        " (version 2)"]
 
 
 def test_no_tombstone_while_a_file_name_is_unreadable(make_repo, tmp_path):
