@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import logging
 import logging.handlers
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -105,10 +106,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise UsageError("flowplan up listens on loopback only; use flowplan serve")
         return asyncio.run(_up(root.resolve(), config))
     except UsageError as exc:
-        print(f"flowplan up: {exc}", file=sys.stderr)
+        print(f"flowplan up: {_up_words(exc)}", file=sys.stderr)
         return 2
     except StateError as exc:
-        print(f"flowplan up: {exc}", file=sys.stderr)
+        print(f"flowplan up: {_up_words(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:  # the first publish: a FIFO as the store's .lock, a full disk
         print(f"flowplan up: cannot publish to {config.store}: {exc.filename}:"
@@ -116,14 +117,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
 
 
+def _up_words(error: Exception) -> str:
+    """The daemon's refusals name `serve`'s --state and --store; `up` keeps both in --home."""
+    text = str(error).replace("another --state", "another --home")
+    return re.sub(r"--(state|store) (\S+)", r"\2 (the \1 in --home)", text)
+
+
 def publish(root: Path, store: PlanStore, *, remarks: str, quiet_if_same: tuple[str, ...] = (),
-            headline: str = "changed, republished") -> CompileResult:
+            headline: str = "") -> CompileResult:
     """Compile the working tree and publish what is valid; print what happened (with
     `quiet_if_same`, the last diagnostics: nothing when nothing changed)."""
     result = compile_repo(read_repo(root))
     report = store.publish(result.plans, keep=result.failed,
                            remove_missing=not result.uncertain_files, remarks=remarks)
     if report.written or tuple(map(str, result.diagnostics)) != quiet_if_same:
+        headline = headline or ("changed, republished" if report.written
+                                else "changed, nothing new published")
         print(f"\nflowplan up: {root} {headline}")
         print_diagnostics(result)
         print_publish_report(report)

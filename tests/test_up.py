@@ -97,6 +97,21 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
                 time.sleep(0.1)
             assert "reindex.yaml:2:" in out.read_text()  # diagnostics with file:line
             assert versions(stub, "reindex") == [2, 1]  # the last good version stays
+            said = out.read_text()
+            assert f"flowplan up: {project} changed, republished" in said  # the first edit
+            assert f"flowplan up: {project} changed, nothing new published" in said
+            assert "reindex: not published, invalid; version 2 stays active" in said
+
+            # a second `up` in the same folder: the daemon's state is in use, its --home
+            second = subprocess.run(
+                [*FLOWPLAN, "up", "--listen", f"127.0.0.1:{free_port()}", "--http",
+                 f"127.0.0.1:{free_port()}"], cwd=project, capture_output=True, text=True,
+                timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            assert second.returncode != 0
+            refusal = second.stderr.strip().splitlines()[-1]
+            assert refusal.startswith(f"flowplan up: state directory {project}/.flowplan/state"
+                                      " is in use by another flowplan daemon"), second.stderr
+            assert refusal.endswith("stop it first, or give this one another --home"), refusal
             channel.close()
         finally:
             process.send_signal(signal.SIGINT)
@@ -158,3 +173,18 @@ def test_the_banner_of_a_restart_says_a_workflow_paused_at_run_time_is_paused(
             finally:
                 process.send_signal(signal.SIGINT)
                 assert process.wait(timeout=30) == 0, out.read_text()
+
+
+def test_up_names_its_own_option_for_a_state_folder_it_cannot_use(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "workflows").mkdir(parents=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "state").write_text("a file where the state folder goes")
+    done = subprocess.run([*FLOWPLAN, "up", "--home", str(home), "--listen",
+                           f"127.0.0.1:{free_port()}", "--http", f"127.0.0.1:{free_port()}"],
+                          cwd=project, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stderr) == (2, f"flowplan up: {home}/state (the state in"
+                                                 " --home) is a file: give a folder (created"
+                                                 " if missing)\n")
