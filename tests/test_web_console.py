@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import html
 import http.client
+import json
 import os
 import re
 import shutil
@@ -410,6 +411,36 @@ def test_the_run_form_keeps_a_secret_params_default_it_shows_masked(
         status, _, page = operator.request("POST", "/workflows/secret/runs", {
             "csrf": operator.csrf("/workflows/secret"), "params": edited})
         assert status == 400 and "param 'db' must be a string" in html.unescape(page)
+
+
+def test_whole_number_params_read_as_written_on_the_run_page_and_in_the_form(
+        make_repo: MakeRepo, tmp_path: Path) -> None:
+    """A Struct holds every number as a double: the pages show `5`, not `5.0`."""
+    store = tmp_path / "store"
+    publish(make_repo({"workflows/numbers.yaml": """
+        name: numbers
+        params: {days: 5, ratio: 0.5, sizes: [1, 2], batch_size: "500"}
+        nodes:
+          - {name: a, command: "echo ${params.days}"}
+        """}), store)
+    with console_daemon(store, tmp_path) as (_, port):
+        operator = Browser(port)
+        assert operator.login(TOKENS["operator"]) == 303
+        status, _, page = operator.request("GET", "/workflows/numbers")
+        shown = re.search(r'<textarea name="params"[^>]*>(.*?)</textarea>', page, re.S)
+        assert status == 200 and shown
+        assert json.loads(html.unescape(shown.group(1))) == {
+            "batch_size": "500", "days": 5, "ratio": 0.5, "sizes": [1, 2]}
+        assert "5.0" not in shown.group(1)
+        status, headers, _ = operator.request("POST", "/workflows/numbers/runs", {
+            "csrf": operator.csrf("/workflows/numbers"),
+            "params": '{"batch_size": 0, "days": 7}'})
+        assert status == 303
+        _, _, page = operator.request("GET", headers["location"])
+        params = re.search(r"params <code>(.*?)</code>", page)
+        assert params and json.loads(html.unescape(params.group(1))) == {
+            "batch_size": 0, "days": 7, "ratio": 0.5, "sizes": [1, 2]}
+        assert ".0" not in params.group(1).replace("0.5", ""), params.group(1)
 
 
 def test_over_https_the_session_cookie_is_secure(make_repo: MakeRepo, tmp_path: Path) -> None:

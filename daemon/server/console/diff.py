@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Final, Literal, TypeVar
 
-from google.protobuf import json_format
-
-from flowplan.daemon.server.console.present import schedule_words, status_name
+from flowplan.daemon.server.console.present import (
+    schedule_words,
+    status_name,
+    struct_json,
+)
 from flowplan.v1 import workflow_service_pb2 as pb
 
 T = TypeVar("T")
@@ -212,9 +214,9 @@ def _workflow_fields(workflow: pb.Workflow) -> dict[_Field, str]:
             fields[("schedule start", False)] = schedule.start.ToDatetime(
                 tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     fields[("failure e-mails", False)] = ", ".join(workflow.failure_emails) or NONE
-    params = json_format.MessageToDict(workflow.params)
+    params = struct_json(workflow.params)
     for key in sorted(params):
-        fields[(f"param {key}", False)] = json.dumps(_whole(params[key]), sort_keys=True)
+        fields[(f"param {key}", False)] = json.dumps(params[key], sort_keys=True)
     for key in sorted(workflow.tags):
         fields[(f"tag {key}", False)] = workflow.tags[key]
     return fields
@@ -280,18 +282,6 @@ def _span(seconds: float) -> str:
     whole = int(seconds)
     parts = [(whole // 3600, "h"), (whole % 3600 // 60, "m"), (whole % 60, "s")]
     return "".join(f"{count}{unit}" for count, unit in parts if count)
-
-
-def _whole(value: Any) -> Any:
-    """A JSON value with its whole floats as integers: a Struct holds every number as a
-    double, the workflow file wrote `10`, not `10.0`."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_whole(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _whole(item) for key, item in value.items()}
-    return value
 
 
 def _counted(count: int, noun: str) -> str:

@@ -7,10 +7,28 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from markupsafe import Markup
 
 from flowplan.v1 import workflow_service_pb2 as pb
+
+
+def struct_json(struct: Message) -> dict[str, Any]:
+    """A Struct (params) as JSON values, whole numbers as integers: a Struct holds every
+    number as a double, but the workflow file or the user wrote `10`, not `10.0`."""
+    plain: dict[str, Any] = _whole(json_format.MessageToDict(struct))
+    return plain
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    return value
 
 
 def status_name(enum: Any, value: int) -> str:

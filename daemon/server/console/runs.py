@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 import grpc
 from aiohttp import web
-from google.protobuf import json_format
 
 from flowplan.daemon.server.console.feeds import (
     END_EVENT,
@@ -40,6 +39,7 @@ from flowplan.daemon.server.console.present import (
     attempt_view,
     graph_json,
     status_name,
+    struct_json,
     timeline_json,
 )
 from flowplan.v1 import workflow_service_pb2 as pb
@@ -92,7 +92,7 @@ class RunPages:
                               for n in run.nodes], run.edges),
             layout=self._layouts.page(run_graph(run), source_query(run=run.run_id)),
             timeline=timeline_json(run, time.time()),
-            params=json.dumps(json_format.MessageToDict(run.params), sort_keys=True))
+            params=json.dumps(struct_json(run.params), sort_keys=True))
 
     async def node(self, request: web.Request) -> web.StreamResponse:
         run_id, name = request.match_info["run_id"], request.match_info["node"]

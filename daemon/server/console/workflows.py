@@ -25,7 +25,7 @@ from flowplan.daemon.server.console.kit import (
 )
 from flowplan.daemon.server.console.layouter import Layouter
 from flowplan.daemon.server.console.layouts import source_query, workflow_graph
-from flowplan.daemon.server.console.present import graph_json, schedule_words
+from flowplan.daemon.server.console.present import graph_json, schedule_words, struct_json
 from flowplan.v1 import workflow_service_pb2 as pb
 
 HISTORY_PAGE: Final = 20
@@ -97,7 +97,7 @@ class WorkflowPages:
                               pb.ListPlanVersionsRequest(workflow=name, page_size=50))
         runs = await call("ListRuns", pb.ListRunsRequest(
             workflow=name, page_size=HISTORY_PAGE, page_token=page_token))
-        params = json_format.MessageToDict(answer.workflow.params)
+        params = struct_json(answer.workflow.params)
         return self._kit.page(
             request, "workflow.html", status=status, refused=refused, w=answer.workflow,
             schedule=schedule_words(answer.workflow), versions=versions.plan_versions,
