@@ -681,7 +681,7 @@ def test_errors_print_the_code_the_message_and_each_field_violation(fake, capsys
     fake.answers["StartBackfill"] = lambda request, context: abort_bad_request(
         context, "2 fields are invalid", ("end_time", "before start_time"),
         ("failure_emails[1]", "not an e-mail address: 'bob'"))
-    assert flowplan("backfill", "daily_sales", "--from", "2026-01-05", "--to", "2026-01-01",
+    assert flowplan("backfill", "daily_sales", "--from", "2026-01-01", "--to", "2026-01-05",
                     "--failure-email", "a@example.com", "--failure-email", "bob") == 1
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -691,10 +691,28 @@ def test_errors_print_the_code_the_message_and_each_field_violation(fake, capsys
         "  failure_emails[1]: not an e-mail address: 'bob'",
     ]
 
+    # one bad field: the daemon's message is its description, printed once
+    fake.answers["ResumeRun"] = lambda request, context: abort_bad_request(
+        context, "node 'buidl' is not a node of run wr_1",
+        ("node_names[0]", "node 'buidl' is not a node of run wr_1"))
+    assert flowplan("resume", "wr_1", "--node", "buidl") == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: INVALID_ARGUMENT: node 'buidl' is not a node of run wr_1"]
+
     fake.answers["GetRun"] = lambda request, context: context.abort(
         grpc.StatusCode.NOT_FOUND, f"no run {request.run_id}")
     assert flowplan("status", "wr_nope") == 1
     assert capsys.readouterr().err == "error: NOT_FOUND: no run wr_nope\n"
+
+
+def test_a_backfill_range_given_backwards_is_refused_in_the_options_names(fake, capsys):
+    assert flowplan("backfill", "daily_sales", "--from", "2026-01-05", "--to",
+                    "2026-01-01") == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "flowplan backfill: error: --to 2026-01-01T23:59:59.999Z is before --from"
+        " 2026-01-05T00:00:00Z: give the earlier time as --from"), err
+    assert not fake.requests("StartBackfill")  # nothing sent
 
 
 def test_the_bearer_token_comes_from_the_token_file(fake, capsys, tmp_path, monkeypatch):

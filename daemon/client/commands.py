@@ -629,6 +629,9 @@ def cmd_resume(client: Client, args: argparse.Namespace, out: Output) -> int:
 # -- backfills ---------------------------------------------------------------------------
 
 def cmd_backfill(client: Client, args: argparse.Namespace, out: Output) -> int:
+    if args.end < args.start:  # the daemon would say so too, in its own field names
+        raise UsageError(f"--to {render.stamp(args.end)} is before --from"
+                         f" {render.stamp(args.start)}: give the earlier time as --from")
     response = client.start_backfill(
         args.workflow, start=args.start, end=args.end, queue=args.queue or "",
         remarks=args.remarks or "", failure_emails=args.failure_email,

@@ -123,7 +123,7 @@ class ClientError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str,
                  violations: tuple[FieldViolation, ...] = ()) -> None:
         super().__init__(f"{code.name}: {message}" + "".join(
-            f"; {v.field}: {v.description}" for v in violations))
+            f"; {v.field}: {v.description}" for v in _beyond(message, violations)))
         self.code = code
         self.message = message
         self.violations = violations
@@ -194,6 +194,13 @@ class Reachable(Protocol):
     def connected(self) -> bool: ...
 
 
+def _beyond(message: str, violations: tuple[FieldViolation, ...]
+            ) -> tuple[FieldViolation, ...]:
+    """The violations that say more than the message (the daemon's message for one bad field
+    is that field's description)."""
+    return tuple(v for v in violations if v.description != message)
+
+
 def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
     """Print a failed call (`error: CODE: message`, each field violation, a hint) to `out`;
     returns the exit code."""
@@ -201,7 +208,7 @@ def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
         failure.code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
         or client.connected()))
     print(f"error: {failure.code.name}: {failure.message}", file=out)
-    for violation in failure.violations:
+    for violation in _beyond(failure.message, failure.violations):
         print(f"  {violation.field}: {violation.description}", file=out)
     target = client.target
     if code == EXIT_UNREACHABLE:
