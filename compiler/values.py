@@ -160,7 +160,7 @@ def every(value: Any) -> str:
         if amount <= limit:
             return match.group(0)
     raise _fail(Code.INVALID_EVERY,
-                "every: '{value}' is not day, <N>h (1-23) or <N>m (1-1439); use cron for other"
+                "'{value}' is not day, <N>h (1-23) or <N>m (1-1439); use cron for other"
                 " periods", value=str(value))
 
 
