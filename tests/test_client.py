@@ -511,6 +511,29 @@ def test_logs_without_follow_and_as_json(fake, capsysbinary):
     assert [json_format.Parse(line, pb.GetNodeLogResponse()) for line in lines] == chunks
 
 
+def test_logs_of_a_node_that_never_started_say_why_there_is_none(fake, capsysbinary):
+    fake.answers["GetNodeLog"] = []
+    nodes = [pb.NodeRun(name="alert", status=pb.NODE_STATUS_SKIPPED,
+                        skip_reason="trigger any_failed: upstream load SUCCEEDED"),
+             pb.NodeRun(name="load", status=pb.NODE_STATUS_CANCELLED),
+             pb.NodeRun(name="later", status=pb.NODE_STATUS_PENDING),
+             pb.NodeRun(name="quiet", status=pb.NODE_STATUS_SUCCEEDED, attempts=[
+                 pb.Attempt(number=1, status=pb.ATTEMPT_STATUS_SUCCEEDED)])]
+    fake.answers["GetRun"] = pb.GetRunResponse(run=pb.Run(run_id="wr_1", nodes=nodes))
+    for node, follow, said in [
+            ("alert", False, "it was skipped (trigger any_failed: upstream load SUCCEEDED)"),
+            ("alert", True, "it was skipped (trigger any_failed: upstream load SUCCEEDED)"),
+            ("load", False, "it was cancelled before it started"),
+            ("later", False, "it has not started yet (--follow waits for it)"),
+            ("quiet", False, None),  # an empty log: nothing to explain
+            ("later", True, None)]:  # --follow ended without it: the daemon stopped
+        assert flowplan("logs", "wr_1", node, *(["--follow"] if follow else [])) == 0
+        captured = capsysbinary.readouterr()
+        assert captured.out == b""
+        assert captured.err.decode() == (
+            f"flowplan logs: node {node} has no log: {said}\n" if said else ""), node
+
+
 def test_cancel_resume_pause_and_unpause_send_their_requests(fake, capsys):
     fake.answers["CancelRun"] = pb.CancelRunResponse(run=pb.Run(
         run_id="wr_1", status=pb.RUN_STATUS_RUNNING,

@@ -587,14 +587,35 @@ def cmd_status(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def cmd_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     sink = None if out.json else out.binary()
+    written = False
     for chunk in client.node_log(args.run_id, args.node, attempt=args.attempt or 0,
                                  follow=args.follow, until_end=False):
+        written = True
         if sink is None:
             out.message(chunk, one_line=True)
         elif chunk.data:
             sink.write(chunk.data)
             sink.flush()
+    if not written and not args.attempt:
+        why = _no_log(client.get_run(args.run_id, include_graph=True), args.node,
+                      follow=args.follow)
+        if why:
+            out.note(f"flowplan logs: node {args.node} has no log: {why}")
     return EXIT_OK
+
+
+def _no_log(run: pb.Run, name: str, *, follow: bool) -> str:
+    """Why a node that sent no log has none: it never started (and will not, or not yet)."""
+    node = next((n for n in run.nodes if n.name == name), None)
+    if node is None or node.attempts:
+        return ""  # an attempt whose log is empty: nothing to explain
+    if node.status == pb.NODE_STATUS_SKIPPED:
+        return "it was skipped" + (f" ({node.skip_reason})" if node.skip_reason else "")
+    if node.status == pb.NODE_STATUS_CANCELLED:
+        return "it was cancelled before it started"
+    if node.status == pb.NODE_STATUS_PENDING and not follow:
+        return "it has not started yet (--follow waits for it)"
+    return ""
 
 
 def cmd_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
