@@ -70,10 +70,18 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+class OptionsBeforeCommandError(ValueError):
+    """Client options before a command that is not a client command (or no command)."""
+
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
 def options_after_command(argv: Sequence[str], client: Collection[str]) -> list[str]:
     """`flowplan --address H:P runs` as `flowplan runs --address H:P`: the options of the
     client commands (`client`) may also come before one of them, as in kubectl or docker.
-    ValueError, with the order to use, when they come before another command."""
+    OptionsBeforeCommandError, with the order to use, when they come before another command."""
     if not argv or not argv[0].startswith("--"):
         return list(argv)  # the usual order: no need to look the options up
     arity = client_commands.common_option_arity()
@@ -86,8 +94,9 @@ def options_after_command(argv: Sequence[str], client: Collection[str]) -> list[
     if index == 0 or index >= len(argv):
         return list(argv)
     if argv[index] not in client:
-        raise ValueError(f"flowplan {argv[index]} does not call a daemon: it takes none of"
-                         f" {' '.join(argv[:index])} (see flowplan {argv[index]} --help)")
+        raise OptionsBeforeCommandError(
+            argv[index], f"flowplan {argv[index]} does not call a daemon: it takes none of"
+            f" {' '.join(argv[:index])} (see flowplan {argv[index]} --help)")
     return [argv[index], *argv[:index], *argv[index + 1:]]
 
 
@@ -102,16 +111,37 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
     return parser
 
 
+def _refuse_unknown_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
+    """Words that name no command (`flowplan rnu`, `flowplan hooks instal`): argparse's
+    error, from the parser they were given to, with the command meant."""
+    for word in words:
+        commands = next((a.choices for a in parser._actions
+                         if isinstance(a, argparse._SubParsersAction)), None)
+        if commands is None or word.startswith("-"):
+            return
+        if word in commands:
+            parser = commands[word]
+            continue
+        import difflib  # only a typo pays for it
+
+        close = difflib.get_close_matches(word, list(commands), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        parser.error(f"unknown command '{word}'{hint} (the commands: {', '.join(commands)};"
+                     f" {parser.prog} --help says what each does)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     parser, client = _build(full=False)
     try:
         reordered = options_after_command(sys.argv[1:] if argv is None else argv, client)
-    except ValueError as exc:
+    except OptionsBeforeCommandError as exc:
         parser, client = _build()
+        _refuse_unknown_command(parser, [exc.command])  # a typo: the command meant
         parser.error(str(exc))
     if not reordered or (reordered[0] not in client and reordered != ["--version"]):
         parser, client = _build()  # another command, --help, a typo: the whole parser
+        _refuse_unknown_command(parser, reordered)
     args, extra = parser.parse_known_args(reordered)
     if extra:  # refused by the command's parser, with its usage (not the top level's)
         command_parser(parser, args).error(

@@ -832,6 +832,26 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
     assert fake.calls == []
 
 
+def test_a_mistyped_command_is_refused_with_the_one_meant(capsys):
+    for argv, hint in [(["rnu", "daily_sales"], "; did you mean 'run'?"),
+                       (["backfils"], "; did you mean 'backfills'?"), (["xyzzy"], ""),
+                       (["--address", "127.0.0.1:1", "stauts", "wr_1"],  # options first
+                        "; did you mean 'status'?")]:
+        with pytest.raises(SystemExit) as exited:
+            flowplan(*argv)
+        assert exited.value.code == 2
+        last = capsys.readouterr().err.splitlines()[-1]
+        word = next(a for a in argv if a.isalpha())
+        assert last.startswith(f"flowplan: error: unknown command '{word}'{hint} (the"
+                               " commands: check, compile,"), last
+        assert last.endswith("; flowplan --help says what each does)")
+    with pytest.raises(SystemExit):  # a command's own commands alike
+        flowplan("hooks", "instal", ".git")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "flowplan hooks: error: unknown command 'instal'; did you mean 'install'? (the"
+        " commands: install; flowplan hooks --help says what each does)")
+
+
 def test_a_usage_error_prints_that_commands_usage(fake, capsys, tmp_path):
     (tmp_path / "empty").write_text("\n")
     assert flowplan("backfill-status", "bf_1", "--token-file", str(tmp_path / "empty")) == 2
