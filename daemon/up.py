@@ -251,5 +251,15 @@ def cannot_run_here(content: WorkflowPlan, *, has_spark: bool) -> str | None:
     if not queues or has_spark:
         return None
     which = f"queues {', '.join(queues)} need" if len(queues) > 1 else f"queue {queues[0]} needs"
-    return (f"cannot run here: {which} the Spark extra (pip install 'flowplan[spark]', Java"
-            " 17+) or SPARK_HOME")
+    return (f"cannot run here: {which} the Spark extra ({spark_install()}, Java 17+) or"
+            " SPARK_HOME")
+
+
+def spark_install() -> str:
+    """How to add the Spark extra to this flowplan: from its clone when it was installed from
+    one (README's `pip install -e .`; 'flowplan[spark]' would fetch another flowplan)."""
+    clone = Path(__file__).resolve().parents[1]  # daemon/up.py in a clone; else site-packages
+    if not (clone / "pyproject.toml").is_file():
+        return "pip install 'flowplan[spark]'"
+    where = "." if clone == Path.cwd().resolve() else str(clone)
+    return f"pip install -e '{where}[spark]'"

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import IO
 
 import grpc
+import pytest
 from conftest import FLOWPLAN, ROOT
 from daemon_harness import free_port, serving
 
 from flowplan.daemon.engine import spark
+from flowplan.daemon.up import spark_install
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
@@ -73,10 +75,10 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
                    " sent: flowplan notifications --address" in banner
             rollup = next(line for line in banner.splitlines() if "  spark_rollup " in line)
             if spark.locate() is None:  # suggest only what runs here
-                assert rollup.split() == [
+                assert rollup.split() == [  # flowplan runs from this clone: its extra
                     "manual", "spark_rollup", "cannot", "run", "here:", "queue", "spark",
-                    "needs", "the", "Spark", "extra", "(pip", "install", "'flowplan[spark]',",
-                    "Java", "17+)", "or", "SPARK_HOME"]
+                    "needs", "the", "Spark", "extra", "(pip", "install", "-e",
+                    f"'{ROOT.resolve()}[spark]',", "Java", "17+)", "or", "SPARK_HOME"]
             else:
                 assert rollup.endswith(f"start it: flowplan run --address {address} spark_rollup")
             assert (project / ".flowplan" / "store" / "daily_sales" / "1.json").is_file()
@@ -188,3 +190,13 @@ def test_up_names_its_own_option_for_a_state_folder_it_cannot_use(tmp_path: Path
     assert (done.returncode, done.stderr) == (2, f"flowplan up: {home}/state (the state in"
                                                  " --home) is a file: give a folder (created"
                                                  " if missing)\n")
+
+
+def test_the_spark_hint_adds_the_extra_to_the_clone_flowplan_runs_from(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """README installs flowplan from its clone (`pip install -e .`): 'flowplan[spark]' would
+    fetch another flowplan, so the hint names the clone."""
+    monkeypatch.chdir(ROOT)
+    assert spark_install() == "pip install -e '.[spark]'"
+    monkeypatch.chdir(tmp_path)
+    assert spark_install() == f"pip install -e '{ROOT.resolve()}[spark]'"
