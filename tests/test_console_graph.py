@@ -148,7 +148,7 @@ def test_the_workflow_page_panel_shows_a_nodes_definition(
     assert driver.current_url == base + "/workflows/shapes#node=load"  # a link to share
     facts = _facts(driver)
     assert (facts["type"], facts["queue"], facts["retries"], facts["timeout"]) == (
-        "shell", "batch", "2", "90.0 s"), facts
+        "shell", "batch", "2", "1m30s"), facts  # as the workflow file writes it
     assert "team=sales" in facts["tags"] and "tier=gold" in facts["tags"], facts
     assert facts["upstream"] == "—" and facts["downstream"] == "report, mail", facts
     assert "selected" in str(driver.find_element(By.CSS_SELECTOR, 'g[data-node="load"]')

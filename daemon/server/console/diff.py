@@ -18,6 +18,7 @@ from datetime import UTC
 from typing import Any, Final, Literal, TypeVar
 
 from flowplan.daemon.server.console.present import (
+    file_span,
     schedule_words,
     status_name,
     struct_json,
@@ -230,9 +231,9 @@ def _node_fields(node: pb.NodeDefinition, workflow: pb.Workflow) -> dict[_Field,
         ("queue", False): node.queue + (" (pinned)" if node.queue_pinned else ""),
         ("trigger", False): _enum(pb.TriggerRule, node.trigger),
         ("retries", False): str(node.retries),
-        ("retry delay", False): _span(node.retry_delay_seconds),
+        ("retry delay", False): file_span(node.retry_delay_seconds),
         ("retry backoff", False): f"{node.retry_backoff:g}x",
-        ("timeout", False): (_span(node.timeout_seconds)
+        ("timeout", False): (file_span(node.timeout_seconds)
                              if node.HasField("timeout_seconds") else NONE),
         ("description", False): node.description or NONE,
     }
@@ -273,15 +274,6 @@ def _missing(these: Iterable[T], there: Iterable[T]) -> tuple[T, ...]:
     """`these` not in `there`, in their order."""
     known = set(there)
     return tuple(item for item in these if item not in known)
-
-
-def _span(seconds: float) -> str:
-    """A time span as the workflow file writes one: `45s`, `10m`, `1h30m`, `0.5s`."""
-    if seconds != int(seconds) or seconds < 60:
-        return f"{seconds:g}s"
-    whole = int(seconds)
-    parts = [(whole // 3600, "h"), (whole % 3600 // 60, "m"), (whole % 60, "s")]
-    return "".join(f"{count}{unit}" for count, unit in parts if count)
 
 
 def _counted(count: int, noun: str) -> str:

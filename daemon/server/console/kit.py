@@ -21,6 +21,7 @@ from flowplan.daemon.server.console.assets import Assets
 from flowplan.daemon.server.console.present import (
     breakable,
     breakable_name,
+    file_span,
     run_duration,
     run_seconds,
     status_name,
@@ -127,6 +128,7 @@ class Kit:
         self._pages.filters["breakable"] = breakable
         self._pages.filters["breakable_name"] = breakable_name
         self._pages.filters["when_lines"] = when_lines
+        self._pages.filters["file_span"] = file_span
         self._pages.globals["status_name"] = status_name
         self._pages.globals["run_duration"] = run_duration
         self._pages.globals["run_seconds"] = run_seconds

@@ -14,6 +14,15 @@ from markupsafe import Markup
 from flowplan.v1 import workflow_service_pb2 as pb
 
 
+def file_span(seconds: float) -> str:
+    """A time span as the workflow file writes one: `45s`, `10m`, `1h30m`, `0.5s`."""
+    if seconds != int(seconds) or seconds < 60:
+        return f"{seconds:g}s"
+    whole = int(seconds)
+    parts = [(whole // 3600, "h"), (whole % 3600 // 60, "m"), (whole % 60, "s")]
+    return "".join(f"{count}{unit}" for count, unit in parts if count)
+
+
 def struct_json(struct: Message) -> dict[str, Any]:
     """A Struct (params) as JSON values, whole numbers as integers: a Struct holds every
     number as a double, but the workflow file or the user wrote `10`, not `10.0`."""
