@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -66,6 +67,45 @@ def refusal(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, list[str]]:
     return error.code(), error.details() or "", fields  # type: ignore[attr-defined]
 
 
+def every_page(d: Daemon, method: str, request: type[Any], field: str
+               ) -> tuple[list[Any], int]:
+    """Every item of a list RPC, 1000 asked a page, each page checked to stay under
+    PAGE_BYTES (give or take the answer's own fields); and how many pages came."""
+    listed: list[Any] = []
+    token, pages = "", 0
+    while True:
+        page = d.call(method, request(page_size=1000, page_token=token))
+        assert page.ByteSize() <= PAGE_BYTES + 64 * 1024
+        listed += getattr(page, field)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            return listed, pages
+
+
+def test_a_page_of_long_notifications_fits_a_default_client(
+        deployed: tuple[Path, Path, Path]) -> None:
+    """An on_failure e-mail may hold 50 nodes' log tails (~200 KB): 60 of 100 KB, over 6 MB
+    together, come on pages under 1 MiB each, newest first, none lost or repeated."""
+    _, store, state = deployed
+    with running_daemon(store, state) as d:  # the state database, made
+        assert d.stop() == 0
+    db = sqlite3.connect(state / "state.sqlite3")
+    with db:
+        for n in range(60):
+            db.execute(
+                "INSERT INTO outbox (key, kind, run_id, recipients, subject, body, message_id,"
+                " status, created_at) VALUES (?, 'on_failure', 'wr_1', '[\"a@example.com\"]',"
+                " ?, ?, ?, 'SENT', '2026-01-01T00:00:00.000000+00:00')",
+                (f"k{n}", f"failed {n}", "log tail\n" * 12_500, f"<m{n}@flowplan>"))
+    db.close()
+    with running_daemon(store, state) as d:  # the harness's channel: a default client
+        listed, pages = every_page(d, "ListNotifications", pb.ListNotificationsRequest,
+                                   "notifications")
+        assert [n.subject for n in listed] == [f"failed {n}" for n in reversed(range(60))]
+        assert pages >= 6
+
+
 def test_params_are_capped_and_pages_fit_a_default_client(
         deployed: tuple[Path, Path, Path]) -> None:
     _, store, state = deployed
@@ -107,16 +147,7 @@ def test_params_are_capped_and_pages_fit_a_default_client(
     with running_daemon(store, state) as d:  # the harness's channel: a default client
         newest = d.call("ListRuns", pb.ListRunsRequest()).runs  # 150 small ones first
         assert len(newest) == 100  # page_size 0: the default the proto states
-        listed: list[pb.Run] = []
-        token, pages = "", 0
-        while True:
-            page = d.call("ListRuns", pb.ListRunsRequest(page_size=1000, page_token=token))
-            assert page.ByteSize() <= PAGE_BYTES + 64 * 1024
-            listed += page.runs
-            pages += 1
-            token = page.next_page_token
-            if not token:
-                break
+        listed, pages = every_page(d, "ListRuns", pb.ListRunsRequest, "runs")
         assert len(listed) == 244 and len({r.run_id for r in listed}) == 244 and pages > 5
         assert [r.run_id for r in listed] == sorted((r.run_id for r in listed), reverse=True)
         by_id = {r.run_id: r for r in listed}

@@ -38,7 +38,7 @@ from flowplan.daemon.domain import (
 )
 from flowplan.daemon.engine.clock import Clock
 from flowplan.daemon.engine.engine import Engine, StatusEvent
-from flowplan.daemon.notify.outbox import Outbox, OutboxStatus
+from flowplan.daemon.notify.outbox import Outbox, OutboxRow, OutboxStatus
 from flowplan.daemon.scheduler.backfills import AbandonedError, BackfillRequest, Backfills
 from flowplan.daemon.scheduler.manual import start_run
 from flowplan.daemon.scheduler.scheduler import Scheduler, latest_plan
@@ -72,9 +72,10 @@ MAX_FAILURE_EMAILS = 100
 _ANSWER_CACHE_SIZE = 256
 _FINAL = -1  # in place of the history's length in the answer cache: a finished run's answer
 _FINISHED = frozenset((pb.RUN_STATUS_SUCCEEDED, pb.RUN_STATUS_FAILED, pb.RUN_STATUS_CANCELLED))
-_RUN_BATCH = 100  # runs read from the store at a time for ListRuns
+_READ_BATCH = 100  # runs or outbox rows read from the store at a time for a list answer
 
 _Source = TypeVar("_Source")
+_Position = TypeVar("_Position")
 _Item = TypeVar("_Item", bound=Message)
 
 
@@ -269,20 +270,16 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         status = _enum_name(pb.RunStatus, request.status, "status")
         trigger = _enum_name(pb.RunTrigger, request.trigger, "trigger")
 
-        def runs() -> Iterator[Run]:  # in batches: a page of big runs reads few of them
-            position, wanted = before, size + 1
-            while wanted > 0 and (workflows is None or workflows):
-                batch = self._p.store.list_runs(
-                    workflows=workflows, statuses=[RunStatus(status)] if status else (),
-                    trigger=RunTrigger(trigger.lower()) if trigger else None,
-                    backfill_id=request.backfill_id or None, before_run_id=position,
-                    limit=min(wanted, _RUN_BATCH))
-                yield from batch
-                if len(batch) < min(wanted, _RUN_BATCH):
-                    return
-                position, wanted = batch[-1].run_id, wanted - len(batch)
+        def runs(position: str | None, limit: int) -> list[Run]:
+            if workflows is not None and not workflows:
+                return []
+            return self._p.store.list_runs(
+                workflows=workflows, statuses=[RunStatus(status)] if status else (),
+                trigger=RunTrigger(trigger.lower()) if trigger else None,
+                backfill_id=request.backfill_id or None, before_run_id=position, limit=limit)
 
-        items, more = _page(runs(), size, _listed_run)
+        items, more = _page(_in_batches(runs, before, size + 1, lambda run: run.run_id),
+                            size, _listed_run)
         token = _encode_token(items[-1].run_id, scope=scope) if more else ""
         counts = self._p.store.node_counts([item.run_id for item in items])
         for item in items:  # a few bytes each: not worth counting against the page budget
@@ -443,15 +440,17 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         scope = f"notifications:{request.run_id}:{request.status}"
         before = _decode_number(request.page_token, scope=scope)
         status = _enum_name(pb.NotificationStatus, request.status, "status")
-        rows = Outbox(self._p.store).page(
-            run_id=request.run_id or None, status=OutboxStatus(status) if status else None,
-            before_id=before, limit=size + 1)
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            token = _encode_token(str(rows[-1].id), scope=scope)
-        return pb.ListNotificationsResponse(
-            notifications=[convert.notification(r) for r in rows], next_page_token=token)
+        outbox = Outbox(self._p.store)
+
+        def rows(position: int | None, limit: int) -> list[OutboxRow]:
+            return outbox.page(run_id=request.run_id or None,
+                               status=OutboxStatus(status) if status else None,
+                               before_id=position, limit=limit)
+
+        items, more = _page(_in_batches(rows, before, size + 1, lambda row: row.id),
+                            size, convert.notification)
+        token = _encode_token(str(items[-1].id), scope=scope) if more else ""
+        return pb.ListNotificationsResponse(notifications=items, next_page_token=token)
 
     # ---- streams ------------------------------------------------------------------------
 
@@ -646,6 +645,20 @@ def _listed_backfill(backfill: Backfill) -> pb.Backfill:
         backfill = dataclasses.replace(backfill,
                                        remarks=shown(backfill.remarks, MAX_REMARKS_CHARS))
     return convert.backfill(backfill)
+
+
+def _in_batches(read: Callable[[_Position | None, int], list[_Source]],
+                after: _Position | None, wanted: int, position: Callable[[_Source], _Position]
+                ) -> Iterator[_Source]:
+    """Up to `wanted` sources of `read(after, limit)`, a batch of _READ_BATCH at a time, each
+    read after the last one's `position`: a page of big items (runs with large params, long
+    e-mails) reads few more of them than it sends."""
+    while wanted > 0:
+        batch = read(after, min(wanted, _READ_BATCH))
+        yield from batch
+        if len(batch) < min(wanted, _READ_BATCH):
+            return
+        after, wanted = position(batch[-1]), wanted - len(batch)
 
 
 def _page(sources: Iterable[_Source], size: int, build: Callable[[_Source], _Item | None]
