@@ -956,6 +956,13 @@ def test_params_with_secret_names_are_masked_however_short(make_repo: Any) -> No
             " PIN_KEY=********, region=eu") in message.body.splitlines()
 
 
+def test_the_values_masked_are_the_scalars_under_secret_names_and_never_a_null() -> None:
+    run = failed_run(1, {"API_TOKEN": None, "region": "eu", "PIN_KEY": 42,
+                         "db": {"host": "db.example", "password": "n3sted", "port": 5432},
+                         "keys": {"api_key": ["first", "second"]}})
+    assert sorted(secret_values([], run, "UTC")) == ["first", "n3sted", "second"]
+
+
 def test_a_utf_8_body_is_sent_7_bit_as_quoted_printable(tmp_path: Path, server: Server) -> None:
     outbox = Outbox(StateStore(tmp_path / "state"))
     sender = OutboxSender(outbox, settings_for(server.port), clock=SystemClock())

@@ -81,15 +81,10 @@ def template_variables(run: RunFields, timezone: str, node: str, attempt: int
     }
 
 
-def is_secret(name: str) -> bool:
-    """True when an env entry's or a param's name marks its value as a secret."""
-    return is_secret_name(name)
-
-
 def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Params as shown to people: those whose names mark them as secrets are `MASK`, and so
     are the keys so named inside an object param, at any depth (`db: {password: ...}`)."""
-    return {k: MASK if is_secret(k) and v not in (None, "") else _masked(v)
+    return {k: MASK if is_secret_name(k) and v not in (None, "") else _masked(v)
             for k, v in params.items()}
 
 
@@ -106,7 +101,7 @@ def _secret_leaves(value: Any, *, secret: bool) -> Iterator[str]:
     param's own name, or a key inside it, at any depth)."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _secret_leaves(item, secret=secret or is_secret(str(key)))
+            yield from _secret_leaves(item, secret=secret or is_secret_name(str(key)))
     elif isinstance(value, list):
         for item in value:
             yield from _secret_leaves(item, secret=secret)
@@ -119,11 +114,10 @@ def secret_values(nodes: Iterable[NodePlan], run: RunFields, timezone: str) -> l
     secret-like names (and the scalars under such names inside object params), and the
     values its nodes' env entries with secret-like names take as rendered for the run (for
     each attempt a node may make, when they differ)."""
-    values = [str(v) for k, v in run.params.items() if is_secret(k)]
-    values += _secret_leaves(dict(run.params), secret=False)  # nested ones' scalars too
+    values = list(_secret_leaves(run.params, secret=False))
     for node in nodes:
         for key, template in node.env.items():
-            if is_secret(key):
+            if is_secret_name(key):
                 values += _rendered(template, node, run, timezone)
     return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
 
