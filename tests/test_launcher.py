@@ -121,6 +121,36 @@ def test_exit_codes_signals_log_and_records(attempts):
     run(body)
 
 
+def test_a_node_starts_with_every_signal_at_its_default_whatever_the_daemon_ignores(attempts):
+    """A daemon inherits ignored signals (SIGQUIT with `&` from a script, SIGHUP under nohup)
+    and blocked ones from what started it, and so does its shim. Its nodes must not: a
+    node's `kill -INT`, or a signal it waits for, would do nothing."""
+    launcher = LocalLauncher()  # its shim starts with the first launch, in `run` below
+    ignored = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1)
+
+    async def body() -> None:
+        handle = await launcher.launch(attempts.spec("/bin/sh", "-c", "kill -INT $$; echo on"))
+        assert await handle.wait() == 128 + signal.SIGINT
+        # grep itself, not through a shell: dash clears its signal mask as it starts
+        spec = attempts.spec("grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status")
+        assert await (await launcher.launch(spec)).wait() == 0
+        masks = dict(line.split(":\t") for line in
+                     (spec.attempt_dir / "log").read_text().splitlines())
+        assert int(masks["SigBlk"], 16) == 0, masks
+        # glibc's posix_spawn ignores its own two internal signals (32 and 33), no one else's
+        assert [signum for signum in signal.valid_signals()
+                if int(masks["SigIgn"], 16) >> (signum - 1) & 1] == [], masks
+
+    before = {signum: signal.signal(signum, signal.SIG_IGN) for signum in ignored}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        run(body)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
 def test_node_runs_in_its_own_session_with_its_cwd_env_and_path(attempts, tmp_path):
     launcher = LocalLauncher()
     work = tmp_path / "work"

@@ -19,14 +19,15 @@ Reports:
 
 A spawn, in this order: `cwd` (created with its folders if missing: a run's workspace, at its
 first node) becomes the shim's working directory (it is single-threaded); `<attempt_dir>/log`
-is created with O_EXCL (the claim: a second launch of the same attempt fails instead of
-running it twice), with its folders if missing; the command starts with
-`posix_spawn` in a new session (its own process group), stdin /dev/null, stdout and stderr to
-the log; once the requests read together are all spawned, for each: its start time is read
-from /proc, `pid` is written (the node's pid, with that start time as the file's modification
-time: see `write_record`), then the answer. A command that cannot be executed is reported as
-a shell would (a message in the log; exit status 127 if not found, 126 if not executable), by
-a stand-in `/bin/sh`, so that every started attempt has a process, a pid file and an exit file.
+is created with O_EXCL (the claim: a second launch of the same attempt fails instead of running
+it twice), with its folders if missing; the command starts with `posix_spawn` in a new session
+(its own process group), every signal at its default and none blocked, stdin /dev/null, stdout
+and stderr to the log; once the requests read together are all spawned, for each: its start
+time is read from /proc, `pid` is written (the node's pid, with that start time as the file's
+modification time: see `write_record`), then the answer. A command that cannot be executed is
+reported as a shell would (a message in the log; exit status 127 if not found, 126 if not
+executable), by a stand-in `/bin/sh`, so that every started attempt has a process, a pid file
+and an exit file.
 
 When a child ends (SIGCHLD wakes the loop), the shim SIGKILLs what is left of its process
 group (a background process the node left behind, children that ignored a TERM), then reaps
@@ -82,8 +83,12 @@ SIGNAL_EXIT_BASE = 128
 NOT_FOUND, NOT_EXECUTABLE = 127, 126
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-# Python ignores these; a child must not inherit that (subprocess's restore_signals)
-RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
+# A node starts with every signal at its default and none blocked, as under systemd, whatever
+# the shim inherited: Python ignores SIGPIPE and SIGXFSZ, a daemon started with `&` from a
+# script ignores SIGQUIT (SIGINT too, where it does not handle it), nohup makes it ignore
+# SIGHUP, and what started it may block signals; exec keeps all of that. (glibc's posix_spawn
+# itself sets its two internal signals, 32 and 33, which no program may use, to ignored.)
+DEFAULTED = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}))
 RECORD_MODULUS = 2**31
 STAND_IN = ("/bin/sh", "-c", 'printf "%s\\n" "$1" >&2; exit "$2"', NAME)
 NOT_FOUND_ERRORS = (errno.ENOENT, errno.ENOTDIR)
@@ -125,9 +130,9 @@ def process_start(pid: int) -> int | None:
 
 def spawn(path: str, argv: tuple[str, ...], env: dict[str, str],
           actions: tuple[tuple[int, int, int], ...]) -> int:
-    """posix_spawn in a new session: the child's pid."""
+    """posix_spawn in a new session, every signal at its default: the child's pid."""
     return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
-                          setsigdef=RESTORED)
+                          setsigdef=DEFAULTED, setsigmask=())
 
 
 def make_folder(path: str) -> None:
