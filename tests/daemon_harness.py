@@ -19,13 +19,24 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
 
-__all__ = ["Daemon", "flowplan", "free_port", "pb", "publish", "serving"]
+__all__ = ["Daemon", "flowplan", "free_port", "pb", "publish", "read_head", "serving"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """What `sock` received up to the end of an HTTP head: fails if the daemon closes first
+    (an empty recv would otherwise be taken again and again, for good)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        assert chunk, f"the daemon closed the connection after {head!r}"
+        head += chunk
+    return head
 
 
 def flowplan(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, free_port, pb, publish, running_daemon
+from daemon_harness import Daemon, free_port, pb, publish, read_head, running_daemon
 from test_web_console import FILES, ROLES_FILE, TOKENS, Browser, _chromium, _driver, _status
 
 from flowplan.daemon.server.auth import TokenInterceptor
@@ -156,9 +156,7 @@ def _open_stream(browser: Browser, path: str) -> socket.socket:
     cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
                  .encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(65536)
+    head = read_head(sock)
     assert head.startswith(b"HTTP/1.1 200 "), head
     return sock
 

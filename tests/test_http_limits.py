@@ -17,7 +17,7 @@ import grpc
 import pytest
 from certificates import certificates
 from conftest import MakeRepo, wait_until
-from daemon_harness import Daemon, flowplan, free_port, publish, running_daemon
+from daemon_harness import Daemon, flowplan, free_port, publish, read_head, running_daemon
 
 from flowplan.v1 import workflow_service_pb2 as pb
 
@@ -144,9 +144,7 @@ def test_an_idle_keep_alive_connection_is_closed(deployed: tuple[Path, Path]) ->
     with http_daemon(deployed, "--idle-timeout", "1s") as (d, port):
         sock = connect(port)
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
+        head = read_head(sock)
         assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" not in head
         opened = time.monotonic()
         wait_until(lambda: closed_by_peer(sock), "the idle connection closed", timeout=10)
