@@ -364,7 +364,11 @@ def test_the_async_client_tries_a_read_again_and_resumes_a_watch_across_a_restar
                     changes.append(change)
 
             watching = asyncio.create_task(watch())
-            while not changes:
+            deadline = time.monotonic() + 30
+            while not changes:  # the first change, or the watch's error if it failed first
+                if watching.done():
+                    watching.result()
+                assert time.monotonic() < deadline, "no change came on the watch"
                 await asyncio.sleep(0.01)
             back = await asyncio.to_thread(restart, daemon, signal.SIGKILL)
             await asyncio.wait_for(watching, timeout=60)
