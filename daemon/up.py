@@ -5,7 +5,8 @@ into `./.flowplan/store`, starts the daemon with its state in `./.flowplan/state
 127.0.0.1:50051 (the web console on http://127.0.0.1:8080/, metrics under /metrics), and
 republishes on every change of the repository (diagnostics printed; an invalid workflow
 keeps its last good version). Ctrl-C stops it cleanly; node processes still running are
-adopted by the next `flowplan up`.
+adopted by the next `flowplan up`. A `flowplan up` whose state folder another daemon holds, or
+whose gRPC port another program listens on, is refused before it publishes anything.
 
 The banner suggests `flowplan run` only for workflows that can run on this host (a node on a
 Spark queue needs spark-submit: the Spark extra or SPARK_HOME); log lines of the start are
@@ -141,10 +142,11 @@ def publish(root: Path, store: PlanStore, *, remarks: str, quiet_if_same: tuple[
 
 
 async def _up(root: Path, config: ServeConfig) -> int:
+    daemon = Daemon(config)
+    daemon.claim()  # refused before publishing: the store may be the one another daemon serves
     store = PlanStore(config.store)
     result = publish(root, store, remarks="flowplan up", quiet_if_same=("-",),
                      headline="compiled and published")
-    daemon = Daemon(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.shutdown)

@@ -4,6 +4,7 @@ version of an invalid workflow), and stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from conftest import FLOWPLAN, ROOT
 from daemon_harness import free_port, serving
 
 from flowplan.daemon.engine import spark
+from flowplan.daemon.server.app import Daemon
+from flowplan.daemon.server.config import ServeConfig, UsageError
 from flowplan.daemon.up import spark_install
 from flowplan.v1 import workflow_service_pb2 as pb
 from flowplan.v1 import workflow_service_pb2_grpc as pb_grpc
@@ -104,16 +107,25 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             assert f"flowplan up: {project} changed, nothing new published" in said
             assert "reindex: not published, invalid; version 2 stays active" in said
 
-            # a second `up` in the same folder: the daemon's state is in use, its --home
+            # a second `up` in the same folder, of another repository: the daemon's state
+            # is in use (its --home named), and the store that daemon serves is left alone
+            other = tmp_path / "other"
+            (other / "workflows").mkdir(parents=True)
+            (other / "workflows" / "lone.yaml").write_text(
+                "name: lone\nnodes: [{name: x, command: 'true'}]\n")
             second = subprocess.run(
-                [*FLOWPLAN, "up", "--listen", f"127.0.0.1:{free_port()}", "--http",
+                [*FLOWPLAN, "up", str(other), "--listen", f"127.0.0.1:{free_port()}", "--http",
                  f"127.0.0.1:{free_port()}"], cwd=project, capture_output=True, text=True,
                 timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            assert second.returncode != 0
-            refusal = second.stderr.strip().splitlines()[-1]
-            assert refusal.startswith(f"flowplan up: state directory {project}/.flowplan/state"
-                                      " is in use by another flowplan daemon"), second.stderr
-            assert refusal.endswith("stop it first, or give this one another --home"), refusal
+            assert (second.returncode, second.stdout) == (2, ""), second
+            assert second.stderr.startswith(
+                f"flowplan up: state directory {project}/.flowplan/state is in use by another"
+                " flowplan daemon"), second.stderr
+            assert second.stderr.endswith("stop it first, or give this one another --home\n")
+            assert not (project / ".flowplan" / "store" / "lone").exists()
+            names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest(),
+                                                        timeout=5).workflows]
+            assert names == ["daily_sales", "hourly_health", "reindex", "spark_rollup"]
             channel.close()
         finally:
             process.send_signal(signal.SIGINT)
@@ -145,6 +157,51 @@ def test_flowplan_up_says_in_one_line_when_its_http_port_is_busy(tmp_path: Path)
             process.send_signal(signal.SIGINT)
             code = process.wait(timeout=30)
     assert code == 0, out.read_text()
+
+
+def test_up_on_a_busy_grpc_port_is_refused_before_it_publishes(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "hello.yaml").write_text(
+        "name: hello\nnodes: [{name: hi, command: echo hi}]\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        done = subprocess.run([*FLOWPLAN, "up", "--listen", address, "--http",
+                               f"127.0.0.1:{free_port()}"], cwd=project, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2, "", f"flowplan up: cannot listen on {address}: address in use: another program"
+               " (perhaps another flowplan daemon) listens there; stop it or choose another"
+               " --listen\n")
+    assert not (project / ".flowplan" / "store").exists()
+
+
+def test_a_claimed_state_folder_stays_taken_until_the_daemon_serves_from_it(
+        tmp_path: Path) -> None:
+    """`up` claims, publishes, then serves: no second daemon can take the folder between."""
+    config = ServeConfig(store=tmp_path / "store", state=tmp_path / "state",
+                         listen=f"127.0.0.1:{free_port()}")
+    first = Daemon(config)
+    first.claim()
+    with pytest.raises(UsageError, match=r"is in use by another flowplan daemon \(pid"):
+        Daemon(config).claim()
+
+    async def serve_then_stop() -> int:
+        running = asyncio.ensure_future(first.run())
+        ready = asyncio.ensure_future(first.ready.wait())
+        await asyncio.wait({running, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()  # its UsageError, had it not kept the claimed state
+        assert ready.done(), "the daemon did not start serving"
+        with pytest.raises(UsageError, match="is in use by another flowplan daemon"):
+            Daemon(config).claim()
+        first.shutdown()
+        return await asyncio.wait_for(running, 30)
+
+    assert asyncio.run(serve_then_stop()) == 0
+    Daemon(config).claim()  # given up with the daemon
 
 
 def test_the_banner_of_a_restart_says_a_workflow_paused_at_run_time_is_paused(

@@ -53,6 +53,7 @@ from flowplan.daemon.state.store import StateError, StateStore, StateWriteError,
 from flowplan.daemon.watcher import PlanCatalog, watch_plans
 
 if TYPE_CHECKING:  # imported with --http only: aiohttp and prometheus_client cost start-up
+    from flowplan.compiler.files import FileLock
     from flowplan.compiler.plan import Plan
     from flowplan.daemon.server.console import Console
     from flowplan.daemon.server.http import HttpServer
@@ -89,6 +90,7 @@ class Daemon:
         self.http_max_connections = config.http_max_connections  # likewise, with --http
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
+        self._claimed: FileLock | None = None  # the state directory, taken by claim()
 
     def shutdown(self) -> None:
         """Begin a clean shutdown; safe to call more than once."""
@@ -110,16 +112,30 @@ class Daemon:
         self._interceptor.replace(grants)
         log.info("tokens reloaded", extra={"fields": {"roles": role_counts(grants)}})
 
-    async def run(self) -> int:
-        """Serve until `shutdown()`; UsageError if the state directory is another daemon's
-        or the address cannot be listened on."""
+    def claim(self) -> None:
+        """Take the state directory for this daemon now (`run` keeps it), and make sure no
+        other program listens on the gRPC address: UsageError for what `run` would refuse
+        before anything else. `flowplan up` claims before it publishes, so it never
+        publishes into a store that another daemon of its folder serves."""
+        lock = self._lock()
+        if _bind_problem(self.config.listen, in_use_only=True):
+            lock.release()
+            raise UsageError(f"cannot listen on {self.config.listen}: {IN_USE}")
+        self._claimed = lock
+
+    def _lock(self) -> FileLock:
         try:
-            lock = lock_state(self.config.state, holder=f"--listen {self.config.listen}")
+            return lock_state(self.config.state, holder=f"--listen {self.config.listen}")
         except StateInUseError as exc:
             raise UsageError(str(exc)) from exc
         except OSError as exc:  # a file in its place, no permission, no locks on its disk
             raise UsageError(f"cannot use {self.config.state} as the state directory:"
                              f" {exc.strerror or exc}") from exc
+
+    async def run(self) -> int:
+        """Serve until `shutdown()`; UsageError if the state directory is another daemon's
+        or the address cannot be listened on."""
+        lock, self._claimed = self._claimed or self._lock(), None
         with lock:
             fd_limit = raise_fd_limit()
             wanted = (self.config.max_connections,
