@@ -281,7 +281,7 @@ def test_errors_carry_the_right_code_and_field(deployed: tuple[Path, Path, Path]
         assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["run_id"]
         health = health_pb2_grpc.HealthStub(d.channel)
         assert health.Check(health_pb2.HealthCheckRequest(
-            service="flowplan.v1.WorkflowService")).status == 1
+            service="flowplan.v1.WorkflowService"), timeout=5).status == 1
         assert d.process.poll() is None  # none of it hurt the daemon
 
 
@@ -396,7 +396,7 @@ def test_bearer_token_health_and_reflection(deployed: tuple[Path, Path, Path]) -
                                                            timeout=5)))
         assert code == grpc.StatusCode.UNAUTHENTICATED
         health = health_pb2_grpc.HealthStub(d.channel)
-        assert health.Check(health_pb2.HealthCheckRequest()).status == 1  # open
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1  # open
         reflect = reflection_pb2_grpc.ServerReflectionStub(d.channel)
         answer = next(reflect.ServerReflectionInfo(iter([
             reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))

@@ -85,7 +85,8 @@ def test_flowplan_up_on_the_shipped_examples(tmp_path: Path) -> None:
             else:
                 assert rollup.endswith(f"start it: flowplan run --address {address} spark_rollup")
             assert (project / ".flowplan" / "store" / "daily_sales" / "1.json").is_file()
-            names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest()).workflows]
+            names = [w.name for w in stub.ListWorkflows(pb.ListWorkflowsRequest(),
+                                                        timeout=5).workflows]
             assert names == ["daily_sales", "hourly_health", "reindex", "spark_rollup"]
 
             reindex = project / "workflows" / "adhoc" / "reindex.yaml"
