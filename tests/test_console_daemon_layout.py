@@ -15,6 +15,8 @@ import logging
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,24 @@ def test_a_layout_too_slow_or_too_large_for_v8_fails_and_v8_goes_on() -> None:
     assert set(json.loads(small.compute(tiny))["nodes"]) == {"a", "b"}
     slow.close()
     small.close()
+
+
+def test_a_close_from_another_thread_waits_for_the_layout_under_way() -> None:
+    """Its V8 context's event loop stopped under a layout would leave the layout waiting
+    for good: a close waits for the call under way, and a later call makes a new context."""
+    v8 = V8Layout()
+    tiny = Graph(("a", "b"), (("a", "b"),))
+    v8.compute(tiny)  # the context made: the next call goes straight to V8
+    results: list[Any] = []
+    computing = threading.Thread(target=lambda: results.append(v8.compute(WIDE)), daemon=True)
+    computing.start()
+    time.sleep(0.1)  # inside V8 by now (WIDE takes ~0.3 s); were it not, the close came first
+    v8.close()
+    computing.join(timeout=30)
+    assert not computing.is_alive(), "the layout under the close never ended"
+    assert results and json.loads(results[0])["nodes"].keys() == set(WIDE.nodes)
+    assert set(json.loads(v8.compute(tiny))["nodes"]) == {"a", "b"}  # a new context
+    v8.close()
 
 
 def test_a_page_fetches_the_layout_under_way_for_a_bounded_time_then_it_is_kept(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +70,8 @@ class ComputeError(Exception):
 
 
 class Computer(Protocol):
-    """What lays a graph out: its layout as JSON (ComputeError). Called on one thread."""
+    """What lays a graph out: its layout as JSON (ComputeError). The Layouter calls it on
+    its worker thread; a close from another thread waits for the call under way."""
 
     def compute(self, graph: Graph) -> str: ...
 
@@ -78,7 +80,9 @@ class Computer(Protocol):
 
 class V8Layout:
     """d3-dag and layout.js in one V8 context, made on first use and kept (a timeout or an
-    exhausted heap leaves it usable; any other failure makes a new one next time)."""
+    exhausted heap leaves it usable; any other failure makes a new one next time). One call
+    at a time: closing the context stops its event loop, and a layout under way on it would
+    wait for good."""
 
     def __init__(self, folder: Path = SERVER / "static", *, seconds: float = LAYOUT_SECONDS,
                  max_memory: int = MAX_MEMORY) -> None:
@@ -94,33 +98,42 @@ class V8Layout:
         self._seconds = seconds
         self._max_memory = max_memory
         self._context: Any = None
+        self._one_at_a_time = threading.Lock()
 
     def _ready(self) -> Any:
         if self._context is None:
             context = self._make()
-            for source in self._sources:
-                context.eval(source)
-            big, version = context.eval("flowplanLayout.BIG"), context.eval(
-                "flowplanLayout.VERSION")
-            if (big, version) != (BIG, LAYOUT_VERSION):
-                raise ComputeError(f"layout.js has BIG {big} and VERSION {version!r}, but"
-                                   f" console/layouts.py {BIG} and {LAYOUT_VERSION!r}: make"
-                                   " them the same")
+            try:
+                for source in self._sources:
+                    context.eval(source)
+                big, version = context.eval("flowplanLayout.BIG"), context.eval(
+                    "flowplanLayout.VERSION")
+                if (big, version) != (BIG, LAYOUT_VERSION):
+                    raise ComputeError(f"layout.js has BIG {big} and VERSION {version!r}, but"
+                                       f" console/layouts.py {BIG} and {LAYOUT_VERSION!r}:"
+                                       " make them the same")
+            except BaseException:
+                context.close()  # its event loop's thread with it
+                raise
             self._context = context
         return self._context
 
     def compute(self, graph: Graph) -> str:
-        from py_mini_racer import JSOOMException, JSTimeoutException
-
         data = json.dumps({"nodes": [{"name": name} for name in graph.nodes],
                            "edges": [list(edge) for edge in graph.edges]},
                           separators=(",", ":"))
+        with self._one_at_a_time:
+            return self._compute(data)
+
+    def _compute(self, data: str) -> str:
+        from py_mini_racer import JSOOMException, JSTimeoutException
+
         try:
             context = self._ready()
         except ComputeError:
             raise
         except Exception as exc:  # V8 did not start, or a script did not load
-            self.close()
+            self._drop()
             raise ComputeError(f"V8 with d3-dag: {type(exc).__name__}: {exc}") from exc
         try:
             text = context.eval(f"JSON.stringify(flowplanLayout.compute({data}))",
@@ -132,7 +145,7 @@ class V8Layout:
             self._settle()
             raise ComputeError(f"more than {self._max_memory >> 20} MB of V8 heap") from exc
         except Exception as exc:
-            self.close()
+            self._drop()
             raise ComputeError(f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(text, str):
             raise ComputeError(f"layout.js returned {type(text).__name__}, not JSON text")
@@ -145,9 +158,13 @@ class V8Layout:
         try:
             self._context.eval("0", timeout_sec=SETTLE_SECONDS)
         except Exception:
-            self.close()
+            self._drop()
 
     def close(self) -> None:
+        with self._one_at_a_time:
+            self._drop()
+
+    def _drop(self) -> None:
         if self._context is not None:
             context, self._context = self._context, None
             context.close()
