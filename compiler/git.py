@@ -69,6 +69,7 @@ READ_LIMIT: Final = max(MAX_FILE_BYTES, MAX_SOURCE_BYTES)  # the most the compil
 _MAX_LINK: Final = 4096  # PATH_MAX: no longer symlink target can be written
 _CHUNK: Final = 1 << 16
 STOP_POLL_SECONDS: Final = 0.1  # how soon a stoppable git command sees its stop
+KILLED_SECONDS: Final = 1.0  # the most a killed git command's pipes are read after the kill
 
 
 class GitError(Exception):
@@ -143,7 +144,10 @@ class Git:
                         continue
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(process.pid, signal.SIGKILL)
-                    process.communicate()
+                    # what left the group (a helper that made a session of its own) may hold
+                    # the pipes open for good: they are not read to their end
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.communicate(timeout=KILLED_SECONDS)
                     if late:
                         raise subprocess.TimeoutExpired(process.args, timeout or 0) from None
                     raise GitError(f"git {args[0]}: stopped (the daemon is stopping)") from None
