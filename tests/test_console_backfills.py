@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,9 +216,11 @@ def test_cancel_for_operators_only_and_an_unknown_backfill(
 
 
 class Stream:
-    """An open `/backfills/ID/events`, read line by line."""
+    """An open `/backfills/ID/events`, read line by line, for 60 s at most (the daemon's
+    keep-alives every 15 s would keep a read going for good)."""
 
     def __init__(self, browser: Browser, path: str) -> None:
+        self._deadline = time.monotonic() + 60
         self._connection = http.client.HTTPConnection("127.0.0.1", browser.port, timeout=20)
         self._connection.request("GET", path, headers={"Cookie": "; ".join(
             f"{k}={v}" for k, v in browser.cookies.items())})
@@ -229,6 +232,7 @@ class Stream:
         """The next event or comment: ("comment", text), or its name and data line."""
         lines: list[str] = []
         while True:
+            assert time.monotonic() < self._deadline, f"no whole event in time after {lines}"
             line = self.response.readline().decode()
             assert line, f"the stream ended after {lines}"
             if line == "\n":

@@ -168,9 +168,11 @@ def test_the_consoles_event_streams_outlive_the_idle_timeout(
             response = connection.getresponse()
             assert response.status == 200, (path, response.read())
             streams[path] = (connection, response)
+        deadline = time.monotonic() + 60  # keep-alives every 15 s: a read never times out
         for path, (connection, response) in streams.items():  # each to its end, > 3 s later
             lines = []
             while (line := response.readline()) and line != b"event: end\n":
+                assert time.monotonic() < deadline, (path, lines)
                 lines.append(line)
             assert line == b"event: end\n", (path, lines)
             connection.close()
