@@ -69,11 +69,21 @@ READ_LIMIT: Final = max(MAX_FILE_BYTES, MAX_SOURCE_BYTES)  # the most the compil
 _MAX_LINK: Final = 4096  # PATH_MAX: no longer symlink target can be written
 _CHUNK: Final = 1 << 16
 STOP_POLL_SECONDS: Final = 0.1  # how soon a stoppable git command sees its stop
-KILLED_SECONDS: Final = 1.0  # the most a killed git command's pipes are read after the kill
+DRAIN_SECONDS: Final = 1.0  # the most an ended git command's pipes are read after its end
 
 
 class GitError(Exception):
     """A git command failed, or a repository or commit is not what it must be."""
+
+
+def _drain(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """The rest of an ended process's stdout and stderr, read for DRAIN_SECONDS at most: a
+    helper it started that made a session of its own (a credential cache's daemon) may hold
+    the pipes open for as long as it lives."""
+    try:
+        return process.communicate(timeout=DRAIN_SECONDS)
+    except subprocess.TimeoutExpired as exc:  # what came so far
+        return exc.output or b"", exc.stderr or b""
 
 
 def is_zero(sha: str) -> bool:
@@ -136,21 +146,21 @@ class Git:
             while True:
                 try:
                     out, err = process.communicate(timeout=STOP_POLL_SECONDS)
-                    return subprocess.CompletedProcess(process.args, process.returncode, out,
-                                                       err)
                 except subprocess.TimeoutExpired:
-                    late = deadline is not None and time.monotonic() > deadline
-                    if not (late or stop.is_set()):
-                        continue
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    # what left the group (a helper that made a session of its own) may hold
-                    # the pipes open for good: they are not read to their end
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        process.communicate(timeout=KILLED_SECONDS)
-                    if late:
-                        raise subprocess.TimeoutExpired(process.args, timeout or 0) from None
-                    raise GitError(f"git {args[0]}: stopped (the daemon is stopping)") from None
+                    if process.poll() is not None:  # git ended; a helper holds its pipes
+                        out, err = _drain(process)
+                    else:
+                        late = deadline is not None and time.monotonic() > deadline
+                        if not (late or stop.is_set()):
+                            continue
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(process.pid, signal.SIGKILL)
+                        _drain(process)
+                        if late:
+                            raise subprocess.TimeoutExpired(process.args, timeout or 0) from None
+                        raise GitError(f"git {args[0]}: stopped (the daemon is stopping)"
+                                       ) from None
+                return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
     def is_bare(self) -> bool:
         """True for a bare repository; `GitError` when `git_dir` is no repository at all."""
