@@ -152,12 +152,13 @@ def test_a_revoked_token_ends_its_sessions_at_once_and_across_a_restart(
 
 def _open_stream(browser: Browser, path: str) -> socket.socket:
     """A GET of an event stream with the browser's cookie, its 200 head read."""
-    sock = socket.create_connection(("127.0.0.1", browser.port), timeout=1)
+    sock = socket.create_connection(("127.0.0.1", browser.port), timeout=10)
     cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
                  .encode())
     head = read_head(sock)
     assert head.startswith(b"HTTP/1.1 200 "), head
+    sock.settimeout(1)  # `_closed_by_daemon` looks at its deadline every second
     return sock
 
 
