@@ -4,7 +4,7 @@ the next one's start.
 
     python bench/backfill.py [--repeat R] [--json FILE] [--strict]
 
-Figures (targets from the issue):
+Figures (and their targets):
 (a) `Backfills.start` of 1,000 and of 10,000 daily ticks: the backfill row, every run and its
     20 node rows committed to SQLite (WAL, synchronous=NORMAL) and queued in the engine,
     ready to execute; <= 0.5 s and <= 5 s. The floor is `ticks_between` of the same range.
@@ -153,7 +153,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     verdicts = []
     print(f"{'figure':<44} {'result':>12} {'floor':>10} {'target':>12}")
-    # the two issue targets, then the largest backfills one request may create (20,000
+    # the two targets, then the largest backfills one request may create (20,000
     # ticks; 200,000 node runs): they must fit well inside a client's 10 s default deadline
     for ticks, nodes, target in ((1000, 20, 0.5), (10_000, 20, 5.0), (20_000, 1, 5.0),
                                  (20_000, 10, 5.0)):

@@ -17,7 +17,7 @@ of --repeat runs, in one table:
   fresh `CompileCache`, and the re-check after one file changed with a warm cache;
 - for comparison only: ruamel.yaml's `YAML(typ="safe").compose`, on 100 files, per file.
 
-Targets (from the issue): cold check <= 2x the floor; re-check after one change <= 100 ms.
+Targets: cold check <= 2x the floor; re-check after one change <= 100 ms.
 See bench/README.md for what each figure means.
 """
 

@@ -18,7 +18,7 @@ its cost depends on the file system's state: the line "an attempt's files" after
 says what it was before each figure, in the folder the state lives in (TMPDIR chooses it;
 see README.md for why a folder where many files were just deleted makes it 10x dearer).
 
-Figures (targets from the issue):
+Figures (and their targets):
 (a) a chain of 100 nodes: node-to-node handoff, the end of one attempt (`finished_at` of
     node k) to the start of the next (`started_at` of node k+1) from the stored run, p50
     <= 2 ms and p99 <= 8 ms; its floor is an asyncio task handoff (create_task -> it runs).

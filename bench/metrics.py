@@ -12,7 +12,7 @@ stored run) and the run's total. Two setups, interleaved run by run in the same 
   `scrape_interval: 1s`, fifteen times its usual rate). The scrape is answered on the
   engine's event loop (and reads the store), as in `flowplan serve --http`.
 
-Target (issue 17): the handoff p50, scraped, within 1.05x of none. Handoffs are pooled over
+Target: the handoff p50, scraped, within 1.05x of none. Handoffs are pooled over
 the runs (3,000 at the default 30 runs); the totals (best and median of the runs) are shown
 without a target: a 0.2 s run on this shared machine varies by more than 5% from one run to
 the next, either way.

@@ -8,7 +8,7 @@ own, called the same way.
                         [--client auto|native|python] [--load-only SECONDS]
                         [--json FILE] [--strict]
 
-Figures (targets from the issue): p50 and p99 of GetRun(include_graph=true) for a finished
+Figures (and their targets): p50 and p99 of GetRun(include_graph=true) for a finished
 20-node and a finished 1,000-node run, with 1 and 8 concurrent clients, while the daemon
 starts 5-node runs of `sleep 0.05` nodes at a fixed rate. Targets: 20 nodes p50 within 2x of
 the floor (1 client); 1,000 nodes p99 within 1.3x of the same-answer floor with 8 clients

@@ -52,7 +52,7 @@ watching; the bench polls the run's end with GetRun (0.1 s apart, the same for a
 
 Figures:
 - node handoff (the end of one node's attempt to the start of the next, from the stored
-  run, 99 a run) p50 and p99 of each watched setup against none; target (issue 16): p50
+  run, 99 a run) p50 and p99 of each watched setup against none; target: p50
   <= 1.2x;
 - a change's latency: from the engine's commit of it (the event's `time`) to an HTTP client
   reading it, to a page's DOM having it (a MutationObserver on `data-status` of the graph's

@@ -10,7 +10,7 @@ client after a warm-up load: p50 and the max, from the request to the whole answ
 
 Floor: ListWorkflows over gRPC from the same client, every workflow in pages of 1,000 (the
 rows' own data, without their runs and versions, and no HTML), p50 of as many calls.
-No target: the issue asks nothing of this page; the figures say what it costs.
+No target is set for this page; the figures say what it costs.
 """
 
 from __future__ import annotations
