@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watchfiles import awatch
-
 from flowplan.compiler.compile import CompileResult, compile_repo
 from flowplan.compiler.plan import Plan, WorkflowPlan
 from flowplan.compiler.repo import RepoError, find_root, read_repo
@@ -42,6 +40,7 @@ from flowplan.daemon.server.app import NO_HTTP, Daemon
 from flowplan.daemon.server.config import DEFAULT_LISTEN, ServeConfig, UsageError
 from flowplan.daemon.server.logging import setup_logging
 from flowplan.daemon.state.store import StateError
+from flowplan.daemon.watcher import watch_folder
 
 log = logging.getLogger("flowplan.up")
 
@@ -191,7 +190,8 @@ async def _republish(root: Path, config: ServeConfig, store: PlanStore,
         return home not in changed.parents and not IGNORED_PARTS.intersection(changed.parts) \
             and not changed.name.endswith(("~", ".swp", ".tmp", ".pyc"))
 
-    async for _ in awatch(root, watch_filter=relevant, stop_event=stop, debounce=400):
+    async for _ in watch_folder(root, stop, f"the repository {root}", watch_filter=relevant,
+                                debounce=400):
         try:
             result = await asyncio.to_thread(publish, root, store,
                                              remarks="flowplan up (change)", quiet_if_same=last)

@@ -12,9 +12,11 @@ its last good version, until that file changes (a copy that was not done yet) an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from watchfiles import Change, awatch
 
@@ -25,6 +27,8 @@ log = logging.getLogger("flowplan.plans")
 
 RESCAN_SECONDS = 30.0
 DEBOUNCE_MS = 300  # a new version is active well within a second
+POLL_MS = 500  # when the kernel will not watch a folder: a change is seen within a second
+RETRY_SECONDS = 30.0  # when polling it fails too (the folder is gone for a while)
 
 
 class PlanCatalog:
@@ -114,6 +118,31 @@ def _relevant(change: Change, path: str) -> bool:
     return change == Change.added and Path(path).is_dir()
 
 
+async def watch_folder(root: Path, stop: asyncio.Event, what: str, **options: Any
+                       ) -> AsyncIterator[set[tuple[Change, str]]]:
+    """watchfiles' `awatch(root, **options)` until `stop` is set, that never fails: when the
+    kernel will not watch (its inotify limits reached, common on container hosts) it says so
+    once and polls the folder every `POLL_MS` instead; when polling fails too it tries again
+    every `RETRY_SECONDS`."""
+    polling: bool | None = None  # None: as WATCHFILES_FORCE_POLLING says
+    while not stop.is_set():
+        try:
+            async for changes in awatch(root, stop_event=stop, force_polling=polling,
+                                        poll_delay_ms=POLL_MS, **options):
+                yield changes
+            return
+        except Exception as exc:  # said; the watch goes on another way
+            if not polling:
+                log.warning("cannot watch %s for changes (%s): polling it every %g s instead",
+                            what, exc, POLL_MS / 1000)
+                polling = True
+                continue
+            log.error("cannot poll %s for changes (%s): trying again in %g s", what, exc,
+                      RETRY_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RETRY_SECONDS)
+
+
 async def watch_plans(catalog: PlanCatalog, on_change: Callable[[list[Plan]], None],
                       stop: asyncio.Event) -> None:
     """Rescan on filesystem hints and every `RESCAN_SECONDS`; call `on_change` with what
@@ -138,9 +167,10 @@ async def watch_plans(catalog: PlanCatalog, on_change: Callable[[list[Plan]], No
 
     ticker = asyncio.ensure_future(periodic())
     try:
-        async for _ in awatch(catalog.store.root, watch_filter=_relevant, stop_event=stop,
-                              debounce=DEBOUNCE_MS, step=20, recursive=True,
-                              ignore_permission_denied=True):
+        async for _ in watch_folder(catalog.store.root, stop,
+                                    f"the plan store {catalog.store.root}",
+                                    watch_filter=_relevant, debounce=DEBOUNCE_MS, step=20,
+                                    recursive=True, ignore_permission_denied=True):
             rescan()
     finally:
         ticker.cancel()

@@ -8,6 +8,8 @@ Shutdown (SIGTERM, SIGINT or `Daemon.shutdown()`), in order: health NOT_SERVING;
 end cleanly; the server stops accepting and gives in-flight calls a grace period; the HTTP
 listener closes; the scheduler and watcher stop; the engine stops driving runs and leaves
 node processes running (the next start adopts them); pending e-mails stay in the outbox; exit 0.
+A loop that must run as long as the daemon (the scheduler, the plan watcher, ...) and ends
+first, a defect, stops it the same way, and it exits 1 (`Daemon._supervised`).
 
 SIGHUP reads the token and roles files again (`Daemon.reload()`); who may call what:
 daemon/server/auth.py. Its settings: daemon/server/settings.py (the command:
@@ -26,8 +28,8 @@ import signal
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -91,6 +93,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._claimed: FileLock | None = None  # the state directory, taken by claim()
+        self.failed: str | None = None  # the loop whose end stopped the daemon (exit 1)
 
     def shutdown(self) -> None:
         """Begin a clean shutdown; safe to call more than once."""
@@ -230,15 +233,16 @@ class Daemon:
             await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
 
         stop_watch = asyncio.Event()
-        tasks = [asyncio.ensure_future(scheduler.run()),
-                 asyncio.ensure_future(watch_plans(catalog, self._plans_loaded(scheduler),
-                                                   stop_watch))]
-        tasks.append(asyncio.ensure_future(watch_writes(store, health_service, scheduler,
-                                                        stop_watch)))
+        tasks = [self._supervised("scheduler", scheduler.run()),
+                 self._supervised("plan watcher", watch_plans(
+                     catalog, self._plans_loaded(scheduler), stop_watch)),
+                 self._supervised("state write watch", watch_writes(
+                     store, health_service, scheduler, stop_watch))]
         if metrics is not None:
-            tasks.append(asyncio.ensure_future(metrics.watch_loop(stop_watch)))
+            tasks.append(self._supervised("metrics loop", metrics.watch_loop(stop_watch)))
         if config.git_url:
-            tasks.append(asyncio.ensure_future(self._sync_git(catalog, scheduler, stop_watch)))
+            tasks.append(self._supervised("git sync", self._sync_git(catalog, scheduler,
+                                                                      stop_watch)))
         if self.console is not None:
             self.console.start()
         log.info("listening", extra={"fields": {
@@ -276,7 +280,26 @@ class Daemon:
                 await tracing.shutdown()
             store.close()
             log.info("stopped")
-        return 0
+        return 1 if self.failed else 0
+
+    def _supervised(self, name: str, loop: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        """`loop` as a task that must run as long as the daemon serves. One that ends before
+        the shutdown (a defect: each loop handles the failures it expects) is logged with its
+        traceback and stops the daemon, which exits 1 for its supervisor (systemd's
+        Restart=on-failure) to start it again, rather than serving on without it."""
+        task = asyncio.ensure_future(loop)
+
+        def ended(done: asyncio.Future[None]) -> None:
+            if self._stop.is_set() or done.cancelled():
+                return
+            error = done.exception()
+            log.critical("the %s stopped%s: stopping the daemon (exit 1) so that it is started"
+                         " again", name, f" ({error!r})" if error else "", exc_info=error)
+            self.failed = name
+            self._stop.set()
+
+        task.add_done_callback(ended)
+        return task
 
     async def _start_http(self, metrics: Metrics | None, service: WorkflowService
                           ) -> HttpServer | None:
