@@ -668,6 +668,18 @@ def test_a_run_whose_plan_was_edited_while_down_is_failed_with_its_node_stopped(
         shown = cli(again.address, "status", run.run_id)
         assert shown.returncode == 0
         assert "wait" in shown.stdout and "stopped: cannot recover" in shown.stdout
+        # its log's secrets and its resume need that plan: refused, naming the run, not INTERNAL
+        for refused in (
+                lambda: list(again.stub.GetNodeLog(pb.GetNodeLogRequest(
+                    run_id=run.run_id, node_name="wait"), timeout=10,
+                    metadata=again.metadata())),
+                lambda: again.call("ResumeRun", pb.ResumeRunRequest(
+                    run_id=run.run_id, node_names=["wait"], dry_run=True))):
+            code, message, _ = error_of(refused)
+            assert code == grpc.StatusCode.FAILED_PRECONDITION
+            assert message == (f"run {run.run_id} used version 1 of slow, which can no longer"
+                               " be read (the daemon's log says why); restore that plan file,"
+                               " or start a new run"), message
         assert again.stop() == 0
 
 

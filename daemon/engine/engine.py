@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from flowplan.compiler.plan import NodePlan, Plan
+from flowplan.compiler.plan import NodePlan, Plan, PlanError
 from flowplan.daemon import ids
 from flowplan.daemon.domain import NodeRun, NodeStatus, Run, RunStatus, RunTrigger
 from flowplan.daemon.engine.commands import mask, secret_values
@@ -30,6 +30,7 @@ from flowplan.daemon.engine.core import (
     RunState,
     StatusEvent,
     lane_of,
+    log,
 )
 from flowplan.daemon.engine.recovery import Recovery
 from flowplan.daemon.engine.resume import ResumeError, ResumePlan, plan_resume
@@ -168,10 +169,23 @@ class Engine(Recovery):
         if run is not None:
             return run.secrets
         stored = self.get_run(run_id)
-        plan = self._plans.get(stored.workflow, stored.plan_version).content
+        plan = self._stored_plan(stored, stored.plan_version).content
         if plan is None:
             return secret_values((), stored, "UTC")
         return secret_values(plan.nodes, stored, plan.timezone)
+
+    def _stored_plan(self, run: Run, version: int) -> Plan:
+        """Version `version` of `run`'s workflow, which the run used; one that no longer
+        loads (its file edited or removed since) refuses the request about the run, naming
+        no path of the daemon's (the log has the reason)."""
+        try:
+            return self._plans.get(run.workflow, version)
+        except (PlanError, OSError, ValueError) as exc:
+            log.error("plan %s version %d cannot be read: %s", run.workflow, version, exc)
+            raise RunError(f"run {run.run_id} used version {version} of {run.workflow}, which"
+                           " can no longer be read (the daemon's log says why); restore that"
+                           " plan file, or start a new run", field="run_id",
+                           precondition=True) from exc
 
     async def wait_run(self, run_id: str) -> Run:
         """The run once it has finished."""
@@ -225,7 +239,7 @@ class Engine(Recovery):
         """A new run re-running `node_names` and everything downstream; the rest copied."""
         original = self.get_run(run_id)
         graph_version = self._store.graph_version(run_id)
-        graph = self._content(self._plans.get(original.workflow, graph_version))
+        graph = self._content(self._stored_plan(original, graph_version))
         latest = self._plans.latest(original.workflow)
         if latest is None or latest.version is None:
             raise RunError(f"workflow '{original.workflow}' has no published version",
@@ -267,7 +281,7 @@ class Engine(Recovery):
                                      queue=queue, plan_version=chosen.version))
                 node_plans[old.name] = chosen
             else:
-                node_plans[old.name] = self._plans.get(original.workflow, old.plan_version)
+                node_plans[old.name] = self._stored_plan(original, old.plan_version)
                 source = old.copied_from_run_id or original.run_id
                 nodes.append(replace(
                     old, run_id=new_id, copied_from_run_id=source,

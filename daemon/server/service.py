@@ -548,8 +548,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if request.attempt < 0:
             raise RequestError("attempt must be 0 (the latest) or an attempt number",
                                field="attempt")
-        await opened(context)
+        # before the headers: a run whose plan no longer loads has secrets no one can mask
         secrets = [s.encode() for s in self._p.engine.secrets(request.run_id) if s]
+        await opened(context)
         woken = asyncio.Event()
         unsubscribe = self._p.engine.subscribe(_waker(request.run_id, woken))
         try:
