@@ -214,9 +214,13 @@ def infinite_params() -> struct_pb2.Struct:
     ("StartRun", pb.StartRunRequest(
         workflow="chain", logical_time=timestamp_pb2.Timestamp(seconds=0, nanos=-1)),
      "logical_time"),
+    ("StartRun", pb.StartRunRequest(  # 0001-01-01T00:00Z: no local date west of UTC
+        workflow="chain", logical_time=timestamp_pb2.Timestamp(seconds=-62_135_596_800)),
+     "logical_time"),
     ("StartRun", pb.StartRunRequest(workflow="chain", params=infinite_params()), "params"),
 ], ids=["run-status", "run-trigger", "backfill-status", "notification-status",
-        "notification-page-token", "reprocess", "start-time", "logical-time", "params"])
+        "notification-page-token", "reprocess", "start-time", "logical-time",
+        "logical-time-first-day", "params"])
 def test_values_out_of_range_are_refused_naming_the_field(
         daemon: tuple[Daemon, dict[str, list[str]]], name: str, request_: Message, field: str
         ) -> None:

@@ -18,7 +18,7 @@ from scheduling_harness import Catalog, World, play
 
 from flowplan.daemon.domain import RunStatus, RunTrigger
 from flowplan.daemon.engine.engine import RunError
-from flowplan.daemon.scheduler.manual import start_run
+from flowplan.daemon.scheduler.manual import EARLIEST, LATEST, start_run
 from flowplan.daemon.scheduler.scheduler import SchedulerSettings
 from flowplan.daemon.state.store import StateStore
 
@@ -369,6 +369,34 @@ def test_manual_run_now_or_at_a_named_time_with_checked_params(tmp_path: Path) -
 
     world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
     assert [r.status for r in world.runs()] == [RunStatus.SUCCEEDED] * 2
+
+
+def test_a_manual_logical_time_no_time_zone_could_show_is_refused(tmp_path: Path) -> None:
+    """Every node of a run at 0001-01-01T00:00Z in New York failed on its templates (the
+    time has no local date there): such a time is refused, and the first and last times
+    every zone can show run."""
+    catalog = published(
+        *(f"name: {name}\nschedule: {{every: day, at: '02:00', timezone: {zone}}}\n"
+          "nodes:\n  - {name: a, command: 'echo ${ds}'}\n"
+          for name, zone in (("west", "America/New_York"), ("east", "Pacific/Kiritimati"))))
+    second = timedelta(seconds=1)
+
+    async def body(world: World) -> None:
+        for workflow, outside in (("west", EARLIEST - second), ("east", LATEST + second)):
+            with pytest.raises(RunError) as refused:
+                start_run(world.engine, world.catalog, world.clock, workflow,
+                          logical_time=outside)
+            assert refused.value.field == "logical_time"
+            assert str(refused.value) == (
+                f"logical_time {outside.isoformat()} is out of range: give a time from"
+                " 0001-01-02 to 9999-12-30")
+        start_run(world.engine, world.catalog, world.clock, "west", logical_time=EARLIEST)
+        start_run(world.engine, world.catalog, world.clock, "east", logical_time=LATEST)
+        await world.clock.advance(5)
+
+    world = play(tmp_path, datetime(2026, 5, 1, 12, tzinfo=UTC), body, catalog=catalog)
+    assert sorted((r.workflow, r.status) for r in world.runs()) == [
+        ("east", RunStatus.SUCCEEDED), ("west", RunStatus.SUCCEEDED)]
 
 
 DRIVER = Path(__file__).with_name("scheduler_crash_driver.py")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowplan.compiler.plan import Plan
@@ -13,6 +13,9 @@ from flowplan.daemon.engine.engine import Engine, RunError
 from flowplan.daemon.scheduler.scheduler import Catalog, latest_plan
 
 _SCALARS = (str, int, float, bool, type(None))
+# the logical times every time zone can show: a day inside Python's datetime range each side
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 
 
 def check_params(plan: Plan, params: Mapping[str, Any]) -> None:
@@ -42,6 +45,10 @@ def start_run(engine: Engine, catalog: Catalog, clock: Clock, workflow: str, *,
     if logical_time is not None and logical_time.tzinfo is None:
         raise RunError("logical_time needs a time zone (e.g. 2026-01-31T02:00:00Z)",
                        field="logical_time")
+    if logical_time is not None and not EARLIEST <= logical_time <= LATEST:
+        # the workflow's zone could not show it: every node would fail on its templates
+        raise RunError(f"logical_time {logical_time.isoformat()} is out of range: give a time"
+                       f" from {EARLIEST.date()} to {LATEST.date()}", field="logical_time")
     moment = logical_time or clock.now()
     return engine.create_run(plan, trigger=RunTrigger.MANUAL, logical_time=moment,
                              params=params, queue=queue or None, remarks=remarks,
