@@ -14,6 +14,7 @@ stay visible. The tests rely on that, and the first one checks it: every tab cou
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -170,6 +171,36 @@ def test_the_log_stream_goes_on_from_an_offset(served: tuple[Daemon, int, Path])
         assert status == 400, (query, status)
         assert f"{named} must be" in page and "text/html" in headers["content-type"], page
     assert operator.request("GET", f"/runs/{live}/nodes/nope/log?offset=0")[0] == 404
+
+
+def test_the_log_of_a_node_that_waits_is_streamed_at_once(
+        served: tuple[Daemon, int, Path]) -> None:
+    """A node waiting for its upstream has no log yet: its stream still answers at once (and
+    its keep-alives notice a page that leaves), on its own URL and shared in /events,
+    instead of holding the request, unanswered, until the node's first byte."""
+    daemon, port, _ = served
+    operator = Browser(port)
+    assert operator.login(TOKENS["operator"]) == 303
+    live = _start(daemon, "live", "waits")  # talk waits for GATE; flaky waits for talk
+    log = f"/runs/{live}/nodes/flaky/log"
+    shared = "/events?" + urllib.parse.urlencode({"s": log, "last": ""})
+    for path, first in ((log, "retry: "), (shared, "retry: ")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", path, headers={"Cookie": "; ".join(
+                f"{k}={v}" for k, v in operator.cookies.items())})
+            response = connection.getresponse()  # a socket timeout here: nothing answered
+            assert response.status == 200, path
+            assert response.getheader("Content-Type", "").startswith("text/event-stream")
+            assert response.readline().decode().startswith(first), path
+            if path == shared:
+                assert response.readline() == b"\n"
+                assert response.readline() == b"event: open\n", path
+        finally:
+            connection.close()
+    run = daemon.call("GetRun", pb.GetRunRequest(run_id=live, include_graph=True)).run
+    [flaky] = [node for node in run.nodes if node.name == "flaky"]
+    assert flaky.status == pb.NODE_STATUS_PENDING  # still waiting: it has no log yet
 
 
 def _blocks(stream: str) -> list[dict[str, str]]:

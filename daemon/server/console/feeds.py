@@ -263,11 +263,13 @@ async def next_item(changes: AsyncIterator[_Item]) -> _Item | None:
         return None
 
 
-async def next_or_keepalive(changes: AsyncIterator[_Item], response: Sink
+async def next_or_keepalive(changes: AsyncIterator[_Item], response: Sink, *,
+                            pending: asyncio.Future[_Item | None] | None = None
                             ) -> _Item | None:
-    """The next change; a comment line every SSE_KEEPALIVE_SECONDS meanwhile (a proxy or a
-    browser drops a silent connection; a write to a closed one raises)."""
-    waiting = asyncio.ensure_future(next_item(changes))
+    """The next change (`pending`'s, when a read of it is under way already); a comment line
+    every SSE_KEEPALIVE_SECONDS meanwhile (a proxy or a browser drops a silent connection; a
+    write to a closed one raises)."""
+    waiting = pending or asyncio.ensure_future(next_item(changes))
     try:
         while True:
             done, _ = await asyncio.wait({waiting}, timeout=SSE_KEEPALIVE_SECONDS)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -96,7 +97,11 @@ def _field_of(status: grpc.Status) -> str:
 
 
 class CallContext:
-    """The little of a grpc ServicerContext the service's methods use: an abort raises."""
+    """The little of a grpc ServicerContext the service's methods use: an abort raises;
+    `opened` is set once a stream's method has taken the request (its headers)."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise ServiceError(code, details)
@@ -110,7 +115,8 @@ class CallContext:
         return None  # a browser's request has no deadline
 
     async def send_initial_metadata(self, metadata: object) -> None:
-        """A stream's gRPC headers: a page's stream has its HTTP response instead."""
+        """A stream's gRPC headers: a page's stream sends its HTTP response then."""
+        self.opened.set()
 
 
 class Kit:

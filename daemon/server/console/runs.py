@@ -5,6 +5,7 @@ run's answer to confirm first)."""
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import json
@@ -204,19 +205,28 @@ class RunPages:
                                least=0, below=2 ** 63)
         if last_id.isascii() and last_id.isdigit() and int(last_id) < 2 ** 63:
             offset = int(last_id)  # this stream's own reconnect: where it stopped
+        context = CallContext()
         chunks = cast("AsyncGenerator[pb.GetNodeLogResponse, None]",
                       self._kit.service.GetNodeLog(pb.GetNodeLogRequest(
                           run_id=run_id, node_name=name, attempt=attempt,
                           offset=-LOG_TAIL_BYTES if offset is None else offset,
                           follow=True),
-                          CallContext()))
+                          context))
+        first = asyncio.ensure_future(next_item(chunks))
+        taken = asyncio.ensure_future(context.opened.wait())
         try:
-            first = await next_item(chunks)  # an unknown run or node: 404 before the stream
+            # an unknown run or node: 404 before the stream. A known one is answered as
+            # the service takes it, though no byte may come for long (a node that waits,
+            # a quiet log): the stream's keep-alives then notice a page that left.
+            await asyncio.wait({first, taken}, return_when=asyncio.FIRST_COMPLETED)
+            if first.done():
+                first.result()
 
             async def follow(sink: Sink) -> None:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-                chunk, last = first, first
+                last = None
                 with contextlib.suppress(ServiceError):  # the daemon stops: it reconnects
+                    chunk = await next_or_keepalive(chunks, sink, pending=first)
                     while chunk is not None:
                         text = decoder.decode(chunk.data)
                         # the offset after the text sent: a character cut at the chunk's
@@ -233,6 +243,11 @@ class RunPages:
 
             yield follow
         finally:
+            taken.cancel()
+            if not first.done():
+                first.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ServiceError):
+                    await first
             await chunks.aclose()
 
 
