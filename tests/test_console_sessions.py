@@ -150,11 +150,12 @@ def test_a_revoked_token_ends_its_sessions_at_once_and_across_a_restart(
         assert [row[2] for row in setup.rows()] == ["grafana"]
 
 
-def _open_stream(browser: Browser, path: str) -> socket.socket:
-    """A GET of an event stream with the browser's cookie, its 200 head read."""
+def _open_stream(browser: Browser, path: str, method: str = "GET") -> socket.socket:
+    """A GET (or `method`) of an event stream with the browser's cookie, its 200 head
+    read."""
     sock = socket.create_connection(("127.0.0.1", browser.port), timeout=10)
     cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
                  .encode())
     head = read_head(sock)
     assert head.startswith(b"HTTP/1.1 200 "), head
@@ -191,7 +192,8 @@ def test_an_open_event_stream_ends_with_its_session(setup: Setup) -> None:
             "GetRun", pb.GetRunRequest(run_id=run_id, include_graph=True)).run.nodes
             if n.name == "b"], "b running (it waits for its gate)")
         streams = [_open_stream(viewer, f"/runs/{run_id}/events"),
-                   _open_stream(viewer, f"/runs/{run_id}/nodes/b/log")]
+                   _open_stream(viewer, f"/runs/{run_id}/nodes/b/log"),
+                   _open_stream(viewer, f"/runs/{run_id}/nodes/b/log", "HEAD")]
         shared = _open_stream(operator, f"/events?s=/runs/{run_id}/events&last=")
         setup.roles.write_text(f"operator ci {TOKENS['operator']}\n")  # grafana's goes
         daemon.process.send_signal(signal.SIGHUP)

@@ -88,8 +88,7 @@ class Access:
             response = await handler(_with(request, session, grant))
             self._kit.set_cookie(response, sid)
             return response
-        if self._sessions.login_needed and request.method == "GET" and (
-                request.path.endswith(_STREAMS)):
+        if self._sessions.login_needed and request.path.endswith(_STREAMS):  # HEAD too
             return await self._while_allowed(handler(_with(request, session, grant)),
                                              request, sid)
         return await handler(_with(request, session, grant))
