@@ -140,6 +140,29 @@ def test_a_client_that_never_finishes_its_headers_or_body_is_closed(
         assert metrics_answer(port) and d.process.poll() is None
 
 
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/x-www-form-urlencoded", b"csrf=\xff"),  # not UTF-8
+    ("application/x-www-form-urlencoded; charset=nope", b"csrf=x"),  # no such charset
+    ("multipart/form-data", b"csrf=x"),  # no boundary
+], ids=["not-utf-8", "unknown-charset", "no-boundary"])
+def test_a_form_body_no_one_can_read_is_a_400_not_a_traceback(
+        deployed: tuple[Path, Path], content_type: str, body: bytes) -> None:
+    kind = f"Content-Type: {content_type}\r\n"
+    with http_daemon(deployed) as (d, port):
+        sock = connect(port)
+        sock.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     + f"{kind}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        answer = read_head(sock)
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert b"is not a form this server can read" in answer
+        assert b"Content-Security-Policy:" in answer  # an answer of the console's
+        assert "Traceback" not in d.output() and '"level": "error"' not in d.output()
+        assert metrics_answer(port) and d.process.poll() is None
+
+
 def test_an_idle_keep_alive_connection_is_closed(deployed: tuple[Path, Path]) -> None:
     with http_daemon(deployed, "--idle-timeout", "1s") as (d, port):
         sock = connect(port)

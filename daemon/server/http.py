@@ -135,11 +135,18 @@ class HttpServer:
             try:
                 async with asyncio.timeout(self._config.handshake_timeout_seconds):
                     await reading
+                if request.method == "POST":
+                    await request.post()  # parsed once, here (kept): the console reads it
             except TimeoutError:
                 return web.Response(
                     status=408, headers={"Connection": "close"},
                     text=f"the request's body did not arrive within"
                          f" {self._config.handshake_timeout_seconds:g}s (--handshake-timeout)\n")
+            except (ValueError, LookupError) as exc:  # not UTF-8, an unknown charset, ...
+                return web.Response(
+                    status=400, text=f"the request's body is not a form this server can read"
+                    f" ({exc}): send application/x-www-form-urlencoded in UTF-8, as the"
+                    " console's pages do\n")
         return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
