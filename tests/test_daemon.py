@@ -772,6 +772,35 @@ def test_a_cli_cancel_leaves_no_process_of_the_attempt(make_repo: MakeRepo,
         wait_until(lambda: not marked(mark), "every process of the attempt to be gone")
 
 
+def test_get_run_shows_a_cancel_asked_for_before_it_acts(make_repo: MakeRepo,
+                                                          tmp_path: Path) -> None:
+    """A cancel writes no change of the run until a node ends: GetRun's answer, kept while
+    the run's history stays the same, must still show the cancel asked for."""
+    repo = make_repo({"workflows/deaf.yaml": """
+        name: deaf
+        nodes:
+          - {name: body, command: "trap '' TERM; echo started; while :; do sleep 0.1; done"}
+        """})
+    store = tmp_path / "store"
+    publish(repo, store)
+    with running_daemon(store, tmp_path / "state", extra=["--kill-grace", "5"]) as d:
+        run_id = d.call("StartRun", pb.StartRunRequest(workflow="deaf")).run.run_id
+
+        def answers() -> list[pb.Run]:
+            return [d.call("GetRun", pb.GetRunRequest(run_id=run_id, include_graph=graph)).run
+                    for graph in (False, True)]
+
+        wait_until(lambda: answers()[1].nodes[0].status == pb.NODE_STATUS_RUNNING,
+                   "the node running")
+        assert not any(run.HasField("cancel_requested_at") for run in answers())
+        asked = d.call("CancelRun", pb.CancelRunRequest(run_id=run_id)).run
+        assert asked.HasField("cancel_requested_at")
+        shown = answers()  # within the grace: the node lives on, no change was written
+        assert all(run.HasField("cancel_requested_at") for run in shown), shown
+        assert shown[1].nodes[0].status == pb.NODE_STATUS_RUNNING
+        assert d.wait_run(run_id).status == pb.RUN_STATUS_CANCELLED
+
+
 def test_serve_git_publishes_the_branch_head_on_an_interval(make_repo: MakeRepo,
                                                             tmp_path: Path) -> None:
     repo = make_repo(FILES)

@@ -95,7 +95,7 @@ class Parts:
 class WorkflowService(pb_grpc.WorkflowServiceServicer):
     def __init__(self, parts: Parts) -> None:
         self._p = parts
-        self._answers: collections.OrderedDict[tuple[str, bool, int], bytes] = \
+        self._answers: collections.OrderedDict[tuple[str, bool, int, bool], bytes] = \
             collections.OrderedDict()
 
     def subscribe(self, listener: Callable[[StatusEvent], None]) -> Callable[[], None]:
@@ -233,13 +233,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         finished run's answer is final (nothing changes a finished run): it is served
         without asking the state store for the history's length."""
         _required(request.run_id, "run_id")
-        final = (request.run_id, request.include_graph, _FINAL)
+        final = (request.run_id, request.include_graph, _FINAL, False)
         answer = self._answers.get(final)
         if answer is not None:
             self._answers.move_to_end(final)
             return answer
-        sequence = self._p.store.last_sequence(request.run_id)
-        key = (request.run_id, request.include_graph, sequence)
+        sequence, cancelling = self._p.store.run_mark(request.run_id)
+        key = (request.run_id, request.include_graph, sequence, cancelling)
         answer = self._answers.get(key)
         if answer is not None:
             self._answers.move_to_end(key)

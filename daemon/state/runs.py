@@ -253,6 +253,15 @@ class RunRows(Database):
                                (run_id,)).fetchone()
         return int(row[0] or 0)
 
+    def run_mark(self, run_id: str) -> tuple[int, bool]:
+        """What names the run's state as shown: its history's length, and whether a cancel
+        was asked for (which writes no event until it acts), in one read."""
+        row = self._db.execute(
+            "SELECT (SELECT MAX(sequence) FROM run_events WHERE run_id = ?),"
+            " (SELECT cancel_requested_at IS NOT NULL FROM runs WHERE run_id = ?)",
+            (run_id, run_id)).fetchone()
+        return int(row[0] or 0), bool(row[1])
+
     def graph_version(self, run_id: str) -> int:
         row = self._db.execute("SELECT graph_version FROM runs WHERE run_id = ?",
                                (run_id,)).fetchone()
