@@ -291,6 +291,11 @@ def test_resume_errors(tmp_path, make_repo):
         assert never.value.precondition and never.value.field == "node_names[0]"
         with pytest.raises(RunError, match="not a node"):
             env.engine.resume_run(done.run_id, ["J9"])
+        with pytest.raises(RunError, match="'J9' is not a node") as repeated:
+            env.engine.resume_run(done.run_id, ["J2", "J2", "J9"])  # named where it was sent
+        assert repeated.value.field == "node_names[2]"
+        assert env.engine.resume_run(done.run_id, ["J2", "J2"], dry_run=True).node_names \
+            == ("J2",)
         with pytest.raises(RunError, match="does not exist") as missing:
             env.engine.resume_run("wr_missing", ["J2"])
         assert missing.value.not_found

@@ -262,7 +262,7 @@ class Engine(Recovery):
         rerun_content = self._content(chosen)
         assert chosen.version is not None
         try:
-            shape: ResumePlan = plan_resume(original, graph, list(dict.fromkeys(node_names)),
+            shape: ResumePlan = plan_resume(original, graph, list(node_names),
                                             rerun_content, chosen.version)
         except ResumeError as exc:
             raise RunError(str(exc), field=exc.field, precondition=exc.precondition) from exc
