@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,23 @@ from flowplan.compiler.store import PlanStore
 log = logging.getLogger("flowplan.plans")
 
 RESCAN_SECONDS = 30.0
+# versions kept parsed beyond each workflow's latest (which is always kept): a plan carries
+# its job sources, and a daemon fed by CI publishes for months
+CACHED_VERSIONS = 256
 DEBOUNCE_MS = 300  # a new version is active well within a second
 POLL_MS = 500  # when the kernel will not watch a folder: a change is seen within a second
 RETRY_SECONDS = 30.0  # when polling it fails too (the folder is gone for a while)
 
 
 class PlanCatalog:
-    """Plan versions by workflow: `get` any version (verified once, cached: versions are
-    immutable), `latest` from the last rescan."""
+    """Plan versions by workflow: `get` any version (verified, then kept while it is among
+    the `cached` most recently used: versions are immutable), `latest` from the last
+    rescan."""
 
-    def __init__(self, store: PlanStore) -> None:
+    def __init__(self, store: PlanStore, *, cached: int = CACHED_VERSIONS) -> None:
         self.store = store
-        self._cache: dict[tuple[str, int], Plan] = {}
+        self._cache: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        self._cached = cached
         self._latest: dict[str, Plan] = {}
         # versions skipped as unreadable, with their file's (size, mtime) then: one that
         # changes since (a copy that was not done) is read again
@@ -47,8 +53,15 @@ class PlanCatalog:
     def get(self, workflow: str, version: int) -> Plan:
         key = (workflow, version)
         plan = self._cache.get(key)
-        if plan is None:
-            plan = self._cache[key] = self.store.load(workflow, version)
+        if plan is not None:
+            self._cache.move_to_end(key)
+            return plan
+        latest = self._latest.get(workflow)
+        if latest is not None and latest.version == version:
+            return latest
+        plan = self._cache[key] = self.store.load(workflow, version)
+        if len(self._cache) > self._cached:
+            self._cache.popitem(last=False)
         return plan
 
     def latest(self, workflow: str) -> Plan | None:

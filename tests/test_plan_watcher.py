@@ -88,3 +88,31 @@ def test_a_version_read_while_it_was_copied_is_read_again_once_the_copy_is_done(
     (store.root / "daily" / "1.json").write_bytes(whole)
     assert [plan.version for plan in catalog.rescan()] == [1]
     assert catalog.skipped() == 0
+
+
+def test_only_the_most_recently_used_versions_stay_parsed_and_the_latest_always_does(
+        tmp_path: Path, make_repo: Any) -> None:
+    """A daemon fed by CI for months must not keep every version it ever read (each
+    carries its job sources): beyond `cached`, the least recently used one is read again
+    from the store when asked for."""
+    loads: list[int] = []
+
+    class Counted(PlanStore):
+        def load(self, workflow: str, version: int) -> Plan:
+            loads.append(version)
+            return super().load(workflow, version)
+
+    store = Counted(tmp_path / "store")
+    for version in range(1, 6):
+        store.publish(_compiled(make_repo, "daily", f"echo {version}"))
+    loads.clear()  # what publishing read
+    catalog = PlanCatalog(store, cached=2)
+    assert loads == [5]
+    loads.clear()
+    for version in (1, 2, 1, 3, 2, 5, 5):
+        plan = catalog.get("daily", version)
+        assert plan.version == version
+    # 1, 2 read; 1 kept; 3 read (2 goes); 2 read again (1 goes); 5 the latest, never again
+    assert loads == [1, 2, 3, 2]
+    latest = catalog.latest("daily")
+    assert latest is not None and catalog.get("daily", 5) is latest
