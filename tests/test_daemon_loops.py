@@ -91,8 +91,7 @@ def test_a_loop_that_ends_by_itself_stops_the_daemon_with_exit_1(
         raise RuntimeError("a defect")
 
     monkeypatch.setattr(app, "watch_writes", broken)
-    daemon = Daemon(ServeConfig(store=tmp_path / "store", state=tmp_path / "state",
-                                listen=f"127.0.0.1:{free_port()}"))
+    daemon = _daemon(tmp_path)
     with caplog.at_level(logging.INFO):
         code = asyncio.run(asyncio.wait_for(daemon.run(), 30))
     assert code == 1 and daemon.failed == "state write watch"
@@ -104,11 +103,17 @@ def test_a_loop_that_ends_by_itself_stops_the_daemon_with_exit_1(
     messages = [r.getMessage() for r in caplog.records]
     assert messages.index("shutting down") > messages.index(said[0].getMessage())
     assert "stopped" in messages
+    assert not [r for r in caplog.records if r.levelno == logging.ERROR]  # said once
 
 
-def test_a_daemon_stopped_on_purpose_still_exits_0(tmp_path: Path) -> None:
-    daemon = Daemon(ServeConfig(store=tmp_path / "store", state=tmp_path / "state",
-                                listen=f"127.0.0.1:{free_port()}"))
+def _daemon(tmp_path: Path) -> Daemon:
+    return Daemon(ServeConfig(store=tmp_path / "store", state=tmp_path / "state",
+                              listen=f"127.0.0.1:{free_port()}"))
+
+
+def test_a_daemon_stopped_on_purpose_still_exits_0(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    daemon = _daemon(tmp_path)
 
     async def serve_then_stop() -> int:
         running = asyncio.ensure_future(daemon.run())
@@ -116,5 +121,51 @@ def test_a_daemon_stopped_on_purpose_still_exits_0(tmp_path: Path) -> None:
         daemon.shutdown()
         return await asyncio.wait_for(running, 30)
 
-    assert asyncio.run(serve_then_stop()) == 0
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(serve_then_stop()) == 0
     assert daemon.failed is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_daemon_whose_run_is_cancelled_blames_no_loop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An embedding program cancels `run()` (a timeout, its own shutdown): its loops then
+    end on purpose, with no shutdown() called first."""
+    daemon = _daemon(tmp_path)
+
+    async def serve_then_cancel() -> None:
+        running = asyncio.ensure_future(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 30)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 30)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(serve_then_cancel())
+    assert daemon.failed is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "stopped" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_loop_that_fails_as_the_daemon_stops_is_logged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def fails_at_the_end(*args: Any) -> None:
+        await args[-1].wait()  # the loops' stop event
+        raise RuntimeError("at the end")
+
+    monkeypatch.setattr(app, "watch_writes", fails_at_the_end)
+    daemon = _daemon(tmp_path)
+
+    async def serve_then_stop() -> int:
+        running = asyncio.ensure_future(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 30)
+        daemon.shutdown()
+        return await asyncio.wait_for(running, 30)
+
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(serve_then_stop()) == 0  # stopped on purpose
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in said] == [
+        "the state write watch failed as the daemon stopped"]
+    assert said[0].exc_info is not None

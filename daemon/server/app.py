@@ -94,6 +94,7 @@ class Daemon:
         self.ready = asyncio.Event()
         self._claimed: FileLock | None = None  # the state directory, taken by claim()
         self.failed: str | None = None  # the loop whose end stopped the daemon (exit 1)
+        self._reported: set[asyncio.Task[None]] = set()  # loops whose error was logged
 
     def shutdown(self) -> None:
         """Begin a clean shutdown; safe to call more than once."""
@@ -264,6 +265,7 @@ class Daemon:
         try:
             await self._stop.wait()
         finally:
+            self._stop.set()  # run() cancelled too: the loops' ends are no defect now
             log.info("shutting down")
             notify("STOPPING=1")
             await health_service.enter_graceful_shutdown()
@@ -273,7 +275,11 @@ class Daemon:
                 await http.stop()
             scheduler.stop()
             stop_watch.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task, ended in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True),
+                                   strict=True):
+                if isinstance(ended, Exception) and task not in self._reported:
+                    log.error("%s failed as the daemon stopped", task.get_name(),
+                              exc_info=ended)
             await engine.stop()
             await sender.stop()
             if tracing is not None:
@@ -282,21 +288,23 @@ class Daemon:
             log.info("stopped")
         return 1 if self.failed else 0
 
-    def _supervised(self, name: str, loop: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    def _supervised(self, name: str, loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """`loop` as a task that must run as long as the daemon serves. One that ends before
         the shutdown (a defect: each loop handles the failures it expects) is logged with its
         traceback and stops the daemon, which exits 1 for its supervisor (systemd's
         Restart=on-failure) to start it again, rather than serving on without it."""
-        task = asyncio.ensure_future(loop)
+        task = asyncio.get_running_loop().create_task(loop, name=f"the {name}")
 
-        def ended(done: asyncio.Future[None]) -> None:
+        def ended(done: asyncio.Task[None]) -> None:
             if self._stop.is_set() or done.cancelled():
-                return
+                return  # its error, if any, is logged as the daemon stops
             error = done.exception()
             log.critical("the %s stopped%s: stopping the daemon (exit 1) so that it is started"
                          " again", name, f" ({error!r})" if error else "", exc_info=error)
             self.failed = name
             self._stop.set()
+            if error is not None:
+                self._reported.add(done)
 
         task.add_done_callback(ended)
         return task
