@@ -44,6 +44,7 @@ class PlanCatalog:
         self.store = store
         self._cache: OrderedDict[tuple[str, int], Plan] = OrderedDict()
         self._cached = cached
+        self._headers: dict[tuple[str, int], Plan] = {}  # small, and never changes
         self._latest: dict[str, Plan] = {}
         # versions skipped as unreadable, with their file's (size, mtime) then: one that
         # changes since (a copy that was not done) is read again
@@ -63,6 +64,21 @@ class PlanCatalog:
         if len(self._cache) > self._cached:
             self._cache.popitem(last=False)
         return plan
+
+    def header(self, workflow: str, version: int) -> Plan:
+        """The version without its content (number, digest, publication, remarks...): for
+        listings of every version, which must neither read each version's file every time
+        nor push the versions that runs use out of those kept parsed."""
+        key = (workflow, version)
+        found = self._headers.get(key)
+        if found is None:
+            plan = self._cache.get(key)
+            if plan is None:
+                latest = self._latest.get(workflow)
+                plan = (latest if latest is not None and latest.version == version
+                        else self.store.load(workflow, version))
+            found = self._headers[key] = plan.model_copy(update={"content": None})
+        return found
 
     def latest(self, workflow: str) -> Plan | None:
         return self._latest.get(workflow)

@@ -116,3 +116,15 @@ def test_only_the_most_recently_used_versions_stay_parsed_and_the_latest_always_
     assert loads == [1, 2, 3, 2]
     latest = catalog.latest("daily")
     assert latest is not None and catalog.get("daily", 5) is latest
+    # a listing of every version (ListPlanVersions) reads each file not kept parsed once
+    # for good, and leaves the parsed ones as they were: 3 and 2 (and 5, the latest)
+    loads.clear()
+    for _ in range(2):
+        headers = [catalog.header("daily", version) for version in range(1, 6)]
+        assert [h.version for h in headers] == [1, 2, 3, 4, 5]
+        assert all(h.content is None and not h.tombstone and h.digest for h in headers)
+    assert loads == [1, 4]
+    loads.clear()
+    for version in (3, 2, 5):
+        catalog.get("daily", version)
+    assert loads == []

@@ -150,7 +150,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
         def build(version: int) -> pb.PlanVersion | None:
             try:
-                return convert.plan_version(self._p.catalog.get(request.workflow, version))
+                return convert.plan_version(self._p.catalog.header(request.workflow, version))
             except (PlanError, OSError, ValueError):
                 return None  # logged by the watcher; a client sees the readable versions
 
