@@ -171,6 +171,8 @@ def test_the_log_stream_goes_on_from_an_offset(served: tuple[Daemon, int, Path])
         assert status == 400, (query, status)
         assert f"{named} must be" in page and "text/html" in headers["content-type"], page
     assert operator.request("GET", f"/runs/{live}/nodes/nope/log?offset=0")[0] == 404
+    status, _, page = operator.request("GET", f"{flaky}?attempt=3")  # it ended after 2
+    assert status == 404 and "has no attempt 3: its last attempt is 2" in page, page
 
 
 def test_the_log_of_a_node_that_waits_is_streamed_at_once(

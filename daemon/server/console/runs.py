@@ -248,6 +248,8 @@ class RunPages:
                 first.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ServiceError):
                     await first
+            elif not first.cancelled():
+                first.exception()  # retrieved: an error the page left before it was sent
             await chunks.aclose()
 
 
