@@ -161,10 +161,8 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
     except yaml.MarkedYAMLError as exc:
         return [_yaml_error(exc, file, text)]
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        return [_diag(file, line, column, Code.YAML_SYNTAX,
-                      f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}")]
+        # libyaml counts the bytes of the text's UTF-8, PyYAML's own reader its characters
+        return [_reader_error(exc, file, text, in_bytes=_Parser is not yaml.parser.Parser)]
     except yaml.YAMLError as exc:  # any other error without a mark
         return [_diag(file, 1, 1, Code.YAML_SYNTAX,
                       "invalid YAML: " + " ".join(str(exc).split()))]
@@ -201,6 +199,19 @@ def _path_to(root: yaml.Node, target: yaml.Node | None) -> Path | None:
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
     return None
+
+
+def _reader_error(exc: yaml.reader.ReaderError, file: str, text: str, *, in_bytes: bool
+                  ) -> Diagnostic:
+    at = (len(text.encode("utf-8")[:exc.position].decode("utf-8", "ignore")) if in_bytes
+          else exc.position)
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return _diag(file, line, column, Code.YAML_SYNTAX,
+                 f"invalid YAML: unacceptable character #x{code:04x} (YAML text has printable"
+                 f" characters only); remove it, or write it as {escape} in a double-quoted string")
 
 
 def _diag(file: str, line: int, column: int, code: Code, message: str) -> Diagnostic:
@@ -276,6 +287,8 @@ def _exact_depth_problem(text: str, file: str) -> Diagnostic | None:
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
         return _yaml_error(exc, file, text)
+    except yaml.reader.ReaderError as exc:  # PyYAML's reader: a position in characters
+        return _reader_error(exc, file, text, in_bytes=False)
     return None
 
 

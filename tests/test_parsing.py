@@ -280,6 +280,22 @@ def test_deep_nesting(text: str) -> None:
         assert [d.code for d in result] in ([Code.TOO_DEEP], [Code.YAML_SYNTAX])
 
 
+@pytest.mark.parametrize(("text", "at"), [
+    ('a: "\u00e9\u00e9\u00e9\u00e9"\nb: "x\x01"\n', (2, 6)),  # after non-ASCII text
+    ("# " + "[" * 1_200 + '\nname: w\nb: "x\x01"\n', (3, 6)),  # and exact depth measured
+], ids=["after-non-ascii", "with-many-brackets"])
+def test_a_character_yaml_does_not_allow_is_placed_where_it_is(
+        text: str, at: tuple[int, int]) -> None:
+    """libyaml counts the UTF-8 bytes before it, PyYAML's reader (that measures a file's
+    depth when its brackets are many) raised its own error type: no traceback, one place."""
+    with under(2):
+        [diagnostic] = problems(text)
+    assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.YAML_SYNTAX, *at)
+    assert diagnostic.message == (
+        "invalid YAML: unacceptable character #x0001 (YAML text has printable characters only);"
+        " remove it, or write it as \\x01 in a double-quoted string")
+
+
 def test_ten_megabyte_file() -> None:
     data = b"name: big\n" + b"# " + b"x" * (10 * 1024 * 1024) + b"\n"
     with under(2):
