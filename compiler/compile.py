@@ -23,7 +23,12 @@ from flowplan.compiler.models import SettingsSpec
 from flowplan.compiler.parsing import parse_yaml
 from flowplan.compiler.plan import Plan, SourcePlan, make_plan
 from flowplan.compiler.quoting import Language
-from flowplan.compiler.repo import SETTINGS_FILE, RepoSnapshot, SourceProblem
+from flowplan.compiler.repo import (
+    MAX_EMBEDDED_BYTES,
+    SETTINGS_FILE,
+    RepoSnapshot,
+    SourceProblem,
+)
 from flowplan.compiler.resolve import resolve_workflow, source_plan
 from flowplan.compiler.validate import FileCheck, check_settings, check_workflow, sql_language
 
@@ -264,6 +269,7 @@ def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSp
     their queue's SQL dialect). True if any is an error."""
     found = False
     params = frozenset(check.header.params) if check.header is not None else None
+    embedded = 0
     for node in check.nodes:
         path = node.spec.source
         if path is None:
@@ -275,6 +281,16 @@ def _check_sources(check: FileCheck, sources: _SourceCache, settings: SettingsSp
                                   data.message + _beside_hint(data, path, check.file, sources)))
             found = True
             continue
+        embedded += len(data)
+        if embedded > MAX_EMBEDDED_BYTES and not found:
+            line, column = check.source_positions[node.index]
+            out.append(Diagnostic(
+                check.file, line, column, Code.SOURCE_NOT_TEXT,
+                f"node '{node.name}' brings the sources this workflow embeds to {embedded}"
+                f" bytes; at most {MAX_EMBEDDED_BYTES} are embedded in a plan (each node that"
+                " names a source carries a copy): split the workflow, or make the sources"
+                " smaller"))
+            found = True
         if node.type == "sql":
             language = sql_language(node.spec, check.header, settings)
             for problem in (*sources.sql_problems(path, params, language),

@@ -35,6 +35,7 @@ MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
 SAFE_COMPOSE_DEPTH: Final = 1000  # the composer and the converter recurse safely this deep
 MAX_ALIAS_EXPANSIONS: Final = 100
+MAX_ALIAS_CHARS: Final = MAX_FILE_BYTES  # the text aliases of scalars may repeat, in all
 MAX_INT_DIGITS: Final = 1000  # below Python's 4300-digit limit on int <-> str, hex included
 
 Path = tuple[str | int, ...]
@@ -299,6 +300,7 @@ class _Converter:
         self._seen: set[int] = set()
         self._active: set[int] = set()
         self._expansions = 0
+        self._repeated = 0  # characters of text repeated by aliases of scalars
 
     def convert(self, node: yaml.Node, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
@@ -314,6 +316,12 @@ class _Converter:
                 raise _InvalidError(node, Code.ALIAS_BUDGET,
                                f"anchors and aliases expand more than {MAX_ALIAS_EXPANSIONS}"
                                " times; write the values out")
+        elif ident in self._seen:  # an alias of a scalar: cheap, unless its text is long
+            self._repeated += len(node.value)
+            if self._repeated > MAX_ALIAS_CHARS:
+                raise _InvalidError(node, Code.ALIAS_BUDGET,
+                                    f"aliases repeat more than {MAX_ALIAS_CHARS} characters of"
+                                    " text; write the values out")
         self._seen.add(ident)
         if isinstance(node, yaml.ScalarNode):
             try:

@@ -22,6 +22,9 @@ from flowplan.compiler.parsing import MAX_FILE_BYTES
 SETTINGS_FILE: Final = "flowplan.yaml"
 WORKFLOWS_DIR: Final = "workflows"
 MAX_SOURCE_BYTES: Final = 8 * 1024 * 1024
+# all the sources one workflow's nodes embed (each node its own copy): with JSON's escapes
+# at their worst, its plan stays within the size a plan file may have (MAX_PLAN_BYTES)
+MAX_EMBEDDED_BYTES: Final = 32 * 1024 * 1024
 
 
 class RepoError(Exception):

@@ -223,6 +223,13 @@ def test_recursive_alias_is_refused() -> None:
 def test_many_aliases_of_a_scalar_are_fine_but_collections_have_a_budget() -> None:
     scalars = "s: &s x\nl: [" + ", ".join(["*s"] * 5000) + "]\n"
     assert len(parse(scalars).value["l"]) == 5000
+    # the text aliases repeat has a budget too: 111 kB of YAML made a 100 MB plan
+    long = "s: &s " + "x" * 100_000 + "\nl: [" + ", ".join(["*s"] * 10) + "]\n"
+    assert len(parse(long).value["l"]) == 10
+    [diagnostic] = problems(long.replace("]\n", ", *s]\n"))
+    assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.ALIAS_BUDGET, 1, 4)
+    assert diagnostic.message == (f"aliases repeat more than {MAX_FILE_BYTES} characters of"
+                                  " text; write the values out")
     lists = "s: &s [x]\nl: [" + ", ".join(["*s"] * 101) + "]\n"
     [diagnostic] = problems(lists)
     assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.ALIAS_BUDGET, 1, 4)

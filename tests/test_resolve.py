@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from flowplan.compiler.compile import compile_repo
+from flowplan.compiler.diagnostics import Code
 from flowplan.compiler.plan import WorkflowPlan
-from flowplan.compiler.repo import read_repo
+from flowplan.compiler.repo import MAX_EMBEDDED_BYTES, MAX_SOURCE_BYTES, read_repo
 
 SETTINGS = """
 defaults:
@@ -124,6 +125,25 @@ def test_sources_embedded_with_sha256(make_repo):
     assert source is not None
     assert (source.path, source.text) == ("jobs/a.py", "print('a')\n")
     assert source.sha256 == hashlib.sha256(b"print('a')\n").hexdigest()
+
+
+def test_a_workflow_embeds_at_most_32_mib_of_sources_whatever_each_one_is(make_repo):
+    """Each node carries its own copy: 36 nodes of one 8 MB source made a 289 MB plan, past
+    what a plan file may be (the daemon refused to read it, and each publish of the same
+    content then wrote a new version). The node past the limit is named at its source."""
+    big = "x = 1\n" * (MAX_SOURCE_BYTES // 6)  # just under the 8 MiB a source may be
+    nodes = "".join(f"  - {{name: n{i}, source: jobs/big.py}}\n" for i in range(5))
+    repo = make_repo({"workflows/w.yaml": "name: w\nnodes:\n" + nodes, "jobs/big.py": big})
+    result = compile_repo(read_repo(repo), plans=False)
+    assert [(d.code, d.file, d.line, d.column) for d in result.diagnostics] == [
+        (Code.SOURCE_NOT_TEXT, "workflows/w.yaml", 7, 24)]
+    assert result.diagnostics[0].message == (
+        f"node 'n4' brings the sources this workflow embeds to {5 * len(big)} bytes; at most"
+        f" {MAX_EMBEDDED_BYTES} are embedded in a plan (each node that names a source carries"
+        " a copy): split the workflow, or make the sources smaller")
+    four = make_repo({"workflows/w.yaml": "name: w\nnodes:\n" + nodes.rsplit("  -", 1)[0]
+                      .rstrip() + "\n", "jobs/big.py": big})
+    assert compile_repo(read_repo(four), plans=False).ok
 
 
 def test_no_settings_file_gives_default_queue_sized_by_the_daemon(make_repo):
