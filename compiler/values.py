@@ -173,9 +173,15 @@ def timezone(value: Any) -> str:
                 value=str(value))
 
 
+# files of a zone folder that are not zones: `localtime` is the host's own (a plan that
+# used it would mean another time on each machine), `posixrules` a default of the library
+_HOST_FILES: Final = frozenset({"localtime", "posixrules"})
+
+
 @lru_cache(maxsize=1024)
 def _zone_exists(zone: str) -> bool:
-    if not zone or zone.startswith("/") or ".." in zone:
+    if not zone or zone.startswith("/") or ".." in zone or (
+            zone.rsplit("/", 1)[-1] in _HOST_FILES):
         return False
     try:
         zoneinfo.ZoneInfo(zone)
