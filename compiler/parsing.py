@@ -151,6 +151,8 @@ def parse_yaml(data: bytes, file: str) -> Document | list[Diagnostic]:
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         return [_diag(file, line, column, Code.NOT_TEXT,
                       "file is not UTF-8 text; save it as UTF-8")]
+    if (odd := _ODD_BREAKS.search(text)) is not None:
+        return [_odd_break(odd.start(), file, text)]
     if _depth_bound(text) > SAFE_COMPOSE_DEPTH and (deep := _exact_depth_problem(text, file)):
         return [deep]
     try:
@@ -213,6 +215,23 @@ def _reader_error(exc: yaml.reader.ReaderError, file: str, text: str, *, in_byte
     return _diag(file, line, column, Code.YAML_SYNTAX,
                  f"invalid YAML: unacceptable character #x{code:04x} (YAML text has printable"
                  f" characters only); remove it, or write it as {escape} in a double-quoted string")
+
+
+# Line breaks to YAML 1.1 (PyYAML's YAML), not to an editor: every position after one
+# would be off by its lines, and a quoted string folds it into a space
+_ODD_BREAKS: Final = re.compile("[\u0085\u2028\u2029]")
+_ODD_NAMES: Final = {"\u0085": "a next-line character (U+0085)",
+                     "\u2028": "a line separator (U+2028)",
+                     "\u2029": "a paragraph separator (U+2029)"}
+
+
+def _odd_break(at: int, file: str, text: str) -> Diagnostic:
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    char = text[at]
+    return _diag(file, line, column, Code.YAML_SYNTAX,
+                 f"invalid YAML: {_ODD_NAMES[char]}, which YAML takes for a line break; remove"
+                 f" it, or write it as \\u{ord(char):04x} in a double-quoted string")
 
 
 def _diag(file: str, line: int, column: int, code: Code, message: str) -> Diagnostic:

@@ -303,6 +303,25 @@ def test_a_character_yaml_does_not_allow_is_placed_where_it_is(
         " remove it, or write it as \\x01 in a double-quoted string")
 
 
+@pytest.mark.parametrize(("char", "named"), [
+    ("\u0085", "a next-line character (U+0085)"), ("\u2028", "a line separator (U+2028)"),
+    ("\u2029", "a paragraph separator (U+2029)")])
+def test_a_character_yaml_takes_for_a_line_break_is_refused_where_it_is(
+        char: str, named: str) -> None:
+    """YAML 1.1 breaks lines there and an editor does not: every position after it was off
+    (an unknown key on line 6 reported at 8:5), and a quoted string folded it to a space.
+    Written as an escape, it is the character."""
+    for text, at in ((f'name: w\ndescription: "\u00e9{char}x"\n', (2, 16)),
+                     (f"# a comment{char}\nname: w\n", (1, 12))):
+        [diagnostic] = problems(text)
+        assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.YAML_SYNTAX, *at)
+        assert diagnostic.message == (
+            f"invalid YAML: {named}, which YAML takes for a line break; remove it, or write"
+            f" it as \\u{ord(char):04x} in a double-quoted string")
+    escaped = f'name: w\ndescription: "a\\u{ord(char):04x}b"\n'
+    assert parse(escaped).value["description"] == f"a{char}b"
+
+
 def test_ten_megabyte_file() -> None:
     data = b"name: big\n" + b"# " + b"x" * (10 * 1024 * 1024) + b"\n"
     with under(2):
