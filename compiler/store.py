@@ -174,6 +174,9 @@ class PlanStore:
         if not folder.is_dir():
             folder.mkdir(parents=True)
             _fsync_dir(folder.parent)
+        for left in folder.glob(".*.tmp"):  # a publisher killed mid-write: the lock is ours
+            with contextlib.suppress(FileNotFoundError):
+                left.unlink()
         tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
             with open(tmp, "xb") as handle:

@@ -46,6 +46,22 @@ def test_publish_writes_version_one_then_nothing_when_unchanged(make_repo, tmp_p
     assert store.versions("alpha") == [1]
 
 
+def test_what_a_publisher_killed_mid_write_left_goes_with_the_next_publish(make_repo,
+                                                                           tmp_path):
+    """A publisher killed while it wrote a version (kill -9, a power cut) leaves its
+    temporary file, never the version: the next publish, holding the lock, removes it."""
+    repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
+    store = PlanStore(tmp_path / "store")
+    _publish(repo, store)
+    left = store.root / "alpha" / ".2.json.0123456789ab.tmp"
+    left.write_bytes(b'{"schema_version": 1, "work')  # as the killed one left it
+    assert store.versions("alpha") == [1] and store.latest("alpha").version == 1
+    make_repo({"workflows/a.yaml": WF.format(name="alpha", word="bye")})
+    _, report = _publish(repo, store)
+    assert [(p.change, p.version) for p in report.published] == [(Change.UPDATED, 2)]
+    assert sorted(p.name for p in (store.root / "alpha").iterdir()) == ["1.json", "2.json"]
+
+
 def test_changed_content_gets_next_version_and_old_one_stays(make_repo, tmp_path):
     repo = make_repo({"workflows/a.yaml": WF.format(name="alpha", word="hi")})
     store = PlanStore(tmp_path / "store")
