@@ -87,6 +87,7 @@ class Inbox:
     later: set[str] = field(default_factory=set)
     data_delay: float = 0.0
     receiving: int = 0
+    quit_answer: str = "221 Bye"  # what QUIT gets (a server may close with 421)
 
     async def handle_RCPT(  # noqa: N802 (the hook names are aiosmtpd's)
             self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -108,6 +109,10 @@ class Inbox:
         self.raw.append(envelope.content)
         self.messages.append((list(envelope.rcpt_tos), message))
         return "250 OK"
+
+    async def handle_QUIT(  # noqa: N802
+            self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return self.quit_answer
 
     def subjects(self) -> list[str]:
         return [str(m["Subject"]) for _, m in self.messages]
@@ -820,6 +825,26 @@ def test_an_attempt_that_raises_is_a_failed_attempt_and_later_rows_go_on(
     assert f"next attempt at {(start + timedelta(seconds=30)).isoformat()}" in \
         warnings[0].getMessage()
     assert [to for to, _ in server.inbox.messages] == [["ops@example.com"]]
+
+
+def test_a_message_the_server_accepted_is_sent_once_however_it_answers_quit(
+        tmp_path: Path, server: Server) -> None:
+    """The server said 250 to the message, then 421 to QUIT: the message is delivered, and
+    trying again sent it up to 10 times."""
+    server.inbox.quit_answer = "421 closing"
+    outbox = Outbox(StateStore(tmp_path / "state"))
+    sender = OutboxSender(outbox, settings_for(server.port), clock=SystemClock())
+
+    async def main() -> None:
+        await sender.start()
+        sender.record(draft())
+        await until(lambda: outbox.rows()[0].status is not OutboxStatus.PENDING)
+        await sender.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    row = outbox.rows()[0]
+    assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 1, None)
+    assert len(server.inbox.messages) == 1
 
 
 def test_a_stop_while_the_server_is_slow_to_answer_records_the_message_as_sent(

@@ -285,37 +285,37 @@ def send_message(settings: SmtpSettings, message: EmailMessage
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(f"cannot connect to the SMTP server {where}: {_reason(exc)}"
                             ) from exc
+    refusals: dict[str, tuple[int, bytes]] | None = None  # set once the server accepted it
     try:
-        with smtp:
+        smtp.ehlo()
+        if settings.starttls:
+            if not smtp.has_extn("starttls"):
+                raise DeliveryError(f"the SMTP server {where} does not offer STARTTLS,"
+                                    " which the settings require (--smtp-starttls): turn"
+                                    " it off or use a server that has it")
+            try:
+                smtp.starttls(context=ssl.create_default_context())
+            except ssl.SSLError as exc:
+                raise DeliveryError(f"STARTTLS with the SMTP server {where} failed:"
+                                    f" {exc}") from exc
             smtp.ehlo()
-            if settings.starttls:
-                if not smtp.has_extn("starttls"):
-                    raise DeliveryError(f"the SMTP server {where} does not offer STARTTLS,"
-                                        " which the settings require (--smtp-starttls): turn"
-                                        " it off or use a server that has it")
-                try:
-                    smtp.starttls(context=ssl.create_default_context())
-                except ssl.SSLError as exc:
-                    raise DeliveryError(f"STARTTLS with the SMTP server {where} failed:"
-                                        f" {exc}") from exc
-                smtp.ehlo()
-            if settings.username is not None and settings.password is not None:
-                try:
-                    smtp.login(settings.username, settings.password)
-                except smtplib.SMTPAuthenticationError as exc:
-                    raise DeliveryError(f"the SMTP server {where} refused the login of"
-                                        f" {settings.username}: {_reason(exc)}") from exc
-                except smtplib.SMTPNotSupportedError as exc:
-                    raise DeliveryError(f"the SMTP server {where} does not offer AUTH"
-                                        " (it may need --smtp-starttls)") from exc
-            return smtp.send_message(message)
+        if settings.username is not None and settings.password is not None:
+            try:
+                smtp.login(settings.username, settings.password)
+            except smtplib.SMTPAuthenticationError as exc:
+                raise DeliveryError(f"the SMTP server {where} refused the login of"
+                                    f" {settings.username}: {_reason(exc)}") from exc
+            except smtplib.SMTPNotSupportedError as exc:
+                raise DeliveryError(f"the SMTP server {where} does not offer AUTH"
+                                    " (it may need --smtp-starttls)") from exc
+        refusals = smtp.send_message(message)
     except DeliveryError:
         raise
     except smtplib.SMTPRecipientsRefused as exc:
         permanent = all(code >= 500 for code, _ in exc.recipients.values())
-        refused = "; ".join(f"{a} ({c} {t.decode('utf-8', 'replace')})"
-                            for a, (c, t) in sorted(exc.recipients.items()))
-        raise DeliveryError(f"the SMTP server {where} refused every recipient: {refused}",
+        named = "; ".join(f"{a} ({c} {t.decode('utf-8', 'replace')})"
+                          for a, (c, t) in sorted(exc.recipients.items()))
+        raise DeliveryError(f"the SMTP server {where} refused every recipient: {named}",
                             permanent=permanent) from exc
     except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
         raise DeliveryError(f"the SMTP server {where} refused the message: {_reason(exc)}",
@@ -323,6 +323,15 @@ def send_message(settings: SmtpSettings, message: EmailMessage
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(f"sending through the SMTP server {where} failed:"
                             f" {_reason(exc)}") from exc
+    finally:
+        if refusals is None:
+            smtp.close()
+    # accepted: a QUIT answered badly, or not at all, must not send the message again
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
+    return refusals
 
 
 def _reason(exc: BaseException) -> str:
