@@ -781,6 +781,32 @@ def test_exit_3_with_a_hint_when_nothing_listens(fake, capsys):
                       " running? Start one with 'flowplan up' or 'flowplan serve'")
 
 
+def test_exit_3_when_the_daemon_that_answered_goes_away_for_good(fake, capsys, monkeypatch):
+    """`watch` (as `logs -f`, `run --wait`) had an answer, then the daemon died and never
+    came back: when the retries give up, that is 'nothing listens' (3), not a failed run
+    (1), so a CI job can tell the two apart."""
+    monkeypatch.setattr(connection, "RECONNECT_GIVE_UP_SECONDS", 1.0)
+    own = FakeDaemon()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_WorkflowServiceServicer_to_server(own, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    gone = threading.Event()
+
+    def watch(request, context):
+        def then_gone():
+            yield change(1, pb.RUN_STATUS_RUNNING)
+            gone.set()
+            while context.is_active():
+                time.sleep(0.01)
+        return then_gone()
+    own.answers["WatchRun"] = watch
+    threading.Thread(target=lambda: (gone.wait(30), server.stop(grace=None))).start()
+    assert flowplan("watch", "wr_1", "--address", f"127.0.0.1:{port}") == 3
+    err = capsys.readouterr().err
+    assert f"hint: no answer from 127.0.0.1:{port} (plaintext); is the daemon running?" in err
+
+
 def test_exit_3_when_the_deadline_passes_before_a_connection(fake, capsys):
     with socket.socket() as silent:  # accepts TCP (the backlog) but never speaks HTTP/2
         silent.bind(("127.0.0.1", 0))

@@ -293,11 +293,12 @@ class Client(_Base):
     def close(self) -> None:
         self._channel.close()
 
-    def connected(self) -> bool:
-        """True when the daemon has answered this client (`answered`), or the channel is
-        connected now: the daemon was reached. (Watching the channel's state all along
-        would cost every call 0.2 s at close, so it is asked only after a failure.)"""
-        if self._answered:
+    def connected(self, *, now: bool = False) -> bool:
+        """True when the daemon has answered this client (`answered`; with `now`, that is
+        not enough), or the channel is connected now: the daemon was reached. (Watching the
+        channel's state all along would cost every call 0.2 s at close, so it is asked only
+        after a failure.)"""
+        if self._answered and not now:
             return True
         ready = grpc.channel_ready_future(self._channel)
         try:

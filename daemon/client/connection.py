@@ -121,12 +121,13 @@ class ClientError(Exception):
     and, for INVALID_ARGUMENT, the request fields at fault (`violations`)."""
 
     def __init__(self, code: grpc.StatusCode, message: str,
-                 violations: tuple[FieldViolation, ...] = ()) -> None:
+                 violations: tuple[FieldViolation, ...] = (), *, reached: bool = False) -> None:
         super().__init__(f"{code.name}: {message}" + "".join(
             f"; {v.field}: {v.description}" for v in _beyond(message, violations)))
         self.code = code
         self.message = message
         self.violations = violations
+        self.reached = reached  # the status carries the daemon's own details: it answered
 
 
 def opened(metadata: Sequence[tuple[str, Any]] | None) -> bool:
@@ -173,7 +174,8 @@ def error_of(err: grpc.RpcError) -> ClientError:
             detail.Unpack(bad)
             violations.extend(FieldViolation(v.field, v.description)
                               for v in bad.field_violations)
-    return ClientError(code, message, tuple(violations))
+    return ClientError(code, message, tuple(violations),
+                       reached=status is not None and len(status.details) > 0)
 
 
 def exit_code(failure: ClientError, *, connected: bool) -> int:
@@ -191,7 +193,7 @@ class Reachable(Protocol):
     @property
     def target(self) -> Target: ...
 
-    def connected(self) -> bool: ...
+    def connected(self, *, now: bool = False) -> bool: ...
 
 
 def _beyond(message: str, violations: tuple[FieldViolation, ...]
@@ -204,9 +206,13 @@ def _beyond(message: str, violations: tuple[FieldViolation, ...]
 def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
     """Print a failed call (`error: CODE: message`, each field violation, a hint) to `out`;
     returns the exit code."""
-    code = exit_code(failure, connected=(
-        failure.code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
-        or client.connected()))
+    if failure.code is grpc.StatusCode.UNAVAILABLE:
+        # the daemon's own UNAVAILABLE (it stops, its disk is full), or none there now:
+        # having answered before, a daemon that went away for good is not reached
+        connected = failure.reached or client.connected(now=True)
+    else:
+        connected = failure.code is not grpc.StatusCode.DEADLINE_EXCEEDED or client.connected()
+    code = exit_code(failure, connected=connected)
     print(f"error: {failure.code.name}: {failure.message}", file=out)
     for violation in _beyond(failure.message, failure.violations):
         print(f"  {violation.field}: {violation.description}", file=out)
