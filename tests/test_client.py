@@ -770,6 +770,32 @@ def test_unauthenticated_exits_1_with_a_hint(fake, capsys, tmp_path):
     assert f"refused the token in {tmp_path / 'token'}" in capsys.readouterr().err
 
 
+def test_no_value_people_gave_reaches_the_terminal_as_a_control_code(fake, capsys,
+                                                                     monkeypatch):
+    """Remarks, params and a daemon's message are what someone typed: an escape in them
+    would retitle, clear or recolour the reader's terminal, or hide text behind a \\r.
+    Each is shown as its escape; on a terminal only Paint's colour codes go through."""
+    hostile = "ok\x1b]0;pwned\x07\x1b[2J\x08X\x9b"
+    shown = "ok\\x1b]0;pwned\\x07\\x1b[2J\\x08X\\x9b"
+    fake.answers["GetRun"] = pb.GetRunResponse(run=pb.Run(
+        run_id="wr_1", workflow="w", status=pb.RUN_STATUS_FAILED, remarks=hostile,
+        trigger=pb.RUN_TRIGGER_MANUAL, logical_time=ts("2026-01-02T02:00:00Z")))
+
+    def refuse(request, context):
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow '{hostile}\rX'")
+    fake.answers["StartRun"] = refuse
+    assert flowplan("status", "wr_1") == 0
+    assert flowplan("run", "w") == 1
+    captured = capsys.readouterr()
+    assert f"remarks    {shown}" in captured.out
+    assert f"error: NOT_FOUND: no workflow '{shown}\\rX'" in captured.err
+    assert not any(c in captured.out + captured.err for c in "\x1b\x07\x08\r\x9b")
+    terminal(monkeypatch)
+    assert flowplan("status", "wr_1") == 0
+    out = capsys.readouterr().out
+    assert f"remarks    {shown}" in out and "\x1b[" in out  # the status's colour
+
+
 def test_exit_3_with_a_hint_when_nothing_listens(fake, capsys):
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
@@ -855,6 +881,13 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
     assert flowplan("runs", "--token-file", str(tmp_path / "empty")) == 2
     assert flowplan("runs", "--tls-cert", str(tmp_path / "empty")) == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+    (tmp_path / "accented").write_text("tok\u00e9n\n")  # gRPC takes ASCII in a header only
+    assert flowplan("runs", "--token-file", str(tmp_path / "accented")) == 2
+    assert "the token must be one line of ASCII characters" in capsys.readouterr().err
+    (tmp_path / "hostname").write_text("box\n")  # not a certificate at all
+    assert flowplan("runs", "--tls-ca", str(tmp_path / "hostname")) == 2
+    assert f"--tls-ca {tmp_path / 'hostname'}: not a PEM file with a certificate" \
+        in capsys.readouterr().err
     assert fake.calls == []
 
 

@@ -76,11 +76,11 @@ class Output:
     live: bool  # a terminal that can redraw a line (the progress bar)
 
     def line(self, text: str = "") -> None:
-        print(text, file=self.stream, flush=True)
+        print(connection.printable(text, colors=self.paint.color), file=self.stream, flush=True)
 
     def lines(self, lines: Iterable[str]) -> None:
         for text in lines:
-            print(text, file=self.stream)
+            print(connection.printable(text, colors=self.paint.color), file=self.stream)
         self.stream.flush()
 
     def message(self, message: Message, *, one_line: bool = False) -> None:
@@ -91,7 +91,7 @@ class Output:
         print(text, file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(connection.printable(text, colors=False), file=sys.stderr, flush=True)
 
     def binary(self) -> BinaryIO:
         """stdout for raw bytes (what was printed as text so far goes first)."""

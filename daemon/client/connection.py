@@ -15,6 +15,7 @@ that passed with no connection to it).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -85,16 +86,18 @@ def target_from_options(*, address: str | None, token_file: Path | None,
         token = _read(token_file, "token file").decode("utf-8", errors="replace").strip()
         if not token:
             raise UsageError(f"token file {token_file} is empty")
-        if any(c.isspace() or not c.isprintable() for c in token):
-            raise UsageError(f"token file {token_file}: the token must be one line without"
-                             " spaces")
+        if not token.isascii() or any(c.isspace() or not c.isprintable() for c in token):
+            # gRPC refuses any other byte in a header, on every call (INTERNAL)
+            raise UsageError(f"token file {token_file}: the token must be one line of ASCII"
+                             " characters without spaces")
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together (mutual TLS)")
     tls = None
     if tls_ca is not None or tls_cert is not None:
-        tls = Tls(root_certificates=_read(tls_ca, "--tls-ca") if tls_ca else None,
-                  certificate_chain=_read(tls_cert, "--tls-cert") if tls_cert else None,
-                  private_key=_read(tls_key, "--tls-key") if tls_key else None)
+        tls = Tls(root_certificates=_pem(tls_ca, "--tls-ca", b"CERTIFICATE") if tls_ca else None,
+                  certificate_chain=(_pem(tls_cert, "--tls-cert", b"CERTIFICATE") if tls_cert
+                                     else None),
+                  private_key=_pem(tls_key, "--tls-key", b"PRIVATE KEY") if tls_key else None)
     return Target(address=address, token=token, token_file=token_file, tls=tls,
                   timeout=timeout)
 
@@ -203,6 +206,34 @@ def _beyond(message: str, violations: tuple[FieldViolation, ...]
     return tuple(v for v in violations if v.description != message)
 
 
+# a colour code as Paint writes it, or one control character (but newline and tab)
+_CONTROL = re.compile("\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _pem(path: Path, option: str, kind: bytes) -> bytes:
+    """The PEM file `path` holding a `kind` block: gRPC would take another for a daemon it
+    cannot reach (exit 3, 'is the daemon running?')."""
+    data = _read(path, option)
+    if b"-----BEGIN " not in data or kind + b"-----" not in data:
+        raise UsageError(f"{option} {path}: not a PEM file with a {kind.decode().lower()}"
+                         f" ('-----BEGIN ...{kind.decode()}-----'); give one in PEM")
+    return data
+
+
+def printable(text: str, *, colors: bool) -> str:
+    """`text` safe for a terminal: each control character but newline and tab written as
+    its escape (`\\x1b`, `\\r`), so that no value people gave (remarks, params, an error)
+    can move the cursor, retitle or clear a terminal, or hide text; with `colors`, colour
+    codes are kept (Paint's own, and at most a colour in someone's value)."""
+    def one(found: re.Match[str]) -> str:
+        code = found.group(0)
+        if colors and len(code) > 1:
+            return code
+        return code.encode("unicode_escape").decode("ascii")
+
+    return _CONTROL.sub(one, text)
+
+
 def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
     """Print a failed call (`error: CODE: message`, each field violation, a hint) to `out`;
     returns the exit code."""
@@ -213,9 +244,10 @@ def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
     else:
         connected = failure.code is not grpc.StatusCode.DEADLINE_EXCEEDED or client.connected()
     code = exit_code(failure, connected=connected)
-    print(f"error: {failure.code.name}: {failure.message}", file=out)
+    print(printable(f"error: {failure.code.name}: {failure.message}", colors=False), file=out)
     for violation in _beyond(failure.message, failure.violations):
-        print(f"  {violation.field}: {violation.description}", file=out)
+        print(printable(f"  {violation.field}: {violation.description}", colors=False),
+              file=out)
     target = client.target
     if code == EXIT_UNREACHABLE:
         where = f"{target.address} ({'TLS' if target.tls else 'plaintext'})"
