@@ -47,6 +47,7 @@ class Code(StrEnum):
     UNKNOWN_TYPE = "FP111"  # node type cannot be inferred
     ARGS_WITH_COMMAND = "FP112"
     RESERVED_TAG = "FP113"  # a tag key flowplan sets itself (workflow_name, task_name)
+    NUMBER_AS_TEXT = "FP114"  # a warning: 01234 or 0x1F where text is meant becomes 1234, 31
 
     UNKNOWN_UPSTREAM = "FP201"
     SELF_DEPENDENCY = "FP202"

@@ -426,6 +426,20 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return float(value) if kind == "float" else value  # type: ignore[arg-type]
 
 
+def rewritten_integer(node: yaml.Node | None) -> str | None:
+    """The decimal text an unquoted integer becomes where text is meant, when that is not
+    what was written (`01234` -> `1234`, `0x1F` -> `31`, `+5` -> `5`); else None."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _PLAIN:
+        return None
+    try:
+        value = _plain_scalar(node.value)
+    except _TooManyDigitsError:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or str(value) == node.value:
+        return None
+    return str(value)
+
+
 def _plain_scalar(text: str) -> Any:
     """Resolve a plain scalar by the YAML 1.2 core schema."""
     if text in _NULLS:

@@ -33,7 +33,7 @@ from flowplan.compiler.models import (
     SettingsSpec,
     WorkflowHeaderSpec,
 )
-from flowplan.compiler.parsing import Document, Path
+from flowplan.compiler.parsing import Document, Path, rewritten_integer
 from flowplan.compiler.plan import is_secret_name
 from flowplan.compiler.quoting import Language
 
@@ -294,7 +294,10 @@ def check_workflow(file: str, doc: Document, settings: SettingsSpec | None) -> F
     if header is not None:
         _check_tags(result, header.tags, ())
     for checked in result.nodes:
-        _check_tags(result, checked.spec.tags, ("nodes", checked.index))
+        here = ("nodes", checked.index)
+        _check_tags(result, checked.spec.tags, here)
+        _check_numbers_as_text(result, (*here, "env"), checked.spec.env)
+        _check_numbers_as_text(result, (*here, "args"), range(len(checked.spec.args)))
     _check_unique_nodes(result)
     _check_graph(result, known_names)
     if settings is not None:
@@ -369,7 +372,25 @@ def _check_node(result: FileCheck, index: int, node: NodeSpec) -> CheckedNode | 
 RESERVED_TAGS = ("workflow_name", "task_name")  # set on every node by the compiler
 
 
+def _check_numbers_as_text(result: FileCheck, here: Path, keys: Iterable[str | int]) -> None:
+    """A warning for each value under `here` written as an integer that text will not keep
+    as written: a ZIP code `01234` is the text `1234`."""
+    assert result.document is not None
+    for key in keys:
+        path = (*here, key)
+        node = result.document.node_at(path)
+        decimal = rewritten_integer(node)
+        if decimal is not None and node is not None:
+            written = node.value
+            where = f"{here[-1]}[{key}]" if isinstance(key, int) else f"{here[-1]}.{key}"
+            result.error(path, Code.NUMBER_AS_TEXT,
+                         f"{where}: {written} is read as the number"
+                         f" {decimal}, so the text is '{decimal}'; quote it (\"{written}\")"
+                         " to keep it as written", severity=Severity.WARNING)
+
+
 def _check_tags(result: FileCheck, tags: Mapping[str, str], here: Path) -> None:
+    _check_numbers_as_text(result, (*here, "tags"), tags)
     for key in RESERVED_TAGS:
         if key in tags:
             result.error((*here, "tags", key), Code.RESERVED_TAG,
