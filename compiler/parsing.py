@@ -275,6 +275,15 @@ def _yaml_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
         lines = text.split("\n", mark.line + 1)
         if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
             problem += ": a tab; YAML indents with spaces only"
+    if exc.context and "duplicate anchor" in exc.context and mark is not None:
+        lines = text.split("\n", mark.line + 1)
+        rest = lines[mark.line][mark.column:] if mark.line < len(lines) else ""
+        anchor = re.match(r"&[^\s,\[\]{}]+", rest)
+        first = exc.context_mark
+        return _diag(file, line, column, Code.YAML_SYNTAX,
+                     f"invalid YAML: the anchor {anchor.group(0) if anchor else ''} is"
+                     f" defined again{f' (first at line {first.line + 1})' if first else ''};"
+                     " give each anchor a name of its own")
     if exc.context and "single document" in exc.context:
         return _diag(file, line, column, Code.NOT_ONE_DOCUMENT,
                      "file has more than one YAML document; keep one workflow per file")

@@ -214,6 +214,13 @@ def test_not_text_position_is_the_first_bad_byte() -> None:
     assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.NOT_TEXT, 2, 6)
 
 
+def test_an_anchor_defined_twice_is_named_with_its_first_line() -> None:
+    [diagnostic] = problems("a: &x 1\nb: [1, &x 2]\n")
+    assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.YAML_SYNTAX, 2, 8)
+    assert diagnostic.message == ("invalid YAML: the anchor &x is defined again (first at"
+                                  " line 1); give each anchor a name of its own")
+
+
 def test_recursive_alias_is_refused() -> None:
     for text in ("a: &x [1, *x]\n", "a: &x {b: *x}\n", "a: &x [[[*x]]]\n"):
         [diagnostic] = problems(text)
