@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final, TextIO
@@ -56,6 +57,25 @@ def is_terminal(stream: TextIO) -> bool:
 def use_color(stream: TextIO) -> bool:
     """Colour for a terminal, unless NO_COLOR is set (https://no-color.org)."""
     return is_terminal(stream) and "NO_COLOR" not in os.environ
+
+
+# a colour code as Paint writes it, or one control character (but newline and tab)
+_CONTROL = re.compile("\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, colors: bool) -> str:
+    """`text` safe for a terminal: each control character but newline and tab written as
+    its escape (`\\x1b`, `\\r`), so that no value people gave (remarks, params, an error)
+    can move the cursor, retitle or clear a terminal, or hide text. With `colors`, colour
+    codes are kept for Paint's own: a value is escaped without them before it is painted."""
+    def one(found: re.Match[str]) -> str:
+        code = found.group(0)
+        if colors and len(code) > 1:
+            return code
+        return code.encode("unicode_escape").decode("ascii")
+
+    return _CONTROL.sub(one, text)
+
 
 
 @lru_cache(maxsize=64)

@@ -35,7 +35,9 @@ MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
 SAFE_COMPOSE_DEPTH: Final = 1000  # the composer and the converter recurse safely this deep
 MAX_ALIAS_EXPANSIONS: Final = 100
-MAX_ALIAS_CHARS: Final = MAX_FILE_BYTES  # the text aliases of scalars may repeat, in all
+# the text aliases may repeat, in all (a merge key `<<: *defaults` of a long command in many
+# nodes): each copy is in the plan, which must stay well within what a plan file may be
+MAX_ALIAS_CHARS: Final = 8 * 1024 * 1024
 MAX_INT_DIGITS: Final = 1000  # below Python's 4300-digit limit on int <-> str, hex included
 
 Path = tuple[str | int, ...]
@@ -278,7 +280,7 @@ def _yaml_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
     if exc.context and "duplicate anchor" in exc.context and mark is not None:
         lines = text.split("\n", mark.line + 1)
         rest = lines[mark.line][mark.column:] if mark.line < len(lines) else ""
-        anchor = re.match(r"&[^\s,\[\]{}]+", rest)
+        anchor = re.search(r"&[^\s,\[\]{}]+", rest)  # a tag may come first
         first = exc.context_mark
         return _diag(file, line, column, Code.YAML_SYNTAX,
                      f"invalid YAML: the anchor {anchor.group(0) if anchor else ''} is"
@@ -349,7 +351,7 @@ class _Converter:
             if self._repeated > MAX_ALIAS_CHARS:
                 raise _InvalidError(node, Code.ALIAS_BUDGET,
                                     f"aliases repeat more than {MAX_ALIAS_CHARS} characters of"
-                                    " text; write the values out")
+                                    " text, each copy kept in the plan; repeat less of it")
         self._seen.add(ident)
         if isinstance(node, yaml.ScalarNode):
             try:

@@ -9,7 +9,16 @@ import sys
 from collections.abc import Sequence
 
 from flowplan.compiler.compile import CompileResult
-from flowplan.compiler.console import BOLD, DIM, ERROR, OK, WARNING, Paint, use_color
+from flowplan.compiler.console import (
+    BOLD,
+    DIM,
+    ERROR,
+    OK,
+    WARNING,
+    Paint,
+    printable,
+    use_color,
+)
 from flowplan.compiler.diagnostics import Diagnostic, Severity
 from flowplan.compiler.plan import Plan
 from flowplan.compiler.store import Change, PublishReport
@@ -21,8 +30,10 @@ def text_report(diagnostics: Sequence[Diagnostic], workflows: int, *, color: boo
     lines = []
     for d in diagnostics:
         level = paint(ERROR if d.severity is Severity.ERROR else WARNING, d.severity.value)
-        place = paint(BOLD, f"{d.file}:{d.line}:{d.column}:")
-        lines.append(f"{place} {level} {paint(DIM, d.code.value)} {d.message}")
+        # a file name or a value quoted in the message may hold control characters
+        place = paint(BOLD, f"{printable(d.file, colors=False)}:{d.line}:{d.column}:")
+        message = printable(d.message, colors=False)
+        lines.append(f"{place} {level} {paint(DIM, d.code.value)} {message}")
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
     warnings = len(diagnostics) - errors
     files = len({d.file for d in diagnostics if d.severity is Severity.ERROR})
@@ -50,7 +61,8 @@ def github_report(diagnostics: Sequence[Diagnostic]) -> str:
         command = "error" if d.severity is Severity.ERROR else "warning"
         props = ",".join(f"{k}={_escape_property(str(v))}" for k, v in (
             ("file", d.file), ("line", d.line), ("col", d.column), ("title", d.code.value)))
-        lines.append(f"::{command} {props}::{_escape_data(d.message)}")
+        lines.append(f"::{command} {props}::"
+                     f"{_escape_data(printable(d.message, colors=False))}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 

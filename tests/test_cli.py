@@ -71,6 +71,19 @@ def test_check_github_annotations_are_escaped(make_repo):
             " is not defined in flowplan.yaml") in lines
 
 
+def test_check_prints_no_control_code_a_workflow_holds(make_repo):
+    """A value quoted in a message is the file's: an escape in it must not retitle or clear
+    the terminal of whoever runs check (or a CI log that shows colours)."""
+    repo = make_repo({"workflows/tz.yaml": (
+        'name: tz\nschedule: {every: day, timezone: "\\e]0;pwned\\a\\e[2J"}\n'
+        "nodes: [{name: a, command: x}]\n")})
+    for format_ in ("text", "github"):
+        done = flowplan("check", repo, "--format", format_)
+        assert done.returncode == 1
+        assert "\x1b" not in done.stdout and "\x07" not in done.stdout, done.stdout
+        assert "'\\x1b]0;pwned\\x07\\x1b[2J' is not an IANA time zone" in done.stdout
+
+
 def test_usage_errors_exit_2(tmp_path):
     assert flowplan("check", tmp_path / "missing").returncode == 2
     assert flowplan("check", tmp_path).returncode == 2  # not a repository

@@ -775,8 +775,8 @@ def test_no_value_people_gave_reaches_the_terminal_as_a_control_code(fake, capsy
     """Remarks, params and a daemon's message are what someone typed: an escape in them
     would retitle, clear or recolour the reader's terminal, or hide text behind a \\r.
     Each is shown as its escape; on a terminal only Paint's colour codes go through."""
-    hostile = "ok\x1b]0;pwned\x07\x1b[2J\x08X\x9b"
-    shown = "ok\\x1b]0;pwned\\x07\\x1b[2J\\x08X\\x9b"
+    hostile = "ok\x1b]0;pwned\x07\x1b[2J\x08X\x9b\x1b[8mhidden"  # 8m: concealed
+    shown = "ok\\x1b]0;pwned\\x07\\x1b[2J\\x08X\\x9b\\x1b[8mhidden"
     fake.answers["GetRun"] = pb.GetRunResponse(run=pb.Run(
         run_id="wr_1", workflow="w", status=pb.RUN_STATUS_FAILED, remarks=hostile,
         trigger=pb.RUN_TRIGGER_MANUAL, logical_time=ts("2026-01-02T02:00:00Z")))
@@ -827,7 +827,8 @@ def test_exit_3_when_the_daemon_that_answered_goes_away_for_good(fake, capsys, m
                 time.sleep(0.01)
         return then_gone()
     own.answers["WatchRun"] = watch
-    threading.Thread(target=lambda: (gone.wait(30), server.stop(grace=None))).start()
+    threading.Thread(target=lambda: (gone.wait(30), server.stop(grace=None)),
+                     daemon=True).start()
     assert flowplan("watch", "wr_1", "--address", f"127.0.0.1:{port}") == 3
     err = capsys.readouterr().err
     assert f"hint: no answer from 127.0.0.1:{port} (plaintext); is the daemon running?" in err
@@ -888,6 +889,13 @@ def test_usage_errors_exit_2(fake, capsys, tmp_path):
     assert flowplan("runs", "--tls-ca", str(tmp_path / "hostname")) == 2
     assert f"--tls-ca {tmp_path / 'hostname'}: not a PEM file with a certificate" \
         in capsys.readouterr().err
+    (tmp_path / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nx\n"
+                                       "-----END CERTIFICATE-----\n")
+    (tmp_path / "key.pem").write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nx\n"
+                                      "-----END ENCRYPTED PRIVATE KEY-----\n")
+    assert flowplan("runs", "--tls-cert", str(tmp_path / "cert.pem"),
+                    "--tls-key", str(tmp_path / "key.pem")) == 2
+    assert "the key is encrypted, and gRPC takes no passphrase" in capsys.readouterr().err
     assert fake.calls == []
 
 

@@ -18,7 +18,13 @@ from conftest import ROOT
 
 from flowplan.compiler.compile import compile_repo
 from flowplan.compiler.diagnostics import Code, Diagnostic
-from flowplan.compiler.parsing import MAX_DEPTH, MAX_FILE_BYTES, Document, parse_yaml
+from flowplan.compiler.parsing import (
+    MAX_ALIAS_CHARS,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    Document,
+    parse_yaml,
+)
 from flowplan.compiler.repo import MemorySources, RepoSnapshot, read_repo
 
 WORKFLOW_TAIL = "nodes:\n  - name: a\n    command: echo a\n"
@@ -215,10 +221,11 @@ def test_not_text_position_is_the_first_bad_byte() -> None:
 
 
 def test_an_anchor_defined_twice_is_named_with_its_first_line() -> None:
-    [diagnostic] = problems("a: &x 1\nb: [1, &x 2]\n")
-    assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.YAML_SYNTAX, 2, 8)
-    assert diagnostic.message == ("invalid YAML: the anchor &x is defined again (first at"
-                                  " line 1); give each anchor a name of its own")
+    for text in ("a: &x 1\nb: [1, &x 2]\n", "a: &x 1\nb: [1, !!str &x 2]\n"):
+        [diagnostic] = problems(text)
+        assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.YAML_SYNTAX, 2, 8)
+        assert diagnostic.message == ("invalid YAML: the anchor &x is defined again (first at"
+                                      " line 1); give each anchor a name of its own")
 
 
 def test_recursive_alias_is_refused() -> None:
@@ -230,13 +237,18 @@ def test_recursive_alias_is_refused() -> None:
 def test_many_aliases_of_a_scalar_are_fine_but_collections_have_a_budget() -> None:
     scalars = "s: &s x\nl: [" + ", ".join(["*s"] * 5000) + "]\n"
     assert len(parse(scalars).value["l"]) == 5000
-    # the text aliases repeat has a budget too: 111 kB of YAML made a 100 MB plan
-    long = "s: &s " + "x" * 100_000 + "\nl: [" + ", ".join(["*s"] * 10) + "]\n"
-    assert len(parse(long).value["l"]) == 10
+    # the text aliases repeat has a budget too: 111 kB of YAML made a 100 MB plan; a merge
+    # key of a long command in many nodes stays within it
+    assert MAX_ALIAS_CHARS == 8 * 1024 * 1024
+    long = "s: &s " + "x" * 100_000 + "\nl: [" + ", ".join(["*s"] * 83) + "]\n"
+    assert len(parse(long).value["l"]) == 83
     [diagnostic] = problems(long.replace("]\n", ", *s]\n"))
     assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.ALIAS_BUDGET, 1, 4)
-    assert diagnostic.message == (f"aliases repeat more than {MAX_FILE_BYTES} characters of"
-                                  " text; write the values out")
+    assert diagnostic.message == (f"aliases repeat more than {MAX_ALIAS_CHARS} characters of"
+                                  " text, each copy kept in the plan; repeat less of it")
+    merged = "d: &d {command: " + "y" * 20_000 + "}\nnodes:\n" + "".join(
+        f"  - {{<<: *d, name: n{i}}}\n" for i in range(60))
+    assert len(parse(merged).value["nodes"]) == 60
     lists = "s: &s [x]\nl: [" + ", ".join(["*s"] * 101) + "]\n"
     [diagnostic] = problems(lists)
     assert (diagnostic.code, diagnostic.line, diagnostic.column) == (Code.ALIAS_BUDGET, 1, 4)

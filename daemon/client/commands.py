@@ -24,6 +24,7 @@ from typing import BinaryIO, TextIO, TypeVar
 
 from google.protobuf.message import Message
 
+from flowplan.compiler.console import printable
 from flowplan.compiler.grammars import duration_option as _seconds
 from flowplan.compiler.grammars import param_option as _param
 from flowplan.daemon.client import connection, render
@@ -76,11 +77,11 @@ class Output:
     live: bool  # a terminal that can redraw a line (the progress bar)
 
     def line(self, text: str = "") -> None:
-        print(connection.printable(text, colors=self.paint.color), file=self.stream, flush=True)
+        print(printable(text, colors=self.paint.color), file=self.stream, flush=True)
 
     def lines(self, lines: Iterable[str]) -> None:
         for text in lines:
-            print(connection.printable(text, colors=self.paint.color), file=self.stream)
+            print(printable(text, colors=self.paint.color), file=self.stream)
         self.stream.flush()
 
     def message(self, message: Message, *, one_line: bool = False) -> None:
@@ -91,7 +92,7 @@ class Output:
         print(text, file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
-        print(connection.printable(text, colors=False), file=sys.stderr, flush=True)
+        print(printable(text, colors=False), file=sys.stderr, flush=True)
 
     def binary(self) -> BinaryIO:
         """stdout for raw bytes (what was printed as text so far goes first)."""

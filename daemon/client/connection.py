@@ -15,12 +15,13 @@ that passed with no connection to it).
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import grpc
+
+from flowplan.compiler.console import printable
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -206,10 +207,6 @@ def _beyond(message: str, violations: tuple[FieldViolation, ...]
     return tuple(v for v in violations if v.description != message)
 
 
-# a colour code as Paint writes it, or one control character (but newline and tab)
-_CONTROL = re.compile("\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def _pem(path: Path, option: str, kind: bytes) -> bytes:
     """The PEM file `path` holding a `kind` block: gRPC would take another for a daemon it
     cannot reach (exit 3, 'is the daemon running?')."""
@@ -217,29 +214,19 @@ def _pem(path: Path, option: str, kind: bytes) -> bytes:
     if b"-----BEGIN " not in data or kind + b"-----" not in data:
         raise UsageError(f"{option} {path}: not a PEM file with a {kind.decode().lower()}"
                          f" ('-----BEGIN ...{kind.decode()}-----'); give one in PEM")
+    if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data:
+        raise UsageError(f"{option} {path}: the key is encrypted, and gRPC takes no passphrase;"
+                         " give it decrypted (openssl pkey -in KEY -out PLAIN)")
     return data
-
-
-def printable(text: str, *, colors: bool) -> str:
-    """`text` safe for a terminal: each control character but newline and tab written as
-    its escape (`\\x1b`, `\\r`), so that no value people gave (remarks, params, an error)
-    can move the cursor, retitle or clear a terminal, or hide text; with `colors`, colour
-    codes are kept (Paint's own, and at most a colour in someone's value)."""
-    def one(found: re.Match[str]) -> str:
-        code = found.group(0)
-        if colors and len(code) > 1:
-            return code
-        return code.encode("unicode_escape").decode("ascii")
-
-    return _CONTROL.sub(one, text)
 
 
 def report(failure: ClientError, client: Reachable, out: TextIO) -> int:
     """Print a failed call (`error: CODE: message`, each field violation, a hint) to `out`;
     returns the exit code."""
     if failure.code is grpc.StatusCode.UNAVAILABLE:
-        # the daemon's own UNAVAILABLE (it stops, its disk is full), or none there now:
-        # having answered before, a daemon that went away for good is not reached
+        # the daemon's own UNAVAILABLE (with its details: it stops), else whether the
+        # channel is connected now (a full disk: the daemon is there); having answered
+        # before, a daemon that went away for good is not reached
         connected = failure.reached or client.connected(now=True)
     else:
         connected = failure.code is not grpc.StatusCode.DEADLINE_EXCEEDED or client.connected()

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, TextIO
 
 from google.protobuf.message import Message
 
-from flowplan.compiler.console import BOLD, DIM, STATUS_STYLES, Paint, is_terminal, rich_console
+from flowplan.compiler.console import (
+    BOLD,
+    DIM,
+    STATUS_STYLES,
+    Paint,
+    is_terminal,
+    printable,
+    rich_console,
+)
 from flowplan.v1 import workflow_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -35,6 +43,13 @@ FINISHED_BACKFILL = frozenset({pb.BACKFILL_STATUS_SUCCEEDED, pb.BACKFILL_STATUS_
 
 
 # -- names and values --------------------------------------------------------------------
+
+def said(text: str) -> str:
+    """A value people gave (remarks, params, tags, an error, an e-mail), escaped before it
+    is painted: colour codes in it would pass as Paint's own (a concealed or a black-on-
+    black value)."""
+    return printable(text, colors=False)
+
 
 def run_status(value: int) -> str:
     return pb.RunStatus.Name(value).removeprefix("RUN_STATUS_")
@@ -66,6 +81,7 @@ def when(message: Message, field: str) -> datetime | None:
 
 def _field(lines: list[str], label: str, value: str) -> None:
     """`  label      value` when there is a value; its further lines (remarks) under it."""
+    value = said(value)
     if value:
         first, *more = value.splitlines() or [value]
         lines.append(f"  {label:<10} {first}")
@@ -124,7 +140,7 @@ Cell = str | Status
 def table(header: Sequence[str], rows: Sequence[Sequence[Cell]], paint: Paint) -> list[str]:
     """Columns padded to their widest cell (the last one not padded), the header in bold."""
     def plain(cell: Cell) -> str:
-        return cell.text if isinstance(cell, Status) else cell
+        return cell.text if isinstance(cell, Status) else said(cell)
 
     widths = [max([len(h)] + [len(plain(row[i])) for row in rows]) for i, h in enumerate(header)]
     last = len(header) - 1
@@ -296,7 +312,7 @@ def _node_details(node: pb.NodeRun, run: pb.Run, paint: Paint, now: datetime) ->
     own = {k: v for k, v in node.tags.items()
            if k not in AUTOMATIC_TAGS and run.tags.get(k) != v}  # the run shows the rest
     if own:
-        extra.append("tags " + " ".join(f"{k}={v}" for k, v in sorted(own.items())))
+        extra.append("tags " + said(" ".join(f"{k}={v}" for k, v in sorted(own.items()))))
     if node.copied_from_run_id:
         extra.append(f"copied from {node.copied_from_run_id}")
     show_attempts = len(node.attempts) > 1 or any(
@@ -308,7 +324,7 @@ def _node_details(node: pb.NodeRun, run: pb.Run, paint: Paint, now: datetime) ->
     if node.status == pb.NODE_STATUS_RETRYING and node.HasField("next_attempt_at"):
         extra.append(f"next attempt at {stamp(when(node, 'next_attempt_at'))}")
     if node.skip_reason:
-        extra.append(node.skip_reason)
+        extra.append(said(node.skip_reason))
     return extra
 
 
@@ -323,7 +339,7 @@ def attempt_text(attempt: pb.Attempt, run_version: int, paint: Paint, now: datet
     if attempt.spark_application_id:
         parts.append(attempt.spark_application_id)
     text = "  ".join(parts)
-    return f"{text}: {attempt.error}" if attempt.error else text
+    return f"{text}: {said(attempt.error)}" if attempt.error else text
 
 
 def watch_line(change: pb.WatchRunResponse, paint: Paint) -> str:
@@ -339,13 +355,13 @@ def watch_line(change: pb.WatchRunResponse, paint: Paint) -> str:
         parts.append(f"attempt {last.number}")
         if node.status in (pb.NODE_STATUS_FAILED, pb.NODE_STATUS_RETRYING):
             if last.error:
-                parts.append(f"({last.error})")
+                parts.append(f"({said(last.error)})")
             elif last.HasField("exit_code"):
                 parts.append(f"(exit {last.exit_code})")
     if node.status == pb.NODE_STATUS_RETRYING and node.HasField("next_attempt_at"):
         parts.append(f"next at {stamp(when(node, 'next_attempt_at'))}")
     if node.skip_reason:
-        parts.append(f"({node.skip_reason})")
+        parts.append(f"({said(node.skip_reason)})")
     return " ".join(parts)
 
 
@@ -412,7 +428,7 @@ def notifications_table(items: Sequence[pb.Notification], paint: Paint, *,
     for line, n in zip(lines[1:], items, strict=True):
         out.append(line)
         if body:
-            out.extend(f"    {text}" for text in n.body.splitlines())
+            out.extend(f"    {text}" for text in said(n.body).splitlines())
     return out
 
 
