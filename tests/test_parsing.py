@@ -328,7 +328,7 @@ def test_a_character_yaml_does_not_allow_is_placed_where_it_is(
 def test_a_character_yaml_takes_for_a_line_break_is_refused_where_it_is(
         char: str, named: str) -> None:
     """YAML 1.1 breaks lines there and an editor does not: every position after it was off
-    (an unknown key on line 6 reported at 8:5), and a quoted string folded it to a space.
+    (an unknown key on line 6 reported at 8:5), and U+0085 in a quoted string became a space.
     Written as an escape, it is the character."""
     for text, at in ((f'name: w\ndescription: "\u00e9{char}x"\n', (2, 16)),
                      (f"# a comment{char}\nname: w\n", (1, 12))):
