@@ -111,18 +111,20 @@ def _daemon(tmp_path: Path) -> Daemon:
                               listen=f"127.0.0.1:{free_port()}"))
 
 
+async def _serve_then_stop(daemon: Daemon) -> int:
+    """The daemon's exit code, shut down once it serves."""
+    running = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(daemon.ready.wait(), 30)
+    daemon.shutdown()
+    return await asyncio.wait_for(running, 30)
+
+
 def test_a_daemon_stopped_on_purpose_still_exits_0(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     daemon = _daemon(tmp_path)
 
-    async def serve_then_stop() -> int:
-        running = asyncio.ensure_future(daemon.run())
-        await asyncio.wait_for(daemon.ready.wait(), 30)
-        daemon.shutdown()
-        return await asyncio.wait_for(running, 30)
-
     with caplog.at_level(logging.INFO):
-        assert asyncio.run(serve_then_stop()) == 0
+        assert asyncio.run(_serve_then_stop(daemon)) == 0
     assert daemon.failed is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -157,14 +159,8 @@ def test_a_loop_that_fails_as_the_daemon_stops_is_logged(
     monkeypatch.setattr(app, "watch_writes", fails_at_the_end)
     daemon = _daemon(tmp_path)
 
-    async def serve_then_stop() -> int:
-        running = asyncio.ensure_future(daemon.run())
-        await asyncio.wait_for(daemon.ready.wait(), 30)
-        daemon.shutdown()
-        return await asyncio.wait_for(running, 30)
-
     with caplog.at_level(logging.INFO):
-        assert asyncio.run(serve_then_stop()) == 0  # stopped on purpose
+        assert asyncio.run(_serve_then_stop(daemon)) == 0  # stopped on purpose
     said = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in said] == [
         "the state write watch failed as the daemon stopped"]
