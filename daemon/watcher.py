@@ -52,32 +52,30 @@ class PlanCatalog:
         self.rescan()
 
     def get(self, workflow: str, version: int) -> Plan:
-        key = (workflow, version)
-        plan = self._cache.get(key)
+        plan = self._parsed(workflow, version)
+        if plan is None:
+            plan = self._cache[workflow, version] = self.store.load(workflow, version)
+            if len(self._cache) > self._cached:
+                self._cache.popitem(last=False)
+        return plan
+
+    def _parsed(self, workflow: str, version: int) -> Plan | None:
+        """The version if it is kept parsed (as the most recently used now), else None."""
+        plan = self._cache.get((workflow, version))
         if plan is not None:
-            self._cache.move_to_end(key)
+            self._cache.move_to_end((workflow, version))
             return plan
         latest = self._latest.get(workflow)
-        if latest is not None and latest.version == version:
-            return latest
-        plan = self._cache[key] = self.store.load(workflow, version)
-        if len(self._cache) > self._cached:
-            self._cache.popitem(last=False)
-        return plan
+        return latest if latest is not None and latest.version == version else None
 
     def header(self, workflow: str, version: int) -> Plan:
         """The version without its content (number, digest, publication, remarks...): for
         listings of every version, which must neither read each version's file every time
         nor push the versions that runs use out of those kept parsed."""
-        key = (workflow, version)
-        found = self._headers.get(key)
+        found = self._headers.get((workflow, version))
         if found is None:
-            plan = self._cache.get(key)
-            if plan is None:
-                latest = self._latest.get(workflow)
-                plan = (latest if latest is not None and latest.version == version
-                        else self.store.load(workflow, version))
-            found = self._headers[key] = plan.model_copy(update={"content": None})
+            plan = self._parsed(workflow, version) or self.store.load(workflow, version)
+            found = self._headers[workflow, version] = plan.model_copy(update={"content": None})
         return found
 
     def latest(self, workflow: str) -> Plan | None:
