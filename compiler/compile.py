@@ -20,7 +20,7 @@ from typing import Final
 from flowplan.compiler import __version__, templating
 from flowplan.compiler.diagnostics import Code, Diagnostic, Severity, has_errors
 from flowplan.compiler.models import SettingsSpec
-from flowplan.compiler.parsing import parse_yaml
+from flowplan.compiler.parsing import parse_yaml, place
 from flowplan.compiler.plan import Plan, SourcePlan, make_plan
 from flowplan.compiler.quoting import Language
 from flowplan.compiler.repo import (
@@ -315,9 +315,7 @@ def _beside_hint(problem: SourceProblem, path: str, file: str, sources: _SourceC
 
 
 def _offset_position(data: bytes, offset: int) -> tuple[int, int]:
-    text = data.decode("utf-8")
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return place(data.decode("utf-8"), offset)
 
 
 def _plan(check: FileCheck, key: tuple[str, str, str], settings: SettingsSpec,

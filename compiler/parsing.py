@@ -206,12 +206,16 @@ def _path_to(root: yaml.Node, target: yaml.Node | None) -> Path | None:
     return None
 
 
+def place(text: str, at: int) -> tuple[int, int]:
+    """1-based (line, column) of the character at index `at` of `text`."""
+    return text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+
+
 def _reader_error(exc: yaml.reader.ReaderError, file: str, text: str, *, in_bytes: bool
                   ) -> Diagnostic:
     at = (len(text.encode("utf-8")[:exc.position].decode("utf-8", "ignore")) if in_bytes
           else exc.position)
-    line = text.count("\n", 0, at) + 1
-    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    line, column = place(text, at)
     code = exc.character if isinstance(exc.character, int) else ord(exc.character)
     escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
     return _diag(file, line, column, Code.YAML_SYNTAX,
@@ -228,8 +232,7 @@ _ODD_NAMES: Final = {"\u0085": "a next-line character (U+0085)",
 
 
 def _odd_break(at: int, file: str, text: str) -> Diagnostic:
-    line = text.count("\n", 0, at) + 1
-    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    line, column = place(text, at)
     char = text[at]
     return _diag(file, line, column, Code.YAML_SYNTAX,
                  f"invalid YAML: {_ODD_NAMES[char]}, which YAML takes for a line break; remove"

@@ -33,7 +33,7 @@ from flowplan.compiler.models import (
     SettingsSpec,
     WorkflowHeaderSpec,
 )
-from flowplan.compiler.parsing import Document, Path, rewritten_integer
+from flowplan.compiler.parsing import Document, Path, place, rewritten_integer
 from flowplan.compiler.plan import is_secret_name
 from flowplan.compiler.quoting import Language
 
@@ -644,6 +644,4 @@ def _template_position(doc: Document, path: Path, value: str, offset: int) -> tu
     raw_starts = [m.start() for m in _TEMPLATE_START.finditer(raw)]
     if offset not in starts or len(starts) != len(raw_starts):  # `\u0024{` makes a `${`
         return doc.position(path)
-    index = node.start_mark.index + raw_starts[starts.index(offset)]
-    line = doc.text.count("\n", 0, index) + 1
-    return line, index - (doc.text.rfind("\n", 0, index) + 1) + 1
+    return place(doc.text, node.start_mark.index + raw_starts[starts.index(offset)])
